@@ -1,0 +1,38 @@
+# Two commands: `make run` and `make test`. Both create .venv on first use.
+#
+# CPU torch by default. For CUDA, pick a build and/or an index, e.g.
+#   make run TORCH=torch==2.13.0 TORCH_INDEX_URL=<your CUDA wheel index>
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+ARGS ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sennflow-installed
+
+.PHONY: run test lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/sennflow run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/ingest_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,156 @@
+"""The ingest stage: source -> validated, split, normalisation-ready dataset folder (cached)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from components.data.embedded import load_embedded
+from components.data.file_source import load_file
+from components.data.fingerprint import fingerprint as compute_fingerprint
+from components.data.labeled import LabeledArrays
+from components.data.layout import META_FILE
+from components.data.spec import EMBEDDED_SOURCES, DataSpec, resolve_feature_shape
+from components.data.splits import check_class_counts, stratified_split
+from components.data.stats import Moments
+from components.data.synthetic import write_synthetic
+from components.data.validation import DROP_REASONS
+from components.data.writer import build_meta, write_meta, write_split
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class IngestResult:
+    """Where the dataset is and what it holds.
+
+    Attributes:
+        path: The dataset folder ``<cache_dir>/<source>-<fingerprint[:16]>``.
+        meta: The contents of its ``meta.json``.
+        cache_hit: ``True`` if an identical dataset was already cached and nothing was written.
+    """
+
+    path: Path
+    meta: dict
+    cache_hit: bool
+
+
+def ingest(
+    spec: DataSpec, cache_dir: str | Path, *, progress: Progress | None = None
+) -> IngestResult:
+    """Build the dataset described by ``spec`` in ``cache_dir``, or reuse a cached one.
+
+    The folder is written under a temporary name inside ``cache_dir`` and renamed into place
+    only when complete, so a failure leaves neither a partial dataset nor a temporary folder,
+    and never touches an existing cached dataset.
+
+    Args:
+        spec: The source and how to split it.
+        cache_dir: Folder holding cached datasets (created if missing).
+        progress: Optional callback receiving short human-readable status messages.
+
+    Returns:
+        The dataset folder, its meta and whether it came from the cache.
+
+    Raises:
+        DataError: The source data is missing or invalid (the message says where and how much).
+        ValueError: The spec is inconsistent.
+    """
+    say = progress or (lambda _message: None)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    say(f"fingerprinting {spec.source}" + (f" ({spec.path})" if spec.path else ""))
+    fingerprint = compute_fingerprint(spec)
+    final = cache_dir / f"{spec.source}-{fingerprint[:16]}"
+    cached = _cached_meta(final, fingerprint)
+    if cached is not None:
+        say(f"cache hit: {final}")
+        return IngestResult(final, cached, cache_hit=True)
+    staging = cache_dir / f".tmp-{uuid.uuid4().hex}"
+    try:
+        staging.mkdir()
+        meta = _build(spec, staging, fingerprint, say)
+        _publish(staging, final, fingerprint)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    say(f"wrote {final}: {meta['row_counts']}")
+    return IngestResult(final, meta, cache_hit=False)
+
+
+def _build(spec: DataSpec, root: Path, fingerprint: str, say: Progress) -> dict:
+    """Write the dataset into ``root`` and return its meta."""
+    if spec.source == "synthetic":
+        feature_shape = resolve_feature_shape(spec.feature_shape, (spec.num_features,))
+        summary = write_synthetic(spec, root, say)
+        meta = build_meta(
+            spec=spec,
+            fingerprint=fingerprint,
+            feature_shape=feature_shape,
+            class_names=tuple(str(k) for k in range(spec.num_classes)),
+            train_moments=summary.train,
+            row_counts=summary.row_counts,
+            dropped_by_reason=dict.fromkeys(DROP_REASONS, 0),
+        )
+    else:
+        say(f"reading {spec.source}")
+        data = load_embedded(spec.source) if spec.source in EMBEDDED_SOURCES else load_file(spec)
+        meta = _write_in_memory(spec, data, root, fingerprint)
+    write_meta(root, meta)
+    return meta
+
+
+def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprint: str) -> dict:
+    feature_shape = resolve_feature_shape(spec.feature_shape, data.feature_shape, file=spec.path)
+    check_class_counts(
+        data.y,
+        data.class_names,
+        spec.num_splits_needed,
+        file=spec.path,
+        column=spec.label_column if spec.path else None,
+    )
+    rows = stratified_split(
+        data.y, spec.val_fraction, spec.test_fraction, np.random.default_rng(spec.seed)
+    )
+    for split, idx in rows.items():
+        write_split(root, split, data.x[idx], data.y[idx], spec.partition_rows)
+    return build_meta(
+        spec=spec,
+        fingerprint=fingerprint,
+        feature_shape=feature_shape,
+        class_names=data.class_names,
+        train_moments=Moments.of_rows(data.x[rows["train"]]),
+        row_counts={split: len(idx) for split, idx in rows.items()},
+        dropped_by_reason={**dict.fromkeys(DROP_REASONS, 0), **data.dropped_by_reason},
+    )
+
+
+def _cached_meta(folder: Path, fingerprint: str) -> dict | None:
+    """The meta of a complete cached dataset with this fingerprint, else ``None``."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("fingerprint") == fingerprint else None
+
+
+def _publish(staging: Path, final: Path, fingerprint: str) -> None:
+    """Rename the finished ``staging`` folder to ``final`` atomically.
+
+    If another ingest published the same dataset meanwhile, its copy wins and ours is dropped;
+    a leftover folder without a matching meta (not produced by this code) is replaced.
+    """
+    try:
+        os.replace(staging, final)
+        return
+    except OSError:
+        if _cached_meta(final, fingerprint) is not None:
+            return
+    shutil.rmtree(final)
+    os.replace(staging, final)

@@ -1,0 +1,26 @@
+"""In-memory features and labels of a source, validated and ready to split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LabeledArrays:
+    """A whole source held in memory (embedded datasets and user files).
+
+    Attributes:
+        x: Raw features, float32, shape ``(N, F)`` (flattened).
+        y: Class indices ``0..C-1``, int64, shape ``(N,)``.
+        class_names: Name of each class index.
+        feature_shape: Natural shape of one sample; its product is ``F``.
+        dropped_by_reason: Rows removed by validation, per reason.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    feature_shape: tuple[int, ...]
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,33 @@
+"""Where a dataset folder keeps its pieces; shared by the writer and the reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+DATA_DIR = "data"
+META_FILE = "meta.json"
+X_COLUMN = "x"
+Y_COLUMN = "y"
+
+_PART_PREFIX = "part-"
+_PART_SUFFIX = ".parquet"
+
+
+def split_dir(root: str | Path, split: str) -> Path:
+    """The hive-style folder holding one split's Parquet parts."""
+    return Path(root) / DATA_DIR / f"split={split}"
+
+
+def part_name(index: int) -> str:
+    """File name of the ``index``-th part of a split."""
+    return f"{_PART_PREFIX}{index:06d}{_PART_SUFFIX}"
+
+
+def split_files(root: str | Path, split: str) -> list[Path]:
+    """A split's part files in their stable row order (by part number, not by string)."""
+    folder = split_dir(root, split)
+    if not folder.is_dir():
+        return []
+    parts = folder.glob(f"{_PART_PREFIX}*{_PART_SUFFIX}")
+    return sorted(parts, key=lambda p: int(p.name[len(_PART_PREFIX) : -len(_PART_SUFFIX)]))

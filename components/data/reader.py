@@ -1,0 +1,250 @@
+"""Read an ingested dataset: typed meta, whole splits, or bounded-memory batch streams."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import torch
+
+from components.data.errors import DataError
+from components.data.layout import META_FILE, SPLITS, X_COLUMN, Y_COLUMN, split_files
+
+_REQUIRED_KEYS = (
+    "feature_shape",
+    "num_classes",
+    "class_names",
+    "normalization",
+    "row_counts",
+    "fingerprint",
+)
+# Rows per Arrow record batch when the caller does not ask for a batch size.
+_SCAN_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """Typed view of a dataset's ``meta.json``.
+
+    Attributes:
+        feature_shape: Shape of one sample, e.g. ``(1, 8, 8)``.
+        num_classes: Number of classes.
+        class_names: Name of each class index.
+        mean: Per-feature train-split mean of the flattened features, float32.
+        std: Per-feature train-split std (constant features have 1.0), float32.
+        row_counts: Rows per split.
+        fingerprint: Content fingerprint of the source and spec.
+        raw: The whole ``meta.json`` as loaded.
+    """
+
+    feature_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    row_counts: dict[str, int]
+    fingerprint: str
+    raw: dict
+
+    @property
+    def num_features(self) -> int:
+        """Number of flattened features per sample."""
+        return math.prod(self.feature_shape)
+
+
+def load_meta(path: str | Path) -> DatasetMeta:
+    """Load and check the ``meta.json`` of the dataset folder ``path``.
+
+    Raises:
+        DataError: The folder or its meta is missing or malformed.
+    """
+    root = Path(path)
+    meta_file = root / META_FILE
+    if not root.is_dir():
+        raise DataError("dataset folder does not exist", file=str(root))
+    if not meta_file.is_file():
+        raise DataError("meta.json is missing: not a complete dataset folder", file=str(meta_file))
+    try:
+        raw = json.loads(meta_file.read_text())
+    except ValueError as err:
+        raise DataError(f"meta.json is not valid JSON: {err}", file=str(meta_file)) from err
+    missing = [key for key in _REQUIRED_KEYS if key not in raw]
+    if missing:
+        raise DataError(f"meta.json lacks the keys {missing}", file=str(meta_file))
+    try:
+        meta = DatasetMeta(
+            feature_shape=tuple(int(d) for d in raw["feature_shape"]),
+            num_classes=int(raw["num_classes"]),
+            class_names=tuple(str(n) for n in raw["class_names"]),
+            mean=np.asarray(raw["normalization"]["mean"], dtype=np.float32),
+            std=np.asarray(raw["normalization"]["std"], dtype=np.float32),
+            row_counts={split: int(raw["row_counts"].get(split, 0)) for split in SPLITS},
+            fingerprint=str(raw["fingerprint"]),
+            raw=raw,
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"meta.json has a malformed value: {err!r}", file=str(meta_file)) from err
+    for name in ("mean", "std"):
+        if getattr(meta, name).shape != (meta.num_features,):
+            raise DataError(
+                f"normalization {name} has {getattr(meta, name).size} values, expected "
+                f"{meta.num_features} (one per feature)",
+                file=str(meta_file),
+            )
+    return meta
+
+
+def read_split(
+    path: str | Path,
+    split: str,
+    *,
+    normalize: bool = True,
+    shard_index: int = 0,
+    num_shards: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a whole split (or one shard of it) into memory.
+
+    Args:
+        path: The dataset folder.
+        split: ``train``, ``val`` or ``test``.
+        normalize: Standardise features with the train-split mean and std from the meta.
+        shard_index: Which shard to return.
+        num_shards: Shard ``k`` holds the rows ``i`` with ``i % num_shards == k`` in the split's
+            stable row order, so the shards partition the split.
+
+    Returns:
+        ``x`` float32 ``(N, *feature_shape)`` and ``y`` int64 ``(N,)``.
+    """
+    meta = load_meta(path)
+    _check_args(split, shard_index, num_shards)
+    chunks = list(_chunks(Path(path), meta, split, normalize, shard_index, num_shards, _SCAN_ROWS))
+    if not chunks:
+        return np.empty((0, *meta.feature_shape), np.float32), np.empty(0, np.int64)
+    x = np.concatenate([c[0] for c in chunks]).reshape(-1, *meta.feature_shape)
+    y = np.concatenate([c[1] for c in chunks])
+    return x, y
+
+
+def iter_batches(
+    path: str | Path,
+    split: str,
+    batch_size: int,
+    *,
+    normalize: bool = True,
+    shard_index: int = 0,
+    num_shards: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Stream a split (or one shard) as tensors, holding only a few batches in memory.
+
+    Batches come in the split's stable row order; every batch has ``batch_size`` rows except
+    possibly the last. Arguments are as for :func:`read_split`; they are checked at call time,
+    not at the first ``next``.
+
+    Yields:
+        ``x`` float32 ``(B, *feature_shape)`` and ``y`` int64 ``(B,)``.
+    """
+    meta = load_meta(path)
+    _check_args(split, shard_index, num_shards)
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1")
+    chunks = _chunks(
+        Path(path), meta, split, normalize, shard_index, num_shards, batch_size * num_shards
+    )
+    return _as_tensors(_rebatch(chunks, batch_size), meta.feature_shape)
+
+
+def _as_tensors(
+    batches: Iterator[tuple[np.ndarray, np.ndarray]], feature_shape: tuple[int, ...]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for x, y in batches:
+        yield torch.from_numpy(x.reshape(-1, *feature_shape)), torch.from_numpy(y)
+
+
+def _check_args(split: str, shard_index: int, num_shards: int) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(
+            f"shard_index={shard_index}, num_shards={num_shards}: need 0 <= shard_index < "
+            "num_shards"
+        )
+
+
+def _chunks(
+    root: Path,
+    meta: DatasetMeta,
+    split: str,
+    normalize: bool,
+    shard_index: int,
+    num_shards: int,
+    scan_rows: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per record batch: this shard's rows as writable float32 ``(n, F)`` and int64 ``(n,)``."""
+    files = split_files(root, split)
+    if not files:
+        if meta.row_counts[split]:
+            raise DataError(
+                f"split {split!r} has {meta.row_counts[split]} rows in meta.json but no Parquet "
+                "parts",
+                file=str(root),
+                rows=meta.row_counts[split],
+            )
+        return
+    width = meta.num_features
+    inv_std = (1.0 / meta.std).astype(np.float32)
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    offset = 0  # position of the batch's first row in the split, for sharding
+    for batch in dataset.to_batches(columns=[X_COLUMN, Y_COLUMN], batch_size=scan_rows):
+        n = batch.num_rows
+        first = (shard_index - offset) % num_shards
+        offset += n
+        if first >= n:
+            continue
+        flat = batch.column(0).flatten().to_numpy()
+        if flat.size != n * width:
+            raise DataError(
+                f"x holds {flat.size // max(n, 1)} features per row, meta.json says {width}",
+                file=str(root),
+                column=X_COLUMN,
+                rows=n,
+            )
+        x = flat.reshape(n, width)[first::num_shards]
+        y = batch.column(1).to_numpy()[first::num_shards]
+        if normalize:
+            x = np.subtract(x, meta.mean)
+            x *= inv_std
+        else:
+            x = x.copy()
+        yield x, y.astype(np.int64, copy=True)
+
+
+def _rebatch(
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Regroup chunks of any size into batches of exactly ``batch_size`` (the last: fewer)."""
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    pending_rows = 0
+    for x, y in chunks:
+        while len(y):
+            if not pending and len(y) >= batch_size:  # whole batch inside this chunk: no copy
+                yield x[:batch_size], y[:batch_size]
+                x, y = x[batch_size:], y[batch_size:]
+                continue
+            take = min(batch_size - pending_rows, len(y))
+            pending.append((x[:take], y[:take]))
+            pending_rows += take
+            x, y = x[take:], y[take:]
+            if pending_rows == batch_size:
+                yield _concat(pending)
+                pending, pending_rows = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

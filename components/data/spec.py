@@ -1,0 +1,122 @@
+"""What to ingest: the typed description of one dataset source."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from components.data.errors import DataError
+
+EMBEDDED_SOURCES = ("digits", "breast_cancer", "wine")
+FILE_SOURCES = ("parquet", "csv")
+SOURCES = (*EMBEDDED_SOURCES, "synthetic", *FILE_SOURCES)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A dataset source plus how to split it.
+
+    Args:
+        source: One of ``digits``, ``breast_cancer``, ``wine`` (scikit-learn's embedded
+            datasets), ``synthetic`` (seeded class-conditional Gaussians of any size), ``parquet``
+            or ``csv`` (a user file).
+        path: For ``parquet``/``csv``: a local path or an fsspec URL (``file://``, ``memory://``,
+            ``s3://`` ...).
+        label_column: For ``parquet``/``csv``: the column holding integer class labels.
+        feature_columns: For ``parquet``/``csv``: either one list-typed column or several scalar
+            numeric columns; ``None`` means every column except the label.
+        feature_shape: Optional shape of one sample (e.g. ``(1, 8, 8)``); its product must equal
+            the number of features. ``None`` keeps the source's natural shape.
+        val_fraction: Fraction of each class that goes to the validation split.
+        test_fraction: Fraction of each class that goes to the test split.
+        seed: Seeds the split assignment and the synthetic generator.
+        drop_invalid: Drop rows with NaN/inf/missing features, non-integer labels or ragged
+            feature lists (counted in the dataset's meta) instead of raising ``DataError``.
+        num_samples: Synthetic only: number of rows.
+        num_features: Synthetic only: features per row.
+        num_classes: Synthetic only: number of classes.
+        class_sep: Synthetic only: norm of each class mean; larger is easier.
+        partition_rows: Rows per Dask partition (synthetic) and per Parquet file (all sources).
+    """
+
+    source: str = "digits"
+    path: str | None = None
+    label_column: str = "label"
+    feature_columns: tuple[str, ...] | None = None
+    feature_shape: tuple[int, ...] | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    drop_invalid: bool = False
+    num_samples: int = 10_000
+    num_features: int = 32
+    num_classes: int = 4
+    class_sep: float = 2.0
+    partition_rows: int = 100_000
+
+    def __post_init__(self) -> None:
+        # Configs arrive with lists (YAML); store tuples so the spec stays hashable.
+        for name in ("feature_columns", "feature_shape"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"DataSpec.source={self.source!r}: expected one of {SOURCES}")
+        if self.source in FILE_SOURCES and not self.path:
+            raise ValueError(f"DataSpec.path is required for source={self.source!r}")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"DataSpec.{name}={value}: expected 0 <= value < 1")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"DataSpec.val_fraction + test_fraction = "
+                f"{self.val_fraction + self.test_fraction}: must be < 1 to leave a train split"
+            )
+        for name in ("num_samples", "num_features", "partition_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DataSpec.{name}={getattr(self, name)}: must be >= 1")
+        if self.num_classes < 2:
+            raise ValueError(f"DataSpec.num_classes={self.num_classes}: must be >= 2")
+        if not math.isfinite(self.class_sep) or self.class_sep < 0:
+            raise ValueError(f"DataSpec.class_sep={self.class_sep}: must be finite and >= 0")
+        if self.feature_shape is not None and any(d < 1 for d in self.feature_shape):
+            raise ValueError(f"DataSpec.feature_shape={self.feature_shape}: dims must be >= 1")
+        if self.feature_columns is not None and not self.feature_columns:
+            raise ValueError("DataSpec.feature_columns is empty: use None for 'all but label'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready plain data (tuples become lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    @property
+    def num_splits_needed(self) -> int:
+        """How many splits each class must populate: train plus every non-empty other split."""
+        return 1 + (self.val_fraction > 0) + (self.test_fraction > 0)
+
+
+def resolve_feature_shape(
+    spec_shape: tuple[int, ...] | None, natural: tuple[int, ...], *, file: str | None = None
+) -> tuple[int, ...]:
+    """The sample shape to record: the spec's override if given, else the source's own.
+
+    Raises:
+        DataError: The override's size differs from the number of features.
+    """
+    if spec_shape is None:
+        return tuple(natural)
+    if math.prod(spec_shape) != math.prod(natural):
+        raise DataError(
+            f"feature_shape {list(spec_shape)} holds {math.prod(spec_shape)} values but each row "
+            f"has {math.prod(natural)} features",
+            file=file,
+        )
+    return tuple(spec_shape)

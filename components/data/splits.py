@@ -1,0 +1,88 @@
+"""Seeded, class-stratified train/val/test assignment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from components.data.errors import DataError
+from components.data.layout import SPLITS
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """Rows of an ``n``-row class that go to train, val and test.
+
+    Sizes are the rounded fractions, but every split with a non-zero fraction gets at least
+    one row when ``n`` allows it, and train always keeps at least one row when ``n >= 1``.
+    """
+    n_val = math.floor(n * val_fraction + 0.5)
+    n_test = math.floor(n * test_fraction + 0.5)
+    needed = 1 + (val_fraction > 0) + (test_fraction > 0)
+    if n >= needed:
+        n_val = max(n_val, int(val_fraction > 0))
+        n_test = max(n_test, int(test_fraction > 0))
+    while n_val + n_test > max(n - 1, 0):
+        if n_test >= n_val:
+            n_test -= 1
+        else:
+            n_val -= 1
+    return n - n_val - n_test, n_val, n_test
+
+
+def stratified_split(
+    y: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Row indices of each split, stratified by class.
+
+    Each class is shuffled and cut by :func:`split_sizes`; each split's indices then come in
+    a seeded random order, so streaming a split sequentially sees the classes mixed.
+
+    Args:
+        y: Integer labels, shape ``(N,)``.
+        val_fraction: Fraction of every class for validation.
+        test_fraction: Fraction of every class for test.
+        rng: Source of randomness (seed it for reproducible splits).
+
+    Returns:
+        ``{"train": idx, "val": idx, "test": idx}``; together they partition ``range(N)``.
+    """
+    parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_train, n_val, _ = split_sizes(len(members), val_fraction, test_fraction)
+        cuts = np.split(members, [n_train, n_train + n_val])
+        for split, chunk in zip(SPLITS, cuts, strict=True):
+            parts[split].append(chunk)
+    return {
+        split: rng.permutation(np.concatenate(chunks)) if chunks else np.empty(0, np.int64)
+        for split, chunks in parts.items()
+    }
+
+
+def check_class_counts(
+    y: np.ndarray,
+    class_names: Sequence[str],
+    needed: int,
+    *,
+    file: str | None,
+    column: str | None,
+) -> None:
+    """Raise if some class has fewer rows than the splits need (one per split).
+
+    Raises:
+        DataError: Naming every short class and its row count.
+    """
+    counts = np.bincount(y, minlength=len(class_names))
+    short = [(class_names[k], int(c)) for k, c in enumerate(counts) if c < needed]
+    if not short:
+        return
+    listed = ", ".join(f"class {name!r} has {count}" for name, count in short)
+    raise DataError(
+        f"too few rows per class: {listed}; each class needs at least {needed} "
+        f"(one for each of the {needed} non-empty splits)",
+        file=file,
+        column=column,
+        rows=sum(count for _, count in short),
+    )

@@ -1,0 +1,80 @@
+"""Batched inference: the logits of a model over a whole array of inputs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def model_logits(output: Any) -> torch.Tensor:
+    """The logits of a forward result: a plain tensor or an object with ``.logits``."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(
+            f"model output of type {type(output).__name__} is neither a tensor nor has .logits"
+        )
+    return logits
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def as_float_tensor(x: Any, name: str = "x") -> torch.Tensor:
+    """Convert a batch of inputs (numpy array or tensor) to a float32 tensor."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name}: expected a batch of shape (N, *input_shape), got {tuple(x.shape)}"
+        )
+    return x.float()
+
+
+def predict_logits(
+    model: nn.Module,
+    x: Any,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Logits of ``model`` for every row of ``x``, computed in eval mode without gradients.
+
+    The model is moved to ``device``; its train/eval mode is restored afterwards.
+
+    Args:
+        model: a module whose forward returns logits or an object with ``.logits``.
+        x: inputs ``(N, *input_shape)``, numpy array or tensor.
+        batch_size: rows per forward pass.
+        device: where the forward passes run.
+
+    Returns:
+        ``(N, C)`` float32 logits on the CPU.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    inputs = as_float_tensor(x)
+    model.to(device)
+    chunks = []
+    with eval_mode(model), torch.no_grad():
+        for batch in inputs.split(batch_size):
+            chunks.append(model_logits(model(batch.to(device))).float().cpu())
+    if not chunks:
+        raise ValueError("x: got zero samples")
+    return torch.cat(chunks)

@@ -1,0 +1,157 @@
+"""Shared model contract: typed outputs, per-sample prototype explanations, and the registry.
+
+Every model in ``components/models`` is a ``torch.nn.Module`` that
+
+* is built by ``create_model(name, input_shape=..., num_classes=..., tiny=..., **kwargs)``;
+* returns a :class:`ModelOutput` (or a subclass with model-specific parts) from ``forward``;
+* returns named loss terms from ``loss(output, x, y)``; the key ``"total"`` is what is optimised.
+
+Prototype models additionally subclass :class:`PrototypeModel`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    """What every model's ``forward`` returns: at least the class logits ``(N, C)``."""
+
+    logits: torch.Tensor
+
+
+@dataclass
+class PrototypeExplanation:
+    """Why one sample got its logit for ``class_index``: the prototypes it resembles.
+
+    ``contributions[j]`` is prototype ``prototype_indices[j]``'s additive share of the logit;
+    over *all* prototypes, ``sum(contributions) + bias == logit`` (the decomposition is exact).
+    ``prototype_indices`` holds only the top-``k`` prototypes by absolute contribution, so
+    ``total_contribution`` stores the sum over all of them.
+    """
+
+    class_index: int
+    logit: float
+    bias: float
+    prototype_indices: list[int]
+    distances: list[float]
+    similarities: list[float]
+    contributions: list[float]
+    total_contribution: float
+    extras: dict = field(default_factory=dict)
+
+
+class SennModel(nn.Module):
+    """Base class: a model with a typed forward and named loss terms."""
+
+    def loss(
+        self, output: ModelOutput, x: torch.Tensor, y: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Named loss terms; ``"total"`` is the weighted sum that is optimised."""
+        ce = nn.functional.cross_entropy(output.logits, y)
+        return {"total": ce, "ce": ce}
+
+
+class PrototypeModel(SennModel):
+    """A model whose logits are computed from (dis)similarities to learned prototypes."""
+
+    @property
+    def prototypes(self) -> torch.Tensor:
+        """The prototype vectors, shape ``(num_prototypes, ...)``."""
+        raise NotImplementedError
+
+    def explain(self, x: torch.Tensor, top_k: int = 3) -> list[PrototypeExplanation]:
+        """One explanation per sample in ``x``, for the predicted class."""
+        raise NotImplementedError
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def override_config(config: ConfigT, overrides: Mapping[str, Any], *, model: str) -> ConfigT:
+    """Return ``config`` (a dataclass instance) with ``overrides`` applied.
+
+    Raises:
+        TypeError: if an override is not a field of the config; the message names the model,
+            the unknown keys and the valid ones.
+    """
+    valid = [f.name for f in dataclasses.fields(config)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"model {model!r} got unknown keyword argument(s) {unknown}; valid: {valid}"
+        )
+    return dataclasses.replace(config, **overrides)
+
+
+def check_build_args(input_shape: tuple[int, ...], num_classes: int, *, model: str) -> None:
+    """Raise a clear error if the sample shape or class count cannot describe a dataset."""
+    if not input_shape or any(int(n) != n or n < 1 for n in input_shape):
+        raise ValueError(f"model {model!r}: input_shape must be positive ints, got {input_shape}")
+    if int(num_classes) != num_classes or num_classes < 2:
+        raise ValueError(f"model {model!r}: num_classes must be an int >= 2, got {num_classes}")
+
+
+def check_batch(x: torch.Tensor, input_shape: tuple[int, ...], *, model: str) -> None:
+    """Raise a clear error if ``x`` is not a float batch of shape ``(N, *input_shape)``."""
+    if not x.is_floating_point():
+        raise TypeError(f"model {model!r} expects a floating-point batch, got dtype {x.dtype}")
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"model {model!r} was built for input shape (N, {', '.join(map(str, input_shape))}) "
+            f"but got a batch of shape {tuple(x.shape)}"
+        )
+
+
+_REGISTRY: dict[str, Callable[..., SennModel]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., SennModel]], Callable[..., SennModel]]:
+    """Decorator adding a model builder to the registry under ``name``."""
+
+    def decorate(builder: Callable[..., SennModel]) -> Callable[..., SennModel]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(
+    name: str,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    tiny: bool = False,
+    **kwargs,
+) -> SennModel:
+    """Build a registered model.
+
+    Args:
+        name: registry name, e.g. ``"proto_ae"``.
+        input_shape: shape of one sample without the batch dimension, ``(C, H, W)`` or ``(D,)``.
+        num_classes: number of output classes.
+        tiny: build the small variant used by tests.
+        **kwargs: model-specific keyword arguments (typed on each model's config dataclass).
+
+    Raises:
+        KeyError: if ``name`` is not registered (the message lists the registered names).
+    """
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _REGISTRY[name](
+        input_shape=tuple(input_shape), num_classes=num_classes, tiny=tiny, **kwargs
+    )

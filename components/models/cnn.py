@@ -1,0 +1,104 @@
+"""Small convolutional baseline for image input ``(C, H, W)``.
+
+Each block is ``conv3x3 -> ReLU -> maxpool 2x2`` (ceil mode, so odd or tiny images never shrink
+to zero), followed by a dropout + linear head over the flattened feature map. Tabular ``(D,)``
+input is rejected rather than reshaped: a 2-D convolution over feature order would invent a
+locality that tabular columns do not have; use ``mlp`` there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from components.models.base import (
+    ModelOutput,
+    SennModel,
+    check_batch,
+    check_build_args,
+    override_config,
+    register_model,
+)
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """Hyperparameters of :class:`CNN`.
+
+    Attributes:
+        channels: output channels of each conv block; each block halves height and width.
+        dropout: dropout probability before the linear head.
+    """
+
+    channels: tuple[int, ...] = (32, 64)
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
+        if not self.channels or any(int(c) < 1 for c in self.channels):
+            raise ValueError(f"CNNConfig.channels must be positive ints, got {self.channels}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"CNNConfig.dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def tiny(cls) -> CNNConfig:
+        """The small variant used by tests."""
+        return cls(channels=(4,), dropout=0.0)
+
+
+class CNN(SennModel):
+    """Conv blocks then a linear classifier.
+
+    Args:
+        input_shape: ``(C, H, W)``.
+        num_classes: number of output classes.
+        config: hyperparameters.
+
+    Raises:
+        ValueError: if ``input_shape`` is not 3-D.
+    """
+
+    def __init__(
+        self, *, input_shape: tuple[int, ...], num_classes: int, config: CNNConfig = CNNConfig()
+    ) -> None:
+        super().__init__()
+        check_build_args(input_shape, num_classes, model="cnn")
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"model 'cnn' needs image input (C, H, W), got input_shape {tuple(input_shape)}; "
+                "use 'mlp' for tabular (D,) data"
+            )
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.config = config
+        channels, height, width = self.input_shape
+        blocks: list[nn.Module] = []
+        for out_channels in config.channels:
+            blocks += [
+                nn.Conv2d(channels, out_channels, kernel_size=3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
+            channels, height, width = out_channels, math.ceil(height / 2), math.ceil(width / 2)
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(channels * height * width, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        check_batch(x, self.input_shape, model="cnn")
+        return ModelOutput(logits=self.head(self.features(x)))
+
+
+@register_model("cnn")
+def build_cnn(
+    *, input_shape: tuple[int, ...], num_classes: int, tiny: bool = False, **kwargs
+) -> CNN:
+    """Registry builder: ``kwargs`` override :class:`CNNConfig` fields."""
+    config = override_config(CNNConfig.tiny() if tiny else CNNConfig(), kwargs, model="cnn")
+    return CNN(input_shape=input_shape, num_classes=num_classes, config=config)

@@ -1,0 +1,250 @@
+"""The per-run HTML report: one self-contained page plus the figures as PNG files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from components.report import markup
+from components.report.explanation_figures import (
+    attribution_figure,
+    prototype_gallery_figure,
+    sample_explanations_figure,
+)
+from components.report.figures import (
+    class_label,
+    confusion_matrix_figure,
+    learning_curves_figure,
+    reliability_figure,
+    to_png,
+)
+
+_SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
+
+
+@dataclass
+class ReportData:
+    """Everything a run report shows.
+
+    Attributes:
+        title: page title.
+        run_id: the run's id.
+        headline: the few numbers shown first, name -> value.
+        metrics: :func:`components.evaluation.metrics.classification_metrics` of the evaluated
+            split; further scalar entries are listed too.
+        history: one dict per epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_accuracy``,
+            ``lr``, ``train_<term>`` per loss term).
+        config_yaml: the resolved configuration as YAML text.
+        meta: run metadata (git sha, package versions, seeds, device); nested dicts allowed.
+        data_meta: ``row_counts`` (split -> rows), ``dropped_rows``, ``dropped_by_reason``
+            (reason -> rows), ``source``.
+        explanations: :func:`components.explain.explain_model`'s result, or None.
+        class_names: class names by index (missing names fall back to the index).
+        feature_shape: shape of one sample, e.g. ``(1, 8, 8)`` or ``(30,)``.
+    """
+
+    title: str
+    run_id: str
+    headline: dict
+    metrics: dict
+    history: list[dict]
+    config_yaml: str
+    meta: dict
+    data_meta: dict
+    explanations: dict | None
+    class_names: list[str]
+    feature_shape: tuple[int, ...]
+
+
+class _Figures:
+    """Saves each figure to ``figures/<name>.png`` and returns its inline HTML."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, name: str, fig: Figure | None, caption: str) -> str:
+        if fig is None:
+            return ""
+        png = to_png(fig)
+        (self.folder / f"{name}.png").write_bytes(png)
+        return markup.figure(png, caption)
+
+
+def _headline_section(data: ReportData) -> str:
+    if not data.headline:
+        return ""
+    return markup.section("Headline", markup.key_value_table(data.headline, ("metric", "value")))
+
+
+def _data_section(data_meta: Mapping) -> str:
+    parts = []
+    source = data_meta.get("source")
+    if isinstance(source, Mapping):
+        parts.append(markup.key_value_table(source, ("source", "value")))
+    elif source is not None:
+        parts.append(markup.paragraph(f"Source: {markup.format_value(source)}"))
+    row_counts = data_meta.get("row_counts") or {}
+    if row_counts:
+        parts.append(markup.table(("split", "rows"), row_counts.items()))
+    dropped = data_meta.get("dropped_rows", 0)
+    parts.append(markup.paragraph(f"Rows dropped during validation: {dropped}"))
+    by_reason = data_meta.get("dropped_by_reason") or {}
+    if by_reason:
+        parts.append(markup.table(("reason", "rows dropped"), by_reason.items()))
+    return markup.section("Data", *parts)
+
+
+def _training_section(history: Sequence[Mapping], figures: _Figures) -> str:
+    fig = learning_curves_figure(history)
+    if fig is None:
+        return markup.section("Training", markup.paragraph("No training history.", "note"))
+    caption = "Learning curves: total loss, accuracy, each loss term and learning rate per epoch"
+    return markup.section("Training", figures.add("learning_curves", fig, caption))
+
+
+def _per_class_table(metrics: Mapping, class_names: Sequence[str]) -> str:
+    accuracies = metrics.get("per_class_accuracy")
+    if not accuracies:
+        return ""
+    matrix = metrics.get("confusion_matrix")
+    support = [int(sum(row)) for row in matrix] if matrix else [None] * len(accuracies)
+    rows = [
+        (class_label(class_names, k), accuracy, support[k]) for k, accuracy in enumerate(accuracies)
+    ]
+    return markup.table(("class", "accuracy", "samples"), rows)
+
+
+def _metrics_section(data: ReportData, figures: _Figures) -> str:
+    metrics = data.metrics
+    scalars = {k: metrics[k] for k in _SCALAR_METRICS if k in metrics}
+    scalars |= {
+        k: v
+        for k, v in metrics.items()
+        if k not in scalars and isinstance(v, int | float | str | type(None))
+    }
+    parts = [markup.key_value_table(scalars, ("metric", "value"))] if scalars else []
+    if metrics.get("confusion_matrix"):
+        fig = confusion_matrix_figure(metrics["confusion_matrix"], data.class_names)
+        parts.append(figures.add("confusion_matrix", fig, "Confusion matrix (rows: true class)"))
+    if metrics.get("reliability"):
+        fig = reliability_figure(metrics["reliability"], metrics.get("ece"))
+        caption = "Reliability diagram: accuracy against top-label confidence per bin"
+        parts.append(figures.add("reliability", fig, caption))
+    per_class = _per_class_table(metrics, data.class_names)
+    if per_class:
+        parts += ["<h3>Per-class accuracy</h3>", per_class]
+    if not parts:
+        parts.append(markup.paragraph("No evaluation metrics.", "note"))
+    return markup.section("Evaluation", *parts)
+
+
+def _sample_summary_table(samples: Sequence[Mapping], class_names: Sequence[str]) -> str:
+    """Per sample: prediction, and its logit as bias plus the prototypes' contributions."""
+    rows = [
+        (
+            sample["index"],
+            class_label(class_names, sample["true"]),
+            class_label(class_names, sample["predicted"]),
+            sample.get("probability"),
+            sample["logit"],
+            sample["bias"],
+            sample["total_contribution"],
+            sample["decomposition_error"],
+        )
+        for sample in samples
+    ]
+    header = (
+        "sample",
+        "true",
+        "predicted",
+        "probability",
+        "logit",
+        "bias",
+        "sum of contributions",
+        "|bias + sum - logit|",
+    )
+    return markup.table(header, rows)
+
+
+def _top_prototype_table(samples: Sequence[Mapping], class_names: Sequence[str]) -> str:
+    """Per sample, its top prototypes by absolute contribution to the predicted logit."""
+    rows = [
+        (
+            sample["index"],
+            f"P{proto['index']} ({class_label(class_names, proto['class'])})",
+            proto["distance"],
+            proto["similarity"],
+            proto["contribution"],
+        )
+        for sample in samples
+        for proto in sample["prototypes"]
+    ]
+    header = ("sample", "prototype (class)", "distance", "similarity", "contribution")
+    return markup.table(header, rows)
+
+
+def _explanation_section(data: ReportData, figures: _Figures) -> str:
+    explanations = data.explanations
+    if not explanations or not explanations.get("samples"):
+        return ""
+    samples = explanations["samples"]
+    inputs = np.asarray(explanations["inputs"])
+    shape, names = data.feature_shape, data.class_names
+    parts = []
+    gallery = explanations.get("gallery")
+    if gallery is not None:
+        fig = prototype_gallery_figure(gallery, shape, names)
+        parts += [
+            "<h3>Prototypes</h3>",
+            figures.add("prototype_gallery", fig, "Decoded prototypes and their class"),
+        ]
+    if explanations.get("kind") == "prototype":
+        parts.append("<h3>This looks like that</h3>")
+        if gallery is not None:
+            fig = sample_explanations_figure(samples, inputs, gallery, shape, names)
+            caption = "Test samples and their top prototypes (d: distance, c: contribution)"
+            parts.append(figures.add("sample_explanations", fig, caption))
+        parts += [_sample_summary_table(samples, names), _top_prototype_table(samples, names)]
+    if explanations.get("attributions") is not None:
+        fig = attribution_figure(
+            samples, inputs, np.asarray(explanations["attributions"]), shape, names
+        )
+        caption = "Integrated Gradients of the predicted logit (red raises it, blue lowers it)"
+        parts += ["<h3>Attributions</h3>", figures.add("attributions", fig, caption)]
+    return markup.section("Explanations", *parts)
+
+
+def _provenance_sections(data: ReportData) -> str:
+    config = markup.section("Configuration", markup.preformatted(data.config_yaml))
+    meta = markup.section("Run", markup.key_value_table(data.meta)) if data.meta else ""
+    return config + meta
+
+
+def write_report(run_dir: Path, data: ReportData) -> Path:
+    """Write ``run_dir/figures/*.png`` and the self-contained ``run_dir/report.html``.
+
+    Args:
+        run_dir: the run folder (created if missing).
+        data: what to show.
+
+    Returns:
+        The path of ``report.html``.
+    """
+    run_dir = Path(run_dir)
+    figures = _Figures(run_dir / "figures")
+    body = [
+        _headline_section(data),
+        _data_section(data.data_meta),
+        _training_section(data.history, figures),
+        _metrics_section(data, figures),
+        _explanation_section(data, figures),
+        _provenance_sections(data),
+    ]
+    path = run_dir / "report.html"
+    path.write_text(markup.page(data.title, f"run {data.run_id}", body), encoding="utf-8")
+    return path

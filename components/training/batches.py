@@ -1,0 +1,68 @@
+"""In-memory mini-batching of one worker's data shard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+class ShardBatches:
+    """Seeded, re-iterable mini-batches over tensors already in memory.
+
+    ``pad_to`` repeats rows so every data-parallel worker runs the same number of steps per epoch
+    (as ``DistributedSampler`` does); without it, DDP would hang on the rank with fewer batches.
+
+    Args:
+        x: inputs ``(N, ...)``.
+        y: labels ``(N,)``.
+        batch_size: rows per batch.
+        shuffle: reshuffle each epoch with ``seed + epoch``.
+        seed: base seed of the permutation.
+        pad_to: total rows per epoch after padding (``None``: no padding).
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray | torch.Tensor,
+        y: np.ndarray | torch.Tensor,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        pad_to: int | None = None,
+    ) -> None:
+        self.x = torch.as_tensor(x)
+        self.y = torch.as_tensor(y)
+        if len(self.x) == 0:
+            raise ValueError("cannot batch an empty shard")
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rows = max(pad_to or 0, len(self.x))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation of this epoch (deterministic, so a resumed run matches)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        n = len(self.x)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=gen)
+        else:
+            order = torch.arange(n)
+        if self.rows > n:
+            order = torch.cat([order, order.repeat(self.rows // n + 1)[: self.rows - n]])
+        return order
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._order()
+        for start in range(0, self.rows, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.x[idx], self.y[idx]

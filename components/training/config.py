@@ -1,0 +1,77 @@
+"""Typed training configuration (converted from Hydra config at the flow edge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the fit loop and the Ray Train wrapper need.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: per-worker batch size.
+        lr: initial learning rate.
+        weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
+        optimizer: ``adamw`` | ``adam`` | ``sgd``.
+        lr_schedule: ``cosine`` (annealed to 0 over ``epochs``) | ``step`` (x0.1 at 50% and
+            75% of ``epochs``) | ``none``.
+        early_stopping_patience: epochs without a val-loss improvement before stopping (0 disables).
+        min_delta: smallest val-loss decrease counted as an improvement.
+        grad_clip: max global gradient norm (0 disables).
+        seed: seeds weights, shuffling and dropout (per epoch, so a resumed run is reproducible).
+        num_workers: Ray Train workers (data-parallel, DDP when > 1).
+        use_gpu: one GPU per worker.
+        precision: ``bf16`` (autocast on CUDA; ignored on CPU) | ``fp32``.
+        cpus_per_worker: CPU threads and Ray CPU resources per worker.
+        max_failures: worker-group restarts from the last checkpoint after a worker dies.
+        keep_checkpoints: how many of the best (by val loss) checkpoints Ray keeps.
+        resume_from: a checkpoint folder to continue from (weights, optimiser, epoch, history).
+        kill_worker_at_epoch: fault injection for tests/chaos drills: rank 0 SIGKILLs itself once
+            after reporting this epoch's checkpoint.
+    """
+
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    lr_schedule: str = "cosine"
+    early_stopping_patience: int = 10
+    min_delta: float = 1e-4
+    grad_clip: float = 0.0
+    seed: int = 0
+    num_workers: int = 1
+    use_gpu: bool = False
+    precision: str = "bf16"
+    cpus_per_worker: int = 1
+    max_failures: int = 2
+    keep_checkpoints: int = 2
+    resume_from: str | None = None
+    kill_worker_at_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "optimizer": self.optimizer in {"adam", "adamw", "sgd"},
+            "lr_schedule": self.lr_schedule in {"cosine", "step", "none"},
+            "early_stopping_patience": self.early_stopping_patience >= 0,
+            "num_workers": self.num_workers >= 1,
+            "precision": self.precision in {"bf16", "fp32"},
+            "cpus_per_worker": self.cpus_per_worker >= 1,
+            "max_failures": self.max_failures >= 0,
+            "keep_checkpoints": self.keep_checkpoints >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"train.{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"invalid training config: {values}")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of all fields, for validating user overrides."""
+        return [f.name for f in fields(cls)]

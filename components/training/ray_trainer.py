@@ -1,0 +1,269 @@
+"""Ray Train wrapper around the pure fit loop (Train v2 ``TorchTrainer``).
+
+Each worker reads its own shard of the Parquet dataset, trains data-parallel (DDP when
+``num_workers > 1``), and rank 0 reports a checkpoint every epoch. Ray keeps the best checkpoints by
+validation loss, restarts the worker group from the latest checkpoint when a worker dies
+(``FailureConfig``), and the driver copies the best and last checkpoints into the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import ray.train
+import ray.train.torch
+import torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train.torch import TorchTrainer
+from ray.util.queue import Empty, Queue
+
+from components.data.reader import load_meta, read_split
+from components.training.batches import ShardBatches
+from components.training.checkpoint import (
+    CheckpointError,
+    ModelSpec,
+    load_spec,
+    load_state,
+    load_weights,
+)
+from components.training.config import TrainConfig
+from components.training.fit import fit
+
+log = logging.getLogger("sennflow.train")
+
+
+@dataclass
+class TrainOutcome:
+    """What the driver gets back from a finished Ray Train run."""
+
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict]
+    best_epoch: int
+    best_val_loss: float
+    resumed_at: list[int]
+    stopped_early: bool
+
+
+def check_resume_checkpoint(path: str | Path, spec: ModelSpec) -> None:
+    """Fail fast on the driver if ``path`` cannot resume a run of ``spec``."""
+    found = load_spec(path)
+    if (found.name, found.input_shape, found.num_classes) != (
+        spec.name,
+        spec.input_shape,
+        spec.num_classes,
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} holds model {found.name!r} for input {found.input_shape} and "
+            f"{found.num_classes} classes; this run needs {spec.name!r} for input "
+            f"{spec.input_shape} and {spec.num_classes} classes"
+        )
+    load_state(path)
+
+
+def train_with_ray(
+    *,
+    dataset_path: Path,
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    run_dir: Path,
+    on_epoch: Callable[[dict], None] | None = None,
+    storage_path: str | None = None,
+) -> TrainOutcome:
+    """Train ``spec`` on the dataset with Ray Train; Ray must already be initialised.
+
+    Args:
+        dataset_path: the ingested dataset folder (must be readable by every worker).
+        spec: the model to build on each worker.
+        cfg: training configuration.
+        run_dir: the run folder; best/last checkpoints are copied to ``run_dir/checkpoints``.
+        on_epoch: called on the driver with rank 0's metrics after every epoch (progress bars).
+        storage_path: where Ray persists checkpoints (shared storage on a multi-node cluster);
+            defaults to ``run_dir/ray``.
+    """
+    if cfg.resume_from:
+        check_resume_checkpoint(cfg.resume_from, spec)
+    run_dir = Path(run_dir).resolve()
+    queue = Queue()
+    trainer = TorchTrainer(
+        train_loop_per_worker=worker_loop,
+        train_loop_config={
+            "dataset_path": str(Path(dataset_path).resolve()),
+            "spec": asdict(spec),
+            "train": asdict(cfg),
+            "marker_dir": str(run_dir),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers,
+            use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name="train",
+            storage_path=storage_path or str(run_dir / "ray"),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.keep_checkpoints,
+                checkpoint_score_attribute="val_loss",
+                checkpoint_score_order="min",
+            ),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            callbacks=[_QueueCallback(queue)],
+        ),
+    )
+    stop = threading.Event()
+    pump = threading.Thread(target=_pump, args=(queue, on_epoch, stop), daemon=True)
+    pump.start()
+    try:
+        result = trainer.fit()
+    finally:
+        stop.set()
+        pump.join()
+        queue.shutdown()
+    return _collect(result, run_dir)
+
+
+def _collect(result, run_dir: Path) -> TrainOutcome:
+    if result.error is not None:
+        raise result.error
+    best_ckpt, _ = min(result.best_checkpoints, key=lambda pair: pair[1]["val_loss"])
+    out = run_dir / "checkpoints"
+    best = _copy_checkpoint(best_ckpt, out / "best")
+    last = _copy_checkpoint(result.checkpoint, out / "last")
+    fit_state = load_state(last)["fit_state"]
+    return TrainOutcome(
+        best_checkpoint=best,
+        last_checkpoint=last,
+        history=fit_state["history"],
+        best_epoch=fit_state["best_epoch"],
+        best_val_loss=fit_state["best_val_loss"],
+        resumed_at=fit_state["resumed_at"],
+        stopped_early=fit_state["stopped_early"],
+    )
+
+
+def _copy_checkpoint(checkpoint, dest: Path) -> Path:
+    if dest.exists():
+        shutil.rmtree(dest)
+    with checkpoint.as_directory() as folder:
+        shutil.copytree(folder, dest)
+    return dest
+
+
+def _pump(queue, on_epoch, stop: threading.Event) -> None:
+    """Forward rank 0's per-epoch metrics from the controller to the driver's callback."""
+    while not (stop.is_set() and queue.empty()):
+        try:
+            metrics = queue.get(timeout=0.2)
+        except Empty:
+            continue
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+
+class _QueueCallback(UserCallback):
+    """Ray Train callback (runs in the controller) that forwards rank 0's metrics to a queue."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        self.queue.put(metrics[0])
+
+
+def worker_loop(config: dict) -> None:
+    """``train_loop_per_worker``: read this rank's shard, resume if possible, run ``fit``."""
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    cfg, spec = TrainConfig(**config["train"]), _spec_from_dict(config["spec"])
+    torch.set_num_threads(cfg.cpus_per_worker)
+    path = config["dataset_path"]
+    meta = load_meta(path)
+    x, y = read_split(path, "train", shard_index=rank, num_shards=world)
+    train = ShardBatches(
+        x,
+        y,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed * 1000 + rank,
+        pad_to=math.ceil(meta.row_counts["train"] / world),
+    )
+    vx, vy = read_split(path, "val", shard_index=rank, num_shards=world)
+    val = ShardBatches(vx, vy, batch_size=max(cfg.batch_size, 256), shuffle=False)
+
+    torch.manual_seed(cfg.seed)
+    model = spec.build()
+    resume = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            load_weights(folder, model)
+            resume = load_state(folder)
+    elif cfg.resume_from:
+        load_weights(cfg.resume_from, model)
+        resume = load_state(cfg.resume_from)
+
+    def report(metrics: dict, folder: Path | None) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
+        if rank == 0:
+            log.info(_format_epoch(metrics, cfg.epochs))
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    fit(
+        model,
+        train,
+        val,
+        cfg=cfg,
+        spec=spec,
+        report=report,
+        prepare_model=ray.train.torch.prepare_model,
+        device=ray.train.torch.get_device(),
+        resume=resume,
+        is_main=rank == 0,
+        on_epoch_end=_fault_injector(cfg, rank, Path(config["marker_dir"])),
+    )
+
+
+def _spec_from_dict(raw: dict) -> ModelSpec:
+    return ModelSpec(
+        name=raw["name"],
+        input_shape=tuple(raw["input_shape"]),
+        num_classes=raw["num_classes"],
+        tiny=raw["tiny"],
+        kwargs=raw["kwargs"],
+    )
+
+
+def _fault_injector(cfg: TrainConfig, rank: int, marker_dir: Path):
+    """Kill rank 0 with SIGKILL once, after epoch ``cfg.kill_worker_at_epoch`` (chaos drills).
+
+    It waits a few controller polls first: a worker that dies within the same poll as its report
+    loses that report, and the drill is meant to test recovery from a registered checkpoint.
+    """
+    if cfg.kill_worker_at_epoch is None or rank != 0:
+        return None
+    marker = marker_dir / ".worker-killed"
+
+    def maybe_kill(state) -> None:
+        if state.epoch == cfg.kill_worker_at_epoch and not marker.exists():
+            marker.touch()
+            time.sleep(10 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return maybe_kill
+
+
+def _format_epoch(metrics: dict, epochs: int) -> str:
+    return (
+        f"epoch {metrics['epoch']}/{epochs} train_loss={metrics['train_loss']:.4f} "
+        f"val_loss={metrics['val_loss']:.4f} val_accuracy={metrics['val_accuracy']:.4f} "
+        f"lr={metrics['lr']:.2e} {metrics['samples_per_s']:.0f} samples/s"
+    )

@@ -1,0 +1,40 @@
+"""Session-wide fixtures: one Ray instance and one Prefect test harness per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Keep tests from oversubscribing the 2-core CI machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray with 2 CPUs, shared by every test that needs Ray."""
+    import ray
+
+    from components.training.ray_runtime import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's test harness: a temporary API server and database for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def digits_dataset(tmp_path_factory):
+    """The digits dataset ingested once into a session cache folder."""
+    from components.data.ingest import ingest
+    from components.data.spec import DataSpec
+
+    return ingest(DataSpec(source="digits"), tmp_path_factory.mktemp("cache")).path

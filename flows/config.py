@@ -1,0 +1,127 @@
+"""Hydra composition and its conversion to the typed settings the tasks take.
+
+The flows are the only layer that sees Hydra/OmegaConf: everything below receives frozen
+dataclasses (``DataSpec``, ``TrainConfig``, ...), never a config object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("data", "model", "train", "explain", "experiment")
+
+
+class ConfigError(ValueError):
+    """An override or config value is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """How many test samples the explain stage covers, and how."""
+
+    num_samples: int = 6
+    top_k: int = 3
+    ig_steps: int = 32
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where outputs go and which Ray to use."""
+
+    root: str = "runs"
+    id: str | None = None
+    cache_dir: str = ".cache/datasets"
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    ray_storage_path: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The whole pipeline configuration, typed."""
+
+    data: object  # components.data.spec.DataSpec
+    model_name: str
+    model_tiny: bool
+    model_params: dict
+    train: object  # components.training.config.TrainConfig
+    explain: ExplainConfig
+    run: RunSettings
+    seed: int
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()):
+    """Compose ``conf/config.yaml`` with Hydra overrides; :class:`ConfigError` on bad input."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="sennflow"):
+            return hydra_compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"bad config override in {list(overrides)}: {err}") from err
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def to_yaml(cfg) -> str:
+    """The resolved config as YAML (saved in every run folder)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_settings(cfg) -> PipelineSettings:
+    """Convert a composed config to typed settings; ``ConfigError`` names the offending key."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    from components.data.spec import DataSpec
+    from components.training.config import TrainConfig
+
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        hint = "set it as an override, e.g. data.path=/path/to/file"
+        raise ConfigError(f"missing required config value {err.full_key}: {hint}") from err
+    seed = int(raw["seed"])
+    data = _build("data", DataSpec, _tupled(raw["data"]), seed=seed)
+    train = _build("train", TrainConfig, raw["train"], seed=seed)
+    explain = _build("explain", ExplainConfig, raw["explain"])
+    run = RunSettings(
+        root=raw["run"]["root"],
+        id=raw["run"]["id"],
+        cache_dir=raw["run"]["cache_dir"],
+        ray_address=raw["ray"]["address"],
+        ray_num_cpus=raw["ray"]["num_cpus"],
+        ray_storage_path=raw["ray"]["storage_path"],
+    )
+    model = raw["model"]
+    return PipelineSettings(
+        data=data,
+        model_name=model["name"],
+        model_tiny=bool(model["tiny"]),
+        model_params=dict(model.get("params") or {}),
+        train=train,
+        explain=explain,
+        run=run,
+        seed=seed,
+    )
+
+
+def _tupled(values: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def _build(group: str, cls, values: dict, **extra):
+    try:
+        return cls(**values, **extra)
+    except (TypeError, ValueError) as err:
+        message = str(err).replace(f"{cls.__name__}.", f"{group}.")
+        raise ConfigError(f"invalid {group} config: {message}") from err

@@ -1,0 +1,162 @@
+"""The pipeline flow: ingest -> train (Ray Train) -> evaluate -> explain -> report.
+
+Callable from Python (``pipeline(overrides=["model=mlp"])``), from the CLI (``sennflow run``) and
+from the Prefect UI, where :class:`PipelineOptions` renders as a form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from flows.config import compose, to_settings, to_yaml
+from flows.run_folder import create_run_dir, write_json, write_run_files
+from tasks.evaluate import evaluate_task
+from tasks.explain import explain_task
+from tasks.ingest import ingest_task
+from tasks.report import report_task
+from tasks.train import train_task
+
+DataSource = Literal["digits", "breast_cancer", "wine", "synthetic", "parquet", "csv"]
+
+
+class PipelineOptions(BaseModel):
+    """The common knobs as a typed form; each set field becomes a Hydra override."""
+
+    data: DataSource | None = Field(None, description="data source config (conf/data)")
+    data_path: str | None = Field(None, description="file or fsspec URL for parquet/csv")
+    model: str | None = Field(None, description="model config (conf/model), e.g. proto_ae, mlp")
+    experiment: str | None = Field(None, description="experiment preset (conf/experiment)")
+    epochs: int | None = Field(None, ge=1)
+    num_workers: int | None = Field(None, ge=1, description="Ray Train workers")
+    use_gpu: bool | None = None
+    seed: int | None = None
+
+    def to_overrides(self) -> list[str]:
+        """The Hydra overrides these options stand for."""
+        keys = {
+            "data": "data",
+            "data_path": "data.path",
+            "model": "model",
+            "experiment": "experiment",
+            "epochs": "train.epochs",
+            "num_workers": "train.num_workers",
+            "use_gpu": "train.use_gpu",
+            "seed": "seed",
+        }
+        values = self.model_dump()
+        return [
+            f"{key}={_hydra_value(values[name])}"
+            for name, key in keys.items()
+            if values[name] is not None
+        ]
+
+
+class PipelineResult(BaseModel):
+    """What a finished pipeline returns (also printed by the CLI)."""
+
+    run_dir: str
+    report: str
+    headline: dict[str, float | int | str]
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(
+    overrides: list[str] | None = None,
+    options: PipelineOptions | None = None,
+) -> PipelineResult:
+    """Run ingest -> train -> evaluate -> explain -> report and return where the results are.
+
+    Args:
+        overrides: Hydra overrides, e.g. ``["model=mlp", "train.epochs=5"]``; applied after
+            ``options``.
+        options: the common knobs as a typed form (the Prefect UI renders it).
+    """
+    all_overrides = [*(options.to_overrides() if options else []), *(overrides or [])]
+    cfg = compose(all_overrides)
+    s = to_settings(cfg)
+    run_dir = create_run_dir(s.run.root, "pipeline", s.run.id)
+    logger = get_run_logger()
+    logger.info("run folder %s", run_dir)
+    meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu)
+
+    dataset = ingest_task(s.data, s.run.cache_dir)
+    spec = _model_spec(s, dataset.meta)
+    outcome = train_task(dataset.path, spec, s.train, run_dir, s.run)
+    test = evaluate_task(outcome.best_checkpoint, dataset.path)
+    explanations = explain_task(outcome.best_checkpoint, dataset.path, s.explain, s.seed)
+
+    headline = _headline(test, outcome)
+    write_json(run_dir / "metrics.json", _metrics_json(test, outcome, dataset))
+    report = report_task(
+        run_dir, _report_data(s, run_dir, cfg, meta, dataset, outcome, test, explanations, headline)
+    )
+    return PipelineResult(run_dir=str(run_dir), report=str(report), headline=headline)
+
+
+def _hydra_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _model_spec(s, data_meta: dict):
+    from components.training.checkpoint import ModelSpec
+
+    return ModelSpec(
+        name=s.model_name,
+        input_shape=tuple(data_meta["feature_shape"]),
+        num_classes=int(data_meta["num_classes"]),
+        tiny=s.model_tiny,
+        kwargs=s.model_params,
+    )
+
+
+def _headline(test: dict, outcome) -> dict:
+    return {
+        "test_accuracy": test["accuracy"],
+        "test_macro_f1": test["macro_f1"],
+        "test_nll": test["nll"],
+        "test_ece": test["ece"],
+        "best_epoch": outcome.best_epoch,
+        "epochs_run": len(outcome.history),
+    }
+
+
+def _metrics_json(test: dict, outcome, dataset) -> dict:
+    return {
+        "test": test,
+        "train": {
+            "best_epoch": outcome.best_epoch,
+            "best_val_loss": outcome.best_val_loss,
+            "stopped_early": outcome.stopped_early,
+            "resumed_at": outcome.resumed_at,
+            "history": outcome.history,
+        },
+        "data": {
+            "path": str(dataset.path),
+            "cache_hit": dataset.cache_hit,
+            "row_counts": dataset.meta["row_counts"],
+            "dropped_rows": dataset.meta.get("dropped_rows", 0),
+            "dropped_by_reason": dataset.meta.get("dropped_by_reason", {}),
+        },
+    }
+
+
+def _report_data(s, run_dir: Path, cfg, meta, dataset, outcome, test, explanations, headline):
+    from components.report import ReportData
+
+    return ReportData(
+        title=f"sennflow pipeline: {s.model_name} on {s.data.source}",
+        run_id=run_dir.name,
+        headline=headline,
+        metrics=test,
+        history=outcome.history,
+        config_yaml=to_yaml(cfg),
+        meta=meta,
+        data_meta=dataset.meta,
+        explanations=explanations,
+        class_names=list(dataset.meta["class_names"]),
+        feature_shape=tuple(dataset.meta["feature_shape"]),
+    )

@@ -1,0 +1,31 @@
+"""A rich progress bar over training epochs for the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def epoch_progress(epochs: int) -> Iterator[None]:
+    """Show an epoch bar (with the latest val accuracy) while training runs inside the flow."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tasks.progress import epoch_listener
+
+    with Progress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        transient=False,
+    ) as bar:
+        task = bar.add_task("train", total=epochs, status="")
+
+        def update(metrics: dict) -> None:
+            status = f"val_loss={metrics['val_loss']:.4f} val_acc={metrics['val_accuracy']:.4f}"
+            bar.update(task, completed=metrics["epoch"], status=status)
+
+        with epoch_listener(update):
+            yield

@@ -1,0 +1,109 @@
+"""Datasets are cached by content fingerprint and published atomically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import components.data.ingest as ingest_module
+from components.data.errors import DataError
+from components.data.ingest import ingest
+from components.data.reader import read_split
+from components.data.spec import DataSpec
+
+
+def _write_csv(path, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(30, 3)), columns=["a", "b", "c"])
+    frame["label"] = np.repeat([0, 1, 2], 10)
+    frame.to_csv(path, index=False)
+
+
+def _datasets(cache) -> list[str]:
+    return sorted(p.name for p in cache.iterdir())
+
+
+def test_same_spec_hits_the_cache_without_rewriting(tmp_path):
+    spec = DataSpec(source="wine")
+    first = ingest(spec, tmp_path)
+    stamp = (first.path / "meta.json").stat().st_mtime_ns
+    messages: list[str] = []
+
+    second = ingest(spec, tmp_path, progress=messages.append)
+
+    assert not first.cache_hit and second.cache_hit
+    assert second.path == first.path and second.meta == first.meta
+    assert (first.path / "meta.json").stat().st_mtime_ns == stamp
+    assert any("cache hit" in m for m in messages)
+
+
+def test_content_changing_spec_fields_miss_the_cache(tmp_path):
+    base = ingest(DataSpec(source="wine"), tmp_path)
+    other_seed = ingest(DataSpec(source="wine", seed=1), tmp_path)
+    other_split = ingest(DataSpec(source="wine", val_fraction=0.2), tmp_path)
+
+    assert not other_seed.cache_hit and not other_split.cache_hit
+    assert len({base.path, other_seed.path, other_split.path}) == 3
+    assert not np.array_equal(
+        read_split(base.path, "val")[1], read_split(other_seed.path, "val")[1]
+    )
+
+
+def test_synthetic_only_fields_do_not_split_the_cache_of_other_sources(tmp_path):
+    first = ingest(DataSpec(source="wine"), tmp_path)
+    assert ingest(DataSpec(source="wine", num_samples=5), tmp_path).path == first.path
+
+
+def test_changed_file_at_the_same_path_misses_the_cache(tmp_path):
+    path = tmp_path / "data.csv"
+    _write_csv(path, seed=0)
+    spec = DataSpec(source="csv", path=str(path))
+    first = ingest(spec, tmp_path / "cache")
+    assert ingest(spec, tmp_path / "cache").cache_hit
+
+    _write_csv(path, seed=1)
+    changed = ingest(spec, tmp_path / "cache")
+
+    assert not changed.cache_hit and changed.path != first.path
+    assert changed.meta["fingerprint"] != first.meta["fingerprint"]
+
+
+def test_failed_ingest_keeps_the_cached_dataset_and_leaves_no_temp_folder(tmp_path):
+    path = tmp_path / "data.csv"
+    _write_csv(path)
+    cache = tmp_path / "cache"
+    good = ingest(DataSpec(source="csv", path=str(path)), cache)
+    before = {p: p.read_bytes() for p in good.path.rglob("*") if p.is_file()}
+
+    path.write_text("a,b,c,label\n1,2,3,cat\n")  # same path, now invalid
+    with pytest.raises(DataError):
+        ingest(DataSpec(source="csv", path=str(path)), cache)
+
+    assert _datasets(cache) == [good.path.name]
+    assert {p: p.read_bytes() for p in good.path.rglob("*") if p.is_file()} == before
+
+
+def test_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
+    def fail_on_meta(root, meta):
+        assert any(root.rglob("*.parquet"))  # parts are already written when it fails
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ingest_module, "write_meta", fail_on_meta)
+    with pytest.raises(OSError, match="disk full"):
+        ingest(DataSpec(source="synthetic", num_samples=400, partition_rows=100), tmp_path)
+
+    assert _datasets(tmp_path) == []
+
+
+def test_incomplete_folder_at_the_final_name_is_replaced(tmp_path):
+    spec = DataSpec(source="wine")
+    final = ingest(spec, tmp_path / "probe").path.name
+    stale = tmp_path / "cache" / final
+    (stale / "data").mkdir(parents=True)  # e.g. left by a crashed non-atomic writer
+
+    result = ingest(spec, tmp_path / "cache")
+
+    assert not result.cache_hit and result.path == stale
+    assert (stale / "meta.json").is_file()
+    assert _datasets(tmp_path / "cache") == [final]

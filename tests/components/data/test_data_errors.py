@@ -1,0 +1,184 @@
+"""Bad input raises DataError naming the file, the column and how many rows; or is dropped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from components.data.errors import DataError
+from components.data.ingest import ingest
+from components.data.reader import read_split
+from components.data.spec import DataSpec
+
+
+def _frame(per_class: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], per_class)
+    frame = pd.DataFrame(rng.normal(size=(len(y), 3)), columns=["a", "b", "c"])
+    frame["label"] = y
+    return frame
+
+
+def _csv(tmp_path, frame: pd.DataFrame, name: str = "bad.csv") -> str:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def _ingest_csv(path: str, cache, **spec) -> None:
+    ingest(DataSpec(source="csv", path=path, **spec), cache)
+
+
+def _expect(error: pytest.ExceptionInfo, *, file: str, column: str | None, rows: int | None):
+    message = str(error.value)
+    assert file in message
+    assert error.value.file == file and error.value.column == column and error.value.rows == rows
+    if column is not None:
+        assert f"column {column!r}" in message
+    if rows is not None:
+        assert f"{rows} row" in message
+
+
+def test_missing_label_column(tmp_path):
+    path = _csv(tmp_path, _frame().drop(columns="label"))
+    with pytest.raises(DataError, match="label column not found") as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="label", rows=15)
+
+
+def test_non_numeric_feature_column(tmp_path):
+    frame = _frame().astype({"b": object})
+    frame.loc[[2, 7], "b"] = ["abc", "n/a?"]
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match=r"not numeric .*'abc'") as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="b", rows=2)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features(tmp_path, bad):
+    frame = _frame()
+    frame.loc[[1, 4, 9], "c"] = bad
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match="NaN, inf or missing") as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="c", rows=3)
+
+
+def test_feature_values_overflowing_float32_count_as_non_finite(tmp_path):
+    frame = _frame()
+    frame.loc[0, "a"] = 1e300
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match="NaN, inf or missing") as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="a", rows=1)
+
+
+@pytest.mark.parametrize("bad_labels", [[1.5, 2.25], ["cat", "dog"], ["cat", 0.5]])
+def test_labels_must_be_integers(tmp_path, bad_labels):
+    frame = _frame().astype({"label": object})
+    frame.loc[[0, 5], "label"] = bad_labels
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match="labels must be integers") as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="label", rows=2)
+
+
+def _ragged_parquet(tmp_path) -> str:
+    lists = [[float(i)] * 4 for i in range(15)]
+    lists[3], lists[8] = [1.0, 2.0], [1.0] * 7
+    table = pa.table({"x": pa.array(lists, pa.list_(pa.float64())),
+                      "label": np.repeat([0, 1, 2], 5)})  # fmt: skip
+    path = tmp_path / "ragged.parquet"
+    pq.write_table(table, path)
+    return str(path)
+
+
+def test_ragged_feature_lists(tmp_path):
+    path = _ragged_parquet(tmp_path)
+    with pytest.raises(DataError, match=r"ragged lengths \[2, 7\]") as error:
+        ingest(DataSpec(source="parquet", path=path), tmp_path / "cache")
+    _expect(error, file=path, column="x", rows=2)
+
+
+def test_zero_byte_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty \(0 bytes\)") as error:
+        _ingest_csv(str(path), tmp_path / "cache")
+    _expect(error, file=str(path), column=None, rows=0)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_file_with_header_but_no_rows(tmp_path, fmt):
+    path = tmp_path / f"no_rows.{fmt}"
+    empty = _frame().iloc[:0]
+    if fmt == "csv":
+        empty.to_csv(path, index=False)
+    else:
+        empty.to_parquet(path)
+    with pytest.raises(DataError, match="no rows") as error:
+        ingest(DataSpec(source=fmt, path=str(path)), tmp_path / "cache")
+    _expect(error, file=str(path), column=None, rows=0)
+
+
+def test_path_that_does_not_exist(tmp_path):
+    path = str(tmp_path / "nowhere.parquet")
+    with pytest.raises(DataError, match="does not exist") as error:
+        ingest(DataSpec(source="parquet", path=path), tmp_path / "cache")
+    _expect(error, file=path, column=None, rows=None)
+
+
+def test_class_too_small_for_the_splits(tmp_path):
+    frame = _frame()
+    frame = frame[(frame["label"] != 2) | (frame.index < 12)]  # class 2 keeps 2 rows
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match=r"class '2' has 2; each class needs at least 3") as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="label", rows=2)
+    # without a test split two rows suffice
+    _ingest_csv(path, tmp_path / "cache", test_fraction=0.0)
+
+
+def test_drop_invalid_drops_and_counts_each_bad_row_once(tmp_path):
+    frame = _frame(per_class=6).astype({"label": object})
+    frame.loc[[0, 7], "a"] = np.nan
+    frame.loc[1, "b"] = np.inf
+    frame.loc[2, "label"] = 1.5
+    frame.loc[[7, 8], "label"] = "cat"  # row 7 is also NaN: counted once, as non-finite
+    path = _csv(tmp_path, frame)
+
+    result = ingest(DataSpec(source="csv", path=path, drop_invalid=True), tmp_path / "cache")
+
+    assert result.meta["dropped_rows"] == 5
+    assert result.meta["dropped_by_reason"] == {
+        "ragged_features": 0, "non_finite_features": 3, "invalid_label": 2,
+    }  # fmt: skip
+    assert sum(result.meta["row_counts"].values()) == 18 - 5
+    x, _ = read_split(result.path, "train", normalize=False)
+    assert np.isfinite(x).all()
+
+
+def test_drop_invalid_drops_ragged_lists(tmp_path):
+    path = _ragged_parquet(tmp_path)
+    result = ingest(DataSpec(source="parquet", path=path, drop_invalid=True), tmp_path / "cache")
+    assert result.meta["dropped_by_reason"]["ragged_features"] == 2
+    assert result.meta["feature_shape"] == [4]
+    assert sum(result.meta["row_counts"].values()) == 13
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"source": "mnist"}, "DataSpec.source='mnist'"),
+        ({"source": "csv"}, "DataSpec.path is required"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "must be < 1"),
+        ({"num_classes": 1}, "DataSpec.num_classes=1"),
+    ],
+)
+def test_inconsistent_spec_is_rejected_at_construction(fields, message):
+    with pytest.raises(ValueError, match=message):
+        DataSpec(**fields)

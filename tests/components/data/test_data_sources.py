@@ -1,0 +1,176 @@
+"""Every ingest source produces a dataset folder that honours the on-disk contract."""
+
+from __future__ import annotations
+
+import math
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from components.data.errors import DataError
+from components.data.ingest import ingest
+from components.data.layout import split_files
+from components.data.reader import load_meta, read_split
+from components.data.spec import DataSpec
+from components.data.splits import split_sizes
+
+META_KEYS = {
+    "feature_shape", "dtype", "num_features", "num_classes", "class_names", "normalization",
+    "row_counts", "fingerprint", "source", "dropped_rows", "dropped_by_reason", "created",
+}  # fmt: skip
+
+
+def _frame(labels=(0, 1, 2), per_class=10, features=4, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(labels, per_class)
+    x = rng.normal(size=(len(y), features)) + y[:, None]
+    frame = pd.DataFrame(x, columns=[f"f{j}" for j in range(features)])
+    frame["label"] = y
+    return frame
+
+
+def _read_all(path) -> tuple[np.ndarray, np.ndarray]:
+    parts = [read_split(path, split, normalize=False) for split in ("train", "val", "test")]
+    x = np.concatenate([p[0] for p in parts])
+    return x.reshape(len(x), -1), np.concatenate([p[1] for p in parts])
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal as multisets of rows (order-free)."""
+    return a.shape == b.shape and np.array_equal(a[np.lexsort(a.T)], b[np.lexsort(b.T)])
+
+
+@pytest.mark.parametrize(
+    ("source", "shape", "rows", "names"),
+    [
+        ("digits", [1, 8, 8], 1797, [str(d) for d in range(10)]),
+        ("breast_cancer", [30], 569, ["malignant", "benign"]),
+        ("wine", [13], 178, ["class_0", "class_1", "class_2"]),
+    ],
+)
+def test_embedded_sources_keep_every_row_with_natural_shape(tmp_path, source, shape, rows, names):
+    result = ingest(DataSpec(source=source), tmp_path)
+
+    meta = result.meta
+    assert meta.keys() >= META_KEYS
+    assert meta["feature_shape"] == shape and meta["num_features"] == math.prod(shape)
+    assert meta["class_names"] == names and meta["num_classes"] == len(names)
+    assert sum(meta["row_counts"].values()) == rows
+    assert meta["dtype"] == "float32" and meta["dropped_rows"] == 0
+    assert result.path.name == f"{source}-{meta['fingerprint'][:16]}"
+    x, y = read_split(result.path, "train")
+    assert x.shape == (meta["row_counts"]["train"], *shape) and x.dtype == np.float32
+    assert y.dtype == np.int64 and set(np.unique(y)) == set(range(len(names)))
+
+
+def test_digits_stores_the_raw_pixels_of_every_image(tmp_path):
+    from sklearn.datasets import load_digits
+
+    result = ingest(DataSpec(source="digits"), tmp_path)
+
+    x, _ = _read_all(result.path)
+    assert _same_rows(x, load_digits().data.astype(np.float32))
+
+
+def test_feature_shape_override_reshapes_and_must_match_the_feature_count(tmp_path):
+    result = ingest(DataSpec(source="breast_cancer", feature_shape=(5, 6)), tmp_path)
+    assert read_split(result.path, "val")[0].shape[1:] == (5, 6)
+
+    with pytest.raises(DataError, match=r"feature_shape \[4, 8\] holds 32 values .* 30 features"):
+        ingest(DataSpec(source="breast_cancer", feature_shape=(4, 8)), tmp_path)
+
+
+def test_synthetic_is_seeded_partitioned_and_balanced(tmp_path):
+    spec = DataSpec(source="synthetic", num_samples=2_000, num_features=6, num_classes=4,
+                    partition_rows=500, seed=3)  # fmt: skip
+    first = ingest(spec, tmp_path / "a")
+    again = ingest(spec, tmp_path / "b")
+    other_seed = ingest(DataSpec(**{**spec.to_dict(), "seed": 4}), tmp_path / "c")
+
+    assert len(split_files(first.path, "train")) == 4  # one part per Dask partition
+    # 4 partitions x 4 classes, 125 rows each, split within the partition
+    per_cell = split_sizes(125, spec.val_fraction, spec.test_fraction)
+    assert list(first.meta["row_counts"].values()) == [16 * n for n in per_cell]
+    x, y = _read_all(first.path)
+    assert x.shape == (2000, 6) and np.array_equal(np.bincount(y), [500] * 4)
+    assert np.array_equal(x, _read_all(again.path)[0])
+    assert not np.array_equal(x, _read_all(other_seed.path)[0])
+
+
+def test_synthetic_classes_are_separable_by_their_means(tmp_path):
+    spec = DataSpec(source="synthetic", num_samples=4_000, num_features=16, num_classes=5,
+                    class_sep=4.0, partition_rows=1_000)  # fmt: skip
+    path = ingest(spec, tmp_path).path
+    x_train, y_train = read_split(path, "train")
+    x_test, y_test = read_split(path, "test")
+
+    centroids = np.stack([x_train[y_train == k].mean(axis=0) for k in range(5)])
+    distances = ((x_test[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
+    accuracy = (distances.argmin(axis=1) == y_test).mean()
+    assert accuracy > 0.95  # means ~4 apart vs unit noise: nearest-centroid error is ~2%
+
+
+def test_synthetic_rejects_partitions_too_small_for_every_split(tmp_path):
+    spec = DataSpec(source="synthetic", num_samples=100, num_classes=10, partition_rows=20)
+    with pytest.raises(ValueError, match="partitions of 20 rows"):
+        ingest(spec, tmp_path)
+
+
+def test_csv_with_scalar_columns_maps_labels_to_class_indices(tmp_path):
+    frame = _frame(labels=(3, 7, 9))
+    frame.to_csv(tmp_path / "data.csv", index=False)
+
+    result = ingest(DataSpec(source="csv", path=str(tmp_path / "data.csv")), tmp_path / "cache")
+
+    assert result.meta["class_names"] == ["3", "7", "9"]
+    assert result.meta["feature_shape"] == [4]
+    x, y = _read_all(result.path)
+    assert _same_rows(
+        np.column_stack([x, y]),
+        np.column_stack([frame.filter(like="f").to_numpy(np.float32),
+                         np.searchsorted([3, 7, 9], frame["label"])]),
+    )  # fmt: skip
+
+
+def test_csv_feature_columns_select_a_subset(tmp_path):
+    _frame().to_csv(tmp_path / "data.csv", index=False)
+    spec = DataSpec(source="csv", path=str(tmp_path / "data.csv"), feature_columns=["f2", "f0"])
+
+    x, _ = _read_all(ingest(spec, tmp_path / "cache").path)
+
+    frame = _frame()
+    assert _same_rows(x, frame[["f2", "f0"]].to_numpy(np.float32))
+
+
+@pytest.mark.parametrize("list_type", [pa.list_(pa.float64(), 6), pa.list_(pa.float32())])
+def test_parquet_list_column_with_custom_label_and_shape(tmp_path, list_type):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 6))
+    table = pa.table({
+        "pixels": pa.array(list(x), type=list_type),
+        "target": pa.array(np.repeat([0, 1, 2], 10)),
+    })  # fmt: skip
+    pq.write_table(table, tmp_path / "data.parquet")
+    spec = DataSpec(source="parquet", path=str(tmp_path / "data.parquet"),
+                    label_column="target", feature_shape=(2, 3))  # fmt: skip
+
+    result = ingest(spec, tmp_path / "cache")
+
+    assert result.meta["feature_shape"] == [2, 3]
+    x_read, _ = _read_all(result.path)
+    assert _same_rows(x_read, x.astype(np.float32))
+
+
+def test_fsspec_url_source(tmp_path):
+    url = "memory://sennflow-test/data.csv"
+    with fsspec.open(url, "w") as handle:
+        _frame().to_csv(handle, index=False)
+
+    result = ingest(DataSpec(source="csv", path=url), tmp_path)
+
+    assert sum(result.meta["row_counts"].values()) == 30
+    assert load_meta(result.path).class_names == ("0", "1", "2")

@@ -1,0 +1,158 @@
+"""The pure fit loop: reporting, seeded determinism, exact resume, early stopping."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from components.training.batches import ShardBatches
+from components.training.checkpoint import ModelSpec, load_model, load_state, load_weights
+from components.training.config import TrainConfig
+from components.training.fit import fit, lr_factor
+
+SPEC = ModelSpec(name="mlp", input_shape=(8,), num_classes=3, tiny=True)
+
+
+def blobs(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three well-separated Gaussian blobs in 8-D."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centers = rng.normal(0, 4, (3, 8))
+    return (centers[y] + rng.normal(0, 1, (n, 8))).astype(np.float32), y.astype(np.int64)
+
+
+def run_fit(cfg: TrainConfig, keep: Path | None = None, resume_from: Path | None = None):
+    """Fit the tiny MLP on blobs; keep the last reported checkpoint in ``keep``."""
+    x, y = blobs()
+    train = ShardBatches(x[:240], y[:240], batch_size=32, shuffle=True, seed=cfg.seed)
+    val = ShardBatches(x[240:], y[240:], batch_size=64, shuffle=False)
+    torch.manual_seed(cfg.seed)
+    model = SPEC.build()
+    resume = None
+    if resume_from is not None:
+        load_weights(resume_from, model)
+        resume = load_state(resume_from)
+    reports: list[tuple[dict, bool]] = []
+
+    def report(metrics: dict, folder: Path | None) -> None:
+        reports.append((metrics, folder is not None and (folder / "model.safetensors").exists()))
+        if keep is not None and folder is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(folder, keep)
+
+    state = fit(model, train, val, cfg=cfg, spec=SPEC, report=report, resume=resume)
+    return model, state, reports
+
+
+def test_fit_reports_a_checkpoint_every_epoch_and_learns():
+    cfg = TrainConfig(epochs=5, lr=0.01, early_stopping_patience=0)
+    _, state, reports = run_fit(cfg)
+    assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4, 5]
+    assert all(has_ckpt for _, has_ckpt in reports)
+    assert {"train_loss", "train_ce", "val_loss", "val_accuracy", "lr"} <= set(reports[0][0])
+    assert state.history[-1]["val_accuracy"] >= 0.9
+    assert state.history[-1]["val_loss"] < state.history[0]["val_loss"]
+
+
+def test_fit_is_deterministic_for_a_seed():
+    cfg = TrainConfig(epochs=3, lr=0.01, early_stopping_patience=0, seed=7)
+    a, state_a, _ = run_fit(cfg)
+    b, state_b, _ = run_fit(cfg)
+    assert [h["val_loss"] for h in state_a.history] == [h["val_loss"] for h in state_b.history]
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
+    cfg = TrainConfig(epochs=4, lr=0.01, early_stopping_patience=0)
+    straight, _, _ = run_fit(cfg)
+    first = tmp_path / "first"
+    _run_epochs(cfg, first, stop_after=2)
+    assert load_model(first)[1] == SPEC
+    resumed, state, _ = run_fit(cfg, resume_from=first)
+    assert state.resumed_at == [2]
+    assert [h["epoch"] for h in state.history] == [1, 2, 3, 4]
+    for p_straight, p_resumed in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(p_straight, p_resumed, atol=1e-6)
+
+
+def _run_epochs(cfg: TrainConfig, keep: Path, stop_after: int) -> None:
+    """Run ``cfg`` but crash after ``stop_after`` epochs, keeping the last checkpoint."""
+
+    class Stop(Exception):
+        pass
+
+    x, y = blobs()
+    train = ShardBatches(x[:240], y[:240], batch_size=32, shuffle=True, seed=cfg.seed)
+    val = ShardBatches(x[240:], y[240:], batch_size=64, shuffle=False)
+    torch.manual_seed(cfg.seed)
+    model = SPEC.build()
+
+    def report(metrics: dict, folder: Path | None) -> None:
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(folder, keep)
+        if metrics["epoch"] == stop_after:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(model, train, val, cfg=cfg, spec=SPEC, report=report)
+
+
+def test_early_stopping_stops_after_patience_without_improvement():
+    # min_delta larger than any possible improvement: only epoch 1 counts as "best".
+    cfg = TrainConfig(epochs=20, lr=0.01, early_stopping_patience=2, min_delta=1e9)
+    _, state, reports = run_fit(cfg)
+    assert state.stopped_early
+    assert len(reports) == 1 + 2
+    assert state.best_epoch == 1
+
+
+def test_shard_batches_pad_every_worker_to_the_same_number_of_steps():
+    x = torch.arange(10, dtype=torch.float32)[:, None]
+    y = torch.arange(10)
+    shards = [
+        ShardBatches(x[r::3], y[r::3], batch_size=2, shuffle=True, pad_to=4) for r in range(3)
+    ]
+    assert [len(s) for s in shards] == [2, 2, 2]
+    assert [sum(len(b[1]) for b in s) for s in shards] == [4, 4, 4]
+    seen = torch.cat([torch.cat([b[1] for b in s]) for s in shards])
+    assert set(seen.tolist()) == set(range(10))
+
+
+def test_shard_batches_reshuffle_per_epoch_and_repeat_for_the_same_epoch():
+    x, y = torch.zeros(50, 1), torch.arange(50)
+    batches = ShardBatches(x, y, batch_size=50, shuffle=True, seed=3)
+    batches.set_epoch(0)
+    first = next(iter(batches))[1]
+    batches.set_epoch(1)
+    second = next(iter(batches))[1]
+    batches.set_epoch(0)
+    again = next(iter(batches))[1]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, second)
+    assert sorted(first.tolist()) == list(range(50))
+
+
+def test_train_config_names_the_bad_field():
+    with pytest.raises(ValueError, match=r"train\.optimizer='lbfgs'"):
+        TrainConfig(optimizer="lbfgs")
+
+
+@pytest.mark.parametrize(
+    ("schedule", "epoch", "factor"),
+    [
+        ("cosine", 0, 1.0),
+        ("cosine", 5, 0.5),
+        ("cosine", 10, 0.0),
+        ("step", 4, 1.0),
+        ("step", 5, 0.1),
+        ("step", 8, 0.01),
+        ("none", 9, 1.0),
+    ],
+)
+def test_lr_schedules_in_closed_form(schedule, epoch, factor):
+    assert lr_factor(TrainConfig(epochs=10, lr_schedule=schedule), epoch) == pytest.approx(factor)

@@ -1,0 +1,68 @@
+"""The ``sennflow`` console script: help, and bad config or data exit 2 with a message."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import main
+
+
+def sennflow(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    exe = shutil.which("sennflow") or sys.executable
+    prefix = [] if exe.endswith("sennflow") else ["-m", "flows.cli"]
+    return subprocess.run(
+        [exe, *prefix, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_run_help_lists_groups_options_and_defaults():
+    proc = sennflow("run", "--help")
+    assert proc.returncode == 0
+    assert "data        breast_cancer, csv, digits, parquet, synthetic, wine" in proc.stdout
+    assert "model.name=proto_ae" in proc.stdout
+    assert "train.num_workers=1" in proc.stdout
+
+
+def test_show_config_applies_overrides(capsys):
+    assert main(["run", "--show-config", "model=mlp", "train.epochs=5"]) == 0
+    out = capsys.readouterr().out
+    assert "name: mlp" in out and "epochs: 5" in out
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochz=3", "Could not override 'train.epochz'"),
+        ("model=nope", "Could not find 'model/nope'"),
+        ("train.epochs=-1", "train.epochs=-1"),
+        ("train.optimizer=lbfgs", "train.optimizer='lbfgs'"),
+        ("data=csv", "data.path"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(override, message, capsys):
+    assert main(["run", override]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_missing_data_file_exits_2_and_names_the_path(tmp_path):
+    missing = tmp_path / "nope.csv"
+    proc = sennflow(
+        "run",
+        "data=csv",
+        f"data.path={missing}",
+        f"run.root={tmp_path / 'runs'}",
+        f"run.cache_dir={tmp_path / 'cache'}",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "sennflow: error:" in proc.stderr and str(missing) in proc.stderr
+
+
+def test_no_command_prints_usage_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: sennflow" in capsys.readouterr().out

@@ -1,0 +1,77 @@
+"""The pipeline flow end to end under Prefect's test harness, and its typed parameters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flows.config import ConfigError
+from flows.pipeline import PipelineOptions, pipeline
+
+pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
+
+
+def tiny_overrides(tmp_path) -> list[str]:
+    return [
+        "experiment=tiny",
+        f"run.root={tmp_path / 'runs'}",
+        f"run.cache_dir={tmp_path / 'cache'}",
+    ]
+
+
+def test_tiny_pipeline_writes_a_complete_run_folder(prefect_harness, ray_session, tmp_path):
+    from prefect import get_client
+
+    result = pipeline(overrides=tiny_overrides(tmp_path))
+
+    run_dir = tmp_path / "runs" / "pipeline" / result.run_dir.rsplit("/", 1)[-1]
+    assert run_dir.is_dir()
+    for name in ("config.yaml", "meta.json", "metrics.json", "report.html"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "checkpoints" / "best" / "model.safetensors").is_file()
+    assert any((run_dir / "figures").glob("*.png"))
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] == pytest.approx(result.headline["test_accuracy"])
+    assert len(metrics["train"]["history"]) == 2  # experiment=tiny runs two epochs
+    assert metrics["data"]["row_counts"] == {"train": 1257, "val": 270, "test": 270} or (
+        sum(metrics["data"]["row_counts"].values()) == 1797
+    )
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert {"git_sha", "packages", "seeds", "device"} <= set(meta)
+    assert "tiny: true" in (run_dir / "config.yaml").read_text()
+
+    html = (run_dir / "report.html").read_text()
+    assert "data:image/png;base64," in html
+    assert f"{result.headline['test_accuracy']:.4f}" in html
+
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts()}
+    assert any(k.startswith("report-") and run_dir.name[:15] in k for k in keys)
+
+
+def test_a_bad_override_fails_before_any_run_folder_is_made(prefect_harness, tmp_path):
+    with pytest.raises(ConfigError, match="train.epochz"):
+        pipeline(overrides=[*tiny_overrides(tmp_path), "train.epochz=3"])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_pipeline_options_become_hydra_overrides():
+    options = PipelineOptions(data="wine", model="mlp", epochs=3, use_gpu=False, num_workers=2)
+    assert options.to_overrides() == [
+        "data=wine",
+        "model=mlp",
+        "train.epochs=3",
+        "train.num_workers=2",
+        "train.use_gpu=false",
+    ]
+
+
+def test_pipeline_options_reject_invalid_values():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="epochs"):
+        PipelineOptions(epochs=0)
+    with pytest.raises(ValidationError, match="data"):
+        PipelineOptions(data="imagenet")
