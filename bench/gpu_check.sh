@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# GPU check: train the default model on CUDA (bf16 autocast) through Ray Train, then print
+# samples/s and peak GPU memory. On a machine without the project's packages, wheels in .whl/
+# (see BENCHMARKS.md) are installed to /tmp/site first; a pre-ingested dataset can be passed as $1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 bench/gpu_check.py ${1:+--dataset "$1"} "${@:2}"
