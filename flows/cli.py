@@ -57,8 +57,12 @@ def config_help() -> str:
     root = yaml.safe_load((CONF_DIR / "config.yaml").read_text())
     defaults = {k: v for d in root["defaults"] if isinstance(d, dict) for k, v in d.items()}
     lines.append("\noptions (override with key=value; defaults shown):")
+    model_file = CONF_DIR / "model" / f"{defaults['model']}.yaml"
+    model_train = (yaml.safe_load(model_file.read_text()) or {}).get("train", {})
     for group in ("data", "model", "train", "explain"):
         values = _group_values(group, defaults.get(group))
+        if group == "train":  # the default model sets its own training defaults
+            values.update(model_train)
         lines += [f"  {group}.{k}={_show(v)}" for k, v in values.items()]
     for section in ("run", "ray"):
         lines += [f"  {section}.{k}={_show(v)}" for k, v in root[section].items()]
@@ -75,7 +79,10 @@ def _group_values(group: str, option: str | None) -> dict:
     for name in ("base", option):
         path = CONF_DIR / group / f"{name}.yaml"
         if name and path.exists():
-            loaded = yaml.safe_load(path.read_text()) or {}
+            text = path.read_text()
+            loaded = yaml.safe_load(text) or {}
+            if text.startswith("# @package _global_"):
+                loaded = loaded.get(group, {})
             values.update({k: v for k, v in loaded.items() if k != "defaults"})
     return values
 

@@ -23,8 +23,9 @@ _REQUIRED_KEYS = (
     "row_counts",
     "fingerprint",
 )
-# Rows per Arrow record batch when the caller does not ask for a batch size.
-_SCAN_ROWS = 65_536
+# Arrow record batches of about this many bytes: big enough that per-batch overhead vanishes
+# for small batch sizes, small enough to keep streaming memory bounded for wide samples.
+_SCAN_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def read_split(
     """
     meta = load_meta(path)
     _check_args(split, shard_index, num_shards)
-    chunks = list(_chunks(Path(path), meta, split, normalize, shard_index, num_shards, _SCAN_ROWS))
+    chunks = list(_chunks(Path(path), meta, split, normalize, shard_index, num_shards, 1))
     if not chunks:
         return np.empty((0, *meta.feature_shape), np.float32), np.empty(0, np.int64)
     x = np.concatenate([c[0] for c in chunks]).reshape(-1, *meta.feature_shape)
@@ -152,9 +153,7 @@ def iter_batches(
     _check_args(split, shard_index, num_shards)
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be >= 1")
-    chunks = _chunks(
-        Path(path), meta, split, normalize, shard_index, num_shards, batch_size * num_shards
-    )
+    chunks = _chunks(Path(path), meta, split, normalize, shard_index, num_shards, batch_size)
     return _as_tensors(_rebatch(chunks, batch_size), meta.feature_shape)
 
 
@@ -182,9 +181,13 @@ def _chunks(
     normalize: bool,
     shard_index: int,
     num_shards: int,
-    scan_rows: int,
+    batch_size: int,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Per record batch: this shard's rows as writable float32 ``(n, F)`` and int64 ``(n,)``."""
+    """Per record batch: this shard's rows as writable float32 ``(n, F)`` and int64 ``(n,)``.
+
+    Arrow is asked for record batches of ``batch_size`` shard rows or about ``_SCAN_BYTES``,
+    whichever is larger; a file's end cuts a record batch short.
+    """
     files = split_files(root, split)
     if not files:
         if meta.row_counts[split]:
@@ -196,6 +199,7 @@ def _chunks(
             )
         return
     width = meta.num_features
+    scan_rows = max(batch_size * num_shards, _SCAN_BYTES // (4 * width))
     inv_std = (1.0 / meta.std).astype(np.float32)
     dataset = ds.dataset([str(f) for f in files], format="parquet")
     offset = 0  # position of the batch's first row in the split, for sharding

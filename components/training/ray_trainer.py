@@ -38,8 +38,6 @@ from components.training.checkpoint import (
 from components.training.config import TrainConfig
 from components.training.fit import fit
 
-log = logging.getLogger("sennflow.train")
-
 
 @dataclass
 class TrainOutcome:
@@ -181,6 +179,8 @@ class _QueueCallback(UserCallback):
 
 def worker_loop(config: dict) -> None:
     """``train_loop_per_worker``: read this rank's shard, resume if possible, run ``fit``."""
+    # Ray logs every report and checkpoint at INFO; the driver already logs each epoch once.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg, spec = TrainConfig(**config["train"]), _spec_from_dict(config["spec"])
@@ -213,8 +213,6 @@ def worker_loop(config: dict) -> None:
 
     def report(metrics: dict, folder: Path | None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
-        if rank == 0:
-            log.info(_format_epoch(metrics, cfg.epochs))
         ray.train.report(metrics, checkpoint=ckpt)
 
     fit(
@@ -259,11 +257,3 @@ def _fault_injector(cfg: TrainConfig, rank: int, marker_dir: Path):
             os.kill(os.getpid(), signal.SIGKILL)
 
     return maybe_kill
-
-
-def _format_epoch(metrics: dict, epochs: int) -> str:
-    return (
-        f"epoch {metrics['epoch']}/{epochs} train_loss={metrics['train_loss']:.4f} "
-        f"val_loss={metrics['val_loss']:.4f} val_accuracy={metrics['val_accuracy']:.4f} "
-        f"lr={metrics['lr']:.2e} {metrics['samples_per_s']:.0f} samples/s"
-    )
