@@ -91,6 +91,22 @@ def override_config(config: ConfigT, overrides: Mapping[str, Any], *, model: str
     return dataclasses.replace(config, **overrides)
 
 
+def positive_ints(config: object, name: str, *, allow_empty: bool = False) -> None:
+    """Store ``config.name`` as a tuple (Hydra hands lists over) and require positive ints."""
+    values = tuple(getattr(config, name))
+    object.__setattr__(config, name, values)
+    if (not values and not allow_empty) or any(int(v) < 1 for v in values):
+        owner = type(config).__name__
+        raise ValueError(f"{owner}.{name} must be positive ints, got {values}")
+
+
+def probability(config: object, name: str) -> None:
+    """Require ``config.name`` in ``[0, 1)`` (dropout rates)."""
+    value = getattr(config, name)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value}")
+
+
 def check_build_args(input_shape: tuple[int, ...], num_classes: int, *, model: str) -> None:
     """Raise a clear error if the sample shape or class count cannot describe a dataset."""
     if not input_shape or any(int(n) != n or n < 1 for n in input_shape):

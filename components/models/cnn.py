@@ -20,6 +20,8 @@ from components.models.base import (
     check_batch,
     check_build_args,
     override_config,
+    positive_ints,
+    probability,
     register_model,
 )
 
@@ -37,11 +39,8 @@ class CNNConfig:
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(self.channels))
-        if not self.channels or any(int(c) < 1 for c in self.channels):
-            raise ValueError(f"CNNConfig.channels must be positive ints, got {self.channels}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"CNNConfig.dropout must be in [0, 1), got {self.dropout}")
+        positive_ints(self, "channels")
+        probability(self, "dropout")
 
     @classmethod
     def tiny(cls) -> CNNConfig:

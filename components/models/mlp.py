@@ -14,6 +14,8 @@ from components.models.base import (
     check_batch,
     check_build_args,
     override_config,
+    positive_ints,
+    probability,
     register_model,
 )
 
@@ -31,14 +33,8 @@ class MLPConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        # Hydra hands lists over; store tuples so the frozen config stays hashable.
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
-            raise ValueError(
-                f"MLPConfig.hidden_sizes must be positive ints, got {self.hidden_sizes}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"MLPConfig.dropout must be in [0, 1), got {self.dropout}")
+        positive_ints(self, "hidden_sizes")
+        probability(self, "dropout")
 
     @classmethod
     def tiny(cls) -> MLPConfig:

@@ -33,6 +33,7 @@ from components.models.base import (
     check_batch,
     check_build_args,
     override_config,
+    positive_ints,
     register_model,
 )
 
@@ -63,19 +64,11 @@ class ProtoAEConfig:
     lambda_2: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "conv_channels", tuple(self.conv_channels))
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        positive_ints(self, "conv_channels")
+        positive_ints(self, "hidden_sizes", allow_empty=True)
         for name in ("num_prototypes", "latent_dim"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ProtoAEConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.conv_channels or any(int(c) < 1 for c in self.conv_channels):
-            raise ValueError(
-                f"ProtoAEConfig.conv_channels must be positive ints, got {self.conv_channels}"
-            )
-        if any(int(h) < 1 for h in self.hidden_sizes):
-            raise ValueError(
-                f"ProtoAEConfig.hidden_sizes must be positive ints, got {self.hidden_sizes}"
-            )
         for name in ("lambda_class", "lambda_ae", "lambda_1", "lambda_2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ProtoAEConfig.{name} must be >= 0, got {getattr(self, name)}")

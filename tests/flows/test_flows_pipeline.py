@@ -35,9 +35,7 @@ def test_tiny_pipeline_writes_a_complete_run_folder(prefect_harness, ray_session
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] == pytest.approx(result.headline["test_accuracy"])
     assert len(metrics["train"]["history"]) == 2  # experiment=tiny runs two epochs
-    assert metrics["data"]["row_counts"] == {"train": 1257, "val": 270, "test": 270} or (
-        sum(metrics["data"]["row_counts"].values()) == 1797
-    )
+    assert sum(metrics["data"]["row_counts"].values()) == 1797  # every digits sample, once
     meta = json.loads((run_dir / "meta.json").read_text())
     assert {"git_sha", "packages", "seeds", "device"} <= set(meta)
     assert "tiny: true" in (run_dir / "config.yaml").read_text()
