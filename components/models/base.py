@@ -48,8 +48,59 @@ class PrototypeExplanation:
     extras: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TrainingStage:
+    """One phase of a model's training schedule; the generic fit loop runs them in order.
+
+    Attributes:
+        name: shown in logs, metrics and the report (e.g. ``"warm_up"``, ``"last_layer"``).
+        epochs: epochs of gradient steps in this stage (0: only the push, if any).
+        trainable: parameter-name prefix -> learning-rate multiplier for the parameters trained
+            in this stage; parameters matching no prefix are frozen. ``None`` trains all
+            parameters at the base rate. A fresh optimiser is built for every stage.
+        push_first: project the prototypes onto training data before this stage's epochs
+            (ProtoPNet's push), through ``push_candidates`` and ``apply_push``.
+    """
+
+    name: str
+    epochs: int
+    trainable: Mapping[str, float] | None = None
+    push_first: bool = False
+
+
+@dataclass
+class PushCandidates:
+    """For every prototype, the closest latent patch of a training sample of its class.
+
+    Attributes:
+        distance: ``(P,)`` squared distance to the candidate (``inf`` where none was seen).
+        vector: ``(P, D)`` the candidate latent patch.
+        sample: ``(P,)`` int64 id of the training sample it came from (``-1`` where none).
+        location: ``(P, 2)`` int64 (row, col) of the patch in the latent grid.
+    """
+
+    distance: torch.Tensor
+    vector: torch.Tensor
+    sample: torch.Tensor
+    location: torch.Tensor
+
+    def merge(self, other: PushCandidates) -> PushCandidates:
+        """Keep, per prototype, the closer of the two candidates."""
+        take = other.distance < self.distance
+        return PushCandidates(
+            distance=torch.where(take, other.distance, self.distance),
+            vector=torch.where(take[:, None], other.vector, self.vector),
+            sample=torch.where(take, other.sample, self.sample),
+            location=torch.where(take[:, None], other.location, self.location),
+        )
+
+
 class SennModel(nn.Module):
     """Base class: a model with a typed forward and named loss terms."""
+
+    def training_stages(self, epochs: int) -> list[TrainingStage]:
+        """The training schedule for a run of ``epochs`` epochs; default: one plain stage."""
+        return [TrainingStage("train", epochs)]
 
     def loss(
         self, output: ModelOutput, x: torch.Tensor, y: torch.Tensor
@@ -70,6 +121,20 @@ class PrototypeModel(SennModel):
     def explain(self, x: torch.Tensor, top_k: int = 3) -> list[PrototypeExplanation]:
         """One explanation per sample in ``x``, for the predicted class."""
         raise NotImplementedError
+
+    def activation_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Similarity of every prototype to every latent patch, ``(N, P, h, w)`` (part models)."""
+        raise NotImplementedError(f"{type(self).__name__} has no spatial prototypes")
+
+    def push_candidates(
+        self, x: torch.Tensor, y: torch.Tensor, sample_ids: torch.Tensor
+    ) -> PushCandidates:
+        """Per prototype, the closest latent patch among this batch's samples of its class."""
+        raise NotImplementedError(f"{type(self).__name__} does not push prototypes")
+
+    def apply_push(self, best: PushCandidates) -> None:
+        """Replace each prototype by its candidate patch and remember where it came from."""
+        raise NotImplementedError(f"{type(self).__name__} does not push prototypes")
 
 
 ConfigT = TypeVar("ConfigT")

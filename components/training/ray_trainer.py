@@ -8,7 +8,6 @@ validation loss, restarts the worker group from the latest checkpoint when a wor
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import shutil
@@ -22,7 +21,14 @@ from pathlib import Path
 import ray.train
 import ray.train.torch
 import torch
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train import (
+    CheckpointConfig,
+    FailureConfig,
+    LoggingConfig,
+    RunConfig,
+    ScalingConfig,
+    UserCallback,
+)
 from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
@@ -115,6 +121,8 @@ def train_with_ray(
             ),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             callbacks=[_QueueCallback(queue)],
+            # Ray logs every report and checkpoint at INFO; the driver logs each epoch once.
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
     stop = threading.Event()
@@ -179,8 +187,6 @@ class _QueueCallback(UserCallback):
 
 def worker_loop(config: dict) -> None:
     """``train_loop_per_worker``: read this rank's shard, resume if possible, run ``fit``."""
-    # Ray logs every report and checkpoint at INFO; the driver already logs each epoch once.
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg, spec = TrainConfig(**config["train"]), _spec_from_dict(config["spec"])

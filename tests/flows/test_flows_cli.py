@@ -66,3 +66,22 @@ def test_missing_data_file_exits_2_and_names_the_path(tmp_path):
 def test_no_command_prints_usage_and_exits_2(capsys):
     assert main([]) == 2
     assert "usage: sennflow" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+@pytest.mark.ray
+def test_bad_resume_checkpoint_exits_2_and_keeps_the_run_folder(tmp_path):
+    bogus = tmp_path / "not-a-checkpoint"
+    bogus.mkdir()
+    proc = sennflow(
+        "run",
+        "experiment=tiny",
+        f"train.resume_from={bogus}",
+        f"run.root={tmp_path / 'runs'}",
+        f"run.cache_dir={tmp_path / 'cache'}",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"checkpoint {bogus} is incomplete" in proc.stderr
+    (run_dir,) = (tmp_path / "runs" / "pipeline").iterdir()
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "meta.json").is_file()
