@@ -21,6 +21,7 @@ class ShardBatches:
         shuffle: reshuffle each epoch with ``seed + epoch``.
         seed: base seed of the permutation.
         pad_to: total rows per epoch after padding (``None``: no padding).
+        ids: global sample id of every row (default ``0..N-1``), yielded by :meth:`in_order`.
     """
 
     def __init__(
@@ -32,6 +33,7 @@ class ShardBatches:
         shuffle: bool,
         seed: int = 0,
         pad_to: int | None = None,
+        ids: torch.Tensor | None = None,
     ) -> None:
         self.x = torch.as_tensor(x)
         self.y = torch.as_tensor(y)
@@ -41,6 +43,7 @@ class ShardBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.rows = max(pad_to or 0, len(self.x))
+        self.ids = torch.arange(len(self.x)) if ids is None else torch.as_tensor(ids)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -66,3 +69,9 @@ class ShardBatches:
         for start in range(0, self.rows, self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.x[idx], self.y[idx]
+
+    def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Every row once, unshuffled and unpadded, with its global sample id (for a push)."""
+        for start in range(0, len(self.x), self.batch_size):
+            end = start + self.batch_size
+            yield self.x[start:end], self.y[start:end], self.ids[start:end]

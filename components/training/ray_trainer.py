@@ -116,7 +116,7 @@ def train_with_ray(
             storage_path=storage_path or str(run_dir / "ray"),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.keep_checkpoints,
-                checkpoint_score_attribute="val_loss",
+                checkpoint_score_attribute="checkpoint_score",
                 checkpoint_score_order="min",
             ),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
@@ -140,7 +140,7 @@ def train_with_ray(
 def _collect(result, run_dir: Path) -> TrainOutcome:
     if result.error is not None:
         raise result.error
-    best_ckpt, _ = min(result.best_checkpoints, key=lambda pair: pair[1]["val_loss"])
+    best_ckpt, _ = min(result.best_checkpoints, key=lambda pair: pair[1]["checkpoint_score"])
     out = run_dir / "checkpoints"
     best = _copy_checkpoint(best_ckpt, out / "best")
     last = _copy_checkpoint(result.checkpoint, out / "last")
@@ -201,6 +201,7 @@ def worker_loop(config: dict) -> None:
         shuffle=True,
         seed=cfg.seed * 1000 + rank,
         pad_to=math.ceil(meta.row_counts["train"] / world),
+        ids=torch.arange(len(y)) * world + rank,  # read_split's shard rule: row i % world
     )
     vx, vy = read_split(path, "val", shard_index=rank, num_shards=world)
     val = ShardBatches(vx, vy, batch_size=max(cfg.batch_size, 256), shuffle=False)

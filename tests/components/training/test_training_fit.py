@@ -12,7 +12,8 @@ import torch
 from components.training.batches import ShardBatches
 from components.training.checkpoint import ModelSpec, load_model, load_state, load_weights
 from components.training.config import TrainConfig
-from components.training.fit import fit, lr_factor
+from components.training.fit import fit
+from components.training.optim import lr_factor
 
 SPEC = ModelSpec(name="mlp", input_shape=(8,), num_classes=3, tiny=True)
 
@@ -108,7 +109,7 @@ def test_early_stopping_stops_after_patience_without_improvement():
     _, state, reports = run_fit(cfg)
     assert state.stopped_early
     assert len(reports) == 1 + 2
-    assert state.best_epoch == 1
+    assert state.best_epoch == min(state.history, key=lambda h: h["val_loss"])["epoch"]
 
 
 def test_shard_batches_pad_every_worker_to_the_same_number_of_steps():
@@ -155,4 +156,75 @@ def test_train_config_names_the_bad_field():
     ],
 )
 def test_lr_schedules_in_closed_form(schedule, epoch, factor):
-    assert lr_factor(TrainConfig(epochs=10, lr_schedule=schedule), epoch) == pytest.approx(factor)
+    assert lr_factor(schedule, epoch, 10) == pytest.approx(factor)
+
+
+class StagedMLP(torch.nn.Module):
+    """A tiny model with a two-stage schedule: head only, then everything at a tenth of the LR."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Linear(8, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        from components.models.base import ModelOutput
+
+        return ModelOutput(logits=self.head(torch.relu(self.body(x))))
+
+    def loss(self, output, x, y):
+        ce = torch.nn.functional.cross_entropy(output.logits, y)
+        return {"total": ce, "ce": ce}
+
+    def training_stages(self, epochs: int):
+        from components.models.base import TrainingStage
+
+        return [
+            TrainingStage("head", 2, trainable={"head.": 1.0}),
+            TrainingStage("all", epochs - 2, trainable={"body.": 0.1, "head.": 0.1}),
+        ]
+
+
+def test_stages_train_only_their_parameters_at_their_rates():
+    x, y = blobs()
+    train = ShardBatches(x[:240], y[:240], batch_size=32, shuffle=True)
+    val = ShardBatches(x[240:], y[240:], batch_size=64, shuffle=False)
+    torch.manual_seed(0)
+    model = StagedMLP()
+    body_before = model.body.weight.detach().clone()
+    seen: list[dict] = []
+
+    def report(metrics, folder):
+        seen.append(metrics)
+        if metrics["epoch"] == 2:  # end of the head-only stage: the body is untouched
+            assert torch.equal(model.body.weight, body_before)
+
+    cfg = TrainConfig(epochs=4, lr=0.01, lr_schedule="none", early_stopping_patience=0)
+    state = fit(model, train, val, cfg=cfg, spec=SPEC, report=report)
+    assert [m["stage"] for m in seen] == ["head", "head", "all", "all"]
+    assert [m["lr"] for m in seen] == pytest.approx([0.01, 0.01, 0.001, 0.001])
+    assert not torch.equal(model.body.weight, body_before)
+    # Only the last stage's epochs can be the "best" checkpoint.
+    assert [m["checkpoint_score"] == float("inf") for m in seen] == [True, True, False, False]
+    assert state.best_epoch in (3, 4)
+
+
+def test_a_stage_prefix_that_matches_nothing_is_an_error():
+    class Typo(StagedMLP):
+        def training_stages(self, epochs):
+            from components.models.base import TrainingStage
+
+            return [TrainingStage("oops", epochs, trainable={"haed.": 1.0})]
+
+    x, y = blobs()
+    batches = ShardBatches(x, y, batch_size=32, shuffle=False)
+    with pytest.raises(ValueError, match="no parameter starts with 'haed.'"):
+        fit(Typo(), batches, batches, cfg=TrainConfig(epochs=1), spec=SPEC, report=lambda *_: None)
+
+
+def test_in_order_yields_every_row_once_with_its_global_id():
+    x, y = torch.zeros(5, 1), torch.arange(5)
+    batches = ShardBatches(x, y, batch_size=2, shuffle=True, pad_to=8, ids=torch.arange(5) * 3 + 1)
+    rows = list(batches.in_order())
+    assert torch.equal(torch.cat([r[1] for r in rows]), torch.arange(5))
+    assert torch.equal(torch.cat([r[2] for r in rows]), torch.tensor([1, 4, 7, 10, 13]))

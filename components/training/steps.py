@@ -1,0 +1,94 @@
+"""One training epoch and one validation pass (shared by every stage)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from components.training.config import TrainConfig
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user model inside a DDP/FSDP wrapper."""
+    return getattr(model, "module", model)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when asked for; a no-op elsewhere."""
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def all_reduce(values: torch.Tensor) -> torch.Tensor:
+    """Sum ``values`` over data-parallel ranks (identity in a single process)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
+
+
+def train_epoch(model, batches, opt, cfg: TrainConfig, device: torch.device) -> dict:
+    """One pass over ``batches``; returns the mean of every named loss term and samples/s.
+
+    Gradients are cleared on the whole model (not only the optimiser's parameters) because a
+    stage may train a subset; the frozen rest keeps ``requires_grad`` so DDP's reducer is unchanged.
+    """
+    model.train()
+    sums: dict[str, float] = {}
+    seen = 0
+    start = time.perf_counter()
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, cfg.precision):
+            terms = unwrap(model).loss(model(x), x, y)
+        model.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(x)
+        seen += len(x)
+    elapsed = time.perf_counter() - start
+    out = {f"train_{name}": total / seen for name, total in sums.items()}
+    out["train_loss"] = out.pop("train_total")
+    out["samples_per_s"] = seen / max(elapsed, 1e-9)
+    out.update(_placement(model, x, device, cfg))
+    return out
+
+
+def _placement(model, x: torch.Tensor, device: torch.device, cfg: TrainConfig) -> dict:
+    """Where the work really ran: the report and the GPU check read these."""
+    info = {
+        "model_device": str(next(model.parameters()).device),
+        "batch_device": str(x.device),
+        "autocast": "bfloat16" if device.type == "cuda" and cfg.precision == "bf16" else "none",
+    }
+    if device.type == "cuda":
+        info["gpu_max_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return info
+
+
+@torch.no_grad()
+def validate(model, batches: Iterable, cfg: TrainConfig, device: torch.device) -> dict:
+    """Mean total loss and accuracy over ``batches``, summed across ranks."""
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        with autocast(device, cfg.precision):
+            out = model(x)
+            loss = unwrap(model).loss(out, x, y)["total"]
+        sums += torch.tensor(
+            [float(loss) * len(x), float((out.logits.argmax(1) == y).sum()), len(x)],
+            dtype=torch.float64,
+            device=device,
+        )
+    loss_sum, correct, n = all_reduce(sums).tolist()
+    return {"val_loss": loss_sum / n, "val_accuracy": correct / n}
