@@ -24,7 +24,9 @@ def epoch_progress(epochs: int) -> Iterator[None]:
         task = bar.add_task("train", total=epochs, status="")
 
         def update(metrics: dict) -> None:
-            status = f"val_loss={metrics['val_loss']:.4f} val_acc={metrics['val_accuracy']:.4f}"
+            status = f"[{metrics['stage']}] val_loss={metrics['val_loss']:.4f}"
+            if "val_accuracy" in metrics:
+                status += f" val_acc={metrics['val_accuracy']:.4f}"
             bar.update(task, completed=metrics["epoch"], status=status)
 
         with epoch_listener(update):

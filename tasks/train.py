@@ -20,13 +20,15 @@ def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run):
     ensure_ray(run.ray_address, run.ray_num_cpus)
 
     def on_epoch(metrics: dict) -> None:
+        accuracy = metrics.get("val_accuracy")
         logger.info(
-            "epoch %d/%d train_loss=%.4f val_loss=%.4f val_accuracy=%.4f",
+            "epoch %d/%d [%s] train_loss=%.4f val_loss=%.4f%s",
             metrics["epoch"],
             cfg.epochs,
+            metrics["stage"],
             metrics["train_loss"],
             metrics["val_loss"],
-            metrics["val_accuracy"],
+            "" if accuracy is None else f" val_accuracy={accuracy:.4f}",
         )
         notify_epoch(metrics)
 

@@ -96,7 +96,13 @@ class PushCandidates:
 
 
 class SennModel(nn.Module):
-    """Base class: a model with a typed forward and named loss terms."""
+    """Base class: a model with a typed forward and named loss terms.
+
+    ``supervised = False`` marks a clustering model: its logits are cluster scores, its loss
+    ignores labels, and the pipeline evaluates it with clustering metrics.
+    """
+
+    supervised: bool = True
 
     def training_stages(self, epochs: int) -> list[TrainingStage]:
         """The training schedule for a run of ``epochs`` epochs; default: one plain stage."""

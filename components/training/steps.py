@@ -91,4 +91,7 @@ def validate(model, batches: Iterable, cfg: TrainConfig, device: torch.device) -
             device=device,
         )
     loss_sum, correct, n = all_reduce(sums).tolist()
-    return {"val_loss": loss_sum / n, "val_accuracy": correct / n}
+    metrics = {"val_loss": loss_sum / n}
+    if getattr(unwrap(model), "supervised", True):  # cluster ids are not class labels
+        metrics["val_accuracy"] = correct / n
+    return metrics

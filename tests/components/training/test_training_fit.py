@@ -26,13 +26,15 @@ def blobs(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return (centers[y] + rng.normal(0, 1, (n, 8))).astype(np.float32), y.astype(np.int64)
 
 
-def run_fit(cfg: TrainConfig, keep: Path | None = None, resume_from: Path | None = None):
+def run_fit(
+    cfg: TrainConfig, keep: Path | None = None, resume_from: Path | None = None, build=SPEC.build
+):
     """Fit the tiny MLP on blobs; keep the last reported checkpoint in ``keep``."""
     x, y = blobs()
     train = ShardBatches(x[:240], y[:240], batch_size=32, shuffle=True, seed=cfg.seed)
     val = ShardBatches(x[240:], y[240:], batch_size=64, shuffle=False)
     torch.manual_seed(cfg.seed)
-    model = SPEC.build()
+    model = build()
     resume = None
     if resume_from is not None:
         load_weights(resume_from, model)
@@ -81,7 +83,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
         assert torch.allclose(p_straight, p_resumed, atol=1e-6)
 
 
-def _run_epochs(cfg: TrainConfig, keep: Path, stop_after: int) -> None:
+def _run_epochs(cfg: TrainConfig, keep: Path, stop_after: int, build=SPEC.build) -> None:
     """Run ``cfg`` but crash after ``stop_after`` epochs, keeping the last checkpoint."""
 
     class Stop(Exception):
@@ -91,7 +93,7 @@ def _run_epochs(cfg: TrainConfig, keep: Path, stop_after: int) -> None:
     train = ShardBatches(x[:240], y[:240], batch_size=32, shuffle=True, seed=cfg.seed)
     val = ShardBatches(x[240:], y[240:], batch_size=64, shuffle=False)
     torch.manual_seed(cfg.seed)
-    model = SPEC.build()
+    model = build()
 
     def report(metrics: dict, folder: Path | None) -> None:
         shutil.rmtree(keep, ignore_errors=True)
@@ -228,3 +230,15 @@ def test_in_order_yields_every_row_once_with_its_global_id():
     rows = list(batches.in_order())
     assert torch.equal(torch.cat([r[1] for r in rows]), torch.arange(5))
     assert torch.equal(torch.cat([r[2] for r in rows]), torch.tensor([1, 4, 7, 10, 13]))
+
+
+def test_resume_inside_a_later_stage_matches_an_uninterrupted_run(tmp_path):
+    cfg = TrainConfig(epochs=5, lr=0.01, early_stopping_patience=0)
+    straight, _, _ = run_fit(cfg, build=StagedMLP)
+    crashed = tmp_path / "crashed"
+    _run_epochs(cfg, crashed, stop_after=3, build=StagedMLP)  # one epoch into stage "all"
+    resumed, state, reports = run_fit(cfg, resume_from=crashed, build=StagedMLP)
+    assert state.resumed_at == [3]
+    assert [m["stage"] for m, _ in reports] == ["all", "all"]
+    for p_straight, p_resumed in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(p_straight, p_resumed, atol=1e-6)
