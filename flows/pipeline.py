@@ -20,7 +20,7 @@ from tasks.ingest import ingest_task
 from tasks.report import report_task
 from tasks.train import train_task
 
-DataSource = Literal["digits", "breast_cancer", "wine", "synthetic", "parquet", "csv"]
+DataSource = Literal["digits", "breast_cancer", "wine", "synthetic", "parts", "parquet", "csv"]
 
 
 class PipelineOptions(BaseModel):
@@ -86,7 +86,7 @@ def pipeline(
     dataset = ingest_task(s.data, s.run.cache_dir)
     spec = _model_spec(s, dataset.meta)
     outcome = train_task(dataset.path, spec, s.train, run_dir, s.run)
-    test = evaluate_task(outcome.best_checkpoint, dataset.path)
+    test = evaluate_task(outcome.best_checkpoint, dataset.path, s.seed)
     explanations = explain_task(outcome.best_checkpoint, dataset.path, s.explain, s.seed)
 
     headline = _headline(test, outcome)
@@ -114,14 +114,22 @@ def _model_spec(s, data_meta: dict):
 
 
 def _headline(test: dict, outcome) -> dict:
-    return {
-        "test_accuracy": test["accuracy"],
-        "test_macro_f1": test["macro_f1"],
-        "test_nll": test["nll"],
-        "test_ece": test["ece"],
-        "best_epoch": outcome.best_epoch,
-        "epochs_run": len(outcome.history),
-    }
+    if test["task"] == "classification":
+        keys = ("accuracy", "macro_f1", "nll", "ece")
+    else:
+        keys = ("clustering_accuracy", "nmi", "ari")
+    headline = {f"test_{key}": test[key] for key in keys}
+    if "robustness" in test:
+        headline["test_certified_accuracy_l2_0.25"] = test["robustness"]["certified_accuracy"][
+            "0.25"
+        ]
+    if "uncertainty" in test and test["uncertainty"]["auroc_wrong"] is not None:
+        headline["uncertainty_auroc_wrong"] = test["uncertainty"]["auroc_wrong"]
+    for state, scores in test.get("prototype_quality", {}).items():
+        if state in ("trained", "untrained"):
+            headline.update({f"{name}_{state}": value for name, value in scores.items()})
+    headline.update(best_epoch=outcome.best_epoch, epochs_run=len(outcome.history))
+    return headline
 
 
 def _metrics_json(test: dict, outcome, dataset) -> dict:

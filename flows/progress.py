@@ -9,6 +9,7 @@ from collections.abc import Iterator
 @contextlib.contextmanager
 def epoch_progress(epochs: int) -> Iterator[None]:
     """Show an epoch bar (with the latest val accuracy) while training runs inside the flow."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tasks.progress import epoch_listener
@@ -24,10 +25,12 @@ def epoch_progress(epochs: int) -> Iterator[None]:
         task = bar.add_task("train", total=epochs, status="")
 
         def update(metrics: dict) -> None:
-            status = f"[{metrics['stage']}] val_loss={metrics['val_loss']:.4f}"
+            status = escape(f"[{metrics['stage']}] val_loss={metrics['val_loss']:.4f}")
             if "val_accuracy" in metrics:
                 status += f" val_acc={metrics['val_accuracy']:.4f}"
             bar.update(task, completed=metrics["epoch"], status=status)
 
         with epoch_listener(update):
             yield
+        # Early stopping ends before ``epochs``: show the bar as finished at the epoch reached.
+        bar.update(task, total=bar.tasks[0].completed or epochs)

@@ -7,25 +7,41 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.loading import load_trained
+
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(checkpoint: Path, dataset_path: Path) -> dict:
-    """Accuracy, macro-F1, NLL, ECE (15 bins), per-class accuracy and confusion matrix."""
-    from components.data.reader import load_meta, read_split
-    from components.evaluation.metrics import classification_metrics
-    from components.evaluation.predict import predict_logits
-    from components.training.checkpoint import load_model
+def evaluate_task(checkpoint: Path, dataset_path: Path, seed: int = 0) -> dict:
+    """Headline metrics on the test split plus every analysis the model supports.
 
-    model, _ = load_model(checkpoint)
-    x, y = read_split(dataset_path, "test")
-    logits = predict_logits(model, x)
-    metrics = classification_metrics(logits, y, load_meta(dataset_path).num_classes, n_bins=15)
-    get_run_logger().info(
-        "test accuracy=%.4f macro_f1=%.4f nll=%.4f ece=%.4f on %d samples",
-        metrics["accuracy"],
-        metrics["macro_f1"],
-        metrics["nll"],
-        metrics["ece"],
-        len(y),
+    On data with part masks, part-prototype models are also scored for consistency and
+    stability, against the same network as initialised (same seed) before training.
+    """
+    import torch
+
+    from components.data.reader import load_meta, read_masks, read_split
+    from components.evaluation.evaluate import (
+        evaluate_model,
+        has_activation_maps,
+        prototype_quality,
     )
+
+    logger = get_run_logger()
+    model, spec = load_trained(checkpoint, dataset_path)
+    meta = load_meta(dataset_path)
+    x, y = read_split(dataset_path, "test")
+    metrics = evaluate_model(model, x, y, num_classes=meta.num_classes)
+    if "parts" in meta.raw and has_activation_maps(model):
+        torch.manual_seed(seed)  # the worker builds the model under the same seed
+        untrained = spec.build().eval()
+        masks = read_masks(dataset_path, "test")
+        metrics["prototype_quality"] = prototype_quality(
+            model, untrained, x, masks, y, meta.raw["parts"], seed=seed
+        )
+    logger.info("test metrics: %s", _headline_text(metrics))
     return metrics
+
+
+def _headline_text(metrics: dict) -> str:
+    keys = ("accuracy", "macro_f1", "nll", "ece", "clustering_accuracy", "nmi", "ari")
+    return " ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)

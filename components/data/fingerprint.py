@@ -20,6 +20,7 @@ _COMMON_FIELDS = (
     "partition_rows",
 )
 _SYNTHETIC_FIELDS = ("num_samples", "num_features", "num_classes", "class_sep")
+_PARTS_FIELDS = ("num_samples", "num_classes")
 _FILE_FIELDS = ("label_column", "feature_columns", "drop_invalid")
 
 
@@ -32,6 +33,8 @@ def content_fields(spec: DataSpec) -> dict:
     names = _COMMON_FIELDS
     if spec.source == "synthetic":
         names += _SYNTHETIC_FIELDS
+    elif spec.source == "parts":
+        names += _PARTS_FIELDS
     elif spec.source in FILE_SOURCES:
         names += _FILE_FIELDS
     fields = spec.to_dict()

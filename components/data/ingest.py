@@ -17,6 +17,7 @@ from components.data.file_source import load_file
 from components.data.fingerprint import fingerprint as compute_fingerprint
 from components.data.labeled import LabeledArrays
 from components.data.layout import META_FILE
+from components.data.parts import write_parts
 from components.data.spec import EMBEDDED_SOURCES, DataSpec, resolve_feature_shape
 from components.data.splits import check_class_counts, stratified_split
 from components.data.stats import Moments
@@ -98,6 +99,9 @@ def _build(spec: DataSpec, root: Path, fingerprint: str, say: Progress) -> dict:
             row_counts=summary.row_counts,
             dropped_by_reason=dict.fromkeys(DROP_REASONS, 0),
         )
+    elif spec.source == "parts":
+        say(f"generating {spec.num_samples} parts images")
+        meta = write_parts(spec, root, fingerprint)
     else:
         say(f"reading {spec.source}")
         data = load_embedded(spec.source) if spec.source in EMBEDDED_SOURCES else load_file(spec)

@@ -9,6 +9,8 @@ DATA_DIR = "data"
 META_FILE = "meta.json"
 X_COLUMN = "x"
 Y_COLUMN = "y"
+# Optional per-row ground truth over the pixels (synthetic sources), e.g. a part label map.
+MASK_COLUMN = "mask"
 
 _PART_PREFIX = "part-"
 _PART_SUFFIX = ".parquet"

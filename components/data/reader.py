@@ -13,7 +13,14 @@ import pyarrow.dataset as ds
 import torch
 
 from components.data.errors import DataError
-from components.data.layout import META_FILE, SPLITS, X_COLUMN, Y_COLUMN, split_files
+from components.data.layout import (
+    MASK_COLUMN,
+    META_FILE,
+    SPLITS,
+    X_COLUMN,
+    Y_COLUMN,
+    split_files,
+)
 
 _REQUIRED_KEYS = (
     "feature_shape",
@@ -129,6 +136,42 @@ def read_split(
     x = np.concatenate([c[0] for c in chunks]).reshape(-1, *meta.feature_shape)
     y = np.concatenate([c[1] for c in chunks])
     return x, y
+
+
+def read_masks(path: str | Path, split: str) -> np.ndarray:
+    """Read the ground-truth masks of a split, aligned with the rows of :func:`read_split`.
+
+    Args:
+        path: The dataset folder.
+        split: ``train``, ``val`` or ``test``.
+
+    Returns:
+        uint8 ``(N, H, W)``, with ``(H, W)`` from the meta's ``mask_shape`` (default: the last
+        two dimensions of the feature shape).
+
+    Raises:
+        DataError: The dataset has no mask column, or its masks have the wrong size.
+    """
+    meta = load_meta(path)
+    _check_args(split, 0, 1)
+    shape = tuple(int(d) for d in meta.raw.get("mask_shape", meta.feature_shape[-2:]))
+    files = split_files(path, split)
+    if not files:
+        return np.empty((0, *shape), np.uint8)
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    if MASK_COLUMN not in dataset.schema.names:
+        raise DataError("the dataset has no ground-truth masks", file=str(path), column=MASK_COLUMN)
+    batches = dataset.to_batches(columns=[MASK_COLUMN])
+    flat = np.concatenate([b.column(0).flatten().to_numpy() for b in batches])
+    rows = meta.row_counts[split]
+    if flat.size != rows * math.prod(shape):
+        raise DataError(
+            f"masks hold {flat.size} values, expected {rows} rows of {list(shape)}",
+            file=str(path),
+            column=MASK_COLUMN,
+            rows=rows,
+        )
+    return flat.astype(np.uint8, copy=False).reshape(rows, *shape)
 
 
 def iter_batches(

@@ -11,7 +11,7 @@ from components.data.errors import DataError
 
 EMBEDDED_SOURCES = ("digits", "breast_cancer", "wine")
 FILE_SOURCES = ("parquet", "csv")
-SOURCES = (*EMBEDDED_SOURCES, "synthetic", *FILE_SOURCES)
+SOURCES = (*EMBEDDED_SOURCES, "synthetic", "parts", *FILE_SOURCES)
 
 
 @dataclass(frozen=True)
@@ -20,23 +20,25 @@ class DataSpec:
 
     Args:
         source: One of ``digits``, ``breast_cancer``, ``wine`` (scikit-learn's embedded
-            datasets), ``synthetic`` (seeded class-conditional Gaussians of any size), ``parquet``
-            or ``csv`` (a user file).
+            datasets), ``synthetic`` (seeded class-conditional Gaussians of any size), ``parts``
+            (seeded RGB images classified by the coloured parts they contain, with part masks),
+            ``parquet`` or ``csv`` (a user file).
         path: For ``parquet``/``csv``: a local path or an fsspec URL (``file://``, ``memory://``,
             ``s3://`` ...).
         label_column: For ``parquet``/``csv``: the column holding integer class labels.
         feature_columns: For ``parquet``/``csv``: either one list-typed column or several scalar
             numeric columns; ``None`` means every column except the label.
         feature_shape: Optional shape of one sample (e.g. ``(1, 8, 8)``); its product must equal
-            the number of features. ``None`` keeps the source's natural shape.
+            the number of features. ``None`` keeps the source's natural shape. For ``parts`` it
+            is the generated image shape ``(3, H, W)`` (default ``(3, 32, 32)``).
         val_fraction: Fraction of each class that goes to the validation split.
         test_fraction: Fraction of each class that goes to the test split.
         seed: Seeds the split assignment and the synthetic generator.
         drop_invalid: Drop rows with NaN/inf/missing features, non-integer labels or ragged
             feature lists (counted in the dataset's meta) instead of raising ``DataError``.
-        num_samples: Synthetic only: number of rows.
+        num_samples: Synthetic and parts: number of rows.
         num_features: Synthetic only: features per row.
-        num_classes: Synthetic only: number of classes.
+        num_classes: Synthetic and parts: number of classes (parts: 2 to 6).
         class_sep: Synthetic only: norm of each class mean; larger is easier.
         partition_rows: Rows per Dask partition (synthetic) and per Parquet file (all sources).
     """

@@ -11,35 +11,69 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.data.layout import META_FILE, SPLITS, X_COLUMN, Y_COLUMN, part_name, split_dir
+from components.data.layout import (
+    MASK_COLUMN,
+    META_FILE,
+    SPLITS,
+    X_COLUMN,
+    Y_COLUMN,
+    part_name,
+    split_dir,
+)
 from components.data.spec import DataSpec
 from components.data.stats import Moments
 
 
-def to_arrow(x: np.ndarray, y: np.ndarray) -> pa.Table:
-    """Rows as a table: ``x`` fixed_size_list<float32> (flattened features), ``y`` int64."""
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)
-    values = pa.array(x.reshape(-1), type=pa.float32())
-    features = pa.FixedSizeListArray.from_arrays(values, x.shape[1])
-    labels = pa.array(np.asarray(y, dtype=np.int64))
-    return pa.table({X_COLUMN: features, Y_COLUMN: labels})
+def to_arrow(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> pa.Table:
+    """Rows as a table: ``x`` fixed_size_list<float32> (flattened features), ``y`` int64.
+
+    An optional ``mask`` (one uint8 array per row, e.g. an ``(H, W)`` label map) becomes a
+    flattened ``fixed_size_list<uint8>`` column.
+    """
+    columns = {
+        X_COLUMN: _fixed_size_lists(x, np.float32),
+        Y_COLUMN: pa.array(np.asarray(y, dtype=np.int64)),
+    }
+    if mask is not None:
+        columns[MASK_COLUMN] = _fixed_size_lists(mask, np.uint8)
+    return pa.table(columns)
 
 
-def write_part(root: Path, split: str, index: int, x: np.ndarray, y: np.ndarray) -> None:
-    """Write one Parquet part of ``split``; zero rows write nothing."""
+def _fixed_size_lists(rows: np.ndarray, dtype: type) -> pa.FixedSizeListArray:
+    flat = np.ascontiguousarray(rows, dtype=dtype).reshape(len(rows), -1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
+
+
+def write_part(
+    root: Path,
+    split: str,
+    index: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray | None = None,
+) -> None:
+    """Write one Parquet part of ``split``, with an optional ``mask`` column; 0 rows: nothing."""
     if len(y) == 0:
         return
     folder = split_dir(root, split)
     folder.mkdir(parents=True, exist_ok=True)
     # Dictionary-encoding float features only wastes time before Arrow falls back to plain.
-    pq.write_table(to_arrow(x, y), folder / part_name(index), use_dictionary=[Y_COLUMN])
+    pq.write_table(to_arrow(x, y, mask), folder / part_name(index), use_dictionary=[Y_COLUMN])
 
 
-def write_split(root: Path, split: str, x: np.ndarray, y: np.ndarray, rows_per_file: int) -> None:
+def write_split(
+    root: Path,
+    split: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    rows_per_file: int,
+    mask: np.ndarray | None = None,
+) -> None:
     """Write a whole in-memory split as parts of at most ``rows_per_file`` rows."""
     for index, start in enumerate(range(0, len(y), rows_per_file)):
         stop = start + rows_per_file
-        write_part(root, split, index, x[start:stop], y[start:stop])
+        rows_mask = None if mask is None else mask[start:stop]
+        write_part(root, split, index, x[start:stop], y[start:stop], rows_mask)
 
 
 def build_meta(

@@ -13,6 +13,7 @@ from components.evaluation.arrays import as_labels
 from components.evaluation.predict import as_float_tensor, predict_logits
 from components.explain.attributions import integrated_gradients
 from components.explain.prototypes import explain_samples, prototype_gallery
+from components.explain.push_gallery import is_pushed, pushed_gallery
 from components.models.base import PrototypeModel
 
 
@@ -69,6 +70,7 @@ def explain_model(
     ig_steps: int = 32,
     class_names: Sequence[str] | None = None,
     seed: int = 0,
+    train_x: Any = None,
 ) -> dict:
     """Explain ``model`` on a few samples of ``(x, y)`` chosen by :func:`select_samples`.
 
@@ -85,13 +87,15 @@ def explain_model(
         ig_steps: quadrature steps of Integrated Gradients.
         class_names: optional class names added to the sample dicts.
         seed: seed of the sample choice.
+        train_x: the training split; with it, a pushed model's gallery shows the training patch
+            each prototype was projected onto instead of decoded prototypes.
 
     Returns:
         ``kind`` (``"prototype"`` or ``"attribution"``), ``indices`` (chosen rows of ``x``),
         ``samples`` (JSON-serialisable dicts, each with ``probability`` of the predicted class and
         ``ig_delta``), ``inputs`` (the chosen inputs), ``attributions`` (same shape),
-        ``ig_delta`` (per-sample completeness error) and ``gallery`` (``None`` unless the model
-        can decode its prototypes).
+        ``ig_delta`` (per-sample completeness error) and ``gallery`` (pushed training patches or
+        decoded prototypes; ``None`` for models with neither).
     """
     inputs_all = as_float_tensor(x)
     labels_all = as_labels(y, "y")
@@ -114,8 +118,12 @@ def explain_model(
     for row, sample in enumerate(samples):
         sample["probability"] = float(probabilities[row, sample["predicted"]])
         sample["ig_delta"] = float(delta[row])
-    can_decode = is_prototype and hasattr(model, "decode_prototypes")
-    gallery = prototype_gallery(model) if can_decode else None
+    if is_prototype and train_x is not None and is_pushed(model):
+        gallery = pushed_gallery(model, train_x)
+    elif is_prototype and hasattr(model, "decode_prototypes"):
+        gallery = prototype_gallery(model)
+    else:
+        gallery = None
     return {
         "kind": "prototype" if is_prototype else "attribution",
         "indices": [int(i) for i in indices],

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from components.evaluation.arrays import as_labels
-from components.evaluation.predict import as_float_tensor, eval_mode, model_logits
+from components.evaluation.predict import as_float_tensor, eval_mode
 from components.models.base import PrototypeExplanation, PrototypeModel
 
 
@@ -110,7 +110,8 @@ def explain_samples(
 ) -> list[dict]:
     """Per-sample prototype explanations of the predicted class, JSON-serialisable.
 
-    ``logit`` is taken from an independent forward pass, so ``decomposition_error =
+    ``logit`` is taken from an independent forward pass (``explained_logits``: the plain forward,
+    or the mean-prototype one for a sampling model), so ``decomposition_error =
     |total_contribution + bias - logit|`` measures how faithful the model's ``explain`` is.
 
     Args:
@@ -139,7 +140,7 @@ def explain_samples(
         )
     top_k = min(top_k, int(model.prototypes.shape[0]))
     with eval_mode(model), torch.no_grad():
-        logits = model_logits(model(inputs)).double().cpu()
+        logits = model.explained_logits(inputs).double().cpu()
         explanations = model.explain(inputs, top_k=top_k)
     classes = _prototype_classes(model)
     return [

@@ -1,6 +1,15 @@
 """Model registry and the models it holds; importing this package registers every model."""
 
-from components.models import cnn, mlp, proto_ae  # noqa: F401  (imported to register)
+from components.models import (  # noqa: F401  (imported to register)
+    cbc,
+    cnn,
+    mlp,
+    prob_psenn,
+    proto_ae,
+    protopnet,
+    st_protopnet,
+    tell,
+)
 from components.models.base import (
     ModelOutput,
     PrototypeExplanation,

@@ -128,6 +128,10 @@ class PrototypeModel(SennModel):
         """One explanation per sample in ``x``, for the predicted class."""
         raise NotImplementedError
 
+    def explained_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits that :meth:`explain` decomposes (the forward's, unless a model samples)."""
+        return self(x).logits
+
     def activation_maps(self, x: torch.Tensor) -> torch.Tensor:
         """Similarity of every prototype to every latent patch, ``(N, P, h, w)`` (part models)."""
         raise NotImplementedError(f"{type(self).__name__} has no spatial prototypes")

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from components.report.figures import class_label
 
@@ -60,6 +61,17 @@ def _draw_attribution(ax: Axes, values: np.ndarray, feature_shape: Sequence[int]
         ax.tick_params(labelsize=6)
 
 
+def _draw_box(ax: Axes, gallery: Mapping, index: int) -> None:
+    """Mark the patch a pushed prototype came from (a no-op for decoded galleries)."""
+    boxes = gallery.get("boxes")
+    if not boxes:
+        return
+    top, left, height, width = boxes[index]
+    ax.add_patch(
+        Rectangle((left - 0.5, top - 0.5), width, height, fill=False, edgecolor="#ffd400", lw=1.5)
+    )
+
+
 def _grid(rows: int, cols: int, aspect: float = 1.0) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(_CELL * cols, _CELL * aspect * rows), layout="constrained")
     return fig, fig.subplots(rows, cols, squeeze=False)
@@ -79,6 +91,7 @@ def prototype_gallery_figure(
             ax.set_axis_off()
             continue
         _draw_sample(ax, images[j], feature_shape)
+        _draw_box(ax, gallery, j)
         ax.set_title(f"P{j}: {class_label(class_names, classes[j])}", fontsize=8)
     return fig
 
@@ -110,6 +123,7 @@ def sample_explanations_figure(
                 continue
             proto = sample["prototypes"][col - 1]
             _draw_sample(ax, images[proto["index"]], feature_shape)
+            _draw_box(ax, gallery, proto["index"])
             ax.set_title(
                 f"P{proto['index']} ({class_label(class_names, proto['class'])})\n"
                 f"d={proto['distance']:.3g} c={proto['contribution']:+.3g}",

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from components.report import markup
+from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
 from components.report.explanation_figures import (
     attribution_figure,
     prototype_gallery_figure,
@@ -143,6 +144,61 @@ def _metrics_section(data: ReportData, figures: _Figures) -> str:
     return markup.section("Evaluation", *parts)
 
 
+def _analysis_section(data: ReportData, figures: _Figures) -> str:
+    """What the model's paper measures beyond accuracy: robustness, uncertainty, part quality."""
+    metrics, parts = data.metrics, []
+    if "robustness" in metrics:
+        robustness = metrics["robustness"]
+        rows = robustness["certified_accuracy"].items()
+        parts += [
+            "<h3>Certified robustness</h3>",
+            markup.table(("l2 epsilon", "certified accuracy"), rows),
+            figures.add(
+                "certified_radius",
+                certified_radius_figure(robustness),
+                "Certified l2 radius per test prediction (dashed: epsilon 0.25)",
+            ),
+        ]
+    if "uncertainty" in metrics:
+        unc = metrics["uncertainty"]
+        keys = ("auroc_wrong", "auroc_ood_noise", "mean_total_right", "mean_total_wrong")
+        parts += [
+            "<h3>Predictive uncertainty</h3>",
+            markup.key_value_table({k: unc[k] for k in (*keys, "mean_total_ood_noise")}),
+            figures.add(
+                "uncertainty",
+                uncertainty_figure(unc),
+                "Uncertainty of right and wrong test predictions (epistemic = total - aleatoric)",
+            ),
+        ]
+    if "prototype_quality" in metrics:
+        parts += _prototype_quality_parts(metrics["prototype_quality"], data.class_names)
+    return markup.section("Model analysis", *parts) if parts else ""
+
+
+def _prototype_quality_parts(quality: Mapping, class_names: Sequence[str]) -> list[str]:
+    rows = [
+        (state, scores["consistency"], scores["stability"])
+        for state, scores in quality.items()
+        if state in ("trained", "untrained")
+    ]
+    detail = [
+        (
+            f"P{i}",
+            class_label(class_names, row.get("class")),
+            row.get("part") or "none",
+            row.get("frequency"),
+            "yes" if row.get("consistent") else "no",
+        )
+        for i, row in enumerate(quality.get("per_prototype", []))
+    ]
+    return [
+        "<h3>Prototype consistency and stability (against ground-truth part masks)</h3>",
+        markup.table(("network", "consistency", "stability"), rows),
+        markup.table(("prototype", "class", "most hit part", "frequency", "consistent"), detail),
+    ]
+
+
 def _sample_summary_table(samples: Sequence[Mapping], class_names: Sequence[str]) -> str:
     """Per sample: prediction, and its logit as bias plus the prototypes' contributions."""
     rows = [
@@ -199,10 +255,12 @@ def _explanation_section(data: ReportData, figures: _Figures) -> str:
     gallery = explanations.get("gallery")
     if gallery is not None:
         fig = prototype_gallery_figure(gallery, shape, names)
-        parts += [
-            "<h3>Prototypes</h3>",
-            figures.add("prototype_gallery", fig, "Decoded prototypes and their class"),
-        ]
+        caption = (
+            "Prototypes: the training patch each was pushed onto (box) and its class"
+            if gallery.get("boxes")
+            else "Decoded prototypes and their class"
+        )
+        parts += ["<h3>Prototypes</h3>", figures.add("prototype_gallery", fig, caption)]
     if explanations.get("kind") == "prototype":
         parts.append("<h3>This looks like that</h3>")
         if gallery is not None:
@@ -210,6 +268,8 @@ def _explanation_section(data: ReportData, figures: _Figures) -> str:
             caption = "Test samples and their top prototypes (d: distance, c: contribution)"
             parts.append(figures.add("sample_explanations", fig, caption))
         parts += [_sample_summary_table(samples, names), _top_prototype_table(samples, names)]
+    if explanations.get("because"):
+        parts += _because_parts(explanations["because"], explanations.get("gallery"), names)
     if explanations.get("attributions") is not None:
         fig = attribution_figure(
             samples, inputs, np.asarray(explanations["attributions"]), shape, names
@@ -217,6 +277,25 @@ def _explanation_section(data: ReportData, figures: _Figures) -> str:
         caption = "Integrated Gradients of the predicted logit (red raises it, blue lowers it)"
         parts += ["<h3>Attributions</h3>", figures.add("attributions", fig, caption)]
     return markup.section("Explanations", *parts)
+
+
+def _because_parts(because, gallery, class_names) -> list[str]:
+    """Per prototype, how much its similarity drops when one visual characteristic changes."""
+    keys = [k for k in ("hue", "saturation", "contrast", "texture", "shape") if k in because[0]]
+    classes = (gallery or {}).get("classes") or [None] * len(because)
+    rows = [
+        (f"P{j}", class_label(class_names, classes[j]), *(row[k] for k in keys))
+        for j, row in enumerate(because)
+    ]
+    note = (
+        "Mean drop of each prototype's similarity when the test images' characteristic is "
+        "perturbed (Nauta et al., 2021): larger means the prototype relies on it more."
+    )
+    return [
+        "<h3>This looks like that, because…</h3>",
+        markup.paragraph(note, "note"),
+        markup.table(("prototype", "class", *keys), rows),
+    ]
 
 
 def _provenance_sections(data: ReportData) -> str:
@@ -242,6 +321,7 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
         _data_section(data.data_meta),
         _training_section(data.history, figures),
         _metrics_section(data, figures),
+        _analysis_section(data, figures),
         _explanation_section(data, figures),
         _provenance_sections(data),
     ]
