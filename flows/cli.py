@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_pipeline(overrides: list[str], epochs: int) -> int:
     from components.data.errors import DataError
-    from components.training.checkpoint import CheckpointError
+    from components.training.checkpoint import CheckpointError, ModelSpecError
     from flows.config import ConfigError
     from flows.pipeline import pipeline
     from flows.progress import epoch_progress
@@ -119,7 +119,7 @@ def _run_pipeline(overrides: list[str], epochs: int) -> int:
     try:
         with epoch_progress(epochs):
             result = pipeline(overrides=overrides)
-    except (ConfigError, DataError, CheckpointError, FileExistsError) as err:
+    except (ConfigError, DataError, CheckpointError, ModelSpecError, FileExistsError) as err:
         return _fail(err)
     _print_result(result)
     return 0

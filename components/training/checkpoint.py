@@ -26,6 +26,10 @@ class CheckpointError(ValueError):
     """A checkpoint folder is missing, incomplete, corrupt or does not fit the model."""
 
 
+class ModelSpecError(ValueError):
+    """A model cannot be built: unknown name, unknown or invalid parameter, unfit input."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How to rebuild a registered model; stored next to its weights."""
@@ -37,14 +41,25 @@ class ModelSpec:
     kwargs: dict = field(default_factory=dict)
 
     def build(self) -> torch.nn.Module:
-        """Create the (untrained) model this spec describes."""
-        return create_model(
-            self.name,
-            input_shape=self.input_shape,
-            num_classes=self.num_classes,
-            tiny=self.tiny,
-            **self.kwargs,
-        )
+        """Create the (untrained) model this spec describes.
+
+        Raises:
+            ModelSpecError: naming the model and what is wrong with its parameters or input.
+        """
+        try:
+            return create_model(
+                self.name,
+                input_shape=self.input_shape,
+                num_classes=self.num_classes,
+                tiny=self.tiny,
+                **self.kwargs,
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            message = err.args[0] if err.args else str(err)
+            raise ModelSpecError(
+                f"cannot build model {self.name!r} (tiny={self.tiny}, params {self.kwargs}) for "
+                f"input {self.input_shape} with {self.num_classes} classes: {message}"
+            ) from err
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, spec: ModelSpec, state: dict) -> Path:

@@ -94,6 +94,7 @@ def train_with_ray(
         storage_path: where Ray persists checkpoints (shared storage on a multi-node cluster);
             defaults to ``run_dir/ray``.
     """
+    spec.build()  # a bad model config fails here, clearly, not inside every Ray worker
     if cfg.resume_from:
         check_resume_checkpoint(cfg.resume_from, spec)
     run_dir = Path(run_dir).resolve()

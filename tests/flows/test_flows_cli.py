@@ -85,3 +85,18 @@ def test_bad_resume_checkpoint_exits_2_and_keeps_the_run_folder(tmp_path):
     assert f"checkpoint {bogus} is incomplete" in proc.stderr
     (run_dir,) = (tmp_path / "runs" / "pipeline").iterdir()
     assert (run_dir / "config.yaml").is_file() and (run_dir / "meta.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+@pytest.mark.ray
+def test_a_model_parameter_that_does_not_exist_exits_2(tmp_path):
+    proc = sennflow(
+        "run",
+        "experiment=tiny",
+        "+model.params.num_prototypez=3",
+        f"run.root={tmp_path / 'runs'}",
+        f"run.cache_dir={tmp_path / 'cache'}",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot build model 'proto_ae'" in proc.stderr and "num_prototypez" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,33 @@ def test_pipeline_options_reject_invalid_values():
         PipelineOptions(epochs=0)
     with pytest.raises(ValidationError, match="data"):
         PipelineOptions(data="imagenet")
+
+
+PARTS_TINY = [
+    "data=parts",
+    "data.num_samples=240",
+    "model=protopnet",
+    "model.tiny=true",
+    "train.epochs=4",
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "headline_key", "sections"),
+    [
+        (["experiment=tiny", "model=cbc"], "test_certified_accuracy_l2_0.25", ["Certified"]),
+        (["experiment=tiny", "model=prob_psenn"], "test_accuracy", ["Predictive uncertainty"]),
+        (["experiment=tiny", "model=tell"], "test_clustering_accuracy", ["Prototypes"]),
+        (PARTS_TINY, "consistency_trained", ["consistency and stability", "because", "pushed"]),
+    ],
+    ids=["cbc", "prob_psenn", "tell", "protopnet-parts"],
+)
+def test_each_model_kind_gets_its_own_analysis_in_the_report(
+    overrides, headline_key, sections, prefect_harness, ray_session, tmp_path
+):
+    run_root, cache = f"run.root={tmp_path / 'runs'}", f"run.cache_dir={tmp_path / 'cache'}"
+    result = pipeline(overrides=[*overrides, run_root, cache])
+    assert headline_key in result.headline
+    text = (tmp_path / "runs" / "pipeline" / Path(result.run_dir).name / "report.html").read_text()
+    for section in sections:
+        assert section in text, section

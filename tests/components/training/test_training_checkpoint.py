@@ -10,6 +10,7 @@ import torch
 from components.training.checkpoint import (
     CheckpointError,
     ModelSpec,
+    ModelSpecError,
     load_model,
     load_state,
     save_checkpoint,
@@ -87,3 +88,18 @@ def test_resume_checkpoint_for_another_model_is_rejected(checkpoint):
     other = ModelSpec(name="mlp", input_shape=(1, 8, 8), num_classes=10, tiny=True)
     with pytest.raises(CheckpointError, match="holds model 'proto_ae'"):
         check_resume_checkpoint(folder, other)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (ModelSpec("nope", (1, 8, 8), 10), "unknown model 'nope'"),
+        (ModelSpec("mlp", (1, 8, 8), 10, kwargs={"widht": 3}), "unknown keyword argument"),
+        (ModelSpec("cnn", (30,), 2), "needs image input"),
+        (ModelSpec("mlp", (1, 8, 8), 10, kwargs={"dropout": 2.0}), "dropout"),
+    ],
+)
+def test_a_model_that_cannot_be_built_names_the_model_and_the_problem(spec, message):
+    with pytest.raises(ModelSpecError, match=message) as info:
+        spec.build()
+    assert repr(spec.name) in str(info.value)
