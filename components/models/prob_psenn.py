@@ -64,6 +64,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from components.models.autoencoders import ConvAutoencoder, MLPAutoencoder
 from components.models.base import (
     ModelOutput,
     PrototypeExplanation,
@@ -75,8 +76,6 @@ from components.models.base import (
     register_model,
 )
 from components.models.proto_ae import (
-    _ConvAutoencoder,
-    _MLPAutoencoder,
     similarity_from_distance,
     squared_distances,
 )
@@ -221,9 +220,9 @@ class ProbPSENN(PrototypeModel):
         self.num_classes = num_classes
         self.config = config
         if len(self.input_shape) == 3:
-            autoencoder = _ConvAutoencoder(self.input_shape, config.conv_channels)
+            autoencoder = ConvAutoencoder(self.input_shape, config.conv_channels)
         elif len(self.input_shape) == 1:
-            autoencoder = _MLPAutoencoder(
+            autoencoder = MLPAutoencoder(
                 self.input_shape[0], config.hidden_sizes, config.latent_dim
             )
         else:

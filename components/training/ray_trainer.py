@@ -8,6 +8,7 @@ validation loss, restarts the worker group from the latest checkpoint when a wor
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -188,6 +189,7 @@ class _QueueCallback(UserCallback):
 
 def worker_loop(config: dict) -> None:
     """``train_loop_per_worker``: read this rank's shard, resume if possible, run ``fit``."""
+    _quiet_ray_train_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg, spec = TrainConfig(**config["train"]), _spec_from_dict(config["spec"])
@@ -236,6 +238,17 @@ def worker_loop(config: dict) -> None:
         is_main=rank == 0,
         on_epoch_end=_fault_injector(cfg, rank, Path(config["marker_dir"])),
     )
+
+
+def _quiet_ray_train_logs() -> None:
+    """Raise Ray Train's worker loggers to WARNING.
+
+    Ray logs every report and checkpoint at INFO, partly through loggers named by file path, which
+    ``LoggingConfig``'s level filter misses; the driver already logs each epoch once.
+    """
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("ray.train") or "/ray/train/" in name:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _spec_from_dict(raw: dict) -> ModelSpec:
