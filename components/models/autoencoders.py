@@ -64,3 +64,23 @@ class MLPAutoencoder(nn.Module):
         )
         self.decoder = _linear_stack((latent_dim, *hidden_sizes[::-1], num_features))
         self.latent_dim = latent_dim
+
+
+def build_autoencoder(
+    input_shape: tuple[int, ...], config, *, model: str
+) -> ConvAutoencoder | MLPAutoencoder:
+    """The conv autoencoder for ``(C, H, W)`` input, the MLP one for ``(D,)``.
+
+    ``config`` provides ``conv_channels`` (images) or ``hidden_sizes`` and ``latent_dim``.
+
+    Raises:
+        ValueError: for any other input rank, naming ``model``.
+    """
+    if len(input_shape) == 3:
+        return ConvAutoencoder(tuple(input_shape), config.conv_channels)
+    if len(input_shape) == 1:
+        return MLPAutoencoder(input_shape[0], config.hidden_sizes, config.latent_dim)
+    raise ValueError(
+        f"model {model!r} needs image (C, H, W) or tabular (D,) input, got input_shape "
+        f"{tuple(input_shape)}"
+    )

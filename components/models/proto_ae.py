@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from components.models.autoencoders import ConvAutoencoder, MLPAutoencoder
+from components.models.autoencoders import build_autoencoder
 from components.models.base import (
     ModelOutput,
     PrototypeExplanation,
@@ -158,17 +158,7 @@ class ProtoAE(PrototypeModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.config = config
-        if len(self.input_shape) == 3:
-            autoencoder = ConvAutoencoder(self.input_shape, config.conv_channels)
-        elif len(self.input_shape) == 1:
-            autoencoder = MLPAutoencoder(
-                self.input_shape[0], config.hidden_sizes, config.latent_dim
-            )
-        else:
-            raise ValueError(
-                "model 'proto_ae' needs image (C, H, W) or tabular (D,) input, "
-                f"got input_shape {self.input_shape}"
-            )
+        autoencoder = build_autoencoder(self.input_shape, config, model="proto_ae")
         self.encoder, self.decoder = autoencoder.encoder, autoencoder.decoder
         self.latent_dim = autoencoder.latent_dim
         self.prototype_vectors = nn.Parameter(torch.rand(config.num_prototypes, self.latent_dim))

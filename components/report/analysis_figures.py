@@ -24,18 +24,26 @@ def certified_radius_figure(robustness: Mapping) -> Figure:
     return fig
 
 
+_UNCERTAINTY_PANELS = {
+    "total": "total uncertainty (nats)",
+    "aleatoric": "aleatoric uncertainty (nats)",
+    "epistemic": "epistemic uncertainty (nats)",
+    "explanation_percentile": "explanation uncertainty\n(distance percentile in its class)",
+}
+
+
 def uncertainty_figure(uncertainty: Mapping) -> Figure:
-    """Histograms of total, aleatoric and epistemic uncertainty for right and wrong predictions."""
+    """Histograms of each uncertainty, for right and wrong predictions (Prob-PSENN)."""
     wrong = np.asarray(uncertainty["wrong"], dtype=bool)
-    names = [n for n in ("total", "aleatoric", "epistemic") if n in uncertainty]
+    names = [n for n in _UNCERTAINTY_PANELS if n in uncertainty]
     fig = Figure(figsize=(4.0 * len(names), 3.2))
     for i, name in enumerate(names):
-        values = np.asarray(uncertainty[name], dtype=float)
+        values = np.nan_to_num(np.asarray(uncertainty[name], dtype=float))
         ax = fig.add_subplot(1, len(names), i + 1)
         bins = np.linspace(0.0, max(float(values.max(initial=0.0)), 1e-6), 30)
         ax.hist(values[~wrong], bins=bins, alpha=0.7, density=True, label="right")
         if wrong.any():
             ax.hist(values[wrong], bins=bins, alpha=0.7, density=True, label="wrong")
-        ax.set_title(f"{name} uncertainty (nats)")
+        ax.set_title(_UNCERTAINTY_PANELS[name], fontsize=9)
         ax.legend()
     return fig

@@ -168,7 +168,9 @@ def _analysis_section(data: ReportData, figures: _Figures) -> str:
             figures.add(
                 "uncertainty",
                 uncertainty_figure(unc),
-                "Uncertainty of right and wrong test predictions (epistemic = total - aleatoric)",
+                "Uncertainty of right and wrong test predictions (epistemic = total - aleatoric); "
+                "explanation uncertainty: how far the input is from its explaining prototype, "
+                "as a percentile of the training inputs of the predicted class",
             ),
         ]
     if "prototype_quality" in metrics:
