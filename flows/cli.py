@@ -7,6 +7,7 @@ Heavy frameworks (torch, Ray, Prefect) are imported only once a command really r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ EXIT_BAD_INPUT = 2
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sennflow`` console script."""
+    # Prefect's temporary server would try to send usage telemetry (and log an error offline).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
