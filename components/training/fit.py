@@ -96,7 +96,9 @@ def fit(
             state.pushed_stages.append(index)
         opt = build_optimizer(model, cfg, stage)
         sched = build_scheduler(opt, cfg.lr_schedule, max(stage.epochs, 1))
-        if resume and resume.get("stage_index") == index and state.stage_epochs[index] > 0:
+        # A resume without optimiser state (PBT exploit: new hyperparameters) starts it afresh.
+        same_stage = resume and resume.get("stage_index") == index and state.stage_epochs[index]
+        if same_stage and "optimizer" in resume:
             opt.load_state_dict(resume["optimizer"])
             sched.load_state_dict(resume["scheduler"])
         resume = None

@@ -1,0 +1,138 @@
+"""Self-Tuning Networks: best-response layers, relaxed regularisers and the tuning loop."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from components.search.stn import STNConfig, train_fixed, train_stn
+from components.search.stn_layers import (
+    MAX_DROPOUT,
+    SHIFTS,
+    StnHyperparameters,
+    StnLinear,
+    dropout,
+    random_shift,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.3, stratify=y, random_state=0)
+    mean, std = x_tr.mean(0), x_tr.std(0)
+    std[std == 0] = 1.0
+    images = [((a - mean) / std).reshape(-1, 1, 8, 8).astype(np.float32) for a in (x_tr, x_va)]
+    return images[0], y_tr, images[1], y_va
+
+
+def test_stn_linear_without_hyper_gate_is_the_general_linear_map():
+    gen = torch.Generator().manual_seed(0)
+    layer = StnLinear(5, 3, 4, gen)
+    x, hyper = torch.randn(7, 5), torch.randn(7, 4)
+    with torch.no_grad():
+        layer.hyper_gate.zero_()
+    expected = x @ layer.general_weight.T + layer.general_bias
+    torch.testing.assert_close(layer(x, hyper), expected)
+    with torch.no_grad():
+        layer.hyper_gate.fill_(1.0)
+    response = x @ layer.response_weight.T + layer.response_bias
+    scale = hyper.sum(1, keepdim=True)
+    torch.testing.assert_close(layer(x, hyper), expected + response * scale)
+
+
+def test_concrete_dropout_is_differentiable_in_the_rate_and_unbiased():
+    gen = torch.Generator().manual_seed(0)
+    rate = torch.full((4000,), 0.6, requires_grad=True)
+    out = dropout(torch.ones(4000, 8), rate, gen, temperature=0.1)
+    out.sum().backward()
+    assert rate.grad is not None and rate.grad.abs().sum() > 0
+    assert abs(out.mean().item() - 1.0) < 0.05
+    hard = dropout(torch.ones(4000, 8), rate.detach(), gen)
+    assert torch.all((hard == 0) | torch.isclose(hard, torch.tensor(1 / 0.4)))
+    torch.testing.assert_close(dropout(torch.ones(3, 2), torch.zeros(3), gen), torch.ones(3, 2))
+
+
+def test_random_shift_moves_a_pixel_by_at_most_its_allowance():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(200, 1, 8, 8)
+    x[:, 0, 4, 4] = 1.0
+    pixels = torch.tensor([0, 1, 2] * 66 + [2, 2])
+    shifted = random_shift(x, pixels, gen)
+    assert torch.equal(shifted.sum((1, 2, 3)), torch.ones(200))
+    position = shifted[:, 0].flatten(1).argmax(1)
+    rows, cols = position // 8, position % 8
+    distance = torch.maximum((rows - 4).abs(), (cols - 4).abs())
+    assert torch.all(distance <= pixels)
+    assert torch.all(distance[pixels == 0] == 0) and distance[pixels == 2].max() == 2
+
+
+def test_perturbation_entropy_and_scales_are_finite_and_fixed_mode_has_none():
+    hyper = StnHyperparameters(STNConfig(init_scale=0.5, shift=2))
+    probs = torch.softmax(hyper.shift_logits.detach(), 0)
+    expected = 3 * math.log(0.5) - float((probs * probs.log()).sum())
+    assert hyper.entropy().item() == pytest.approx(expected, rel=1e-5)
+    values = hyper.values()
+    assert values["shift"] == 2 and values["dropout_scale"] == pytest.approx(0.5)
+    fixed = StnHyperparameters(STNConfig(), tune=False)
+    sample = fixed.sample(16, torch.Generator().manual_seed(0))
+    assert torch.allclose(sample.dropout, torch.full((16,), 0.1))
+    assert torch.equal(sample.shift, torch.ones(16, dtype=torch.long))
+    assert not any(p.requires_grad for p in fixed.parameters())
+
+
+def test_stn_lowers_a_too_high_dropout_and_beats_the_fixed_run(digits):
+    config = STNConfig(epochs=20, dropout=0.9, hidden_sizes=(32,), seed=0)
+    stn = train_stn(*digits, num_classes=10, config=config)
+    fixed = train_fixed(*digits, num_classes=10, hyperparameters={"dropout": 0.9}, config=config)
+    rates = [row["dropout"] for row in stn.schedule]
+    assert rates[-1] < 0.3 < 0.85 < rates[0]
+    assert stn.history[-1]["val_loss"] < 0.5 * fixed["history"][-1]["val_loss"]
+    assert stn.best_val_loss < fixed["best_val_loss"]
+    assert stn.history[-1]["val_accuracy"] > 0.88
+
+
+def test_schedule_has_one_in_range_entry_per_epoch_and_reports_each_epoch(digits):
+    reports = []
+    config = STNConfig(epochs=4, warmup_epochs=1, shift=0, hyper_lr=0.1, seed=3)
+    result = train_stn(*digits, num_classes=10, config=config, report=reports.append)
+    assert [row["epoch"] for row in result.schedule] == list(range(4))
+    assert len(result.history) == len(reports) == 4
+    for row in result.schedule:
+        assert 0.0 <= row["dropout"] <= MAX_DROPOUT and 0.0 <= row["noise"] <= 1.0
+        assert row["weight_decay"] > 0 and row["shift"] in SHIFTS
+        assert sum(row["shift_probs"]) == pytest.approx(1.0)
+        scales = [row[f"{k}_scale"] for k in ("dropout", "weight_decay", "noise")]
+        assert all(math.isfinite(s) and s > 0 for s in scales + [abs(row["entropy"])])
+    assert result.schedule[0]["dropout"] == pytest.approx(config.dropout)
+    assert result.schedule[-1]["dropout"] != pytest.approx(config.dropout)
+    assert result.schedule[-1]["shift_probs"] != pytest.approx(result.schedule[0]["shift_probs"])
+    assert set(reports[-1]) >= {"val_loss", "val_accuracy", "dropout", "shift", "entropy"}
+
+
+def test_stn_is_deterministic_for_a_seed_and_accepts_tabular_inputs(digits):
+    x_tr, y_tr, x_va, y_va = (a[:300] for a in digits)
+    config = STNConfig(epochs=2, warmup_epochs=0, hidden_sizes=(8,))
+    first = train_stn(x_tr, y_tr, x_va, y_va, num_classes=10, config=config)
+    again = train_stn(x_tr, y_tr, x_va, y_va, num_classes=10, config=config)
+    other = train_stn(x_tr, y_tr, x_va, y_va, num_classes=10, config=replace(config, seed=1))
+    assert first.schedule == again.schedule and first.history == again.history
+    assert first.history != other.history
+    flat_va = x_va.reshape(len(x_va), -1)
+    flat = train_stn(x_tr.reshape(300, -1), y_tr, flat_va, y_va, num_classes=10, config=config)
+    assert math.isfinite(flat.best_val_loss)
+
+
+def test_invalid_settings_are_rejected(digits):
+    with pytest.raises(ValueError, match="shift"):
+        STNConfig(shift=3)
+    with pytest.raises(ValueError, match="dropout"):
+        STNConfig(dropout=0.97)
+    with pytest.raises(ValueError, match="momentum"):
+        train_fixed(*digits, num_classes=10, hyperparameters={"momentum": 0.9})

@@ -1,0 +1,87 @@
+"""Ray Tune sweeps over the pipeline's own fit loop: what each search method must do."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.search.space import split_trial_config, tune_space
+from components.search.tune_sweep import SweepConfig, run_sweep
+from components.training.checkpoint import ModelSpec
+from components.training.config import TrainConfig
+
+SPEC = ModelSpec("mlp", (1, 8, 8), 10, tiny=True)
+SPACE = {"train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
+
+
+def sweep(tmp_path, dataset, method: str, *, epochs: int = 4, space=SPACE, **kwargs):
+    return run_sweep(
+        dataset_path=dataset,
+        spec=SPEC,
+        train=TrainConfig(epochs=epochs, lr=1e-3, early_stopping_patience=0, batch_size=128),
+        space=space,
+        sweep=SweepConfig(method=method, **kwargs),
+        storage_path=tmp_path,
+    )
+
+
+def test_space_names_must_be_train_fields_or_model_kwargs():
+    with pytest.raises(ValueError, match="train.lrr"):
+        tune_space({"train.lrr": {"type": "uniform", "low": 0, "high": 1}})
+    with pytest.raises(ValueError, match="type 'gauss'"):
+        tune_space({"train.lr": {"type": "gauss"}})
+    assert split_trial_config({"train.lr": 0.1, "model.dropout": 0.2}) == (
+        {"lr": 0.1},
+        {"dropout": 0.2},
+    )
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_asha_stops_some_trials_early(ray_session, digits_dataset, tmp_path):
+    out = sweep(tmp_path, digits_dataset, "asha", num_samples=6, grace_period=1, reduction_factor=2)
+    epochs = [t["epochs"] for t in out.trials]
+    assert len(epochs) == 6 and max(epochs) == 4
+    assert min(epochs) < 4  # stopped at a rung
+    assert out.best_checkpoint is not None
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_pbt_clones_the_weights_of_a_better_trial(ray_session, digits_dataset, tmp_path):
+    out = sweep(
+        tmp_path,
+        digits_dataset,
+        "pbt",
+        epochs=6,
+        num_samples=2,
+        perturbation_interval=1,
+        quantile_fraction=0.5,
+    )
+    assert any(t["exploited"] for t in out.trials)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_optuna_samples_differently_from_random_with_the_same_seed(
+    ray_session, digits_dataset, tmp_path
+):
+    kwargs = {"epochs": 1, "num_samples": 3, "seed": 0}
+    optuna = sweep(tmp_path / "optuna", digits_dataset, "optuna", **kwargs)
+    random = sweep(tmp_path / "random", digits_dataset, "random", **kwargs)
+    lrs = lambda out: sorted(t["config"]["train.lr"] for t in out.trials)  # noqa: E731
+    assert lrs(optuna) != lrs(random)
+    assert lrs(random) == lrs(sweep(tmp_path / "again", digits_dataset, "random", **kwargs))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_crashing_trial_is_reported_failed_and_the_sweep_goes_on(
+    ray_session, digits_dataset, tmp_path
+):
+    space = {"train.optimizer": {"type": "choice", "values": ["adam", "lbfgs"]}}
+    out = sweep(tmp_path, digits_dataset, "random", epochs=1, space=space, num_samples=4, seed=1)
+    status = {t["config"]["train.optimizer"]: t["status"] for t in out.trials}
+    assert status == {"adam": "done", "lbfgs": "failed"}
+    failed = next(t for t in out.trials if t["status"] == "failed")
+    assert "lbfgs" in failed["error"]
+    assert out.best_config["train.optimizer"] == "adam"
