@@ -38,3 +38,30 @@ def digits_dataset(tmp_path_factory):
     from components.data.spec import DataSpec
 
     return ingest(DataSpec(source="digits"), tmp_path_factory.mktemp("cache")).path
+
+
+@pytest.fixture(scope="session")
+def train_model():
+    """Train a model in place with the project's fit loop (no validation-driven stopping)."""
+    from components.training.batches import ShardBatches
+    from components.training.checkpoint import ModelSpec
+    from components.training.config import TrainConfig
+    from components.training.fit import fit
+
+    def train(model, x, y, *, epochs: int, lr: float, batch_size: int = 64, seed: int = 0):
+        spec = ModelSpec("external", tuple(x.shape[1:]), int(y.max()) + 1)
+        cfg = TrainConfig(
+            epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, early_stopping_patience=0
+        )
+        batches = ShardBatches(x, y, batch_size=batch_size, shuffle=True, seed=seed)
+        fit(
+            model,
+            batches,
+            ShardBatches(x, y, batch_size=512, shuffle=False),
+            cfg=cfg,
+            spec=spec,
+            report=lambda *_: None,
+        )
+        return model.eval()
+
+    return train

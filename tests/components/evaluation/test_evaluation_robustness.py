@@ -83,30 +83,15 @@ def _blobs(n_per_class, generator):
     )
 
 
-def _fit(model, x, y, *, epochs, lr, batch_size, seed=0):
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=generator).split(batch_size):
-            loss = model.loss(model(x[idx]), x[idx], y[idx])["total"]
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        schedule.step()
-    return model.eval()
-
-
 # robust training makes the certificate nearly tight: PGD flips most predictions at 1.5 radii
 @pytest.mark.parametrize(("robust", "beyond"), [(False, 5.0), (True, 1.5)])
-def test_trained_tiny_cbc_certificates_survive_pgd(robust, beyond):
+def test_trained_tiny_cbc_certificates_survive_pgd(robust, beyond, train_model):
     generator = torch.Generator().manual_seed(0)
     x_train, y_train = _blobs(60, generator)
     x_test, y_test = _blobs(20, generator)
     torch.manual_seed(0)
     model = create_model("cbc", input_shape=(6,), num_classes=3, tiny=True, robust=robust)
-    _fit(model, x_train, y_train, epochs=40, lr=0.05, batch_size=32)
+    train_model(model, x_train, y_train, epochs=40, lr=0.05, batch_size=32)
     report = check_certificates(model, x_test, y_test, steps=50, beyond=beyond)
     assert report["checked"] == report["correct"] == len(x_test)
     assert report["flipped"] == 0
@@ -114,7 +99,7 @@ def test_trained_tiny_cbc_certificates_survive_pgd(robust, beyond):
 
 
 @pytest.mark.slow
-def test_robust_cbc_on_digits_is_accurate_and_its_certificates_hold(tmp_path):
+def test_robust_cbc_on_digits_is_accurate_and_its_certificates_hold(tmp_path, train_model):
     from components.data.ingest import ingest
     from components.data.reader import read_split
     from components.data.spec import DataSpec
@@ -125,7 +110,7 @@ def test_robust_cbc_on_digits_is_accurate_and_its_certificates_hold(tmp_path):
     )
     torch.manual_seed(0)
     model = create_model("cbc", input_shape=(1, 8, 8), num_classes=10, robust=True)
-    _fit(model, x_train, y_train, epochs=100, lr=0.05, batch_size=64)
+    train_model(model, x_train, y_train, epochs=100, lr=0.05, batch_size=64)
     pred = model(x_test).logits.argmax(1)
     assert (pred == y_test).float().mean().item() >= 0.85  # 0.978 measured
     radius = model.certified_radius(x_test)

@@ -76,26 +76,11 @@ def digits(tmp_path_factory):
     return {s: [torch.from_numpy(a) for a in read_split(path, s)] for s in ("train", "test")}
 
 
-def _fit(model, x, y, *, epochs, lr, batch_size=64, seed=0):
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=generator).split(batch_size):
-            loss = model.loss(model(x[idx]), x[idx], y[idx])["total"]
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        schedule.step()
-    return model.eval()
-
-
 @pytest.mark.slow
-def test_prob_psenn_on_digits_knows_when_it_is_wrong_and_when_inputs_are_noise(digits):
+def test_prob_psenn_on_digits_knows_when_it_is_wrong_and_when_inputs_are_noise(digits, train_model):
     torch.manual_seed(0)
     model = create_model("prob_psenn", input_shape=(1, 8, 8), num_classes=10)
-    _fit(model, *digits["train"], epochs=60, lr=5e-3)  # the full recipe runs 150 epochs
+    train_model(model, *digits["train"], epochs=60, lr=5e-3)  # the full recipe runs 150 epochs
     x_test, y_test = digits["test"]
     model.fit_reference(*digits["train"])
     info = model.uncertainty(x_test)
