@@ -42,16 +42,22 @@ def digits_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def train_model():
-    """Train a model in place with the project's fit loop (no validation-driven stopping)."""
+    """Train a model in place with the project's fit loop: its stages and pushes included,
+    no validation-driven stopping; extra keyword arguments are :class:`TrainConfig` fields."""
     from components.training.batches import ShardBatches
     from components.training.checkpoint import ModelSpec
     from components.training.config import TrainConfig
     from components.training.fit import fit
 
-    def train(model, x, y, *, epochs: int, lr: float, batch_size: int = 64, seed: int = 0):
+    def train(model, x, y, *, epochs, lr, batch_size=64, seed=0, **overrides):
         spec = ModelSpec("external", tuple(x.shape[1:]), int(y.max()) + 1)
         cfg = TrainConfig(
-            epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, early_stopping_patience=0
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            early_stopping_patience=0,
+            **overrides,
         )
         batches = ShardBatches(x, y, batch_size=batch_size, shuffle=True, seed=seed)
         fit(

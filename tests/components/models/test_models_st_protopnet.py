@@ -244,35 +244,13 @@ def _parts(n, generator):
     return x, y
 
 
-def train_staged(model, x, y, epochs, lr, batch=32):
-    """The fit loop's stage contract: fresh Adam per stage over the trainable prefixes."""
-    generator = torch.Generator().manual_seed(0)
-    for stage in model.training_stages(epochs):
-        if stage.push_first:
-            model.eval()
-            model.apply_push(model.push_candidates(x, y, torch.arange(len(x))))
-        named = list(model.named_parameters())
-        groups = [
-            {"params": [p for n, p in named if n.startswith(prefix)], "lr": lr * scale}
-            for prefix, scale in stage.trainable.items()
-        ]
-        optimiser = torch.optim.Adam(groups)
-        model.train()
-        for _ in range(stage.epochs):
-            for idx in torch.randperm(len(x), generator=generator).split(batch):
-                model.zero_grad(set_to_none=True)
-                model.loss(model(x[idx]), x[idx], y[idx])["total"].backward()
-                optimiser.step()
-    return model.eval()
-
-
-def test_tiny_model_learns_a_part_based_task():
+def test_tiny_model_learns_a_part_based_task(train_model):
     generator = torch.Generator().manual_seed(0)
     x_train, y_train = _parts(128, generator)
     x_test, y_test = _parts(128, generator)
     torch.manual_seed(0)
     model = create_model("st_protopnet", input_shape=DIGITS, num_classes=2, tiny=True)
-    train_staged(model, x_train, y_train, epochs=30, lr=1e-2)
+    train_model(model, x_train, y_train, epochs=30, lr=1e-2, batch_size=32, lr_schedule="none")
     with torch.no_grad():
         accuracy = (model(x_test).logits.argmax(1) == y_test).float().mean().item()
     assert accuracy >= 0.9
