@@ -48,7 +48,51 @@ def _parser() -> argparse.ArgumentParser:
         "--show-config", action="store_true", help="print the composed config and exit"
     )
     run.set_defaults(handler=_run)
+    sweep = sub.add_parser(
+        "sweep",
+        help="search hyperparameters or architectures, retrain the best, evaluate, explain, report",
+        description=(
+            "Run the sweep flow: a Ray Tune sweep with the method of search=<method> (default "
+            "asha), then the best configuration through the pipeline. Arguments are Hydra "
+            "overrides (key=value)."
+        ),
+        epilog=sweep_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. search=pbt model=mlp")
+    sweep.add_argument(
+        "--show-config", action="store_true", help="print the composed config and exit"
+    )
+    sweep.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sweep of run.id=<id> (same overrides as before)",
+    )
+    sweep.set_defaults(handler=_sweep)
     return parser
+
+
+def sweep_help() -> str:
+    """The search methods and the search keys with their defaults (read from conf/search)."""
+    methods = sorted(p.stem for p in (CONF_DIR / "search").glob("*.yaml") if p.stem != "base")
+    base = yaml.safe_load((CONF_DIR / "search" / "base.yaml").read_text())
+    lines = [f"search methods (choose with search=<method>): {', '.join(methods)}", ""]
+    lines.append("options (override with key=value; defaults shown):")
+    lines += [f"  search.{k}={_show(v)}" for k, v in base.items() if not isinstance(v, dict)]
+    for method in ("stn", "darts", "random_ws"):
+        block = yaml.safe_load((CONF_DIR / "search" / f"{method}.yaml").read_text())
+        group = "stn" if method == "stn" else "darts"
+        values = ", ".join(f"{k}={_show(v)}" for k, v in block[group].items())
+        lines.append(f"  search={method}: search.{group}.<key> ({values})")
+    lines += [
+        "  '+search.space.<group>.<name>={type:loguniform,low:1e-4,high:1e-2}'  "
+        "(group: train, model, stn, darts)",
+        "  every key of 'sennflow run --help' (data, model, train, run, ray)",
+        "\nexamples:\n  sennflow sweep search=asha model=mlp search.num_samples=16\n"
+        "  sennflow sweep search=stn\n  sennflow sweep search=darts search.darts.sd=true\n"
+        "  sennflow sweep --resume run.id=<id of an interrupted sweep> search=asha",
+    ]
+    return "\n".join(lines)
 
 
 def config_help() -> str:
@@ -112,17 +156,52 @@ def _run(args: argparse.Namespace) -> int:
     return _run_pipeline(args.overrides, settings.train.epochs)
 
 
-def _run_pipeline(overrides: list[str], epochs: int) -> int:
+def _sweep(args: argparse.Namespace) -> int:
+    from flows.config import ConfigError, to_search_settings, to_settings, to_yaml
+    from flows.sweep import compose_sweep
+
+    try:
+        cfg = compose_sweep(args.overrides)
+        settings = to_settings(cfg)
+        to_search_settings(cfg)
+        if args.resume and settings.run.id is None:
+            raise ConfigError("--resume needs run.id=<id of the interrupted sweep>")
+    except ConfigError as err:
+        return _fail(err)
+    if args.show_config:
+        print(to_yaml(cfg))
+        return 0
+    return _run_sweep(args.overrides, args.resume)
+
+
+def _run_sweep(overrides: list[str], resume: bool) -> int:
+    from flows.sweep import sweep
+
+    try:
+        result = sweep(overrides=overrides, resume=resume)
+    except _input_errors() as err:
+        return _fail(err)
+    print(f"best configuration ({result.method}): {result.best_config}")
+    _print_result(result)
+    return 0
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
     from components.data.errors import DataError
     from components.training.checkpoint import CheckpointError, ModelSpecError
     from flows.config import ConfigError
+
+    return ConfigError, DataError, CheckpointError, ModelSpecError, FileExistsError
+
+
+def _run_pipeline(overrides: list[str], epochs: int) -> int:
     from flows.pipeline import pipeline
     from flows.progress import epoch_progress
 
     try:
         with epoch_progress(epochs):
             result = pipeline(overrides=overrides)
-    except (ConfigError, DataError, CheckpointError, ModelSpecError, FileExistsError) as err:
+    except _input_errors() as err:
         return _fail(err)
     _print_result(result)
     return 0
@@ -138,7 +217,8 @@ def _print_result(result) -> None:
     console = Console()
     console.print(table)
     console.print(f"run folder: {result.run_dir}")
-    console.print(f"report:     {Path(result.report).resolve()}")
+    if result.report:
+        console.print(f"report:     {Path(result.report).resolve()}")
 
 
 def _fail(err: Exception) -> int:

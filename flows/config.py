@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("data", "model", "train", "explain", "experiment")
+GROUPS = ("data", "model", "train", "explain", "search", "experiment")
 
 
 class ConfigError(ValueError):
@@ -107,12 +107,65 @@ def to_settings(cfg) -> PipelineSettings:
         data=data,
         model_name=model["name"],
         model_tiny=bool(model["tiny"]),
-        model_params=dict(model.get("params") or {}),
+        model_params=_resolve_genotype(dict(model.get("params") or {})),
         train=train,
         explain=explain,
         run=run,
         seed=seed,
     )
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The ``search`` group, typed: how to sweep and over what."""
+
+    sweep: object  # components.search.tune_sweep.SweepConfig
+    space: dict
+    stn: dict
+    darts: dict
+    retrain: bool
+
+
+def to_search_settings(cfg) -> SearchSettings:
+    """The composed ``search`` group, validated; ``ConfigError`` names the offending key."""
+    from omegaconf import OmegaConf
+
+    from components.search.darts import DartsConfig
+    from components.search.space import tune_space
+    from components.search.stn import STNConfig
+    from components.search.tune_sweep import SweepConfig
+
+    if cfg.get("search") is None:
+        raise ConfigError("no search method chosen: add search=<method> (see conf/search)")
+    raw = OmegaConf.to_container(cfg.search, resolve=True)
+    space, stn, darts = raw.pop("space") or {}, raw.pop("stn") or {}, raw.pop("darts") or {}
+    retrain = bool(raw.pop("retrain"))
+    sweep = _build("search", SweepConfig, raw)
+    _build("search.stn", STNConfig, _tupled(stn))
+    _build("search.darts", DartsConfig, {k: v for k, v in darts.items() if k != "num_candidates"})
+    try:
+        tune_space(space)
+    except ValueError as err:
+        raise ConfigError(f"invalid search.space: {err}") from err
+    return SearchSettings(sweep=sweep, space=space, stn=stn, darts=darts, retrain=retrain)
+
+
+def _resolve_genotype(params: dict) -> dict:
+    """``genotype`` / ``backbone_genotype`` given as a path: read the JSON file it names."""
+    import json
+
+    for key in ("genotype", "backbone_genotype"):
+        value = params.get(key)
+        if not isinstance(value, str):
+            continue
+        path = Path(value)
+        try:
+            params[key] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(
+                f"model.params.{key}={value!r}: cannot read a genotype JSON file there ({err})"
+            ) from err
+    return params
 
 
 def _tupled(values: dict) -> dict:

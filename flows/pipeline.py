@@ -47,12 +47,7 @@ class PipelineOptions(BaseModel):
             "use_gpu": "train.use_gpu",
             "seed": "seed",
         }
-        values = self.model_dump()
-        return [
-            f"{key}={_hydra_value(values[name])}"
-            for name, key in keys.items()
-            if values[name] is not None
-        ]
+        return options_to_overrides(self, keys)
 
 
 class PipelineResult(BaseModel):
@@ -95,6 +90,17 @@ def pipeline(
         run_dir, _report_data(s, run_dir, cfg, meta, dataset, outcome, test, explanations, headline)
     )
     return PipelineResult(run_dir=str(run_dir), report=str(report), headline=headline)
+
+
+def options_to_overrides(options: BaseModel, keys: dict[str, str]) -> list[str]:
+    """``field=value`` of a typed options form as Hydra overrides (``keys``: field -> key);
+    unset fields are left out."""
+    values = options.model_dump()
+    return [
+        f"{key}={_hydra_value(values[name])}"
+        for name, key in keys.items()
+        if values[name] is not None
+    ]
 
 
 def _hydra_value(value) -> str:

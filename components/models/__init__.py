@@ -3,6 +3,7 @@
 from components.models import (  # noqa: F401  (imported to register)
     cbc,
     cnn,
+    darts_net,
     mlp,
     prob_psenn,
     proto_ae,

@@ -35,12 +35,13 @@ Choices and deviations: the reference code has two variants; the similarity foll
 full-image one (``relu`` of the cosine, from Deformable ProtoPNet), the tanh add-on layers its
 cropped-image one (the full-image one adds bilinear upsampling for ResNet trunks). The
 ImageNet-pretrained ResNet/VGG trunk is the small from-scratch
-:class:`~components.models.backbones.ConvBackbone`. The reference code re-normalises the
-prototypes after every optimiser step; here they are normalised where used (same forward
-values, no hook into the optimiser). The schedule (warm-up, then push cycles of joint -> push
-+ last layer, backbone and last layer at the base rate) is ProtoPNet's, shared with
-:mod:`components.models.protopnet`, which explains the rates. ``m_k = 5`` and ``D = 64`` are
-kept.
+:class:`~components.models.backbones.ConvBackbone`, or, with ``backbone_genotype``, the cells of
+a searched DARTS architecture (as in :mod:`components.models.protopnet`). The reference code
+re-normalises the prototypes after every optimiser step; here they are normalised where used
+(same forward values, no hook into the optimiser). The schedule (warm-up, then push cycles of
+joint -> push + last layer, backbone and last layer at the base rate) is ProtoPNet's, shared
+with :mod:`components.models.protopnet`, which explains the rates. ``m_k = 5`` and ``D = 64``
+are kept.
 
 On sklearn digits (standardised, 70/15/15 split), the default config with Adam, base lr 3e-3,
 batch 64, 60 epochs and a per-stage cosine schedule reaches 0.993-1.000 test accuracy over
@@ -55,7 +56,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from components.models.backbones import ConvBackbone
 from components.models.base import (
     ModelOutput,
     PrototypeExplanation,
@@ -66,8 +66,10 @@ from components.models.base import (
     override_config,
     register_model,
 )
+from components.models.nas_ops import Genotype
 from components.models.protopnet import (
     add_on_layers,
+    build_backbone,
     check_image_input,
     check_prototype_config,
     class_connection_init,
@@ -109,6 +111,11 @@ class STProtoPNetConfig:
         features_lr_scale: joint-stage backbone LR as a multiple of the base LR (from scratch:
             1; the released 1e-4 fine-tunes a pretrained trunk).
         last_layer_lr_scale: last-layer LR as a multiple of the base LR (see the module notes).
+        backbone_genotype: a searched DARTS genotype (its ``to_dict`` form, as in a sweep's
+            ``genotype.json``) whose cells replace the shared conv backbone (see
+            :mod:`components.models.protopnet`); ``None``: conv backbone.
+        backbone_genotype_channels: stem channels of the genotype backbone.
+        backbone_genotype_cells: cells of the genotype backbone (>= 3).
     """
 
     prototypes_per_class: int = 5
@@ -129,6 +136,9 @@ class STProtoPNetConfig:
     push_interval: int = 10
     features_lr_scale: float = 1.0
     last_layer_lr_scale: float = 1.0
+    backbone_genotype: Genotype | None = None
+    backbone_genotype_channels: int = 8
+    backbone_genotype_cells: int = 3
 
     def __post_init__(self) -> None:
         check_prototype_config(self)
@@ -232,9 +242,7 @@ class STProtoPNet(PrototypeModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.config = config
-        self.features = ConvBackbone(
-            self.input_shape[0], config.backbone_channels, config.backbone_pools
-        )
+        self.features = build_backbone(self.input_shape[0], config)
         classes = prototype_class_ids(num_classes, config.prototypes_per_class)
         p, d = len(classes), config.prototype_dim
         init = class_connection_init(classes, num_classes, config.incorrect_class_connection)

@@ -30,7 +30,7 @@ def class_label(class_names: Sequence[str], index: int | None) -> str:
     return str(class_names[index]) if 0 <= index < len(class_names) else str(index)
 
 
-def _series(history: Sequence[Mapping], key: str) -> tuple[list[float], list[float]]:
+def series(history: Sequence[Mapping], key: str) -> tuple[list[float], list[float]]:
     """(epochs, values) of ``key`` over the epochs that report it."""
     epochs, values = [], []
     for row, record in enumerate(history):
@@ -44,7 +44,7 @@ def _plot_keys(ax, history: Sequence[Mapping], keys: Sequence[str], ylabel: str)
     """Plot each of ``keys`` that has data; False if none has."""
     drawn = False
     for key in keys:
-        epochs, values = _series(history, key)
+        epochs, values = series(history, key)
         if values:
             ax.plot(epochs, values, marker="o", markersize=3, label=key)
             drawn = True
@@ -70,7 +70,7 @@ def learning_curves_figure(history: Sequence[Mapping]) -> Figure | None:
         (tuple(loss_term_keys(history)), "loss term", True),
         (("lr",), "learning rate", True),
     ]
-    panels = [p for p in panels if any(_series(history, k)[1] for k in p[0])]
+    panels = [p for p in panels if any(series(history, k)[1] for k in p[0])]
     if not panels:
         return None
     fig = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
@@ -78,7 +78,7 @@ def learning_curves_figure(history: Sequence[Mapping]) -> Figure | None:
         fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
     ):
         _plot_keys(ax, history, keys, ylabel)
-        values = [v for k in keys for v in _series(history, k)[1]]
+        values = [v for k in keys for v in series(history, k)[1]]
         # loss terms differ by orders of magnitude (e.g. a summed reconstruction error vs CE)
         if log_scale and values and min(values) > 0:
             ax.set_yscale("log")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any
 
 _CSS = """
@@ -27,6 +27,7 @@ figure img { max-width: 100%; border: 1px solid #eaeef2; }
 figcaption { color: #656d76; font-size: 0.9rem; }
 pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
 .note { color: #656d76; font-style: italic; }
+tr.highlight td { background: #fff8c5; font-weight: 600; }
 """
 
 
@@ -56,10 +57,20 @@ def _cell(value: Any, tag: str = "td") -> str:
     return f"<{tag}{css}>{esc(format_value(value))}</{tag}>"
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """An HTML table; cells are formatted with :func:`format_value` and escaped."""
+def table(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], highlight: Container[int] = ()
+) -> str:
+    """An HTML table; cells are formatted with :func:`format_value` and escaped.
+
+    Rows whose index is in ``highlight`` get the ``highlight`` class (shaded, bold).
+    """
     head = "".join(_cell(h, "th") for h in header)
-    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
+    body = "".join(
+        ('<tr class="highlight">' if i in highlight else "<tr>")
+        + "".join(_cell(v) for v in row)
+        + "</tr>"
+        for i, row in enumerate(rows)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -23,6 +23,7 @@ from components.report.figures import (
     reliability_figure,
     to_png,
 )
+from components.report.search_section import search_section
 
 _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
 
@@ -46,6 +47,9 @@ class ReportData:
         explanations: :func:`components.explain.explain_model`'s result, or None.
         class_names: class names by index (missing names fall back to the index).
         feature_shape: shape of one sample, e.g. ``(1, 8, 8)`` or ``(30,)``.
+        search: for a run found by a sweep, how it was found (method, metric, mode,
+            experiment_path, trials, best, and for STN ``schedules``, for NAS ``genotype``,
+            ``alphas`` and ``primitives``); shown in the "Search" section. None otherwise.
     """
 
     title: str
@@ -59,6 +63,7 @@ class ReportData:
     explanations: dict | None
     class_names: list[str]
     feature_shape: tuple[int, ...]
+    search: dict | None = None
 
 
 class _Figures:
@@ -320,6 +325,7 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     figures = _Figures(run_dir / "figures")
     body = [
         _headline_section(data),
+        search_section(data.search, figures),
         _data_section(data.data_meta),
         _training_section(data.history, figures),
         _metrics_section(data, figures),

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from components.search.darts_cells import DerivedNetwork, SuperNet
-from components.search.darts_ops import PRIMITIVES, Genotype
+from components.models.nas_cells import DerivedNetwork, SuperNet
+from components.models.nas_ops import PRIMITIVES, Genotype
 
 __all__ = [
     "DartsConfig",
@@ -259,7 +259,11 @@ def search_random_ws(
             w_opt.step()
             losses.append(loss.item())
         sched.step()
-        entry = {"epoch": float(epoch), "train_loss": float(np.mean(losses))}
+        entry = {
+            "epoch": float(epoch),
+            "train_loss": float(np.mean(losses)),
+            "val_loss": _shared_weight_val_loss(model, config.nodes, gen, x_va, y_va),
+        }
         history.append(entry)
         if report is not None:
             report(entry)
@@ -273,6 +277,16 @@ def search_random_ws(
         }
     )
     return SearchResult(genotype=best.validate(), history=history)
+
+
+@torch.no_grad()
+def _shared_weight_val_loss(
+    model: SuperNet, nodes: int, gen: torch.Generator, x: torch.Tensor, y: torch.Tensor
+) -> float:
+    """Validation loss of one sampled architecture under the shared weights (batch statistics,
+    as in the training steps): the per-epoch progress signal of random search."""
+    model.train()
+    return F.cross_entropy(model(x, sample_genotype(nodes, gen)), y).item()
 
 
 def sample_genotype(nodes: int, gen: torch.Generator) -> Genotype:

@@ -3,15 +3,21 @@
 A space maps a hyperparameter name to a spec: ``{"type": "loguniform", "low": 1e-4, "high": 1e-1}``,
 ``{"type": "uniform", ...}``, ``{"type": "randint", "low": 1, "high": 4}`` or
 ``{"type": "choice", "values": [...]}``. Names are ``train.<field>`` (a :class:`TrainConfig`
-field) or ``model.<kwarg>`` (a model keyword argument).
+field), ``model.<kwarg>`` (a model keyword argument), ``stn.<field>`` (an
+:class:`~components.search.stn.STNConfig` field: the starting point of a Self-Tuning Network) or
+``darts.<field>`` (a :class:`~components.search.darts.DartsConfig` field, or ``num_candidates``).
+A nested mapping (``{"train": {"lr": {...}}}``, as Hydra config holds it) is flattened first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 
 from ray import tune
 
+from components.search.darts import DartsConfig
+from components.search.stn import STNConfig
 from components.training.config import TrainConfig
 
 _BUILDERS = {
@@ -22,10 +28,21 @@ _BUILDERS = {
 }
 
 
+def flatten_space(space: Mapping[str, Mapping]) -> dict[str, Mapping]:
+    """``{"train": {"lr": spec}}`` -> ``{"train.lr": spec}`` (flat names pass through)."""
+    flat: dict[str, Mapping] = {}
+    for name, value in space.items():
+        if "." in name or "type" in value:
+            flat[name] = value
+        else:
+            flat |= {f"{name}.{key}": spec for key, spec in flatten_space(value).items()}
+    return flat
+
+
 def tune_space(space: Mapping[str, Mapping]) -> dict:
     """Ray Tune domains for ``space``; ``ValueError`` names a bad entry."""
     domains = {}
-    for name, spec in space.items():
+    for name, spec in flatten_space(space).items():
         _check_name(name)
         kind = spec.get("type")
         if kind not in _BUILDERS:
@@ -39,20 +56,26 @@ def tune_space(space: Mapping[str, Mapping]) -> dict:
     return domains
 
 
-def split_trial_config(config: Mapping) -> tuple[dict, dict]:
-    """A sampled trial config as (TrainConfig overrides, model keyword arguments)."""
-    train = {k.removeprefix("train."): v for k, v in config.items() if k.startswith("train.")}
-    model = {k.removeprefix("model."): v for k, v in config.items() if k.startswith("model.")}
-    return train, model
+def group_overrides(config: Mapping, group: str) -> dict:
+    """The values of a sampled trial config that belong to ``group`` (``train``, ``model``...)."""
+    prefix = f"{group}."
+    return {k.removeprefix(prefix): v for k, v in config.items() if k.startswith(prefix)}
 
 
 def _check_name(name: str) -> None:
     group, _, key = name.partition(".")
-    if group == "train" and key in TrainConfig.field_names():
+    known = {
+        "train": TrainConfig.field_names(),
+        "stn": [f.name for f in fields(STNConfig)],
+        "darts": [f.name for f in fields(DartsConfig)] + ["num_candidates"],
+    }
+    if (group == "model" and key) or key in known.get(group, ()):
         return
-    if group == "model" and key:
-        return
+    if group in known:
+        raise ValueError(
+            f"search space key {name!r}: {group}.<field> must be one of {known[group]}"
+        )
     raise ValueError(
-        f"search space key {name!r}: use train.<field> (one of {TrainConfig.field_names()}) "
-        "or model.<keyword argument>"
+        f"search space key {name!r}: use train.<field>, model.<keyword argument>, "
+        "stn.<field> or darts.<field>"
     )

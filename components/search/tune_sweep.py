@@ -1,19 +1,25 @@
-"""Hyperparameter sweeps with Ray Tune over the pipeline's own training code.
+"""Hyperparameter and architecture search as Ray Tune sweeps.
 
-Every trial runs :func:`components.training.fit.fit` (the code the pipeline trains with, not a
-copy) on the ingested dataset and reports each epoch's metrics and checkpoint to Tune, so ASHA
-can stop it, PBT can clone it, and the best trial can be reloaded. Search methods:
+Every search method is a Tune sweep over a trainable from :mod:`components.search.trials`:
 
 * ``fifo`` / ``random``: random search, every trial to the full budget;
 * ``asha``: random search with the ASHA scheduler (Li et al., 2020) stopping poor trials early;
 * ``pbt``: Population Based Training (Jaderberg et al., 2017): poor trials clone the weights of
   better ones and perturb their hyperparameters; a trial records whose weights it took;
-* ``optuna``: Optuna's TPE sampler (Bergstra et al., 2011) through ``ray.tune.search.optuna``.
+* ``optuna``: Optuna's TPE sampler (Bergstra et al., 2011) through ``ray.tune.search.optuna``;
+* ``stn``: Self-Tuning Networks (MacKay et al., 2019), one trial per starting point;
+* ``darts``: (SD-)DARTS (Liu et al., 2019; Zhu et al., 2023), one trial per search setting;
+* ``random_ws``: random search with weight sharing (Li & Talwalkar, 2019).
+
+The first five train the pipeline's own model with its fit loop (a Ray Train ``TorchTrainer``
+per trial when ``train.num_workers > 1``); a sweep interrupted by a killed driver resumes from
+its experiment state when run again with the same storage path and name.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,15 +27,18 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-from components.data.reader import read_split
-from components.search.space import split_trial_config, tune_space
-from components.training.batches import ShardBatches
-from components.training.checkpoint import ModelSpec, load_state, load_weights
+from components.search import trials
+from components.search.space import tune_space
+from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
-from components.training.fit import fit
 
-METHODS = ("fifo", "random", "asha", "pbt", "optuna")
-TRIAL_FILE = "trial.json"
+HYPERPARAMETER_METHODS = ("fifo", "random", "asha", "pbt", "optuna")
+METHODS = (*HYPERPARAMETER_METHODS, "stn", "darts", "random_ws")
+_TRAINABLES = {
+    "stn": trials.stn_trial,
+    "darts": trials.darts_trial,
+    "random_ws": trials.random_ws_trial,
+}
 
 
 @dataclass(frozen=True)
@@ -60,19 +69,41 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"search.method={self.method!r} is not one of {list(METHODS)}")
-        if self.num_samples < 1 or self.max_concurrent < 1:
-            raise ValueError("search.num_samples and search.max_concurrent must be >= 1")
+        if min(self.num_samples, self.max_concurrent, self.grace_period) < 1:
+            raise ValueError(
+                "search.num_samples, search.max_concurrent and search.grace_period must be >= 1"
+            )
+        if self.reduction_factor < 2 or self.perturbation_interval < 1:
+            raise ValueError("search.reduction_factor must be >= 2, perturbation_interval >= 1")
+        if not 0 < self.quantile_fraction <= 0.5:
+            raise ValueError("search.quantile_fraction must lie in (0, 0.5]")
 
 
 @dataclass
 class SweepOutcome:
-    """The sweep's trials and its best one."""
+    """The sweep's trials and its best one.
+
+    Attributes:
+        best_config: the best trial's sampled values (``group.name -> value``).
+        best_metrics: the best trial's last reported numbers.
+        best_checkpoint: folder of the best trial's checkpoint (None if it has none).
+        trials: per trial ``trial``, ``status`` (``done`` | ``stopped early`` | ``failed``),
+            ``config``, ``epochs``, ``val_loss``, ``val_accuracy``, ``exploited``, ``history``
+            (per-epoch rows) or ``error``.
+        experiment_path: the Tune experiment folder (resumable).
+        schedules: ``stn``: per trial, the learned hyperparameters per epoch.
+        genotype: ``darts`` / ``random_ws``: the best trial's architecture.
+        alphas: ``darts``: the best trial's softmaxed architecture weights.
+    """
 
     best_config: dict
     best_metrics: dict
     best_checkpoint: str | None
     trials: list[dict] = field(default_factory=list)
     experiment_path: str = ""
+    schedules: dict[str, list[dict]] = field(default_factory=dict)
+    genotype: dict | None = None
+    alphas: dict | None = None
 
 
 def run_sweep(
@@ -84,36 +115,86 @@ def run_sweep(
     sweep: SweepConfig,
     storage_path: Path,
     name: str = "sweep",
+    stn: dict | None = None,
+    darts: dict | None = None,
+    callbacks: list[tune.Callback] = (),
 ) -> SweepOutcome:
     """Run (or, if ``storage_path/name`` holds an interrupted sweep, resume) a Tune sweep.
 
     Ray must already be initialised. A trial that raises is recorded as failed; the sweep goes on.
+
+    Args:
+        dataset_path: the ingested dataset folder.
+        spec: the model the hyperparameter methods train.
+        train: its training configuration (``epochs`` is the per-trial budget).
+        space: the search space (see :mod:`components.search.space`).
+        sweep: the method and its settings.
+        storage_path: where Tune keeps the experiment.
+        name: the experiment's folder name under ``storage_path``.
+        stn: :class:`~components.search.stn.STNConfig` fields for ``stn`` trials.
+        darts: :class:`~components.search.darts.DartsConfig` fields (and ``num_candidates``) for
+            ``darts`` / ``random_ws`` trials.
+        callbacks: Tune callbacks (progress and logging on the driver).
     """
-    base = {
-        "dataset_path": str(Path(dataset_path).resolve()),
-        "spec": asdict(spec),
-        "train": asdict(train),
-    }
-    trainable = tune.with_resources(tune.with_parameters(sweep_trial, base=base), {"cpu": 1})
+    trainable = _trainable(
+        sweep,
+        train,
+        {
+            "dataset_path": str(Path(dataset_path).resolve()),
+            "spec": asdict(spec),
+            "train": asdict(train),
+            "stn": dict(stn or {}),
+            "darts": dict(darts or {}),
+        },
+    )
+    # Every epoch's checkpoint triggers a state snapshot; Tune warns about each burst of them.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     experiment = Path(storage_path).resolve() / name
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=str(experiment.parent),
+        # PBT clones other trials' checkpoints: deleting old ones would break exploits.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None if sweep.method == "pbt" else 2),
+        callbacks=list(callbacks),
+        verbose=0,
+    )
+    budget = _budget(sweep, train, stn, darts)
     if tune.Tuner.can_restore(str(experiment)):
+        # The saved run config (callbacks included) comes back with the experiment.
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=False)
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=tune_space(space),
-            tune_config=_tune_config(sweep, space, train.epochs),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=str(Path(storage_path).resolve()),
-                # PBT clones other trials' checkpoints: deleting old ones would break exploits.
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=None if sweep.method == "pbt" else 2
-                ),
-                verbose=0,
-            ),
+            tune_config=_tune_config(sweep, space, budget),
+            run_config=run_config,
         )
-    return _outcome(tuner.fit(), experiment)
+    return _outcome(tuner.fit(), experiment, sweep.method, budget)
+
+
+def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):
+    if sweep.method in _TRAINABLES:
+        function, resources = _TRAINABLES[sweep.method], {"cpu": 1}
+    elif train.num_workers > 1:
+        if sweep.method == "pbt":
+            raise ValueError(
+                "search.method=pbt needs train.num_workers=1: PBT clones trial checkpoints, "
+                "which Ray Train runs keep to themselves"
+            )
+        # The trial's driver only waits and takes no CPU (Tune refuses an empty request, hence
+        # a token of memory); the TorchTrainer reserves its workers' resources itself.
+        function, resources = trials.ray_train_trial, {"memory": 2**20}
+    else:
+        function, resources = trials.fit_trial, {"cpu": train.cpus_per_worker}
+    return tune.with_resources(tune.with_parameters(function, base=base), resources)
+
+
+def _budget(sweep: SweepConfig, train: TrainConfig, stn: dict | None, darts: dict | None) -> int:
+    """Epochs of one full trial (ASHA's ``max_t``)."""
+    settings = {"stn": stn, "darts": darts, "random_ws": darts}.get(sweep.method)
+    if settings is None:
+        return train.epochs
+    return int(settings.get("epochs", 1))
 
 
 def _tune_config(sweep: SweepConfig, space: dict, epochs: int) -> tune.TuneConfig:
@@ -144,86 +225,74 @@ def _tune_config(sweep: SweepConfig, space: dict, epochs: int) -> tune.TuneConfi
     )
 
 
-def sweep_trial(config: dict, base: dict) -> None:
-    """One Tune trial: train the pipeline's model with the sampled hyperparameters."""
-    import torch
-
-    train_over, model_over = split_trial_config(config)
-    cfg = TrainConfig(**{**base["train"], **train_over})
-    raw = base["spec"]
-    spec = ModelSpec(
-        raw["name"],
-        tuple(raw["input_shape"]),
-        raw["num_classes"],
-        raw["tiny"],
-        {**raw["kwargs"], **model_over},
-    )
-    torch.set_num_threads(cfg.cpus_per_worker)
-    x, y = read_split(base["dataset_path"], "train")
-    vx, vy = read_split(base["dataset_path"], "val")
-    torch.manual_seed(cfg.seed)
-    model = spec.build()
-    trial_id = tune.get_context().get_trial_id()
-    resume, exploited_from = _restore(model, trial_id)
-
-    def report(metrics: dict, folder: Path | None) -> None:
-        metrics = {**metrics, "exploited_from": exploited_from}
-        (folder / TRIAL_FILE).write_text(json.dumps({"trial_id": trial_id}))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
-
-    fit(
-        model,
-        ShardBatches(x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed),
-        ShardBatches(vx, vy, batch_size=256, shuffle=False),
-        cfg=cfg,
-        spec=spec,
-        report=report,
-        resume=resume,
-    )
-
-
-def _restore(model, trial_id: str) -> tuple[dict | None, str]:
-    """Resume from Tune's checkpoint; a checkpoint of another trial is a PBT exploit.
-
-    After an exploit the weights and progress are the donor's, the optimiser starts afresh at
-    the perturbed hyperparameters.
-    """
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return None, ""
-    with checkpoint.as_directory() as folder:
-        load_weights(folder, model)
-        state = load_state(folder)
-        donor = json.loads((Path(folder) / TRIAL_FILE).read_text())["trial_id"]
-    if donor == trial_id:
-        return state, ""
-    return {"fit_state": state["fit_state"]}, donor
-
-
-def _outcome(results, experiment: Path) -> SweepOutcome:
-    trials = []
-    for result in results:
-        row = {"trial": Path(result.path).name if result.path else "", "config": result.config}
-        if result.error is not None:
-            row.update(status="failed", error=str(result.error).strip().splitlines()[-1][:300])
-        else:
-            metrics = result.metrics or {}
-            row.update(
-                status="done",
-                epochs=metrics.get("training_iteration"),
-                val_loss=metrics.get("val_loss"),
-                val_accuracy=metrics.get("val_accuracy"),
-                exploited=bool(_exploits(result)),
-            )
-        trials.append(row)
+def _outcome(results, experiment: Path, method: str, budget: int) -> SweepOutcome:
+    rows = [_trial_row(result, budget) for result in results]
     best = results.get_best_result(metric="val_loss", mode="min", scope="all")
-    return SweepOutcome(
+    outcome = SweepOutcome(
         best_config=best.config,
         best_metrics={k: v for k, v in (best.metrics or {}).items() if isinstance(v, int | float)},
-        best_checkpoint=best.checkpoint.path if best.checkpoint else None,
-        trials=trials,
+        best_checkpoint=_checkpoint_folder(best),
+        trials=rows,
         experiment_path=str(experiment),
     )
+    if method == "stn":
+        outcome.schedules = {
+            row["trial"]: schedule
+            for row, result in zip(rows, results, strict=True)
+            if (schedule := _checkpoint_json(result, trials.SCHEDULE_FILE)) is not None
+        }
+    outcome.genotype = _checkpoint_json(best, trials.GENOTYPE_FILE)
+    outcome.alphas = _checkpoint_json(best, trials.ALPHAS_FILE)
+    return outcome
+
+
+def _trial_row(result, budget: int) -> dict:
+    row = {"trial": Path(result.path).name if result.path else "", "config": result.config}
+    if result.error is not None:
+        error = str(result.error).strip().splitlines()
+        return {**row, "status": "failed", "error": (error[-1] if error else "")[:300]}
+    metrics = result.metrics or {}
+    epochs = metrics.get("training_iteration") or 0
+    return {
+        **row,
+        # Stopped by the scheduler (ASHA) or by the fit loop's own early stopping.
+        "status": "done" if epochs >= budget else "stopped early",
+        "epochs": epochs,
+        "val_loss": metrics.get("val_loss"),
+        "val_accuracy": metrics.get("val_accuracy"),
+        "exploited": bool(_exploits(result)),
+        "history": _history(result),
+    }
+
+
+def _history(result) -> list[dict]:
+    frame = result.metrics_dataframe
+    if frame is None:
+        return []
+    columns = [c for c in ("epoch", "train_loss", "val_loss", "val_accuracy") if c in frame]
+    return [
+        {k: float(v) for k, v in row.items() if v == v}  # drop NaN
+        for row in frame[columns].to_dict("records")
+    ]
+
+
+def _checkpoint_folder(result) -> str | None:
+    """The trial's checkpoint; for a Ray Train trial, its best one still on disk (a scheduler
+    may stop the trial before the trainer returns, so the trainer's own result is not used)."""
+    if result.checkpoint is not None:
+        return result.checkpoint.path
+    frame = result.metrics_dataframe
+    if frame is None or "checkpoint_path" not in frame:
+        return None
+    reported = frame.dropna(subset=["checkpoint_path"]).sort_values("checkpoint_score")
+    return next((p for p in reported["checkpoint_path"] if Path(p).is_dir()), None)
+
+
+def _checkpoint_json(result, name: str):
+    if result.checkpoint is None:
+        return None
+    path = Path(result.checkpoint.path) / name
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _exploits(result) -> list[str]:

@@ -83,6 +83,7 @@ def train_with_ray(
     run_dir: Path,
     on_epoch: Callable[[dict], None] | None = None,
     storage_path: str | None = None,
+    callbacks: list[UserCallback] = (),
 ) -> TrainOutcome:
     """Train ``spec`` on the dataset with Ray Train; Ray must already be initialised.
 
@@ -91,15 +92,18 @@ def train_with_ray(
         spec: the model to build on each worker.
         cfg: training configuration.
         run_dir: the run folder; best/last checkpoints are copied to ``run_dir/checkpoints``.
-        on_epoch: called on the driver with rank 0's metrics after every epoch (progress bars).
+        on_epoch: called on the driver with rank 0's metrics after every epoch (progress bars);
+            without it no queue actor is created (a Tune trial's placement group has no room).
         storage_path: where Ray persists checkpoints (shared storage on a multi-node cluster);
             defaults to ``run_dir/ray``.
+        callbacks: further Ray Train callbacks (a Tune trial passes ``TuneReportCallback``).
     """
     spec.build()  # a bad model config fails here, clearly, not inside every Ray worker
     if cfg.resume_from:
         check_resume_checkpoint(cfg.resume_from, spec)
     run_dir = Path(run_dir).resolve()
-    queue = Queue()
+    queue = Queue() if on_epoch is not None else None
+    forward = [_QueueCallback(queue)] if queue is not None else []
     trainer = TorchTrainer(
         train_loop_per_worker=worker_loop,
         train_loop_config={
@@ -122,11 +126,13 @@ def train_with_ray(
                 checkpoint_score_order="min",
             ),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[_QueueCallback(queue)],
+            callbacks=[*forward, *callbacks],
             # Ray logs every report and checkpoint at INFO; the driver logs each epoch once.
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
+    if queue is None:
+        return _collect(trainer.fit(), run_dir)
     stop = threading.Event()
     pump = threading.Thread(target=_pump, args=(queue, on_epoch, stop), daemon=True)
     pump.start()

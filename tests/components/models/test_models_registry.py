@@ -4,11 +4,18 @@ import pytest
 import torch
 
 from components.models import ModelOutput, create_model, list_models
+from components.models.darts_net import TINY_GENOTYPE
 
 IMAGE = (1, 8, 8)
 ODD_IMAGE = (3, 7, 5)
 TABULAR = (13,)
-IMAGE_ONLY = {"cnn", "protopnet", "st_protopnet"}
+IMAGE_ONLY = {"cnn", "darts_net", "protopnet", "st_protopnet"}
+# Keyword arguments a full-size model cannot be built without (tiny variants carry their own).
+REQUIRED = {"darts_net": {"genotype": TINY_GENOTYPE}}
+
+
+def _required(name, tiny):
+    return {} if tiny else REQUIRED.get(name, {})
 
 
 def _cases():
@@ -26,7 +33,7 @@ def test_registry_holds_the_first_models():
 
 @pytest.mark.parametrize(("name", "shape", "tiny"), list(_cases()))
 def test_forward_returns_logits_of_batch_by_classes(name, shape, tiny):
-    model = create_model(name, input_shape=shape, num_classes=4, tiny=tiny)
+    model = create_model(name, input_shape=shape, num_classes=4, tiny=tiny, **_required(name, tiny))
     output = model(torch.randn(5, *shape))
     assert isinstance(output, ModelOutput)
     assert output.logits.shape == (5, 4)
@@ -38,7 +45,9 @@ def test_forward_returns_logits_of_batch_by_classes(name, shape, tiny):
 @pytest.mark.parametrize("name", list_models())
 def test_tiny_variant_is_smaller(name):
     def size(tiny):
-        model = create_model(name, input_shape=IMAGE, num_classes=10, tiny=tiny)
+        model = create_model(
+            name, input_shape=IMAGE, num_classes=10, tiny=tiny, **_required(name, tiny)
+        )
         return sum(p.numel() for p in model.parameters())
 
     assert size(True) * 5 < size(False)

@@ -13,6 +13,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from components.models.nas_cells import SuperNet, num_edges
+from components.models.nas_ops import PRIMITIVES
 from components.search import darts
 from components.search.darts import (
     DartsConfig,
@@ -22,8 +24,6 @@ from components.search.darts import (
     search_darts,
     search_random_ws,
 )
-from components.search.darts_cells import SuperNet, num_edges
-from components.search.darts_ops import PRIMITIVES
 
 FAST = DartsConfig(epochs=1, channels=4, cells=3, nodes=3, alpha_lr=3e-3, seed=0)
 

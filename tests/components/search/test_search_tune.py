@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.search.space import split_trial_config, tune_space
+from components.search.space import group_overrides, tune_space
 from components.search.tune_sweep import SweepConfig, run_sweep
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
@@ -24,15 +24,21 @@ def sweep(tmp_path, dataset, method: str, *, epochs: int = 4, space=SPACE, **kwa
     )
 
 
-def test_space_names_must_be_train_fields_or_model_kwargs():
+def test_space_names_must_be_known_fields_or_model_kwargs():
     with pytest.raises(ValueError, match="train.lrr"):
         tune_space({"train.lrr": {"type": "uniform", "low": 0, "high": 1}})
+    with pytest.raises(ValueError, match="stn.dropout_rate"):
+        tune_space({"stn": {"dropout_rate": {"type": "choice", "values": [0.1]}}})
     with pytest.raises(ValueError, match="type 'gauss'"):
         tune_space({"train.lr": {"type": "gauss"}})
-    assert split_trial_config({"train.lr": 0.1, "model.dropout": 0.2}) == (
-        {"lr": 0.1},
-        {"dropout": 0.2},
-    )
+    nested = {
+        "train": {"lr": {"type": "choice", "values": [0.1]}},
+        "darts.order": {"type": "choice", "values": [1]},
+    }
+    assert set(tune_space(nested)) == {"train.lr", "darts.order"}
+    config = {"train.lr": 0.1, "model.dropout": 0.2}
+    assert group_overrides(config, "train") == {"lr": 0.1}
+    assert group_overrides(config, "model") == {"dropout": 0.2}
 
 
 @pytest.mark.ray
@@ -42,6 +48,9 @@ def test_asha_stops_some_trials_early(ray_session, digits_dataset, tmp_path):
     epochs = [t["epochs"] for t in out.trials]
     assert len(epochs) == 6 and max(epochs) == 4
     assert min(epochs) < 4  # stopped at a rung
+    stopped = [t for t in out.trials if t["status"] == "stopped early"]
+    assert stopped and all(t["epochs"] < 4 for t in stopped)
+    assert all(len(t["history"]) == t["epochs"] for t in out.trials)
     assert out.best_checkpoint is not None
 
 

@@ -1,0 +1,161 @@
+"""ASHA vs full-budget random search with the same trials: compute to reach the same accuracy.
+
+Both sweeps run through the project's Ray Tune path (``components.search.tune_sweep.run_sweep``,
+which trains every trial with the pipeline's own fit loop) on the digits dataset, with the same
+search space, seed and number of trials, so they sample the same configurations (checked and
+printed). ``random`` runs every trial for the full ``--epochs``; ``asha`` stops poor trials at
+its rungs (``--grace-period`` x ``--reduction-factor`` ^ k epochs).
+
+Measured, per method: the best validation accuracy and loss over all trials and epochs (what the
+sweep's ``scope="all"`` selection sees), the val accuracy of the trial the sweep picks (lowest val
+loss), and the compute: epochs trained summed over trials (the primary figure), wall time of the
+whole sweep, and "trial s": the seconds spent inside the trials (Tune's ``time_total_s``,
+summed), which leaves out each trial's process start-up and Tune's own bookkeeping.
+Target (issue 4): ASHA uses >= 2x less compute (epochs) than random search, counted only if its
+best val accuracy is at least random's best minus ``--tolerance`` (0.005, about one of the 269
+validation images).
+
+    python bench/asha_vs_random.py                        # 16 trials, 9 epochs max
+    python bench/asha_vs_random.py --trials 6 --epochs 3  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from components.data.ingest import ingest
+from components.data.reader import load_meta
+from components.data.spec import DataSpec
+from components.search.tune_sweep import SweepConfig, run_sweep
+from components.training.checkpoint import ModelSpec
+from components.training.config import TrainConfig
+from components.training.ray_runtime import ensure_ray
+
+COMPUTE_TARGET = 2.0  # random's epochs / ASHA's epochs
+
+SPACE = {
+    "train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+    "train.weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-2},
+    "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
+}
+
+
+def trial_history(experiment: Path, trial: str) -> list[dict]:
+    """Every epoch a trial reported (Tune's ``result.json``: one JSON object per line)."""
+    lines = (experiment / trial / "result.json").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def sweep(method: str, args, dataset: Path, spec: ModelSpec, train: TrainConfig, root: Path):
+    """Run one sweep; return its summary row."""
+    config = SweepConfig(
+        method=method,
+        num_samples=args.trials,
+        max_concurrent=args.max_concurrent,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        seed=args.seed,
+    )
+    start = time.perf_counter()
+    out = run_sweep(
+        dataset_path=dataset,
+        spec=spec,
+        train=train,
+        space=SPACE,
+        sweep=config,
+        storage_path=root,
+        name=method,
+    )
+    wall = time.perf_counter() - start
+    failed = [t for t in out.trials if t["status"] == "failed"]
+    if failed:
+        raise SystemExit(f"{method}: {len(failed)} trial(s) failed: {failed[0].get('error')}")
+    experiment = Path(out.experiment_path)
+    histories = [trial_history(experiment, t["trial"]) for t in out.trials]
+    rows = [r for h in histories for r in h]
+    return {
+        "method": method,
+        "best_accuracy": max(r["val_accuracy"] for r in rows),
+        "best_loss": min(r["val_loss"] for r in rows),
+        "picked_accuracy": out.best_metrics.get("val_accuracy", float("nan")),
+        "epochs": sum(t["epochs"] for t in out.trials),
+        "per_trial": sorted(t["epochs"] for t in out.trials),
+        "configs": sorted(tuple(sorted(t["config"].items())) for t in out.trials),
+        "wall_s": wall,
+        "trial_s": sum(h[-1]["time_total_s"] for h in histories),
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=9, help="full budget per trial (max_t)")
+    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--reduction-factor", type=int, default=3)
+    parser.add_argument("--max-concurrent", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--model", default="mlp", help="registered model (default size)")
+    parser.add_argument("--tolerance", type=float, default=0.005, help="accuracy tolerance")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpus", type=int, default=2, help="Ray num_cpus")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="sennflow-asha-") as tmp:
+        root = Path(tmp)
+        dataset = ingest(DataSpec(source="digits"), root / "cache").path
+        meta = load_meta(dataset)
+        spec = ModelSpec(args.model, tuple(meta.feature_shape), len(meta.class_names))
+        train = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            early_stopping_patience=0,  # the budget is the scheduler's to cut, not the loop's
+            seed=args.seed,
+        )
+        ensure_ray(num_cpus=args.cpus)
+        rows = [sweep(m, args, dataset, spec, train, root) for m in ("random", "asha")]
+    random, asha = rows
+
+    print(
+        f"\n{args.model} on digits ({meta.row_counts['train']} train / "
+        f"{meta.row_counts['val']} val rows), {args.trials} trials, up to {args.epochs} epochs, "
+        f"batch {args.batch_size}, {args.max_concurrent} concurrent, seed {args.seed}; "
+        f"ASHA grace {args.grace_period}, reduction factor {args.reduction_factor}"
+    )
+    print(
+        "space: "
+        + ", ".join(f"{k} {v['type']} [{v['low']}, {v['high']}]" for k, v in SPACE.items())
+    )
+    same = random["configs"] == asha["configs"]
+    print(f"same sampled configurations in both sweeps: {same}")
+    head = f"{'method':<8}{'best val acc':>14}{'best val loss':>15}{'picked acc':>12}"
+    print("\n" + head + f"{'epochs':>8}{'wall s':>9}{'trial s':>9}   epochs per trial")
+    for r in rows:
+        print(
+            f"{r['method']:<8}{r['best_accuracy']:>14.4f}{r['best_loss']:>15.4f}"
+            f"{r['picked_accuracy']:>12.4f}{r['epochs']:>8}"
+            f"{r['wall_s']:>9.1f}{r['trial_s']:>9.1f}   " + " ".join(map(str, r["per_trial"]))
+        )
+    ratio = random["epochs"] / asha["epochs"]
+    gap = asha["best_accuracy"] - random["best_accuracy"]
+    reached = gap >= -args.tolerance
+    print(
+        f"\ncompute ratio random/ASHA: {ratio:.2f}x in epochs, "
+        f"{random['wall_s'] / asha['wall_s']:.2f}x in wall time (target >= {COMPUTE_TARGET}x)"
+    )
+    print(
+        f"ASHA best val acc - random's: {gap:+.4f} (tolerance -{args.tolerance}): "
+        f"{'same accuracy reached' if reached else 'NOT reached: the saving does not count'}"
+    )
+    met = same and reached and ratio >= COMPUTE_TARGET
+    print(f"target: {'MET' if met else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()

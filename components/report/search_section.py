@@ -1,0 +1,189 @@
+"""The report's "Search" section: how the reported configuration was found.
+
+Shown when :attr:`components.report.ReportData.search` is set by a sweep; every part except the
+trial table is optional and left out when its data is missing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from components.report import markup
+from components.report.search_figures import (
+    alphas_figure,
+    genotype_figure,
+    hyperparameter_figure,
+    is_failed,
+    metric_of,
+    schedules_figure,
+    sort_trials,
+    trial_curves_figure,
+)
+
+if TYPE_CHECKING:
+    from components.report.report import _Figures
+
+_METHODS = {
+    "asha": "random search with the ASHA scheduler (Li et al., 2020), which stops trials whose "
+    "metric is poor at a rung early and gives their budget to the promising ones",
+    "pbt": "Population Based Training (Jaderberg et al., 2017): trials periodically copy the "
+    "weights of better trials (exploit) and perturb their hyperparameters (explore)",
+    "optuna": "Optuna's tree-structured Parzen estimator (TPE), which proposes each trial from the "
+    "results of the earlier ones",
+    "fifo": "random search; every trial trains for all epochs (no early stopping)",
+    "random": "random search; every trial trains for all epochs (no early stopping)",
+    "stn": "Self-Tuning Networks (MacKay et al., 2019): the hyperparameters are learned online, "
+    "during one training run, through a best-response hypernetwork",
+    "darts": "DARTS (Liu et al., 2019): the cell's operations are relaxed into a softmax mixture "
+    "whose weights are learned by gradient descent, then discretised into a genotype",
+    "sd_darts": "SD-DARTS: DARTS with self-distillation from voting teachers (earlier supernets)",
+    "random_ws": "random architecture search with weight sharing (Li & Talwalkar, 2019): random "
+    "cells are trained in one shared supernet and ranked on validation data",
+}
+
+_PBT_NOTE = " A PBT curve jumps where its trial took over a better trial's weights (exploited)."
+
+
+def search_section(search: Mapping | None, figures: _Figures) -> str:
+    """The "Search" section of ``search`` (see ``ReportData.search``); "" when it is None."""
+    if not search:
+        return ""
+    metric, mode = search.get("metric") or "val_loss", search.get("mode") or "min"
+    ranked = sort_trials(list(search.get("trials") or []), metric, mode)
+    best = _best_trial(search, ranked, metric)
+    return markup.section(
+        "Search",
+        *_summary_parts(search, ranked, metric, mode),
+        _best_parts(search.get("best")),
+        "<h3>Trials</h3>",
+        trial_table(ranked, metric, best),
+        *_figure_parts(search, ranked, metric, best, figures),
+    )
+
+
+def _best_trial(search: Mapping, ranked: Sequence[Mapping], metric: str) -> str | None:
+    """The best trial's id: as the sweep reports it, else the top-ranked scored trial."""
+    reported = (search.get("best") or {}).get("trial")
+    if reported:
+        return reported
+    if ranked and not is_failed(ranked[0]) and metric_of(ranked[0], metric) is not None:
+        return ranked[0].get("trial")
+    return None
+
+
+def _summary_parts(search: Mapping, trials: Sequence[Mapping], metric: str, mode: str) -> list:
+    method = str(search.get("method", "unknown"))
+    about = _METHODS.get(method.lower())
+    counts = Counter(str(t.get("status", "unknown")) for t in trials)
+    by_status = ", ".join(f"{n} {status}" for status, n in counts.items())
+    ranking = "lower" if mode == "min" else "higher"
+    lines = [
+        f"Method: {method}" + (f" — {about}." if about else "."),
+        f"{len(trials)} trials ({by_status}), ranked by {metric} ({ranking} is better). "
+        "The best configuration was retrained; the sections below describe that model.",
+    ]
+    if search.get("experiment_path"):
+        lines.append(f"Ray Tune experiment: {search['experiment_path']}")
+    return [markup.paragraph(line) for line in lines]
+
+
+def _best_parts(best: Mapping | None) -> str:
+    if not best:
+        return ""
+    rows = {"trial": best.get("trial"), **(best.get("config") or {})}
+    rows |= {
+        k: v
+        for k, v in best.items()
+        if k not in ("trial", "config") and not isinstance(v, Mapping | list | tuple)
+    }
+    return "<h3>Best trial</h3>" + markup.table(("name", "value"), rows.items())
+
+
+def trial_table(trials: Sequence[Mapping], metric: str, best: str | None) -> str:
+    """One row per trial in the given order, the best one highlighted and marked ``(best)``.
+
+    Columns: trial, status, each hyperparameter, epochs, val_loss, val_accuracy (and ``metric``
+    if it is another), exploited (PBT, when any trial reports it), error (when any trial failed).
+    """
+    params = list(dict.fromkeys(k for t in trials for k in (t.get("config") or {})))
+    metrics = list(dict.fromkeys(("val_loss", "val_accuracy", metric)))
+    exploited = any("exploited" in t for t in trials)
+    errors = any(is_failed(t) or t.get("error") for t in trials)
+    header = ["trial", "status", *params, "epochs", *metrics]
+    header += ["exploited"] * exploited + ["error"] * errors
+    rows = [_trial_row(t, params, metrics, exploited, errors, best) for t in trials]
+    marked = {i for i, t in enumerate(trials) if best is not None and t.get("trial") == best}
+    return markup.table(header, rows, highlight=marked)
+
+
+def _trial_row(trial, params, metrics, exploited: bool, errors: bool, best) -> list:
+    name = str(trial.get("trial", "?"))
+    config = trial.get("config") or {}
+    epochs = trial.get("epochs", len(trial.get("history") or []) or None)
+    row = [f"{name} (best)" if name == best else name, trial.get("status", "unknown")]
+    row += [config.get(p, "") for p in params] + [epochs] + [trial.get(m) for m in metrics]
+    row += ["yes" if trial.get("exploited") else "no"] * exploited
+    return row + [trial.get("error") or ""] * errors
+
+
+def _figure_parts(search, trials, metric: str, best: str | None, figures: _Figures) -> list:
+    parts = [
+        figures.add(
+            "search_hyperparameters",
+            hyperparameter_figure(trials, metric, best),
+            f"Each sampled hyperparameter against the trial's final {metric}; red star: best "
+            "trial, blue: trained all epochs, orange: stopped early. Log x-axis where the values "
+            "span more than two decades; trials without the metric (failed) are left out.",
+        ),
+        figures.add(
+            "search_trial_curves",
+            trial_curves_figure(trials, metric, best),
+            "Validation curves of every trial (grey) and the best trial (red); a curve ending in "
+            "an x belongs to a trial the scheduler stopped early."
+            + _PBT_NOTE
+            * (str(search.get("method")).lower() == "pbt"),
+        ),
+    ]
+    if search.get("schedules"):
+        parts.append(_schedule_part(search["schedules"], best, figures))
+    if search.get("genotype"):
+        parts += _architecture_parts(search, figures)
+    return parts
+
+
+def _schedule_part(schedules: Mapping, best: str | None, figures: _Figures) -> str:
+    return figures.add(
+        "search_schedules",
+        schedules_figure(schedules, best),
+        "STN hyperparameter schedules: each hyperparameter per epoch as the hypernetwork "
+        "learned it, one line per trial (best trial bold); *_scale panels show the scale of the "
+        "perturbations sampled around it.",
+    )
+
+
+def _architecture_parts(search: Mapping, figures: _Figures) -> list[str]:
+    parts = [
+        "<h3>Searched cell</h3>",
+        figures.add(
+            "search_genotype",
+            genotype_figure(search["genotype"]),
+            "Genotype: each intermediate node (0, 1, …) sums two operations (labelled arrows) "
+            "applied to earlier nodes; c_{k-2} and c_{k-1} are the outputs of the previous two "
+            "cells and c_{k} concatenates all intermediate nodes (dashed). The reduction cell "
+            "halves the spatial size.",
+        ),
+    ]
+    if search.get("alphas"):
+        primitives = search.get("primitives") or search["alphas"].get("primitives")
+        parts.append(
+            figures.add(
+                "search_alphas",
+                alphas_figure(search["alphas"], primitives),
+                "DARTS architecture weights: softmax over the candidate operations of each mixed "
+                "edge (row: source → node). The genotype keeps the two strongest incoming edges "
+                "per node, each with its strongest operation other than none.",
+            )
+        )
+    return parts

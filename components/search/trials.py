@@ -1,0 +1,213 @@
+"""The Ray Tune trainables behind every search method.
+
+Each function trains one trial and reports per-epoch metrics to Tune:
+
+* :func:`fit_trial`: the pipeline's fit loop in the trial's own process (``train.num_workers=1``);
+  every epoch's checkpoint goes to Tune, so ASHA can stop it, PBT can clone it (a trial records
+  whose weights it took) and the best trial can be reloaded;
+* :func:`ray_train_trial`: for ``train.num_workers > 1``, a driver that builds a Ray Train
+  ``TorchTrainer`` (Train v2) and forwards its reports through Ray's ``TuneReportCallback``;
+* :func:`stn_trial`: one Self-Tuning Network run; the hyperparameter schedule is reported every
+  epoch and saved with the final checkpoint (``schedule.json``);
+* :func:`darts_trial` / :func:`random_ws_trial`: one (SD-)DARTS or weight-sharing random search;
+  the genotype (and DARTS' architecture weights) are saved with the final checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from ray import tune
+from safetensors.torch import save_file
+
+from components.data.reader import load_meta, read_split
+from components.search.darts import DartsConfig, search_darts, search_random_ws
+from components.search.space import group_overrides
+from components.search.stn import STNConfig, train_stn
+from components.training.batches import ShardBatches
+from components.training.checkpoint import ModelSpec, load_state, load_weights
+from components.training.config import TrainConfig
+from components.training.fit import fit
+
+TRIAL_FILE = "trial.json"
+SCHEDULE_FILE = "schedule.json"
+GENOTYPE_FILE = "genotype.json"
+ALPHAS_FILE = "alphas.json"
+
+
+def _train_config(config: dict, base: dict) -> TrainConfig:
+    return TrainConfig(**{**base["train"], **group_overrides(config, "train")})
+
+
+def _spec(config: dict, base: dict) -> ModelSpec:
+    raw = base["spec"]
+    kwargs = {**raw["kwargs"], **group_overrides(config, "model")}
+    return ModelSpec(
+        raw["name"], tuple(raw["input_shape"]), raw["num_classes"], raw["tiny"], kwargs
+    )
+
+
+def fit_trial(config: dict, base: dict) -> None:
+    """One trial of the pipeline's model, trained by :func:`components.training.fit.fit`."""
+    cfg, spec = _train_config(config, base), _spec(config, base)
+    torch.set_num_threads(cfg.cpus_per_worker)
+    x, y = read_split(base["dataset_path"], "train")
+    vx, vy = read_split(base["dataset_path"], "val")
+    torch.manual_seed(cfg.seed)
+    model = spec.build()
+    trial_id = tune.get_context().get_trial_id()
+    resume, exploited_from = _restore(model, trial_id)
+
+    def report(metrics: dict, folder: Path | None) -> None:
+        metrics = {**metrics, "exploited_from": exploited_from}
+        (folder / TRIAL_FILE).write_text(json.dumps({"trial_id": trial_id}))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+
+    fit(
+        model,
+        ShardBatches(x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed),
+        ShardBatches(vx, vy, batch_size=256, shuffle=False),
+        cfg=cfg,
+        spec=spec,
+        report=report,
+        resume=resume,
+    )
+
+
+def _restore(model, trial_id: str) -> tuple[dict | None, str]:
+    """Resume from Tune's checkpoint; a checkpoint of another trial is a PBT exploit.
+
+    After an exploit the weights and progress are the donor's, the optimiser starts afresh at
+    the perturbed hyperparameters.
+    """
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None, ""
+    with checkpoint.as_directory() as folder:
+        load_weights(folder, model)
+        state = load_state(folder)
+        donor = json.loads((Path(folder) / TRIAL_FILE).read_text())["trial_id"]
+    if donor == trial_id:
+        return state, ""
+    return {"fit_state": state["fit_state"]}, donor
+
+
+def ray_train_trial(config: dict, base: dict) -> None:
+    """One trial trained data-parallel by a Ray Train ``TorchTrainer`` (Train v2).
+
+    The trainer's rank-0 reports reach Tune through ``TuneReportCallback`` (with the path of
+    each checkpoint); Ray Train keeps the checkpoints under ``<trial dir>/ray/train``.
+    """
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from components.training.ray_trainer import train_with_ray
+
+    # The trial's folder in the experiment's storage (a shared filesystem on a cluster);
+    # get_trial_dir() is a node-local staging folder.
+    trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
+    train_with_ray(
+        dataset_path=Path(base["dataset_path"]),
+        spec=_spec(config, base),
+        cfg=_train_config(config, base),
+        run_dir=trial_dir,
+        storage_path=str(trial_dir / "ray"),
+        callbacks=[TuneReportCallback()],
+    )
+
+
+def _report_epochs(epochs: int) -> tuple[Callable[[dict], None], list[dict]]:
+    """A per-epoch callback reporting to Tune, holding back the last epoch (it is reported
+    with the checkpoint once the run has finished)."""
+    held: list[dict] = []
+
+    def report(row: dict) -> None:
+        row = {k: v for k, v in row.items() if isinstance(v, int | float)}
+        if "val_acc" in row:
+            row["val_accuracy"] = row.pop("val_acc")
+        if int(row.get("epoch", -1)) == epochs - 1:
+            held.append(row)
+        else:
+            tune.report(row)
+
+    return report, held
+
+
+def _report_final(row: dict, files: dict[str, object], tensors: dict | None = None) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in files.items():
+            (Path(folder) / name).write_text(json.dumps(content, indent=1))
+        if tensors:
+            save_file(tensors, str(Path(folder) / "model.safetensors"))
+        tune.report(row, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _tensors(dataset_path: str):
+    x, y = read_split(dataset_path, "train")
+    vx, vy = read_split(dataset_path, "val")
+    return x, y, vx, vy, load_meta(dataset_path).num_classes
+
+
+def stn_trial(config: dict, base: dict) -> None:
+    """One Self-Tuning Network run from the trial's starting hyperparameters."""
+    stn = STNConfig(**{**_tupled(base["stn"]), **group_overrides(config, "stn")})
+    torch.set_num_threads(1)
+    x, y, vx, vy, num_classes = _tensors(base["dataset_path"])
+    report, held = _report_epochs(stn.epochs)
+    result = train_stn(x, y, vx, vy, num_classes=num_classes, config=stn, report=report)
+    state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
+    state |= {f"hyper.{k}": v.contiguous() for k, v in result.hyper.state_dict().items()}
+    files = {SCHEDULE_FILE: result.schedule, "stn_config.json": asdict(stn)}
+    _report_final(held[-1], files, state)
+
+
+def darts_trial(config: dict, base: dict) -> None:
+    """One (SD-)DARTS search; the final report carries the discretised genotype."""
+    darts, _ = _darts_config(config, base)
+    torch.set_num_threads(1)
+    x, y, vx, vy, num_classes = _tensors(base["dataset_path"])
+    report, held = _report_epochs(darts.epochs)
+    result = search_darts(x, y, vx, vy, num_classes=num_classes, config=darts, report=report)
+    files = {GENOTYPE_FILE: result.genotype.to_dict(), ALPHAS_FILE: result.alphas}
+    _report_final(held[-1], files)
+
+
+def random_ws_trial(config: dict, base: dict) -> None:
+    """One random search with weight sharing; the final report carries the best candidate."""
+    darts, candidates = _darts_config(config, base)
+    torch.set_num_threads(1)
+    x, y, vx, vy, num_classes = _tensors(base["dataset_path"])
+    report, held = _report_epochs(darts.epochs)
+    result = search_random_ws(
+        x,
+        y,
+        vx,
+        vy,
+        num_classes=num_classes,
+        config=darts,
+        num_candidates=candidates,
+        report=report,
+    )
+    ranking = result.history[-1]
+    row = {
+        **held[-1],
+        "val_loss": ranking["best_val_loss"],
+        "worst_val_loss": ranking["worst_val_loss"],
+        "candidates": ranking["candidates"],
+    }
+    _report_final(row, {GENOTYPE_FILE: result.genotype.to_dict()})
+
+
+def _darts_config(config: dict, base: dict) -> tuple[DartsConfig, int]:
+    """The trial's :class:`DartsConfig` and random search's number of ranked candidates."""
+    settings = {**base["darts"], **group_overrides(config, "darts")}
+    candidates = int(settings.pop("num_candidates", 100))
+    return DartsConfig(**settings), candidates
+
+
+def _tupled(values: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

@@ -1,0 +1,69 @@
+"""Prefect task: run a Ray Tune sweep (any search method) and log each finished trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from ray import tune
+
+
+class TrialLogger(tune.Callback):
+    """Logs every finished or failed trial to the Prefect run (and so to the CLI and the UI).
+
+    It holds no state, so Tune can pickle it with the experiment and a resumed sweep keeps it.
+    """
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        result = trial.last_result or {}
+        get_run_logger().info(
+            "trial %s finished after %s epochs: val_loss=%s val_accuracy=%s",
+            trial.trial_id,
+            result.get("training_iteration"),
+            _fmt(result.get("val_loss")),
+            _fmt(result.get("val_accuracy")),
+        )
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        get_run_logger().warning("trial %s failed; the sweep goes on", trial.trial_id)
+
+
+@task(name="search", cache_policy=NO_CACHE)
+def search_task(dataset_path: Path, spec, train, search, storage_path: Path, run):
+    """Start or join Ray, run (or resume) the sweep, and return its ``SweepOutcome``."""
+    from components.search.tune_sweep import run_sweep
+    from components.training.ray_runtime import ensure_ray
+
+    logger = get_run_logger()
+    ensure_ray(run.ray_address, run.ray_num_cpus)
+    logger.info(
+        "search %s: %d trials, at most %d at once",
+        search.sweep.method,
+        search.sweep.num_samples,
+        search.sweep.max_concurrent,
+    )
+    outcome = run_sweep(
+        dataset_path=dataset_path,
+        spec=spec,
+        train=train,
+        space=search.space,
+        sweep=search.sweep,
+        storage_path=storage_path,
+        stn=search.stn,
+        darts=search.darts,
+        callbacks=[TrialLogger()],
+    )
+    failed = sum(t["status"] == "failed" for t in outcome.trials)
+    logger.info(
+        "best trial: %s (val_loss %s); %d trials, %d failed",
+        outcome.best_config,
+        _fmt(outcome.best_metrics.get("val_loss")),
+        len(outcome.trials),
+        failed,
+    )
+    return outcome
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

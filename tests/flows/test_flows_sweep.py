@@ -1,0 +1,321 @@
+"""The sweep flow (``sennflow sweep``) per search method, on digits with tiny budgets.
+
+Each test asserts what its method must do; the flow runs in-process under Prefect's test harness
+with the session's Ray, except the CLI tests, which run the console script as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.cli import main
+from flows.sweep import SweepOptions, sweep
+
+pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
+
+
+def overrides(tmp_path, *extra: str) -> list[str]:
+    return [
+        "experiment=tiny",
+        f"run.root={tmp_path / 'runs'}",
+        f"run.cache_dir={tmp_path / 'cache'}",
+        *extra,
+    ]
+
+
+def search_json(result) -> dict:
+    return json.loads((Path(result.run_dir) / "search.json").read_text())
+
+
+def trial_results(trial_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+
+
+def test_asha_stops_trials_early_then_retrains_evaluates_and_reports(
+    prefect_harness, ray_session, tmp_path
+):
+    result = sweep(
+        overrides=overrides(tmp_path, "model=mlp", "train.epochs=4", "search.reduction_factor=2"),
+        options=SweepOptions(method="asha", num_samples=6),
+    )
+    trials = search_json(result)["trials"]
+    assert len(trials) == 6
+    stopped = [t for t in trials if t["status"] == "stopped early"]
+    assert stopped and all(t["epochs"] < 4 for t in stopped)
+    assert max(t["epochs"] for t in trials) == 4
+    run_dir = Path(result.run_dir)
+    assert (run_dir / "checkpoints" / "best" / "model.safetensors").is_file()
+    finished = [t for t in trials if t["val_loss"] is not None]
+    assert result.best_config == min(finished, key=lambda t: t["val_loss"])["config"]
+    html = (run_dir / "report.html").read_text()
+    assert "Search" in html and all(t["trial"] in html for t in trials)
+    assert (run_dir / "figures" / "search_trial_curves.png").is_file()
+    assert 0.0 <= result.headline["test_accuracy"] <= 1.0 and result.headline["trials"] == 6
+
+
+def test_pbt_records_that_a_trial_copied_a_better_trials_weights(
+    prefect_harness, ray_session, tmp_path
+):
+    result = sweep(
+        overrides=overrides(
+            tmp_path,
+            "search=pbt",
+            "model=mlp",
+            "train.epochs=6",
+            "search.num_samples=2",
+            "search.max_concurrent=2",
+            "search.perturbation_interval=1",
+            "search.retrain=false",
+        )
+    )
+    trials = search_json(result)["trials"]
+    assert any(t["exploited"] for t in trials)
+    experiment = Path(search_json(result)["experiment_path"])
+    donors = {
+        row["exploited_from"]
+        for trial_dir in experiment.glob("fit_trial_*")
+        for row in trial_results(trial_dir)
+        if row.get("exploited_from")
+    }
+    assert donors  # each is the id of another trial of this sweep
+    assert all(any(donor in t["trial"] for t in trials) for donor in donors)
+
+
+def test_optuna_samples_differently_from_random_search_with_the_same_seed(
+    prefect_harness, ray_session, tmp_path
+):
+    def lrs(method: str) -> list[float]:
+        result = sweep(
+            overrides=overrides(
+                tmp_path / method,
+                f"search={method}",
+                "model=mlp",
+                "train.epochs=1",
+                "search.num_samples=3",
+                "search.retrain=false",
+                "seed=0",
+            )
+        )
+        return sorted(t["config"]["train.lr"] for t in search_json(result)["trials"])
+
+    optuna, random = lrs("optuna"), lrs("random")
+    assert len(optuna) == len(random) == 3
+    assert optuna != random
+
+
+def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
+    prefect_harness, ray_session, tmp_path
+):
+    from components.data.reader import read_split
+    from components.search.stn import STNConfig, train_fixed
+
+    settings = {"epochs": 12, "hidden_sizes": [32], "seed": 0}
+    result = sweep(
+        overrides=overrides(
+            tmp_path,
+            "search=stn",
+            "search.num_samples=1",
+            "search.space.stn.dropout.values=[0.9]",
+            *(f"search.stn.{k}={v}" for k, v in settings.items()),
+        )
+    )
+    run_dir = Path(result.run_dir)
+    (schedule,) = json.loads((run_dir / "stn_schedules.json").read_text()).values()
+    rates = [row["dropout"] for row in schedule]
+    assert len(rates) == 12 and rates[0] == pytest.approx(0.9, abs=0.01) and rates[-1] < 0.5
+
+    # The schedule is reported to Tune every epoch, and saved with the checkpoint.
+    experiment = Path(search_json(result)["experiment_path"])
+    (trial_dir,) = experiment.glob("stn_trial_*")
+    reported = [row["dropout"] for row in trial_results(trial_dir)]
+    assert reported == pytest.approx(rates)
+    assert list(trial_dir.glob("checkpoint_*/schedule.json"))
+
+    dataset = next((tmp_path / "cache").iterdir())
+    x, y = read_split(dataset, "train")
+    vx, vy = read_split(dataset, "val")
+    config = STNConfig(**{**settings, "hidden_sizes": (32,), "dropout": 0.9})
+    fixed = train_fixed(x, y, vx, vy, num_classes=10, hyperparameters={}, config=config)
+    trial = search_json(result)["trials"][0]
+    assert trial["val_loss"] < fixed["history"][-1]["val_loss"]
+
+    # The retrained model (mlp by default) takes the learned dropout.
+    spec = json.loads((run_dir / "checkpoints" / "best" / "model.json").read_text())
+    assert spec["name"] == "mlp" and spec["kwargs"]["dropout"] == pytest.approx(rates[-1])
+    assert (run_dir / "figures" / "search_schedules.png").is_file()
+
+
+def retrained(result) -> tuple[dict, dict]:
+    """The sweep's valid genotype and the retrained model's spec."""
+    from components.models.nas_ops import Genotype
+
+    run_dir = Path(result.run_dir)
+    genotype = json.loads((run_dir / "genotype.json").read_text())
+    Genotype.from_dict(genotype)  # raises if invalid
+    return genotype, json.loads((run_dir / "checkpoints" / "best" / "model.json").read_text())
+
+
+def test_darts_moves_architecture_weights_and_retrains_the_genotype(
+    prefect_harness, ray_session, tmp_path
+):
+    result = sweep(
+        overrides=overrides(
+            tmp_path,
+            "search=darts",
+            "search.num_samples=1",
+            "search.darts.epochs=2",
+            "search.darts.sd=true",
+        )
+    )
+    genotype, spec = retrained(result)
+    experiment = Path(search_json(result)["experiment_path"])
+    (alphas_file,) = experiment.glob("darts_trial_*/checkpoint_*/alphas.json")
+    alphas = np.array(json.loads(alphas_file.read_text())["normal"])
+    uniform = np.full_like(alphas, 1.0 / alphas.shape[1])
+    assert np.abs(alphas - uniform).max() > 1e-4  # the architecture weights moved
+    (trial_dir,) = experiment.glob("darts_trial_*")
+    assert all(row["distill"] > 0 for row in trial_results(trial_dir))  # SD-DARTS term
+
+    assert spec["name"] == "darts_net" and spec["kwargs"]["genotype"] == genotype
+    assert result.headline["test_accuracy"] > 0.1  # retrained beyond chance (10 classes)
+    assert (Path(result.run_dir) / "figures" / "search_genotype.png").is_file()
+
+
+def test_random_ws_ranks_sampled_architectures_and_retrains_the_best(
+    prefect_harness, ray_session, tmp_path
+):
+    result = sweep(
+        overrides=overrides(
+            tmp_path,
+            "search=random_ws",
+            "search.darts.epochs=2",
+            "search.darts.num_candidates=8",
+            "model=protopnet",
+        )
+    )
+    genotype, spec = retrained(result)
+    assert spec["name"] == "protopnet" and spec["kwargs"]["backbone_genotype"] == genotype
+    (trial_dir,) = Path(search_json(result)["experiment_path"]).glob("random_ws_trial_*")
+    final = trial_results(trial_dir)[-1]
+    assert final["candidates"] == 8 and final["val_loss"] <= final["worst_val_loss"]
+
+
+def test_trials_with_two_workers_each_train_through_ray_train(
+    prefect_harness, ray_session, tmp_path
+):
+    result = sweep(
+        overrides=overrides(
+            tmp_path,
+            "model=mlp",
+            "train.epochs=2",
+            "train.num_workers=2",
+            "search.num_samples=2",
+            "search.max_concurrent=1",
+            "search.retrain=false",
+        )
+    )
+    outcome = search_json(result)
+    assert [t["status"] for t in outcome["trials"]].count("failed") == 0
+    best = Path(outcome["best_checkpoint"])
+    assert (best / "model.safetensors").is_file()
+    assert best.parent.parts[-2:] == ("ray", "train")  # a checkpoint of the trial's TorchTrainer
+    assert Path(outcome["experiment_path"]) in best.parents
+
+
+def test_sweep_options_become_hydra_overrides():
+    options = SweepOptions(method="pbt", num_samples=4, model="mlp", epochs=3, num_workers=1)
+    assert options.to_overrides() == [
+        "search=pbt",
+        "search.num_samples=4",
+        "model=mlp",
+        "train.epochs=3",
+        "train.num_workers=1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search=nope"], "Could not find 'search/nope'"),
+        (["search.num_samples=0"], "search.num_samples"),
+        (["+search.space.train.lrr={type:uniform,low:0,high:1}"], "train.lrr"),
+        (["+search.space.train.lr={type:gauss}"], "type 'gauss'"),
+        (["search=stn", "search.stn.dropout=0.99"], "dropout must lie in"),
+        (["search=darts", "search.darts.order=3"], "order must be 1 or 2"),
+        (["model=darts_net", "+model.params.genotype=/no/such/genotype.json"], "genotype"),
+        (["--resume"], "run.id"),
+    ],
+)
+def test_bad_sweep_input_exits_2_naming_the_key(args, message, capsys, tmp_path):
+    assert main(["sweep", *args, f"run.root={tmp_path}"]) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def _sennflow_sweep(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "sweep", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so the test can kill the driver with every process it started
+        **kwargs,
+    )
+
+
+def _trial_dir(experiment: Path, key: str) -> Path:
+    (trial_dir,) = [d for d in experiment.glob("fit_trial_*") if key in d.name]
+    return trial_dir
+
+
+def _reported(experiment: Path, key: str) -> bool:
+    dirs = [d for d in experiment.glob("fit_trial_*") if key in d.name]
+    return (
+        bool(dirs)
+        and (dirs[0] / "result.json").exists()
+        and bool((dirs[0] / "result.json").read_text().strip())
+    )
+
+
+def test_a_sweep_resumes_after_its_driver_is_killed(tmp_path):
+    args = [
+        *overrides(tmp_path, "search=random", "model=mlp", "train.epochs=3"),
+        "search.num_samples=4",
+        "search.max_concurrent=1",
+        "search.retrain=false",
+        "run.id=nightly",
+        "ray.num_cpus=2",
+    ]
+    experiment = tmp_path / "runs" / "sweep" / "nightly" / "sweep"
+    proc = _sennflow_sweep(*args)
+    deadline = time.monotonic() + 240
+    while not _reported(experiment, "_00001_"):  # one trial done, the next one under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first, second = (_trial_dir(experiment, k) for k in ("_00000_", "_00001_"))
+    before = trial_results(first)
+    assert len(before) == 3 and len(trial_results(second)) < 3
+
+    resumed = _sennflow_sweep("--resume", *args)
+    out, _ = resumed.communicate(timeout=420)
+    assert resumed.returncode == 0, out[-3000:]
+    trials = json.loads((experiment.parent / "search.json").read_text())["trials"]
+    assert len(trials) == 4 and all(t["status"] == "done" for t in trials)
+    assert trial_results(first) == before  # the finished trial was kept, not rerun
+    epochs = [row["epoch"] for row in trial_results(second)]
+    assert epochs == sorted(set(epochs))  # resumed from its checkpoint, not restarted
+
+    again = _sennflow_sweep("--resume", *args[:-2], "run.id=nightly", "train.epochs=5")
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 2 and "config.yaml differs" in out
