@@ -32,6 +32,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/ingest_throughput.py
+	$(BIN)/python bench/push_cost.py
+	$(BIN)/python bench/stn_vs_grid.py
+	$(BIN)/python bench/asha_vs_random.py
 
 clean-venv:
 	rm -rf $(VENV)

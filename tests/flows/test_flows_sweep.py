@@ -52,6 +52,7 @@ def test_asha_stops_trials_early_then_retrains_evaluates_and_reports(
     stopped = [t for t in trials if t["status"] == "stopped early"]
     assert stopped and all(t["epochs"] < 4 for t in stopped)
     assert max(t["epochs"] for t in trials) == 4
+    assert all(len(t["history"]) == t["epochs"] for t in trials)
     run_dir = Path(result.run_dir)
     assert (run_dir / "checkpoints" / "best" / "model.safetensors").is_file()
     finished = [t for t in trials if t["val_loss"] is not None]
@@ -174,6 +175,7 @@ def test_darts_moves_architecture_weights_and_retrains_the_genotype(
             "search.num_samples=1",
             "search.darts.epochs=2",
             "search.darts.sd=true",
+            "train.epochs=8",  # the retrain
         )
     )
     genotype, spec = retrained(result)
@@ -186,7 +188,7 @@ def test_darts_moves_architecture_weights_and_retrains_the_genotype(
     assert all(row["distill"] > 0 for row in trial_results(trial_dir))  # SD-DARTS term
 
     assert spec["name"] == "darts_net" and spec["kwargs"]["genotype"] == genotype
-    assert result.headline["test_accuracy"] > 0.1  # retrained beyond chance (10 classes)
+    assert result.headline["test_accuracy"] > 0.7  # seed 0 measured 0.85 after 8 epochs
     assert (Path(result.run_dir) / "figures" / "search_genotype.png").is_file()
 
 
