@@ -171,14 +171,16 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.show_config:
         print(to_yaml(cfg))
         return 0
-    return _run_sweep(args.overrides, args.resume)
+    return _run_sweep(args.overrides, args.resume, cfg.search.num_samples)
 
 
-def _run_sweep(overrides: list[str], resume: bool) -> int:
+def _run_sweep(overrides: list[str], resume: bool, num_trials: int) -> int:
+    from flows.progress import trial_progress
     from flows.sweep import sweep
 
     try:
-        result = sweep(overrides=overrides, resume=resume)
+        with trial_progress(num_trials):
+            result = sweep(overrides=overrides, resume=resume)
     except _input_errors() as err:
         return _fail(err)
     print(f"best configuration ({result.method}): {result.best_config}")

@@ -79,15 +79,15 @@ def pipeline(
     meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu)
 
     dataset = ingest_task(s.data, s.run.cache_dir)
-    spec = _model_spec(s, dataset.meta)
+    spec = model_spec(s, dataset.meta)
     outcome = train_task(dataset.path, spec, s.train, run_dir, s.run)
     test = evaluate_task(outcome.best_checkpoint, dataset.path, s.seed)
     explanations = explain_task(outcome.best_checkpoint, dataset.path, s.explain, s.seed)
 
-    headline = _headline(test, outcome)
+    headline = headline_metrics(test, outcome)
     write_json(run_dir / "metrics.json", _metrics_json(test, outcome, dataset))
     report = report_task(
-        run_dir, _report_data(s, run_dir, cfg, meta, dataset, outcome, test, explanations, headline)
+        run_dir, report_data(s, run_dir, cfg, meta, dataset, outcome, test, explanations, headline)
     )
     return PipelineResult(run_dir=str(run_dir), report=str(report), headline=headline)
 
@@ -107,7 +107,8 @@ def _hydra_value(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _model_spec(s, data_meta: dict):
+def model_spec(s, data_meta: dict):
+    """The configured model for the ingested data's input shape and classes."""
     from components.training.checkpoint import ModelSpec
 
     return ModelSpec(
@@ -119,7 +120,8 @@ def _model_spec(s, data_meta: dict):
     )
 
 
-def _headline(test: dict, outcome) -> dict:
+def headline_metrics(test: dict, outcome) -> dict:
+    """The few numbers shown first: test metrics, model analyses, best epoch."""
     if test["task"] == "classification":
         keys = ("accuracy", "macro_f1", "nll", "ece")
     else:
@@ -158,7 +160,8 @@ def _metrics_json(test: dict, outcome, dataset) -> dict:
     }
 
 
-def _report_data(s, run_dir: Path, cfg, meta, dataset, outcome, test, explanations, headline):
+def report_data(s, run_dir: Path, cfg, meta, dataset, outcome, test, explanations, headline):
+    """Everything the run report shows (``ReportData``); ``outcome`` None: nothing trained."""
     from components.report import ReportData
 
     return ReportData(
@@ -166,7 +169,7 @@ def _report_data(s, run_dir: Path, cfg, meta, dataset, outcome, test, explanatio
         run_id=run_dir.name,
         headline=headline,
         metrics=test,
-        history=outcome.history,
+        history=outcome.history if outcome is not None else [],
         config_yaml=to_yaml(cfg),
         meta=meta,
         data_meta=dataset.meta,

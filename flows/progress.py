@@ -1,4 +1,4 @@
-"""A rich progress bar over training epochs for the CLI."""
+"""Rich progress bars for the CLI: training epochs, and the trials of a sweep."""
 
 from __future__ import annotations
 
@@ -34,3 +34,33 @@ def epoch_progress(epochs: int) -> Iterator[None]:
             yield
         # Early stopping ends before ``epochs``: show the bar as finished at the epoch reached.
         bar.update(task, total=bar.tasks[0].completed or epochs)
+
+
+@contextlib.contextmanager
+def trial_progress(num_trials: int) -> Iterator[None]:
+    """Show a bar of finished search trials (with the best validation loss so far)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tasks.progress import trial_listener
+
+    best = {"val_loss": float("inf"), "failed": 0}
+    with Progress(
+        TextColumn("[bold]search trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    ) as bar:
+        task = bar.add_task("search", total=num_trials, status="")
+
+        def update(info: dict) -> None:
+            best["val_loss"] = min(best["val_loss"], info.get("val_loss", float("inf")))
+            best["failed"] += info["status"] == "failed"
+            status = f"best val_loss={best['val_loss']:.4f}" if best["val_loss"] < 1e308 else ""
+            if best["failed"]:
+                status += f" failed={best['failed']}"
+            bar.advance(task)
+            bar.update(task, status=status)
+
+        with trial_listener(update):
+            yield

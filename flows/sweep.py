@@ -14,6 +14,7 @@ from the Prefect UI (the ``nightly-sweep`` deployment in ``infra/prefect.yaml``)
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -23,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from components.models.nas_ops import PRIMITIVES
 from flows.config import ConfigError, compose, to_search_settings, to_settings, to_yaml
-from flows.pipeline import _headline, _model_spec, _report_data, options_to_overrides
+from flows.pipeline import headline_metrics, model_spec, options_to_overrides, report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
@@ -109,31 +110,32 @@ def sweep(
     run_dir = _run_dir(s, to_yaml(cfg), resume)
     logger = get_run_logger()
     logger.info("run folder %s", run_dir)
-    meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu)
+    if resume:  # keep the interrupted run's provenance
+        meta = json.loads((run_dir / "meta.json").read_text())
+    else:
+        meta = write_run_files(
+            run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu
+        )
 
     dataset = ingest_task(s.data, s.run.cache_dir)
-    spec = _model_spec(s, dataset.meta)
-    storage = Path(s.run.ray_storage_path or run_dir)
+    spec = model_spec(s, dataset.meta)
+    storage = (
+        Path(s.run.ray_storage_path) / "sweep" / run_dir.name if s.run.ray_storage_path else run_dir
+    )
     outcome = search_task(dataset.path, spec, s.train, search, storage, s.run)
     _write_search_files(run_dir, outcome)
     report_search = _report_search(search.sweep.method, outcome)
-    if not search.retrain:
-        return SweepResult(
-            run_dir=str(run_dir),
-            report="",
-            method=search.sweep.method,
-            best_config=outcome.best_config,
-            headline={},
-        )
-
-    spec, train = _best_model(s, spec, search.sweep.method, outcome)
-    logger.info("retraining the best configuration: %s %s", spec.name, _short(spec.kwargs))
-    trained = train_task(dataset.path, spec, train, run_dir, s.run)
-    test = evaluate_task(trained.best_checkpoint, dataset.path, s.seed)
-    explanations = explain_task(trained.best_checkpoint, dataset.path, s.explain, s.seed)
-    headline = {**_headline(test, trained), "trials": len(outcome.trials)}
+    headline = {"trials": len(outcome.trials), "best_val_loss": outcome.best_metrics["val_loss"]}
+    trained, test, explanations = None, {}, None
+    if search.retrain:
+        spec, train = _best_model(s, spec, search.sweep.method, outcome)
+        logger.info("retraining the best configuration: %s %s", spec.name, _short(spec.kwargs))
+        trained = train_task(dataset.path, spec, train, run_dir, s.run)
+        test = evaluate_task(trained.best_checkpoint, dataset.path, s.seed)
+        explanations = explain_task(trained.best_checkpoint, dataset.path, s.explain, s.seed)
+        headline |= headline_metrics(test, trained)
     write_json(run_dir / "metrics.json", {"test": test, "search": report_search})
-    data = _report_data(s, run_dir, cfg, meta, dataset, trained, test, explanations, headline)
+    data = report_data(s, run_dir, cfg, meta, dataset, trained, test, explanations, headline)
     data.title = f"sennflow sweep ({search.sweep.method}): {spec.name} on {s.data.source}"
     data.search = report_search
     report = report_task(run_dir, data)

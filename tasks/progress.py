@@ -1,7 +1,8 @@
-"""Epoch listeners: how a front end (the CLI's progress bar) follows training inside a flow.
+"""Progress listeners: how a front end (the CLI's progress bars) follows work inside a flow.
 
 Flow parameters must be serialisable, so a progress bar cannot be passed in; the CLI registers a
-listener here for the duration of a run instead.
+listener here for the duration of a run instead. Two kinds of events: a finished training epoch
+(its metrics) and a finished search trial (its id, status and last metrics).
 """
 
 from __future__ import annotations
@@ -9,20 +10,35 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-_LISTENERS: list[Callable[[dict], None]] = []
+_LISTENERS: dict[str, list[Callable[[dict], None]]] = {"epoch": [], "trial": []}
 
 
 @contextlib.contextmanager
-def epoch_listener(listener: Callable[[dict], None]) -> Iterator[None]:
-    """Call ``listener(metrics)`` after every training epoch while the context is open."""
-    _LISTENERS.append(listener)
+def _listening(kind: str, listener: Callable[[dict], None]) -> Iterator[None]:
+    _LISTENERS[kind].append(listener)
     try:
         yield
     finally:
-        _LISTENERS.remove(listener)
+        _LISTENERS[kind].remove(listener)
+
+
+def epoch_listener(listener: Callable[[dict], None]):
+    """Call ``listener(metrics)`` after every training epoch while the context is open."""
+    return _listening("epoch", listener)
+
+
+def trial_listener(listener: Callable[[dict], None]):
+    """Call ``listener(info)`` after every finished or failed search trial while open."""
+    return _listening("trial", listener)
 
 
 def notify_epoch(metrics: dict) -> None:
     """Tell every registered listener about one finished epoch."""
-    for listener in list(_LISTENERS):
+    for listener in list(_LISTENERS["epoch"]):
         listener(metrics)
+
+
+def notify_trial(info: dict) -> None:
+    """Tell every registered listener about one finished or failed trial."""
+    for listener in list(_LISTENERS["trial"]):
+        listener(info)

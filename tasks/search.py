@@ -8,6 +8,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from ray import tune
 
+from tasks.progress import notify_trial
+
 
 class TrialLogger(tune.Callback):
     """Logs every finished or failed trial to the Prefect run (and so to the CLI and the UI).
@@ -17,6 +19,7 @@ class TrialLogger(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
+        notify_trial({"trial": trial.trial_id, "status": "finished", **_numbers(result)})
         get_run_logger().info(
             "trial %s finished after %s epochs: val_loss=%s val_accuracy=%s",
             trial.trial_id,
@@ -26,6 +29,7 @@ class TrialLogger(tune.Callback):
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        notify_trial({"trial": trial.trial_id, "status": "failed"})
         get_run_logger().warning("trial %s failed; the sweep goes on", trial.trial_id)
 
 
@@ -63,6 +67,10 @@ def search_task(dataset_path: Path, spec, train, search, storage_path: Path, run
         failed,
     )
     return outcome
+
+
+def _numbers(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k in ("val_loss", "val_accuracy")}
 
 
 def _fmt(value) -> str:

@@ -25,6 +25,7 @@ MLP for a 2-core CPU, trained with Adam, and ``tau`` keeps the paper's 1e-3.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,7 +36,10 @@ from torch import nn
 from components.search.stn_layers import (
     CONTINUOUS,
     MAX_DROPOUT,
+    MAX_NOISE,
+    SCALE_RANGE,
     SHIFTS,
+    WEIGHT_DECAY_RANGE,
     HyperSample,
     StnHyperparameters,
     StnMLP,
@@ -84,8 +88,15 @@ class STNConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < MAX_DROPOUT:
             raise ValueError(f"dropout must lie in [0, {MAX_DROPOUT}), got {self.dropout}")
-        if not 0.0 < self.noise < 1.0 or self.weight_decay <= 0:
-            raise ValueError("noise must lie in (0, 1) and weight_decay be positive")
+        if not 0.0 < self.noise <= MAX_NOISE:
+            raise ValueError(f"noise must lie in (0, {MAX_NOISE}], got {self.noise}")
+        low, high = WEIGHT_DECAY_RANGE
+        if not low <= self.weight_decay <= high:
+            raise ValueError(f"weight_decay must lie in [{low}, {high}], got {self.weight_decay}")
+        if not SCALE_RANGE[0] <= self.init_scale <= SCALE_RANGE[1]:
+            raise ValueError(f"init_scale must lie in {list(SCALE_RANGE)}, got {self.init_scale}")
+        if not 0.0 <= self.tau < math.inf:
+            raise ValueError(f"tau (entropy weight) must be finite and >= 0, got {self.tau}")
         if self.shift not in SHIFTS:
             raise ValueError(f"shift must be one of {SHIFTS}, got {self.shift}")
         if min(self.epochs, self.batch_size, self.train_steps_per_hyper, *self.hidden_sizes) < 1:
@@ -138,6 +149,7 @@ def _hyper_step(model, hyper, opt, x, y, gen, config: STNConfig) -> None:
     model.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    hyper.project_()
     model.zero_grad(set_to_none=True)
 
 

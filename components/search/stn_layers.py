@@ -6,6 +6,21 @@ pre-activation by a linear function of the hyperparameters:
 weights whose contribution is scaled, unit by unit, by the hyperparameter embedding ``H lambda``.
 Also here: the relaxable regularisers (dropout, random shift) and the perturbation distribution
 over the tuned hyperparameters (:class:`StnHyperparameters`).
+
+Ranges. As in the paper, each continuous hyperparameter is a Gaussian in an unconstrained space
+mapped into range, but the unconstrained values are clamped to a box (the means and scales are
+projected into it after every hyperparameter step, the perturbed samples are clamped when drawn),
+so an aggressive hyperparameter learning rate or entropy weight cannot push them to degenerate or
+non-finite values:
+
+* dropout ``MAX_DROPOUT * sigmoid(u)``, ``u`` in ``[logit(1e-4), logit(1 - 1e-4)]``: rate in about
+  ``[1e-4, 0.95]``;
+* weight decay ``exp(u)``, ``u`` in ``[log 1e-8, log 1e-1]``: :data:`WEIGHT_DECAY_RANGE`;
+* input-noise std ``sigmoid(u)``, ``u`` in ``[logit(1e-4), logit(MAX_NOISE)]``: std in
+  ``[1e-4, 0.95]``;
+* perturbation std ``exp(log_scale)`` in :data:`SCALE_RANGE` ``= [1e-3, 1]`` (unconstrained
+  units). The entropy term ``tau * sum(log_scale)`` grows without limit, so without this bound a
+  large ``tau`` drives the scales, and then the samples, to infinity.
 """
 
 from __future__ import annotations
@@ -23,7 +38,36 @@ if TYPE_CHECKING:
 SHIFTS = (0, 1, 2)
 CONTINUOUS = ("dropout", "weight_decay", "noise")
 MAX_DROPOUT = 0.95
-SHIFT_LOGIT = 3.0  # initial logit of the configured shift: about 90% of the categorical's mass
+MAX_NOISE = 0.95
+WEIGHT_DECAY_RANGE = (1e-8, 1e-1)
+SCALE_RANGE = (1e-3, 1.0)
+PROB_EPS = 1e-4  # probabilities are kept in [PROB_EPS, 1 - PROB_EPS] before taking logits
+SHIFT_LOGIT = 1.0  # initial logit of the configured shift: about 58% of the categorical's mass
+
+
+def _logit(p: float) -> float:
+    """Logit of ``p`` clamped into ``[PROB_EPS, 1 - PROB_EPS]``."""
+    p = min(max(p, PROB_EPS), 1 - PROB_EPS)
+    return math.log(p) - math.log1p(-p)
+
+
+# Box of the unconstrained (dropout, weight decay, noise) values and of the log perturbation std.
+UNCONSTRAINED_LOW = (_logit(PROB_EPS), math.log(WEIGHT_DECAY_RANGE[0]), _logit(PROB_EPS))
+UNCONSTRAINED_HIGH = (_logit(1 - PROB_EPS), math.log(WEIGHT_DECAY_RANGE[1]), _logit(MAX_NOISE))
+LOG_SCALE_RANGE = (math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1]))
+
+
+def clamp_unconstrained(u: torch.Tensor) -> torch.Tensor:
+    """Clamp ``(..., 3)`` unconstrained (dropout, weight decay, noise) values into their box."""
+    low = torch.tensor(UNCONSTRAINED_LOW, dtype=u.dtype)
+    high = torch.tensor(UNCONSTRAINED_HIGH, dtype=u.dtype)
+    return torch.clamp(u, low, high)
+
+
+def to_range(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Map ``(..., 3)`` unconstrained values to (dropout, weight decay, noise), clamping first."""
+    u = clamp_unconstrained(u)
+    return MAX_DROPOUT * torch.sigmoid(u[..., 0]), u[..., 1].exp(), torch.sigmoid(u[..., 2])
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> nn.Parameter:
@@ -90,7 +134,12 @@ def dropout(
 
     Returns:
         The dropped-out activations, rescaled by ``1 / (1 - rate)``.
+
+    Raises:
+        ValueError: if a rate is not finite or outside ``[0, 1)``.
     """
+    if not bool(((rate >= 0) & (rate < 1)).all()):
+        raise ValueError(f"dropout rates must be finite and in [0, 1), got {rate.detach()}")
     keep = (1.0 - rate).unsqueeze(1).expand_as(x)
     if temperature is None:
         mask = torch.bernoulli(keep.detach(), generator=generator)
@@ -193,16 +242,13 @@ class HyperSample:
     shift: torch.Tensor
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1 - 1e-4)
-    return math.log(p) - math.log1p(-p)
-
-
 class StnHyperparameters(nn.Module):
     """Perturbation distribution ``p(lambda | sigma)`` over the tuned hyperparameters.
 
     Continuous hyperparameters are Gaussian in an unconstrained space (means ``mean``, stds
-    ``exp(log_scale)``); the shift is categorical over :data:`SHIFTS` (``shift_logits``).
+    ``exp(log_scale)``); the shift is categorical over :data:`SHIFTS` (``shift_logits``). Samples
+    are clamped into the module's boxes and :meth:`project_` keeps ``mean`` and ``log_scale`` in
+    them (see the module docstring for the ranges).
 
     Args:
         config: initial values and scale.
@@ -239,16 +285,29 @@ class StnHyperparameters(nn.Module):
         """
         u = self.mean.expand(n, -1)
         if self.tune:
-            u = u + torch.randn((n, 3), generator=gen) * self.log_scale.exp()
+            u = u + torch.randn((n, 3), generator=gen) * self._log_scale().exp()
+        u = clamp_unconstrained(u)
+        rate, weight_decay, noise = to_range(u)
         one_hot = self._shift_one_hot(n, gen, temperature)
         pixels = one_hot.detach().argmax(1)
         return HyperSample(
             hnet=torch.cat([u - self.origin, one_hot], dim=1),
-            dropout=MAX_DROPOUT * torch.sigmoid(u[:, 0]),
-            weight_decay=u[:, 1].exp().mean(),
-            noise=torch.sigmoid(u[:, 2]),
+            dropout=rate,
+            weight_decay=weight_decay.mean(),
+            noise=noise,
             shift=torch.tensor(SHIFTS)[pixels],
         )
+
+    def _log_scale(self) -> torch.Tensor:
+        """Log perturbation stds clamped into :data:`LOG_SCALE_RANGE`."""
+        return self.log_scale.clamp(*LOG_SCALE_RANGE)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Project means and log-scales back into their boxes (call after each optimiser step)."""
+        if self.tune:
+            self.mean.copy_(clamp_unconstrained(self.mean))
+            self.log_scale.copy_(self._log_scale())
 
     def _shift_one_hot(
         self, n: int, gen: torch.Generator, temperature: float | None
@@ -264,24 +323,26 @@ class StnHyperparameters(nn.Module):
     def mode(self) -> torch.Tensor:
         """``(1, num_inputs)`` best-response input at the distribution's centre."""
         one_hot = nn.functional.one_hot(self.shift_logits.argmax(), len(SHIFTS)).float()
-        return torch.cat([self.mean - self.origin, one_hot]).unsqueeze(0)
+        return torch.cat([clamp_unconstrained(self.mean) - self.origin, one_hot]).unsqueeze(0)
 
     def entropy(self) -> torch.Tensor:
         """Entropy of the perturbation distribution, up to an additive constant."""
         if not self.tune:
             return torch.zeros(())
         probs = torch.softmax(self.shift_logits, 0)
-        return self.log_scale.sum() - (probs * torch.log(probs + 1e-12)).sum()
+        return self._log_scale().sum() - (probs * torch.log(probs + 1e-12)).sum()
 
     def values(self) -> dict:
         """Current hyperparameters mapped into range, plus perturbation scales."""
         with torch.no_grad():
-            mean, scale = self.mean.tolist(), self.log_scale.exp().tolist()
+            rate, weight_decay, noise = (v.item() for v in to_range(self.mean.double()))
+            log_scale = self._log_scale() if self.tune else self.log_scale
+            scale = log_scale.exp().tolist()
             probs = torch.softmax(self.shift_logits, 0)
             out = {
-                "dropout": MAX_DROPOUT / (1 + math.exp(-mean[0])),
-                "weight_decay": math.exp(mean[1]),
-                "noise": 1 / (1 + math.exp(-mean[2])),
+                "dropout": rate,
+                "weight_decay": weight_decay,
+                "noise": noise,
                 "shift": SHIFTS[int(probs.argmax())],
                 "shift_probs": probs.tolist(),
                 "entropy": float(self.entropy()),

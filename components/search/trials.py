@@ -33,6 +33,7 @@ from components.training.batches import ShardBatches
 from components.training.checkpoint import ModelSpec, load_state, load_weights
 from components.training.config import TrainConfig
 from components.training.fit import fit
+from components.training.ray_trainer import quiet_ray_train_logs
 
 TRIAL_FILE = "trial.json"
 SCHEDULE_FILE = "schedule.json"
@@ -54,6 +55,7 @@ def _spec(config: dict, base: dict) -> ModelSpec:
 
 def fit_trial(config: dict, base: dict) -> None:
     """One trial of the pipeline's model, trained by :func:`components.training.fit.fit`."""
+    quiet_ray_train_logs()  # Ray logs every checkpoint; the sweep logs each finished trial
     cfg, spec = _train_config(config, base), _spec(config, base)
     torch.set_num_threads(cfg.cpus_per_worker)
     x, y = read_split(base["dataset_path"], "train")
@@ -107,6 +109,7 @@ def ray_train_trial(config: dict, base: dict) -> None:
 
     from components.training.ray_trainer import train_with_ray
 
+    quiet_ray_train_logs()
     # The trial's folder in the experiment's storage (a shared filesystem on a cluster);
     # get_trial_dir() is a node-local staging folder.
     trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
@@ -138,6 +141,7 @@ def _report_epochs(epochs: int) -> tuple[Callable[[dict], None], list[dict]]:
 
 
 def _report_final(row: dict, files: dict[str, object], tensors: dict | None = None) -> None:
+    quiet_ray_train_logs()
     with tempfile.TemporaryDirectory() as folder:
         for name, content in files.items():
             (Path(folder) / name).write_text(json.dumps(content, indent=1))

@@ -195,7 +195,7 @@ class _QueueCallback(UserCallback):
 
 def worker_loop(config: dict) -> None:
     """``train_loop_per_worker``: read this rank's shard, resume if possible, run ``fit``."""
-    _quiet_ray_train_logs()
+    quiet_ray_train_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg, spec = TrainConfig(**config["train"]), _spec_from_dict(config["spec"])
@@ -246,7 +246,7 @@ def worker_loop(config: dict) -> None:
     )
 
 
-def _quiet_ray_train_logs() -> None:
+def quiet_ray_train_logs() -> None:
     """Raise Ray Train's worker loggers to WARNING.
 
     Ray logs every report and checkpoint at INFO, partly through loggers named by file path, which
