@@ -17,10 +17,16 @@ concrete (relaxed Bernoulli) masks, so the loss is differentiable in the rate; w
 noise and the shift never touch validation data and act only through the best response, the
 discrete shift through a Gumbel-softmax relaxation of its one-hot input.
 
-Tuned: dropout in ``[0, 0.95]`` (``0.95 * sigmoid(u)``), weight decay ``exp(u)``, Gaussian input
-noise std ``sigmoid(u)`` and a random shift of ``{0, 1, 2}`` pixels (4-D image inputs only). The
-paper's STNs are AlexNet/LSTM sized and trained with SGD; here the backbone is a one-hidden-layer
-MLP for a 2-core CPU, trained with Adam, and ``tau`` keeps the paper's 1e-3.
+Tuned: dropout ``0.95 * sigmoid(u)``, weight decay ``exp(u)``, Gaussian input noise std
+``sigmoid(u)`` and a random shift of ``{0, 1, 2}`` pixels (4-D image inputs only). The paper's STNs
+are AlexNet/LSTM sized and trained with SGD; here the backbone is a one-hidden-layer MLP for a
+2-core CPU, trained with Adam, and ``tau`` keeps the paper's 1e-3.
+
+Bounds (not in the paper; see :mod:`components.search.stn_layers`): the unconstrained values are
+kept in a box, giving dropout in about ``[1e-4, 0.95]``, weight decay in ``[1e-8, 1e-1]``, noise std
+in ``[1e-4, 0.95]`` and perturbation stds in ``[1e-3, 1]``. Without them a large ``tau`` (the
+entropy term is unbounded) sends the perturbation scales and then the samples to infinity, and a
+large ``hyper_lr`` lets weight decay and noise drift to values that collapse training.
 """
 
 from __future__ import annotations
@@ -57,14 +63,14 @@ class STNConfig:
         hyper_lr: Adam learning rate of the hyperparameters and perturbation scales.
         batch_size: examples per training and validation batch.
         hidden_sizes: hidden widths of the STN MLP.
-        tau: weight of the perturbation entropy term (paper: 1e-3).
+        tau: weight of the perturbation entropy term (paper: 1e-3); finite and ``>= 0``.
         warmup_epochs: epochs of weight steps only, before hyperparameters move.
         train_steps_per_hyper: weight steps per hyperparameter step (paper: 2 to 5).
-        dropout: initial dropout rate.
-        weight_decay: initial weight-decay (L2) coefficient.
-        noise: initial Gaussian input-noise std.
+        dropout: initial dropout rate, in ``[0, MAX_DROPOUT)``.
+        weight_decay: initial weight-decay (L2) coefficient, in ``WEIGHT_DECAY_RANGE``.
+        noise: initial Gaussian input-noise std, in ``(0, MAX_NOISE]``.
         shift: initially most likely shift (pixels, one of ``SHIFTS``).
-        init_scale: initial perturbation std in the unconstrained space.
+        init_scale: initial perturbation std in the unconstrained space, in ``SCALE_RANGE``.
         temperature: concrete-dropout and Gumbel-softmax temperature of the hyper step.
         seed: seed of initialisation, batching and all sampling.
     """

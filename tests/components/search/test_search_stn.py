@@ -14,7 +14,10 @@ from sklearn.model_selection import train_test_split
 from components.search.stn import STNConfig, train_fixed, train_stn
 from components.search.stn_layers import (
     MAX_DROPOUT,
+    MAX_NOISE,
+    SCALE_RANGE,
     SHIFTS,
+    WEIGHT_DECAY_RANGE,
     StnHyperparameters,
     StnLinear,
     dropout,
@@ -136,3 +139,80 @@ def test_invalid_settings_are_rejected(digits):
         STNConfig(dropout=0.97)
     with pytest.raises(ValueError, match="momentum"):
         train_fixed(*digits, num_classes=10, hyperparameters={"momentum": 0.9})
+
+
+def _within(value: float, low: float, high: float) -> bool:
+    """``value`` is finite and in ``[low, high]`` up to float32 rounding."""
+    return math.isfinite(value) and low - 1e-7 <= value <= high * (1 + 1e-6)
+
+
+def _assert_in_documented_ranges(row: dict) -> None:
+    assert _within(row["dropout"], 0.0, MAX_DROPOUT), row
+    assert _within(row["weight_decay"], *WEIGHT_DECAY_RANGE), row
+    assert _within(row["noise"], 0.0, MAX_NOISE), row
+    for name in ("dropout", "weight_decay", "noise"):
+        assert _within(row[f"{name}_scale"], *SCALE_RANGE), row
+    assert math.isfinite(row["entropy"]) and row["shift"] in SHIFTS
+
+
+def test_config_rejects_a_negative_tau_and_starts_outside_the_bounds():
+    bad = [
+        ({"tau": -1e-3}, "tau"),
+        ({"tau": math.nan}, "tau"),
+        ({"weight_decay": 0.5}, "weight_decay"),
+        ({"noise": 0.99}, "noise"),
+        ({"init_scale": 3.0}, "init_scale"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            STNConfig(**kwargs)
+    assert STNConfig(tau=0.0).tau == 0.0
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_samples_stay_finite_and_in_range_however_far_the_parameters_drift(sign):
+    hyper = StnHyperparameters(STNConfig())
+    with torch.no_grad():
+        hyper.mean.fill_(sign * 1e3)
+        hyper.log_scale.fill_(100.0)
+    sample = hyper.sample(256, torch.Generator().manual_seed(0), temperature=0.5)
+    bounds = [(0.0, MAX_DROPOUT), WEIGHT_DECAY_RANGE, (0.0, MAX_NOISE)]
+    for values, (low, high) in zip(
+        (sample.dropout, sample.weight_decay, sample.noise), bounds, strict=True
+    ):
+        assert all(_within(v, low, high) for v in values.reshape(-1).tolist())
+    assert torch.isfinite(sample.hnet).all() and math.isfinite(hyper.entropy().item())
+    hyper.project_()
+    _assert_in_documented_ranges(hyper.values())
+    assert hyper.log_scale.exp().max().item() == pytest.approx(SCALE_RANGE[1])
+    with pytest.raises(ValueError, match="dropout rates"):
+        dropout(torch.ones(2, 3), torch.tensor([0.5, math.nan]), torch.Generator())
+
+
+def test_a_large_entropy_weight_trains_with_bounded_perturbation_scales(digits):
+    # tau=0.1 used to grow log_scale without limit until torch.bernoulli got NaN rates.
+    config = STNConfig(epochs=8, tau=0.1, hyper_lr=0.1, seed=0)
+    result = train_stn(*digits, num_classes=10, config=config)
+    for row in result.schedule:
+        _assert_in_documented_ranges(row)
+    assert all(math.isfinite(row["val_loss"]) for row in result.history)
+    assert result.schedule[-1]["noise_scale"] == pytest.approx(SCALE_RANGE[1])
+    assert result.history[-1]["val_accuracy"] > 0.8
+
+
+def test_a_fast_hyper_lr_keeps_every_schedule_value_in_its_documented_range(digits):
+    # hyper_lr=0.1 used to push weight decay above 10 and noise to 1.0, collapsing accuracy.
+    config = STNConfig(epochs=20, hyper_lr=0.1, seed=0)
+    result = train_stn(*digits, num_classes=10, config=config)
+    for row in result.schedule:
+        _assert_in_documented_ranges(row)
+    assert all(math.isfinite(row["val_loss"]) for row in result.history)
+    assert min(row["val_accuracy"] for row in result.history[5:]) > 0.8
+
+
+def test_the_shift_starts_spread_and_moves_after_a_short_warm_up(digits):
+    start = StnHyperparameters(STNConfig(shift=1)).values()["shift_probs"]
+    assert 1 / len(SHIFTS) < start[1] < 0.6
+    config = STNConfig(epochs=15, warmup_epochs=1, shift=1, seed=3)
+    result = train_stn(*digits, num_classes=10, config=config)
+    assert result.schedule[-1]["shift"] != 1 and max(result.schedule[-1]["shift_probs"]) > 0.5
