@@ -150,7 +150,7 @@ def _report_final(row: dict, files: dict[str, object], tensors: dict | None = No
         tune.report(row, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def _tensors(dataset_path: str):
+def _splits(dataset_path: str):
     x, y = read_split(dataset_path, "train")
     vx, vy = read_split(dataset_path, "val")
     return x, y, vx, vy, load_meta(dataset_path).num_classes
@@ -160,7 +160,7 @@ def stn_trial(config: dict, base: dict) -> None:
     """One Self-Tuning Network run from the trial's starting hyperparameters."""
     stn = STNConfig(**{**_tupled(base["stn"]), **group_overrides(config, "stn")})
     torch.set_num_threads(1)
-    x, y, vx, vy, num_classes = _tensors(base["dataset_path"])
+    x, y, vx, vy, num_classes = _splits(base["dataset_path"])
     report, held = _report_epochs(stn.epochs)
     result = train_stn(x, y, vx, vy, num_classes=num_classes, config=stn, report=report)
     state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
@@ -173,7 +173,7 @@ def darts_trial(config: dict, base: dict) -> None:
     """One (SD-)DARTS search; the final report carries the discretised genotype."""
     darts, _ = _darts_config(config, base)
     torch.set_num_threads(1)
-    x, y, vx, vy, num_classes = _tensors(base["dataset_path"])
+    x, y, vx, vy, num_classes = _splits(base["dataset_path"])
     report, held = _report_epochs(darts.epochs)
     result = search_darts(x, y, vx, vy, num_classes=num_classes, config=darts, report=report)
     files = {GENOTYPE_FILE: result.genotype.to_dict(), ALPHAS_FILE: result.alphas}
@@ -184,7 +184,7 @@ def random_ws_trial(config: dict, base: dict) -> None:
     """One random search with weight sharing; the final report carries the best candidate."""
     darts, candidates = _darts_config(config, base)
     torch.set_num_threads(1)
-    x, y, vx, vy, num_classes = _tensors(base["dataset_path"])
+    x, y, vx, vy, num_classes = _splits(base["dataset_path"])
     report, held = _report_epochs(darts.epochs)
     result = search_random_ws(
         x,
