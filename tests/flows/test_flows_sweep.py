@@ -119,7 +119,13 @@ def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
     from components.data.reader import read_split
     from components.search.stn import STNConfig, train_fixed
 
-    settings = {"epochs": 12, "hidden_sizes": [32], "seed": 0}
+    settings = {
+        "epochs": 12,
+        "warmup_epochs": 1,
+        "hyper_lr": 0.03,
+        "hidden_sizes": [32],
+        "seed": 0,
+    }
     result = sweep(
         overrides=overrides(
             tmp_path,
