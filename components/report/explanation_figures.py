@@ -1,5 +1,8 @@
 """Figures of explanations: prototype gallery, "this looks like that" rows, attribution maps.
 
+:func:`attribution_figure` pairs each input with its Integrated Gradients map;
+:func:`attribution_grid_figure` sets any number of attribution methods side by side.
+
 Samples are drawn as images when the feature shape is ``(C, H, W)`` with 1 or 3 channels, and as
 bar plots of the feature values otherwise.
 """
@@ -16,6 +19,8 @@ from matplotlib.patches import Rectangle
 from components.report.figures import class_label
 
 _CELL = 1.9  # inches per small panel
+_RED, _BLUE = "#c0392b", "#2e86c1"
+ATTRIBUTION_CMAP = "RdBu_r"  # diverging: red raises the logit, blue lowers it
 
 
 def is_image(feature_shape: Sequence[int]) -> bool:
@@ -23,7 +28,7 @@ def is_image(feature_shape: Sequence[int]) -> bool:
     return len(feature_shape) == 3 and feature_shape[0] in (1, 3)
 
 
-def _draw_sample(ax: Axes, values: np.ndarray, feature_shape: Sequence[int]) -> None:
+def draw_sample(ax: Axes, values: np.ndarray, feature_shape: Sequence[int]) -> None:
     """An input or decoded prototype, min-max scaled for display (inputs are standardised)."""
     values = np.asarray(values, dtype=float)
     if is_image(feature_shape):
@@ -43,22 +48,52 @@ def _draw_sample(ax: Axes, values: np.ndarray, feature_shape: Sequence[int]) -> 
         ax.tick_params(labelsize=6)
 
 
-def _draw_attribution(ax: Axes, values: np.ndarray, feature_shape: Sequence[int]) -> None:
-    """Signed attributions: red adds to the logit, blue takes away; symmetric colour scale."""
+def draw_attribution(
+    ax: Axes,
+    values: np.ndarray,
+    feature_shape: Sequence[int],
+    top_k: int | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> float:
+    """Signed attributions: red adds to the logit, blue takes away; symmetric colour scale.
+
+    Images become one heat map (channels summed); other shapes a bar per feature, or, with
+    ``top_k``, horizontal bars of the ``top_k`` largest by magnitude, named by ``feature_names``
+    (default ``x<i>``). Returns the scale's limit, the largest magnitude (1 when all are 0).
+    """
     values = np.asarray(values, dtype=float)
-    limit = float(np.abs(values).max()) or 1.0
     if is_image(feature_shape):
         # one map per pixel: channels are summed, as a pixel's total share of the logit
-        heat = values.reshape(feature_shape).sum(axis=0)
-        ax.imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        values = values.reshape(feature_shape).sum(axis=0)
+    finite = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    limit = float(np.abs(finite).max(initial=0.0)) or 1.0
+    if is_image(feature_shape):
+        ax.imshow(values, cmap=ATTRIBUTION_CMAP, vmin=-limit, vmax=limit)
         ax.set_xticks([])
         ax.set_yticks([])
+    elif top_k is not None:
+        _draw_top_features(ax, finite.ravel(), top_k, feature_names, limit)
     else:
         flat = values.ravel()
-        colours = np.where(flat >= 0, "#c0392b", "#2e86c1")
-        ax.bar(np.arange(flat.size), flat, color=colours)
+        ax.bar(np.arange(flat.size), flat, color=np.where(flat >= 0, _RED, _BLUE))
         ax.axhline(0.0, color="#666666", linewidth=0.6)
         ax.tick_params(labelsize=6)
+    return limit
+
+
+def _draw_top_features(
+    ax: Axes, flat: np.ndarray, top_k: int, names: Sequence[str] | None, limit: float
+) -> None:
+    """Horizontal bars of the ``top_k`` features with the largest magnitude, largest on top."""
+    order = np.argsort(-np.abs(flat), kind="stable")[:top_k]
+    rows = np.arange(order.size)
+    ax.barh(rows, flat[order], color=np.where(flat[order] >= 0, _RED, _BLUE))
+    labels = [str(names[i]) if names and i < len(names) else f"x{i}" for i in order]
+    ax.set_yticks(rows, labels)
+    ax.invert_yaxis()
+    ax.set_xlim(-limit, limit)
+    ax.axvline(0.0, color="#666666", linewidth=0.6)
+    ax.tick_params(labelsize=6)
 
 
 def _draw_box(ax: Axes, gallery: Mapping, index: int) -> None:
@@ -90,7 +125,7 @@ def prototype_gallery_figure(
         if j >= len(images):
             ax.set_axis_off()
             continue
-        _draw_sample(ax, images[j], feature_shape)
+        draw_sample(ax, images[j], feature_shape)
         _draw_box(ax, gallery, j)
         ax.set_title(f"P{j}: {class_label(class_names, classes[j])}", fontsize=8)
     return fig
@@ -114,7 +149,7 @@ def sample_explanations_figure(
     fig, axes = _grid(len(samples), top_k + 1, aspect=1.15)
     images = np.asarray(gallery["images"])
     for row, sample in enumerate(samples):
-        _draw_sample(axes[row, 0], inputs[row], feature_shape)
+        draw_sample(axes[row, 0], inputs[row], feature_shape)
         axes[row, 0].set_title(_sample_title(sample, class_names), fontsize=8)
         for col in range(1, top_k + 1):
             ax = axes[row, col]
@@ -122,7 +157,7 @@ def sample_explanations_figure(
                 ax.set_axis_off()
                 continue
             proto = sample["prototypes"][col - 1]
-            _draw_sample(ax, images[proto["index"]], feature_shape)
+            draw_sample(ax, images[proto["index"]], feature_shape)
             _draw_box(ax, gallery, proto["index"])
             ax.set_title(
                 f"P{proto['index']} ({class_label(class_names, proto['class'])})\n"
@@ -146,10 +181,40 @@ def attribution_figure(
     flat_axes = list(axes.flat)
     for i, sample in enumerate(samples):
         image_ax, attribution_ax = flat_axes[2 * i], flat_axes[2 * i + 1]
-        _draw_sample(image_ax, inputs[i], feature_shape)
+        draw_sample(image_ax, inputs[i], feature_shape)
         image_ax.set_title(_sample_title(sample, class_names), fontsize=8)
-        _draw_attribution(attribution_ax, attributions[i], feature_shape)
+        draw_attribution(attribution_ax, attributions[i], feature_shape)
         attribution_ax.set_title(f"IG, sum={float(np.sum(attributions[i])):+.3g}", fontsize=8)
     for ax in flat_axes[2 * len(samples) :]:
         ax.set_axis_off()
+    return fig
+
+
+def attribution_grid_figure(
+    inputs: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    feature_shape: Sequence[int],
+    row_labels: Sequence[str],
+    top_k: int = 10,
+    feature_names: Sequence[str] | None = None,
+) -> Figure:
+    """One row per sample: its input, then one attribution map per column title in ``maps``.
+
+    ``maps`` holds, per column title, the samples' attributions (``(n, *feature_shape)`` or
+    ``(n, D)``). Each cell has its own symmetric colour scale, written under it (``±limit``);
+    non-image samples show their ``top_k`` features by magnitude as horizontal bars.
+    """
+    image = is_image(feature_shape)
+    fig, axes = _grid(len(inputs), len(maps) + 1, aspect=1.0 if image else 1.2)
+    for row, values in enumerate(inputs):
+        draw_sample(axes[row, 0], values, feature_shape)
+        axes[row, 0].set_ylabel(row_labels[row], fontsize=8)
+        for col, (title, attributions) in enumerate(maps.items(), start=1):
+            ax = axes[row, col]
+            limit = draw_attribution(ax, attributions[row], feature_shape, top_k, feature_names)
+            if image:
+                ax.set_xlabel(f"±{limit:.2g}", fontsize=7)
+            if row == 0:
+                ax.set_title(title, fontsize=8)
+    axes[0, 0].set_title("input", fontsize=8)
     return fig

@@ -23,6 +23,7 @@ from components.report.figures import (
     reliability_figure,
     to_png,
 )
+from components.report.posthoc_section import posthoc_parts
 from components.report.search_section import search_section
 
 _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
@@ -44,7 +45,9 @@ class ReportData:
         meta: run metadata (git sha, package versions, seeds, device); nested dicts allowed.
         data_meta: ``row_counts`` (split -> rows), ``dropped_rows``, ``dropped_by_reason``
             (reason -> rows), ``source``.
-        explanations: :func:`components.explain.explain_model`'s result, or None.
+        explanations: :func:`components.explain.explain_model`'s result, or None; its optional
+            ``post_hoc`` entry (post-hoc attribution methods, their metrics and ranking, see
+            :mod:`components.report.posthoc_section`) is shown after the model's own.
         class_names: class names by index (missing names fall back to the index).
         feature_shape: shape of one sample, e.g. ``(1, 8, 8)`` or ``(30,)``.
         search: for a run found by a sweep, how it was found (method, metric, mode,
@@ -252,9 +255,18 @@ def _top_prototype_table(samples: Sequence[Mapping], class_names: Sequence[str])
 
 
 def _explanation_section(data: ReportData, figures: _Figures) -> str:
-    explanations = data.explanations
-    if not explanations or not explanations.get("samples"):
+    """The model's own explanations (prototypes, IG), then the post-hoc methods' (``post_hoc``)."""
+    explanations = data.explanations or {}
+    post_hoc = explanations.get("post_hoc")
+    if not explanations.get("samples") and not post_hoc:
         return ""
+    parts = _model_explanation_parts(data, figures) if explanations.get("samples") else []
+    parts += posthoc_parts(post_hoc or {}, data.feature_shape, data.class_names, figures)
+    return markup.section("Explanations", *parts)
+
+
+def _model_explanation_parts(data: ReportData, figures: _Figures) -> list[str]:
+    explanations = data.explanations
     samples = explanations["samples"]
     inputs = np.asarray(explanations["inputs"])
     shape, names = data.feature_shape, data.class_names
@@ -283,7 +295,7 @@ def _explanation_section(data: ReportData, figures: _Figures) -> str:
         )
         caption = "Integrated Gradients of the predicted logit (red raises it, blue lowers it)"
         parts += ["<h3>Attributions</h3>", figures.add("attributions", fig, caption)]
-    return markup.section("Explanations", *parts)
+    return parts
 
 
 def _because_parts(because, gallery, class_names) -> list[str]:

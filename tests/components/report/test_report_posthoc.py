@@ -1,0 +1,245 @@
+"""The post-hoc part of the "Explanations" section: maps per method, metrics, ranking, surrogate."""
+
+import re
+
+import numpy as np
+import pytest
+
+from components.report import ReportData, write_report
+from components.report.posthoc_figures import posthoc_attribution_figure, ranking_figure
+from components.report.posthoc_metrics import metric_table
+
+METHODS = [
+    "ig",
+    "gradients",
+    "gradient_x_input",
+    "smoothgrad",
+    "occlusion",
+    "lime",
+    "c_lime",
+    "kernel_shap",
+]
+LABELS = {"ig": "Integrated Gradients", "kernel_shap": "Kernel SHAP", "c_lime": "C-LIME"}
+CLASS_NAMES = ["zero", "one", "two<3"]
+RANKED = ["kernel_shap", "ig", "occlusion", "lime", "smoothgrad", "gradient_x_input"]
+RULES = "|--- feature_3 <= 0.5\n|   |--- class: <b>one</b>\n|--- feature_3 >  0.5"
+ROW = re.compile(r'<tr(?: class="highlight")?><td class="num">(\d+)</td><td>([^<]*)</td>')
+NUM = '<td class="num">{}</td>'
+
+
+def _post_hoc(feature_shape: tuple[int, ...], num_samples: int = 2) -> dict:
+    rng = np.random.default_rng(0)
+    shape = (num_samples, *feature_shape)
+    ranking_rows = [
+        {
+            "method": m,
+            "mean": 0.5 - 0.05 * r,
+            "ci_low": 0.45 - 0.05 * r,
+            "ci_high": 0.55 - 0.05 * r,
+            "p_best": 0.6 if r == 0 else 0.4 / (len(RANKED) - 1),
+            "rank": r + 1,
+        }
+        for r, m in enumerate(RANKED)
+    ]
+    return {
+        "methods": METHODS,
+        "labels": LABELS,
+        "sample_indices": [11, 4][:num_samples],
+        "inputs": rng.normal(size=shape).tolist(),
+        "predicted": [1, 2][:num_samples],
+        "true": [1, 0][:num_samples],
+        "attributions": {m: rng.normal(size=shape) for m in METHODS},
+        "metrics": {
+            m: {"pgi": 0.1 * i, "pgu": 1.0 - 0.1 * i, "sparseness": None, "custom": 2.0}
+            for i, m in enumerate(METHODS)
+        },
+        "metric_directions": {"pgu": "lower"},
+        "ranking": {
+            "metric": "pgi",
+            "higher_is_better": True,
+            "num_samples": 64,
+            "confidence": 0.95,
+            "rows": ranking_rows[::-1],  # rendered by rank, whatever the order given
+        },
+        "recommended": "kernel_shap",
+        "surrogate": {
+            "kind": "tree",
+            "fidelity": 0.93,
+            "features": ["pixel 3,4", "pixel 2,2"],
+            "rules": RULES,
+            "top_k": 2,
+        },
+        "sp_lime": {"method": "lime", "picked": [12, 40, 7], "coverage": [0.3, 0.5, 0.6]},
+        "timings": {m: 0.01 * (i + 1) for i, m in enumerate(METHODS)},
+    }
+
+
+def _data(feature_shape: tuple[int, ...], post_hoc: dict | None) -> ReportData:
+    rng = np.random.default_rng(1)
+    explanations = {
+        "kind": "attribution",
+        "samples": [{"index": 3, "true": 0, "predicted": 1}],
+        "inputs": rng.normal(size=(1, *feature_shape)).tolist(),
+        "attributions": rng.normal(size=(1, *feature_shape)).tolist(),
+    }
+    if post_hoc is not None:
+        explanations["post_hoc"] = post_hoc
+    return ReportData(
+        title="post-hoc",
+        run_id="run-ph",
+        headline={},
+        metrics={},
+        history=[],
+        config_yaml="model: mlp\n",
+        meta={},
+        data_meta={},
+        explanations=explanations,
+        class_names=CLASS_NAMES,
+        feature_shape=feature_shape,
+    )
+
+
+def _explanations(page: str) -> str:
+    return re.search(r"<section><h2>Explanations</h2>.*?</section>", page, re.S).group(0)
+
+
+def _heat_axes(fig) -> list:
+    return [ax for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "RdBu_r"]
+
+
+def test_report_shows_every_post_hoc_part(tmp_path):
+    page = write_report(tmp_path, _data((1, 8, 8), _post_hoc((1, 8, 8)))).read_text("utf-8")
+    section = _explanations(page)
+    names = {p.stem for p in (tmp_path / "figures").glob("*.png")}
+    assert names == {"attributions", "posthoc_attributions", "posthoc_ranking"}
+    for title in ("Post-hoc attributions", "Explanation metrics", "Choosing a method"):
+        assert f"<h3>{title}</h3>" in section
+    assert section.index("<h3>Attributions</h3>") < section.index("Post-hoc attributions")
+
+    labels = [LABELS.get(m, m) for m in RANKED]
+    assert ROW.findall(section) == [(str(r + 1), label) for r, label in enumerate(labels)]
+    assert '<tr class="highlight"><td class="num">1</td><td>Kernel SHAP</td>' in section
+    assert (
+        "Recommended for this model and data: Kernel SHAP (highest mean PGI, 0.5 (95% CI "
+        "[0.45, 0.55]), P(best) 0.6, over 64 test samples)." in section
+    )
+    assert "<th>95% CI</th>" in section
+
+    assert "<h3>Surrogate model</h3>" in section
+    assert "Fidelity (agreement with the model): 0.93" in section
+    assert "pixel 3,4; pixel 2,2" in section
+    assert "|--- feature_3 &lt;= 0.5\n|   |--- class: &lt;b&gt;one&lt;/b&gt;" in section
+    assert "<b>one</b>" not in page
+    assert (
+        NUM.format(12) + NUM.format(0.3) in section and NUM.format(7) + NUM.format(0.6) in section
+    )
+    assert "<h3>Time per method</h3>" in section
+    assert "<td>C-LIME</td>" + NUM.format(0.07) in section
+
+
+def test_metric_table_lists_every_method_and_shades_the_best_per_column():
+    post_hoc = _post_hoc((1, 8, 8))
+    table = metric_table(post_hoc)
+    rows = re.findall(r"<tr><td>([^<]*)</td>(.*?)</tr>", table)
+    assert [label for label, _ in rows] == [
+        LABELS.get(m, m) + " (recommended)" * (m == "kernel_shap") for m in METHODS
+    ]
+    header = re.findall(r"<th>([^<]*)</th>", table)
+    assert header == ["method", "PGI ↑", "PGU ↓", "Sparseness ↑", "custom"]
+    shaded = [(label, cells) for label, cells in rows if "background" in cells]
+    assert len(shaded) == 1 and shaded[0][0].startswith("Kernel SHAP")  # best PGI and PGU
+    assert (
+        shaded[0][1].count("background") == 2
+    )  # no direction for custom, no values for sparseness
+    assert NUM.format("n/a") in table and NUM.format(0.7) in table
+
+
+def test_attribution_figure_has_one_heat_map_per_sample_and_method():
+    fig = posthoc_attribution_figure(_post_hoc((1, 8, 8)), (1, 8, 8), CLASS_NAMES)
+    assert len(fig.axes) == 2 * (len(METHODS) + 1)
+    assert len(_heat_axes(fig)) == 2 * len(METHODS)
+    assert [ax.get_title() for ax in fig.axes[1 : len(METHODS) + 1]] == [
+        LABELS.get(m, m) for m in METHODS
+    ]
+    assert fig.axes[0].get_ylabel() == "#11\ntrue one / pred one"
+    assert fig.axes[len(METHODS) + 1].get_ylabel() == "#4\ntrue zero / pred two<3"
+
+
+def test_rgb_maps_sum_the_channels():
+    post_hoc = _post_hoc((3, 4, 4), num_samples=1)
+    fig = posthoc_attribution_figure(post_hoc, (3, 4, 4), CLASS_NAMES)
+    heat = _heat_axes(fig)
+    assert len(heat) == len(METHODS) and heat[0].images[0].get_array().shape == (4, 4)
+    expected = np.asarray(post_hoc["attributions"]["ig"][0]).sum(axis=0)
+    np.testing.assert_allclose(heat[0].images[0].get_array(), expected)
+
+
+def test_tabular_samples_get_bar_charts_of_their_top_features(tmp_path):
+    post_hoc = _post_hoc((6,)) | {"feature_names": ["age", "bmi", "bp", "s1", "s2", "s3"]}
+    fig = posthoc_attribution_figure(post_hoc, (6,), CLASS_NAMES)
+    assert len(fig.axes) == 2 * (len(METHODS) + 1) and not _heat_axes(fig)
+    method_axes = [ax for i, ax in enumerate(fig.axes) if i % (len(METHODS) + 1)]
+    assert all(len(ax.patches) == 6 for ax in method_axes)
+    method_ax = method_axes[0]
+    widths = [abs(p.get_width()) for p in method_ax.patches]
+    assert widths == sorted(widths, reverse=True)  # largest magnitude on top
+    assert {t.get_text() for t in method_ax.get_yticklabels()} == set(post_hoc["feature_names"])
+
+    page = write_report(tmp_path, _data((6,), post_hoc)).read_text("utf-8")
+    assert (tmp_path / "figures" / "posthoc_attributions.png").exists()
+    assert "Each method&#x27;s 10 largest attributions." in page
+
+
+def test_report_without_post_hoc_is_unchanged(tmp_path):
+    plain = write_report(tmp_path / "a", _data((1, 8, 8), None)).read_text("utf-8")
+    names = {p.stem for p in (tmp_path / "a" / "figures").glob("*.png")}
+    assert names == {"attributions"}
+    assert "Post-hoc" not in plain and "Recommended" not in plain
+    with_post_hoc = write_report(tmp_path / "b", _data((1, 8, 8), _post_hoc((1, 8, 8))))
+    # the model's own explanations come first, byte for byte as without post_hoc
+    assert _explanations(with_post_hoc.read_text("utf-8")).startswith(
+        _explanations(plain)[: -len("</section>")]
+    )
+
+
+def test_partial_post_hoc_renders_what_exists(tmp_path):
+    full = _post_hoc((1, 8, 8))
+    post_hoc = {k: full[k] for k in ("methods", "inputs", "attributions")}
+    data = _data((1, 8, 8), post_hoc)
+    data.explanations = {"post_hoc": post_hoc}  # post-hoc only: no model-specific samples
+    page = write_report(tmp_path, data).read_text("utf-8")
+    names = {p.stem for p in (tmp_path / "figures").glob("*.png")}
+    assert names == {"posthoc_attributions"}
+    assert "Post-hoc attributions" in page and "Choosing a method" not in page
+    assert (
+        "#0\ntrue ? / pred ?"
+        in posthoc_attribution_figure(post_hoc, (1, 8, 8), CLASS_NAMES).axes[0].get_ylabel()
+    )
+
+
+@pytest.mark.parametrize(
+    "post_hoc",
+    [
+        {"methods": ["ig"], "inputs": None, "attributions": {}},
+        {"methods": ["ig"], "inputs": [[1.0] * 5], "attributions": {"ig": [[0.0] * 5]}},
+        {"recommended": "ig", "ranking": {"rows": [{"method": "ig", "mean": None}]}},
+        {"surrogate": {"kind": "tree"}, "sp_lime": {"picked": [3, 5], "coverage": 0.8}},
+        {"metrics": {"ig": {"pgi": float("nan")}, "lime": {"pgi": "x"}}, "timings": {"ig": None}},
+    ],
+)
+def test_odd_or_missing_parts_never_crash(tmp_path, post_hoc):
+    page = write_report(tmp_path, _data((1, 8, 8), post_hoc)).read_text("utf-8")
+    assert "<h2>Explanations</h2>" in page
+    assert not (tmp_path / "figures" / "posthoc_ranking.png").exists()
+
+
+def test_ranking_figure_marks_the_recommended_method():
+    post_hoc = _post_hoc((1, 8, 8))
+    fig = ranking_figure(post_hoc["ranking"], post_hoc)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == [LABELS.get(m, m) for m in RANKED]
+    assert "higher is better" in ax.get_xlabel()
+    colours = [bars.lines[0].get_color() for bars in ax.containers]
+    assert colours[0] == "#c0392b" and set(colours[1:]) == {"#4c8bc9"}
+    assert ranking_figure({"rows": []}, post_hoc) is None
