@@ -47,6 +47,11 @@ def _baseline(x: torch.Tensor, baseline: Any | None) -> torch.Tensor:
     return base.expand_as(x).contiguous()
 
 
+# Public names for the other explanation modules (components.explain.methods and friends).
+resolve_targets = _targets
+resolve_baseline = _baseline
+
+
 def integrated_gradients(
     model: nn.Module,
     x: Any,

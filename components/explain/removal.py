@@ -82,10 +82,10 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(3 * sigma))
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
     channels = x.shape[1]
     pad = min(radius, x.shape[2] - 1, x.shape[3] - 1)
     kernel = kernel[radius - pad : radius + pad + 1]
+    kernel = kernel / kernel.sum()  # after cropping to small images, so constants stay constant
     out = F.pad(x, (pad, pad, pad, pad), mode="reflect") if pad else x
     out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
     return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)

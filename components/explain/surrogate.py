@@ -1,0 +1,243 @@
+"""A global surrogate for high-dimensional inputs: probe the black box, keep its top-k features,
+fit an interpretable model that mimics it.
+
+Karim et al., "Interpreting Black-box Machine Learning Models for High Dimensional Datasets"
+(in ``reference/papers.txt``): rank features by probing / perturbing the black box, approximate
+it with an interpretable surrogate on the top-k features, and read decision rules from it. Here
+a feature's importance is the mean absolute change of the predicted-class probability when the
+feature is perturbed, either *removed* through the shared removal operator (Occlusion of single
+features) or *permuted* across samples (permutation importance, Breiman 2001); the surrogate is a
+decision tree or an L1 (sparse) logistic regression trained on the black box's predicted labels,
+and its fidelity is its agreement with the black box on held-out inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier, export_text
+from torch import nn
+
+from components.evaluation.predict import as_float_tensor, eval_mode, model_logits, predict_logits
+from components.explain.local_approximation import occlusion
+
+KINDS = ("tree", "sparse_linear")
+IMPORTANCES = ("removal", "permutation")
+
+
+@dataclass(frozen=True)
+class GlobalSurrogate:
+    """An interpretable model fitted to mimic a black box on its top-k features.
+
+    Attributes:
+        kind: ``tree`` or ``sparse_linear``.
+        features: The selected flattened feature indices, most important first.
+        feature_names: Their names.
+        importance: The black box's importance of every (flattened) feature.
+        fidelity: Share of held-out inputs on which surrogate and black box agree.
+        train_fidelity: The same on the inputs the surrogate was fitted on.
+        rules: The surrogate as text: the tree's rules, or each class's non-zero weights.
+        estimator: The fitted scikit-learn model (takes the selected features).
+    """
+
+    kind: str
+    features: list[int]
+    feature_names: list[str]
+    importance: np.ndarray
+    fidelity: float
+    train_fidelity: float
+    rules: str
+    estimator: Any = field(repr=False)
+
+    def predict(self, x: Any) -> np.ndarray:
+        """The surrogate's class for each input ``(N, *feature_shape)``."""
+        flat = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+        return self.estimator.predict(flat[:, self.features])
+
+    def summary(self) -> dict[str, Any]:
+        """What a report shows: kind, fidelity, top-k feature names and rules."""
+        return {
+            "kind": self.kind,
+            "fidelity": self.fidelity,
+            "features": list(self.feature_names),
+            "rules": self.rules,
+            "top_k": len(self.features),
+        }
+
+
+def fit_global_surrogate(
+    model: nn.Module,
+    x: Any,
+    *,
+    x_holdout: Any = None,
+    top_k: int = 10,
+    kind: str = "tree",
+    importance: str = "removal",
+    max_depth: int = 4,
+    l1_strength: float = 1.0,
+    feature_names: list[str] | None = None,
+    holdout_fraction: float = 0.25,
+    probe_samples: int = 256,
+    replacement: str = "baseline",
+    batch_size: int = 1024,
+    seed: int = 0,
+) -> GlobalSurrogate:
+    """Rank features by probing ``model``, keep ``top_k``, fit a surrogate, measure fidelity.
+
+    Args:
+        model: The black box; forward returns logits or an object with ``.logits``.
+        x: Inputs ``(N, *feature_shape)`` (standardised, as the model takes them).
+        x_holdout: Inputs to measure fidelity on; default: ``holdout_fraction`` of ``x``.
+        top_k: Features the surrogate may use.
+        kind: ``tree`` (a decision tree of ``max_depth``) or ``sparse_linear`` (L1 logistic
+            regression with inverse strength ``l1_strength``; smaller is sparser).
+        importance: ``removal`` or ``permutation`` (see :func:`feature_importance`).
+        feature_names: One per flattened feature; default ``x[i]`` / ``x[c,h,w]``.
+        holdout_fraction: Share of ``x`` held out when ``x_holdout`` is None.
+        probe_samples: Training inputs used to rank the features.
+        replacement: How ``removal`` replaces a feature (see ``remove_features``).
+        batch_size: Rows per model call.
+        seed: Seeds the split, the probes and the tree.
+
+    Returns:
+        A :class:`GlobalSurrogate`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
+    inputs = as_float_tensor(x).cpu()
+    train, holdout = _split(inputs, x_holdout, holdout_fraction, seed)
+    width = inputs[0].numel()
+    if not 1 <= top_k <= width:
+        raise ValueError(f"top_k must lie in [1, {width}], got {top_k}")
+    names = feature_names or default_feature_names(inputs.shape[1:])
+    if len(names) != width:
+        raise ValueError(f"feature_names has {len(names)} names for {width} features")
+    probes = train[torch.randperm(len(train), generator=_generator(seed))[:probe_samples]]
+    scores = feature_importance(
+        model, probes, method=importance, replacement=replacement, batch_size=batch_size, seed=seed
+    )
+    selected = [int(i) for i in np.argsort(-scores, kind="stable")[:top_k]]
+    labels = [_labels(model, part, batch_size) for part in (train, holdout)]
+    columns = [part.reshape(len(part), -1).numpy()[:, selected] for part in (train, holdout)]
+    estimator = _estimator(kind, max_depth, l1_strength, seed).fit(columns[0], labels[0])
+    chosen = [names[i] for i in selected]
+    return GlobalSurrogate(
+        kind=kind,
+        features=selected,
+        feature_names=chosen,
+        importance=scores,
+        fidelity=float(np.mean(estimator.predict(columns[1]) == labels[1])),
+        train_fidelity=float(np.mean(estimator.predict(columns[0]) == labels[0])),
+        rules=_rules(estimator, chosen),
+        estimator=estimator,
+    )
+
+
+def feature_importance(
+    model: nn.Module,
+    x: Any,
+    *,
+    method: str = "removal",
+    replacement: str = "baseline",
+    batch_size: int = 1024,
+    seed: int = 0,
+) -> np.ndarray:
+    """Mean ``|change|`` of each input's predicted-class probability when a feature is perturbed.
+
+    ``removal`` replaces the feature through ``remove_features`` (``replacement``); ``permutation``
+    gives it the value of another input (a seeded shuffle of ``x``). Every (input, feature) pair
+    is one batched row, as in Occlusion.
+
+    Returns:
+        ``(prod(feature_shape),)`` importances, one per flattened feature.
+    """
+    if method not in IMPORTANCES:
+        raise ValueError(f"unknown importance {method!r}; one of {IMPORTANCES}")
+    inputs = as_float_tensor(x).to(_device(model))
+    predicted = predict_logits(model, inputs, batch_size=batch_size, device=inputs.device).argmax(1)
+    baseline, removal = None, {"replacement": replacement}
+    if method == "permutation":
+        shuffle = torch.randperm(len(inputs), generator=_generator(seed)).to(inputs.device)
+        baseline, removal = inputs[shuffle], {"replacement": "baseline"}
+    singles = torch.arange(inputs[0].numel()).reshape(inputs.shape[1:])
+    with eval_mode(model):
+        changes = occlusion(
+            lambda z: model_logits(model(z)).softmax(1),
+            inputs,
+            target=predicted,
+            feature_mask=singles,
+            baseline=baseline,
+            removal=removal,
+            batch_size=batch_size,
+            seed=seed,
+        )
+    return np.abs(changes).reshape(len(inputs), -1).mean(0)
+
+
+def default_feature_names(feature_shape: tuple[int, ...]) -> list[str]:
+    """``x[i]`` for flat features, ``x[c,h,w]`` (row-major) otherwise."""
+    shape = tuple(int(s) for s in feature_shape)
+    if len(shape) == 1:
+        return [f"x[{i}]" for i in range(shape[0])]
+    return ["x[" + ",".join(map(str, index)) + "]" for index in np.ndindex(*shape)]
+
+
+def _split(inputs: torch.Tensor, x_holdout: Any, fraction: float, seed: int):
+    if x_holdout is not None:
+        return inputs, as_float_tensor(x_holdout, "x_holdout").cpu()
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout_fraction must lie in (0, 1), got {fraction}")
+    order = torch.randperm(len(inputs), generator=_generator(seed))
+    cut = len(inputs) - max(1, round(fraction * len(inputs)))
+    if cut < 1:
+        raise ValueError(f"need at least 2 inputs to hold some out, got {len(inputs)}")
+    return inputs[order[:cut]], inputs[order[cut:]]
+
+
+def _labels(model: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    logits = predict_logits(model, x, batch_size=batch_size, device=_device(model))
+    return logits.argmax(1).numpy()
+
+
+def _estimator(kind: str, max_depth: int, l1_strength: float, seed: int):
+    if kind == "tree":
+        return DecisionTreeClassifier(max_depth=max_depth, random_state=seed)
+    # scikit-learn 1.8 deprecated ``penalty``: ``l1_ratio=1`` alone now asks for pure L1.
+    penalty = {} if _sklearn_at_least(1, 8) else {"penalty": "elasticnet"}
+    return LogisticRegression(
+        C=l1_strength, l1_ratio=1.0, solver="saga", max_iter=2000, random_state=seed, **penalty
+    )
+
+
+def _rules(estimator: Any, names: list[str]) -> str:
+    if isinstance(estimator, DecisionTreeClassifier):
+        return export_text(estimator, feature_names=names)
+    classes = estimator.classes_
+    rows = estimator.coef_
+    # Two classes: sklearn keeps one weight row, the logit of the second class.
+    labels = classes[1:] if len(rows) == 1 else classes
+    lines = []
+    for label, weights, bias in zip(labels, rows, estimator.intercept_, strict=True):
+        order = [j for j in np.argsort(-np.abs(weights), kind="stable") if weights[j] != 0]
+        terms = " ".join(f"{weights[j]:+.3g} * {names[j]}" for j in order)
+        lines.append(f"class {label}: {bias:+.3g} {terms}".rstrip())
+    return "\n".join(lines)
+
+
+def _sklearn_at_least(major: int, minor: int) -> bool:
+    version = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
+    return version >= (major, minor)
+
+
+def _device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
