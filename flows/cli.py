@@ -69,6 +69,24 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the interrupted sweep of run.id=<id> (same overrides as before)",
     )
     sweep.set_defaults(handler=_sweep)
+    explain = sub.add_parser(
+        "explain",
+        help="re-explain a trained run: post-hoc attributions, their scores, the best method",
+        description=(
+            "Run the explain flow on a finished run folder (runs/pipeline/<id> or "
+            "runs/sweep/<id>) without retraining; results go to a new runs/explain/<id>/."
+        ),
+        epilog=(
+            "overrides: explain.* (see 'sennflow run --help'), run.*, ray.*, seed\n\n"
+            "examples:\n  sennflow explain runs/pipeline/<id> explain.methods=all\n"
+            "  sennflow explain runs/pipeline/<id> 'explain.methods=[ig,kernel_shap]' "
+            "explain.eval_samples=256 explain.num_tasks=4"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument("run_dir", help="a finished run folder")
+    explain.add_argument("overrides", nargs="*", help="e.g. explain.methods=all")
+    explain.set_defaults(handler=_explain)
     return parser
 
 
@@ -184,6 +202,23 @@ def _run_sweep(overrides: list[str], resume: bool, num_trials: int) -> int:
     except _input_errors() as err:
         return _fail(err)
     print(f"best configuration ({result.method}): {result.best_config}")
+    _print_result(result)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from flows.config import ConfigError, to_settings
+    from flows.explain import explain_run, load_run_config
+
+    try:
+        to_settings(load_run_config(Path(args.run_dir), args.overrides))
+    except ConfigError as err:
+        return _fail(err)
+    try:
+        result = explain_run(run_dir=args.run_dir, overrides=args.overrides)
+    except _input_errors() as err:
+        return _fail(err)
+    print(f"re-explained {result.source}")
     _print_result(result)
     return 0
 

@@ -1,0 +1,124 @@
+"""The explain flow: re-explain a trained run without retraining.
+
+``sennflow explain runs/pipeline/<id> explain.methods=all`` loads the run's resolved config and
+best checkpoint, explains the model with the configured post-hoc methods, scores and ranks them,
+and writes a new run folder ``runs/explain/<id>/`` (the source run is only read) whose report
+carries the source run's evaluation next to the new explanations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+from flows.config import ConfigError, to_settings, to_yaml
+from flows.run_folder import create_run_dir, write_json, write_run_files
+from tasks.explain import explain_task
+from tasks.ingest import ingest_task
+from tasks.report import report_task
+
+# What may change when re-explaining: everything else is the trained run's and stays as it was.
+CHANGEABLE = ("explain", "run", "ray", "seed")
+
+
+class ExplainResult(BaseModel):
+    """What a finished re-explanation returns (also printed by the CLI)."""
+
+    run_dir: str
+    report: str
+    source: str
+    headline: dict[str, float | int | str]
+
+
+def load_run_config(source: Path, overrides: list[str]):
+    """The source run's resolved config with ``overrides`` of :data:`CHANGEABLE` keys applied.
+
+    Raises:
+        ConfigError: the folder is no run folder, or an override is unknown or not changeable.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for name in ("config.yaml", "checkpoints/best/model.safetensors"):
+        if not (source / name).is_file():
+            raise ConfigError(f"{source} is not a finished run folder: {source / name} is missing")
+    bad = [o for o in overrides if o.split("=")[0].split(".")[0].lstrip("+") not in CHANGEABLE]
+    if bad:
+        raise ConfigError(
+            f"cannot change {bad} when re-explaining a trained run; only {list(CHANGEABLE)} keys"
+        )
+    cfg = OmegaConf.load(source / "config.yaml")
+    OmegaConf.set_struct(cfg, True)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"bad override in {overrides}: {err}") from err
+
+
+@flow(name="explain", log_prints=True)
+def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResult:
+    """Explain the best checkpoint of ``run_dir`` again, with the explain settings of
+    ``overrides`` (e.g. ``["explain.methods=[ig,kernel_shap]", "explain.eval_samples=128"]``)."""
+    source = Path(run_dir)
+    cfg = load_run_config(source, list(overrides or []))
+    s = to_settings(cfg)
+    out_dir = create_run_dir(s.run.root, "explain", s.run.id)
+    get_run_logger().info("re-explaining %s into %s", source, out_dir)
+    meta = write_run_files(out_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=False)
+    meta["source_run"] = str(source.resolve())
+    write_json(out_dir / "meta.json", meta)
+
+    dataset = ingest_task(s.data, s.run.cache_dir)
+    checkpoint = source / "checkpoints" / "best"
+    explanations = explain_task(checkpoint, dataset.path, s.explain, s.seed, run=s.run)
+    metrics = _source_metrics(source)
+    headline = _headline(explanations)
+    write_json(out_dir / "explanations.json", _summary(explanations))
+    data = _report_data(s, out_dir, checkpoint, cfg, meta, dataset, metrics, explanations, headline)
+    report = report_task(out_dir, data)
+    return ExplainResult(
+        run_dir=str(out_dir), report=str(report), source=str(source), headline=headline
+    )
+
+
+def _source_metrics(source: Path) -> dict:
+    path = source / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _headline(explanations: dict) -> dict:
+    post_hoc = explanations.get("post_hoc") or {}
+    ranking = (post_hoc.get("ranking") or {}).get("rows") or []
+    headline: dict = {"recommended_method": post_hoc.get("recommended", "n/a")}
+    for row in ranking:
+        headline[f"{post_hoc['ranking']['metric']}_{row['method']}"] = row["mean"]
+    return headline
+
+
+def _summary(explanations: dict) -> dict:
+    """The numbers of the explanations (without the attribution arrays)."""
+    post_hoc = explanations.get("post_hoc") or {}
+    keys = ("methods", "metrics", "ranking", "recommended", "surrogate", "sp_lime", "timings")
+    return {key: post_hoc.get(key) for key in keys}
+
+
+def _report_data(s, out_dir, checkpoint, cfg, meta, dataset, metrics, explanations, headline):
+    from components.report import ReportData
+    from components.training.checkpoint import load_spec
+
+    return ReportData(
+        title=f"sennflow explain: {load_spec(checkpoint).name} on {s.data.source}",
+        run_id=out_dir.name,
+        headline=headline,
+        metrics=metrics.get("test", {}),
+        history=metrics.get("train", {}).get("history", []),
+        config_yaml=to_yaml(cfg),
+        meta=meta,
+        data_meta=dataset.meta,
+        explanations=explanations,
+        class_names=list(dataset.meta["class_names"]),
+        feature_shape=tuple(dataset.meta["feature_shape"]),
+    )
