@@ -28,6 +28,18 @@ POST_HOC_METHODS = (
     "kernel_shap",
 )
 
+RANK_METRICS = (
+    "infidelity_gaussian",
+    "infidelity",
+    "pgi",
+    "pgu",
+    "fid_plus",
+    "fid_minus",
+    "fid_delta",
+    "deletion",
+    "insertion",
+)
+
 
 @dataclass(frozen=True)
 class ExplainConfig:
@@ -42,7 +54,8 @@ class ExplainConfig:
         perturbation_samples: model evaluations per explanation of LIME, C-LIME, KernelSHAP.
         top_k_fraction: share of features counted as "important" by PGI/PGU and Fid.
         removal: how metrics remove features: baseline | mean | noise | blur.
-        rank_by: the faithfulness metric the chooser ranks methods by.
+        rank_by: the faithfulness metric the chooser ranks methods by (one of RANK_METRICS;
+            the neighbourhood it perturbs in decides which methods it favours, Han et al. 2022).
         robustness_samples: samples (of eval_samples) scored for sensitivity and stability
             (each re-explains perturbed inputs: the expensive metrics).
         surrogate_top_k: features the global surrogate uses.
@@ -58,7 +71,7 @@ class ExplainConfig:
     perturbation_samples: int = 200
     top_k_fraction: float = 0.25
     removal: str = "baseline"
-    rank_by: str = "pgi"
+    rank_by: str = "infidelity_gaussian"
     robustness_samples: int = 8
     surrogate_top_k: int = 16
     surrogate_depth: int = 4
@@ -78,6 +91,8 @@ class ExplainConfig:
             bad.append("top_k_fraction")
         if self.removal not in ("baseline", "mean", "noise", "blur"):
             bad.append("removal")
+        if self.rank_by not in RANK_METRICS:
+            bad.append("rank_by")
         if bad:
             values = ", ".join(f"explain.{name}={getattr(self, name)!r}" for name in bad)
             raise ValueError(f"invalid explain config: {values}")

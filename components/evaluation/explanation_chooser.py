@@ -17,6 +17,7 @@ as general as that neighbourhood: rank again under the perturbations that matter
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,9 @@ METRICS: dict[str, tuple[Callable[..., np.ndarray], bool]] = {
     "deletion": (_without_k(deletion_auc), False),
     "insertion": (_without_k(insertion_auc), True),
     "infidelity": (_without_k(infidelity), False),
+    # Infidelity in a small Gaussian neighbourhood: the local-function-approximation loss of
+    # Han et al. (2022) for the continuous neighbourhood of SmoothGrad / C-LIME.
+    "infidelity_gaussian": (_without_k(partial(infidelity, perturbation="gaussian")), False),
 }
 
 
@@ -100,8 +104,13 @@ def rank_methods(
     num_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    tie_tolerance: float = 1e-9,
 ) -> list[dict]:
     """Rank methods by mean per-sample score, with paired bootstrap confidence intervals.
+
+    Scores are rounded to ``tie_tolerance`` first, so methods that are equally faithful up to
+    float error (e.g. every exact method on a linear model) tie, and ties keep the input order:
+    pass the methods in order of preference (e.g. deterministic before sampled).
 
     Samples with a NaN score for any method are dropped, so every method is judged on the same
     samples. Each bootstrap replicate resamples the samples with replacement, one index set for
@@ -117,6 +126,8 @@ def rank_methods(
             f"need num_bootstrap >= 1, 0 < confidence < 1; got {num_bootstrap}, {confidence}"
         )
     names, scores = _score_matrix(per_sample_scores)
+    if tie_tolerance > 0:
+        scores = np.round(scores / tie_tolerance) * tie_tolerance
     sign = 1.0 if higher_is_better else -1.0
     means = scores.mean(axis=1)
     boot = _bootstrap_means(scores, num_bootstrap, seed)

@@ -78,7 +78,7 @@ class PostHocSettings:
     perturbation_samples: int = 200
     top_k_fraction: float = 0.25
     removal: str = "baseline"
-    rank_by: str = "pgi"
+    rank_by: str = "infidelity_gaussian"
     robustness_samples: int = 8
     surrogate_top_k: int = 16
     surrogate_depth: int = 4
@@ -169,6 +169,7 @@ def _scores(model, x, attr, settings: PostHocSettings, masks) -> dict[str, np.nd
         "deletion_auc": deletion_auc(model, x, attr, **common, **pixels),
         "insertion_auc": insertion_auc(model, x, attr, **common, **pixels),
         "infidelity": infidelity(model, x, attr, **common),
+        "infidelity_gaussian": infidelity(model, x, attr, perturbation="gaussian", **common),
         "sparseness": sparseness(attr),
         "entropy": attribution_entropy(attr),
         "completeness_gap": completeness_gap(model, x, attr)[0],
@@ -247,7 +248,7 @@ def _sp_lime(attributions: dict[str, np.ndarray]) -> dict | None:
     if method is None:
         return None
     weights = np.abs(attributions[method].reshape(len(attributions[method]), -1))
-    pick = submodular_pick(weights, budget=min(3, len(weights)), top_k=10)
+    pick = submodular_pick(weights, budget=min(3, len(weights)), top_k=min(10, weights.shape[1]))
     return {
         "method": method,
         "picked": [int(i) for i in pick.indices],

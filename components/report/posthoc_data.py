@@ -19,7 +19,16 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "fid_delta": ("ΔFid", "higher", "Fid+ minus Fid−"),
     "deletion_auc": ("Deletion AUC", "lower", "probability curve as top features are deleted"),
     "insertion_auc": ("Insertion AUC", "higher", "probability curve as top features are inserted"),
-    "infidelity": ("Infidelity", "lower", "error of attributions predicting perturbation effects"),
+    "infidelity": (
+        "Infidelity (removal)",
+        "lower",
+        "error of attributions predicting the effect of removing random feature subsets",
+    ),
+    "infidelity_gaussian": (
+        "Infidelity (Gaussian)",
+        "lower",
+        "error of attributions predicting the effect of small Gaussian perturbations",
+    ),
     "sensitivity_max": ("Sensitivity", "lower", "largest attribution change under small noise"),
     "ris": ("RIS", "lower", "relative input stability: attribution change per input change"),
     "sparseness": ("Sparseness", "higher", "Gini index of |attributions|: few features carry it"),
