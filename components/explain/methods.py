@@ -138,8 +138,11 @@ def attribute(
             seed=seed,
             options=options,
         )
-        with _seeded(seed, device):
+        if method in _DETERMINISTIC:  # seeding costs more than these methods on small batches
             attributions = _RUNNERS[method](request)
+        else:
+            with _seeded(seed, device):
+                attributions = _RUNNERS[method](request)
     if isinstance(attributions, torch.Tensor):
         attributions = attributions.detach().cpu().numpy()
     return np.asarray(attributions, dtype=np.float32).reshape(inputs.shape)
@@ -330,6 +333,9 @@ _RUNNERS: dict[str, Callable[[_Request], torch.Tensor | np.ndarray]] = {
     "smoothgrad": _smoothgrad,
     "ig": _ig,
 }
+
+
+_DETERMINISTIC = frozenset({"gradients", "gradient_x_input", "ig", "occlusion"})
 
 
 def _check(method: str, options: dict[str, Any], num_samples, batch_size) -> None:
