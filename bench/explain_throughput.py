@@ -86,8 +86,9 @@ from threadpoolctl import threadpool_limits
 from components.data.ingest import ingest
 from components.data.reader import read_split
 from components.data.spec import DataSpec
+from components.explain.config import ExplainConfig
 from components.explain.methods import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, METHODS
-from components.explain.posthoc import PostHocSettings, local_attribute
+from components.explain.posthoc import local_attribute
 from components.training.checkpoint import ModelSpec
 
 # Deterministic first, then the sampling methods (slowest last).
@@ -273,7 +274,7 @@ def main() -> None:
         f"accuracy on the {len(x)} test digits {accuracy:.3f}"
     )
 
-    settings = PostHocSettings(
+    settings = ExplainConfig(
         methods=tuple(args.methods), perturbation_samples=args.samples, seed=args.seed
     )
     pipeline = local_attribute(model, settings)
@@ -297,7 +298,7 @@ def main() -> None:
         diff, r = agreement(a_p, a_d)
         floor = None
         if method not in EXACT:
-            other = PostHocSettings(
+            other = ExplainConfig(
                 methods=(method,), perturbation_samples=args.samples, seed=args.seed + 1
             )
             floor = agreement(a_p, local_attribute(model, other)(method, x))[1]

@@ -48,7 +48,7 @@ def explain_task(checkpoint: Path, dataset_path: Path, cfg, seed: int = 0, run=N
     logger = get_run_logger()
     logger.info("explained %d test samples (%s)", len(result["samples"]), result["kind"])
     if cfg.methods:
-        result["post_hoc"] = _post_hoc(model, checkpoint, dataset_path, meta, cfg, seed, run)
+        result["post_hoc"] = _post_hoc(model, checkpoint, dataset_path, meta, cfg, run)
         ranking = result["post_hoc"]["ranking"]
         logger.info(
             "post-hoc methods ranked by %s on %d test samples: %s",
@@ -59,42 +59,29 @@ def explain_task(checkpoint: Path, dataset_path: Path, cfg, seed: int = 0, run=N
     return result
 
 
-def _post_hoc(model, checkpoint, dataset_path, meta, cfg, seed: int, run) -> dict:
+def _post_hoc(model, checkpoint, dataset_path, meta, cfg, run) -> dict:
     from components.data.reader import read_masks, read_split
-    from components.explain.posthoc import PostHocSettings, explain_post_hoc, local_attribute
+    from components.explain.posthoc import explain_post_hoc, local_attribute
 
     x, y = read_split(dataset_path, "test")
     x, y = x[: cfg.eval_samples], y[: cfg.eval_samples]
     masks = read_masks(dataset_path, "test")[: cfg.eval_samples] if "parts" in meta.raw else None
-    settings = PostHocSettings(
-        methods=tuple(cfg.methods),
-        perturbation_samples=cfg.perturbation_samples,
-        top_k_fraction=cfg.top_k_fraction,
-        removal=cfg.removal,
-        rank_by=cfg.rank_by,
-        robustness_samples=cfg.robustness_samples,
-        surrogate_top_k=cfg.surrogate_top_k,
-        surrogate_depth=cfg.surrogate_depth,
-        seed=seed,
-    )
     attribute_fn = (
-        _ray_attribute(checkpoint, settings, cfg.num_tasks, run)
-        if cfg.num_tasks > 1
-        else local_attribute(model, settings)
+        _ray_attribute(checkpoint, cfg, run) if cfg.num_tasks > 1 else local_attribute(model, cfg)
     )
     return explain_post_hoc(
         model,
         x,
         y,
-        settings=settings,
+        config=cfg,
         num_shown=min(cfg.num_samples, len(x)),
         masks=masks,
         attribute_fn=attribute_fn,
     )
 
 
-def _ray_attribute(checkpoint: Path, settings, num_tasks: int, run):
-    """``attribute(method, x)`` fanned out over ``num_tasks`` Ray tasks, one chunk of samples
+def _ray_attribute(checkpoint: Path, cfg, run):
+    """``attribute(method, x)`` fanned out over ``cfg.num_tasks`` Ray tasks, one chunk of samples
     each; every task loads the checkpoint itself (it must be on storage all nodes can read)."""
     import numpy as np
     import ray
@@ -105,17 +92,17 @@ def _ray_attribute(checkpoint: Path, settings, num_tasks: int, run):
     remote = ray.remote(num_cpus=1)(_attribute_chunk)
 
     def attribute_fn(method: str, x):
-        chunks = np.array_split(x, min(num_tasks, len(x)))
-        refs = [remote.remote(str(checkpoint), settings, method, c) for c in chunks]
+        chunks = np.array_split(x, min(cfg.num_tasks, len(x)))
+        refs = [remote.remote(str(checkpoint), cfg, method, c) for c in chunks]
         return np.concatenate(ray.get(refs))
 
     return attribute_fn
 
 
-def _attribute_chunk(checkpoint: str, settings, method: str, x):
+def _attribute_chunk(checkpoint: str, cfg, method: str, x):
     """Ray task body: load the model and explain one chunk of samples."""
     from components.explain.posthoc import local_attribute
     from components.training.checkpoint import load_model
 
     model, _ = load_model(checkpoint)
-    return local_attribute(model.eval(), settings)(method, x)
+    return local_attribute(model.eval(), cfg)(method, x)

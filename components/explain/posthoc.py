@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,6 +36,7 @@ from components.evaluation.faithfulness import (
     pgu,
 )
 from components.evaluation.predict import predict_logits
+from components.explain.config import ExplainConfig
 from components.explain.methods import attribute
 from components.explain.sp_lime import submodular_pick
 from components.explain.surrogate import default_feature_names, fit_global_surrogate
@@ -58,39 +58,12 @@ ROBUSTNESS_PERTURBATIONS = 5
 Attribute = Callable[[str, np.ndarray], np.ndarray]
 
 
-@dataclass(frozen=True)
-class PostHocSettings:
-    """How to explain and score (the explain stage's config, see ``conf/explain``).
-
-    Attributes:
-        methods: method names of :data:`components.explain.methods.METHODS`.
-        perturbation_samples: model evaluations per LIME / C-LIME / KernelSHAP explanation.
-        top_k_fraction: share of features counted as important by PGI/PGU and Fid.
-        removal: how metrics remove features (``baseline`` | ``mean`` | ``noise`` | ``blur``).
-        rank_by: the chooser's metric (a key of the chooser's ``METRICS``).
-        robustness_samples: samples scored for sensitivity-max and RIS.
-        surrogate_top_k: features of the global surrogate.
-        surrogate_depth: depth of the surrogate tree.
-        seed: seeds every sampling method and metric.
-    """
-
-    methods: tuple[str, ...]
-    perturbation_samples: int = 200
-    top_k_fraction: float = 0.25
-    removal: str = "baseline"
-    rank_by: str = "infidelity_gaussian"
-    robustness_samples: int = 8
-    surrogate_top_k: int = 16
-    surrogate_depth: int = 4
-    seed: int = 0
-
-
-def local_attribute(model: nn.Module, settings: PostHocSettings) -> Attribute:
-    """``attribute(method, x)`` with the settings' sample counts, in this process."""
+def local_attribute(model: nn.Module, config: ExplainConfig) -> Attribute:
+    """``attribute(method, x)`` with the config's sample counts, in this process."""
 
     def run(method: str, x: np.ndarray) -> np.ndarray:
-        samples = settings.perturbation_samples if method in SAMPLING_METHODS else None
-        return attribute(model, x, method, num_samples=samples, seed=settings.seed)
+        samples = config.perturbation_samples if method in SAMPLING_METHODS else None
+        return attribute(model, x, method, num_samples=samples, seed=config.seed)
 
     return run
 
@@ -100,7 +73,7 @@ def explain_post_hoc(
     x: np.ndarray,
     y: np.ndarray,
     *,
-    settings: PostHocSettings,
+    config: ExplainConfig,
     num_shown: int,
     masks: np.ndarray | None = None,
     attribute_fn: Attribute | None = None,
@@ -111,7 +84,7 @@ def explain_post_hoc(
         model: a trained model (any :class:`~components.models.base.SennModel` or module).
         x: ``(N, *feature_shape)`` held-out samples (standardised).
         y: their labels.
-        settings: methods and metric settings.
+        config: the explain stage's settings (methods, metric settings, seed).
         num_shown: how many of the samples the report shows.
         masks: ``(N, H, W)`` ground-truth part masks, if the data has them.
         attribute_fn: computes ``(method, x) -> attributions`` (e.g. fanned out over Ray);
@@ -121,20 +94,20 @@ def explain_post_hoc(
         The report's ``post_hoc`` dict (see ``components.report.posthoc_section``).
     """
     model = model.eval()
-    attribute_fn = attribute_fn or local_attribute(model, settings)
+    attribute_fn = attribute_fn or local_attribute(model, config)
     attributions, timings = {}, {}
-    for method in settings.methods:
+    for method in config.methods:
         start = time.perf_counter()
         attributions[method] = attribute_fn(method, x)
         timings[method] = time.perf_counter() - start
-    scores = {m: _scores(model, x, a, settings, masks) for m, a in attributions.items()}
-    robustness = _robustness(model, x, settings)
-    metrics = {m: {**_means(scores[m]), **robustness.get(m, {})} for m in settings.methods}
-    ranking = _ranking(scores, settings)
+    scores = {m: _scores(model, x, a, config, masks) for m, a in attributions.items()}
+    robustness = _robustness(model, x, config)
+    metrics = {m: {**_means(scores[m]), **robustness.get(m, {})} for m in config.methods}
+    ranking = _ranking(scores, config)
     predicted = predict_logits(model, x).argmax(1).numpy()
     return {
-        "methods": list(settings.methods),
-        "labels": {m: LABELS[m] for m in settings.methods},
+        "methods": list(config.methods),
+        "labels": {m: LABELS[m] for m in config.methods},
         "sample_indices": list(range(num_shown)),
         "inputs": x[:num_shown],
         "predicted": predicted[:num_shown].tolist(),
@@ -143,7 +116,7 @@ def explain_post_hoc(
         "metrics": metrics,
         "ranking": ranking,
         "recommended": ranking["rows"][0]["method"],
-        "surrogate": _surrogate(model, x, settings),
+        "surrogate": _surrogate(model, x, config),
         "sp_lime": _sp_lime(attributions),
         "timings": timings,
         "num_samples": len(x),
@@ -155,11 +128,11 @@ def _num_features(x: np.ndarray) -> int:
     return int(np.prod(x.shape[2:])) if x.ndim == 4 else int(np.prod(x.shape[1:]))
 
 
-def _scores(model, x, attr, settings: PostHocSettings, masks) -> dict[str, np.ndarray]:
+def _scores(model, x, attr, config: ExplainConfig, masks) -> dict[str, np.ndarray]:
     """Per-sample scores of one method's attributions."""
     pixel_level = x.ndim == 4
-    k = max(1, round(settings.top_k_fraction * _num_features(x)))
-    common = {"removal": Removal(settings.removal), "seed": settings.seed}
+    k = max(1, round(config.top_k_fraction * _num_features(x)))
+    common = {"removal": Removal(config.removal), "seed": config.seed}
     pixels = {"pixel_level": pixel_level}
     fid = fidelity(model, x, attr, k, **common, **pixels)
     scores = {
@@ -183,14 +156,14 @@ def _means(scores: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: mean_score(values) for name, values in scores.items()}
 
 
-def _robustness(model, x: np.ndarray, settings: PostHocSettings) -> dict[str, dict[str, float]]:
+def _robustness(model, x: np.ndarray, config: ExplainConfig) -> dict[str, dict[str, float]]:
     """Sensitivity-max and relative input stability: each re-explains perturbed inputs, so
     they run on the first ``robustness_samples`` samples only."""
-    subset = torch.as_tensor(x[: settings.robustness_samples])
-    common = {"seed": settings.seed}
+    subset = torch.as_tensor(x[: config.robustness_samples])
+    common = {"seed": config.seed}
     out = {}
-    for method in settings.methods:
-        explain_fn = _explainer(model, method, settings)
+    for method in config.methods:
+        explain_fn = _explainer(model, method, config)
         sens = sensitivity_max(
             explain_fn, subset, n_perturb_samples=ROBUSTNESS_PERTURBATIONS, **common
         )
@@ -201,25 +174,25 @@ def _robustness(model, x: np.ndarray, settings: PostHocSettings) -> dict[str, di
     return out
 
 
-def _explainer(model, method: str, settings: PostHocSettings):
+def _explainer(model, method: str, config: ExplainConfig):
     """``explain_fn(x, target=None)`` for the robustness metrics."""
-    samples = settings.perturbation_samples if method in SAMPLING_METHODS else None
+    samples = config.perturbation_samples if method in SAMPLING_METHODS else None
 
     def explain_fn(inputs: torch.Tensor, target=None) -> torch.Tensor:
         attr = attribute(
-            model, inputs.detach(), method, target=target, num_samples=samples, seed=settings.seed
+            model, inputs.detach(), method, target=target, num_samples=samples, seed=config.seed
         )
         return torch.as_tensor(attr)
 
     return explain_fn
 
 
-def _ranking(scores: dict[str, dict[str, np.ndarray]], settings: PostHocSettings) -> dict:
-    metric = settings.rank_by
+def _ranking(scores: dict[str, dict[str, np.ndarray]], config: ExplainConfig) -> dict:
+    metric = config.rank_by
     higher = METRICS[metric][1]
     key = {"deletion": "deletion_auc", "insertion": "insertion_auc"}.get(metric, metric)
     rows = rank_methods(
-        {m: s[key] for m, s in scores.items()}, higher_is_better=higher, seed=settings.seed
+        {m: s[key] for m, s in scores.items()}, higher_is_better=higher, seed=config.seed
     )
     return {
         "metric": key,
@@ -230,15 +203,15 @@ def _ranking(scores: dict[str, dict[str, np.ndarray]], settings: PostHocSettings
     }
 
 
-def _surrogate(model, x: np.ndarray, settings: PostHocSettings) -> dict:
+def _surrogate(model, x: np.ndarray, config: ExplainConfig) -> dict:
     names = default_feature_names(tuple(x.shape[1:]))
     surrogate = fit_global_surrogate(
         model,
         x,
-        top_k=min(settings.surrogate_top_k, len(names)),
-        max_depth=settings.surrogate_depth,
+        top_k=min(config.surrogate_top_k, len(names)),
+        max_depth=config.surrogate_depth,
         feature_names=names,
-        seed=settings.seed,
+        seed=config.seed,
     )
     return surrogate.summary()
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from components.explain.posthoc import LABELS, PostHocSettings, explain_post_hoc
+from components.explain.config import ExplainConfig
+from components.explain.posthoc import LABELS, explain_post_hoc
 from components.report import ReportData, write_report
 
 GRADIENT_BASED = {"ig", "gradients", "gradient_x_input", "smoothgrad"}
@@ -34,10 +35,8 @@ def linear_result():
     x = rng.normal(size=(48, 8)).astype(np.float32)
     model = Linear(w, 0.1)
     y = (x @ w + 0.1 > 0).astype(int)
-    settings = PostHocSettings(
-        methods=tuple(LABELS), perturbation_samples=200, robustness_samples=2
-    )
-    return explain_post_hoc(model, x, y, settings=settings, num_shown=2)
+    config = ExplainConfig(methods=tuple(LABELS), perturbation_samples=200, robustness_samples=2)
+    return explain_post_hoc(model, x, y, config=config, num_shown=2)
 
 
 def test_the_chooser_prefers_gradient_methods_for_a_linear_model(linear_result):
