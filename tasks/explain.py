@@ -63,8 +63,8 @@ def _post_hoc(model, checkpoint, dataset_path, meta, cfg, run) -> dict:
     from components.data.reader import read_masks, read_split
     from components.explain.posthoc import explain_post_hoc, local_attribute
 
-    x, y = read_split(dataset_path, "test")
-    x, y = x[: cfg.eval_samples], y[: cfg.eval_samples]
+    test_x, test_y = read_split(dataset_path, "test")
+    x, y = test_x[: cfg.eval_samples], test_y[: cfg.eval_samples]
     masks = read_masks(dataset_path, "test")[: cfg.eval_samples] if "parts" in meta.raw else None
     attribute_fn = (
         _ray_attribute(checkpoint, cfg, run) if cfg.num_tasks > 1 else local_attribute(model, cfg)
@@ -77,6 +77,7 @@ def _post_hoc(model, checkpoint, dataset_path, meta, cfg, run) -> dict:
         num_shown=min(cfg.num_samples, len(x)),
         masks=masks,
         attribute_fn=attribute_fn,
+        surrogate_data=(read_split(dataset_path, "train")[0], test_x),
     )
 
 

@@ -77,6 +77,7 @@ def explain_post_hoc(
     num_shown: int,
     masks: np.ndarray | None = None,
     attribute_fn: Attribute | None = None,
+    surrogate_data: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Explain ``x`` with every method, score, rank, and summarise the model.
 
@@ -89,6 +90,8 @@ def explain_post_hoc(
         masks: ``(N, H, W)`` ground-truth part masks, if the data has them.
         attribute_fn: computes ``(method, x) -> attributions`` (e.g. fanned out over Ray);
             default :func:`local_attribute`.
+        surrogate_data: ``(fit, holdout)`` inputs for the global surrogate (e.g. the train and
+            test splits); default: ``x``, a quarter held out.
 
     Returns:
         The report's ``post_hoc`` dict (see ``components.report.posthoc_section``).
@@ -116,7 +119,7 @@ def explain_post_hoc(
         "metrics": metrics,
         "ranking": ranking,
         "recommended": ranking["rows"][0]["method"],
-        "surrogate": _surrogate(model, x, config),
+        "surrogate": _surrogate(model, surrogate_data or (x, None), config),
         "sp_lime": _sp_lime(attributions),
         "timings": timings,
         "num_samples": len(x),
@@ -203,11 +206,13 @@ def _ranking(scores: dict[str, dict[str, np.ndarray]], config: ExplainConfig) ->
     }
 
 
-def _surrogate(model, x: np.ndarray, config: ExplainConfig) -> dict:
+def _surrogate(model, data: tuple[np.ndarray, np.ndarray | None], config: ExplainConfig) -> dict:
+    x, holdout = data
     names = default_feature_names(tuple(x.shape[1:]))
     surrogate = fit_global_surrogate(
         model,
         x,
+        x_holdout=holdout,
         top_k=min(config.surrogate_top_k, len(names)),
         max_depth=config.surrogate_depth,
         feature_names=names,
