@@ -84,7 +84,7 @@ def pipeline(
     test = evaluate_task(outcome.best_checkpoint, dataset.path, s.seed)
     explanations = explain_task(outcome.best_checkpoint, dataset.path, s.explain, s.seed)
 
-    headline = headline_metrics(test, outcome)
+    headline = {**headline_metrics(test, outcome), **explanation_headline(explanations)}
     write_json(run_dir / "metrics.json", _metrics_json(test, outcome, dataset))
     report = report_task(
         run_dir, report_data(s, run_dir, cfg, meta, dataset, outcome, test, explanations, headline)
@@ -158,6 +158,12 @@ def _metrics_json(test: dict, outcome, dataset) -> dict:
             "dropped_by_reason": dataset.meta.get("dropped_by_reason", {}),
         },
     }
+
+
+def explanation_headline(explanations: dict) -> dict:
+    """The post-hoc method the chooser recommends, when the explain stage ranked any."""
+    post_hoc = explanations.get("post_hoc")
+    return {"recommended_explanation": post_hoc["recommended"]} if post_hoc else {}
 
 
 def report_data(s, run_dir: Path, cfg, meta, dataset, outcome, test, explanations, headline):

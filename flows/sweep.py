@@ -24,7 +24,13 @@ from pydantic import BaseModel, Field
 
 from components.models.nas_ops import PRIMITIVES
 from flows.config import ConfigError, compose, to_search_settings, to_settings, to_yaml
-from flows.pipeline import headline_metrics, model_spec, options_to_overrides, report_data
+from flows.pipeline import (
+    explanation_headline,
+    headline_metrics,
+    model_spec,
+    options_to_overrides,
+    report_data,
+)
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
@@ -133,7 +139,7 @@ def sweep(
         trained = train_task(dataset.path, spec, train, run_dir, s.run)
         test = evaluate_task(trained.best_checkpoint, dataset.path, s.seed)
         explanations = explain_task(trained.best_checkpoint, dataset.path, s.explain, s.seed)
-        headline |= headline_metrics(test, trained)
+        headline |= headline_metrics(test, trained) | explanation_headline(explanations)
     write_json(run_dir / "metrics.json", {"test": test, "search": report_search})
     data = report_data(s, run_dir, cfg, meta, dataset, trained, test, explanations, headline)
     data.title = f"sennflow sweep ({search.sweep.method}): {spec.name} on {s.data.source}"

@@ -41,8 +41,12 @@ def test_tiny_pipeline_writes_a_complete_run_folder(prefect_harness, ray_session
     assert {"git_sha", "packages", "seeds", "device"} <= set(meta)
     assert "tiny: true" in (run_dir / "config.yaml").read_text()
 
+    from components.explain.config import POST_HOC_METHODS
+
+    assert result.headline["recommended_explanation"] in POST_HOC_METHODS
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html
+    assert "Recommended for this model and data" in html
     assert f"{result.headline['test_accuracy']:.4f}" in html
 
     with get_client(sync_client=True) as client:
