@@ -1,0 +1,70 @@
+"""Client/server messages as bytes: safetensors, never pickle.
+
+Updates travel as a flat ``{name: tensor}`` dict serialised with safetensors (a JSON header plus
+raw buffers), so decoding cannot run code and the byte count of a message is exactly what a round
+sends. A prototype update (Hendryx et al. 2021, Federated Reconnaissance) is the tensors ``sums``
+(C, D) and ``counts`` (C,).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+SUMS = "sums"
+COUNTS = "counts"
+
+
+def encode(tensors: Mapping[str, torch.Tensor]) -> bytes:
+    """Serialise a dict of tensors to safetensors bytes (detached, on the CPU, own storage).
+
+    Raises:
+        ValueError: if a key is not a string or a value is not a tensor.
+    """
+    for key, value in tensors.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(f"message entries must be str -> Tensor, got {key!r}: {type(value)}")
+    # clone(): safetensors refuses tensors that share storage (e.g. tied weights).
+    return save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
+
+
+def decode(data: bytes) -> dict[str, torch.Tensor]:
+    """Read back a dict of tensors written by :func:`encode`.
+
+    Raises:
+        ValueError: if the bytes are not a valid safetensors message.
+    """
+    try:
+        return load(bytes(data))
+    except (SafetensorError, ValueError, TypeError) as err:
+        raise ValueError(f"not a valid safetensors message ({len(data)} bytes): {err}") from err
+
+
+def message_bytes(tensors: Mapping[str, torch.Tensor]) -> int:
+    """Size in bytes of the encoded message, i.e. what sending ``tensors`` costs."""
+    return len(encode(tensors))
+
+
+def prototype_update(
+    sums: np.ndarray, counts: np.ndarray, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    """Tensors of a prototype update: sums as ``dtype`` (float32 halves the bytes), int64 counts."""
+    return {
+        SUMS: torch.as_tensor(np.asarray(sums)).to(dtype),
+        COUNTS: torch.as_tensor(np.asarray(counts)).to(torch.int64),
+    }
+
+
+def read_prototype_update(tensors: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """``(sums, counts)`` as float64 / int64 numpy arrays from decoded prototype-update tensors.
+
+    Raises:
+        ValueError: if ``sums`` or ``counts`` is missing.
+    """
+    if SUMS not in tensors or COUNTS not in tensors:
+        raise ValueError(f"a prototype update needs {SUMS!r} and {COUNTS!r}, got {sorted(tensors)}")
+    return tensors[SUMS].double().numpy(), tensors[COUNTS].long().numpy()
