@@ -1,0 +1,182 @@
+"""One federated client: its own model, data shard and state; one update per round.
+
+A plain class, so it runs in-process in unit tests; :func:`components.federated.rounds.client_actor`
+wraps it as a Ray actor (one process per client). Every round the server sends the encoded global
+state (:func:`components.federated.messages.encode`) and the client answers with its encoded update.
+
+Strategies:
+
+- ``"prototypes"``: Federated Reconnaissance (Hendryx et al. 2021, "Federated Reconnaissance:
+  Efficient, Distributed, Class-Incremental Learning"). The client embeds its shard with a *fixed*
+  embedding and sends per-class embedding sums and counts; no gradient steps. The embedding is the
+  model's ``encode(x)`` flattened when the model exposes an ``encode`` that returns a tensor (a
+  prototype model's latent space), otherwise the standardised input itself, flattened (the
+  :class:`~components.models.mlp.MLP` has no encoder). The global payload is ignored: the
+  embedding does not change between rounds, so the sums are what the client has seen so far.
+- ``"fedavg"``: FedAvg (McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks
+  from Decentralized Data"): load the global weights, run ``local_epochs`` epochs of minibatch SGD
+  with cross-entropy on ``model(x).logits``, send the weights and the sample count.
+- ``"fedprox"``: FedProx (Li et al. 2020, "Federated Optimization in Heterogeneous Networks"): as
+  FedAvg, with ``mu / 2 * ||w - w_global||^2`` added to the loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from components.federated.aggregation import fedprox_penalty
+from components.federated.messages import decode, encode, prototype_update
+from components.federated.prototypes import class_sums
+from components.training.checkpoint import ModelSpec
+
+STRATEGIES = ("prototypes", "fedavg", "fedprox")
+NUM_SAMPLES = "num_samples"
+
+
+def spec_from_dict(spec_dict: Mapping) -> ModelSpec:
+    """A :class:`ModelSpec` from its dict form (``dataclasses.asdict``; lists become tuples)."""
+    fields = dict(spec_dict)
+    fields["input_shape"] = tuple(fields["input_shape"])
+    return ModelSpec(**fields)
+
+
+@torch.no_grad()
+def embed(model: torch.nn.Module, x: np.ndarray | Tensor) -> np.ndarray:
+    """The fixed embedding prototype averaging uses, ``(N, D)`` float64.
+
+    ``model.encode(x)`` flattened when the model has an ``encode`` returning a tensor, otherwise
+    the (already standardised) input flattened. Server and clients must use the same function.
+    """
+    x = torch.from_numpy(np.array(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
+    encoder = getattr(model, "encode", None)
+    if callable(encoder):
+        model.eval()
+        z = encoder(x)
+        if isinstance(z, Tensor):
+            return z.flatten(1).double().numpy()
+    return x.flatten(1).double().numpy()
+
+
+def state_update(state: Mapping[str, Tensor], num_samples: int) -> dict[str, Tensor]:
+    """The tensors of a FedAvg/FedProx update: the weights plus ``num_samples`` (int64 scalar)."""
+    return {**state, NUM_SAMPLES: torch.tensor(int(num_samples), dtype=torch.int64)}
+
+
+class FederatedClient:
+    """A client holding its model, its shard ``(x, y)`` and its round counter.
+
+    Args:
+        client_id: a name for logs.
+        x: the shard's features ``(N, *input_shape)``, float32.
+        y: the shard's labels ``(N,)``, int.
+        spec_dict: the model's :class:`ModelSpec` as a dict (``dataclasses.asdict(spec)``).
+        strategy: ``"prototypes"``, ``"fedavg"`` or ``"fedprox"``.
+        local_epochs: epochs over the shard per round (FedAvg's E); unused by prototypes.
+        lr: SGD learning rate.
+        mu: FedProx's proximal weight (ignored unless ``strategy == "fedprox"``).
+        seed: seeds the model's initial weights and the minibatch order.
+        batch_size: minibatch size (FedAvg's B).
+        poison: test hook: every update has NaN in its floating tensors.
+        delay_s: test hook: sleep this long in each ``fit_round`` (to test timeouts and kills).
+
+    Raises:
+        ValueError: on an unknown strategy, bad shapes or non-positive epochs/lr/batch size.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        x: np.ndarray,
+        y: np.ndarray,
+        spec_dict: Mapping,
+        strategy: str,
+        local_epochs: int = 1,
+        lr: float = 0.05,
+        mu: float = 0.0,
+        seed: int = 0,
+        *,
+        batch_size: int = 32,
+        poison: bool = False,
+        delay_s: float = 0.0,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        if local_epochs < 1 or not lr > 0 or batch_size < 1 or mu < 0:
+            raise ValueError(
+                f"need local_epochs >= 1, lr > 0, batch_size >= 1, mu >= 0; got {local_epochs}, "
+                f"{lr}, {batch_size}, {mu}"
+            )
+        self.spec = spec_from_dict(spec_dict)
+        # Own copies: Ray hands actors read-only arrays, which torch refuses to share.
+        self.x = torch.from_numpy(np.array(x, dtype=np.float32))
+        self.y = torch.from_numpy(np.array(y, dtype=np.int64))
+        if self.x.shape[1:] != self.spec.input_shape or self.y.shape != (len(self.x),):
+            raise ValueError(
+                f"client {client_id}: x {tuple(self.x.shape)} / y {tuple(self.y.shape)} do not fit "
+                f"input {self.spec.input_shape}"
+            )
+        # One thread per client: many clients share a few cores.
+        torch.set_num_threads(1)
+        torch.manual_seed(seed)
+        self.model = self.spec.build()
+        self.client_id = client_id
+        self.strategy = strategy
+        self.local_epochs = local_epochs
+        self.lr = lr
+        self.mu = mu if strategy == "fedprox" else 0.0
+        self.seed = seed
+        self.batch_size = batch_size
+        self.poison = poison
+        self.delay_s = delay_s
+        self.rounds_done = 0
+
+    def num_samples(self) -> int:
+        """Rows in this client's shard."""
+        return len(self.y)
+
+    def fit_round(self, global_payload: bytes) -> bytes:
+        """One round: read the global state, update locally, return the encoded update."""
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.strategy == "prototypes":
+            update = self._prototype_update()
+        else:
+            update = self._train(decode(global_payload))
+        if self.poison:
+            update = {
+                k: torch.full_like(v, math.nan) if v.is_floating_point() else v
+                for k, v in update.items()
+            }
+        self.rounds_done += 1
+        return encode(update)
+
+    def _prototype_update(self) -> dict[str, Tensor]:
+        sums, counts = class_sums(embed(self.model, self.x), self.y.numpy(), self.spec.num_classes)
+        return prototype_update(sums, counts)
+
+    def _train(self, global_state: dict[str, Tensor]) -> dict[str, Tensor]:
+        self.model.load_state_dict(global_state)
+        self.model.train()
+        optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr)
+        # A new, seeded order every round, so rounds differ but runs repeat.
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.rounds_done)
+        for _ in range(self.local_epochs):
+            order = torch.randperm(len(self.y), generator=generator)
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                loss = torch.nn.functional.cross_entropy(
+                    self.model(self.x[rows]).logits, self.y[rows]
+                )
+                if self.mu:
+                    loss = loss + fedprox_penalty(self.model, global_state, self.mu)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        self.model.eval()
+        return state_update(self.model.state_dict(), len(self.y))
