@@ -27,12 +27,11 @@ from components.data.reader import read_split
 from components.data.spec import DataSpec
 from components.federated.client import embed
 from components.federated.partition import disjoint_classes, iid
-from components.federated.prototypes import nearest_prototype_predict
 from components.federated.rounds import (
-    client_actor,
+    global_accuracy,
     initial_prototype_state,
-    prototypes_of,
     run_rounds,
+    start_clients,
 )
 from components.training.checkpoint import ModelSpec
 from components.training.ray_runtime import ensure_ray
@@ -49,45 +48,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def make_clients(x, y, parts, strategy: str, local_epochs: int) -> list:
-    actor = client_actor()
-    clients = [
-        actor.remote(
-            f"c{i}",
-            x[rows],
-            y[rows],
-            dataclasses.asdict(SPEC),
-            strategy,
-            local_epochs=local_epochs,
-            seed=i,
-        )
-        for i, rows in enumerate(parts)
-    ]
-    ray.get([c.num_samples.remote() for c in clients])  # constructed before timing
-    return clients
-
-
-def evaluator(strategy: str, x_test, y_test):
-    if strategy == "prototypes":
-        z_test = embed(SPEC.build(), x_test)
-        return lambda state: float(
-            (nearest_prototype_predict(z_test, prototypes_of(state)) == y_test).mean()
-        )
-
-    def accuracy(state) -> float:
-        model = SPEC.build()
-        model.load_state_dict(state)
-        with torch.no_grad():
-            pred = model.eval()(torch.as_tensor(x_test)).logits.argmax(1).numpy()
-        return float((pred == y_test).mean())
-
-    return accuracy
-
-
 def measure(data, num_clients: int, strategy: str, args) -> dict:
     x, y, x_test, y_test = data
     parts = (disjoint_classes if num_clients <= 10 else iid)(y, num_clients, seed=0)
-    clients = make_clients(x, y, parts, strategy, args.local_epochs)
+    clients = start_clients(
+        x, y, parts, dataclasses.asdict(SPEC), strategy, local_epochs=args.local_epochs
+    )
     torch.manual_seed(0)
     initial = (
         initial_prototype_state(10, embed(SPEC.build(), x[:1]).shape[1])
@@ -103,7 +69,7 @@ def measure(data, num_clients: int, strategy: str, args) -> dict:
             seed=0,
             timeout_s=300,
             global_state=initial,
-            evaluate=evaluator(strategy, x_test, y_test),
+            evaluate=global_accuracy(strategy, SPEC, x_test, y_test),
         )
     finally:
         for handle in clients:

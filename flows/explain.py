@@ -14,7 +14,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from components.training.checkpoint import load_spec
 from flows.config import ConfigError, to_settings, to_yaml
+from flows.pipeline import report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
@@ -77,7 +79,10 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     metrics = _source_metrics(source)
     headline = _headline(explanations)
     write_json(out_dir / "explanations.json", _summary(explanations))
-    data = _report_data(s, out_dir, checkpoint, cfg, meta, dataset, metrics, explanations, headline)
+    history = metrics.get("train", {}).get("history", [])
+    test = metrics.get("test", {})
+    data = report_data(s, out_dir, cfg, meta, dataset, history, test, explanations, headline)
+    data.title = f"sennflow explain: {load_spec(checkpoint).name} on {s.data.source}"
     report = report_task(out_dir, data)
     return ExplainResult(
         run_dir=str(out_dir), report=str(report), source=str(source), headline=headline
@@ -103,22 +108,3 @@ def _summary(explanations: dict) -> dict:
     post_hoc = explanations.get("post_hoc") or {}
     keys = ("methods", "metrics", "ranking", "recommended", "surrogate", "sp_lime", "timings")
     return {key: post_hoc.get(key) for key in keys}
-
-
-def _report_data(s, out_dir, checkpoint, cfg, meta, dataset, metrics, explanations, headline):
-    from components.report import ReportData
-    from components.training.checkpoint import load_spec
-
-    return ReportData(
-        title=f"sennflow explain: {load_spec(checkpoint).name} on {s.data.source}",
-        run_id=out_dir.name,
-        headline=headline,
-        metrics=metrics.get("test", {}),
-        history=metrics.get("train", {}).get("history", []),
-        config_yaml=to_yaml(cfg),
-        meta=meta,
-        data_meta=dataset.meta,
-        explanations=explanations,
-        class_names=list(dataset.meta["class_names"]),
-        feature_shape=tuple(dataset.meta["feature_shape"]),
-    )

@@ -87,7 +87,8 @@ def pipeline(
     headline = {**headline_metrics(test, outcome), **explanation_headline(explanations)}
     write_json(run_dir / "metrics.json", _metrics_json(test, outcome, dataset))
     report = report_task(
-        run_dir, report_data(s, run_dir, cfg, meta, dataset, outcome, test, explanations, headline)
+        run_dir,
+        report_data(s, run_dir, cfg, meta, dataset, outcome.history, test, explanations, headline),
     )
     return PipelineResult(run_dir=str(run_dir), report=str(report), headline=headline)
 
@@ -166,8 +167,8 @@ def explanation_headline(explanations: dict) -> dict:
     return {"recommended_explanation": post_hoc["recommended"]} if post_hoc else {}
 
 
-def report_data(s, run_dir: Path, cfg, meta, dataset, outcome, test, explanations, headline):
-    """Everything the run report shows (``ReportData``); ``outcome`` None: nothing trained."""
+def report_data(s, run_dir: Path, cfg, meta, dataset, history, test, explanations, headline):
+    """Everything the run report shows (``ReportData``); ``history``: per-epoch training rows."""
     from components.report import ReportData
 
     return ReportData(
@@ -175,7 +176,7 @@ def report_data(s, run_dir: Path, cfg, meta, dataset, outcome, test, explanation
         run_id=run_dir.name,
         headline=headline,
         metrics=test,
-        history=outcome.history if outcome is not None else [],
+        history=history,
         config_yaml=to_yaml(cfg),
         meta=meta,
         data_meta=dataset.meta,

@@ -141,7 +141,8 @@ def sweep(
         explanations = explain_task(trained.best_checkpoint, dataset.path, s.explain, s.seed)
         headline |= headline_metrics(test, trained) | explanation_headline(explanations)
     write_json(run_dir / "metrics.json", {"test": test, "search": report_search})
-    data = report_data(s, run_dir, cfg, meta, dataset, trained, test, explanations, headline)
+    history = trained.history if trained is not None else []
+    data = report_data(s, run_dir, cfg, meta, dataset, history, test, explanations, headline)
     data.title = f"sennflow sweep ({search.sweep.method}): {spec.name} on {s.data.source}"
     data.search = report_search
     report = report_task(run_dir, data)

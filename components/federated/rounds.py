@@ -41,8 +41,10 @@ import torch
 from torch import Tensor
 
 from components.federated.aggregation import fedavg, validate_update
-from components.federated.client import NUM_SAMPLES, FederatedClient
+from components.federated.client import NUM_SAMPLES, FederatedClient, embed
 from components.federated.messages import COUNTS, SUMS, decode, encode, read_prototype_update
+from components.federated.prototypes import nearest_prototype_predict
+from components.training.checkpoint import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,71 @@ def client_actor(num_cpus: float = 0.0, max_restarts: int = 0):
     import ray
 
     return ray.remote(num_cpus=num_cpus, max_restarts=max_restarts)(FederatedClient)
+
+
+def start_clients(
+    x: np.ndarray,
+    y: np.ndarray,
+    parts: Sequence[np.ndarray],
+    spec_dict: dict,
+    strategy: str,
+    *,
+    actor=None,
+    per_client: Callable[[int], dict] | None = None,
+    **kwargs,
+) -> list:
+    """One client actor per shard ``parts[i]`` of ``(x, y)``, constructed before returning (so
+    round timeouts never count actor start-up).
+
+    Args:
+        x: inputs of the whole training split.
+        y: their labels.
+        parts: row indices per client (e.g. from :mod:`components.federated.partition`).
+        spec_dict: the model's ``asdict(ModelSpec)``.
+        strategy: ``"prototypes"``, ``"fedavg"`` or ``"fedprox"``.
+        actor: the actor class (default :func:`client_actor`).
+        per_client: extra :class:`FederatedClient` keyword arguments for client ``i``.
+        **kwargs: :class:`FederatedClient` keyword arguments for every client.
+    """
+    import ray
+
+    actor = actor or client_actor()
+    clients = [
+        actor.remote(
+            f"c{i}",
+            x[rows],
+            y[rows],
+            spec_dict,
+            strategy,
+            seed=i,
+            **kwargs,
+            **(per_client(i) if per_client else {}),
+        )
+        for i, rows in enumerate(parts)
+    ]
+    ray.get([c.num_samples.remote() for c in clients])
+    return clients
+
+
+def global_accuracy(
+    strategy: str, spec: ModelSpec, x_test: np.ndarray, y_test: np.ndarray
+) -> Callable[[Mapping[str, Tensor]], float]:
+    """``evaluate(global_state) -> accuracy`` on a test set: nearest merged prototype (in the
+    clients' embedding of an untrained ``spec`` model) or the global model's prediction."""
+    if strategy == "prototypes":
+        z_test = embed(spec.build(), x_test)
+        return lambda state: float(
+            (nearest_prototype_predict(z_test, prototypes_of(state)) == y_test).mean()
+        )
+
+    def accuracy(state: Mapping[str, Tensor]) -> float:
+        model = spec.build()
+        model.load_state_dict(state)
+        with torch.no_grad():
+            pred = model.eval()(torch.as_tensor(x_test)).logits.argmax(1).numpy()
+        return float((pred == y_test).mean())
+
+    return accuracy
 
 
 def await_actor(handle, timeout_s: float = 60.0):

@@ -23,9 +23,11 @@ from components.federated.prototypes import nearest_prototype_predict
 from components.federated.rounds import (
     await_actor,
     client_actor,
+    global_accuracy,
     initial_prototype_state,
     prototypes_of,
     run_rounds,
+    start_clients,
 )
 from components.training.checkpoint import ModelSpec
 
@@ -43,28 +45,18 @@ def digits(digits_dataset):
 
 
 def _clients(digits, strategy, *, actor=None, poison=(), delay=None, **kwargs):
-    """One actor per shard, constructed before returning (so timeouts do not count start-up)."""
-    import ray
-
     x, y, *_, parts = digits
-    actor = actor or client_actor()
     delay = delay or {}
-    clients = [
-        actor.remote(
-            f"c{i}",
-            x[rows],
-            y[rows],
-            dataclasses.asdict(SPEC),
-            strategy,
-            seed=i,
-            poison=i in poison,
-            delay_s=delay.get(i, 0.0),
-            **kwargs,
-        )
-        for i, rows in enumerate(parts)
-    ]
-    ray.get([c.num_samples.remote() for c in clients])
-    return clients
+    return start_clients(
+        x,
+        y,
+        parts,
+        dataclasses.asdict(SPEC),
+        strategy,
+        actor=actor,
+        per_client=lambda i: {"poison": i in poison, "delay_s": delay.get(i, 0.0)},
+        **kwargs,
+    )
 
 
 def _kill(clients):
@@ -73,26 +65,6 @@ def _kill(clients):
     for handle in clients:
         with contextlib.suppress(ValueError):
             ray.kill(handle)
-
-
-def _model_accuracy(x_test, y_test):
-    def evaluate(state):
-        model = SPEC.build()
-        model.load_state_dict(state)
-        model.eval()
-        with torch.no_grad():
-            pred = model(torch.as_tensor(x_test)).logits.argmax(1).numpy()
-        return float((pred == y_test).mean())
-
-    return evaluate
-
-
-def _prototype_accuracy(x_test, y_test):
-    model = SPEC.build()
-    z_test = embed(model, x_test)
-    return lambda state: float(
-        (nearest_prototype_predict(z_test, prototypes_of(state)) == y_test).mean()
-    )
 
 
 def test_prototype_averaging_one_round_matches_centralised(ray_session, digits):
@@ -108,7 +80,7 @@ def test_prototype_averaging_one_round_matches_centralised(ray_session, digits):
             seed=0,
             timeout_s=60,
             global_state=initial_prototype_state(10, z.shape[1]),
-            evaluate=_prototype_accuracy(x_test, y_test),
+            evaluate=global_accuracy("prototypes", SPEC, x_test, y_test),
         )
     finally:
         _kill(clients)
@@ -144,7 +116,7 @@ def test_fedavg_rounds_report_accuracy_and_bytes(ray_session, digits):
             seed=0,
             timeout_s=60,
             global_state=initial,
-            evaluate=_model_accuracy(x_test, y_test),
+            evaluate=global_accuracy("fedavg", SPEC, x_test, y_test),
         )
     finally:
         _kill(clients)
@@ -184,7 +156,7 @@ def test_killed_client_is_dropped_and_rejoins(ray_session, digits):
             seed=0,
             timeout_s=20,
             global_state=initial_prototype_state(10, 64),
-            evaluate=_prototype_accuracy(x_test, y_test),
+            evaluate=global_accuracy("prototypes", SPEC, x_test, y_test),
             revive=lambda i: await_actor(clients[i], timeout_s=30),
         )
     finally:
@@ -233,7 +205,7 @@ def test_poisoned_client_is_rejected_and_global_stays_finite(ray_session, digits
             seed=3,
             timeout_s=60,
             global_state=SPEC.build().state_dict(),
-            evaluate=_model_accuracy(x_test, y_test),
+            evaluate=global_accuracy("fedavg", SPEC, x_test, y_test),
         )
     finally:
         _kill(clients)
