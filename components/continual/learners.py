@@ -166,6 +166,7 @@ class Learner:
         y = np.asarray(y, dtype=np.int64)
         classes = [int(c) for c in classes]
         self._check_task(x, y, classes)
+        self._before_task(x, y, classes)
         self.seen += [c for c in classes if c not in self.seen]
         x_train, y_train = self._train_set(x, y)
         self._lrs = []
@@ -215,9 +216,22 @@ class Learner:
         if not np.isin(y, classes).all():
             raise ValueError(f"labels {sorted(set(y.tolist()) - set(classes))} not in {classes}")
 
+    def _before_task(self, x: np.ndarray, y: np.ndarray, classes: list[int]) -> None:
+        """Hook run before a task (``self.seen`` does not hold its classes yet), e.g. to keep a
+        frozen copy of the network for distillation."""
+
     def _train_set(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The samples to train on at this task: the current task's (fine-tuning)."""
         return x, y
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, unseen: torch.Tensor) -> torch.Tensor:
+        """Loss of one mini-batch: cross-entropy of the head over the seen classes.
+
+        Subclasses replace it with their method's loss; extra trainable tensors go into
+        ``self.optimizer`` with ``add_param_group`` so the schedule drives them too.
+        """
+        logits = self.net(x).masked_fill(unseen, -1e9)
+        return nn.functional.cross_entropy(logits, y)
 
     def _after_task(self, x: np.ndarray, y: np.ndarray, classes: list[int]) -> None:
         """Hook run after training on a task, with that task's own samples."""
@@ -247,8 +261,7 @@ class Learner:
             order = torch.from_numpy(self._rng.permutation(len(x)))
             for k in range(steps_per_epoch):
                 idx = order[k * c.batch_size : (k + 1) * c.batch_size]
-                logits = self.net(xt[idx]).masked_fill(unseen, -1e9)
-                loss = nn.functional.cross_entropy(logits, yt[idx])
+                loss = self._loss(xt[idx], yt[idx], unseen)
                 self._lrs.append(self.optimizer.param_groups[0]["lr"])
                 self.optimizer.zero_grad()
                 loss.backward()
