@@ -87,7 +87,69 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("run_dir", help="a finished run folder")
     explain.add_argument("overrides", nargs="*", help="e.g. explain.methods=all")
     explain.set_defaults(handler=_explain)
+    _add_group_command(
+        sub,
+        "federated",
+        help="federated learning on Ray client actors: prototype averaging vs FedAvg/FedProx",
+        description=(
+            "Run the federated flow: the training split partitioned among client actors, every "
+            "strategy of federated.strategies for federated.rounds rounds, one report."
+        ),
+        examples=(
+            "sennflow federated\n  sennflow federated federated.partition=dirichlet "
+            "federated.alpha=0.1 federated.num_clients=10 federated.fraction=0.5\n"
+            "  sennflow federated 'federated.strategies=[fedavg,fedprox]' federated.rounds=20"
+        ),
+    )
+    _add_group_command(
+        sub,
+        "continual",
+        help="continual learning on Ray learner actors: one class-incremental stream, all methods",
+        description=(
+            "Run the continual flow: every method of continual.methods (one Ray actor each) "
+            "meets the same class-incremental stream; R, its metrics and heat maps in one report."
+        ),
+        examples=(
+            "sennflow continual\n  sennflow continual 'continual.methods=[ncm,prd]' "
+            "continual.num_tasks=5\n  sennflow continual continual.federated_clients=3"
+        ),
+    )
     return parser
+
+
+def _add_group_command(sub, name: str, *, help: str, description: str, examples: str) -> None:
+    """A command that runs the flow of config group ``name`` (federated, continual)."""
+    command = sub.add_parser(
+        name,
+        help=help,
+        description=f"{description} Arguments are Hydra overrides (key=value).",
+        epilog=group_help(name) + f"\n\nexamples:\n  {examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("overrides", nargs="*", help=f"Hydra overrides, e.g. {name}.seed=1")
+    command.add_argument(
+        "--show-config", action="store_true", help="print the composed config and exit"
+    )
+    command.set_defaults(handler=_group_flow, group=name)
+
+
+def group_help(group: str) -> str:
+    """Every key of ``conf/<group>/default.yaml`` with its default."""
+    values = yaml.safe_load((CONF_DIR / group / "default.yaml").read_text())
+    lines = ["options (override with key=value; defaults shown):"]
+    lines += [f"  {group}.{k}={_show(v)}" for k, v in _flat(values).items()]
+    lines.append("  data=<source> (see 'sennflow run --help'), run.*, ray.*, seed")
+    return "\n".join(lines)
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def sweep_help() -> str:
@@ -219,6 +281,44 @@ def _explain(args: argparse.Namespace) -> int:
     except _input_errors() as err:
         return _fail(err)
     print(f"re-explained {result.source}")
+    _print_result(result)
+    return 0
+
+
+def _group_flow(args: argparse.Namespace) -> int:
+    """``sennflow federated`` / ``sennflow continual``: validate, then run with progress bars."""
+    from flows.config import ConfigError, to_group_config, to_settings, to_yaml
+
+    if args.group == "federated":
+        from components.federated.experiment import FederatedConfig as config_class
+        from flows.federated import compose_federated as compose_group
+        from flows.federated import federated as flow
+    else:
+        from components.continual.config import ContinualConfig as config_class
+        from flows.continual import compose_continual as compose_group
+        from flows.continual import continual as flow
+    try:
+        cfg = compose_group(args.overrides)
+        to_settings(cfg)
+        config = to_group_config(cfg, args.group, config_class)
+    except ConfigError as err:
+        return _fail(err)
+    if args.show_config:
+        print(to_yaml(cfg))
+        return 0
+    from flows.progress import step_progress
+
+    if args.group == "federated":
+        title, totals = "rounds", dict.fromkeys(config.strategies, config.rounds)
+    else:
+        title, totals = "tasks", dict.fromkeys(config.methods, config.num_tasks)
+        if config.federated_clients:
+            totals["federated"] = config.num_tasks
+    try:
+        with step_progress(title, totals):
+            result = flow(overrides=args.overrides)
+    except _input_errors() as err:
+        return _fail(err)
     _print_result(result)
     return 0
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("data", "model", "train", "explain", "search", "experiment")
+GROUPS = ("data", "model", "train", "explain", "search", "federated", "continual", "experiment")
 
 
 class ConfigError(ValueError):
@@ -170,3 +170,15 @@ def _build(group: str, cls, values: dict, **extra):
     except (TypeError, ValueError) as err:
         message = str(err).replace(f"{cls.__name__}.", f"{group}.")
         raise ConfigError(f"invalid {group} config: {message}") from err
+
+
+def to_group_config(cfg, group: str, cls, default: str = "default"):
+    """The composed ``group`` (e.g. ``federated``) as ``cls``; ``ConfigError`` names the key.
+
+    Nested mappings stay dicts (``cls`` converts them); lists become tuples.
+    """
+    from omegaconf import OmegaConf
+
+    if cfg.get(group) is None:
+        raise ConfigError(f"no {group} config chosen: add {group}={default} (see conf/{group})")
+    return _build(group, cls, _tupled(OmegaConf.to_container(cfg[group], resolve=True)))

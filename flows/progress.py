@@ -64,3 +64,33 @@ def trial_progress(num_trials: int) -> Iterator[None]:
 
         with trial_listener(update):
             yield
+
+
+@contextlib.contextmanager
+def step_progress(title: str, totals: dict[str, int]) -> Iterator[None]:
+    """One bar per label (a federated strategy's rounds, a continual method's tasks), each with
+    the latest accuracy."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tasks.progress import step_listener
+
+    with Progress(
+        TextColumn(f"[bold]{title}" + " {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    ) as bar:
+        tasks = {label: bar.add_task(label, total=n, status="") for label, n in totals.items()}
+
+        def update(info: dict) -> None:
+            task = tasks.get(info["label"])
+            if task is None:
+                return
+            accuracy = info.get("accuracy")
+            status = "" if accuracy is None else f"accuracy={accuracy:.4f}"
+            bar.advance(task)
+            bar.update(task, status=status)
+
+        with step_listener(update):
+            yield

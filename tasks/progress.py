@@ -1,8 +1,9 @@
 """Progress listeners: how a front end (the CLI's progress bars) follows work inside a flow.
 
 Flow parameters must be serialisable, so a progress bar cannot be passed in; the CLI registers a
-listener here for the duration of a run instead. Two kinds of events: a finished training epoch
-(its metrics) and a finished search trial (its id, status and last metrics).
+listener here for the duration of a run instead. Three kinds of events: a finished training epoch
+(its metrics), a finished search trial (its id, status and last metrics), and a finished step
+of a federated or continual run (a round or a task: its ``label`` and accuracy).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-_LISTENERS: dict[str, list[Callable[[dict], None]]] = {"epoch": [], "trial": []}
+_LISTENERS: dict[str, list[Callable[[dict], None]]] = {"epoch": [], "trial": [], "step": []}
 
 
 @contextlib.contextmanager
@@ -41,4 +42,15 @@ def notify_epoch(metrics: dict) -> None:
 def notify_trial(info: dict) -> None:
     """Tell every registered listener about one finished or failed trial."""
     for listener in list(_LISTENERS["trial"]):
+        listener(info)
+
+
+def step_listener(listener: Callable[[dict], None]):
+    """Call ``listener(info)`` after every federated round or continual task while open."""
+    return _listening("step", listener)
+
+
+def notify_step(info: dict) -> None:
+    """Tell every registered listener about one finished round or task."""
+    for listener in list(_LISTENERS["step"]):
         listener(info)

@@ -181,6 +181,11 @@ class Learner:
             "lr_last": self._lrs[-1] if self._lrs else math.nan,
         }
 
+    @property
+    def task_lrs(self) -> list[float]:
+        """The learning rate of each optimizer step of the last task learned (a copy)."""
+        return list(self._lrs)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Labels (class ids) of ``x``: argmax of the head over the classes seen so far."""
         if not self.seen:

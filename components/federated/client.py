@@ -63,6 +63,17 @@ def embed(model: torch.nn.Module, x: np.ndarray | Tensor) -> np.ndarray:
     return x.flatten(1).double().numpy()
 
 
+def build_model(spec: ModelSpec, model_seed: int) -> torch.nn.Module:
+    """``spec.build()`` with weights drawn from ``model_seed`` (the global RNG is left as it was).
+
+    Prototype averaging needs every client and the server to embed with the *same* weights, so
+    they all build the model from one shared seed.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(model_seed)
+        return spec.build()
+
+
 def state_update(state: Mapping[str, Tensor], num_samples: int) -> dict[str, Tensor]:
     """The tensors of a FedAvg/FedProx update: the weights plus ``num_samples`` (int64 scalar)."""
     return {**state, NUM_SAMPLES: torch.tensor(int(num_samples), dtype=torch.int64)}
@@ -80,7 +91,9 @@ class FederatedClient:
         local_epochs: epochs over the shard per round (FedAvg's E); unused by prototypes.
         lr: SGD learning rate.
         mu: FedProx's proximal weight (ignored unless ``strategy == "fedprox"``).
-        seed: seeds the model's initial weights and the minibatch order.
+        seed: seeds this client's minibatch order.
+        model_seed: seeds the model's initial weights; shared by all clients and the server so
+            that prototype averaging embeds everyone's data with the same weights.
         batch_size: minibatch size (FedAvg's B).
         poison: test hook: every update has NaN in its floating tensors.
         delay_s: test hook: sleep this long in each ``fit_round`` (to test timeouts and kills).
@@ -101,6 +114,7 @@ class FederatedClient:
         mu: float = 0.0,
         seed: int = 0,
         *,
+        model_seed: int = 0,
         batch_size: int = 32,
         poison: bool = False,
         delay_s: float = 0.0,
@@ -123,8 +137,7 @@ class FederatedClient:
             )
         # One thread per client: many clients share a few cores.
         torch.set_num_threads(1)
-        torch.manual_seed(seed)
-        self.model = self.spec.build()
+        self.model = build_model(self.spec, model_seed)
         self.client_id = client_id
         self.strategy = strategy
         self.local_epochs = local_epochs

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from components.federated.aggregation import fedavg, validate_update
-from components.federated.client import NUM_SAMPLES, FederatedClient, embed
+from components.federated.client import NUM_SAMPLES, FederatedClient, build_model, embed
 from components.federated.messages import COUNTS, SUMS, decode, encode, read_prototype_update
 from components.federated.prototypes import nearest_prototype_predict
 from components.training.checkpoint import ModelSpec
@@ -149,12 +149,13 @@ def start_clients(
 
 
 def global_accuracy(
-    strategy: str, spec: ModelSpec, x_test: np.ndarray, y_test: np.ndarray
+    strategy: str, spec: ModelSpec, x_test: np.ndarray, y_test: np.ndarray, model_seed: int = 0
 ) -> Callable[[Mapping[str, Tensor]], float]:
     """``evaluate(global_state) -> accuracy`` on a test set: nearest merged prototype (in the
-    clients' embedding of an untrained ``spec`` model) or the global model's prediction."""
+    clients' shared embedding: an untrained ``spec`` model built from ``model_seed``) or the
+    global model's prediction."""
     if strategy == "prototypes":
-        z_test = embed(spec.build(), x_test)
+        z_test = embed(build_model(spec, model_seed), x_test)
         return lambda state: float(
             (nearest_prototype_predict(z_test, prototypes_of(state)) == y_test).mean()
         )
@@ -284,6 +285,8 @@ def run_rounds(
     global_state: Mapping[str, Tensor],
     evaluate: Callable[[dict[str, Tensor]], float] | None = None,
     revive: Callable[[int], object] | None = None,
+    after_send: Callable[[int, list], None] | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
 ) -> RoundsResult:
     """Run ``num_rounds`` federated rounds over client actor handles.
 
@@ -304,6 +307,9 @@ def run_rounds(
         revive: optional ``revive(i) -> handle`` called before a round for each sampled client
             that died in an earlier round; the returned handle replaces it (in this call's own
             copy of ``clients``; the caller's sequence is not modified).
+        after_send: optional ``after_send(round, clients)`` called once the round's calls are
+            sent, before waiting for them (chaos drills kill a client here, mid-round).
+        on_round: optional ``on_round(record)`` called after every round (progress, logs).
 
     Returns:
         The final global state, a record per round and the fault events.
@@ -335,6 +341,8 @@ def run_rounds(
                 dead.discard(i)
         payload = encode(state)
         refs = {i: clients[i].fit_round.remote(payload) for i in sampled}
+        if after_send is not None:
+            after_send(rnd, clients)
         answers = _collect(refs, timeout_s, rnd, result.events, dead)
         accepted: dict[int, dict[str, Tensor]] = {}
         for client, data in answers.items():
@@ -355,16 +363,17 @@ def run_rounds(
             result.events.append(RoundEvent(rnd, -1, "skipped", reason))
             log.warning("round %d: %s", rnd, reason)
         accuracy = float(evaluate(state)) if evaluate is not None else None
-        result.rounds.append(
-            RoundRecord(
-                round=rnd,
-                sampled=sampled,
-                participants=sorted(accepted),
-                bytes_sent={i: len(payload) for i in sampled},
-                bytes_received={i: len(d) for i, d in answers.items()},
-                accuracy=accuracy,
-                wall_s=time.perf_counter() - start,
-            )
+        record = RoundRecord(
+            round=rnd,
+            sampled=sampled,
+            participants=sorted(accepted),
+            bytes_sent={i: len(payload) for i in sampled},
+            bytes_received={i: len(d) for i, d in answers.items()},
+            accuracy=accuracy,
+            wall_s=time.perf_counter() - start,
         )
+        result.rounds.append(record)
+        if on_round is not None:
+            on_round(record)
     result.global_state = state
     return result

@@ -11,11 +11,13 @@ from matplotlib.figure import Figure
 
 from components.report import markup
 from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
+from components.report.continual_section import continual_section
 from components.report.explanation_figures import (
     attribution_figure,
     prototype_gallery_figure,
     sample_explanations_figure,
 )
+from components.report.federated_section import federated_section
 from components.report.figures import (
     class_label,
     confusion_matrix_figure,
@@ -53,6 +55,12 @@ class ReportData:
         search: for a run found by a sweep, how it was found (method, metric, mode,
             experiment_path, trials, best, and for STN ``schedules``, for NAS ``genotype``,
             ``alphas`` and ``primitives``); shown in the "Search" section. None otherwise.
+        federated: for a federated run, its setup, clients and per-strategy rounds and events
+            (see :mod:`components.report.federated_section`); shown in the "Federated
+            learning" section. None otherwise.
+        continual: for a continual-learning run, its task stream and per-method accuracy
+            matrices and metrics (see :mod:`components.report.continual_section`); shown in the
+            "Continual learning" section. None otherwise.
     """
 
     title: str
@@ -67,6 +75,8 @@ class ReportData:
     class_names: list[str]
     feature_shape: tuple[int, ...]
     search: dict | None = None
+    federated: dict | None = None
+    continual: dict | None = None
 
 
 class _Figures:
@@ -338,6 +348,8 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     body = [
         _headline_section(data),
         search_section(data.search, figures),
+        federated_section(data.federated, figures),
+        continual_section(data.continual, figures),
         _data_section(data.data_meta),
         _training_section(data.history, figures),
         _metrics_section(data, figures),

@@ -1,0 +1,68 @@
+"""The continual experiment's settings (the ``continual`` config group), validated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+from components.continual.learners import LearnerConfig
+from components.continual.stream import METHODS
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    """Which methods meet which stream, and how they learn.
+
+    Attributes:
+        methods: continual methods to run side by side (keys of
+            :data:`components.continual.stream.METHODS`).
+        num_tasks: tasks of the class-incremental stream.
+        classes_per_task: ``None`` for an even split, or one size per task.
+        seed: seeds the class order and every learner.
+        learner: :class:`~components.continual.learners.LearnerConfig` fields shared by every
+            method (``input_dim`` and ``num_classes`` come from the dataset).
+        method_params: per-method keyword arguments, ``{method: {name: value}}``.
+        federated_clients: when > 0, also run federated continual learning
+            (:mod:`components.continual.federated`) with this many clients.
+    """
+
+    methods: tuple[str, ...] = ("finetune", "joint", "ncm", "prd", "napa_vq", "protocl")
+    num_tasks: int = 5
+    classes_per_task: tuple[int, ...] | None = None
+    seed: int = 0
+    learner: Mapping = field(default_factory=dict)
+    method_params: Mapping = field(default_factory=dict)
+    federated_clients: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+        unknown = [m for m in self.methods if m not in METHODS]
+        if not self.methods or unknown or len(set(self.methods)) < len(self.methods):
+            raise ValueError(
+                f"ContinualConfig.methods={list(self.methods)}: need distinct methods from "
+                f"{sorted(METHODS)}"
+            )
+        stray = sorted(set(self.method_params) - set(self.methods))
+        if stray:
+            raise ValueError(
+                f"ContinualConfig.method_params has options for {stray}, which are not in "
+                f"methods {list(self.methods)}"
+            )
+        known = {f.name for f in fields(LearnerConfig)} - {"input_dim", "num_classes", "seed"}
+        extra = sorted(set(self.learner) - known)
+        if extra:
+            raise ValueError(
+                f"ContinualConfig.learner: unknown keys {extra}; known: {sorted(known)}"
+            )
+        if self.num_tasks < 1 or self.federated_clients < 0:
+            raise ValueError(
+                f"ContinualConfig: num_tasks must be >= 1 and federated_clients >= 0, got "
+                f"{self.num_tasks} and {self.federated_clients}"
+            )
+        self.learner_config(64, 10)  # fail now, not inside an actor
+
+    def learner_config(self, input_dim: int, num_classes: int) -> LearnerConfig:
+        """The shared :class:`LearnerConfig` for a dataset of that shape."""
+        return LearnerConfig(
+            input_dim=input_dim, num_classes=num_classes, seed=self.seed, **dict(self.learner)
+        )

@@ -1,0 +1,274 @@
+"""One federated experiment: partition the data, run each strategy's rounds, summarise them.
+
+The federated flow calls :func:`run_experiment` once per run. Every strategy in
+``config.strategies`` meets the same partition, the same client sampling (same seed) and the same
+number of rounds, so their accuracies and bytes compare like for like. Clients are Ray actors
+(:func:`components.federated.rounds.client_actor`) that Ray restarts when they die, so a client
+killed in one round rejoins in a later one.
+
+The result is the report's ``federated`` dict (see :class:`components.report.ReportData`) plus
+the final global states, which the flow saves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+from components.federated.client import STRATEGIES, build_model, embed
+from components.federated.partition import dirichlet, disjoint_classes, iid
+from components.federated.rounds import (
+    RoundRecord,
+    RoundsResult,
+    await_actor,
+    client_actor,
+    global_accuracy,
+    initial_prototype_state,
+    run_rounds,
+    start_clients,
+)
+from components.training.checkpoint import ModelSpec
+
+log = logging.getLogger(__name__)
+
+PARTITIONS = ("iid", "dirichlet", "disjoint_classes")
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    """Fault drills: kill a client mid-round, or make one send NaN updates.
+
+    Attributes:
+        kill_client: index of a client to ``ray.kill`` during round ``kill_round`` (Ray restarts
+            it; it rejoins in a later round). None: no kill. The client answers after
+            ``kill_delay_s`` every round so that the kill always lands while it works.
+        kill_round: the round of the kill.
+        kill_delay_s: that client's delay per call.
+        nan_client: index of a client whose every update holds NaN (rejected by the server).
+    """
+
+    kill_client: int | None = None
+    kill_round: int = 1
+    kill_delay_s: float = 1.0
+    nan_client: int | None = None
+
+
+@dataclass(frozen=True)
+class FederatedConfig:
+    """The federated experiment (the ``federated`` config group), validated on construction.
+
+    Attributes:
+        strategies: strategies to run, each over the same partition (``prototypes``,
+            ``fedavg``, ``fedprox``); the first is the run's headline.
+        partition: ``iid``, ``dirichlet`` (label skew, ``alpha``) or ``disjoint_classes``.
+        alpha: Dirichlet concentration (smaller: more skewed).
+        num_clients: clients (one Ray actor each).
+        rounds: rounds per strategy.
+        fraction: share of clients sampled per round, in (0, 1].
+        local_epochs: FedAvg's E (local epochs per round).
+        lr: the clients' SGD learning rate.
+        mu: FedProx's proximal weight.
+        batch_size: the clients' minibatch size (FedAvg's B).
+        timeout_s: how long a round waits for its clients.
+        seed: seeds the partition, the client sampling and the shared model weights.
+        chaos: fault drills (off by default).
+    """
+
+    strategies: tuple[str, ...] = ("prototypes", "fedavg")
+    partition: str = "disjoint_classes"
+    alpha: float = 0.5
+    num_clients: int = 5
+    rounds: int = 5
+    fraction: float = 1.0
+    local_epochs: int = 1
+    lr: float = 0.05
+    mu: float = 0.01
+    batch_size: int = 32
+    timeout_s: float = 120.0
+    seed: int = 0
+    chaos: ChaosConfig = ChaosConfig()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chaos, dict):
+            object.__setattr__(self, "chaos", ChaosConfig(**self.chaos))
+        object.__setattr__(self, "strategies", tuple(self.strategies))
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if not self.strategies or unknown or len(set(self.strategies)) < len(self.strategies):
+            raise ValueError(
+                f"FederatedConfig.strategies={list(self.strategies)}: need distinct strategies "
+                f"from {list(STRATEGIES)}"
+            )
+        if self.partition not in PARTITIONS:
+            raise ValueError(
+                f"FederatedConfig.partition={self.partition!r}: choose from {list(PARTITIONS)}"
+            )
+        self._check_numbers()
+        for name in ("kill_client", "nan_client"):
+            client = getattr(self.chaos, name)
+            if client is not None and not 0 <= client < self.num_clients:
+                raise ValueError(
+                    f"FederatedConfig.chaos.{name}={client}: no such client "
+                    f"(clients are 0..{self.num_clients - 1})"
+                )
+
+    def _check_numbers(self) -> None:
+        checks = {
+            "num_clients": self.num_clients >= 1,
+            "rounds": self.rounds >= 1,
+            "fraction": 0 < self.fraction <= 1,
+            "local_epochs": self.local_epochs >= 1,
+            "lr": self.lr > 0,
+            "mu": self.mu >= 0,
+            "alpha": self.alpha > 0,
+            "batch_size": self.batch_size >= 1,
+            "timeout_s": self.timeout_s > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(
+                    f"FederatedConfig.{name}={getattr(self, name)!r} is out of range "
+                    "(counts >= 1, 0 < fraction <= 1, lr/alpha/timeout > 0, mu >= 0)"
+                )
+
+
+@dataclass
+class ExperimentResult:
+    """The report's ``federated`` dict and the final global state of each strategy."""
+
+    report: dict
+    global_states: dict[str, dict[str, Tensor]]
+
+
+def partition(y: np.ndarray, config: FederatedConfig) -> list[np.ndarray]:
+    """Row indices of each client's shard, by ``config.partition``."""
+    if config.partition == "iid":
+        return iid(y, config.num_clients, seed=config.seed)
+    if config.partition == "dirichlet":
+        return dirichlet(y, config.num_clients, alpha=config.alpha, seed=config.seed)
+    return disjoint_classes(y, config.num_clients, seed=config.seed)
+
+
+def run_experiment(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    spec: ModelSpec,
+    config: FederatedConfig,
+    on_round: Callable[[str, RoundRecord], None] | None = None,
+) -> ExperimentResult:
+    """Run every strategy of ``config`` on Ray client actors (Ray must be initialised).
+
+    Args:
+        data: ``(x_train, y_train, x_test, y_test)``; the training split is partitioned.
+        spec: the model every client builds (from the shared seed ``config.seed``).
+        config: the experiment.
+        on_round: optional ``on_round(strategy, record)`` after every round.
+    """
+    x, y, x_test, y_test = data
+    parts = partition(y, config)
+    clients = [
+        {"client": i, "samples": int(len(rows)), "classes": sorted(set(y[rows].tolist()))}
+        for i, rows in enumerate(parts)
+    ]
+    report = {
+        "partition": config.partition,
+        "alpha": config.alpha if config.partition == "dirichlet" else None,
+        "num_clients": config.num_clients,
+        "rounds": config.rounds,
+        "fraction": config.fraction,
+        "local_epochs": config.local_epochs,
+        "clients": clients,
+        "strategies": {},
+    }
+    states = {}
+    for strategy in config.strategies:
+        result = _run_strategy(data, parts, spec, config, strategy, on_round)
+        states[strategy] = result.global_state
+        report["strategies"][strategy] = _summary(result, clients, data, spec, strategy, config)
+    return ExperimentResult(report=report, global_states=states)
+
+
+def _run_strategy(data, parts, spec, config, strategy, on_round) -> RoundsResult:
+    import ray
+
+    x, y, x_test, y_test = data
+    chaos = config.chaos
+    handles = start_clients(
+        x,
+        y,
+        parts,
+        dataclasses.asdict(spec),
+        strategy,
+        actor=client_actor(max_restarts=2),
+        per_client=lambda i: {
+            "poison": i == chaos.nan_client,
+            "delay_s": chaos.kill_delay_s if i == chaos.kill_client else 0.0,
+        },
+        local_epochs=config.local_epochs,
+        lr=config.lr,
+        mu=config.mu,
+        batch_size=config.batch_size,
+        model_seed=config.seed,
+    )
+
+    def kill(rnd: int, current: list) -> None:
+        if chaos.kill_client is not None and rnd == chaos.kill_round:
+            log.warning("chaos drill: killing client %d in round %d", chaos.kill_client, rnd)
+            ray.kill(current[chaos.kill_client], no_restart=False)
+
+    try:
+        return run_rounds(
+            handles,
+            strategy,
+            num_rounds=config.rounds,
+            fraction=config.fraction,
+            seed=config.seed,
+            timeout_s=config.timeout_s,
+            global_state=_initial_state(strategy, spec, x, config.seed),
+            evaluate=global_accuracy(strategy, spec, x_test, y_test, model_seed=config.seed),
+            revive=lambda i: await_actor(handles[i]),
+            after_send=kill,
+            on_round=(lambda record: on_round(strategy, record)) if on_round else None,
+        )
+    finally:
+        for handle in handles:
+            ray.kill(handle, no_restart=True)
+
+
+def _initial_state(strategy: str, spec: ModelSpec, x: np.ndarray, seed: int):
+    model = build_model(spec, seed)
+    if strategy == "prototypes":
+        return initial_prototype_state(spec.num_classes, embed(model, x[:1]).shape[1])
+    return model.state_dict()
+
+
+def _summary(result: RoundsResult, clients, data, spec, strategy, config) -> dict:
+    _, _, x_test, y_test = data
+    state = result.global_state
+    per_client = {}
+    for client in clients:
+        mask = np.isin(y_test, client["classes"])
+        accuracy = global_accuracy(strategy, spec, x_test[mask], y_test[mask], config.seed)
+        per_client[str(client["client"])] = float(accuracy(state)) if mask.any() else math.nan
+    return {
+        "final_accuracy": result.rounds[-1].accuracy,
+        "client_accuracy": per_client,
+        "rounds": [_round_dict(r) for r in result.rounds],
+        "events": [dataclasses.asdict(e) for e in result.events],
+    }
+
+
+def _round_dict(record: RoundRecord) -> dict:
+    return {
+        "round": record.round,
+        "sampled": record.sampled,
+        "participants": record.participants,
+        "bytes_sent": {str(k): v for k, v in record.bytes_sent.items()},
+        "bytes_received": {str(k): v for k, v in record.bytes_received.items()},
+        "accuracy": record.accuracy,
+        "wall_s": record.wall_s,
+    }

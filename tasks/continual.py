@@ -1,0 +1,92 @@
+"""Prefect task: run continual learners (one Ray actor per method) through one stream."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.progress import notify_step
+
+
+@task(name="continual", cache_policy=NO_CACHE)
+def continual_task(dataset_path: Path, config, run) -> dict:
+    """Start or join Ray, run every method's stream (and the federated one if asked), and
+    return the report's ``continual`` dict."""
+    import ray
+
+    from components.continual.federated import run_federated_continual
+    from components.continual.scenarios import class_incremental
+    from components.continual.stream import learner_actor, run_streams
+    from components.data.reader import read_split
+    from components.training.ray_runtime import ensure_ray
+
+    logger = get_run_logger()
+    ensure_ray(run.ray_address, run.ray_num_cpus)
+    x, y = read_split(dataset_path, "train")
+    x_test, y_test = read_split(dataset_path, "test")
+    x, x_test = x.reshape(len(x), -1), x_test.reshape(len(x_test), -1)
+    num_classes = int(max(y.max(), y_test.max())) + 1
+    learner = config.learner_config(x.shape[1], num_classes)
+    tasks = class_incremental(
+        y, config.num_tasks, classes_per_task=config.classes_per_task, seed=config.seed
+    )
+    logger.info("stream: %s", " -> ".join(str(list(t.classes)) for t in tasks))
+    data = ray.put((x, y, x_test, y_test))
+    actor = learner_actor()
+    actors = {
+        m: actor.remote(m, learner, config.method_params.get(m, {}), data, tasks)
+        for m in config.methods
+    }
+
+    def on_task(method: str, result: dict) -> None:
+        row = [a for a in result["row"][: result["task"] + 1] if not math.isnan(a)]
+        accuracy = sum(row) / len(row)
+        logger.info(
+            "%s task %d/%d: average accuracy on the tasks so far %.4f",
+            method,
+            result["task"] + 1,
+            config.num_tasks,
+            accuracy,
+        )
+        notify_step({"label": method, "accuracy": accuracy})
+
+    try:
+        methods = run_streams(actors, config.num_tasks, on_task)
+    finally:
+        for handle in actors.values():
+            ray.kill(handle)
+    for method, result in methods.items():
+        s = result["summary"]
+        logger.info(
+            "%s: average accuracy %.4f, forgetting %.4f",
+            method,
+            s["average_accuracy"],
+            s["forgetting"],
+        )
+    federated = None
+    if config.federated_clients:
+        federated = run_federated_continual(
+            (x, y, x_test, y_test),
+            learner,
+            config.federated_clients,
+            config.num_tasks,
+            config.seed,
+            on_task=lambda i, row: notify_step({"label": "federated", "accuracy": _mean(row)}),
+        )
+    return {
+        "num_tasks": config.num_tasks,
+        "tasks": [list(t.classes) for t in tasks],
+        "schedule": {k: getattr(learner, k) for k in _SCHEDULE_KEYS},
+        "methods": methods,
+        "federated": federated,
+    }
+
+
+_SCHEDULE_KEYS = ("max_lr", "const_lr", "min_lr", "warmup_steps", "cooldown_steps", "anneal_steps")
+
+
+def _mean(row: list[float]) -> float:
+    return sum(row) / len(row)
