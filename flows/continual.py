@@ -18,7 +18,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.config import compose, to_group_config, to_settings, to_yaml
+from flows.config import ConfigError, compose, to_group_config, to_settings, to_yaml
 from flows.pipeline import options_to_overrides, report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.ingest import ingest_task
@@ -81,11 +81,11 @@ def continual(
     cfg = compose_continual([*(options.to_overrides() if options else []), *(overrides or [])])
     s = to_settings(cfg)
     config = to_group_config(cfg, "continual", ContinualConfig)
+    dataset = ingest_task(s.data, s.run.cache_dir)
+    check_stream(dataset.path, config)
     run_dir = create_run_dir(s.run.root, "continual", s.run.id)
     get_run_logger().info("run folder %s", run_dir)
     meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=False)
-
-    dataset = ingest_task(s.data, s.run.cache_dir)
     result = continual_task(dataset.path, config, s.run)
     result["dataset"] = s.data.source
     headline = headline_metrics(result)
@@ -96,6 +96,18 @@ def continual(
     data.continual = result
     report = report_task(run_dir, data)
     return ContinualResult(run_dir=str(run_dir), report=str(report), headline=headline)
+
+
+def check_stream(dataset_path, config) -> None:
+    """Fail before anything is written when the dataset's classes do not fit the stream."""
+    from components.continual.scenarios import class_incremental
+    from components.data.reader import read_split
+
+    _, y = read_split(dataset_path, "train")
+    try:
+        class_incremental(y, config.num_tasks, classes_per_task=config.classes_per_task)
+    except ValueError as err:
+        raise ConfigError(f"continual.num_tasks / continual.classes_per_task: {err}") from err
 
 
 def headline_metrics(result: dict) -> dict:

@@ -19,7 +19,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.config import compose, to_group_config, to_settings, to_yaml
+from flows.config import ConfigError, compose, to_group_config, to_settings, to_yaml
 from flows.pipeline import model_spec, options_to_overrides, report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.ingest import ingest_task
@@ -46,7 +46,7 @@ class FederatedOptions(BaseModel):
 
     def to_overrides(self) -> list[str]:
         """The Hydra overrides these options stand for."""
-        keys = {name: f"federated.{name}" for name in self.model_fields}
+        keys = {name: f"federated.{name}" for name in type(self).model_fields}
         keys |= {"data": "data", "model": "model", "seed": "seed"}
         return options_to_overrides(self, keys)
 
@@ -82,12 +82,12 @@ def federated(
     cfg = compose_federated([*(options.to_overrides() if options else []), *(overrides or [])])
     s = to_settings(cfg)
     config = to_group_config(cfg, "federated", FederatedConfig)
+    dataset = ingest_task(s.data, s.run.cache_dir)
+    spec = model_spec(s, dataset.meta)
+    check_partition(dataset.path, config)
     run_dir = create_run_dir(s.run.root, "federated", s.run.id)
     get_run_logger().info("run folder %s", run_dir)
     meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=False)
-
-    dataset = ingest_task(s.data, s.run.cache_dir)
-    spec = model_spec(s, dataset.meta)
     from tasks.federated import federated_task
 
     result = federated_task(dataset.path, spec, config, s.run)
@@ -100,6 +100,18 @@ def federated(
     data.federated = result.report
     report = report_task(run_dir, data)
     return FederatedResult(run_dir=str(run_dir), report=str(report), headline=headline)
+
+
+def check_partition(dataset_path, config) -> None:
+    """Fail before anything is written when the training split cannot be partitioned so."""
+    from components.data.reader import read_split
+    from components.federated.experiment import partition
+
+    _, y = read_split(dataset_path, "train")
+    try:
+        partition(y, config)
+    except ValueError as err:
+        raise ConfigError(f"federated.partition / federated.num_clients: {err}") from err
 
 
 def headline_metrics(report: dict) -> dict:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from components.continual.learners import LearnerConfig
-from components.continual.stream import METHODS
+from components.continual.stream import METHODS, create_learner
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,12 @@ class ContinualConfig:
                 f"ContinualConfig: num_tasks must be >= 1 and federated_clients >= 0, got "
                 f"{self.num_tasks} and {self.federated_clients}"
             )
-        self.learner_config(64, 10)  # fail now, not inside an actor
+        config = self.learner_config(64, 10)  # fail now, not inside an actor
+        for method in self.methods:
+            try:
+                create_learner(method, config, **dict(self.method_params.get(method) or {}))
+            except ValueError as err:
+                raise ValueError(f"ContinualConfig.method_params.{method}: {err}") from err
 
     def learner_config(self, input_dim: int, num_classes: int) -> LearnerConfig:
         """The shared :class:`LearnerConfig` for a dataset of that shape."""

@@ -129,7 +129,8 @@ def run_streams(
     Returns:
         Per method: ``R`` (list of rows), ``summary`` (:func:`~components.continual.metrics.summary`
         with the random-initialisation baseline), ``wall_s`` (training time, all tasks),
-        ``records`` (each task's record) and ``lrs`` (learning rate per step).
+        ``records`` (each task's record), ``lrs`` (learning rate per step) and ``baseline``
+        (the random-initialisation accuracy per task).
     """
     import ray
 
@@ -157,5 +158,6 @@ def run_streams(
             "wall_s": wall[method],
             "records": records[method],
             "lrs": lrs,
+            "baseline": baseline,
         }
     return out
