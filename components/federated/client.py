@@ -15,7 +15,9 @@ Strategies:
   embedding does not change between rounds, so the sums are what the client has seen so far.
 - ``"fedavg"``: FedAvg (McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks
   from Decentralized Data"): load the global weights, run ``local_epochs`` epochs of minibatch SGD
-  with cross-entropy on ``model(x).logits``, send the weights and the sample count.
+  on the model's own loss (``model.loss(...)["total"]``, so a prototype model trains and sends its
+  prototypes with the rest of its weights; multi-stage schedules such as ProtoPNet's push are not
+  run by clients), send the weights and the sample count.
 - ``"fedprox"``: FedProx (Li et al. 2020, "Federated Optimization in Heterogeneous Networks"): as
   FedAvg, with ``mu / 2 * ||w - w_global||^2`` added to the loss.
 """
@@ -183,9 +185,7 @@ class FederatedClient:
             order = torch.randperm(len(self.y), generator=generator)
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                loss = torch.nn.functional.cross_entropy(
-                    self.model(self.x[rows]).logits, self.y[rows]
-                )
+                loss = self._loss(self.x[rows], self.y[rows])
                 if self.mu:
                     loss = loss + fedprox_penalty(self.model, global_state, self.mu)
                 optimizer.zero_grad()
@@ -193,3 +193,12 @@ class FederatedClient:
                 optimizer.step()
         self.model.eval()
         return state_update(self.model.state_dict(), len(self.y))
+
+    def _loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """The model's own objective (``loss(...)["total"]``: a prototype model's clustering,
+        separation and reconstruction terms included), else cross-entropy on the logits."""
+        output = self.model(x)
+        loss_fn = getattr(self.model, "loss", None)
+        if callable(loss_fn):
+            return loss_fn(output, x, y)["total"]
+        return torch.nn.functional.cross_entropy(output.logits, y)

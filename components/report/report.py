@@ -345,14 +345,16 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     """
     run_dir = Path(run_dir)
     figures = _Figures(run_dir / "figures")
+    # Federated and continual runs train inside their actors: no single model to show.
+    one_model = not (data.federated or data.continual)
     body = [
         _headline_section(data),
         search_section(data.search, figures),
         federated_section(data.federated, figures),
         continual_section(data.continual, figures),
         _data_section(data.data_meta),
-        _training_section(data.history, figures),
-        _metrics_section(data, figures),
+        _training_section(data.history, figures) if one_model else "",
+        _metrics_section(data, figures) if one_model else "",
         _analysis_section(data, figures),
         _explanation_section(data, figures),
         _provenance_sections(data),

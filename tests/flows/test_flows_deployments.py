@@ -46,3 +46,18 @@ def test_a_bad_sweep_parameter_is_rejected_by_the_flow_schema():
         flow.validate_parameters({"options": {"method": "grid"}})
     with pytest.raises(ParameterTypeError, match="num_samples"):
         flow.validate_parameters({"options": {"num_samples": 0}})
+
+
+def test_bad_federated_and_continual_parameters_are_rejected_by_the_flow_schema():
+    from prefect.exceptions import ParameterTypeError
+
+    federated = load_flow("flows/federated.py:federated")
+    with pytest.raises(ParameterTypeError, match="strategies"):
+        federated.validate_parameters({"options": {"strategies": ["fedsgd"]}})
+    with pytest.raises(ParameterTypeError, match="fraction"):
+        federated.validate_parameters({"options": {"fraction": 1.5}})
+    continual = load_flow("flows/continual.py:continual")
+    with pytest.raises(ParameterTypeError, match="methods"):
+        continual.validate_parameters({"options": {"methods": ["ewc"]}})
+    with pytest.raises(ParameterTypeError, match="num_tasks"):
+        continual.validate_parameters({"options": {"num_tasks": 0}})

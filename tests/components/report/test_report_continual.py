@@ -185,3 +185,5 @@ def test_report_with_both_flows_has_both_sections(tmp_path):
     page = write_report(tmp_path, data).read_text(encoding="utf-8")
     assert page.index("<h2>Federated learning</h2>") < page.index("<h2>Continual learning</h2>")
     assert page.index("<h2>Continual learning</h2>") < page.index("<h2>Data</h2>")
+    # no single model was trained: no empty Training / Evaluation sections
+    assert "<h2>Training</h2>" not in page and "<h2>Evaluation</h2>" not in page
