@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def continual_task(dataset_path: Path, config, run) -> dict:
     x_test, y_test = read_split(dataset_path, "test")
     x, x_test = x.reshape(len(x), -1), x_test.reshape(len(x_test), -1)
     num_classes = int(max(y.max(), y_test.max())) + 1
-    learner = config.learner_config(x.shape[1], num_classes)
+    learners = {m: config.learner_config(m, x.shape[1], num_classes) for m in config.methods}
     tasks = class_incremental(
         y, config.num_tasks, classes_per_task=config.classes_per_task, seed=config.seed
     )
@@ -37,7 +38,7 @@ def continual_task(dataset_path: Path, config, run) -> dict:
     data = ray.put((x, y, x_test, y_test))
     actor = learner_actor()
     actors = {
-        m: actor.remote(m, learner, config.method_params.get(m, {}), data, tasks)
+        m: actor.remote(m, learners[m], config.method_params.get(m, {}), data, tasks)
         for m in config.methods
     }
 
@@ -66,11 +67,13 @@ def continual_task(dataset_path: Path, config, run) -> dict:
             s["average_accuracy"],
             s["forgetting"],
         )
+    for method, result in methods.items():
+        result["config"] = dataclasses.asdict(learners[method])
     federated = None
     if config.federated_clients:
         federated = run_federated_continual(
             (x, y, x_test, y_test),
-            learner,
+            config.learner_config("ncm", x.shape[1], num_classes),
             config.federated_clients,
             config.num_tasks,
             config.seed,
@@ -79,7 +82,7 @@ def continual_task(dataset_path: Path, config, run) -> dict:
     return {
         "num_tasks": config.num_tasks,
         "tasks": [list(t.classes) for t in tasks],
-        "schedule": {k: getattr(learner, k) for k in _SCHEDULE_KEYS},
+        "schedule": _shared_schedule(learners.values()),
         "methods": methods,
         "federated": federated,
     }
@@ -90,3 +93,10 @@ _SCHEDULE_KEYS = ("max_lr", "const_lr", "min_lr", "warmup_steps", "cooldown_step
 
 def _mean(row: list[float]) -> float:
     return sum(row) / len(row)
+
+
+def _shared_schedule(configs) -> dict | None:
+    """The schedule's settings when every method uses the same ones, else None (each method's
+    ``config`` in the result holds its own)."""
+    schedules = {tuple(getattr(c, k) for k in _SCHEDULE_KEYS) for c in configs}
+    return dict(zip(_SCHEDULE_KEYS, schedules.pop(), strict=True)) if len(schedules) == 1 else None

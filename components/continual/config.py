@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from components.continual.learners import LearnerConfig
-from components.continual.stream import METHODS, create_learner
+from components.continual.stream import METHODS, create_learner, default_config
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,9 @@ class ContinualConfig:
         num_tasks: tasks of the class-incremental stream.
         classes_per_task: ``None`` for an even split, or one size per task.
         seed: seeds the class order and every learner.
-        learner: :class:`~components.continual.learners.LearnerConfig` fields shared by every
-            method (``input_dim`` and ``num_classes`` come from the dataset).
+        learner: :class:`~components.continual.learners.LearnerConfig` fields set for every
+            method on top of the method's own default (``None`` values are ignored;
+            ``input_dim`` and ``num_classes`` come from the dataset).
         method_params: per-method keyword arguments, ``{method: {name: value}}``.
         federated_clients: when > 0, also run federated continual learning
             (:mod:`components.continual.federated`) with this many clients.
@@ -59,15 +61,24 @@ class ContinualConfig:
                 f"ContinualConfig: num_tasks must be >= 1 and federated_clients >= 0, got "
                 f"{self.num_tasks} and {self.federated_clients}"
             )
-        config = self.learner_config(64, 10)  # fail now, not inside an actor
-        for method in self.methods:
+        for method in self.methods:  # fail now, not inside an actor
+            config = self.learner_config(method, 64, 10)
             try:
                 create_learner(method, config, **dict(self.method_params.get(method) or {}))
             except ValueError as err:
                 raise ValueError(f"ContinualConfig.method_params.{method}: {err}") from err
 
-    def learner_config(self, input_dim: int, num_classes: int) -> LearnerConfig:
-        """The shared :class:`LearnerConfig` for a dataset of that shape."""
-        return LearnerConfig(
-            input_dim=input_dim, num_classes=num_classes, seed=self.seed, **dict(self.learner)
-        )
+    def learner_config(self, method: str, input_dim: int, num_classes: int) -> LearnerConfig:
+        """``method``'s :class:`LearnerConfig` for a dataset of that shape: its class's
+        ``DEFAULT_CONFIG`` (else ``LearnerConfig()``) with :attr:`learner` applied."""
+        overrides = {k: v for k, v in self.learner.items() if v is not None}
+        try:
+            return dataclasses.replace(
+                default_config(method),
+                input_dim=input_dim,
+                num_classes=num_classes,
+                seed=self.seed,
+                **overrides,
+            )
+        except ValueError as err:
+            raise ValueError(f"ContinualConfig.learner: {err}") from err

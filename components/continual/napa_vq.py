@@ -8,61 +8,80 @@ Self-Supervision for Incremental Learning", CVPR 2021). No sample is ever stored
 Model. The feature extractor is the body of :class:`~components.continual.learners.EmbeddingNet`.
 The classifier is the vector-quantisation (VQ) layer itself, as in the reference code: a
 codebook of ``codebooks_per_class`` vectors per seen class; the logit of class ``c`` is
-``-min_{v of c} ||z - v|| / temperature`` (a distance-based classifier, "DCE"). Prediction is
-the argmax of these logits over the classes seen so far. The linear ``head`` of
-``EmbeddingNet`` is not used.
+``-min_{v of c} ||z - v|| / temperature`` (a distance-based classifier, "DCE"), with ``z`` and
+``v`` L2-normalised (see deviations). Prediction is the argmax of these logits over the classes
+seen so far. The linear ``head`` of ``EmbeddingNet`` is not used.
 
 Topology (neural gas with competitive Hebbian learning, Martinetz & Schulten 1991/1994). For
 every feature (real or augmented) the nearest codebook vector ``w`` (the winner) is connected to
 its ``neighbours`` next-nearest codebook vectors: those edges get age 0; every other edge of
-``w`` ages by one per encounter; edges older than ``max_edge_age`` are removed. A batch is
-processed at once, ignoring the order of its samples (as the reference code does).
+``w`` ages by one per encounter; edges older than ``max_edge_age`` (10, as the code's
+``0.9 ** 10`` strength cut-off) are removed. A batch is processed at once, ignoring the order of
+its samples (as the reference code does).
 
 Loss of a mini-batch ``(x, y)`` with features ``z = f(x)`` and, from the second task on, the
 frozen previous extractor ``f_old`` and ``B`` augmented old-class prototypes ``(p, c)``::
 
-    L = CE(-d(z, V) / T, y)                                    # DCE, T = temperature = 0.1
-      + na_weight * NA(z, y)                                   # na_weight = 1
-      + proto_aug_weight * CE(-d(p, V) / T, c)                 # 10 in the paper
-      + na_weight * NA(p, c)
-      + kd_weight * ||f(x) - f_old(x)||_2                      # 10 in the paper (Frobenius)
+    L = CE(-d(z, V) / T, y)                          # DCE, T = temperature = 0.1 (paper 0.1)
+      + na_weight * (NA(z, y) + NA(p, c))            # na_weight = 1 (paper 1)
+      + proto_aug_weight * CE(-d(p, V) / T, c)       # 3 here (paper 10)
+      + kd_weight * mean_i ||f(x_i) - f_old(x_i)||^2 # 10 (paper 10 on ||f(x) - f_old(x)||_2)
 
 ``NA`` is the neighbourhood-aware separation loss: ``relu(d2_pos - sum_j w_j d2_j)``, averaged
 over the batch, with ``d2_pos`` the squared distance to the nearest codebook vector of the own
 class and ``j`` the codebook vectors of *other* classes connected in the topology to a
 codebook vector of the own class; ``w = softmax(-na_sharpness * d2_j)`` over those neighbours
-(detached; ``na_sharpness = 0.001`` in the code). Neighbourhood-aware prototype augmentation
+(detached; ``na_sharpness = 0.001`` as in the code). Neighbourhood-aware prototype augmentation
 (NAPA): the prototype of an old class (its mean feature, stored once) is interpolated toward the
 prototype of a class picked uniformly among its topological neighbours (itself included),
-``p = g * proto_c + (1 - g) * proto_j`` with ``g ~ U(interpolation_min, 1)``, ``0.5`` in the
+``p = g * proto_c + (1 - g) * proto_j`` with ``g ~ U(interpolation_min, 1)``, ``0.5`` as in the
 code, so ``p`` stays on the own side of the midpoint. As in the code, the prototypes of a new
 task's classes are first computed with the extractor *before* that task (so old classes can be
-interpolated toward them) and recomputed after it. Codebook vectors of earlier tasks are frozen.
+interpolated toward them) and recomputed after it; the prototype augmentation trains the
+classifier (codebook) only. Codebook vectors of earlier tasks are frozen, as in the code.
 
-Deviations from the paper / code, and why:
+Deviations from the paper / code, and why (all measured on split digits, seeds 0-2):
 
-- Optimiser and schedule: the project's shared SGD-with-momentum and infinite learning-rate
-  schedule for every parameter (the codebook joins through ``add_param_group`` without weight
+- Optimiser and schedule: the project's shared SGD with momentum and infinite learning-rate
+  schedule for every parameter (the codebook joins through ``add_param_group``, no weight
   decay), instead of Adam at 1e-3 (1e-4 after the first task) for the network and SGD at 5
-  (0.5) for the codebook with step decay: learners of this package share one fit loop.
-  Because the codebook no longer gets its own large rate, a new class's codebook vectors start
-  at that class's prototype under the current extractor (``cv_init="prototype"``) instead of
-  ``randn`` (``cv_init="random"`` keeps the paper's init).
+  (0.5) for the codebook. The paper's backbone rate is 1/5000 of the codebook's; here the
+  gradient into the backbone is scaled by ``backbone_lr_scale = 0.01`` (x
+  ``later_task_lr_factor = 0.1`` after the first task, the paper's 10x drop), which is a
+  smaller backbone learning rate under the shared schedule. At scale 1 the backbone's ReLU
+  features die within a few steps of task 2 (average accuracy 0.11-0.22).
+- Feature distillation is the batch mean of squared distances, not the Frobenius norm
+  ``torch.dist``: the norm's gradient has unit length however small the difference, which
+  under SGD with momentum makes the features oscillate and blow up (measured: collapse).
+- The VQ layer works on L2-normalised features and codebook vectors (the code normalises only
+  at evaluation), which bounds the distance gradients. ``normalize=False`` with the other
+  defaults: average accuracy 0.796 / 0.855 / 0.877, forgetting up to 0.18 (0.61-0.75 with
+  ``proto_aug_weight`` 10 and one vector per class). Prototypes and augmented prototypes are
+  projected onto the unit sphere too.
+- New codebook vectors start at their class prototype under the current extractor
+  (``cv_init="prototype"``) instead of ``randn``, since the codebook no longer gets its own
+  large learning rate.
+- Tuned for this small MLP (the only changes from the paper's coefficients):
+  ``proto_aug_weight`` 3 instead of 10 (10: mean average accuracy 0.78, 3: 0.84 with one
+  vector per class) and ``codebooks_per_class`` 2 instead of 1 (0.86); ``neighbours`` 2: the
+  code connects each winner to its 14 next-nearest of hundreds of vectors (k = 15 including the
+  winner), which with at most 20 vectors here would connect everything.
 - No rotation self-supervision (PASS's 4x label augmentation): the digits are standardised
   64-feature vectors, on which 90-degree rotations are not label-preserving image transforms.
-- Edge bookkeeping uses explicit ages (age reset to 0 on connection, removal above
-  ``max_edge_age = 10``) on an undirected graph; the code stores strengths ``0.9 ** age``
-  removed below ``0.9 ** 10`` and symmetrises them by averaging.
-- ``neighbours``: the code connects each winner to its 14 next-nearest of hundreds of codebook
-  vectors (k = 15 including the winner); with at most ``10 * codebooks_per_class`` vectors here
-  that would connect everything, so the default is smaller (see ``DEFAULTS``).
+- Edge bookkeeping uses explicit ages on an undirected graph; the code stores strengths
+  ``0.9 ** age`` and symmetrises them by averaging.
 - Training length and sizes are those of ``LearnerConfig`` (15 epochs per task, 2 classes per
   task, an MLP), not 100 epochs of a ResNet-18 with a 50-class first task.
-- Prediction uses the classifier (nearest codebook vector, un-normalised, the training logits);
-  the code's evaluation L2-normalises features and codebook vectors first.
 
-Tuning for split digits (the floors: average accuracy >= 0.80, forgetting <= 0.20): see
-``DEFAULTS`` and the tests for the measured numbers.
+Measured with the defaults and the default ``LearnerConfig`` (config seed = class-order seed
+0 / 1 / 2): final average accuracy 0.874 / 0.851 / 0.847, forgetting 0.097 / 0.093 / 0.065.
+Ablations (one change from the defaults; mean average accuracy over the three seeds, worst
+forgetting): no distillation 0.755 / 0.32; no prototype augmentation 0.750 / 0.35; no NA loss
+0.851 / 0.13; frozen random backbone (``backbone_lr_scale=0``) 0.839 / 0.06; no topology
+(``neighbours=0``: NA only pulls toward the own codebook, NAPA degenerates to the plain
+prototypes) 0.896 / 0.06. So on this benchmark distillation and prototype replay carry the
+method, and the neighbourhood-aware parts are neutral to slightly harmful; they are kept on by
+default because they are the method being implemented.
 """
 
 from __future__ import annotations
@@ -87,15 +106,19 @@ class NAPAVQLearner(Learner):
         config: network, optimiser and schedule.
         temperature: temperature ``T`` of the distance-based cross-entropy (paper 0.1).
         proto_aug_weight: weight of the augmented-prototype cross-entropy (paper 10).
-        kd_weight: weight of the feature distillation ``||f(x) - f_old(x)||_2`` (paper 10).
+        kd_weight: weight of the squared feature distillation (paper 10, on the norm).
         na_weight: weight of the neighbourhood-aware loss (paper 1).
         na_sharpness: factor in the neighbour weights ``softmax(-a * d^2)`` (paper 0.001).
-        codebooks_per_class: codebook vectors per class (paper 1).
+        codebooks_per_class: codebook vectors per class (paper 1; 4 with rotations).
         neighbours: next-nearest codebook vectors connected to each winner.
         max_edge_age: edges not refreshed for more than this many winner visits are removed.
         interpolation_min: lower bound of ``g ~ U(interpolation_min, 1)`` in NAPA (paper 0.5).
         cv_init: ``"prototype"`` (new codebook vectors at their class prototype) or
             ``"random"`` (standard normal, as in the paper).
+        normalize: run the VQ layer on L2-normalised features and codebook vectors.
+        backbone_lr_scale: factor on the backbone's gradient (its learning rate relative to
+            the codebook's) on the first task.
+        later_task_lr_factor: further factor on that scale from the second task on (paper 0.1).
     """
 
     method = "napa_vq"
@@ -106,16 +129,18 @@ class NAPAVQLearner(Learner):
         config: LearnerConfig | None = None,
         *,
         temperature: float = 0.1,
-        proto_aug_weight: float = 10.0,
+        proto_aug_weight: float = 3.0,
         kd_weight: float = 10.0,
         na_weight: float = 1.0,
         na_sharpness: float = 0.001,
-        codebooks_per_class: int = 1,
+        codebooks_per_class: int = 2,
         neighbours: int = 2,
         max_edge_age: int = 10,
         interpolation_min: float = 0.5,
         cv_init: str = "prototype",
         normalize: bool = True,
+        backbone_lr_scale: float = 0.01,
+        later_task_lr_factor: float = 0.1,
     ) -> None:
         _check_kwargs(
             temperature=temperature,
@@ -127,6 +152,8 @@ class NAPAVQLearner(Learner):
             neighbours=neighbours,
             max_edge_age=max_edge_age,
             interpolation_min=interpolation_min,
+            backbone_lr_scale=backbone_lr_scale,
+            later_task_lr_factor=later_task_lr_factor,
         )
         if cv_init not in self.CV_INITS:
             raise ValueError(f"cv_init must be one of {self.CV_INITS}, got {cv_init!r}")
@@ -142,6 +169,8 @@ class NAPAVQLearner(Learner):
         self.interpolation_min = float(interpolation_min)
         self.cv_init = cv_init
         self.normalize = bool(normalize)
+        self.backbone_lr_scale = float(backbone_lr_scale)
+        self.later_task_lr_factor = float(later_task_lr_factor)
         c = self.config
         self.prototypes = np.zeros((c.num_classes, c.embedding_dim), dtype=np.float32)
         self.old_net: nn.Module | None = None
@@ -223,7 +252,8 @@ class NAPAVQLearner(Learner):
     # -- losses ---------------------------------------------------------------------------------
 
     def class_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """``-min distance`` to each class's codebook vectors, over ``num_classes`` (-inf if none)."""
+        """``-min distance`` to each class's codebook vectors (``num_classes`` columns, -inf if
+        a class has none)."""
         dist = torch.cdist(z, self.codebook())
         logits = torch.full((len(z), self.config.num_classes), -math.inf)
         index = self.cv_class[None, :].expand(len(z), -1)
@@ -270,6 +300,10 @@ class NAPAVQLearner(Learner):
         first (as training does); the terms absent at the first task are 0.
         """
         raw = self.net.embed(x)
+        # same forward value, gradient into the backbone scaled: a smaller backbone learning rate
+        # under the shared schedule (the paper's backbone rate is 1/5000 of the codebook's)
+        s = self.backbone_lr_scale * (self.later_task_lr_factor if self.old_classes else 1.0)
+        raw = s * raw + (1.0 - s) * raw.detach()
         z = self._vq(raw)
         zero = torch.zeros(())
         p, c = zero, None
@@ -286,7 +320,7 @@ class NAPAVQLearner(Learner):
         else:
             with torch.no_grad():
                 z_old = self.old_net.embed(x)
-            terms["kd"] = torch.dist(raw, z_old, 2)
+            terms["kd"] = ((raw - z_old) ** 2).sum(dim=1).mean()
         return terms
 
     # -- Learner hooks --------------------------------------------------------------------------
@@ -338,5 +372,10 @@ def _check_kwargs(**kwargs: float) -> None:
     for name in ("codebooks_per_class", "neighbours", "max_edge_age"):
         if int(kwargs[name]) != kwargs[name]:
             raise ValueError(f"{name} must be an integer, got {kwargs[name]!r}")
+    for name in ("backbone_lr_scale", "later_task_lr_factor"):
+        if not 0.0 <= kwargs[name] <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {kwargs[name]!r}")
     if not 0.0 <= kwargs["interpolation_min"] <= 1.0:
-        raise ValueError(f"interpolation_min must be in [0, 1], got {kwargs['interpolation_min']!r}")
+        raise ValueError(
+            f"interpolation_min must be in [0, 1], got {kwargs['interpolation_min']!r}"
+        )

@@ -36,18 +36,35 @@ METHODS: dict[str, tuple[str, str]] = {
 }
 
 
-def create_learner(method: str, config: LearnerConfig, **kwargs) -> Learner:
-    """A learner of ``method`` (a key of :data:`METHODS`); ``kwargs`` go to its class.
+def learner_class(method: str) -> type[Learner]:
+    """The learner class of ``method`` (a key of :data:`METHODS`).
 
     Raises:
-        ValueError: unknown method, or a keyword its class rejects (the message names it).
+        ValueError: unknown method.
     """
     if method not in METHODS:
         raise ValueError(f"unknown continual method {method!r}; choose from {sorted(METHODS)}")
     module, name = METHODS[method]
-    cls = getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), name)
+
+
+def default_config(method: str) -> LearnerConfig:
+    """``method``'s own default configuration: its class's ``DEFAULT_CONFIG`` if it has one
+    (tuned with the method), else ``LearnerConfig()``."""
+    return getattr(learner_class(method), "DEFAULT_CONFIG", LearnerConfig())
+
+
+def create_learner(method: str, config: LearnerConfig | None = None, **kwargs) -> Learner:
+    """A learner of ``method`` (a key of :data:`METHODS`); ``kwargs`` go to its class.
+
+    ``config=None`` uses the method's :func:`default_config`.
+
+    Raises:
+        ValueError: unknown method, or a keyword its class rejects (the message names it).
+    """
+    cls = learner_class(method)
     try:
-        return cls(config, **kwargs)
+        return cls(config or default_config(method), **kwargs)
     except TypeError as err:
         raise ValueError(f"continual method {method!r}: {err}") from err
 
