@@ -99,15 +99,30 @@ def continual(
 
 
 def check_stream(dataset_path, config) -> None:
-    """Fail before anything is written when the dataset's classes do not fit the stream."""
+    """Fail before anything is written when the dataset's classes do not fit the stream, or
+    when the first task is too short for a method's warm-up, cool-down and annealing."""
+    import math
+
     from components.continual.scenarios import class_incremental
     from components.data.reader import read_split
 
-    _, y = read_split(dataset_path, "train")
+    x, y = read_split(dataset_path, "train")
     try:
-        class_incremental(y, config.num_tasks, classes_per_task=config.classes_per_task)
+        tasks = class_incremental(y, config.num_tasks, classes_per_task=config.classes_per_task)
     except ValueError as err:
         raise ConfigError(f"continual.num_tasks / continual.classes_per_task: {err}") from err
+    num_features, num_classes = math.prod(x.shape[1:]), int(y.max()) + 1
+    for method in config.methods:
+        c = config.learner_config(method, num_features, num_classes)
+        steps = c.epochs * math.ceil(len(tasks[0]) / c.batch_size)
+        needed = c.warmup_steps + c.cooldown_steps + c.anneal_steps + 1
+        if steps < needed:
+            raise ConfigError(
+                f"continual.learner: for {method}, the first task ({len(tasks[0])} samples, "
+                f"{steps} steps at epochs={c.epochs}, batch_size={c.batch_size}) is shorter than "
+                f"warmup_steps + cooldown_steps + anneal_steps + 1 = {needed}; raise "
+                "continual.learner.epochs or lower those steps"
+            )
 
 
 def headline_metrics(result: dict) -> dict:

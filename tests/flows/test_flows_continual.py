@@ -103,6 +103,7 @@ def test_report_shows_heat_maps_and_metric_table(run):
         ("continual.num_tasks=3", "num_tasks=3 does not divide"),
         ("+continual.method_params.prd.x=1", "continual.method_params"),
         ("continual.federated_clients=-1", "federated_clients"),
+        ("continual.learner.epochs=1", "raise continual.learner.epochs"),
     ],
 )
 def test_bad_continual_config_exits_2_naming_the_key(tmp_path, capsys, override, message):
