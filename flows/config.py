@@ -61,6 +61,14 @@ def compose(overrides: list[str] | tuple[str, ...] = ()):
         GlobalHydra.instance().clear()
 
 
+def compose_with_defaults(overrides: list[str], defaults: dict[str, str]):
+    """:func:`compose` with ``group=option`` of ``defaults`` added for each group the
+    overrides do not choose (e.g. ``{"federated": "default"}``)."""
+    chosen = {o.split("=")[0].lstrip("+~") for o in overrides}
+    extra = [f"{g}={v}" for g, v in defaults.items() if g not in chosen]
+    return compose([*extra, *overrides])
+
+
 def to_yaml(cfg) -> str:
     """The resolved config as YAML (saved in every run folder)."""
     from omegaconf import OmegaConf

@@ -18,7 +18,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.config import ConfigError, compose, to_group_config, to_settings, to_yaml
+from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings, to_yaml
 from flows.pipeline import options_to_overrides, report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.ingest import ingest_task
@@ -60,8 +60,7 @@ class ContinualResult(BaseModel):
 
 def compose_continual(overrides: list[str]):
     """The config of a continual run: ``continual=default`` unless chosen."""
-    chosen = {o.split("=")[0].lstrip("+~") for o in overrides}
-    return compose(([] if "continual" in chosen else ["continual=default"]) + list(overrides))
+    return compose_with_defaults(overrides, {"continual": "default"})
 
 
 @flow(name="continual", log_prints=True)

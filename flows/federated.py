@@ -19,7 +19,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.config import ConfigError, compose, to_group_config, to_settings, to_yaml
+from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings, to_yaml
 from flows.pipeline import model_spec, options_to_overrides, report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.ingest import ingest_task
@@ -61,9 +61,7 @@ class FederatedResult(BaseModel):
 
 def compose_federated(overrides: list[str]):
     """The config of a federated run: ``federated=default`` and ``model=mlp`` unless chosen."""
-    chosen = {o.split("=")[0].lstrip("+~") for o in overrides}
-    defaults = [f"{g}={v}" for g, v in (("federated", "default"), ("model", DEFAULT_MODEL))]
-    return compose([d for d in defaults if d.split("=")[0] not in chosen] + list(overrides))
+    return compose_with_defaults(overrides, {"federated": "default", "model": DEFAULT_MODEL})
 
 
 @flow(name="federated", log_prints=True)

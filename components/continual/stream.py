@@ -69,6 +69,35 @@ def create_learner(method: str, config: LearnerConfig | None = None, **kwargs) -
         raise ValueError(f"continual method {method!r}: {err}") from err
 
 
+def learn_stream(
+    learner: Learner,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    tasks: Sequence[Task],
+    on_task: Callable[[int, Learner, np.ndarray, np.ndarray], None] | None = None,
+) -> tuple[np.ndarray, list[dict]]:
+    """Run ``learner`` in this process through ``tasks``: learn task ``i``, fill ``R[i, :]``.
+
+    Args:
+        learner: a fresh learner.
+        data: ``(x_train, y_train, x_test, y_test)``; ``tasks`` index the training split.
+        tasks: the stream.
+        on_task: optional ``on_task(i, learner, x_task, y_task)`` after each task.
+
+    Returns:
+        The accuracy matrix ``R`` and each task's ``learn_task`` record.
+    """
+    x, y, x_test, y_test = data
+    R = np.zeros((len(tasks), len(tasks)))
+    records = []
+    for i, task in enumerate(tasks):
+        x_task, y_task = x[task.indices], y[task.indices]
+        records.append(learner.learn_task(x_task, y_task, task.classes))
+        R[i] = learner.evaluate(tasks, x_test, y_test)
+        if on_task is not None:
+            on_task(i, learner, x_task, y_task)
+    return R, records
+
+
 class StreamLearner:
     """One method's learner and the stream it meets (a Ray actor via :func:`learner_actor`).
 

@@ -19,30 +19,19 @@ import pytest
 from components.continual.learners import LearnerConfig, NCMLearner
 from components.continual.metrics import summary
 from components.continual.scenarios import class_incremental
-from components.continual.stream import METHODS, create_learner
-from components.data.reader import read_split
+from components.continual.stream import METHODS, create_learner, learn_stream
 
 CONFIG = LearnerConfig()
 
 
 @pytest.fixture(scope="module")
-def split_digits(digits_dataset):
-    x_train, y_train = read_split(digits_dataset, "train")
-    x_test, y_test = read_split(digits_dataset, "test")
-    tasks = class_incremental(y_train, 5, seed=0)
-    return x_train, y_train, x_test, y_test, tasks
+def split_digits(digits):
+    return (*digits, class_incremental(digits[1], 5, seed=0))
 
 
 def run_stream(learner, data):
     """Train on every task in order; return the accuracy matrix R and the per-task records."""
-    x_train, y_train, x_test, y_test, tasks = data
-    R = np.zeros((len(tasks), len(tasks)))
-    records = []
-    for i, task in enumerate(tasks):
-        idx = task.indices
-        records.append(learner.learn_task(x_train[idx], y_train[idx], task.classes))
-        R[i] = learner.evaluate(tasks, x_test, y_test)
-    return R, records
+    return learn_stream(learner, data[:4], data[4])
 
 
 @pytest.fixture(scope="module")

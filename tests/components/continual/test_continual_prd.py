@@ -19,29 +19,14 @@ import torch
 from components.continual.metrics import summary
 from components.continual.prd import PRD_CONFIG, PRDLearner, supcon_loss
 from components.continual.scenarios import class_incremental
-from components.data.reader import read_split
+from components.continual.stream import learn_stream
 
 SEEDS = (0, 1, 2)
 
 
-@pytest.fixture(scope="module")
-def digits(digits_dataset):
-    x_train, y_train = read_split(digits_dataset, "train")
-    x_test, y_test = read_split(digits_dataset, "test")
-    return x_train, y_train, x_test, y_test
-
-
 def run_stream(learner, digits, seed):
-    """Train on every task of the class order ``seed``; return R and the per-task records."""
-    x_train, y_train, x_test, y_test = digits
-    tasks = class_incremental(y_train, 5, seed=seed)
-    R = np.zeros((len(tasks), len(tasks)))
-    records = []
-    for i, task in enumerate(tasks):
-        idx = task.indices
-        records.append(learner.learn_task(x_train[idx], y_train[idx], task.classes))
-        R[i] = learner.evaluate(tasks, x_test, y_test)
-    return R, records
+    """R and the per-task records of ``learner`` on split digits in class order ``seed``."""
+    return learn_stream(learner, digits, class_incremental(digits[1], 5, seed=seed))
 
 
 @pytest.fixture(scope="module")
