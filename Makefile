@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sennflow-installed
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test lint bench stack stack-down clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+stack: $(STAMP)
+	$(BIN)/sennflow stack up
+
+stack-down: $(STAMP)
+	$(BIN)/sennflow stack down
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

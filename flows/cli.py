@@ -87,6 +87,24 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("run_dir", help="a finished run folder")
     explain.add_argument("overrides", nargs="*", help="e.g. explain.methods=all")
     explain.set_defaults(handler=_explain)
+    stack = sub.add_parser(
+        "stack",
+        help="start or stop the local stack: Prefect server, Ray head, served deployments",
+        description=(
+            "up: start a Prefect server (UI at http://127.0.0.1:4200), a Ray head and every "
+            "deployment of infra/prefect.yaml served from one process, all bound to 127.0.0.1; "
+            "down: stop exactly those processes; status: which are running. State and logs go "
+            "to .stack/. SENNFLOW_DATABASE_URL selects Prefect's database (default SQLite)."
+        ),
+    )
+    stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument("--state-dir", default=None, help="pid file and logs (default .stack)")
+    stack.add_argument("--prefect-port", type=int, default=4200)
+    stack.add_argument("--ray-port", type=int, default=6379)
+    stack.add_argument("--dashboard-port", type=int, default=8265)
+    stack.add_argument("--host", default="127.0.0.1", help="address the servers bind")
+    stack.add_argument("--no-serve", action="store_true", help="do not serve the deployments")
+    stack.set_defaults(handler=_stack)
     _add_group_command(
         sub,
         "federated",
@@ -320,6 +338,39 @@ def _group_flow(args: argparse.Namespace) -> int:
     except _input_errors() as err:
         return _fail(err)
     _print_result(result)
+    return 0
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from flows.stack import StackConfig, StackError, down, status, up
+
+    kwargs = {"state_dir": Path(args.state_dir)} if args.state_dir else {}
+    config = StackConfig(
+        host=args.host,
+        prefect_port=args.prefect_port,
+        ray_port=args.ray_port,
+        dashboard_port=args.dashboard_port,
+        serve=not args.no_serve,
+        **kwargs,
+    )
+    if args.action == "down":
+        stopped = down(config)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return 0
+    if args.action == "status":
+        for name, alive in status(config).items():
+            print(f"{name}: {'running' if alive else 'stopped'}")
+        return 0
+    try:
+        pids = up(config)
+    except StackError as err:
+        return _fail(err)
+    print(f"started {', '.join(f'{n} (pid {p})' for n, p in pids.items())}")
+    print(f"Prefect UI:     http://{config.host}:{config.prefect_port}")
+    print(f"Ray dashboard:  http://{config.host}:{config.dashboard_port}")
+    print(
+        f"use it:         export PREFECT_API_URL={config.api_url} RAY_ADDRESS={config.ray_address}"
+    )
     return 0
 
 

@@ -14,9 +14,13 @@ _RAY_ENV_DEFAULTS = {
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (``"auto"``, ``"ray://host:port"``) or start a local Ray.
+    """Connect to ``address`` (``"auto"``, ``"host:port"``, ``"ray://host:port"``), else to
+    ``$RAY_ADDRESS`` (set by ``sennflow stack up`` for its served runs), else start a new local
+    Ray with ``num_cpus``.
 
-    A no-op when Ray is already initialised in this process (tests share one instance).
+    A new local Ray is started explicitly (``address="local"``): left to itself ``ray.init()``
+    would join whatever cluster ``ray start`` last started on this machine. A no-op when Ray is
+    already initialised in this process (tests share one instance).
     """
     import ray
 
@@ -26,7 +30,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         os.environ.setdefault(key, value)
     env_vars = {k: os.environ[k] for k in _RAY_ENV_DEFAULTS}
     kwargs: dict = {"runtime_env": {"env_vars": env_vars}, "log_to_driver": True}
+    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)

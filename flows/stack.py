@@ -1,0 +1,280 @@
+"""The local stack: a Prefect server, a Ray head and the served deployments, as one unit.
+
+``sennflow stack up`` (``make stack``) starts, each in its own process group and bound to
+127.0.0.1 unless told otherwise:
+
+1. ``prefect server start`` (SQLite in the state folder by default; set
+   ``SENNFLOW_DATABASE_URL=postgresql+asyncpg://user:pass@host/db`` for Postgres);
+2. ``ray start --head --block`` (token authentication stays on, the dashboard on 127.0.0.1);
+3. ``python -m flows.serve``: every deployment of ``infra/prefect.yaml`` registered with that
+   server, its runs executed against that Ray head.
+
+Their pids go to ``<state>/pids.json`` and their logs to ``<state>/<name>.log``;
+``sennflow stack down`` (``make stack-down``) stops exactly those process groups (SIGINT, then
+SIGTERM and SIGKILL after grace periods) and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class StackError(RuntimeError):
+    """The stack cannot start or stop as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack keeps its state and which addresses it binds.
+
+    Attributes:
+        state_dir: pid file, logs and the SQLite database.
+        host: the address every server binds (keep 127.0.0.1 unless others must reach it).
+        prefect_port: the Prefect API and UI.
+        ray_port: the Ray head's GCS port.
+        dashboard_port: the Ray dashboard.
+        database_url: Prefect's database; None: SQLite in ``state_dir``.
+        serve: also serve the deployments.
+        ray_cpus: CPUs the Ray head offers (None: all).
+    """
+
+    state_dir: Path = field(default_factory=lambda: ROOT / ".stack")
+    host: str = "127.0.0.1"
+    prefect_port: int = 4200
+    ray_port: int = 6379
+    dashboard_port: int = 8265
+    database_url: str | None = None
+    serve: bool = True
+    ray_cpus: int | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.prefect_port}/api"
+
+    @property
+    def ray_address(self) -> str:
+        return f"{self.host}:{self.ray_port}"
+
+
+def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
+    """Start the stack and return ``{name: pid}``; on any failure stop what was started."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    running = _alive(read_pids(config))
+    if running:
+        raise StackError(
+            f"the stack in {config.state_dir} is already running ({running}); "
+            "run 'sennflow stack down' first"
+        )
+    for port in (config.prefect_port, config.ray_port, config.dashboard_port):
+        if _port_open(config.host, port):
+            raise StackError(f"port {port} on {config.host} is already in use")
+    pids: dict[str, int] = {}
+    try:
+        pids["prefect"] = _start(config, "prefect", _prefect_command(config), _prefect_env(config))
+        _write_pids(config, pids)
+        _wait_http(f"{config.api_url}/health", timeout_s, config, "prefect")
+        pids["ray"] = _start(config, "ray", _ray_command(config), _ray_env())
+        _write_pids(config, pids)
+        _wait_port(config.host, config.ray_port, timeout_s, config, "ray")
+        _wait_port(config.host, config.dashboard_port, timeout_s, config, "ray")
+        if config.serve:
+            pids["serve"] = _start(
+                config, "serve", [sys.executable, "-m", "flows.serve"], env(config)
+            )
+            _write_pids(config, pids)
+    except BaseException:
+        down(config)
+        raise
+    return pids
+
+
+def down(config: StackConfig, grace_s: float = 20.0) -> list[str]:
+    """Stop the process groups in the pid file (newest first); return the names stopped."""
+    pids = read_pids(config)
+    stopped = []
+    for name, pid in reversed(list(pids.items())):
+        if _stop_group(pid, grace_s):
+            stopped.append(name)
+    pid_file(config).unlink(missing_ok=True)
+    return stopped
+
+
+def status(config: StackConfig) -> dict[str, bool]:
+    """``{name: alive}`` of every process in the pid file."""
+    return {name: _is_alive(pid) for name, pid in read_pids(config).items()}
+
+
+def env(config: StackConfig) -> dict[str, str]:
+    """The environment flows need to use this stack: its API URL and Ray address (``ray.init``
+    joins ``RAY_ADDRESS``, so every served run trains on the stack's Ray head)."""
+    return {
+        **_ray_env(),
+        "PREFECT_API_URL": config.api_url,
+        "RAY_ADDRESS": config.ray_address,
+        "SENNFLOW_RAY_ADDRESS": config.ray_address,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+
+
+def pid_file(config: StackConfig) -> Path:
+    return config.state_dir / "pids.json"
+
+
+def read_pids(config: StackConfig) -> dict[str, int]:
+    path = pid_file(config)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_pids(config: StackConfig, pids: dict[str, int]) -> None:
+    pid_file(config).write_text(json.dumps(pids))
+
+
+def _prefect_command(config: StackConfig) -> list[str]:
+    prefect = Path(sys.executable).with_name("prefect")
+    return [
+        str(prefect),
+        "server",
+        "start",
+        "--host",
+        config.host,
+        "--port",
+        str(config.prefect_port),
+    ]
+
+
+def _prefect_env(config: StackConfig) -> dict[str, str]:
+    database = config.database_url or os.environ.get("SENNFLOW_DATABASE_URL")
+    database = database or f"sqlite+aiosqlite:///{(config.state_dir / 'prefect.db').resolve()}"
+    return {
+        **os.environ,
+        "PREFECT_API_DATABASE_CONNECTION_URL": database,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": config.api_url,
+    }
+
+
+def _ray_env() -> dict[str, str]:
+    """Token authentication on, for the head and for every driver that joins it: the token
+    is ``RAY_AUTH_TOKEN`` if set, else the one Ray keeps in ``~/.ray/auth_token``."""
+    return {**os.environ, "RAY_AUTH_MODE": "token"}
+
+
+def _ray_command(config: StackConfig) -> list[str]:
+    ray = Path(sys.executable).with_name("ray")
+    command = [
+        str(ray), "start", "--head", "--block",
+        "--port", str(config.ray_port),
+        "--node-ip-address", config.host,
+        "--dashboard-host", config.host,
+        "--dashboard-port", str(config.dashboard_port),
+    ]  # fmt: skip
+    if config.ray_cpus is not None:
+        command += ["--num-cpus", str(config.ray_cpus)]
+    return command
+
+
+def _start(config: StackConfig, name: str, command: list[str], environment: dict) -> int:
+    log = (config.state_dir / f"{name}.log").open("ab")
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: stopped as one, and only it
+    )
+    return process.pid
+
+
+def _wait_http(url: str, timeout_s: float, config: StackConfig, name: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _check_started(config, name)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise StackError(f"{name} did not answer at {url} within {timeout_s} s; see its log")
+
+
+def _wait_port(host: str, port: int, timeout_s: float, config: StackConfig, name: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _check_started(config, name)
+        if _port_open(host, port):
+            return
+        time.sleep(0.5)
+    raise StackError(f"{name} did not listen on {host}:{port} within {timeout_s} s")
+
+
+def _check_started(config: StackConfig, name: str) -> None:
+    pid = read_pids(config).get(name)
+    if pid is not None and not _is_alive(pid):
+        log = config.state_dir / f"{name}.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise StackError(f"{name} exited while starting; the end of {log}:\n{tail}")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our exited child
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _alive(pids: dict[str, int]) -> dict[str, int]:
+    return {name: pid for name, pid in pids.items() if _is_alive(pid)}
+
+
+def _stop_group(pid: int, grace_s: float) -> bool:
+    """Stop the process group led by ``pid``: SIGINT (each server shuts down cleanly; the
+    served deployments pause), SIGTERM after ``grace_s``, SIGKILL 5 s later."""
+    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return sig is not signal.SIGINT  # gone: stopped now, or was never running
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not _group_alive(pid):
+                return True
+            time.sleep(0.2)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    _is_alive(pgid)  # reap the leader if it is our child
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,158 @@
+"""The local stack (``sennflow stack up`` / ``down``) against its real parts on loopback.
+
+One test drives the whole life of a stack on free ports: a real Prefect server, a Ray head and
+the served deployments of ``infra/prefect.yaml``; the tiny pipeline is triggered through the
+Prefect API, runs on the stack's Ray head, and leaves its artifacts and run folder; a run with
+an invalid parameter is refused by the server; ``down`` stops exactly the started processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flows.stack import StackConfig, down, read_pids, status, up
+
+pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(pgid: int) -> set[tuple[str, int]]:
+    """(address, port) of every listening socket of the processes in group ``pgid``."""
+    found = set()
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) != pgid:
+                continue
+            found |= {
+                (c.laddr.ip, c.laddr.port)
+                for c in process.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            }
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return found
+
+
+@pytest.fixture
+def stack(tmp_path):
+    config = StackConfig(
+        state_dir=tmp_path / "stack",
+        prefect_port=free_port(),
+        ray_port=free_port(),
+        dashboard_port=free_port(),
+        ray_cpus=2,
+    )
+    up(config)
+    try:
+        yield config
+    finally:
+        down(config)
+
+
+def run_deployment_via_api(config: StackConfig, name: str, parameters: dict):
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def run():
+        async with get_client() as client:
+            await wait_for_deployment(client, name)
+            flow_run = await run_deployment(name, parameters=parameters, timeout=600)
+            artifacts = await client.read_artifacts()
+            return flow_run, [a for a in artifacts if a.flow_run_id == flow_run.id]
+
+    with temporary_settings({PREFECT_API_URL: config.api_url}):
+        return asyncio.run(run())
+
+
+async def wait_for_deployment(client, name: str, timeout_s: float = 120.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await client.read_deployment_by_name(name)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
+
+
+def test_stack_serves_the_deployments_and_runs_the_pipeline_from_the_api(stack, tmp_path):
+    pids = read_pids(stack)
+    assert set(pids) == {"prefect", "ray", "serve"} and all(status(stack).values())
+    # the servers the stack starts bind to loopback
+    prefect_sockets = listening(pids["prefect"])
+    assert ("127.0.0.1", stack.prefect_port) in prefect_sockets
+    assert all(ip == "127.0.0.1" for ip, _ in prefect_sockets)
+    ray_sockets = listening(pids["ray"])
+    assert ("127.0.0.1", stack.dashboard_port) in ray_sockets
+    assert not any(port == stack.dashboard_port and ip != "127.0.0.1" for ip, port in ray_sockets)
+
+    runs = tmp_path / "runs"
+    overrides = ["experiment=tiny", f"run.root={runs}", f"run.cache_dir={tmp_path / 'cache'}"]
+    flow_run, artifacts = run_deployment_via_api(
+        stack, "pipeline/digits-proto-ae", {"overrides": overrides}
+    )
+    assert flow_run.state.is_completed(), flow_run.state
+    (run_dir,) = (runs / "pipeline").iterdir()
+    assert (run_dir / "report.html").is_file() and (run_dir / "metrics.json").is_file()
+    keys = {a.key for a in artifacts}
+    assert any(k.startswith("report-") for k in keys) and any(
+        k.startswith("metrics-") for k in keys
+    )
+    report = next(a for a in artifacts if a.key.startswith("report-"))
+    assert "test_accuracy" in report.data and str(run_dir) in report.data
+
+
+def test_invalid_parameters_are_refused_at_run_creation(stack):
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def create(parameters):
+        async with get_client() as client:
+            deployment = await wait_for_deployment(client, "sweep/nightly-sweep")
+            assert [s.schedule.cron for s in deployment.schedules] == ["0 2 * * *"]
+            assert deployment.schedules[0].schedule.timezone == "UTC"
+            return await client.create_flow_run_from_deployment(
+                deployment.id, parameters=parameters
+            )
+
+    with (
+        temporary_settings({PREFECT_API_URL: stack.api_url}),
+        pytest.raises(PrefectHTTPStatusError, match="409|422|Validation"),
+    ):
+        asyncio.run(create({"options": {"method": "grid"}}))
+
+
+def test_down_stops_exactly_what_up_started(tmp_path):
+    config = StackConfig(
+        state_dir=tmp_path / "stack",
+        prefect_port=free_port(),
+        ray_port=free_port(),
+        dashboard_port=free_port(),
+        serve=False,
+        ray_cpus=1,
+    )
+    bystander = psutil.Popen(["sleep", "60"])  # a process the stack did not start
+    try:
+        pids = up(config)
+        assert down(config) == ["ray", "prefect"]
+        for pid in pids.values():
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        assert not Path(config.state_dir / "pids.json").exists()
+        assert bystander.is_running()
+    finally:
+        bystander.kill()
+        down(config)
