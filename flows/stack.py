@@ -16,6 +16,7 @@ SIGTERM and SIGKILL after grace periods) and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -88,6 +89,7 @@ def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
         _write_pids(config, pids)
         _wait_port(config.host, config.ray_port, timeout_s, config, "ray")
         _wait_port(config.host, config.dashboard_port, timeout_s, config, "ray")
+        _wait_ray_started(config, timeout_s)
         if config.serve:
             pids["serve"] = _start(
                 config, "serve", [sys.executable, "-m", "flows.serve"], env(config)
@@ -106,8 +108,42 @@ def down(config: StackConfig, grace_s: float = 20.0) -> list[str]:
     for name, pid in reversed(list(pids.items())):
         if _stop_group(pid, grace_s):
             stopped.append(name)
+    if "ray" in pids:
+        _forget_ray_address(config)
     pid_file(config).unlink(missing_ok=True)
     return stopped
+
+
+def _ray_address_file() -> Path:
+    """Ray's "current cluster" file: ``ray start`` writes the head's address there once the
+    node is up, and ``address="auto"`` is resolved through it."""
+    from ray._common.utils import get_ray_address_file
+
+    return Path(get_ray_address_file(None))
+
+
+def _names_our_head(config: StackConfig) -> bool:
+    try:
+        return _ray_address_file().read_text().strip().endswith(f":{config.ray_port}")
+    except OSError:
+        return False
+
+
+def _wait_ray_started(config: StackConfig, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _names_our_head(config):
+        _check_started(config, "ray")
+        if time.monotonic() > deadline:
+            raise StackError(f"ray start did not finish within {timeout_s} s; see its log")
+        time.sleep(0.2)
+
+
+def _forget_ray_address(config: StackConfig) -> None:
+    """Remove the "current cluster" file if it names our head, as ``ray stop`` would: left
+    behind, it sends ``address="auto"`` to a cluster that no longer exists (and it hangs)."""
+    if _names_our_head(config):
+        with contextlib.suppress(OSError):
+            _ray_address_file().unlink()
 
 
 def status(config: StackConfig) -> dict[str, bool]:

@@ -148,7 +148,10 @@ def test_down_stops_exactly_what_up_started(tmp_path):
     bystander = psutil.Popen(["sleep", "60"])  # a process the stack did not start
     try:
         pids = up(config)
+        address_file = Path("/tmp/ray/ray_current_cluster")
+        assert address_file.read_text().endswith(f":{config.ray_port}")
         assert down(config) == ["ray", "prefect"]
+        assert not address_file.exists()  # as `ray stop` leaves it: no stale "auto" address
         for pid in pids.values():
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
         assert not Path(config.state_dir / "pids.json").exists()
