@@ -58,7 +58,9 @@ _DEFINITIONS = (
     (
         "forward transfer",
         "mean over j > 0 of R[j-1, j] - b_j, where b_j is a random-init model's accuracy on "
-        "task j (Lopez-Paz & Ranzato 2017); n/a when b was not measured",
+        "task j (Lopez-Paz & Ranzato 2017); n/a when b was not measured. In class-incremental "
+        "learning R[j-1, j] is 0 (an unseen class is never predicted), so it is -mean(b_j) for "
+        "every method and does not rank them",
     ),
     (
         "forgetting",
