@@ -41,6 +41,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/push_cost.py
 	$(BIN)/python bench/stn_vs_grid.py
 	$(BIN)/python bench/asha_vs_random.py
+	$(BIN)/python bench/explain_throughput.py
+	$(BIN)/python bench/federated_rounds.py
+	$(BIN)/python bench/orchestration_overhead.py
 
 clean-venv:
 	rm -rf $(VENV)
