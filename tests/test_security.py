@@ -1,0 +1,58 @@
+"""Security rules of issue 7 that hold for the whole tree.
+
+- Hydra's ``_target_`` instantiation imports and calls whatever a config names, so a config (or a
+  command-line override) could run arbitrary code. The project never instantiates from config:
+  no config file holds ``_target_`` and no module calls ``hydra.utils.instantiate``/``call``;
+  configs become typed dataclasses instead (``flows/config.py``).
+- Checkpoints are read without unpickling code (``tests/components/training/
+  test_training_checkpoint.py``), and every server the stack starts binds to 127.0.0.1
+  (``tests/flows/test_flows_stack.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = [
+    p for folder in ("components", "tasks", "flows", "bench") for p in (ROOT / folder).rglob("*.py")
+]
+
+
+def keys(node) -> set[str]:
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in keys(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in keys(v)}
+    return set()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "conf").rglob("*.yaml")), ids=str)
+def test_no_config_instantiates_objects(path):
+    assert "_target_" not in keys(yaml.safe_load(path.read_text()) or {})
+
+
+def instantiating_calls(path: Path) -> list[str]:
+    """``instantiate``/``call`` imported from hydra, or ``hydra.utils.instantiate(...)``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hydra"):
+            found += [a.name for a in node.names if a.name in ("instantiate", "call")]
+        if isinstance(node, ast.Attribute) and node.attr == "instantiate":
+            found.append(ast.unparse(node))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(CODE), ids=str)
+def test_no_module_instantiates_from_config(path):
+    assert not instantiating_calls(path)
+
+
+def test_the_check_catches_an_instantiating_module(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from hydra.utils import instantiate\nx = hydra.utils.instantiate(cfg)\n")
+    assert instantiating_calls(bad) == ["instantiate", "hydra.utils.instantiate"]
