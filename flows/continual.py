@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings, to_yaml
-from flows.pipeline import options_to_overrides, report_data
+from flows.pipeline import PipelineResult, options_to_overrides, report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.ingest import ingest_task
 from tasks.report import report_task
@@ -50,12 +50,8 @@ class ContinualOptions(BaseModel):
         return options_to_overrides(self, keys)
 
 
-class ContinualResult(BaseModel):
-    """What a finished continual run returns (also printed by the CLI)."""
-
-    run_dir: str
-    report: str
-    headline: dict[str, float | int | str]
+class ContinualResult(PipelineResult):
+    """What a continual run returns: run folder, report, headline (the CLI prints it)."""
 
 
 def compose_continual(overrides: list[str]):

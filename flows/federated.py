@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings, to_yaml
-from flows.pipeline import model_spec, options_to_overrides, report_data
+from flows.pipeline import PipelineResult, model_spec, options_to_overrides, report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.ingest import ingest_task
 from tasks.report import report_task
@@ -51,12 +51,8 @@ class FederatedOptions(BaseModel):
         return options_to_overrides(self, keys)
 
 
-class FederatedResult(BaseModel):
-    """What a finished federated run returns (also printed by the CLI)."""
-
-    run_dir: str
-    report: str
-    headline: dict[str, float | int | str]
+class FederatedResult(PipelineResult):
+    """What a federated run returns: run folder, report, headline (the CLI prints it)."""
 
 
 def compose_federated(overrides: list[str]):
