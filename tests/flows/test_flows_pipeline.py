@@ -49,9 +49,13 @@ def test_tiny_pipeline_writes_a_complete_run_folder(prefect_harness, ray_session
     assert "Recommended for this model and data" in html
     assert f"{result.headline['test_accuracy']:.4f}" in html
 
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    # this run's artifacts (the session's shared server holds every test's)
+    run_key = ArtifactFilterKey(like_=run_dir.name.lower())
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts()}
-    assert any(k.startswith("report-") and run_dir.name[:15] in k for k in keys)
+        keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=run_key))}
+    assert {f"report-{run_dir.name.lower()}", f"metrics-{run_dir.name.lower()}"} <= keys
 
 
 def test_a_bad_override_fails_before_any_run_folder_is_made(prefect_harness, tmp_path):

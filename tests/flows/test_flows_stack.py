@@ -63,6 +63,7 @@ def stack(tmp_path):
 
 def run_deployment_via_api(config: StackConfig, name: str, parameters: dict):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -70,8 +71,10 @@ def run_deployment_via_api(config: StackConfig, name: str, parameters: dict):
         async with get_client() as client:
             await wait_for_deployment(client, name)
             flow_run = await run_deployment(name, parameters=parameters, timeout=600)
-            artifacts = await client.read_artifacts()
-            return flow_run, [a for a in artifacts if a.flow_run_id == flow_run.id]
+            artifacts = await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+            )
+            return flow_run, artifacts
 
     with temporary_settings({PREFECT_API_URL: config.api_url}):
         return asyncio.run(run())
