@@ -44,7 +44,7 @@ def test_prototype_averaging_beats_fedavg_with_far_fewer_bytes(
     assert [len(s["rounds"]) for s in (protos, fedavg)] == [5, 5]
     assert all(len(c["classes"]) == 2 for c in report["clients"])  # disjoint: 10 classes / 5
     assert protos["final_accuracy"] >= 0.85  # measured 0.892
-    assert protos["final_accuracy"] >= fedavg["final_accuracy"]  # FedAvg measured 0.68
+    assert protos["final_accuracy"] >= fedavg["final_accuracy"]  # FedAvg measured 0.807
     # Merged prototypes are the centralised class means of the embedding (the standardised
     # input for the mlp), so the merged accuracy is the centralised nearest-mean accuracy.
     x, y = read_split(digits_dataset, "train")
