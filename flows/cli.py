@@ -7,6 +7,7 @@ Heavy frameworks (torch, Ray, Prefect) are imported only once a command really r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -276,14 +277,11 @@ def _run_sweep(overrides: list[str], resume: bool, num_trials: int) -> int:
     from flows.progress import trial_progress
     from flows.sweep import sweep
 
-    try:
-        with trial_progress(num_trials):
-            result = sweep(overrides=overrides, resume=resume)
-    except _input_errors() as err:
-        return _fail(err)
-    print(f"best configuration ({result.method}): {result.best_config}")
-    _print_result(result)
-    return 0
+    return _run_flow(
+        lambda: sweep(overrides=overrides, resume=resume),
+        trial_progress(num_trials),
+        lambda result: f"best configuration ({result.method}): {result.best_config}",
+    )
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -294,13 +292,11 @@ def _explain(args: argparse.Namespace) -> int:
         to_settings(load_run_config(Path(args.run_dir), args.overrides))
     except ConfigError as err:
         return _fail(err)
-    try:
-        result = explain_run(run_dir=args.run_dir, overrides=args.overrides)
-    except _input_errors() as err:
-        return _fail(err)
-    print(f"re-explained {result.source}")
-    _print_result(result)
-    return 0
+    return _run_flow(
+        lambda: explain_run(run_dir=args.run_dir, overrides=args.overrides),
+        contextlib.nullcontext(),
+        lambda result: f"re-explained {result.source}",
+    )
 
 
 def _group_flow(args: argparse.Namespace) -> int:
@@ -332,13 +328,7 @@ def _group_flow(args: argparse.Namespace) -> int:
         title, totals = "tasks", dict.fromkeys(config.methods, config.num_tasks)
         if config.federated_clients:
             totals["federated"] = config.num_tasks
-    try:
-        with step_progress(title, totals):
-            result = flow(overrides=args.overrides)
-    except _input_errors() as err:
-        return _fail(err)
-    _print_result(result)
-    return 0
+    return _run_flow(lambda: flow(overrides=args.overrides), step_progress(title, totals))
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -386,11 +376,19 @@ def _run_pipeline(overrides: list[str], epochs: int) -> int:
     from flows.pipeline import pipeline
     from flows.progress import epoch_progress
 
+    return _run_flow(lambda: pipeline(overrides=overrides), epoch_progress(epochs))
+
+
+def _run_flow(call, progress, intro=None) -> int:
+    """Run ``call()`` (a flow) inside ``progress``; input errors exit 2, else print the result
+    (after ``intro(result)`` when given)."""
     try:
-        with epoch_progress(epochs):
-            result = pipeline(overrides=overrides)
+        with progress:
+            result = call()
     except _input_errors() as err:
         return _fail(err)
+    if intro is not None:
+        print(intro(result))
     _print_result(result)
     return 0
 
