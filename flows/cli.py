@@ -90,10 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     explain.set_defaults(handler=_explain)
     stack = sub.add_parser(
         "stack",
-        help="start or stop the local stack: Prefect server, Ray head, served deployments",
+        help="start or stop the local stack: Prefect, MLflow, Ray head, served deployments",
         description=(
-            "up: start a Prefect server (UI at http://127.0.0.1:4200), a Ray head and every "
-            "deployment of infra/prefect.yaml served from one process, all bound to 127.0.0.1; "
+            "up: start a Prefect server (UI at http://127.0.0.1:4200), an MLflow tracking server "
+            "(http://127.0.0.1:5000), a Ray head and every deployment of infra/prefect.yaml "
+            "served from one process, all bound to 127.0.0.1; "
             "down: stop exactly those processes; status: which are running. State and logs go "
             "to .stack/. SENNFLOW_DATABASE_URL selects Prefect's database (default SQLite)."
         ),
@@ -103,8 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--prefect-port", type=int, default=4200)
     stack.add_argument("--ray-port", type=int, default=6379)
     stack.add_argument("--dashboard-port", type=int, default=8265)
+    stack.add_argument("--mlflow-port", type=int, default=5000)
     stack.add_argument("--host", default="127.0.0.1", help="address the servers bind")
     stack.add_argument("--no-serve", action="store_true", help="do not serve the deployments")
+    stack.add_argument("--no-mlflow", action="store_true", help="no MLflow tracking server")
     stack.set_defaults(handler=_stack)
     _add_group_command(
         sub,
@@ -340,7 +343,9 @@ def _stack(args: argparse.Namespace) -> int:
         prefect_port=args.prefect_port,
         ray_port=args.ray_port,
         dashboard_port=args.dashboard_port,
+        mlflow_port=args.mlflow_port,
         serve=not args.no_serve,
+        mlflow=not args.no_mlflow,
         **kwargs,
     )
     if args.action == "down":
@@ -358,6 +363,8 @@ def _stack(args: argparse.Namespace) -> int:
     print(f"started {', '.join(f'{n} (pid {p})' for n, p in pids.items())}")
     print(f"Prefect UI:     http://{config.host}:{config.prefect_port}")
     print(f"Ray dashboard:  http://{config.host}:{config.dashboard_port}")
+    if config.mlflow:
+        print(f"MLflow UI:      {config.tracking_uri}  (runs with tracking=mlflow log here)")
     print(
         f"use it:         export PREFECT_API_URL={config.api_url} RAY_ADDRESS={config.ray_address}"
     )

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("data", "model", "train", "explain", "search", "federated", "continual", "experiment")
+GROUPS = (
+    "data",
+    "model",
+    "train",
+    "explain",
+    "search",
+    "federated",
+    "continual",
+    "tracking",
+    "experiment",
+)
 
 
 class ConfigError(ValueError):
@@ -41,6 +51,7 @@ class PipelineSettings:
     explain: object  # components.explain.config.ExplainConfig
     run: RunSettings
     seed: int
+    tracking: object = None  # components.tracking.TrackingConfig (None: tracking off)
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()):
@@ -112,7 +123,16 @@ def to_settings(cfg) -> PipelineSettings:
         explain=explain,
         run=run,
         seed=seed,
+        tracking=to_tracking_config(raw.get("tracking")),
     )
+
+
+def to_tracking_config(raw: dict | None):
+    """The ``tracking`` group as ``TrackingConfig`` (runs saved before tracking existed have
+    none: tracking off); ``ConfigError`` names the offending key."""
+    from components.tracking.config import TrackingConfig
+
+    return _build("tracking", TrackingConfig, raw or {})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
 from tasks.report import report_task
+from tasks.tracking import track_task
 from tasks.train import train_task
 
 DataSource = Literal["digits", "breast_cancer", "wine", "synthetic", "parts", "parquet", "csv"]
@@ -34,6 +35,8 @@ class PipelineOptions(BaseModel):
     num_workers: int | None = Field(None, ge=1, description="Ray Train workers")
     use_gpu: bool | None = None
     seed: int | None = None
+    tracking: Literal["none", "mlflow"] | None = Field(None, description="log to MLflow")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (tracking=mlflow)")
 
     def to_overrides(self) -> list[str]:
         """The Hydra overrides these options stand for."""
@@ -46,6 +49,8 @@ class PipelineOptions(BaseModel):
             "num_workers": "train.num_workers",
             "use_gpu": "train.use_gpu",
             "seed": "seed",
+            "tracking": "tracking",
+            "tracking_uri": "tracking.uri",
         }
         return options_to_overrides(self, keys)
 
@@ -86,10 +91,14 @@ def pipeline(
 
     headline = {**headline_metrics(test, outcome), **explanation_headline(explanations)}
     write_json(run_dir / "metrics.json", _metrics_json(test, outcome, dataset))
-    report = report_task(
-        run_dir,
-        report_data(s, run_dir, cfg, meta, dataset, outcome.history, test, explanations, headline),
+    data = report_data(
+        s, run_dir, cfg, meta, dataset, outcome.history, test, explanations, headline
     )
+    data.training = {"resumed_at": outcome.resumed_at, "attempts": outcome.attempts}
+    report = report_task(run_dir, data)
+    if s.tracking.enabled:
+        history, model = outcome.history, outcome.best_checkpoint
+        track_task(s.tracking, s.run.root, run_dir, "pipeline", history, headline, model)
     return PipelineResult(run_dir=str(run_dir), report=str(report), headline=headline)
 
 
@@ -149,6 +158,7 @@ def _metrics_json(test: dict, outcome, dataset) -> dict:
             "best_val_loss": outcome.best_val_loss,
             "stopped_early": outcome.stopped_early,
             "resumed_at": outcome.resumed_at,
+            "attempts": outcome.attempts,
             "history": outcome.history,
         },
         "data": {

@@ -5,8 +5,10 @@
 
 1. ``prefect server start`` (SQLite in the state folder by default; set
    ``SENNFLOW_DATABASE_URL=postgresql+asyncpg://user:pass@host/db`` for Postgres);
-2. ``ray start --head --block`` (token authentication stays on, the dashboard on 127.0.0.1);
-3. ``python -m flows.serve``: every deployment of ``infra/prefect.yaml`` registered with that
+2. ``mlflow server`` (SQLite and artifacts in the state folder), the tracking server of the
+   served runs (``MLFLOW_TRACKING_URI``: ``tracking=mlflow`` logs there);
+3. ``ray start --head --block`` (token authentication stays on, the dashboard on 127.0.0.1);
+4. ``python -m flows.serve``: every deployment of ``infra/prefect.yaml`` registered with that
    server, its runs executed against that Ray head.
 
 Their pids go to ``<state>/pids.json`` and their logs to ``<state>/<name>.log``;
@@ -45,8 +47,10 @@ class StackConfig:
         prefect_port: the Prefect API and UI.
         ray_port: the Ray head's GCS port.
         dashboard_port: the Ray dashboard.
+        mlflow_port: the MLflow tracking server (UI and API).
         database_url: Prefect's database; None: SQLite in ``state_dir``.
         serve: also serve the deployments.
+        mlflow: also start the MLflow tracking server.
         ray_cpus: CPUs the Ray head offers (None: all).
     """
 
@@ -55,8 +59,10 @@ class StackConfig:
     prefect_port: int = 4200
     ray_port: int = 6379
     dashboard_port: int = 8265
+    mlflow_port: int = 5000
     database_url: str | None = None
     serve: bool = True
+    mlflow: bool = True
     ray_cpus: int | None = None
 
     @property
@@ -66,6 +72,19 @@ class StackConfig:
     @property
     def ray_address(self) -> str:
         return f"{self.host}:{self.ray_port}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    def ports(self) -> list[int]:
+        """Every port the stack will listen on."""
+        return [
+            self.prefect_port,
+            *([self.mlflow_port] if self.mlflow else []),
+            self.ray_port,
+            self.dashboard_port,
+        ]
 
 
 def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
@@ -77,7 +96,7 @@ def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
             f"the stack in {config.state_dir} is already running ({running}); "
             "run 'sennflow stack down' first"
         )
-    for port in (config.prefect_port, config.ray_port, config.dashboard_port):
+    for port in config.ports():
         if _port_open(config.host, port):
             raise StackError(f"port {port} on {config.host} is already in use")
     pids: dict[str, int] = {}
@@ -85,6 +104,10 @@ def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
         pids["prefect"] = _start(config, "prefect", _prefect_command(config), _prefect_env(config))
         _write_pids(config, pids)
         _wait_http(f"{config.api_url}/health", timeout_s, config, "prefect")
+        if config.mlflow:
+            pids["mlflow"] = _start(config, "mlflow", _mlflow_command(config), dict(os.environ))
+            _write_pids(config, pids)
+            _wait_http(f"{config.tracking_uri}/health", timeout_s, config, "mlflow")
         pids["ray"] = _start(config, "ray", _ray_command(config), _ray_env())
         _write_pids(config, pids)
         _wait_port(config.host, config.ray_port, timeout_s, config, "ray")
@@ -152,10 +175,13 @@ def status(config: StackConfig) -> dict[str, bool]:
 
 
 def env(config: StackConfig) -> dict[str, str]:
-    """The environment flows need to use this stack: its API URL and Ray address (``ray.init``
-    joins ``RAY_ADDRESS``, so every served run trains on the stack's Ray head)."""
+    """The environment flows need to use this stack: its API URL, Ray address (``ray.init``
+    joins ``RAY_ADDRESS``, so every served run trains on the stack's Ray head) and tracking
+    server."""
+    tracking = {"MLFLOW_TRACKING_URI": config.tracking_uri} if config.mlflow else {}
     return {
         **_ray_env(),
+        **tracking,
         "PREFECT_API_URL": config.api_url,
         "RAY_ADDRESS": config.ray_address,
         "SENNFLOW_RAY_ADDRESS": config.ray_address,
@@ -198,6 +224,14 @@ def _prefect_env(config: StackConfig) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_API_URL": config.api_url,
     }
+
+
+def _mlflow_command(config: StackConfig) -> list[str]:
+    from components.tracking.server import server_command
+
+    state = config.state_dir / "mlflow"
+    state.mkdir(parents=True, exist_ok=True)
+    return server_command(state, host=config.host, port=config.mlflow_port)
 
 
 def _ray_env() -> dict[str, str]:

@@ -22,6 +22,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from components.data.staging import join
 from components.models.nas_ops import PRIMITIVES
 from flows.config import ConfigError, compose, to_search_settings, to_settings, to_yaml
 from flows.pipeline import (
@@ -37,6 +38,7 @@ from tasks.explain import explain_task
 from tasks.ingest import ingest_task
 from tasks.report import report_task
 from tasks.search import search_task
+from tasks.tracking import track_task
 from tasks.train import train_task
 
 SearchMethod = Literal["asha", "pbt", "optuna", "random", "stn", "darts", "random_ws"]
@@ -58,6 +60,8 @@ class SweepOptions(BaseModel):
     epochs: int | None = Field(None, ge=1, description="epochs per trial and for the retrain")
     num_workers: int | None = Field(None, ge=1, description="Ray Train workers per trial")
     seed: int | None = None
+    tracking: Literal["none", "mlflow"] | None = Field(None, description="log to MLflow")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (tracking=mlflow)")
 
     def to_overrides(self) -> list[str]:
         """The Hydra overrides these options stand for."""
@@ -71,6 +75,8 @@ class SweepOptions(BaseModel):
             "epochs": "train.epochs",
             "num_workers": "train.num_workers",
             "seed": "seed",
+            "tracking": "tracking",
+            "tracking_uri": "tracking.uri",
         }
         return options_to_overrides(self, keys)
 
@@ -126,7 +132,7 @@ def sweep(
     dataset = ingest_task(s.data, s.run.cache_dir)
     spec = model_spec(s, dataset.meta)
     storage = (
-        Path(s.run.ray_storage_path) / "sweep" / run_dir.name if s.run.ray_storage_path else run_dir
+        join(s.run.ray_storage_path, "sweep", run_dir.name) if s.run.ray_storage_path else run_dir
     )
     outcome = search_task(dataset.path, spec, s.train, search, storage, s.run)
     _write_search_files(run_dir, outcome)
@@ -146,6 +152,11 @@ def sweep(
     data.title = f"sennflow sweep ({search.sweep.method}): {spec.name} on {s.data.source}"
     data.search = report_search
     report = report_task(run_dir, data)
+    if s.tracking.enabled:
+        model = trained.best_checkpoint if trained is not None else None
+        track_task(
+            s.tracking, s.run.root, run_dir, "sweep", history, headline, model, outcome.trials
+        )
     return SweepResult(
         run_dir=str(run_dir),
         report=str(report),

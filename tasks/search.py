@@ -34,8 +34,9 @@ class TrialLogger(tune.Callback):
 
 
 @task(name="search", cache_policy=NO_CACHE)
-def search_task(dataset_path: Path, spec, train, search, storage_path: Path, run):
+def search_task(dataset_path: Path, spec, train, search, storage_path: Path | str, run):
     """Start or join Ray, run (or resume) the sweep, and return its ``SweepOutcome``."""
+    from components.data.staging import dataset_for_workers
     from components.search.tune_sweep import run_sweep
     from components.training.ray_runtime import ensure_ray
 
@@ -48,7 +49,7 @@ def search_task(dataset_path: Path, spec, train, search, storage_path: Path, run
         search.sweep.max_concurrent,
     )
     outcome = run_sweep(
-        dataset_path=dataset_path,
+        dataset_path=dataset_for_workers(dataset_path, run.ray_storage_path),
         spec=spec,
         train=train,
         space=search.space,

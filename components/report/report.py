@@ -61,6 +61,10 @@ class ReportData:
         continual: for a continual-learning run, its task stream and per-method accuracy
             matrices and metrics (see :mod:`components.report.continual_section`); shown in the
             "Continual learning" section. None otherwise.
+        training: how training ran: ``resumed_at`` (epochs after which it resumed from a
+            checkpoint) and ``attempts`` (the worker group's attempts: ``attempt``,
+            ``first_epoch``, ``last_epoch``, ``nodes`` with one Ray node id per rank); shown in
+            the "Training" section. None otherwise.
     """
 
     title: str
@@ -77,6 +81,7 @@ class ReportData:
     search: dict | None = None
     federated: dict | None = None
     continual: dict | None = None
+    training: dict | None = None
 
 
 class _Figures:
@@ -118,12 +123,37 @@ def _data_section(data_meta: Mapping) -> str:
     return markup.section("Data", *parts)
 
 
-def _training_section(history: Sequence[Mapping], figures: _Figures) -> str:
+def _training_section(
+    history: Sequence[Mapping], training: Mapping | None, figures: _Figures
+) -> str:
     fig = learning_curves_figure(history)
     if fig is None:
         return markup.section("Training", markup.paragraph("No training history.", "note"))
     caption = "Learning curves: total loss, accuracy, each loss term and learning rate per epoch"
-    return markup.section("Training", figures.add("learning_curves", fig, caption))
+    curves = figures.add("learning_curves", fig, caption)
+    return markup.section("Training", curves, *_recovery_parts(training or {}))
+
+
+def _recovery_parts(training: Mapping) -> list[str]:
+    """Where the workers ran, attempt by attempt, and the checkpoints training resumed from."""
+    parts = []
+    resumed_at = training.get("resumed_at") or []
+    if resumed_at:
+        epochs = ", ".join(str(epoch) for epoch in resumed_at)
+        parts.append(
+            markup.paragraph(
+                f"Resumed {len(resumed_at)} time(s) from a checkpoint, after epoch {epochs} "
+                "(a worker or node failed, or the run continued a checkpoint)."
+            )
+        )
+    attempts = training.get("attempts") or []
+    if attempts:
+        rows = [
+            (a["attempt"], f"{a['first_epoch']}-{a['last_epoch']}", ", ".join(a["nodes"]))
+            for a in attempts
+        ]
+        parts.append(markup.table(("attempt", "epochs", "Ray node of each rank"), rows))
+    return parts
 
 
 def _per_class_table(metrics: Mapping, class_names: Sequence[str]) -> str:
@@ -353,7 +383,7 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
         federated_section(data.federated, figures),
         continual_section(data.continual, figures),
         _data_section(data.data_meta),
-        _training_section(data.history, figures) if one_model else "",
+        _training_section(data.history, data.training, figures) if one_model else "",
         _metrics_section(data, figures) if one_model else "",
         _analysis_section(data, figures),
         _explanation_section(data, figures),

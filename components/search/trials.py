@@ -26,6 +26,7 @@ from ray import tune
 from safetensors.torch import save_file
 
 from components.data.reader import load_meta, read_split
+from components.data.staging import local_dataset
 from components.search.darts import DartsConfig, search_darts, search_random_ws
 from components.search.space import group_overrides
 from components.search.stn import STNConfig, train_stn
@@ -58,8 +59,9 @@ def fit_trial(config: dict, base: dict) -> None:
     quiet_ray_train_logs()  # Ray logs every checkpoint; the sweep logs each finished trial
     cfg, spec = _train_config(config, base), _spec(config, base)
     torch.set_num_threads(cfg.cpus_per_worker)
-    x, y = read_split(base["dataset_path"], "train")
-    vx, vy = read_split(base["dataset_path"], "val")
+    dataset = local_dataset(base["dataset_path"])
+    x, y = read_split(dataset, "train")
+    vx, vy = read_split(dataset, "val")
     torch.manual_seed(cfg.seed)
     model = spec.build()
     trial_id = tune.get_context().get_trial_id()
@@ -114,7 +116,7 @@ def ray_train_trial(config: dict, base: dict) -> None:
     # get_trial_dir() is a node-local staging folder.
     trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
     train_with_ray(
-        dataset_path=Path(base["dataset_path"]),
+        dataset_path=base["dataset_path"],
         spec=_spec(config, base),
         cfg=_train_config(config, base),
         run_dir=trial_dir,
@@ -151,6 +153,7 @@ def _report_final(row: dict, files: dict[str, object], tensors: dict | None = No
 
 
 def _splits(dataset_path: str):
+    dataset_path = local_dataset(dataset_path)
     x, y = read_split(dataset_path, "train")
     vx, vy = read_split(dataset_path, "val")
     return x, y, vx, vy, load_meta(dataset_path).num_classes

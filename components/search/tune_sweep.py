@@ -27,6 +27,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
+from components.data.staging import is_uri, join
 from components.search import trials
 from components.search.space import tune_space
 from components.training.checkpoint import ModelSpec
@@ -108,12 +109,12 @@ class SweepOutcome:
 
 def run_sweep(
     *,
-    dataset_path: Path,
+    dataset_path: Path | str,
     spec: ModelSpec,
     train: TrainConfig,
     space: dict,
     sweep: SweepConfig,
-    storage_path: Path,
+    storage_path: Path | str,
     name: str = "sweep",
     stn: dict | None = None,
     darts: dict | None = None,
@@ -124,23 +125,33 @@ def run_sweep(
     Ray must already be initialised. A trial that raises is recorded as failed; the sweep goes on.
 
     Args:
-        dataset_path: the ingested dataset folder.
+        dataset_path: the ingested dataset folder, or its staged URI
+            (:func:`components.data.staging.dataset_for_workers`).
         spec: the model the hyperparameter methods train.
         train: its training configuration (``epochs`` is the per-trial budget).
         space: the search space (see :mod:`components.search.space`).
         sweep: the method and its settings.
-        storage_path: where Tune keeps the experiment.
+        storage_path: where Tune keeps the experiment: a local path or a URI (``s3://...``).
         name: the experiment's folder name under ``storage_path``.
         stn: :class:`~components.search.stn.STNConfig` fields for ``stn`` trials.
         darts: :class:`~components.search.darts.DartsConfig` fields (and ``num_candidates``) for
             ``darts`` / ``random_ws`` trials.
         callbacks: Tune callbacks (progress and logging on the driver).
     """
+    remote = is_uri(storage_path)
+    if remote and train.num_workers > 1 and sweep.method not in _TRAINABLES:
+        raise ValueError(
+            f"train.num_workers={train.num_workers} sweeps need ray.storage_path on a filesystem "
+            f"every node mounts, not {storage_path}: their Ray Train runs keep checkpoints there"
+        )
+    storage = str(storage_path) if remote else str(Path(storage_path).resolve())
     trainable = _trainable(
         sweep,
         train,
         {
-            "dataset_path": str(Path(dataset_path).resolve()),
+            "dataset_path": (
+                str(dataset_path) if is_uri(dataset_path) else str(Path(dataset_path).resolve())
+            ),
             "spec": asdict(spec),
             "train": asdict(train),
             "stn": dict(stn or {}),
@@ -149,19 +160,19 @@ def run_sweep(
     )
     # Every epoch's checkpoint triggers a state snapshot; Tune warns about each burst of them.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    experiment = Path(storage_path).resolve() / name
+    experiment = join(storage, name)
     run_config = tune.RunConfig(
         name=name,
-        storage_path=str(experiment.parent),
+        storage_path=storage,
         # PBT clones other trials' checkpoints: deleting old ones would break exploits.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None if sweep.method == "pbt" else 2),
         callbacks=list(callbacks),
         verbose=0,
     )
     budget = _budget(sweep, train, stn, darts)
-    if tune.Tuner.can_restore(str(experiment)):
+    if tune.Tuner.can_restore(experiment):
         # The saved run config (callbacks included) comes back with the experiment.
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=False)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=False)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -225,7 +236,7 @@ def _tune_config(sweep: SweepConfig, space: dict, epochs: int) -> tune.TuneConfi
     )
 
 
-def _outcome(results, experiment: Path, method: str, budget: int) -> SweepOutcome:
+def _outcome(results, experiment: str, method: str, budget: int) -> SweepOutcome:
     rows = [_trial_row(result, budget) for result in results]
     best = results.get_best_result(metric="val_loss", mode="min", scope="all")
     outcome = SweepOutcome(
@@ -233,7 +244,7 @@ def _outcome(results, experiment: Path, method: str, budget: int) -> SweepOutcom
         best_metrics={k: v for k, v in (best.metrics or {}).items() if isinstance(v, int | float)},
         best_checkpoint=_checkpoint_folder(best),
         trials=rows,
-        experiment_path=str(experiment),
+        experiment_path=experiment,
     )
     if method == "stn":
         outcome.schedules = {
@@ -278,8 +289,11 @@ def _history(result) -> list[dict]:
 
 def _checkpoint_folder(result) -> str | None:
     """The trial's checkpoint; for a Ray Train trial, its best one still on disk (a scheduler
-    may stop the trial before the trainer returns, so the trainer's own result is not used)."""
+    may stop the trial before the trainer returns, so the trainer's own result is not used).
+    A checkpoint on remote storage is downloaded to a local temporary folder."""
     if result.checkpoint is not None:
+        if result.checkpoint.filesystem.type_name != "local":
+            return result.checkpoint.to_directory()
         return result.checkpoint.path
     frame = result.metrics_dataframe
     if frame is None or "checkpoint_path" not in frame:
@@ -291,8 +305,9 @@ def _checkpoint_folder(result) -> str | None:
 def _checkpoint_json(result, name: str):
     if result.checkpoint is None:
         return None
-    path = Path(result.checkpoint.path) / name
-    return json.loads(path.read_text()) if path.exists() else None
+    with result.checkpoint.as_directory() as folder:
+        path = Path(folder) / name
+        return json.loads(path.read_text()) if path.exists() else None
 
 
 def _exploits(result) -> list[str]:

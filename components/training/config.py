@@ -25,6 +25,9 @@ class TrainConfig:
         use_gpu: one GPU per worker.
         precision: ``bf16`` (autocast on CUDA; ignored on CPU) | ``fp32``.
         cpus_per_worker: CPU threads and Ray CPU resources per worker.
+        placement_strategy: how Ray places the workers: ``PACK`` (as few nodes as possible) |
+            ``SPREAD`` (across nodes, so one lost node does not take every worker; it falls back
+            to the nodes left when fewer remain).
         max_failures: worker-group restarts from the last checkpoint after a worker dies.
         keep_checkpoints: how many of the best (by val loss) checkpoints Ray keeps.
         resume_from: a checkpoint folder to continue from (weights, optimiser, epoch, history).
@@ -46,6 +49,7 @@ class TrainConfig:
     use_gpu: bool = False
     precision: str = "bf16"
     cpus_per_worker: int = 1
+    placement_strategy: str = "PACK"
     max_failures: int = 2
     keep_checkpoints: int = 2
     resume_from: str | None = None
@@ -63,6 +67,7 @@ class TrainConfig:
             "num_workers": self.num_workers >= 1,
             "precision": self.precision in {"bf16", "fp32"},
             "cpus_per_worker": self.cpus_per_worker >= 1,
+            "placement_strategy": self.placement_strategy in {"PACK", "SPREAD"},
             "max_failures": self.max_failures >= 0,
             "keep_checkpoints": self.keep_checkpoints >= 1,
         }

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ray.train
@@ -34,6 +34,7 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
 from components.data.reader import load_meta, read_split
+from components.data.staging import is_uri, local_dataset
 from components.training.batches import ShardBatches
 from components.training.checkpoint import (
     CheckpointError,
@@ -57,6 +58,7 @@ class TrainOutcome:
     best_val_loss: float
     resumed_at: list[int]
     stopped_early: bool
+    attempts: list[dict] = field(default_factory=list)
 
 
 def check_resume_checkpoint(path: str | Path, spec: ModelSpec) -> None:
@@ -77,7 +79,7 @@ def check_resume_checkpoint(path: str | Path, spec: ModelSpec) -> None:
 
 def train_with_ray(
     *,
-    dataset_path: Path,
+    dataset_path: Path | str,
     spec: ModelSpec,
     cfg: TrainConfig,
     run_dir: Path,
@@ -88,26 +90,28 @@ def train_with_ray(
     """Train ``spec`` on the dataset with Ray Train; Ray must already be initialised.
 
     Args:
-        dataset_path: the ingested dataset folder (must be readable by every worker).
+        dataset_path: the ingested dataset: a folder every worker can read, or its staged URI
+            (:func:`components.data.staging.dataset_for_workers`).
         spec: the model to build on each worker.
         cfg: training configuration.
         run_dir: the run folder; best/last checkpoints are copied to ``run_dir/checkpoints``.
         on_epoch: called on the driver with rank 0's metrics after every epoch (progress bars);
             without it no queue actor is created (a Tune trial's placement group has no room).
-        storage_path: where Ray persists checkpoints (shared storage on a multi-node cluster);
-            defaults to ``run_dir/ray``.
+        storage_path: where Ray persists checkpoints: a path every node sees, or a URI
+            (``s3://...``); defaults to ``run_dir/ray``.
         callbacks: further Ray Train callbacks (a Tune trial passes ``TuneReportCallback``).
     """
     spec.build()  # a bad model config fails here, clearly, not inside every Ray worker
     if cfg.resume_from:
         check_resume_checkpoint(cfg.resume_from, spec)
     run_dir = Path(run_dir).resolve()
+    dataset = str(dataset_path) if is_uri(dataset_path) else str(Path(dataset_path).resolve())
     queue = Queue() if on_epoch is not None else None
     forward = [_QueueCallback(queue)] if queue is not None else []
     trainer = TorchTrainer(
         train_loop_per_worker=worker_loop,
         train_loop_config={
-            "dataset_path": str(Path(dataset_path).resolve()),
+            "dataset_path": dataset,
             "spec": asdict(spec),
             "train": asdict(cfg),
             "marker_dir": str(run_dir),
@@ -116,6 +120,7 @@ def train_with_ray(
             num_workers=cfg.num_workers,
             use_gpu=cfg.use_gpu,
             resources_per_worker={"CPU": cfg.cpus_per_worker},
+            placement_strategy=cfg.placement_strategy,
         ),
         run_config=RunConfig(
             name="train",
@@ -132,9 +137,10 @@ def train_with_ray(
         ),
     )
     if queue is None:
-        return _collect(trainer.fit(), run_dir)
+        return _collect(trainer.fit(), run_dir, [])
+    attempts = AttemptLog(on_epoch)
     stop = threading.Event()
-    pump = threading.Thread(target=_pump, args=(queue, on_epoch, stop), daemon=True)
+    pump = threading.Thread(target=_pump, args=(queue, attempts, stop), daemon=True)
     pump.start()
     try:
         result = trainer.fit()
@@ -142,10 +148,35 @@ def train_with_ray(
         stop.set()
         pump.join()
         queue.shutdown()
-    return _collect(result, run_dir)
+    return _collect(result, run_dir, attempts.attempts)
 
 
-def _collect(result, run_dir: Path) -> TrainOutcome:
+class AttemptLog:
+    """Tells the worker group's attempts apart in rank 0's per-epoch metrics.
+
+    A restarted group (after a worker or node died) is made of new worker actors; each attempt
+    is recorded as ``{"attempt", "first_epoch", "last_epoch", "nodes"}`` (the Ray node id of
+    each rank), and every metrics dict passed on carries ``attempt`` and ``worker_nodes``.
+    """
+
+    def __init__(self, on_epoch: Callable[[dict], None]) -> None:
+        self.on_epoch = on_epoch
+        self.attempts: list[dict] = []
+        self._workers: list[str] = []
+
+    def __call__(self, metrics: dict) -> None:
+        workers, nodes = metrics.pop("worker_ids", []), metrics.pop("worker_nodes", [])
+        if not self.attempts or workers != self._workers:
+            self._workers = workers
+            self.attempts.append(
+                {"attempt": len(self.attempts) + 1, "first_epoch": metrics["epoch"]}
+            )
+        attempt = self.attempts[-1]
+        attempt.update(last_epoch=metrics["epoch"], nodes=nodes)
+        self.on_epoch({**metrics, "attempt": attempt["attempt"], "worker_nodes": nodes})
+
+
+def _collect(result, run_dir: Path, attempts: list[dict]) -> TrainOutcome:
     if result.error is not None:
         raise result.error
     best_ckpt, _ = min(result.best_checkpoints, key=lambda pair: pair[1]["checkpoint_score"])
@@ -161,6 +192,7 @@ def _collect(result, run_dir: Path) -> TrainOutcome:
         best_val_loss=fit_state["best_val_loss"],
         resumed_at=fit_state["resumed_at"],
         stopped_early=fit_state["stopped_early"],
+        attempts=attempts,
     )
 
 
@@ -190,7 +222,13 @@ class _QueueCallback(UserCallback):
         self.queue = queue
 
     def after_report(self, run_context, metrics, checkpoint) -> None:
-        self.queue.put(metrics[0])
+        self.queue.put(
+            {
+                **metrics[0],
+                "worker_ids": [rank_metrics.get("worker_id") for rank_metrics in metrics],
+                "worker_nodes": [rank_metrics.get("node_id") for rank_metrics in metrics],
+            }
+        )
 
 
 def worker_loop(config: dict) -> None:
@@ -200,7 +238,7 @@ def worker_loop(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg, spec = TrainConfig(**config["train"]), _spec_from_dict(config["spec"])
     torch.set_num_threads(cfg.cpus_per_worker)
-    path = config["dataset_path"]
+    path = local_dataset(config["dataset_path"])
     meta = load_meta(path)
     x, y = read_split(path, "train", shard_index=rank, num_shards=world)
     train = ShardBatches(
@@ -227,9 +265,12 @@ def worker_loop(config: dict) -> None:
         load_weights(cfg.resume_from, model)
         resume = load_state(cfg.resume_from)
 
+    runtime = ray.get_runtime_context()
+    placement = {"node_id": runtime.get_node_id(), "worker_id": runtime.get_actor_id()}
+
     def report(metrics: dict, folder: Path | None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
-        ray.train.report(metrics, checkpoint=ckpt)
+        ray.train.report({**metrics, **placement}, checkpoint=ckpt)
 
     fit(
         model,

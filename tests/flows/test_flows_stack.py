@@ -9,6 +9,7 @@ an invalid parameter is refused by the server; ``down`` stops exactly the starte
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -52,6 +53,7 @@ def stack(tmp_path):
         prefect_port=free_port(),
         ray_port=free_port(),
         dashboard_port=free_port(),
+        mlflow_port=free_port(),
         ray_cpus=2,
     )
     up(config)
@@ -93,17 +95,25 @@ async def wait_for_deployment(client, name: str, timeout_s: float = 120.0):
 
 def test_stack_serves_the_deployments_and_runs_the_pipeline_from_the_api(stack, tmp_path):
     pids = read_pids(stack)
-    assert set(pids) == {"prefect", "ray", "serve"} and all(status(stack).values())
+    assert set(pids) == {"prefect", "mlflow", "ray", "serve"} and all(status(stack).values())
     # the servers the stack starts bind to loopback
     prefect_sockets = listening(pids["prefect"])
     assert ("127.0.0.1", stack.prefect_port) in prefect_sockets
     assert all(ip == "127.0.0.1" for ip, _ in prefect_sockets)
+    mlflow_sockets = listening(pids["mlflow"])
+    assert ("127.0.0.1", stack.mlflow_port) in mlflow_sockets
+    assert all(ip == "127.0.0.1" for ip, _ in mlflow_sockets)
     ray_sockets = listening(pids["ray"])
     assert ("127.0.0.1", stack.dashboard_port) in ray_sockets
     assert not any(port == stack.dashboard_port and ip != "127.0.0.1" for ip, port in ray_sockets)
 
     runs = tmp_path / "runs"
-    overrides = ["experiment=tiny", f"run.root={runs}", f"run.cache_dir={tmp_path / 'cache'}"]
+    overrides = [
+        "experiment=tiny",
+        "tracking=mlflow",  # logs to the stack's MLflow server ($MLFLOW_TRACKING_URI)
+        f"run.root={runs}",
+        f"run.cache_dir={tmp_path / 'cache'}",
+    ]
     flow_run, artifacts = run_deployment_via_api(
         stack, "pipeline/digits-proto-ae", {"overrides": overrides}
     )
@@ -116,6 +126,20 @@ def test_stack_serves_the_deployments_and_runs_the_pipeline_from_the_api(stack, 
     )
     report = next(a for a in artifacts if a.key.startswith("report-"))
     assert "test_accuracy" in report.data and str(run_dir) in report.data
+
+    from mlflow import MlflowClient
+
+    tracked = MlflowClient(stack.tracking_uri).search_runs(
+        [
+            MlflowClient(stack.tracking_uri)
+            .get_experiment_by_name("sennflow-pipeline")
+            .experiment_id
+        ],
+        filter_string=f"tags.`sennflow.run_id` = '{run_dir.name}'",
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert len(tracked) == 1 and tracked[0].data.metrics["test_accuracy"] == metrics["accuracy"]
+    assert not (runs / "mlflow.db").exists()  # not the local default store
 
 
 def test_invalid_parameters_are_refused_at_run_creation(stack):
@@ -145,6 +169,7 @@ def test_down_stops_exactly_what_up_started(tmp_path):
         prefect_port=free_port(),
         ray_port=free_port(),
         dashboard_port=free_port(),
+        mlflow_port=free_port(),
         serve=False,
         ray_cpus=1,
     )
@@ -153,7 +178,7 @@ def test_down_stops_exactly_what_up_started(tmp_path):
         pids = up(config)
         address_file = Path("/tmp/ray/ray_current_cluster")
         assert address_file.read_text().endswith(f":{config.ray_port}")
-        assert down(config) == ["ray", "prefect"]
+        assert down(config) == ["ray", "mlflow", "prefect"]
         assert not address_file.exists()  # as `ray stop` leaves it: no stale "auto" address
         for pid in pids.values():
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"

@@ -59,7 +59,17 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(ray_session, digits_d
         max_failures=1,
         kill_worker_at_epoch=1,
     )
-    outcome = train_with_ray(dataset_path=digits_dataset, spec=SPEC, cfg=cfg, run_dir=tmp_path)
+    seen = []
+    outcome = train_with_ray(
+        dataset_path=digits_dataset, spec=SPEC, cfg=cfg, run_dir=tmp_path, on_epoch=seen.append
+    )
     assert (tmp_path / ".worker-killed").exists()  # rank 0 really was SIGKILLed
     assert outcome.resumed_at == [1]  # the new worker group continued after epoch 1
     assert [h["epoch"] for h in outcome.history] == [1, 2, 3]
+    # the driver saw the restart: a second attempt from epoch 2, both ranks placed each time
+    assert [(a["attempt"], a["first_epoch"], a["last_epoch"]) for a in outcome.attempts] == [
+        (1, 1, 1),
+        (2, 2, 3),
+    ]
+    assert all(len(a["nodes"]) == 2 and all(a["nodes"]) for a in outcome.attempts)
+    assert [m["attempt"] for m in seen] == [1, 2, 2]

@@ -1,0 +1,111 @@
+"""The pipeline flow with ``tracking=mlflow`` against a real MLflow server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from components.tracking import server_command
+from flows.config import ConfigError
+from flows.pipeline import PipelineOptions, pipeline
+
+pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def mlflow_url(tmp_path_factory):
+    """A real ``mlflow server`` on a free loopback port."""
+    state = tmp_path_factory.mktemp("mlflow-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (state / "server.log").open("w")
+    proc = subprocess.Popen(
+        server_command(state, port=port),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "mlflow server down"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_a_tracked_pipeline_logs_the_run_folders_metrics(
+    mlflow_url, prefect_harness, ray_session, tmp_path
+):
+    from mlflow import MlflowClient
+
+    result = pipeline(
+        overrides=[
+            "experiment=tiny",
+            f"run.root={tmp_path / 'runs'}",
+            f"run.cache_dir={tmp_path / 'cache'}",
+            f"tracking.experiment=flow-{tmp_path.name}",
+        ],
+        options=PipelineOptions(tracking="mlflow", tracking_uri=mlflow_url),
+    )
+    run_dir = Path(result.run_dir)
+    client = MlflowClient(mlflow_url)
+    experiment = client.get_experiment_by_name(f"flow-{tmp_path.name}")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags["sennflow.run_id"] == run_dir.name and run.info.status == "FINISHED"
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "nll", "ece"):
+        assert run.data.metrics[f"test_{key}"] == pytest.approx(metrics["test"][key])
+    history = metrics["train"]["history"]
+    points = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [(p.step, p.value) for p in points] == [(r["epoch"], r["val_loss"]) for r in history]
+    assert run.data.params["train.epochs"] == str(len(history))
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert "model/model.safetensors" in artifacts
+
+
+def test_a_bad_tracking_config_fails_before_any_run_folder(tmp_path):
+    with pytest.raises(ConfigError, match="tracking.uri"):
+        pipeline.fn(
+            overrides=[f"run.root={tmp_path / 'runs'}", "tracking=mlflow", "tracking.uri=7"]
+        )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_cli_exits_2_on_a_bad_tracking_group(tmp_path, capsys):
+    from flows.cli import main
+
+    assert main(["run", "tracking=bogus", f"run.root={tmp_path / 'runs'}"]) == 2
+    assert "tracking/bogus" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_ui_forms_turn_tracking_on():
+    from pydantic import ValidationError
+
+    from flows.sweep import SweepOptions
+
+    options = SweepOptions(tracking="mlflow", tracking_uri="http://127.0.0.1:5000")
+    assert options.to_overrides() == ["tracking=mlflow", "tracking.uri=http://127.0.0.1:5000"]
+    with pytest.raises(ValidationError, match="tracking"):
+        PipelineOptions(tracking="wandb")
