@@ -106,7 +106,7 @@ def train_with_ray(
         check_resume_checkpoint(cfg.resume_from, spec)
     run_dir = Path(run_dir).resolve()
     dataset = str(dataset_path) if is_uri(dataset_path) else str(Path(dataset_path).resolve())
-    queue = Queue() if on_epoch is not None else None
+    queue = _driver_queue() if on_epoch is not None else None
     forward = [_QueueCallback(queue)] if queue is not None else []
     trainer = TorchTrainer(
         train_loop_per_worker=worker_loop,
@@ -202,6 +202,16 @@ def _copy_checkpoint(checkpoint, dest: Path) -> Path:
     with checkpoint.as_directory() as folder:
         shutil.copytree(folder, dest)
     return dest
+
+
+def _driver_queue() -> Queue:
+    """The progress queue, pinned to the driver's node: it lives as long as the driver does, not
+    on a worker node that may be lost mid-training."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    return Queue(actor_options={"num_cpus": 0, "scheduling_strategy": strategy})
 
 
 def _pump(queue, on_epoch, stop: threading.Event) -> None:
