@@ -1,9 +1,19 @@
-"""Session-wide fixtures: one Ray instance and one Prefect test harness per test session."""
+"""Session-wide fixtures: one Ray instance and one Prefect test harness per test session, and
+real servers on loopback (S3, MLflow) for the tests that need them."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
 
+import psutil
 import pytest
 
 # Keep tests from oversubscribing the 2-core CI machine.
@@ -77,18 +87,9 @@ def train_model():
 def s3_server(tmp_path_factory):
     """A real S3 API server (moto) on a free loopback port with an empty bucket ``sennflow``;
     yields the environment that points pyarrow (and so Ray) at it."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     import pyarrow.fs as pafs
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     log = (tmp_path_factory.mktemp("s3") / "moto.log").open("wb")
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
@@ -105,10 +106,7 @@ def s3_server(tmp_path_factory):
     }
     try:
         deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+        while not port_open(port):
             assert server.poll() is None and time.monotonic() < deadline, "moto did not start"
             time.sleep(0.2)
         pafs.S3FileSystem(
@@ -123,3 +121,73 @@ def s3_server(tmp_path_factory):
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def listening(pgid: int) -> set[tuple[str, int]]:
+    """(address, port) of every listening socket of the processes in group ``pgid``."""
+    found = set()
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid:
+                found |= {
+                    (c.laddr.ip, c.laddr.port)
+                    for c in process.net_connections(kind="inet")
+                    if c.status == psutil.CONN_LISTEN
+                }
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def loopback():
+    """Helpers for tests of servers: ``free_port()`` and ``listening(pgid)``."""
+    return SimpleNamespace(free_port=free_port, listening=listening)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` (the project's :func:`server_command`) on a free loopback port,
+    in its own process group: ``(url, process)``."""
+    from components.tracking import server_command
+
+    state, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
+    log = (state / "server.log").open("w")
+    proc = subprocess.Popen(
+        server_command(state, port=port),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (state / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow server did not start"
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        yield url, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,12 +28,6 @@ pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 BIN = Path(sys.executable).parent
 EPOCHS = 30
 KILL_AFTER_EPOCH = 4
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ray_env() -> dict[str, str]:
@@ -102,11 +95,12 @@ def forget_cluster(head_port: int) -> None:
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path):
+def two_node_cluster(tmp_path, loopback):
     """A Ray head (2 CPUs, resource ``head_node``) and a second node (1 CPU, resource
     ``second_node``) on loopback; yields ``(address, {resource: node id}, second node)``."""
     logs = tmp_path / "nodes"
     logs.mkdir()
+    free_port = loopback.free_port
     port = free_port()
     address = f"127.0.0.1:{port}"
     nodes = []

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -23,31 +21,9 @@ from flows.stack import StackConfig, down, read_pids, status, up
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def listening(pgid: int) -> set[tuple[str, int]]:
-    """(address, port) of every listening socket of the processes in group ``pgid``."""
-    found = set()
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) != pgid:
-                continue
-            found |= {
-                (c.laddr.ip, c.laddr.port)
-                for c in process.net_connections(kind="inet")
-                if c.status == psutil.CONN_LISTEN
-            }
-        except (psutil.Error, ProcessLookupError):
-            continue
-    return found
-
-
 @pytest.fixture
-def stack(tmp_path):
+def stack(tmp_path, loopback):
+    free_port = loopback.free_port
     config = StackConfig(
         state_dir=tmp_path / "stack",
         prefect_port=free_port(),
@@ -93,7 +69,8 @@ async def wait_for_deployment(client, name: str, timeout_s: float = 120.0):
             await asyncio.sleep(1)
 
 
-def test_stack_serves_the_deployments_and_runs_the_pipeline_from_the_api(stack, tmp_path):
+def test_stack_serves_the_deployments_and_runs_the_pipeline_from_the_api(stack, tmp_path, loopback):
+    listening = loopback.listening
     pids = read_pids(stack)
     assert set(pids) == {"prefect", "mlflow", "ray", "serve"} and all(status(stack).values())
     # the servers the stack starts bind to loopback
@@ -163,7 +140,8 @@ def test_invalid_parameters_are_refused_at_run_creation(stack):
         asyncio.run(create({"options": {"method": "grid"}}))
 
 
-def test_down_stops_exactly_what_up_started(tmp_path):
+def test_down_stops_exactly_what_up_started(tmp_path, loopback):
+    free_port = loopback.free_port
     config = StackConfig(
         state_dir=tmp_path / "stack",
         prefect_port=free_port(),

@@ -3,54 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from components.tracking import server_command
 from flows.config import ConfigError
 from flows.pipeline import PipelineOptions, pipeline
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def mlflow_url(tmp_path_factory):
-    """A real ``mlflow server`` on a free loopback port."""
-    state = tmp_path_factory.mktemp("mlflow-server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (state / "server.log").open("w")
-    proc = subprocess.Popen(
-        server_command(state, port=port),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "mlflow server down"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+@pytest.fixture
+def mlflow_url(mlflow_server):
+    return mlflow_server[0]
 
 
 def test_a_tracked_pipeline_logs_the_run_folders_metrics(

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
 
-import psutil
 import pytest
 import yaml
 
-from components.tracking import RunRecord, TrackingConfig, log_run, server_command
+from components.tracking import RunRecord, TrackingConfig, log_run
 from components.tracking.params import MAX_PARAM_VALUE_LENGTH
 
 pytestmark = pytest.mark.slow
@@ -31,59 +26,9 @@ HISTORY = [
 HEADLINE = {"test_accuracy": 0.875, "best_epoch": 3, "recommended_explanation": "ig"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def listening(pgid: int) -> set[tuple[str, int]]:
-    """(address, port) of every listening socket of the processes in group ``pgid``."""
-    found = set()
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == pgid:
-                found |= {
-                    (c.laddr.ip, c.laddr.port)
-                    for c in process.net_connections(kind="inet")
-                    if c.status == psutil.CONN_LISTEN
-                }
-        except (psutil.Error, ProcessLookupError):
-            continue
-    return found
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A real ``mlflow server`` on a free loopback port: ``(url, process)``."""
-    state, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
-    log = (state / "server.log").open("w")
-    proc = subprocess.Popen(
-        server_command(state, port=port),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (state / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.3)
-        yield url, proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+@pytest.fixture
+def server(mlflow_server):
+    return mlflow_server
 
 
 @pytest.fixture
@@ -109,9 +54,9 @@ def record(run_dir, **kwargs) -> RunRecord:
     return RunRecord("pipeline", run_dir, HISTORY, HEADLINE, model, **kwargs)
 
 
-def test_the_server_listens_on_loopback_only(server):
+def test_the_server_listens_on_loopback_only(server, loopback):
     url, proc = server
-    sockets = listening(os.getpgid(proc.pid))
+    sockets = loopback.listening(os.getpgid(proc.pid))
     assert ("127.0.0.1", int(url.rsplit(":", 1)[1])) in sockets
     assert all(ip == "127.0.0.1" for ip, _ in sockets), sockets
 
@@ -194,8 +139,8 @@ def test_the_default_store_is_local_sqlite_under_the_run_root(run_dir, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing lands in the cwd
 
 
-def test_an_unreachable_server_warns_once_and_returns_quickly(run_dir, tmp_path):
-    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+def test_an_unreachable_server_warns_once_and_returns_quickly(run_dir, tmp_path, loopback):
+    uri = f"http://127.0.0.1:{loopback.free_port()}"  # nothing listens there
     warnings = []
     start = time.monotonic()
     tracked = log_run(
