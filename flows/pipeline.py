@@ -94,7 +94,7 @@ def pipeline(
     data = report_data(
         s, run_dir, cfg, meta, dataset, outcome.history, test, explanations, headline
     )
-    data.training = {"resumed_at": outcome.resumed_at, "attempts": outcome.attempts}
+    data.training = training_summary(outcome)
     report = report_task(run_dir, data)
     if s.tracking.enabled:
         history, model = outcome.history, outcome.best_checkpoint
@@ -169,6 +169,11 @@ def _metrics_json(test: dict, outcome, dataset) -> dict:
             "dropped_by_reason": dataset.meta.get("dropped_by_reason", {}),
         },
     }
+
+
+def training_summary(outcome) -> dict:
+    """How training ran, for the report: resumes and the workers' nodes per attempt."""
+    return {"resumed_at": outcome.resumed_at, "attempts": outcome.attempts}
 
 
 def explanation_headline(explanations: dict) -> dict:

@@ -31,6 +31,7 @@ from flows.pipeline import (
     model_spec,
     options_to_overrides,
     report_data,
+    training_summary,
 )
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.evaluate import evaluate_task
@@ -151,6 +152,7 @@ def sweep(
     data = report_data(s, run_dir, cfg, meta, dataset, history, test, explanations, headline)
     data.title = f"sennflow sweep ({search.sweep.method}): {spec.name} on {s.data.source}"
     data.search = report_search
+    data.training = training_summary(trained) if trained is not None else None
     report = report_task(run_dir, data)
     if s.tracking.enabled:
         model = trained.best_checkpoint if trained is not None else None
