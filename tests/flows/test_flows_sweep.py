@@ -41,11 +41,19 @@ def trial_results(trial_dir: Path) -> list[dict]:
 
 
 def test_asha_stops_trials_early_then_retrains_evaluates_and_reports(
-    prefect_harness, ray_session, tmp_path
+    prefect_harness, ray_session, mlflow_server, tmp_path
 ):
     result = sweep(
-        overrides=overrides(tmp_path, "model=mlp", "train.epochs=4", "search.reduction_factor=2"),
-        options=SweepOptions(method="asha", num_samples=6),
+        overrides=overrides(
+            tmp_path,
+            "model=mlp",
+            "train.epochs=4",
+            "search.reduction_factor=2",
+            f"tracking.experiment=sweep-{tmp_path.name}",
+        ),
+        options=SweepOptions(
+            method="asha", num_samples=6, tracking="mlflow", tracking_uri=mlflow_server[0]
+        ),
     )
     trials = search_json(result)["trials"]
     assert len(trials) == 6
@@ -61,6 +69,25 @@ def test_asha_stops_trials_early_then_retrains_evaluates_and_reports(
     assert "Search" in html and all(t["trial"] in html for t in trials)
     assert (run_dir / "figures" / "search_trial_curves.png").is_file()
     assert 0.0 <= result.headline["test_accuracy"] <= 1.0 and result.headline["trials"] == 6
+    assert_tracked_in_mlflow(mlflow_server[0], f"sweep-{tmp_path.name}", result, trials)
+
+
+def assert_tracked_in_mlflow(url: str, experiment: str, result, trials: list[dict]) -> None:
+    """The sweep is one MLflow run with one nested run per trial and its epochs as steps."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(url)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["sennflow.run_id"] == Path(result.run_dir).name
+    assert parent.data.metrics["test_accuracy"] == result.headline["test_accuracy"]
+    children = {r.info.run_name: r for r in runs if r.info.run_id != parent.info.run_id}
+    assert set(children) == {t["trial"] for t in trials}
+    for trial in trials:
+        child = children[trial["trial"]]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        curve = client.get_metric_history(child.info.run_id, "val_loss")
+        assert sorted(m.step for m in curve) == [row["epoch"] for row in trial["history"]]
 
 
 def test_pbt_records_that_a_trial_copied_a_better_trials_weights(
