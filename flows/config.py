@@ -87,6 +87,14 @@ def to_yaml(cfg) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
+def _check_storage_path(path) -> None:
+    from components.data.staging import storage_problem
+
+    problem = storage_problem(path)
+    if problem:
+        raise ConfigError(f"invalid ray.storage_path={path!r}: {problem}")
+
+
 def to_settings(cfg) -> PipelineSettings:
     """Convert a composed config to typed settings; ``ConfigError`` names the offending key."""
     from omegaconf import OmegaConf
@@ -105,6 +113,7 @@ def to_settings(cfg) -> PipelineSettings:
     data = _build("data", DataSpec, _tupled(raw["data"]), seed=seed)
     train = _build("train", TrainConfig, raw["train"], seed=seed)
     explain = _build("explain", ExplainConfig, raw["explain"], seed=seed)
+    _check_storage_path(raw["ray"]["storage_path"])
     run = RunSettings(
         root=raw["run"]["root"],
         id=raw["run"]["id"],

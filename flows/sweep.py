@@ -120,6 +120,7 @@ def sweep(
     """
     cfg = compose_sweep([*(options.to_overrides() if options else []), *(overrides or [])])
     s, search = to_settings(cfg), to_search_settings(cfg)
+    _check_storage(s, search)
     run_dir = _run_dir(s, to_yaml(cfg), resume)
     logger = get_run_logger()
     logger.info("run folder %s", run_dir)
@@ -183,6 +184,15 @@ def _run_dir(s, config_yaml: str, resume: bool) -> Path:
             "pass the same overrides as the interrupted run"
         )
     return run_dir
+
+
+def _check_storage(s, search) -> None:
+    from components.search.tune_sweep import check_storage
+
+    try:
+        check_storage(s.run.ray_storage_path, search.sweep.method, s.train.num_workers)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _write_search_files(run_dir: Path, outcome) -> None:

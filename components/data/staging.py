@@ -21,6 +21,10 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from components.data.errors import DataError
+
+# URI schemes pyarrow opens itself (and so Ray's storage and the staging here).
+SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 # Written last: its presence means every file of the staged dataset is there.
 _COMPLETE = "_STAGED"
 
@@ -28,6 +32,18 @@ _COMPLETE = "_STAGED"
 def is_uri(path: str | Path | None) -> bool:
     """Whether ``path`` names remote storage (``scheme://...``) rather than a local path."""
     return path is not None and "://" in str(path) and not str(path).startswith("file://")
+
+
+def storage_problem(path: str | None) -> str | None:
+    """Why ``path`` cannot be a storage URI (checked offline), or None when it can."""
+    if not is_uri(path):
+        return None
+    scheme, _, rest = str(path).partition("://")
+    if scheme not in SCHEMES:
+        return f"unsupported scheme {scheme!r} (one of {', '.join(SCHEMES)}, or a local path)"
+    if not rest.strip("/"):
+        return "no bucket or host after the scheme"
+    return None
 
 
 def join(base: str, *parts: str) -> str:
@@ -39,11 +55,16 @@ def stage_dataset(local: Path, storage: str) -> str:
     """Upload the dataset folder ``local`` to ``<storage>/datasets/<folder name>`` unless it is
     already there (folder names carry the content fingerprint); return its URI."""
     uri = join(storage, "datasets", Path(local).name)
-    fs, path = pafs.FileSystem.from_uri(uri)
-    if fs.get_file_info(join(path, _COMPLETE)).type == pafs.FileType.NotFound:
-        pafs.copy_files(str(Path(local).resolve()), path, destination_filesystem=fs)
-        with fs.open_output_stream(join(path, _COMPLETE)) as marker:
-            marker.write(b"")
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        if fs.get_file_info(join(path, _COMPLETE)).type == pafs.FileType.NotFound:
+            pafs.copy_files(str(Path(local).resolve()), path, destination_filesystem=fs)
+            with fs.open_output_stream(join(path, _COMPLETE)) as marker:
+                marker.write(b"")
+    except (OSError, ValueError) as err:  # no bucket, no credentials, unreachable endpoint
+        raise DataError(
+            f"cannot stage the dataset under ray.storage_path: {err}", file=uri
+        ) from err
     return uri
 
 

@@ -138,13 +138,8 @@ def run_sweep(
             ``darts`` / ``random_ws`` trials.
         callbacks: Tune callbacks (progress and logging on the driver).
     """
-    remote = is_uri(storage_path)
-    if remote and train.num_workers > 1 and sweep.method not in _TRAINABLES:
-        raise ValueError(
-            f"train.num_workers={train.num_workers} sweeps need ray.storage_path on a filesystem "
-            f"every node mounts, not {storage_path}: their Ray Train runs keep checkpoints there"
-        )
-    storage = str(storage_path) if remote else str(Path(storage_path).resolve())
+    check_storage(storage_path, sweep.method, train.num_workers)
+    storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
     trainable = _trainable(
         sweep,
         train,
@@ -181,6 +176,16 @@ def run_sweep(
             run_config=run_config,
         )
     return _outcome(tuner.fit(), experiment, sweep.method, budget)
+
+
+def check_storage(storage_path, method: str, num_workers: int) -> None:
+    """``ValueError`` when trials of ``method`` cannot keep their results at ``storage_path``:
+    Ray Train trials (``num_workers > 1``) need a filesystem every node mounts, not a URI."""
+    if is_uri(storage_path) and num_workers > 1 and method not in _TRAINABLES:
+        raise ValueError(
+            f"train.num_workers={num_workers} sweeps need ray.storage_path on a filesystem "
+            f"every node mounts, not {storage_path}: their Ray Train runs keep checkpoints there"
+        )
 
 
 def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):

@@ -41,6 +41,10 @@ def test_show_config_applies_overrides(capsys):
         ("train.epochs=-1", "train.epochs=-1"),
         ("train.optimizer=lbfgs", "train.optimizer='lbfgs'"),
         ("data=csv", "data.path"),
+        ("train.placement_strategy=STRICT", "train.placement_strategy='STRICT'"),
+        ("ray.storage_path=ftp://host/x", "ray.storage_path='ftp://host/x'"),
+        ("ray.storage_path=s3://", "no bucket"),
+        ("tracking=bogus", "tracking"),
     ],
 )
 def test_bad_config_exits_2_naming_the_key(override, message, capsys):

@@ -21,17 +21,19 @@ from flows.stack import StackConfig, down, read_pids, status, up
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
 
+def stack_config(tmp_path, loopback, **settings) -> StackConfig:
+    """A stack in ``tmp_path`` on free loopback ports."""
+    ports = ("prefect_port", "ray_port", "dashboard_port", "mlflow_port")
+    return StackConfig(
+        state_dir=tmp_path / "stack",
+        **{name: loopback.free_port() for name in ports},
+        **settings,
+    )
+
+
 @pytest.fixture
 def stack(tmp_path, loopback):
-    free_port = loopback.free_port
-    config = StackConfig(
-        state_dir=tmp_path / "stack",
-        prefect_port=free_port(),
-        ray_port=free_port(),
-        dashboard_port=free_port(),
-        mlflow_port=free_port(),
-        ray_cpus=2,
-    )
+    config = stack_config(tmp_path, loopback, ray_cpus=2)
     up(config)
     try:
         yield config
@@ -141,16 +143,7 @@ def test_invalid_parameters_are_refused_at_run_creation(stack):
 
 
 def test_down_stops_exactly_what_up_started(tmp_path, loopback):
-    free_port = loopback.free_port
-    config = StackConfig(
-        state_dir=tmp_path / "stack",
-        prefect_port=free_port(),
-        ray_port=free_port(),
-        dashboard_port=free_port(),
-        mlflow_port=free_port(),
-        serve=False,
-        ray_cpus=1,
-    )
+    config = stack_config(tmp_path, loopback, serve=False, ray_cpus=1)
     bystander = psutil.Popen(["sleep", "60"])  # a process the stack did not start
     try:
         pids = up(config)

@@ -288,6 +288,7 @@ def test_sweep_options_become_hydra_overrides():
         (["search=darts", "search.darts.order=3"], "order must be 1 or 2"),
         (["model=darts_net", "+model.params.genotype=/no/such/genotype.json"], "genotype"),
         (["--resume"], "run.id"),
+        (["train.num_workers=2", "ray.storage_path=s3://b/x"], "filesystem every node mounts"),
     ],
 )
 def test_bad_sweep_input_exits_2_naming_the_key(args, message, capsys, tmp_path):

@@ -8,8 +8,15 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 
+from components.data.errors import DataError
 from components.data.reader import load_meta, read_split
-from components.data.staging import is_uri, join, local_dataset, stage_dataset
+from components.data.staging import (
+    is_uri,
+    join,
+    local_dataset,
+    stage_dataset,
+    storage_problem,
+)
 
 
 @pytest.fixture
@@ -32,6 +39,15 @@ def test_uris_and_local_paths_are_told_apart():
     assert not is_uri("/data/x") and not is_uri("runs/x") and not is_uri(None)
     assert not is_uri("file:///data/x")
     assert join("s3://b/store/", "datasets", "d") == "s3://b/store/datasets/d"
+    assert storage_problem("s3://bucket/x") is None and storage_problem("/data/x") is None
+    assert "unsupported scheme 'ftp'" in storage_problem("ftp://host/x")
+    assert "no bucket" in storage_problem("gs://")
+
+
+def test_staging_to_a_missing_bucket_names_the_setting_and_the_uri(digits_dataset, s3_env):
+    where = r"s3://no-such-bucket/x/datasets.*ray.storage_path.*not found"
+    with pytest.raises(DataError, match=where):
+        stage_dataset(digits_dataset, "s3://no-such-bucket/x")
 
 
 def test_a_staged_dataset_is_uploaded_once_and_read_back_identically(digits_dataset, s3_env):
