@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from flows.stack import StackConfig, down, read_pids, status, up
+from flows.stack import StackConfig, StackError, down, read_pids, status, up
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
@@ -158,3 +159,13 @@ def test_down_stops_exactly_what_up_started(tmp_path, loopback):
     finally:
         bystander.kill()
         down(config)
+
+
+def test_up_refuses_a_port_in_use_before_starting_anything(tmp_path, loopback):
+    config = stack_config(tmp_path, loopback)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", config.mlflow_port))
+        taken.listen()
+        with pytest.raises(StackError, match=f"port {config.mlflow_port} on 127.0.0.1"):
+            up(config)
+    assert read_pids(config) == {}  # nothing was started
