@@ -4,7 +4,7 @@
 #   make run TORCH=torch==2.13.0 TORCH_INDEX_URL=<your CUDA wheel index>
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
-TORCH ?= torch==2.13.0
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
@@ -16,7 +16,7 @@ STAMP := $(VENV)/.sennflow-installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 # Prefect's local database, created now rather than by the first run's temporary server
 	$(BIN)/prefect server database upgrade -y > /dev/null

@@ -110,7 +110,9 @@ def to_settings(cfg) -> PipelineSettings:
         hint = "set it as an override, e.g. data.path=/path/to/file"
         raise ConfigError(f"missing required config value {err.full_key}: {hint}") from err
     seed = int(raw["seed"])
-    data = _build("data", DataSpec, _tupled(raw["data"]), seed=seed)
+    model = raw["model"]
+    data_values = _resolve_normalization(_tupled(raw["data"]), model.get("params") or {})
+    data = _build("data", DataSpec, data_values, seed=seed)
     train = _build("train", TrainConfig, raw["train"], seed=seed)
     explain = _build("explain", ExplainConfig, raw["explain"], seed=seed)
     _check_storage_path(raw["ray"]["storage_path"])
@@ -122,7 +124,6 @@ def to_settings(cfg) -> PipelineSettings:
         ray_num_cpus=raw["ray"]["num_cpus"],
         ray_storage_path=raw["ray"]["storage_path"],
     )
-    model = raw["model"]
     return PipelineSettings(
         data=data,
         model_name=model["name"],
@@ -195,6 +196,15 @@ def _resolve_genotype(params: dict) -> dict:
                 f"model.params.{key}={value!r}: cannot read a genotype JSON file there ({err})"
             ) from err
     return params
+
+
+def _resolve_normalization(data: dict, model_params: dict) -> dict:
+    """``data.normalization=auto``: ImageNet statistics for a pretrained trunk (what its weights
+    were trained with), the dataset's own otherwise."""
+    if data.get("normalization") == "auto":
+        pretrained = model_params.get("pretrained")
+        data = {**data, "normalization": "imagenet" if pretrained else "dataset"}
+    return data
 
 
 def _tupled(values: dict) -> dict:

@@ -37,7 +37,7 @@ def explain_task(checkpoint: Path, dataset_path: Path, cfg, seed: int = 0, run=N
         ig_steps=cfg.ig_steps,
         class_names=list(meta.class_names),
         seed=seed,
-        train_x=read_split(dataset_path, "train")[0] if is_pushed(model) else None,
+        pushed_images=_pushed_images(model, dataset_path) if is_pushed(model) else None,
     )
     if has_activation_maps(model):
         images = x[:BECAUSE_IMAGES]
@@ -57,6 +57,13 @@ def explain_task(checkpoint: Path, dataset_path: Path, cfg, seed: int = 0, run=N
             ", ".join(f"{r['method']} {r['mean']:.4f}" for r in ranking["rows"]),
         )
     return result
+
+
+def _pushed_images(model, dataset_path: Path):
+    """The training sample behind every pushed prototype, read row by row (not the split)."""
+    from components.data.reader import read_rows
+
+    return read_rows(dataset_path, "train", model.push_sample.cpu().numpy())[0]
 
 
 def _post_hoc(model, checkpoint, dataset_path, meta, cfg, run) -> dict:

@@ -11,6 +11,10 @@ X_COLUMN = "x"
 Y_COLUMN = "y"
 # Optional per-row ground truth over the pixels (synthetic sources), e.g. a part label map.
 MASK_COLUMN = "mask"
+# Image datasets keep each file's encoded bytes and its path relative to the source root
+# instead of ``x`` (decoding happens in the training workers; see components/data/images.py).
+IMAGE_COLUMN = "image"
+PATH_COLUMN = "path"
 
 _PART_PREFIX = "part-"
 _PART_SUFFIX = ".parquet"

@@ -14,6 +14,7 @@ import torch
 
 from components.data.errors import DataError
 from components.data.layout import (
+    IMAGE_COLUMN,
     MASK_COLUMN,
     META_FILE,
     SPLITS,
@@ -64,6 +65,21 @@ class DatasetMeta:
         """Number of flattened features per sample."""
         return math.prod(self.feature_shape)
 
+    @property
+    def is_image(self) -> bool:
+        """Whether rows hold encoded image files (decoded when read) rather than ``x``."""
+        return self.raw.get("kind") == "image"
+
+    @property
+    def channel_mean(self) -> np.ndarray:
+        """Per-channel mean ``(C,)`` of an image dataset (pixels in [0, 1])."""
+        return self.mean.reshape(self.feature_shape[0], -1)[:, 0]
+
+    @property
+    def channel_std(self) -> np.ndarray:
+        """Per-channel std ``(C,)`` of an image dataset."""
+        return self.std.reshape(self.feature_shape[0], -1)[:, 0]
+
 
 def load_meta(path: str | Path) -> DatasetMeta:
     """Load and check the ``meta.json`` of the dataset folder ``path``.
@@ -89,8 +105,8 @@ def load_meta(path: str | Path) -> DatasetMeta:
             feature_shape=tuple(int(d) for d in raw["feature_shape"]),
             num_classes=int(raw["num_classes"]),
             class_names=tuple(str(n) for n in raw["class_names"]),
-            mean=np.asarray(raw["normalization"]["mean"], dtype=np.float32),
-            std=np.asarray(raw["normalization"]["std"], dtype=np.float32),
+            mean=_per_feature(raw["normalization"]["mean"], raw["feature_shape"]),
+            std=_per_feature(raw["normalization"]["std"], raw["feature_shape"]),
             row_counts={split: int(raw["row_counts"].get(split, 0)) for split in SPLITS},
             fingerprint=str(raw["fingerprint"]),
             raw=raw,
@@ -107,6 +123,16 @@ def load_meta(path: str | Path) -> DatasetMeta:
     return meta
 
 
+def _per_feature(values, feature_shape) -> np.ndarray:
+    """Normalisation statistics per flattened feature; image datasets store one per channel
+    (``len == C``), which is broadcast over the ``(C, H, W)`` pixels."""
+    values = np.asarray(values, dtype=np.float32)
+    shape = tuple(int(d) for d in feature_shape)
+    if len(shape) == 3 and values.shape == (shape[0],) and math.prod(shape) != shape[0]:
+        return np.repeat(values, shape[1] * shape[2])
+    return values
+
+
 def read_split(
     path: str | Path,
     split: str,
@@ -114,8 +140,13 @@ def read_split(
     normalize: bool = True,
     shard_index: int = 0,
     num_shards: int = 1,
+    limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read a whole split (or one shard of it) into memory.
+    """Read a whole split (or one shard of it, or its first rows) into memory.
+
+    Image datasets are decoded here (resize, centre crop, standardise: the deterministic
+    transform of :func:`components.data.image_transforms.eval_transform`); prefer ``limit``,
+    :func:`read_rows` or :func:`iter_batches` for them, as a decoded split can be large.
 
     Args:
         path: The dataset folder.
@@ -124,18 +155,49 @@ def read_split(
         shard_index: Which shard to return.
         num_shards: Shard ``k`` holds the rows ``i`` with ``i % num_shards == k`` in the split's
             stable row order, so the shards partition the split.
+        limit: Return at most this many rows (the first ones of the shard); ``None``: all.
 
     Returns:
         ``x`` float32 ``(N, *feature_shape)`` and ``y`` int64 ``(N,)``.
     """
     meta = load_meta(path)
     _check_args(split, shard_index, num_shards)
-    chunks = list(_chunks(Path(path), meta, split, normalize, shard_index, num_shards, 1))
+    chunks = _chunks(Path(path), meta, split, normalize, shard_index, num_shards, 1)
+    chunks = list(_first_rows(chunks, limit)) if limit is not None else list(chunks)
     if not chunks:
         return np.empty((0, *meta.feature_shape), np.float32), np.empty(0, np.int64)
     x = np.concatenate([c[0] for c in chunks]).reshape(-1, *meta.feature_shape)
     y = np.concatenate([c[1] for c in chunks])
     return x, y
+
+
+def read_rows(
+    path: str | Path, split: str, rows, *, normalize: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read the given rows of a split (positions in its stable order), in the order given.
+
+    Only those rows are decoded, so this is how to fetch a few images (e.g. the training images
+    prototypes were pushed onto) without decoding the split.
+
+    Raises:
+        IndexError: A row is outside the split.
+    """
+    meta = load_meta(path)
+    _check_args(split, 0, 1)
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    count = meta.row_counts[split]
+    if rows.size and (rows.min() < 0 or rows.max() >= count):
+        raise IndexError(f"rows {rows.tolist()} outside split {split!r} of {count} rows")
+    files = split_files(path, split)
+    if not rows.size or not files:
+        return np.empty((0, *meta.feature_shape), np.float32), np.empty(0, np.int64)
+    column = IMAGE_COLUMN if meta.is_image else X_COLUMN
+    table = ds.dataset([str(f) for f in files], format="parquet").take(
+        rows, columns=[column, Y_COLUMN]
+    )
+    x = _decode_features(table.column(0).combine_chunks(), meta, len(rows), normalize, str(path))
+    y = table.column(1).to_numpy().astype(np.int64)
+    return x.reshape(-1, *meta.feature_shape), y
 
 
 def read_masks(path: str | Path, split: str) -> np.ndarray:
@@ -241,33 +303,77 @@ def _chunks(
                 rows=meta.row_counts[split],
             )
         return
-    width = meta.num_features
-    scan_rows = max(batch_size * num_shards, _SCAN_BYTES // (4 * width))
-    inv_std = (1.0 / meta.std).astype(np.float32)
+    if meta.is_image:
+        scan_rows, column = max(batch_size * num_shards, 256), IMAGE_COLUMN
+    else:
+        scan_rows, column = (
+            max(batch_size * num_shards, _SCAN_BYTES // (4 * meta.num_features)),
+            X_COLUMN,
+        )
     dataset = ds.dataset([str(f) for f in files], format="parquet")
     offset = 0  # position of the batch's first row in the split, for sharding
-    for batch in dataset.to_batches(columns=[X_COLUMN, Y_COLUMN], batch_size=scan_rows):
+    for batch in dataset.to_batches(columns=[column, Y_COLUMN], batch_size=scan_rows):
         n = batch.num_rows
         first = (shard_index - offset) % num_shards
         offset += n
         if first >= n:
             continue
-        flat = batch.column(0).flatten().to_numpy()
-        if flat.size != n * width:
-            raise DataError(
-                f"x holds {flat.size // max(n, 1)} features per row, meta.json says {width}",
-                file=str(root),
-                column=X_COLUMN,
-                rows=n,
-            )
-        x = flat.reshape(n, width)[first::num_shards]
+        values = batch.column(0)[first::num_shards]
+        x = _decode_features(values, meta, len(values), normalize, str(root))
         y = batch.column(1).to_numpy()[first::num_shards]
-        if normalize:
-            x = np.subtract(x, meta.mean)
-            x *= inv_std
-        else:
-            x = x.copy()
         yield x, y.astype(np.int64, copy=True)
+
+
+def _decode_features(values, meta: DatasetMeta, n: int, normalize: bool, where: str) -> np.ndarray:
+    """Writable float32 ``(n, F)`` from an Arrow column of ``x`` lists or encoded images."""
+    if meta.is_image:
+        return _decode_images(values, meta, normalize, where)
+    width = meta.num_features
+    flat = values.flatten().to_numpy()
+    if flat.size != n * width:
+        raise DataError(
+            f"x holds {flat.size // max(n, 1)} features per row, meta.json says {width}",
+            file=where,
+            column=X_COLUMN,
+            rows=n,
+        )
+    x = flat.reshape(n, width)
+    if not normalize:
+        return x.copy()
+    x = np.subtract(x, meta.mean)
+    x *= (1.0 / meta.std).astype(np.float32)
+    return x
+
+
+def _decode_images(values, meta: DatasetMeta, normalize: bool, where: str) -> np.ndarray:
+    """Decode encoded images with the deterministic transform: ``(n, C*S*S)`` float32."""
+    from components.data.image_transforms import eval_transform
+    from components.data.images import ImageDecodeError, decode_rgb
+
+    channels = meta.feature_shape[0]
+    mean, std = (
+        (meta.channel_mean, meta.channel_std) if normalize else ([0.0] * channels, [1.0] * channels)
+    )
+    transform = eval_transform(meta.feature_shape[-1], mean, std)
+    out = np.empty((len(values), meta.num_features), np.float32)
+    for i, data in enumerate(values):
+        try:
+            out[i] = transform(decode_rgb(data.as_buffer())).reshape(-1).numpy()
+        except ImageDecodeError as err:
+            raise DataError(
+                f"stored image cannot be decoded: {err}", file=where, column=IMAGE_COLUMN
+            ) from err
+    return out
+
+
+def _first_rows(chunks, limit: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The chunks cut off after ``limit`` rows in total (no later chunk is read)."""
+    left = limit
+    for x, y in chunks:
+        if left <= 0:
+            return
+        yield x[:left], y[:left]
+        left -= len(y)
 
 
 def _rebatch(

@@ -11,7 +11,8 @@ from components.data.errors import DataError
 
 EMBEDDED_SOURCES = ("digits", "breast_cancer", "wine")
 FILE_SOURCES = ("parquet", "csv")
-SOURCES = (*EMBEDDED_SOURCES, "synthetic", "parts", *FILE_SOURCES)
+SOURCES = (*EMBEDDED_SOURCES, "synthetic", "parts", *FILE_SOURCES, "image_folder")
+NORMALIZATIONS = ("dataset", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,10 @@ class DataSpec:
         source: One of ``digits``, ``breast_cancer``, ``wine`` (scikit-learn's embedded
             datasets), ``synthetic`` (seeded class-conditional Gaussians of any size), ``parts``
             (seeded RGB images classified by the coloured parts they contain, with part masks),
-            ``parquet`` or ``csv`` (a user file).
+            ``parquet`` or ``csv`` (a user file), ``image_folder`` (a folder of image files, one
+            subfolder per class, optionally under ``train/``, ``val/``, ``test/``).
         path: For ``parquet``/``csv``: a local path or an fsspec URL (``file://``, ``memory://``,
-            ``s3://`` ...).
+            ``s3://`` ...); for ``image_folder``: the folder.
         label_column: For ``parquet``/``csv``: the column holding integer class labels.
         feature_columns: For ``parquet``/``csv``: either one list-typed column or several scalar
             numeric columns; ``None`` means every column except the label.
@@ -40,7 +42,12 @@ class DataSpec:
         num_features: Synthetic only: features per row.
         num_classes: Synthetic and parts: number of classes (parts: 2 to 6).
         class_sep: Synthetic only: norm of each class mean; larger is easier.
-        partition_rows: Rows per Dask partition (synthetic) and per Parquet file (all sources).
+        partition_rows: Rows per Dask partition (synthetic) and per Parquet file (all sources;
+            for images, files per shard: one Dask task each).
+        image_size: Images: the side of the square each image is resized and cropped to (the
+            model's input is ``(3, image_size, image_size)``); smaller images are invalid.
+        normalization: Images: the per-channel statistics inputs are standardised with:
+            ``dataset`` (the train split's) or ``imagenet`` (what pretrained trunks expect).
     """
 
     source: str = "digits"
@@ -57,6 +64,8 @@ class DataSpec:
     num_classes: int = 4
     class_sep: float = 2.0
     partition_rows: int = 100_000
+    image_size: int = 224
+    normalization: str = "dataset"
 
     def __post_init__(self) -> None:
         # Configs arrive with lists (YAML); store tuples so the spec stays hashable.
@@ -69,7 +78,7 @@ class DataSpec:
     def _validate(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"DataSpec.source={self.source!r}: expected one of {SOURCES}")
-        if self.source in FILE_SOURCES and not self.path:
+        if (self.source in FILE_SOURCES or self.source == "image_folder") and not self.path:
             raise ValueError(f"DataSpec.path is required for source={self.source!r}")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
@@ -80,7 +89,11 @@ class DataSpec:
                 f"DataSpec.val_fraction + test_fraction = "
                 f"{self.val_fraction + self.test_fraction}: must be < 1 to leave a train split"
             )
-        for name in ("num_samples", "num_features", "partition_rows"):
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"DataSpec.normalization={self.normalization!r}: expected one of {NORMALIZATIONS}"
+            )
+        for name in ("num_samples", "num_features", "partition_rows", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DataSpec.{name}={getattr(self, name)}: must be >= 1")
         if self.num_classes < 2:
@@ -103,6 +116,29 @@ class DataSpec:
     def num_splits_needed(self) -> int:
         """How many splits each class must populate: train plus every non-empty other split."""
         return 1 + (self.val_fraction > 0) + (self.test_fraction > 0)
+
+
+_COMMON_FIELDS = (
+    "source",
+    "feature_shape",
+    "val_fraction",
+    "test_fraction",
+    "seed",
+    "partition_rows",
+)
+_SOURCE_FIELDS = {
+    "synthetic": ("num_samples", "num_features", "num_classes", "class_sep"),
+    "parts": ("num_samples", "num_classes"),
+    "parquet": ("path", "label_column", "feature_columns", "drop_invalid"),
+    "csv": ("path", "label_column", "feature_columns", "drop_invalid"),
+    "image_folder": ("path", "drop_invalid", "image_size", "normalization"),
+}
+
+
+def source_fields(source: str) -> tuple[str, ...]:
+    """The spec fields that mean something for ``source`` (the rest are ignored by it): what a
+    report shows of the data config, and (less ``path``) what the dataset fingerprint covers."""
+    return _COMMON_FIELDS + _SOURCE_FIELDS.get(source, ())
 
 
 def resolve_feature_shape(

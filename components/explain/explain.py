@@ -70,7 +70,7 @@ def explain_model(
     ig_steps: int = 32,
     class_names: Sequence[str] | None = None,
     seed: int = 0,
-    train_x: Any = None,
+    pushed_images: Any = None,
 ) -> dict:
     """Explain ``model`` on a few samples of ``(x, y)`` chosen by :func:`select_samples`.
 
@@ -87,8 +87,9 @@ def explain_model(
         ig_steps: quadrature steps of Integrated Gradients.
         class_names: optional class names added to the sample dicts.
         seed: seed of the sample choice.
-        train_x: the training split; with it, a pushed model's gallery shows the training patch
-            each prototype was projected onto instead of decoded prototypes.
+        pushed_images: the training sample each prototype was pushed onto, in prototype order;
+            with it, a pushed model's gallery shows the training patch each prototype was
+            projected onto instead of decoded prototypes.
 
     Returns:
         ``kind`` (``"prototype"`` or ``"attribution"``), ``indices`` (chosen rows of ``x``),
@@ -118,8 +119,8 @@ def explain_model(
     for row, sample in enumerate(samples):
         sample["probability"] = float(probabilities[row, sample["predicted"]])
         sample["ig_delta"] = float(delta[row])
-    if is_prototype and train_x is not None and is_pushed(model):
-        gallery = pushed_gallery(model, train_x)
+    if is_prototype and pushed_images is not None and is_pushed(model):
+        gallery = pushed_gallery(model, pushed_images)
     elif is_prototype and hasattr(model, "decode_prototypes"):
         gallery = prototype_gallery(model)
     else:

@@ -19,13 +19,14 @@ def is_pushed(model) -> bool:
     return isinstance(pushed, torch.Tensor) and bool(pushed.all())
 
 
-def pushed_gallery(model, train_x: np.ndarray) -> dict:
+def pushed_gallery(model, source_images: np.ndarray) -> dict:
     """Source training image, patch box and class of every prototype.
 
     Args:
         model: a pushed part-prototype model (``push_sample``, ``push_location`` buffers and
             ``activation_maps``).
-        train_x: the training split in the order whose row numbers the push recorded.
+        source_images: the training image each prototype was pushed onto, in prototype order
+            (``read_rows(dataset, "train", model.push_sample)``).
 
     Returns:
         ``images`` ``(P, *input_shape)``, ``samples`` (training row of each), ``boxes``
@@ -33,7 +34,7 @@ def pushed_gallery(model, train_x: np.ndarray) -> dict:
     """
     samples = model.push_sample.cpu().numpy()
     rows, cols = model.push_location.cpu().numpy().T
-    images = np.asarray(train_x)[samples]
+    images = np.asarray(source_images)
     with eval_mode(model), torch.no_grad():
         grid_h, grid_w = model.activation_maps(torch.as_tensor(images[:1])).shape[-2:]
     cell_h, cell_w = images.shape[-2] / grid_h, images.shape[-1] / grid_w

@@ -1,0 +1,72 @@
+"""Encoded image bytes: which files are images, decoding them to RGB, reference statistics.
+
+Decoding uses ``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp; it detects
+truncated files) and falls back to Pillow for the formats torchvision does not read (BMP).
+Greyscale, palette and RGBA images all come out as 3-channel RGB (alpha is dropped).
+"""
+
+from __future__ import annotations
+
+import io
+
+import torch
+
+# File suffixes read as images (lower case); anything else in a class folder is not an image.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+# ImageNet's per-channel statistics of RGB pixels in [0, 1]: the normalisation every
+# torchvision ImageNet-pretrained trunk was trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageDecodeError(ValueError):
+    """Bytes that are not a readable image (corrupt, truncated, empty or another format)."""
+
+
+def decode_rgb(data: bytes | bytearray | memoryview) -> torch.Tensor:
+    """Decode one encoded image to a uint8 RGB tensor ``(3, H, W)``.
+
+    Raises:
+        ImageDecodeError: The bytes are empty, truncated, corrupt or not an image format that
+            torchvision or Pillow reads; the message says which.
+    """
+    if len(data) == 0:
+        raise ImageDecodeError("empty file (0 bytes)")
+    from torchvision.io import ImageReadMode, decode_image
+
+    buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    try:
+        return decode_image(buffer, mode=ImageReadMode.RGB)
+    except RuntimeError as err:
+        if _is_unsupported_format(err):
+            return _decode_with_pillow(data)
+        raise ImageDecodeError(_short(err)) from err
+
+
+def _is_unsupported_format(err: RuntimeError) -> bool:
+    """torchvision says "Unsupported image file" for formats it does not know (BMP, TIFF...)."""
+    return "Unsupported image file" in str(err)
+
+
+def _decode_with_pillow(data: bytes | bytearray | memoryview) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            rgb = image.convert("RGB")  # loads every pixel: a truncated file raises here
+    except UnidentifiedImageError as err:
+        raise ImageDecodeError("not an image (unknown format)") from err
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageDecodeError(f"corrupt or truncated image: {err}") from err
+    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+    return pixels.reshape(rgb.height, rgb.width, 3).permute(2, 0, 1).contiguous()
+
+
+def _short(err: Exception) -> str:
+    """torchvision's message without its C++ source location (``file.cpp:12, message``)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    head, sep, tail = text.rpartition(".cpp:")
+    if sep:
+        text = tail.split(",", 1)[-1].strip() or text
+    return text
