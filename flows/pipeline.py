@@ -6,6 +6,7 @@ from the Prefect UI, where :class:`PipelineOptions` renders as a form.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -21,15 +22,26 @@ from tasks.report import report_task
 from tasks.tracking import track_task
 from tasks.train import train_task
 
-DataSource = Literal["digits", "breast_cancer", "wine", "synthetic", "parts", "parquet", "csv"]
+DataSource = Literal[
+    "digits", "breast_cancer", "wine", "synthetic", "parts", "parquet", "csv", "image_folder"
+]
 
 
 class PipelineOptions(BaseModel):
     """The common knobs as a typed form; each set field becomes a Hydra override."""
 
     data: DataSource | None = Field(None, description="data source config (conf/data)")
-    data_path: str | None = Field(None, description="file or fsspec URL for parquet/csv")
+    data_path: str | None = Field(
+        None, description="parquet/csv: a file or fsspec URL; image_folder: the folder"
+    )
+    image_size: int | None = Field(None, ge=8, description="image_folder: side of the crop")
     model: str | None = Field(None, description="model config (conf/model), e.g. proto_ae, mlp")
+    backbone: str | None = Field(
+        None, description="protopnet / st_protopnet / resnet: conv, resnet18, vgg16, ..."
+    )
+    pretrained: str | None = Field(
+        None, description="trunk weights: a .pth/.safetensors path or e.g. IMAGENET1K_V1"
+    )
     experiment: str | None = Field(None, description="experiment preset (conf/experiment)")
     epochs: int | None = Field(None, ge=1)
     num_workers: int | None = Field(None, ge=1, description="Ray Train workers")
@@ -43,7 +55,10 @@ class PipelineOptions(BaseModel):
         keys = {
             "data": "data",
             "data_path": "data.path",
+            "image_size": "data.image_size",
             "model": "model",
+            "backbone": "++model.params.backbone",
+            "pretrained": "++model.params.pretrained",
             "experiment": "experiment",
             "epochs": "train.epochs",
             "num_workers": "train.num_workers",
@@ -85,9 +100,13 @@ def pipeline(
 
     dataset = ingest_task(s.data, s.run.cache_dir)
     spec = model_spec(s, dataset.meta)
-    outcome = train_task(dataset.path, spec, s.train, run_dir, s.run)
+    started = time.perf_counter()
+    outcome = train_task(dataset.path, spec, s.train, run_dir, s.run, s.data.augment)
+    train_seconds = time.perf_counter() - started  # explain.budget_s=auto: explain within this
     test = evaluate_task(outcome.best_checkpoint, dataset.path, s.seed)
-    explanations = explain_task(outcome.best_checkpoint, dataset.path, s.explain, s.seed)
+    explanations = explain_task(
+        outcome.best_checkpoint, dataset.path, s.explain, s.seed, train_seconds=train_seconds
+    )
 
     headline = {**headline_metrics(test, outcome), **explanation_headline(explanations)}
     write_json(run_dir / "metrics.json", _metrics_json(test, outcome, dataset))

@@ -144,7 +144,7 @@ def sweep(
     if search.retrain:
         spec, train = _best_model(s, spec, search.sweep.method, outcome)
         logger.info("retraining the best configuration: %s %s", spec.name, _short(spec.kwargs))
-        trained = train_task(dataset.path, spec, train, run_dir, s.run)
+        trained = train_task(dataset.path, spec, train, run_dir, s.run, s.data.augment)
         test = evaluate_task(trained.best_checkpoint, dataset.path, s.seed)
         explanations = explain_task(trained.best_checkpoint, dataset.path, s.explain, s.seed)
         headline |= headline_metrics(test, trained) | explanation_headline(explanations)

@@ -11,8 +11,10 @@ from tasks.progress import notify_epoch
 
 
 @task(name="train", cache_policy=NO_CACHE)
-def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run):
-    """Start or join Ray (``run`` holds the address), train, and return the ``TrainOutcome``."""
+def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run, augment: str = "none"):
+    """Start or join Ray (``run`` holds the address), train, and return the ``TrainOutcome``.
+
+    ``augment`` is the training augmentation of image datasets (``data.augment``)."""
     from components.data.staging import dataset_for_workers
     from components.training.ray_runtime import ensure_ray
     from components.training.ray_trainer import train_with_ray
@@ -33,13 +35,14 @@ def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run):
             )
         accuracy = metrics.get("val_accuracy")
         logger.info(
-            "epoch %d/%d [%s] train_loss=%.4f val_loss=%.4f%s",
+            "epoch %d/%d [%s] train_loss=%.4f val_loss=%.4f%s (%.0f samples/s per worker)",
             metrics["epoch"],
             cfg.epochs,
             metrics["stage"],
             metrics["train_loss"],
             metrics["val_loss"],
             "" if accuracy is None else f" val_accuracy={accuracy:.4f}",
+            metrics["samples_per_s"],
         )
         notify_epoch(metrics)
 
@@ -50,6 +53,7 @@ def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run):
         run_dir=run_dir,
         on_epoch=on_epoch,
         storage_path=run_storage(run.ray_storage_path, Path(run_dir)),
+        augment=augment,
     )
     logger.info(
         "best epoch %d (val_loss %.4f), %d epochs run%s%s",

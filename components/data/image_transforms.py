@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-AUGMENTATIONS = ("none", "light", "protopnet")
+from components.data.spec import AUGMENTATIONS
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

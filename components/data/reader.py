@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import torch
 
 from components.data.errors import DataError
@@ -198,6 +200,60 @@ def read_rows(
     x = _decode_features(table.column(0).combine_chunks(), meta, len(rows), normalize, str(path))
     y = table.column(1).to_numpy().astype(np.int64)
     return x.reshape(-1, *meta.feature_shape), y
+
+
+def read_encoded(
+    path: str | Path, split: str, *, shard_index: int = 0, num_shards: int = 1
+) -> tuple[pa.Array, np.ndarray, np.ndarray, int]:
+    """One shard of an image split as encoded bytes (decoding is the caller's, in its workers).
+
+    When the split has at least ``num_shards`` Parquet files, shard ``k`` reads only the files
+    ``k, k + num_shards, ...`` (each data-parallel worker reads its own files); otherwise rows
+    are dealt out as in :func:`read_split` (row ``i`` to shard ``i % num_shards``).
+
+    Returns:
+        ``images`` (an Arrow binary array), ``y`` int64, ``rows`` (each row's position in the
+        split's stable order, the ids a push records) and the largest shard's row count (what
+        every shard pads an epoch to, so data-parallel ranks take the same number of steps).
+
+    Raises:
+        DataError: The dataset does not hold encoded images.
+    """
+    meta = load_meta(path)
+    _check_args(split, shard_index, num_shards)
+    if not meta.is_image:
+        raise DataError(
+            "read_encoded needs an image dataset (meta.json kind 'image')", file=str(path)
+        )
+    files = split_files(path, split)
+    counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    owned = shard_rows(counts, shard_index, num_shards)
+    largest = max(len(shard_rows(counts, k, num_shards)) for k in range(num_shards))
+    if not len(owned):
+        return pa.array([], pa.binary()), np.empty(0, np.int64), owned, largest
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    tables = []
+    for index, file in enumerate(files):
+        local = owned[(owned >= starts[index]) & (owned < starts[index + 1])] - starts[index]
+        if len(local):
+            table = pq.read_table(file, columns=[IMAGE_COLUMN, Y_COLUMN])
+            tables.append(table.take(local))
+    table = pa.concat_tables(tables)
+    images = table.column(IMAGE_COLUMN).combine_chunks()
+    return images, table.column(Y_COLUMN).to_numpy().astype(np.int64), owned, largest
+
+
+def shard_rows(file_rows: list[int], shard_index: int, num_shards: int) -> np.ndarray:
+    """Positions (in the split's order) of the rows shard ``shard_index`` owns: whole files
+    ``k::num_shards`` when there are enough files, else rows ``k::num_shards``."""
+    starts = np.concatenate([[0], np.cumsum(file_rows, dtype=np.int64)])
+    if len(file_rows) < num_shards:
+        return np.arange(shard_index, starts[-1], num_shards, dtype=np.int64)
+    owned = range(shard_index, len(file_rows), num_shards)
+    return np.concatenate(
+        [np.arange(starts[i], starts[i + 1], dtype=np.int64) for i in owned]
+        or [np.empty(0, np.int64)]
+    )
 
 
 def read_masks(path: str | Path, split: str) -> np.ndarray:

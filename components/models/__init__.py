@@ -8,6 +8,7 @@ from components.models import (  # noqa: F401  (imported to register)
     prob_psenn,
     proto_ae,
     protopnet,
+    resnet,
     st_protopnet,
     tell,
 )

@@ -1,9 +1,10 @@
-"""Small convolutional baseline for image input ``(C, H, W)``.
+"""Small convolutional baseline for images ``(C, H, W)`` and signals ``(C, L)``.
 
 Each block is ``conv3x3 -> ReLU -> maxpool 2x2`` (ceil mode, so odd or tiny images never shrink
-to zero), followed by a dropout + linear head over the flattened feature map. Tabular ``(D,)``
-input is rejected rather than reshaped: a 2-D convolution over feature order would invent a
-locality that tabular columns do not have; use ``mlp`` there.
+to zero; kernel 3 and pool 2 with 1-D convolutions for signals), followed by a dropout + linear
+head over the flattened feature map. Tabular ``(D,)`` input is rejected rather than reshaped: a
+convolution over feature order would invent a locality that tabular columns do not have; use
+``mlp`` there (or give a time series its ``(C, L)`` shape with ``data.feature_shape``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from components.models.backbones import conv_layers
 from components.models.base import (
     ModelOutput,
     SennModel,
@@ -52,12 +54,12 @@ class CNN(SennModel):
     """Conv blocks then a linear classifier.
 
     Args:
-        input_shape: ``(C, H, W)``.
+        input_shape: ``(C, H, W)`` or ``(C, L)``.
         num_classes: number of output classes.
         config: hyperparameters.
 
     Raises:
-        ValueError: if ``input_shape`` is not 3-D.
+        ValueError: if ``input_shape`` is neither 2-D nor 3-D.
     """
 
     def __init__(
@@ -65,28 +67,29 @@ class CNN(SennModel):
     ) -> None:
         super().__init__()
         check_build_args(input_shape, num_classes, model="cnn")
-        if len(input_shape) != 3:
+        if len(input_shape) not in (2, 3):
             raise ValueError(
-                f"model 'cnn' needs image input (C, H, W), got input_shape {tuple(input_shape)}; "
-                "use 'mlp' for tabular (D,) data"
+                f"model 'cnn' needs image input (C, H, W) or signal input (C, L), got "
+                f"input_shape {tuple(input_shape)}; use 'mlp' for tabular (D,) data"
             )
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.config = config
-        channels, height, width = self.input_shape
+        channels, *sizes = self.input_shape
+        conv, pool = conv_layers(len(sizes))
         blocks: list[nn.Module] = []
         for out_channels in config.channels:
             blocks += [
-                nn.Conv2d(channels, out_channels, kernel_size=3, padding=1),
+                conv(channels, out_channels, kernel_size=3, padding=1),
                 nn.ReLU(),
-                nn.MaxPool2d(2, ceil_mode=True),
+                pool(2, ceil_mode=True),
             ]
-            channels, height, width = out_channels, math.ceil(height / 2), math.ceil(width / 2)
+            channels, sizes = out_channels, [math.ceil(n / 2) for n in sizes]
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(config.dropout),
-            nn.Linear(channels * height * width, num_classes),
+            nn.Linear(channels * math.prod(sizes), num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> ModelOutput:

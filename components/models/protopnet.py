@@ -50,6 +50,21 @@ Yang, ICLR 2019): the stem and cells of the derived network,
 that pushed prototypes stay exact latent patches (its docstring gives the reason). Its two
 reduction cells halve the grid twice (8x8 -> 2x2); ``backbone_channels`` and
 ``backbone_pools`` are then unused.
+
+The paper's setting, on real images: ``backbone`` names a torchvision trunk (``resnet18/34/50``,
+``vgg11/16/19``, ``densenet121``; :mod:`components.models.trunks`) and ``pretrained`` the
+ImageNet weights to start from (a file or a torchvision weights name, loaded by
+:mod:`components.training.pretrained`). With a pretrained trunk the paper's rates apply: the
+joint stage trains the trunk at 1e-4 against 3e-3 for the add-on layers and prototypes, i.e.
+``features_lr_scale = 1/30`` of the base rate ``train.lr=3e-3`` (the default when ``pretrained``
+is set), and ``D = 128`` (the default with a torchvision trunk). BatchNorm layers of a trunk
+that a stage does not train keep their running statistics (the fit loop puts them in eval
+mode), so the warm-up does not disturb the pretrained statistics and pushed prototypes stay
+the exact latent patches they were copied from while the last layer trains.
+
+Signals ``(C, L)`` work with the conv trunk, in 1-D convolutions: the latent grid is
+``(D, 1, l)``, so a prototype is a patch of ``l``'s positions and push, explanations and the
+gallery use the same code as for images.
 """
 
 from __future__ import annotations
@@ -61,7 +76,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from components.models.backbones import ConvBackbone
 from components.models.base import (
     ModelOutput,
     PrototypeExplanation,
@@ -76,8 +90,11 @@ from components.models.base import (
 )
 from components.models.nas_cells import GenotypeBackbone
 from components.models.nas_ops import Genotype, coerce_genotype
+from components.models.trunks import TORCHVISION_TRUNKS, TRUNKS, build_trunk
 
 EPSILON = 1e-4  # the paper's epsilon in log((d + 1) / (d + epsilon))
+# The paper's joint-stage rates for a pretrained trunk: features 1e-4, add-on and prototypes 3e-3.
+PRETRAINED_FEATURES_LR_SCALE = 1e-4 / 3e-3
 
 
 @dataclass(frozen=True)
@@ -86,7 +103,12 @@ class ProtoPNetConfig:
 
     Attributes:
         prototypes_per_class: ``m_k`` (paper: 10).
-        prototype_dim: channels ``D`` of the latent grid and of each prototype (paper: 128).
+        prototype_dim: channels ``D`` of the latent grid and of each prototype (paper: 128);
+            ``None``: 128 with a torchvision trunk, 64 with the conv trunk.
+        backbone: ``conv`` (small, from scratch) or a torchvision trunk (``resnet18``,
+            ``resnet34``, ``resnet50``, ``vgg11``, ``vgg16``, ``vgg19``, ``densenet121``).
+        pretrained: ImageNet weights for a torchvision trunk: a ``.pth``/``.safetensors`` file
+            or a torchvision weights name (e.g. ``IMAGENET1K_V1``); ``None``: from scratch.
         backbone_channels: output channels of each conv block of the backbone.
         backbone_pools: how many backbone blocks halve the grid (1: 8x8 -> 4x4; 2 suits 32x32).
         cluster_weight: coefficient of the cluster cost (paper: 0.8).
@@ -96,8 +118,8 @@ class ProtoPNetConfig:
         warm_up_fraction: share of the epochs for the warm-up stage.
         last_layer_fraction: share of the epochs for the last-layer stages (all cycles).
         push_interval: epochs per push cycle after the warm-up (paper: a push every 10).
-        features_lr_scale: joint-stage backbone LR as a multiple of the base LR (from scratch:
-            1; the paper's 1e-4 fine-tunes a pretrained trunk).
+        features_lr_scale: joint-stage backbone LR as a multiple of the base LR; ``None``: 1
+            from scratch, the paper's 1e-4 / 3e-3 with a pretrained trunk.
         last_layer_lr_scale: last-layer LR as a multiple of the base LR (see the module notes).
         backbone_genotype: a searched DARTS genotype (its ``to_dict`` form, as in a sweep's
             ``genotype.json``) whose cells replace the conv backbone; ``None``: conv backbone.
@@ -106,7 +128,9 @@ class ProtoPNetConfig:
     """
 
     prototypes_per_class: int = 10
-    prototype_dim: int = 64
+    prototype_dim: int | None = None
+    backbone: str = "conv"
+    pretrained: str | None = None
     backbone_channels: tuple[int, ...] = (32, 64, 64)
     backbone_pools: int = 1
     cluster_weight: float = 0.8
@@ -116,7 +140,7 @@ class ProtoPNetConfig:
     warm_up_fraction: float = 0.1
     last_layer_fraction: float = 0.2
     push_interval: int = 10
-    features_lr_scale: float = 1.0
+    features_lr_scale: float | None = None
     last_layer_lr_scale: float = 1.0
     backbone_genotype: Genotype | None = None
     backbone_genotype_channels: int = 8
@@ -125,10 +149,25 @@ class ProtoPNetConfig:
     def __post_init__(self) -> None:
         check_prototype_config(self)
 
+    @property
+    def latent_dim(self) -> int:
+        """``prototype_dim``, or its default for the trunk: 128 (torchvision), 64 (conv)."""
+        if self.prototype_dim is not None:
+            return self.prototype_dim
+        return 128 if self.backbone in TORCHVISION_TRUNKS else 64
+
     @classmethod
     def tiny(cls) -> ProtoPNetConfig:
         """The small variant used by tests."""
         return cls(prototypes_per_class=2, prototype_dim=8, backbone_channels=(8,))
+
+
+def features_lr_scale(config) -> float:
+    """The joint-stage trunk rate of a ProtoPNet-style config: ``features_lr_scale``, or by
+    default the paper's 1e-4 / 3e-3 for a pretrained trunk and 1 from scratch."""
+    if config.features_lr_scale is not None:
+        return config.features_lr_scale
+    return PRETRAINED_FEATURES_LR_SCALE if config.pretrained else 1.0
 
 
 def check_prototype_config(config) -> None:
@@ -138,9 +177,16 @@ def check_prototype_config(config) -> None:
         ValueError: naming the first bad field.
     """
     name = type(config).__name__
+    if config.backbone not in TRUNKS:
+        raise ValueError(f"{name}.backbone={config.backbone!r}: choose from {list(TRUNKS)}")
+    if config.pretrained and config.backbone not in TORCHVISION_TRUNKS:
+        raise ValueError(
+            f"{name}.pretrained needs a torchvision backbone ({', '.join(TORCHVISION_TRUNKS)}); "
+            f"backbone={config.backbone!r} is trained from scratch"
+        )
     positive_ints(config, "backbone_channels")
     for field in ("prototypes_per_class", "prototype_dim", "push_interval"):
-        if int(getattr(config, field)) < 1:
+        if getattr(config, field) is not None and int(getattr(config, field)) < 1:
             raise ValueError(f"{name}.{field} must be >= 1, got {getattr(config, field)}")
     if not 0 <= config.backbone_pools <= len(config.backbone_channels):
         raise ValueError(
@@ -154,7 +200,7 @@ def check_prototype_config(config) -> None:
             f"got {fractions}"
         )
     for field in ("features_lr_scale", "last_layer_lr_scale"):
-        if getattr(config, field) <= 0:
+        if getattr(config, field) is not None and getattr(config, field) <= 0:
             raise ValueError(f"{name}.{field} must be > 0, got {getattr(config, field)}")
     if config.backbone_genotype is not None:
         genotype = coerce_genotype(config.backbone_genotype, param="model.params.backbone_genotype")
@@ -167,13 +213,22 @@ def check_prototype_config(config) -> None:
         )
 
 
-def build_backbone(in_channels: int, config) -> ConvBackbone | GenotypeBackbone:
-    """The feature trunk of a ProtoPNet-style config: the conv backbone, or the searched DARTS
-    cells of ``config.backbone_genotype`` (with GroupNorm; see :class:`GenotypeBackbone`)."""
+def build_backbone(input_shape: tuple[int, ...], config) -> nn.Module:
+    """The feature trunk of a ProtoPNet-style config: ``config.backbone`` (the conv backbone or
+    a torchvision trunk), or the searched DARTS cells of ``config.backbone_genotype`` (with
+    GroupNorm; see :class:`GenotypeBackbone`).
+
+    Raises:
+        ValueError: the trunk does not fit ``input_shape``.
+    """
     if config.backbone_genotype is None:
-        return ConvBackbone(in_channels, config.backbone_channels, config.backbone_pools)
+        return build_trunk(
+            config.backbone, input_shape, config.backbone_channels, config.backbone_pools
+        )
+    if len(input_shape) != 3:
+        raise ValueError(f"backbone_genotype needs image input (C, H, W), got {input_shape}")
     return GenotypeBackbone(
-        in_channels,
+        input_shape[0],
         config.backbone_genotype,
         channels=config.backbone_genotype_channels,
         cells=config.backbone_genotype_cells,
@@ -318,7 +373,7 @@ def protopnet_stages(epochs: int, config) -> list[TrainingStage]:
     warm, cycles = stage_epochs(
         epochs, config.warm_up_fraction, config.last_layer_fraction, config.push_interval
     )
-    joint_lrs = {"features": config.features_lr_scale, "add_on": 1.0, "prototype_vectors": 1.0}
+    joint_lrs = {"features": features_lr_scale(config), "add_on": 1.0, "prototype_vectors": 1.0}
     stages = [TrainingStage("warm_up", warm, {"add_on": 1.0, "prototype_vectors": 1.0})]
     for cycle, (joint, last) in enumerate(cycles, start=1):
         suffix = "" if cycle == 1 else f"_{cycle}"
@@ -392,17 +447,30 @@ def explain_prototypes(
 
 
 def check_image_input(input_shape: tuple[int, ...], num_classes: int, *, model: str) -> None:
-    """Validate build arguments of a part-prototype model (images only).
+    """Validate build arguments of a part-prototype model (images or signals).
 
     Raises:
-        ValueError: for bad shapes or class counts, or non-image input.
+        ValueError: for bad shapes or class counts, or input that is neither an image
+            ``(C, H, W)`` nor a signal ``(C, L)``.
     """
     check_build_args(input_shape, num_classes, model=model)
-    if len(input_shape) != 3:
+    if len(input_shape) not in (2, 3):
         raise ValueError(
-            f"model {model!r} needs image input (C, H, W), got input_shape {tuple(input_shape)}: "
-            "its prototypes are patches of a 2-D latent grid"
+            f"model {model!r} needs image input (C, H, W) or signal input (C, L), got "
+            f"input_shape {tuple(input_shape)}: its prototypes are patches of a latent grid"
         )
+
+
+def as_grid(features: torch.Tensor) -> torch.Tensor:
+    """Trunk features as a 2-D latent grid ``(N, D, h, w)``: a signal's ``(N, D, l)`` becomes
+    ``(N, D, 1, l)``, so prototypes, push and explanations treat both alike."""
+    return features.unsqueeze(2) if features.dim() == 3 else features
+
+
+def latent_grid_size(trunk: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """The ``(h, w)`` of the latent grid a trunk makes of one input (``h = 1`` for signals)."""
+    grid = trunk.grid_size(*input_shape[1:])
+    return (1, *grid) if len(grid) == 1 else tuple(grid)
 
 
 def add_on_layers(
@@ -421,7 +489,7 @@ class ProtoPNet(PrototypeModel):
     """Part-prototype network: "this (patch) looks like that (prototypical patch)".
 
     Args:
-        input_shape: ``(C, H, W)``.
+        input_shape: ``(C, H, W)``, or ``(C, L)`` for signals.
         num_classes: number of output classes.
         config: hyperparameters, loss weights and schedule.
 
@@ -441,14 +509,14 @@ class ProtoPNet(PrototypeModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.config = config
-        self.features = build_backbone(self.input_shape[0], config)
+        self.features = build_backbone(self.input_shape, config)
         self.add_on = add_on_layers(
-            self.features.out_channels, config.prototype_dim, nn.ReLU, nn.Sigmoid
+            self.features.out_channels, config.latent_dim, nn.ReLU, nn.Sigmoid
         )
         classes = prototype_class_ids(num_classes, config.prototypes_per_class)
         num_prototypes = len(classes)
         # uniform in [0, 1): the range of the sigmoid latent (as the reference code)
-        self.prototype_vectors = nn.Parameter(torch.rand(num_prototypes, config.prototype_dim))
+        self.prototype_vectors = nn.Parameter(torch.rand(num_prototypes, config.latent_dim))
         self.last_layer = nn.Linear(num_prototypes, num_classes, bias=False)
         with torch.no_grad():
             self.last_layer.weight.copy_(
@@ -468,7 +536,7 @@ class ProtoPNet(PrototypeModel):
     @property
     def latent_grid(self) -> tuple[int, int]:
         """The ``(h, w)`` of the latent grid (the resolution of :meth:`activation_maps`)."""
-        return self.features.grid_size(*self.input_shape[1:])
+        return latent_grid_size(self.features, self.input_shape)
 
     def prototype_classes(self) -> torch.Tensor:
         """The class identity of each prototype, ``(P,)``."""
@@ -481,7 +549,7 @@ class ProtoPNet(PrototypeModel):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The latent grid ``(N, D, h, w)``: add-on layers over backbone features."""
         check_batch(x, self.input_shape, model="protopnet")
-        return self.add_on(self.features(x))
+        return self.add_on(as_grid(self.features(x)))
 
     def forward(self, x: torch.Tensor) -> ProtoPNetOutput:
         min_distances, _ = grid_argmin(l2_distance_maps(self.encode(x), self.prototype_vectors))

@@ -33,10 +33,12 @@ Both branches are pushed (to the unit-normalised own-class patch of highest cosi
 
 Choices and deviations: the reference code has two variants; the similarity follows its
 full-image one (``relu`` of the cosine, from Deformable ProtoPNet), the tanh add-on layers its
-cropped-image one (the full-image one adds bilinear upsampling for ResNet trunks). The
-ImageNet-pretrained ResNet/VGG trunk is the small from-scratch
-:class:`~components.models.backbones.ConvBackbone`, or, with ``backbone_genotype``, the cells of
-a searched DARTS architecture (as in :mod:`components.models.protopnet`). The reference code
+cropped-image one (the full-image one adds bilinear upsampling for ResNet trunks). The trunk is
+the paper's ImageNet-pretrained ResNet/VGG/DenseNet with ``backbone`` + ``pretrained`` (the
+joint stage then trains it at the released 1e-4 against 3e-3), by default the small
+from-scratch :class:`~components.models.backbones.ConvBackbone` (1-D for signals ``(C, L)``),
+or, with ``backbone_genotype``, the cells of a searched DARTS architecture (as in
+:mod:`components.models.protopnet`, which explains trunks and rates). The reference code
 re-normalises the prototypes after every optimiser step; here they are normalised where used
 (same forward values, no hook into the optimiser). The schedule (warm-up, then push cycles of
 joint -> push + last layer, backbone and last layer at the base rate) is ProtoPNet's, shared
@@ -69,6 +71,7 @@ from components.models.base import (
 from components.models.nas_ops import Genotype
 from components.models.protopnet import (
     add_on_layers,
+    as_grid,
     build_backbone,
     check_image_input,
     check_prototype_config,
@@ -92,7 +95,9 @@ class STProtoPNetConfig:
 
     Attributes:
         prototypes_per_class: ``m_k`` per branch (5).
-        prototype_dim: channels ``D`` of each branch's latent grid (64).
+        prototype_dim: channels ``D`` of each branch's latent grid (64, with any trunk).
+        backbone: ``conv`` (small, from scratch) or a torchvision trunk (as ProtoPNet's).
+        pretrained: ImageNet weights for a torchvision trunk (a file or a weights name).
         backbone_channels: output channels of each conv block of the shared backbone.
         backbone_pools: how many backbone blocks halve the grid (1: 8x8 -> 4x4).
         cluster_weight: reward on the cluster similarity, both branches (0.8).
@@ -108,8 +113,8 @@ class STProtoPNetConfig:
         warm_up_fraction: share of the epochs for the warm-up stage.
         last_layer_fraction: share of the epochs for the last-layer stages (all cycles).
         push_interval: epochs per push cycle after the warm-up (a push every 10).
-        features_lr_scale: joint-stage backbone LR as a multiple of the base LR (from scratch:
-            1; the released 1e-4 fine-tunes a pretrained trunk).
+        features_lr_scale: joint-stage backbone LR as a multiple of the base LR; ``None``: 1
+            from scratch, the released 1e-4 / 3e-3 with a pretrained trunk.
         last_layer_lr_scale: last-layer LR as a multiple of the base LR (see the module notes).
         backbone_genotype: a searched DARTS genotype (its ``to_dict`` form, as in a sweep's
             ``genotype.json``) whose cells replace the shared conv backbone (see
@@ -119,7 +124,9 @@ class STProtoPNetConfig:
     """
 
     prototypes_per_class: int = 5
-    prototype_dim: int = 64
+    prototype_dim: int | None = None
+    backbone: str = "conv"
+    pretrained: str | None = None
     backbone_channels: tuple[int, ...] = (32, 64, 64)
     backbone_pools: int = 1
     cluster_weight: float = 0.8
@@ -134,7 +141,7 @@ class STProtoPNetConfig:
     warm_up_fraction: float = 0.1
     last_layer_fraction: float = 0.2
     push_interval: int = 10
-    features_lr_scale: float = 1.0
+    features_lr_scale: float | None = None
     last_layer_lr_scale: float = 1.0
     backbone_genotype: Genotype | None = None
     backbone_genotype_channels: int = 8
@@ -142,6 +149,11 @@ class STProtoPNetConfig:
 
     def __post_init__(self) -> None:
         check_prototype_config(self)
+
+    @property
+    def latent_dim(self) -> int:
+        """``prototype_dim``, or the released code's 64 with any trunk."""
+        return 64 if self.prototype_dim is None else self.prototype_dim
 
     @classmethod
     def tiny(cls) -> STProtoPNetConfig:
@@ -222,12 +234,12 @@ class STProtoPNet(PrototypeModel):
     ones (``P..2P-1``).
 
     Args:
-        input_shape: ``(C, H, W)``.
+        input_shape: ``(C, H, W)``, or ``(C, L)`` for signals.
         num_classes: number of output classes.
         config: hyperparameters, loss weights and schedule.
 
     Raises:
-        ValueError: if ``input_shape`` is not an image shape.
+        ValueError: if ``input_shape`` is neither an image nor a signal shape.
     """
 
     def __init__(
@@ -242,9 +254,9 @@ class STProtoPNet(PrototypeModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.config = config
-        self.features = build_backbone(self.input_shape[0], config)
+        self.features = build_backbone(self.input_shape, config)
         classes = prototype_class_ids(num_classes, config.prototypes_per_class)
-        p, d = len(classes), config.prototype_dim
+        p, d = len(classes), config.latent_dim
         init = class_connection_init(classes, num_classes, config.incorrect_class_connection)
         for branch in BRANCHES:
             add_on = add_on_layers(self.features.out_channels, d, nn.Tanh, nn.Tanh)
@@ -276,7 +288,7 @@ class STProtoPNet(PrototypeModel):
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each branch's latent grid ``(N, D, h, w)`` over the shared backbone features."""
         check_batch(x, self.input_shape, model="st_protopnet")
-        shared = self.features(x)
+        shared = as_grid(self.features(x))
         return {b: getattr(self, f"add_on_{b}")(shared) for b in BRANCHES}
 
     def branch_cosine_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

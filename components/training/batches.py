@@ -8,6 +8,18 @@ import numpy as np
 import torch
 
 
+def epoch_order(n: int, rows: int, shuffle: bool, seed: int) -> torch.Tensor:
+    """One epoch's row order over ``n`` rows: a seeded permutation (or ``0..n-1``), padded to
+    ``rows`` by repeating it (as ``DistributedSampler`` pads every rank to the same length)."""
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    else:
+        order = torch.arange(n)
+    if rows > n:
+        order = torch.cat([order, order.repeat(rows // n + 1)[: rows - n]])
+    return order
+
+
 class ShardBatches:
     """Seeded, re-iterable mini-batches over tensors already in memory.
 
@@ -53,19 +65,8 @@ class ShardBatches:
     def __len__(self) -> int:
         return -(-self.rows // self.batch_size)
 
-    def _order(self) -> torch.Tensor:
-        n = len(self.x)
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = torch.arange(n)
-        if self.rows > n:
-            order = torch.cat([order, order.repeat(self.rows // n + 1)[: self.rows - n]])
-        return order
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self._order()
+        order = epoch_order(len(self.x), self.rows, self.shuffle, self.seed + self.epoch)
         for start in range(0, self.rows, self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.x[idx], self.y[idx]

@@ -40,12 +40,26 @@ class ModelSpec:
     tiny: bool = False
     kwargs: dict = field(default_factory=dict)
 
-    def build(self) -> torch.nn.Module:
+    def build(self, *, load_pretrained: bool = True) -> torch.nn.Module:
         """Create the (untrained) model this spec describes.
 
+        Args:
+            load_pretrained: load the trunk weights that ``kwargs["pretrained"]`` names
+                (:mod:`components.training.pretrained`); ``False`` when a checkpoint's weights
+                replace them anyway.
+
         Raises:
-            ModelSpecError: naming the model and what is wrong with its parameters or input.
+            ModelSpecError: naming the model and what is wrong with its parameters or input
+                (``PretrainedError``, a subclass, for weights that cannot be loaded).
         """
+        model = self._create()
+        if load_pretrained and self.kwargs.get("pretrained"):
+            from components.training.pretrained import load_pretrained as load
+
+            load(model, str(self.kwargs["pretrained"]))
+        return model
+
+    def _create(self) -> torch.nn.Module:
         try:
             return create_model(
                 self.name,
@@ -118,6 +132,6 @@ def load_state(folder: str | Path) -> dict:
 def load_model(folder: str | Path) -> tuple[torch.nn.Module, ModelSpec]:
     """Rebuild a model from a checkpoint folder and load its weights (eval mode)."""
     spec = load_spec(folder)
-    model = spec.build()
+    model = spec.build(load_pretrained=False)
     load_weights(folder, model)
     return model.eval(), spec

@@ -33,6 +33,10 @@ class TrainConfig:
         resume_from: a checkpoint folder to continue from (weights, optimiser, epoch, history).
         kill_worker_at_epoch: fault injection for tests/chaos drills: rank 0 SIGKILLs itself once
             after reporting this epoch's checkpoint.
+        decode_workers: image datasets: processes per Ray worker that decode and augment
+            images (0: decode in the training process).
+        prefetch_batches: image datasets: batches each decoding process prepares ahead.
+        compile: ``torch.compile`` the model (on GPU, after a warm-up the steps are faster).
     """
 
     epochs: int = 40
@@ -54,6 +58,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume_from: str | None = None
     kill_worker_at_epoch: int | None = None
+    decode_workers: int = 2
+    prefetch_batches: int = 2
+    compile: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -70,6 +77,8 @@ class TrainConfig:
             "placement_strategy": self.placement_strategy in {"PACK", "SPREAD"},
             "max_failures": self.max_failures >= 0,
             "keep_checkpoints": self.keep_checkpoints >= 1,
+            "decode_workers": self.decode_workers >= 0,
+            "prefetch_batches": self.prefetch_batches >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -83,7 +83,11 @@ def fit(
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
+    if device.type == "cuda" and len(spec.input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)  # what cuDNN's fast convs want
     model = prepare_model(model)
+    if cfg.compile:
+        unwrap(model).compile()  # in place: parameter names (and checkpoints) stay the same
     stages = unwrap(model).training_stages(cfg.epochs)
     last = _last_gradient_stage(stages)
     state = FitState(**resume["fit_state"]) if resume else FitState()

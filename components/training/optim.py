@@ -17,7 +17,7 @@ def stage_param_groups(model: nn.Module, stage: TrainingStage, base_lr: float) -
     Raises:
         ValueError: if a prefix matches no parameter (a typo would silently freeze the model).
     """
-    named = list(model.named_parameters())
+    named = list(getattr(model, "module", model).named_parameters())  # DDP: the user's names
     if stage.trainable is None:
         return [{"params": [p for _, p in named], "lr": base_lr}]
     groups = []

@@ -9,7 +9,6 @@ validation loss, restarts the worker group from the latest checkpoint when a wor
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import signal
@@ -33,9 +32,7 @@ from ray.train import (
 from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
-from components.data.reader import load_meta, read_split
 from components.data.staging import is_uri, local_dataset
-from components.training.batches import ShardBatches
 from components.training.checkpoint import (
     CheckpointError,
     ModelSpec,
@@ -45,6 +42,7 @@ from components.training.checkpoint import (
 )
 from components.training.config import TrainConfig
 from components.training.fit import fit
+from components.training.worker_data import worker_batches
 
 
 @dataclass
@@ -86,6 +84,7 @@ def train_with_ray(
     on_epoch: Callable[[dict], None] | None = None,
     storage_path: str | None = None,
     callbacks: list[UserCallback] = (),
+    augment: str = "none",
 ) -> TrainOutcome:
     """Train ``spec`` on the dataset with Ray Train; Ray must already be initialised.
 
@@ -100,6 +99,7 @@ def train_with_ray(
         storage_path: where Ray persists checkpoints: a path every node sees, or a URI
             (``s3://...``); defaults to ``run_dir/ray``.
         callbacks: further Ray Train callbacks (a Tune trial passes ``TuneReportCallback``).
+        augment: image datasets: the training augmentation the workers apply.
     """
     spec.build()  # a bad model config fails here, clearly, not inside every Ray worker
     if cfg.resume_from:
@@ -115,6 +115,7 @@ def train_with_ray(
             "spec": asdict(spec),
             "train": asdict(cfg),
             "marker_dir": str(run_dir),
+            "augment": augment,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers,
@@ -248,25 +249,21 @@ def worker_loop(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg, spec = TrainConfig(**config["train"]), _spec_from_dict(config["spec"])
     torch.set_num_threads(cfg.cpus_per_worker)
-    path = local_dataset(config["dataset_path"])
-    meta = load_meta(path)
-    x, y = read_split(path, "train", shard_index=rank, num_shards=world)
-    train = ShardBatches(
-        x,
-        y,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        seed=cfg.seed * 1000 + rank,
-        pad_to=math.ceil(meta.row_counts["train"] / world),
-        ids=torch.arange(len(y)) * world + rank,  # read_split's shard rule: row i % world
+    device = ray.train.torch.get_device()
+    train, val = worker_batches(
+        local_dataset(config["dataset_path"]),
+        cfg,
+        rank,
+        world,
+        augment=config.get("augment", "none"),
+        pin_memory=device.type == "cuda",
     )
-    vx, vy = read_split(path, "val", shard_index=rank, num_shards=world)
-    val = ShardBatches(vx, vy, batch_size=max(cfg.batch_size, 256), shuffle=False)
 
     torch.manual_seed(cfg.seed)
-    model = spec.build()
-    resume = None
     checkpoint = ray.train.get_checkpoint()
+    # pretrained trunk weights only for a fresh start: a checkpoint's weights replace them
+    model = spec.build(load_pretrained=checkpoint is None and not cfg.resume_from)
+    resume = None
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             load_weights(folder, model)
@@ -290,7 +287,7 @@ def worker_loop(config: dict) -> None:
         spec=spec,
         report=report,
         prepare_model=ray.train.torch.prepare_model,
-        device=ray.train.torch.get_device(),
+        device=device,
         resume=resume,
         is_main=rank == 0,
         on_epoch_end=_fault_injector(cfg, rank, Path(config["marker_dir"])),

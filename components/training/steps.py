@@ -24,6 +24,15 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on ``device`` (asynchronously from pinned memory); image batches on a GPU in
+    channels-last layout, as the model is (see :func:`components.training.fit.fit`)."""
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def all_reduce(values: torch.Tensor) -> torch.Tensor:
     """Sum ``values`` over data-parallel ranks (identity in a single process)."""
     dist = torch.distributed
@@ -40,11 +49,12 @@ def train_epoch(model, batches, opt, cfg: TrainConfig, device: torch.device) -> 
     stage may train a subset; the frozen rest keeps ``requires_grad`` so DDP's reducer is unchanged.
     """
     model.train()
+    freeze_untrained_norms(model, opt)
     sums: dict[str, float] = {}
     seen = 0
     start = time.perf_counter()
     for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
         with autocast(device, cfg.precision):
             terms = unwrap(model).loss(model(x), x, y)
         model.zero_grad(set_to_none=True)
@@ -61,6 +71,26 @@ def train_epoch(model, batches, opt, cfg: TrainConfig, device: torch.device) -> 
     out["samples_per_s"] = seen / max(elapsed, 1e-9)
     out.update(_placement(model, x, device, cfg))
     return out
+
+
+def freeze_untrained_norms(model: nn.Module, opt: torch.optim.Optimizer) -> None:
+    """Put the BatchNorm layers whose parameters ``opt`` does not train in eval mode.
+
+    A stage freezes parameters by leaving them out of the optimiser, but BatchNorm's running
+    statistics move in train mode regardless. A frozen pretrained trunk (ProtoPNet's warm-up)
+    must keep its ImageNet statistics, and a trunk frozen after a push (the last-layer stage)
+    must keep computing the very latent patches the prototypes were copied from. A BatchNorm
+    without affine parameters says nothing about its stage and keeps training.
+    """
+    trained = {id(p) for group in opt.param_groups for p in group["params"]}
+    for module in model.modules():
+        params = list(module.parameters()) if _is_batch_norm(module) else []
+        if params and not any(id(p) in trained for p in params):
+            module.eval()
+
+
+def _is_batch_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
 def _placement(model, x: torch.Tensor, device: torch.device, cfg: TrainConfig) -> dict:
@@ -81,7 +111,7 @@ def validate(model, batches: Iterable, cfg: TrainConfig, device: torch.device) -
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
     for x, y in batches:
-        x, y = x.to(device), y.to(device)
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
         with autocast(device, cfg.precision):
             out = model(x)
             loss = unwrap(model).loss(out, x, y)["total"]

@@ -9,7 +9,9 @@ from components.models.darts_net import TINY_GENOTYPE
 IMAGE = (1, 8, 8)
 ODD_IMAGE = (3, 7, 5)
 TABULAR = (13,)
-IMAGE_ONLY = {"cnn", "darts_net", "protopnet", "st_protopnet"}
+IMAGE_ONLY = {"cnn", "darts_net", "protopnet", "st_protopnet", "resnet"}
+# Full-size variants on a torchvision ImageNet trunk: RGB images only.
+RGB_ONLY = {"resnet"}
 # Keyword arguments a full-size model cannot be built without (tiny variants carry their own).
 REQUIRED = {"darts_net": {"genotype": TINY_GENOTYPE}}
 
@@ -33,6 +35,10 @@ def test_registry_holds_the_first_models():
 
 @pytest.mark.parametrize(("name", "shape", "tiny"), list(_cases()))
 def test_forward_returns_logits_of_batch_by_classes(name, shape, tiny):
+    if name in RGB_ONLY and not tiny and shape[0] != 3:
+        with pytest.raises(ValueError, match=r"RGB images \(3, H, W\)"):
+            create_model(name, input_shape=shape, num_classes=4)
+        return
     model = create_model(name, input_shape=shape, num_classes=4, tiny=tiny, **_required(name, tiny))
     output = model(torch.randn(5, *shape))
     assert isinstance(output, ModelOutput)
@@ -44,9 +50,11 @@ def test_forward_returns_logits_of_batch_by_classes(name, shape, tiny):
 
 @pytest.mark.parametrize("name", list_models())
 def test_tiny_variant_is_smaller(name):
+    shape = (3, *IMAGE[1:]) if name in RGB_ONLY else IMAGE
+
     def size(tiny):
         model = create_model(
-            name, input_shape=IMAGE, num_classes=10, tiny=tiny, **_required(name, tiny)
+            name, input_shape=shape, num_classes=10, tiny=tiny, **_required(name, tiny)
         )
         return sum(p.numel() for p in model.parameters())
 

@@ -1,0 +1,81 @@
+"""What one data-parallel training worker reads: its shard of the train and val splits.
+
+Array datasets are read into memory (:class:`ShardBatches`); image datasets keep their encoded
+files and decode them in the worker's loader processes (:class:`ImageBatches`), with the
+configured augmentation for training and the deterministic transform for validation and push.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from components.data.image_transforms import eval_transform, train_transform
+from components.data.reader import DatasetMeta, load_meta, read_encoded, read_split
+from components.training.batches import ShardBatches
+from components.training.config import TrainConfig
+from components.training.image_batches import ImageBatches
+
+
+def worker_batches(
+    path: str | Path,
+    cfg: TrainConfig,
+    rank: int = 0,
+    world: int = 1,
+    *,
+    augment: str = "none",
+    pin_memory: bool = False,
+):
+    """The train batches (shuffled, padded to the largest shard) and val batches of ``rank``.
+
+    Args:
+        path: the dataset folder.
+        cfg: batch size, seed, decoding processes.
+        rank: this worker's rank; ``world``: how many there are.
+        augment: image datasets: the training augmentation (``none``, ``light``,
+            ``protopnet``).
+        pin_memory: page-lock image batches (they go to a GPU).
+    """
+    meta = load_meta(path)
+    if meta.is_image:
+        return _image_batches(path, meta, cfg, rank, world, augment, pin_memory)
+    x, y = read_split(path, "train", shard_index=rank, num_shards=world)
+    train = ShardBatches(
+        x,
+        y,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed * 1000 + rank,
+        pad_to=math.ceil(meta.row_counts["train"] / world),
+        ids=torch.arange(len(y)) * world + rank,  # read_split's shard rule: row i % world
+    )
+    vx, vy = read_split(path, "val", shard_index=rank, num_shards=world)
+    return train, ShardBatches(vx, vy, batch_size=max(cfg.batch_size, 256), shuffle=False)
+
+
+def _image_batches(path, meta: DatasetMeta, cfg, rank, world, augment, pin_memory):
+    size, mean, std = meta.feature_shape[-1], meta.channel_mean, meta.channel_std
+    deterministic = eval_transform(size, mean, std)
+    options = {
+        "batch_size": cfg.batch_size,
+        "eval_transform": deterministic,
+        "workers": cfg.decode_workers,
+        "prefetch": cfg.prefetch_batches,
+        "pin_memory": pin_memory,
+    }
+    images, y, rows, largest = read_encoded(path, "train", shard_index=rank, num_shards=world)
+    train = ImageBatches(
+        images,
+        y,
+        rows,
+        transform=train_transform(size, mean, std, augment),
+        shuffle=True,
+        seed=cfg.seed * 1000 + rank,
+        pad_to=largest,
+        **options,
+    )
+    images, y, rows, _ = read_encoded(path, "val", shard_index=rank, num_shards=world)
+    val = ImageBatches(images, y, rows, transform=deterministic, shuffle=False, **options)
+    return train, val
