@@ -40,10 +40,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/ingest_throughput.py
+	$(BIN)/python bench/image_ingest.py
 	$(BIN)/python bench/push_cost.py
 	$(BIN)/python bench/stn_vs_grid.py
 	$(BIN)/python bench/asha_vs_random.py
 	$(BIN)/python bench/explain_throughput.py
+	$(BIN)/python bench/explain_cost.py
 	$(BIN)/python bench/federated_rounds.py
 	$(BIN)/python bench/orchestration_overhead.py
 

@@ -1,9 +1,18 @@
-"""GPU check: train the default model on CUDA with bf16 autocast through the real Ray Train path.
+"""GPU check: train on CUDA with bf16 autocast through the real Ray Train path.
 
 Asserts that the model and the batches were on the GPU and autocast was on, then prints
 samples/s and peak GPU memory. Run on a machine with a CUDA device (``bench/gpu_check.sh``).
 
+``--images N`` checks the image path instead: it generates N ``parts`` images of
+``--size`` (default 224) as JPEG files, ingests the folder and trains ProtoPNet on a
+torchvision ResNet-18 trunk (channels-last, pinned memory, images decoded and augmented in the
+worker's DataLoader processes), then trains the same model with the same transforms in a plain
+torch loop over ``torchvision.datasets.ImageFolder`` + ``DataLoader``, and prints images/s,
+the share of time the GPU was busy (``nvidia-smi`` sampled every 100 ms) and peak memory of
+both side by side.
+
     python bench/gpu_check.py [--dataset PATH] [--epochs N]
+    python bench/gpu_check.py --images 4000 [--size 224] [--decode-workers 12]
 """
 
 from __future__ import annotations
@@ -38,9 +47,17 @@ def main() -> None:
     parser.add_argument("--model", default="proto_ae")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--images", type=int, default=0, help="check the image path instead")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--decode-workers", type=int, default=12)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device visible to torch")
+    if args.images:
+        from bench.gpu_images import image_check
+
+        image_check(args)
+        return
 
     with tempfile.TemporaryDirectory(prefix="sennflow-gpu-") as tmp:
         path = dataset_path(args.dataset, Path(tmp))

@@ -48,8 +48,13 @@ def hash_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def read_table(path: str, file_format: str) -> pa.Table:
+def read_table(path: str, file_format: str, columns: list[str] | None = None) -> pa.Table:
     """Read a whole Parquet or CSV file into an Arrow table.
+
+    Args:
+        path: Local path or fsspec URL.
+        file_format: ``parquet`` or ``csv``.
+        columns: Parquet only: read just these columns (``None``: all).
 
     Raises:
         DataError: The file is missing, empty, unparsable, or has no rows.
@@ -57,7 +62,8 @@ def read_table(path: str, file_format: str) -> pa.Table:
     fs, fs_path = open_checked(path)
     with fs.open(fs_path, "rb") as handle:
         try:
-            table = _READERS[file_format](handle)
+            options = {"columns": columns} if columns is not None else {}
+            table = _READERS[file_format](handle, **options)
         except (pa.ArrowInvalid, OSError) as err:
             raise DataError(f"cannot be read as {file_format}: {err}", file=path) from err
     if table.num_rows == 0:

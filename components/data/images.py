@@ -2,14 +2,22 @@
 
 Decoding uses ``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp; it detects
 truncated files) and falls back to Pillow for the formats torchvision does not read (BMP).
-Greyscale, palette and RGBA images all come out as 3-channel RGB (alpha is dropped).
+Greyscale, palette and RGBA images all come out as 3-channel RGB (alpha is dropped), and camera
+photos are turned upright by their EXIF orientation. torchvision 0.29 announces that its
+decoders will move to TorchCodec (which needs FFmpeg on the machine); until then the pinned
+torchvision < 0.30 decodes, and its per-call deprecation warning is silenced here.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import torch
+
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated"
+)
 
 # File suffixes read as images (lower case); anything else in a class folder is not an image.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -37,7 +45,7 @@ def decode_rgb(data: bytes | bytearray | memoryview) -> torch.Tensor:
 
     buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
-        return decode_image(buffer, mode=ImageReadMode.RGB)
+        return decode_image(buffer, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     except RuntimeError as err:
         if _is_unsupported_format(err):
             return _decode_with_pillow(data)
@@ -50,11 +58,12 @@ def _is_unsupported_format(err: RuntimeError) -> bool:
 
 
 def _decode_with_pillow(data: bytes | bytearray | memoryview) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            rgb = image.convert("RGB")  # loads every pixel: a truncated file raises here
+            # convert loads every pixel: a truncated file raises here
+            rgb = ImageOps.exif_transpose(image).convert("RGB")
     except UnidentifiedImageError as err:
         raise ImageDecodeError("not an image (unknown format)") from err
     except (OSError, ValueError, SyntaxError) as err:

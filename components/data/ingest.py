@@ -15,6 +15,9 @@ import numpy as np
 from components.data.embedded import load_embedded
 from components.data.file_source import load_file
 from components.data.fingerprint import fingerprint as compute_fingerprint
+from components.data.image_folder import folder_rows, scan_folder
+from components.data.image_ingest import ImageRows, write_image_dataset
+from components.data.image_table import find_image_column, table_rows
 from components.data.labeled import LabeledArrays
 from components.data.layout import META_FILE
 from components.data.parts import write_parts
@@ -102,12 +105,27 @@ def _build(spec: DataSpec, root: Path, fingerprint: str, say: Progress) -> dict:
     elif spec.source == "parts":
         say(f"generating {spec.num_samples} parts images")
         meta = write_parts(spec, root, fingerprint)
+    elif (images := _image_rows(spec, say)) is not None:
+        meta = write_image_dataset(spec, images, root, fingerprint, say)
     else:
         say(f"reading {spec.source}")
         data = load_embedded(spec.source) if spec.source in EMBEDDED_SOURCES else load_file(spec)
         meta = _write_in_memory(spec, data, root, fingerprint)
     write_meta(root, meta)
     return meta
+
+
+def _image_rows(spec: DataSpec, say: Progress) -> ImageRows | None:
+    """The candidate rows of an image folder or an image Parquet file; ``None`` otherwise."""
+    if spec.source == "image_folder":
+        assert spec.path is not None
+        say(f"scanning {spec.path}")
+        return folder_rows(scan_folder(spec.path))
+    column = find_image_column(spec)
+    if column is None:
+        return None
+    say(f"reading image column {column!r} of {spec.path}")
+    return table_rows(spec, column)
 
 
 def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprint: str) -> dict:

@@ -13,6 +13,7 @@ EMBEDDED_SOURCES = ("digits", "breast_cancer", "wine")
 FILE_SOURCES = ("parquet", "csv")
 SOURCES = (*EMBEDDED_SOURCES, "synthetic", "parts", *FILE_SOURCES, "image_folder")
 NORMALIZATIONS = ("dataset", "imagenet")
+AUGMENTATIONS = ("none", "light", "protopnet")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class DataSpec:
             model's input is ``(3, image_size, image_size)``); smaller images are invalid.
         normalization: Images: the per-channel statistics inputs are standardised with:
             ``dataset`` (the train split's) or ``imagenet`` (what pretrained trunks expect).
+        augment: Images: training-time augmentation in the training workers, ``none``,
+            ``light`` or ``protopnet`` (see :mod:`components.data.image_transforms`); not part
+            of the dataset (the fingerprint ignores it).
     """
 
     source: str = "digits"
@@ -66,6 +70,7 @@ class DataSpec:
     partition_rows: int = 100_000
     image_size: int = 224
     normalization: str = "dataset"
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         # Configs arrive with lists (YAML); store tuples so the spec stays hashable.
@@ -89,6 +94,8 @@ class DataSpec:
                 f"DataSpec.val_fraction + test_fraction = "
                 f"{self.val_fraction + self.test_fraction}: must be < 1 to leave a train split"
             )
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"DataSpec.augment={self.augment!r}: expected one of {AUGMENTATIONS}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"DataSpec.normalization={self.normalization!r}: expected one of {NORMALIZATIONS}"
@@ -135,10 +142,22 @@ _SOURCE_FIELDS = {
 }
 
 
-def source_fields(source: str) -> tuple[str, ...]:
+# Fields that shape an image dataset, for a Parquet source that turns out to hold images.
+IMAGE_FIELDS = ("image_size", "normalization")
+
+
+def source_fields(source: str, *, images: bool = False) -> tuple[str, ...]:
     """The spec fields that mean something for ``source`` (the rest are ignored by it): what a
-    report shows of the data config, and (less ``path``) what the dataset fingerprint covers."""
-    return _COMMON_FIELDS + _SOURCE_FIELDS.get(source, ())
+    report shows of the data config, and (less ``path``) what the dataset fingerprint covers.
+
+    Args:
+        source: The spec's source.
+        images: The source holds encoded images (a Parquet file with an image column): add
+            :data:`IMAGE_FIELDS`.
+    """
+    fields = _COMMON_FIELDS + _SOURCE_FIELDS.get(source, ())
+    extra = tuple(name for name in IMAGE_FIELDS if images and name not in fields)
+    return fields + extra
 
 
 def resolve_feature_shape(

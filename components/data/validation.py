@@ -50,7 +50,7 @@ def table_to_labeled(
     """
     names = _feature_column_names(table, label_column, feature_columns, file)
     x, ragged = _features(table, names, file)
-    labels, bad_label = _labels(table.column(label_column), label_column, file)
+    labels, bad_label = parse_labels(table.column(label_column), label_column, file)
     non_finite = ~np.isfinite(x).all(axis=1) & ~ragged
     masks = {
         "ragged_features": ragged,
@@ -192,8 +192,15 @@ def _parse_numbers(
     return numbers
 
 
-def _labels(column: pa.ChunkedArray, name: str, file: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels as int64 (0 where bad) and the mask of rows whose label is not an integer."""
+def parse_labels(column: pa.ChunkedArray, name: str, file: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as int64 (0 where bad) and the mask of rows whose label is not an integer.
+
+    Integer and boolean columns are taken as they are (nulls are bad); floats and numeric
+    strings count when they hold whole numbers.
+
+    Raises:
+        DataError: The column's type cannot hold integer labels at all.
+    """
     kind = column.type
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         bad = column.is_null().to_numpy(zero_copy_only=False)

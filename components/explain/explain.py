@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from components.evaluation.arrays import as_labels
+from components.evaluation.evaluate import has_activation_maps
 from components.evaluation.predict import as_float_tensor, predict_logits
 from components.explain.attributions import integrated_gradients
 from components.explain.prototypes import explain_samples, prototype_gallery
-from components.explain.push_gallery import is_pushed, pushed_gallery
+from components.explain.push_gallery import add_sample_regions, is_pushed, pushed_gallery
 from components.models.base import PrototypeModel
 
 
@@ -76,7 +77,9 @@ def explain_model(
 
     Runs on the CPU (the model is moved there). Every model gets Integrated Gradients maps of
     its predicted class; a :class:`PrototypeModel` also gets its prototype gallery and
-    per-sample prototype decompositions (:func:`explain_samples`).
+    per-sample prototype decompositions (:func:`explain_samples`); a part-prototype model's
+    listed prototypes also get the ``box`` of the input region that looks like them
+    (:func:`~components.explain.push_gallery.add_sample_regions`).
 
     Args:
         model: a trained model.
@@ -88,15 +91,16 @@ def explain_model(
         class_names: optional class names added to the sample dicts.
         seed: seed of the sample choice.
         pushed_images: the training sample each prototype was pushed onto, in prototype order;
-            with it, a pushed model's gallery shows the training patch each prototype was
-            projected onto instead of decoded prototypes.
+            with it, a pushed model's gallery shows the training sample each prototype was
+            projected onto and its region (:func:`pushed_gallery`) instead of decoded prototypes.
 
     Returns:
         ``kind`` (``"prototype"`` or ``"attribution"``), ``indices`` (chosen rows of ``x``),
         ``samples`` (JSON-serialisable dicts, each with ``probability`` of the predicted class and
         ``ig_delta``), ``inputs`` (the chosen inputs), ``attributions`` (same shape),
-        ``ig_delta`` (per-sample completeness error) and ``gallery`` (pushed training patches or
-        decoded prototypes; ``None`` for models with neither).
+        ``ig_delta`` (per-sample completeness error) and ``gallery`` (pushed prototypes' source
+        samples, similarity maps and regions, or decoded prototypes; ``None`` for models with
+        neither). Inputs and gallery images are standardised, as the model sees them.
     """
     inputs_all = as_float_tensor(x)
     labels_all = as_labels(y, "y")
@@ -113,6 +117,8 @@ def explain_model(
         samples = explain_samples(
             model, inputs, labels, top_k=top_k, class_names=class_names, indices=indices
         )
+        if has_activation_maps(model):
+            add_sample_regions(model, inputs, samples)
     else:
         samples = _basic_samples(logits, labels, indices, class_names)
     probabilities = torch.softmax(logits.double(), dim=1)

@@ -39,7 +39,9 @@ def prototype_gallery(model: Any) -> dict:
         model: a :class:`PrototypeModel` with ``decode_prototypes()``.
 
     Returns:
-        ``{"images": (m, *input_shape) float32 array, "classes": list of m ints}``.
+        ``{"images": (m, *input_shape) float32 array, "classes": list of m ints}``; images are
+        in the model's (standardised) input space, like the explained inputs: the report draws
+        both de-normalised (:class:`components.report.display.InputScale`).
 
     Raises:
         TypeError: if the model is not a prototype model or cannot decode its prototypes.

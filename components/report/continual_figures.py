@@ -16,6 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from components.report.figures import LABEL_WIDTH, wrap_label
+
 _CMAP = "viridis"
 _MAX_COLS = 3
 
@@ -29,22 +31,31 @@ def as_matrix(R: Sequence[Sequence[float | None]] | None) -> np.ndarray:
     )
 
 
-def task_labels(count: int, tasks: Sequence[Sequence[int]] | None) -> list[str]:
+def task_labels(count: int, tasks: Sequence[Sequence[int | str]] | None) -> list[str]:
     """Tick labels ``j`` for ``count`` tasks, with each task's classes below when known."""
     if tasks is None or len(tasks) != count:
         return [str(j) for j in range(count)]
-    return [f"{j}\n({','.join(map(str, classes))})" for j, classes in enumerate(tasks)]
+    return [f"{j}\n{_task_classes(classes)}" for j, classes in enumerate(tasks)]
+
+
+def _task_classes(classes: Sequence[int | str]) -> str:
+    """``(3,7)`` for indices or short names; one shortened name per line for long ones."""
+    names = [str(c) for c in classes]
+    if all(len(name) <= 3 for name in names):
+        return f"({','.join(names)})"
+    return "\n".join(wrap_label(name, LABEL_WIDTH, max_lines=1) for name in names)
 
 
 def accuracy_matrices_figure(
     matrices: Mapping[str, Sequence[Sequence[float | None]]],
-    tasks: Sequence[Sequence[int]] | None = None,
+    tasks: Sequence[Sequence[int | str]] | None = None,
 ) -> Figure | None:
     """One heat-map panel of ``R`` per name, each cell's value written in it; None without data.
 
     Args:
         matrices: panel title (e.g. the method) -> its accuracy matrix ``R``.
-        tasks: the classes of each task, shown under the column labels when their count fits.
+        tasks: the classes (indices or names) of each task, shown under the column labels when
+            their count fits.
 
     Returns:
         The figure, or None when every matrix is empty.

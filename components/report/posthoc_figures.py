@@ -1,7 +1,9 @@
 """Figures of the post-hoc explanations: attribution maps per method, the chooser's ranking.
 
 Both take ``ReportData.explanations["post_hoc"]`` (see :mod:`components.report.posthoc_section`)
-and return None when the parts they draw are missing or unusable.
+and return None when the parts they draw are missing or unusable. The report adds
+``post_hoc["input_scale"]`` (an :class:`~components.report.display.InputScale`) so inputs are
+drawn in their natural scale; without it they are drawn as given.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from components.report.display import identity_scale
 from components.report.explanation_figures import attribution_grid_figure
-from components.report.figures import class_label
+from components.report.figures import sample_label
 from components.report.posthoc_data import (
     as_list,
     method_label,
@@ -39,18 +42,16 @@ def _maps(post_hoc: Mapping, num_samples: int, size: int) -> dict[str, np.ndarra
 
 
 def _row_label(post_hoc: Mapping, row: int, class_names: Sequence[str]) -> str:
-    """``#<test index>`` over ``true <class> / pred <class>`` for shown sample ``row``."""
+    """The test index, true and predicted class of shown sample ``row`` (:func:`sample_label`)."""
 
     def at(key: str):
         values = as_list(post_hoc.get(key))
         return values[row] if row < len(values) else None
 
     index = at("sample_indices")
-    true, predicted = (
-        class_label(class_names, at("true")),
-        class_label(class_names, at("predicted")),
+    return sample_label(
+        index if index is not None else row, at("true"), at("predicted"), class_names
     )
-    return f"#{index if index is not None else row}\ntrue {true} / pred {predicted}"
 
 
 def posthoc_attribution_figure(
@@ -69,7 +70,8 @@ def posthoc_attribution_figure(
         return None
     labels = [_row_label(post_hoc, row, class_names) for row in range(len(inputs))]
     names = post_hoc.get("feature_names")
-    return attribution_grid_figure(inputs, maps, feature_shape, labels, TOP_FEATURES, names)
+    scale = post_hoc.get("input_scale") or identity_scale(feature_shape)
+    return attribution_grid_figure(inputs, maps, scale, labels, TOP_FEATURES, names)
 
 
 def _interval(row: Mapping) -> tuple[float, float, float] | None:

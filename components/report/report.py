@@ -9,14 +9,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from components.data.spec import source_fields
 from components.report import markup
 from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
 from components.report.continual_section import continual_section
-from components.report.explanation_figures import (
-    attribution_figure,
-    prototype_gallery_figure,
-    sample_explanations_figure,
-)
+from components.report.display import InputScale
+from components.report.explanation_figures import attribution_figure
 from components.report.federated_section import federated_section
 from components.report.figures import (
     class_label,
@@ -26,9 +24,13 @@ from components.report.figures import (
     to_png,
 )
 from components.report.posthoc_section import posthoc_parts
+from components.report.prototype_section import gallery_parts, sample_explanation_parts
 from components.report.search_section import search_section
 
 _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
+_IMAGE_FACTS = ("layout", "image_size", "normalization.source", "ignored_files")
+DROPPED_FILES_SHOWN = 50  # dropped image files listed by name; the rest are counted
+CONFUSED_PAIRS = 5  # most frequent (true, predicted) mistakes listed by class name
 
 
 @dataclass
@@ -45,12 +47,18 @@ class ReportData:
             ``lr``, ``train_<term>`` per loss term).
         config_yaml: the resolved configuration as YAML text.
         meta: run metadata (git sha, package versions, seeds, device); nested dicts allowed.
-        data_meta: ``row_counts`` (split -> rows), ``dropped_rows``, ``dropped_by_reason``
-            (reason -> rows), ``source``.
+        data_meta: the dataset's ``meta.json``: ``row_counts`` (split -> rows),
+            ``dropped_rows``, ``dropped_by_reason`` (reason -> rows), ``source`` (the data
+            config; only the keys of the source used are shown), ``normalization`` (``mean`` and
+            ``std`` undo the standardisation of every input drawn, see
+            :class:`~components.report.display.InputScale`), and for image datasets ``kind``,
+            ``layout``, ``image_size``, ``normalization.source``, ``ignored_files`` and
+            ``dropped_files`` (``path``, ``reason``).
         explanations: :func:`components.explain.explain_model`'s result, or None; its optional
             ``post_hoc`` entry (post-hoc attribution methods, their metrics and ranking, see
             :mod:`components.report.posthoc_section`) is shown after the model's own.
-        class_names: class names by index (missing names fall back to the index).
+        class_names: class names by index (missing names fall back to the index); every figure
+            and table that shows a class names it.
         feature_shape: shape of one sample, e.g. ``(1, 8, 8)`` or ``(30,)``.
         search: for a run found by a sweep, how it was found (method, metric, mode,
             experiment_path, trials, best, and for STN ``schedules``, for NAS ``genotype``,
@@ -109,7 +117,10 @@ def _data_section(data_meta: Mapping) -> str:
     parts = []
     source = data_meta.get("source")
     if isinstance(source, Mapping):
-        parts.append(markup.key_value_table(source, ("source", "value")))
+        rows = {**_used_source_fields(source), **_image_facts(data_meta)}
+        if rows.get("feature_shape") is None and "feature_shape" in data_meta:
+            rows["feature_shape"] = data_meta["feature_shape"]  # the source's own shape
+        parts.append(markup.key_value_table(rows, ("source", "value")))
     elif source is not None:
         parts.append(markup.paragraph(f"Source: {markup.format_value(source)}"))
     row_counts = data_meta.get("row_counts") or {}
@@ -120,7 +131,40 @@ def _data_section(data_meta: Mapping) -> str:
     by_reason = data_meta.get("dropped_by_reason") or {}
     if by_reason:
         parts.append(markup.table(("reason", "rows dropped"), by_reason.items()))
+    parts += _dropped_files_parts(data_meta.get("dropped_files") or [])
     return markup.section("Data", *parts)
+
+
+def _used_source_fields(source: Mapping) -> dict:
+    """The data config keys that mean something for the source used (``source_fields``)."""
+    name = source.get("source")
+    used = source_fields(name) if isinstance(name, str) else tuple(source)
+    return {key: source[key] for key in used if key in source}
+
+
+def _image_facts(data_meta: Mapping) -> dict:
+    """How an image dataset was read: layout, image size, normalisation, ignored files."""
+    flat = markup.flatten({k: v for k, v in data_meta.items() if k != "source"})
+    facts = {key: flat[key] for key in _IMAGE_FACTS if key in flat}
+    normalization = data_meta.get("normalization") or {}
+    if facts and len(normalization.get("mean") or []) <= 3:
+        facts |= {f"normalization.{k}": normalization.get(k) for k in ("mean", "std")}
+    return facts
+
+
+def _dropped_files_parts(dropped: Sequence[Mapping]) -> list[str]:
+    """The image files left out as invalid (``data.drop_invalid``), by name and reason."""
+    if not dropped:
+        return []
+    rows = [(f.get("path"), f.get("reason")) for f in dropped[:DROPPED_FILES_SHOWN]]
+    parts = [
+        f"<h3>Dropped files ({len(dropped)})</h3>",
+        markup.table(("file", "reason"), rows),
+    ]
+    if len(dropped) > DROPPED_FILES_SHOWN:
+        more = len(dropped) - DROPPED_FILES_SHOWN
+        parts.append(markup.paragraph(f"... and {more} more (meta.json lists them all).", "note"))
+    return parts
 
 
 def _training_section(
@@ -168,6 +212,27 @@ def _per_class_table(metrics: Mapping, class_names: Sequence[str]) -> str:
     return markup.table(("class", "accuracy", "samples"), rows)
 
 
+def _confused_pairs_table(matrix, class_names: Sequence[str]) -> str:
+    """The most frequent (true, predicted) mistakes by class name, most first."""
+    if not matrix:
+        return ""
+    counts = np.asarray(matrix, dtype=np.int64)
+    mistakes = counts * (1 - np.eye(len(counts), dtype=np.int64))
+    order = np.argsort(-mistakes, axis=None, kind="stable")[:CONFUSED_PAIRS]
+    rows = [
+        (
+            class_label(class_names, int(i)),
+            class_label(class_names, int(j)),
+            int(mistakes[i, j]),
+            float(mistakes[i, j] / counts[i].sum()),
+        )
+        for i, j in zip(*np.unravel_index(order, counts.shape), strict=True)
+        if mistakes[i, j] > 0
+    ]
+    header = ("true class", "predicted as", "samples", "share of true class")
+    return markup.table(header, rows) if rows else ""
+
+
 def _metrics_section(data: ReportData, figures: _Figures) -> str:
     metrics = data.metrics
     scalars = {k: metrics[k] for k in _SCALAR_METRICS if k in metrics}
@@ -184,6 +249,9 @@ def _metrics_section(data: ReportData, figures: _Figures) -> str:
         fig = reliability_figure(metrics["reliability"], metrics.get("ece"))
         caption = "Reliability diagram: accuracy against top-label confidence per bin"
         parts.append(figures.add("reliability", fig, caption))
+    confused = _confused_pairs_table(metrics.get("confusion_matrix"), data.class_names)
+    if confused:
+        parts += ["<h3>Most frequent mistakes</h3>", confused]
     per_class = _per_class_table(metrics, data.class_names)
     if per_class:
         parts += ["<h3>Per-class accuracy</h3>", per_class]
@@ -300,38 +368,40 @@ def _explanation_section(data: ReportData, figures: _Figures) -> str:
     post_hoc = explanations.get("post_hoc")
     if not explanations.get("samples") and not post_hoc:
         return ""
-    parts = _model_explanation_parts(data, figures) if explanations.get("samples") else []
+    scale = input_scale(data)
+    parts = _model_explanation_parts(data, scale, figures) if explanations.get("samples") else []
+    if post_hoc:
+        post_hoc = {**post_hoc, "input_scale": scale}
     parts += posthoc_parts(post_hoc or {}, data.feature_shape, data.class_names, figures)
     return markup.section("Explanations", *parts)
 
 
-def _model_explanation_parts(data: ReportData, figures: _Figures) -> list[str]:
+def input_scale(data: ReportData) -> InputScale:
+    """How the report draws inputs: de-normalised with the dataset's statistics, in the range
+    of the explained test samples (see :meth:`InputScale.from_meta`)."""
+    explanations = data.explanations or {}
+    shown = explanations.get("inputs")
+    if shown is None:
+        shown = (explanations.get("post_hoc") or {}).get("inputs")
+    return InputScale.from_meta(data.data_meta, data.feature_shape, shown)
+
+
+def _model_explanation_parts(data: ReportData, scale: InputScale, figures: _Figures) -> list[str]:
     explanations = data.explanations
     samples = explanations["samples"]
     inputs = np.asarray(explanations["inputs"])
-    shape, names = data.feature_shape, data.class_names
-    parts = []
+    names = data.class_names
     gallery = explanations.get("gallery")
-    if gallery is not None:
-        fig = prototype_gallery_figure(gallery, shape, names)
-        caption = (
-            "Prototypes: the training patch each was pushed onto (box) and its class"
-            if gallery.get("boxes")
-            else "Decoded prototypes and their class"
-        )
-        parts += ["<h3>Prototypes</h3>", figures.add("prototype_gallery", fig, caption)]
+    parts = gallery_parts(gallery, scale, names, figures) if gallery is not None else []
     if explanations.get("kind") == "prototype":
         parts.append("<h3>This looks like that</h3>")
-        if gallery is not None:
-            fig = sample_explanations_figure(samples, inputs, gallery, shape, names)
-            caption = "Test samples and their top prototypes (d: distance, c: contribution)"
-            parts.append(figures.add("sample_explanations", fig, caption))
+        parts += sample_explanation_parts(samples, inputs, gallery, scale, names, figures)
         parts += [_sample_summary_table(samples, names), _top_prototype_table(samples, names)]
     if explanations.get("because"):
-        parts += _because_parts(explanations["because"], explanations.get("gallery"), names)
+        parts += _because_parts(explanations["because"], gallery, names)
     if explanations.get("attributions") is not None:
         fig = attribution_figure(
-            samples, inputs, np.asarray(explanations["attributions"]), shape, names
+            samples, inputs, np.asarray(explanations["attributions"]), scale, names
         )
         caption = "Integrated Gradients of the predicted logit (red raises it, blue lowers it)"
         parts += ["<h3>Attributions</h3>", figures.add("attributions", fig, caption)]
@@ -363,6 +433,22 @@ def _provenance_sections(data: ReportData) -> str:
     return config + meta
 
 
+def _named_classes(section: Mapping | None, class_names: Sequence[str]) -> Mapping | None:
+    """A federated or continual section with its class indices (each task's classes, each
+    client's classes) replaced by class names."""
+    if not section:
+        return section
+    named = dict(section)
+    if named.get("tasks"):
+        named["tasks"] = [[class_label(class_names, k) for k in task] for task in named["tasks"]]
+    if named.get("clients"):
+        named["clients"] = [
+            {**c, "classes": [class_label(class_names, k) for k in c.get("classes") or []]}
+            for c in named["clients"]
+        ]
+    return named
+
+
 def write_report(run_dir: Path, data: ReportData) -> Path:
     """Write ``run_dir/figures/*.png`` and the self-contained ``run_dir/report.html``.
 
@@ -380,8 +466,8 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     body = [
         _headline_section(data),
         search_section(data.search, figures),
-        federated_section(data.federated, figures),
-        continual_section(data.continual, figures),
+        federated_section(_named_classes(data.federated, data.class_names), figures),
+        continual_section(_named_classes(data.continual, data.class_names), figures),
         _data_section(data.data_meta),
         _training_section(data.history, data.training, figures) if one_model else "",
         _metrics_section(data, figures) if one_model else "",

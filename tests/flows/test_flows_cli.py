@@ -22,7 +22,8 @@ def sennflow(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_run_help_lists_groups_options_and_defaults():
     proc = sennflow("run", "--help")
     assert proc.returncode == 0
-    assert "data        breast_cancer, csv, digits, parquet, parts, synthetic, wine" in proc.stdout
+    sources = "breast_cancer, csv, digits, image_folder, parquet, parts, synthetic, wine"
+    assert f"data        {sources}" in proc.stdout
     assert "model.name=proto_ae" in proc.stdout
     assert "train.num_workers=1" in proc.stdout
 

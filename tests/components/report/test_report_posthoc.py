@@ -161,8 +161,8 @@ def test_attribution_figure_has_one_heat_map_per_sample_and_method():
     assert [ax.get_title() for ax in fig.axes[1 : len(METHODS) + 1]] == [
         LABELS.get(m, m) for m in METHODS
     ]
-    assert fig.axes[0].get_ylabel() == "#11\ntrue one / pred one"
-    assert fig.axes[len(METHODS) + 1].get_ylabel() == "#4\ntrue zero / pred two<3"
+    assert fig.axes[0].get_ylabel() == "#11\ntrue: one\npredicted: one"
+    assert fig.axes[len(METHODS) + 1].get_ylabel() == "#4\ntrue: zero\npredicted: two<3"
 
 
 def test_rgb_maps_sum_the_channels():
@@ -212,7 +212,7 @@ def test_partial_post_hoc_renders_what_exists(tmp_path):
     assert names == {"posthoc_attributions"}
     assert "Post-hoc attributions" in page and "Choosing a method" not in page
     assert (
-        "#0\ntrue ? / pred ?"
+        "#0\ntrue: ?\npredicted: ?"
         in posthoc_attribution_figure(post_hoc, (1, 8, 8), CLASS_NAMES).axes[0].get_ylabel()
     )
 

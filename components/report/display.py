@@ -1,0 +1,207 @@
+"""How inputs look in figures: de-normalised to their natural scale, as images, signals or bars.
+
+Models see standardised inputs (``(x - mean) / std`` with the dataset's ``meta.json``
+normalisation); people should see the data as it was: a digit in its 0..16 grey levels, a photo
+in its colours. :class:`InputScale` undoes the standardisation, once, for every figure that draws
+an input, a decoded prototype or a pushed prototype's source. Images ``(C, H, W)`` with 1 or 3
+channels are drawn as pictures, signals ``(C, L)`` as one line per channel (the first few), and
+other shapes (tabular rows) as bars of their standardised values: their features have unrelated
+units, so natural-scale bars would show only the largest feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+
+SIGNAL_CHANNELS = 3  # channels of a signal drawn as lines; the rest are left out
+_LINE_COLOURS = ("#1f4e79", "#c0392b", "#2e8b57")
+# similarity overlay: transparent where low, opaque warm colours where high (ProtoPNet's heat map)
+_HEAT = colormaps["turbo"](np.linspace(0.0, 1.0, 256))
+_HEAT[:, 3] = np.linspace(0.0, 0.75, 256) ** 1.5
+HEAT_CMAP = ListedColormap(_HEAT, name="similarity_overlay")
+
+
+def is_image(feature_shape: Sequence[int]) -> bool:
+    """True for ``(C, H, W)`` with 1 (grey) or 3 (RGB) channels."""
+    return len(feature_shape) == 3 and feature_shape[0] in (1, 3)
+
+
+def is_signal(feature_shape: Sequence[int]) -> bool:
+    """True for ``(C, L)``: channels of a 1-D signal (time series)."""
+    return len(feature_shape) == 2
+
+
+def _broadcast(values, feature_shape: tuple[int, ...]) -> np.ndarray | None:
+    """Normalisation statistics shaped to broadcast over one sample: per feature, per channel
+    (image datasets store one value per channel) or one scalar; None when missing or unusable."""
+    if values is None:
+        return None
+    array = np.asarray(values, dtype=float).ravel()
+    size = int(np.prod(feature_shape))
+    if array.size == size:
+        return array.reshape(feature_shape)
+    if len(feature_shape) >= 2 and array.size == feature_shape[0]:
+        return array.reshape(-1, *([1] * (len(feature_shape) - 1)))
+    return array.reshape(()) if array.size == 1 else None
+
+
+@dataclass(frozen=True)
+class InputScale:
+    """Undo the dataset's standardisation and map values to display intensities.
+
+    Attributes:
+        feature_shape: shape of one sample.
+        mean: normalisation mean broadcastable over one sample, or None (values shown as given).
+        std: normalisation std, same shape rules as ``mean``.
+        value_range: natural ``(low, high)`` of the data: images are drawn with ``low`` black
+            and ``high`` white (clipped); None scales each picture by its own min and max.
+    """
+
+    feature_shape: tuple[int, ...]
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    value_range: tuple[float, float] | None = None
+
+    @classmethod
+    def from_meta(
+        cls, data_meta: Mapping, feature_shape: Sequence[int], shown: np.ndarray | None = None
+    ) -> InputScale:
+        """The scale of a dataset from its ``meta.json`` contents.
+
+        Args:
+            data_meta: the dataset's meta (``normalization.mean/std``, ``kind``).
+            feature_shape: shape of one sample.
+            shown: standardised inputs drawn in the report; their de-normalised range is the
+                natural range of data that is not ``kind: image`` (e.g. 0..16 for digits).
+                Decoded images (``kind: image``) are pixels in ``[0, 1]``.
+        """
+        shape = tuple(int(d) for d in feature_shape)
+        normalization = data_meta.get("normalization") or {}
+        mean, std = (_broadcast(normalization.get(k), shape) for k in ("mean", "std"))
+        if mean is None or std is None:
+            mean = std = None
+        scale = cls(shape, mean, std)
+        if data_meta.get("kind") == "image":
+            return cls(shape, mean, std, (0.0, 1.0))
+        if shown is not None and np.size(shown):
+            natural = scale.denormalize(np.asarray(shown, dtype=float).reshape(-1, *shape))
+            low, high = float(np.min(natural)), float(np.max(natural))
+            if high > low:
+                return cls(shape, mean, std, (low, high))
+        return scale
+
+    def denormalize(self, values) -> np.ndarray:
+        """``x * std + mean``: standardised values (one sample or a batch) in natural units."""
+        values = np.asarray(values, dtype=float)
+        batched = values.size != int(np.prod(self.feature_shape))
+        values = (
+            values.reshape(-1, *self.feature_shape)
+            if batched
+            else values.reshape(self.feature_shape)
+        )
+        if self.mean is None:
+            return values
+        return values * self.std + self.mean
+
+    def to_unit(self, values) -> np.ndarray:
+        """One sample de-normalised and mapped to ``[0, 1]`` by :attr:`value_range`."""
+        natural = self.denormalize(values)
+        low, high = self.value_range or (float(natural.min()), float(natural.max()))
+        if high <= low:
+            return np.zeros_like(natural)
+        return np.clip((natural - low) / (high - low), 0.0, 1.0)
+
+
+def identity_scale(feature_shape: Sequence[int]) -> InputScale:
+    """A scale without normalisation statistics (values are drawn as given)."""
+    return InputScale(tuple(int(d) for d in feature_shape))
+
+
+def _no_ticks(ax: Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def image_pixels(values, scale: InputScale) -> np.ndarray:
+    """What ``imshow`` draws for an image sample: ``(H, W)`` grey or ``(H, W, 3)`` RGB in
+    ``[0, 1]``."""
+    unit = scale.to_unit(values)
+    return unit[0] if unit.shape[0] == 1 else np.transpose(unit, (1, 2, 0))
+
+
+def draw_sample(ax: Axes, values, scale: InputScale) -> None:
+    """An input or prototype in its natural scale: picture, signal lines, or feature bars."""
+    shape = scale.feature_shape
+    if is_image(shape):
+        ax.imshow(image_pixels(values, scale), cmap="gray", vmin=0.0, vmax=1.0)
+        _no_ticks(ax)
+    elif is_signal(shape):
+        draw_signal(ax, scale.denormalize(values), 0)
+    else:
+        flat = np.asarray(values, dtype=float).ravel()
+        ax.bar(np.arange(flat.size), flat, color="#4c8bc9")
+        ax.axhline(0.0, color="#666666", linewidth=0.6)
+        ax.tick_params(labelsize=6)
+
+
+def draw_signal(ax: Axes, natural: np.ndarray, start: int) -> None:
+    """The first :data:`SIGNAL_CHANNELS` channels of ``natural`` ``(C, l)`` as lines, the
+    x axis counting positions from ``start``."""
+    positions = np.arange(start, start + natural.shape[-1])
+    for channel, line in enumerate(natural[:SIGNAL_CHANNELS]):
+        ax.plot(positions, line, color=_LINE_COLOURS[channel], linewidth=0.9)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    ax.tick_params(labelsize=6)
+    ax.margins(x=0)
+
+
+def draw_region(ax: Axes, box: Sequence[float], scale: InputScale, colour: str) -> None:
+    """Mark a region ``(top, left, height, width)``: a box on an image, a band on a signal."""
+    top, left, height, width = box
+    if is_signal(scale.feature_shape):
+        ax.axvspan(left - 0.5, left + width - 0.5, color=colour, alpha=0.3, linewidth=0)
+        return
+    # above the axes frame, so a region along the border stays visible
+    box = Rectangle((left - 0.5, top - 0.5), width, height, fill=False, ec=colour, lw=1.8)
+    box.set(zorder=3, clip_on=False)
+    ax.add_patch(box)
+
+
+def draw_crop(ax: Axes, values, box: Sequence[int], scale: InputScale, colour: str) -> None:
+    """The region ``box`` of a sample alone (an image crop or a signal segment), framed in
+    ``colour``."""
+    top, left, height, width = (int(v) for v in box)
+    if is_signal(scale.feature_shape):
+        draw_signal(ax, scale.denormalize(values)[:, left : left + width], left)
+    else:
+        pixels = image_pixels(values, scale)[top : top + height, left : left + width]
+        ax.imshow(pixels, cmap="gray", vmin=0.0, vmax=1.0)
+        _no_ticks(ax)
+    for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(2.0)
+
+
+def draw_similarity(ax: Axes, similarity: np.ndarray, scale: InputScale) -> None:
+    """Overlay a latent similarity map ``(h, w)`` on the drawn image, upsampled bicubically to
+    the image's pixels (as the region was found); warm and opaque where similarity is high."""
+    if not is_image(scale.feature_shape):
+        return
+    height, width = scale.feature_shape[1:]
+    ax.imshow(
+        np.asarray(similarity, dtype=float),
+        cmap=HEAT_CMAP,
+        interpolation="bicubic",
+        interpolation_stage="data",
+        extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+    )
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)

@@ -1,0 +1,142 @@
+"""``data=parquet`` with an image-bytes column: Hugging Face structs or plain binary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from components.data.errors import DataError
+from components.data.ingest import ingest
+from components.data.reader import read_split
+from components.data.spec import DataSpec
+
+SIZE = 16
+NAMES = ["airplane", "bird", "cat"]
+
+
+@pytest.fixture
+def images(image_tools, tmp_path):
+    """``(encoded bytes, labels 0..2)`` of 18 small PNG/JPEG files, 6 per class."""
+    blobs = []
+    for k in range(18):
+        path = tmp_path / "src" / f"{k}.{'png' if k % 2 else 'jpg'}"
+        blobs.append(image_tools.write_image(path, image_tools.random_pixels(k)).read_bytes())
+    return blobs, [k % 3 for k in range(18)]
+
+
+def _hf_table(blobs, labels, names=NAMES) -> pa.Table:
+    struct = pa.array(
+        [{"bytes": b, "path": f"img_{k}.png"} for k, b in enumerate(blobs)],
+        pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+    )
+    features = {"image": {"_type": "Image"}, "label": {"names": names, "_type": "ClassLabel"}}
+    metadata = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    return pa.table(
+        {"image": struct, "label": pa.array(labels, pa.int64())}
+    ).replace_schema_metadata(metadata)
+
+
+def _ingest(table: pa.Table, tmp_path, **spec):
+    path = tmp_path / "data.parquet"
+    pq.write_table(table, path)
+    spec = {"image_size": SIZE, **spec}
+    return ingest(DataSpec(source="parquet", path=str(path), **spec), tmp_path / "cache")
+
+
+def test_hugging_face_struct_column_with_class_names_from_the_metadata(
+    images, image_tools, tmp_path
+):
+    blobs, labels = images
+
+    result = _ingest(_hf_table(blobs, labels), tmp_path)
+
+    meta = result.meta
+    assert meta["class_names"] == NAMES and meta["layout"] == "parquet" and meta["kind"] == "image"
+    assert meta["row_counts"] == {"train": 12, "val": 3, "test": 3}
+    for rows in image_tools.all_rows(result.path).values():
+        for row in rows:
+            k = int(row["path"].removeprefix("img_").removesuffix(".png"))
+            assert row["image"] == blobs[k] and row["y"] == labels[k]
+    x, _ = read_split(result.path, "train")
+    assert x.shape == (12, 3, SIZE, SIZE)
+
+
+def test_plain_binary_column_with_class_names_from_the_label_values(images, image_tools, tmp_path):
+    blobs, labels = images
+    table = pa.table(
+        {
+            "id": np.arange(18),  # ignored: the only image column is the data
+            "png": pa.array(blobs, pa.binary()),
+            "label": pa.array([7 if y == 2 else y for y in labels]),
+        }
+    )
+
+    result = _ingest(table, tmp_path)
+
+    assert result.meta["class_names"] == ["0", "1", "7"]
+    rows = [r for split in image_tools.all_rows(result.path).values() for r in split]
+    assert sorted(r["path"] for r in rows) == sorted(str(k) for k in range(18))
+    for row in rows:
+        assert row["image"] == blobs[int(row["path"])] and row["y"] == labels[int(row["path"])]
+
+
+def test_a_changed_image_size_is_another_dataset(images, tmp_path):
+    blobs, labels = images
+    first = _ingest(_hf_table(blobs, labels), tmp_path)
+    smaller = _ingest(_hf_table(blobs, labels), tmp_path, image_size=8)
+
+    assert not smaller.cache_hit and smaller.path != first.path
+    assert smaller.meta["feature_shape"] == [3, 8, 8]
+
+
+def test_a_corrupt_image_and_a_bad_label_name_their_rows(images, image_tools, tmp_path):
+    blobs, labels = images
+    blobs[4] = blobs[4][:20]
+    labels[9] = 5  # not an index into the three class names
+
+    with pytest.raises(DataError, match=r"2 of 18 rows are not usable images") as error:
+        _ingest(_hf_table(blobs, labels), tmp_path)
+
+    assert "img_4.png (" in str(error.value)
+    assert "img_9.png (label 5 is not a class index from 0 to 2" in str(error.value)
+    assert image_tools.cache_is_clean(tmp_path / "cache")
+
+
+def test_drop_invalid_drops_bad_rows_and_lists_them(images, tmp_path):
+    blobs, labels = images
+    blobs[4] = b""
+    table = pa.table(
+        {"image": pa.array(blobs, pa.binary()), "label": pa.array(labels, pa.float64())}
+    ).set_column(1, "label", pa.array([*labels[:9], 0.5, *labels[10:]]))
+
+    meta = _ingest(table, tmp_path, drop_invalid=True).meta
+
+    assert {d["path"]: d["reason"] for d in meta["dropped_files"]} == {
+        "4": "empty file (0 bytes)",
+        "9": "label 0.5 is not an integer",
+    }
+    assert sum(meta["row_counts"].values()) == 16
+    assert meta["dropped_by_reason"]["unreadable"] == 1
+    assert meta["dropped_by_reason"]["invalid_label"] == 1
+
+
+def test_several_image_columns_need_feature_columns(images, tmp_path):
+    blobs, labels = images
+    table = pa.table({"a": blobs, "b": blobs, "label": labels})
+
+    with pytest.raises(DataError, match=r"several image columns \['a', 'b'\]"):
+        _ingest(table, tmp_path)
+    chosen = _ingest(table, tmp_path, feature_columns=["b"])
+    assert chosen.meta["kind"] == "image" and sum(chosen.meta["row_counts"].values()) == 18
+
+
+def test_an_image_column_mixed_with_numeric_features_is_an_error(images, tmp_path):
+    blobs, labels = images
+    table = pa.table({"png": blobs, "size": np.ones(18), "label": labels})
+
+    with pytest.raises(DataError, match=r"image column 'png' is mixed with other feature"):
+        _ingest(table, tmp_path, feature_columns=["png", "size"])
