@@ -1,7 +1,8 @@
 # Two commands: `make run` and `make test`. Both create .venv on first use.
 #
-# CPU torch by default. For CUDA, pick a build and/or an index, e.g.
-#   make run TORCH=torch==2.13.0 TORCH_INDEX_URL=<your CUDA wheel index>
+# torch + torchvision from PyPI (a CUDA build on x86-64 Linux, which also runs on CPU). For
+# another build, pick versions and/or an index, e.g. a CPU-only one to save disk:
+#   make run TORCH="torch==2.14.1 torchvision==0.29.1" TORCH_INDEX_URL=<a wheel index>
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 TORCH ?= torch==2.14.1 torchvision==0.29.1

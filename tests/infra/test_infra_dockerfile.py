@@ -176,8 +176,13 @@ def check_python_and_torch(instructions: list[tuple[str, str]]) -> None:
     deps = [Requirement(d) for d in pyproject["project"]["dependencies"]]
     torch_req = next(r for r in deps if r.name == "torch")
     assert torch_req.specifier.contains(torch), f"torch {torch} outside pyproject's {torch_req}"
-    makefile_pin = re.search(r"^TORCH \?= torch==(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    makefile_pin = re.search(r"^TORCH \?= torch==(\S+) torchvision==(\S+)", makefile, re.M)
     assert makefile_pin and makefile_pin.group(1) == torch, "torch differs from the Makefile pin"
+    vision = defaults.get("TORCHVISION_VERSION")
+    assert vision == makefile_pin.group(2), "torchvision differs from the Makefile pin"
+    vision_req = next(r for r in deps if r.name == "torchvision")
+    assert vision_req.specifier.contains(vision), f"torchvision outside pyproject's {vision_req}"
     assert re.search(r"/whl/cu\d+", defaults.get("TORCH_INDEX_URL", "")), "no CUDA torch index"
     runs = " ".join(args for name, args in instructions if name == "RUN")
     assert re.search(r"--index-url\s+\"?\$\{?TORCH_INDEX_URL\}?", runs), "index ARG unused"
@@ -249,7 +254,8 @@ def test_image_tag_is_what_every_cluster_config_runs() -> None:
 GOOD = (
     "ARG RAY_VERSION=2.60.0\n"
     "FROM rayproject/ray:${RAY_VERSION}-py311-cu128\n"
-    "ARG TORCH_VERSION=2.13.0\n"
+    "ARG TORCH_VERSION=2.14.1\n"
+    "ARG TORCHVISION_VERSION=0.29.1\n"
     "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128\n"
     "USER 1000:100\n"
     "WORKDIR /home/ray/sennflow\n"
@@ -271,7 +277,8 @@ BROKEN = [
     (check_ray_version, GOOD.replace("RAY_VERSION=2.60.0", "RAY_VERSION=2.59.0")),
     (check_ray_version, GOOD.replace('"ray[default]==${RAY_VERSION}"', "ray")),
     (check_python_and_torch, GOOD.replace("py311", "py312")),
-    (check_python_and_torch, GOOD.replace("TORCH_VERSION=2.13.0", "TORCH_VERSION=2.5.0")),
+    (check_python_and_torch, GOOD.replace("TORCH_VERSION=2.14.1", "TORCH_VERSION=2.5.0")),
+    (check_python_and_torch, GOOD.replace("TORCHVISION_VERSION=0.29.1", "TORCHVISION_VERSION=0.2")),
     (check_python_and_torch, GOOD.replace("whl/cu128", "whl/cpu")),
     (check_no_secrets_or_ports, GOOD + "EXPOSE 8265\n"),
     (check_no_secrets_or_ports, GOOD + "ARG GITHUB_TOKEN=abc\n"),
