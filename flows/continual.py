@@ -94,19 +94,23 @@ def continual(
 
 
 def check_stream(dataset_path, config) -> None:
-    """Fail before anything is written when the dataset's classes do not fit the stream, or
-    when the first task is too short for a method's warm-up, cool-down and annealing."""
+    """Fail before anything is written when the dataset's classes do not fit the stream, when
+    the first task is too short for a method's warm-up, cool-down and annealing, or when an
+    image dataset is too large to hold in memory."""
     import math
 
     from components.continual.scenarios import class_incremental
-    from components.data.reader import read_split
+    from components.data.decoded_memory import check_decoded_size
+    from components.data.reader import load_meta, read_labels
+    from tasks.continual import HELD_SPLITS
 
-    x, y = read_split(dataset_path, "train")
+    check_decoded_size(dataset_path, HELD_SPLITS, "continual")
+    y = read_labels(dataset_path, "train")
     try:
         tasks = class_incremental(y, config.num_tasks, classes_per_task=config.classes_per_task)
     except ValueError as err:
         raise ConfigError(f"continual.num_tasks / continual.classes_per_task: {err}") from err
-    num_features, num_classes = math.prod(x.shape[1:]), int(y.max()) + 1
+    num_features, num_classes = load_meta(dataset_path).num_features, int(y.max()) + 1
     for method in config.methods:
         c = config.learner_config(method, num_features, num_classes)
         steps = c.epochs * math.ceil(len(tasks[0]) / c.batch_size)

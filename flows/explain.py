@@ -4,6 +4,10 @@
 best checkpoint, explains the model with the configured post-hoc methods, scores and ranks them,
 and writes a new run folder ``runs/explain/<id>/`` (the source run is only read) whose report
 carries the source run's evaluation next to the new explanations.
+
+The data is the dataset the run was trained on, read from the cache folder its ``metrics.json``
+names: an image folder is neither hashed again nor needed any more (it may have moved, or
+changed since). Only when that cache folder is gone is the configured source ingested again.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     meta["source_run"] = str(source.resolve())
     write_json(out_dir / "meta.json", meta)
 
-    dataset = ingest_task(s.data, s.run.cache_dir)
+    dataset = _dataset(source, s)
     checkpoint = source / "checkpoints" / "best"
     explanations = explain_task(checkpoint, dataset.path, s.explain, s.seed, run=s.run)
     metrics = _source_metrics(source)
@@ -87,6 +91,25 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     return ExplainResult(
         run_dir=str(out_dir), report=str(report), source=str(source), headline=headline
     )
+
+
+def _dataset(source: Path, s):
+    """The trained run's dataset (an ``IngestResult``): its recorded cache folder when that is
+    still a complete dataset, else the configured source ingested (again)."""
+    from components.data.errors import DataError
+    from components.data.ingest import IngestResult
+    from components.data.reader import load_meta
+
+    recorded = _source_metrics(source).get("data", {}).get("path")
+    if recorded:
+        try:
+            meta = load_meta(recorded)
+        except DataError:
+            get_run_logger().info("the run's dataset %s is gone: ingesting again", recorded)
+        else:
+            get_run_logger().info("dataset %s (the one the run was trained on)", recorded)
+            return IngestResult(path=Path(recorded), meta=meta.raw, cache_hit=True)
+    return ingest_task(s.data, s.run.cache_dir)
 
 
 def _source_metrics(source: Path) -> dict:

@@ -97,13 +97,16 @@ def federated(
 
 
 def check_partition(dataset_path, config) -> None:
-    """Fail before anything is written when the training split cannot be partitioned so."""
-    from components.data.reader import read_split
+    """Fail before anything is written when the training split cannot be partitioned so, or
+    when an image dataset is too large to hold in memory."""
+    from components.data.decoded_memory import check_decoded_size
+    from components.data.reader import read_labels
     from components.federated.experiment import partition
+    from tasks.federated import HELD_SPLITS
 
-    _, y = read_split(dataset_path, "train")
+    check_decoded_size(dataset_path, HELD_SPLITS, "federated")
     try:
-        partition(y, config)
+        partition(read_labels(dataset_path, "train"), config)
     except ValueError as err:
         raise ConfigError(f"federated.partition / federated.num_clients: {err}") from err
 

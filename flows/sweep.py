@@ -121,6 +121,8 @@ def sweep(
     cfg = compose_sweep([*(options.to_overrides() if options else []), *(overrides or [])])
     s, search = to_settings(cfg), to_search_settings(cfg)
     _check_storage(s, search)
+    dataset = ingest_task(s.data, s.run.cache_dir)  # bad data fails before the run folder exists
+    _check_data(search, dataset.path)
     run_dir = _run_dir(s, to_yaml(cfg), resume)
     logger = get_run_logger()
     logger.info("run folder %s", run_dir)
@@ -131,12 +133,11 @@ def sweep(
             run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu
         )
 
-    dataset = ingest_task(s.data, s.run.cache_dir)
     spec = model_spec(s, dataset.meta)
     storage = (
         join(s.run.ray_storage_path, "sweep", run_dir.name) if s.run.ray_storage_path else run_dir
     )
-    outcome = search_task(dataset.path, spec, s.train, search, storage, s.run)
+    outcome = search_task(dataset.path, spec, s.train, search, storage, s.run, s.data.augment)
     _write_search_files(run_dir, outcome)
     report_search = _report_search(search.sweep.method, outcome)
     headline = {"trials": len(outcome.trials), "best_val_loss": outcome.best_metrics["val_loss"]}
@@ -191,6 +192,17 @@ def _check_storage(s, search) -> None:
 
     try:
         check_storage(s.run.ray_storage_path, search.sweep.method, s.train.num_workers)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _check_data(search, dataset_path: Path) -> None:
+    """Image datasets suit only the methods that train on them as the pipeline does."""
+    from components.data.reader import load_meta
+    from components.search.tune_sweep import check_data
+
+    try:
+        check_data(search.sweep.method, load_meta(dataset_path).is_image)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

@@ -9,13 +9,19 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from components.data.decoded_memory import check_decoded_size
 from tasks.progress import notify_step
+
+HELD_SPLITS = ("train", "test")  # the stream's tasks and the test set every task is scored on
 
 
 @task(name="continual", cache_policy=NO_CACHE)
 def continual_task(dataset_path: Path, config, run) -> dict:
     """Start or join Ray, run every method's stream (and the federated one if asked), and
-    return the report's ``continual`` dict."""
+    return the report's ``continual`` dict.
+
+    The train and test splits are held in memory, flattened (an image dataset decoded, up to
+    :data:`components.data.decoded_memory.WHOLE_SPLITS_BYTES`)."""
     import ray
 
     from components.continual.federated import run_federated_continual
@@ -25,6 +31,7 @@ def continual_task(dataset_path: Path, config, run) -> dict:
     from components.training.ray_runtime import ensure_ray
 
     logger = get_run_logger()
+    check_decoded_size(dataset_path, HELD_SPLITS, "continual")
     ensure_ray(run.ray_address, run.ray_num_cpus)
     x, y = read_split(dataset_path, "train")
     x_test, y_test = read_split(dataset_path, "test")

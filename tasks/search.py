@@ -34,8 +34,13 @@ class TrialLogger(tune.Callback):
 
 
 @task(name="search", cache_policy=NO_CACHE)
-def search_task(dataset_path: Path, spec, train, search, storage_path: Path | str, run):
-    """Start or join Ray, run (or resume) the sweep, and return its ``SweepOutcome``."""
+def search_task(
+    dataset_path: Path, spec, train, search, storage_path: Path | str, run, augment: str = "none"
+):
+    """Start or join Ray, run (or resume) the sweep, and return its ``SweepOutcome``.
+
+    ``augment`` is the training augmentation of image datasets (``data.augment``)."""
+    from components.data.reader import load_meta
     from components.data.staging import dataset_for_workers
     from components.search.tune_sweep import run_sweep
     from components.training.ray_runtime import ensure_ray
@@ -58,6 +63,8 @@ def search_task(dataset_path: Path, spec, train, search, storage_path: Path | st
         stn=search.stn,
         darts=search.darts,
         callbacks=[TrialLogger()],
+        augment=augment,
+        images=load_meta(dataset_path).is_image,
     )
     failed = sum(t["status"] == "failed" for t in outcome.trials)
     logger.info(

@@ -202,6 +202,16 @@ def read_rows(
     return x.reshape(-1, *meta.feature_shape), y
 
 
+def read_labels(path: str | Path, split: str) -> np.ndarray:
+    """The labels of a split in its stable row order, without reading (or decoding) inputs."""
+    _check_args(split, 0, 1)
+    files = [str(f) for f in split_files(path, split)]
+    if not files:
+        return np.empty(0, np.int64)
+    table = ds.dataset(files, format="parquet").to_table(columns=[Y_COLUMN])
+    return table.column(0).to_numpy().astype(np.int64)
+
+
 def read_encoded(
     path: str | Path, split: str, *, shard_index: int = 0, num_shards: int = 1
 ) -> tuple[pa.Array, np.ndarray, np.ndarray, int]:

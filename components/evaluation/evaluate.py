@@ -9,6 +9,10 @@ Which analyses run depends on what the model can do, never on its name:
   wrong predictions, and how it reacts to out-of-distribution noise;
 * part-prototype models (``activation_maps``) on data with part masks get consistency and
   stability (Huang et al., ICCV 2023), trained against untrained.
+
+:func:`evaluate_stream` computes the headline metrics from a stream of batches (a test split of
+images too large to decode at once) and runs the analyses that need the inputs on a sample of
+its first rows, which the caller bounds.
 """
 
 from __future__ import annotations
@@ -18,28 +22,75 @@ import torch
 
 from components.evaluation.clustering import clustering_metrics
 from components.evaluation.metrics import classification_metrics
-from components.evaluation.predict import predict_logits
+from components.evaluation.predict import predict_batches, predict_logits
 from components.evaluation.prototype_quality import consistency_score, stability_score
 from components.models.base import PrototypeModel
 
 CERTIFIED_EPS = (0.1, 0.25, 0.5, 1.0)
 
 
-def evaluate_model(model, x: np.ndarray, y: np.ndarray, *, num_classes: int, n_bins: int = 15):
+def evaluate_model(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    num_classes: int,
+    n_bins: int = 15,
+    batch_size: int = 512,
+) -> dict:
     """Headline metrics (classification or clustering) and every analysis the model supports."""
-    logits = predict_logits(model, x)
+    logits = predict_logits(model, x, batch_size=batch_size)
+    metrics = outcome_metrics(model, logits, y, num_classes=num_classes, n_bins=n_bins)
+    return metrics | input_analyses(model, torch.as_tensor(x), y, logits)
+
+
+def evaluate_stream(model, batches, *, num_classes: int, sample=None, n_bins: int = 15) -> dict:
+    """:func:`evaluate_model` over a stream of batches, holding the logits but never the split.
+
+    Args:
+        model: the trained model.
+        batches: ``(x, y)`` batches of the split in its order (e.g.
+            :func:`components.data.reader.iter_batches`); batches of :func:`evaluate_model`'s
+            ``batch_size`` give exactly its metrics.
+        num_classes: classes of the dataset.
+        sample: ``(x, y)``, the first rows of the same split: the analyses that need the inputs
+            (certified radius, uncertainty) run on these, and ``analysis_rows`` records how
+            many; ``None``: those analyses do not run.
+        n_bins: calibration bins.
+
+    Raises:
+        ValueError: ``sample`` is not the first rows of the stream.
+    """
+    logits, y = predict_batches(model, batches)
+    metrics = outcome_metrics(model, logits, y, num_classes=num_classes, n_bins=n_bins)
+    if sample is None or not needs_inputs(model):
+        return metrics
+    x_sample, y_sample = sample
+    if not np.array_equal(np.asarray(y_sample), y[: len(y_sample)]):
+        raise ValueError("sample: its labels are not those of the first rows of the stream")
+    metrics |= input_analyses(model, torch.as_tensor(x_sample), y_sample, logits[: len(y_sample)])
+    return metrics | {"analysis_rows": len(y_sample)}
+
+
+def outcome_metrics(model, logits: torch.Tensor, y, *, num_classes: int, n_bins: int) -> dict:
+    """Classification metrics, or clustering metrics for models with ``supervised = False``."""
     if getattr(model, "supervised", True):
-        metrics = {
-            "task": "classification",
-            **classification_metrics(logits, y, num_classes, n_bins),
-        }
-    else:
-        metrics = {"task": "clustering", **clustering_metrics(logits, y)}
-    inputs = torch.as_tensor(x)
+        return {"task": "classification", **classification_metrics(logits, y, num_classes, n_bins)}
+    return {"task": "clustering", **clustering_metrics(logits, y)}
+
+
+def needs_inputs(model) -> bool:
+    """Whether the model has analyses that need the test inputs, not only its logits."""
+    return hasattr(model, "certified_radius") or hasattr(model, "uncertainty")
+
+
+def input_analyses(model, x: torch.Tensor, y, logits: torch.Tensor) -> dict:
+    """The analyses of the model's paper that need the inputs (their logits given)."""
+    metrics = {}
     if hasattr(model, "certified_radius"):
-        metrics["robustness"] = robustness_summary(model, inputs, y, logits)
+        metrics["robustness"] = robustness_summary(model, x, y, logits)
     if hasattr(model, "uncertainty"):
-        metrics["uncertainty"] = uncertainty_summary(model, inputs, y, logits)
+        metrics["uncertainty"] = uncertainty_summary(model, x, y, logits)
     return metrics
 
 

@@ -1,9 +1,10 @@
-"""Batched inference: the logits of a model over a whole array of inputs."""
+"""Batched inference: the logits of a model over a whole array of inputs, or over a stream of
+batches (a split too large to hold in memory)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -70,11 +71,46 @@ def predict_logits(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     inputs = as_float_tensor(x)
-    model.to(device)
-    chunks = []
-    with eval_mode(model), torch.no_grad():
-        for batch in inputs.split(batch_size):
-            chunks.append(model_logits(model(batch.to(device))).float().cpu())
+    chunks = _logit_chunks(model, inputs.split(batch_size), device)
     if not chunks:
         raise ValueError("x: got zero samples")
     return torch.cat(chunks)
+
+
+def predict_batches(
+    model: nn.Module,
+    batches: Iterable[tuple[Any, Any]],
+    *,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Logits and labels of a stream of ``(x, y)`` batches, holding one batch at a time.
+
+    Batches of the same rows as :func:`predict_logits` uses (same ``batch_size``) give exactly
+    its logits. The model's train/eval mode is restored afterwards.
+
+    Args:
+        model: a module whose forward returns logits or an object with ``.logits``.
+        batches: ``(x, y)`` pairs, e.g. :func:`components.data.reader.iter_batches`.
+        device: where the forward passes run.
+
+    Returns:
+        ``(N, C)`` float32 logits on the CPU and the ``(N,)`` int64 labels, in stream order.
+    """
+    labels: list[np.ndarray] = []
+
+    def inputs() -> Iterator[torch.Tensor]:
+        for x, y in batches:
+            labels.append(np.asarray(y, dtype=np.int64))
+            yield as_float_tensor(x)
+
+    chunks = _logit_chunks(model, inputs(), device)
+    if not chunks:
+        raise ValueError("batches: got zero samples")
+    return torch.cat(chunks), np.concatenate(labels)
+
+
+def _logit_chunks(model: nn.Module, inputs: Iterable[torch.Tensor], device) -> list[torch.Tensor]:
+    """One eval-mode, gradient-free forward per input batch: its logits on the CPU."""
+    model.to(device)
+    with eval_mode(model), torch.no_grad():
+        return [model_logits(model(batch.to(device))).float().cpu() for batch in inputs]

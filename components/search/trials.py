@@ -2,15 +2,20 @@
 
 Each function trains one trial and reports per-epoch metrics to Tune:
 
-* :func:`fit_trial`: the pipeline's fit loop in the trial's own process (``train.num_workers=1``);
-  every epoch's checkpoint goes to Tune, so ASHA can stop it, PBT can clone it (a trial records
-  whose weights it took) and the best trial can be reloaded;
+* :func:`fit_trial`: the pipeline's fit loop in the trial's own process (``train.num_workers=1``),
+  reading the data as one Ray Train worker does (an image dataset is decoded and augmented by
+  ``train.decode_workers`` loader processes); every epoch's checkpoint goes to Tune, so ASHA
+  can stop it, PBT can clone it (a trial records whose weights it took) and the best trial can
+  be reloaded;
 * :func:`ray_train_trial`: for ``train.num_workers > 1``, a driver that builds a Ray Train
   ``TorchTrainer`` (Train v2) and forwards its reports through Ray's ``TuneReportCallback``;
 * :func:`stn_trial`: one Self-Tuning Network run; the hyperparameter schedule is reported every
   epoch and saved with the final checkpoint (``schedule.json``);
 * :func:`darts_trial` / :func:`random_ws_trial`: one (SD-)DARTS or weight-sharing random search;
   the genotype (and DARTS' architecture weights) are saved with the final checkpoint.
+
+The last three take the train and val splits as in-memory arrays, so they refuse image datasets
+(:func:`components.search.tune_sweep.check_data` says so before a sweep starts).
 """
 
 from __future__ import annotations
@@ -25,16 +30,17 @@ import torch
 from ray import tune
 from safetensors.torch import save_file
 
+from components.data.errors import DataError
 from components.data.reader import load_meta, read_split
 from components.data.staging import local_dataset
 from components.search.darts import DartsConfig, search_darts, search_random_ws
 from components.search.space import group_overrides
 from components.search.stn import STNConfig, train_stn
-from components.training.batches import ShardBatches
 from components.training.checkpoint import ModelSpec, load_state, load_weights
 from components.training.config import TrainConfig
 from components.training.fit import fit
 from components.training.ray_trainer import quiet_ray_train_logs
+from components.training.worker_data import worker_batches
 
 TRIAL_FILE = "trial.json"
 SCHEDULE_FILE = "schedule.json"
@@ -60,8 +66,7 @@ def fit_trial(config: dict, base: dict) -> None:
     cfg, spec = _train_config(config, base), _spec(config, base)
     torch.set_num_threads(cfg.cpus_per_worker)
     dataset = local_dataset(base["dataset_path"])
-    x, y = read_split(dataset, "train")
-    vx, vy = read_split(dataset, "val")
+    train, val = worker_batches(dataset, cfg, augment=base["augment"])
     torch.manual_seed(cfg.seed)
     model = spec.build()
     trial_id = tune.get_context().get_trial_id()
@@ -74,8 +79,8 @@ def fit_trial(config: dict, base: dict) -> None:
 
     fit(
         model,
-        ShardBatches(x, y, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed),
-        ShardBatches(vx, vy, batch_size=256, shuffle=False),
+        train,
+        val,
         cfg=cfg,
         spec=spec,
         report=report,
@@ -122,6 +127,7 @@ def ray_train_trial(config: dict, base: dict) -> None:
         run_dir=trial_dir,
         storage_path=str(trial_dir / "ray"),
         callbacks=[TuneReportCallback()],
+        augment=base["augment"],
     )
 
 
@@ -154,6 +160,11 @@ def _report_final(row: dict, files: dict[str, object], tensors: dict | None = No
 
 def _splits(dataset_path: str):
     dataset_path = local_dataset(dataset_path)
+    if load_meta(dataset_path).is_image:  # the sweep refuses this before it starts
+        raise DataError(
+            "STN, DARTS and random_ws trials cannot decode an image dataset",
+            file=str(dataset_path),
+        )
     x, y = read_split(dataset_path, "train")
     vx, vy = read_split(dataset_path, "val")
     return x, y, vx, vy, load_meta(dataset_path).num_classes

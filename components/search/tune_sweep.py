@@ -12,8 +12,11 @@ Every search method is a Tune sweep over a trainable from :mod:`components.searc
 * ``random_ws``: random search with weight sharing (Li & Talwalkar, 2019).
 
 The first five train the pipeline's own model with its fit loop (a Ray Train ``TorchTrainer``
-per trial when ``train.num_workers > 1``); a sweep interrupted by a killed driver resumes from
-its experiment state when run again with the same storage path and name.
+per trial when ``train.num_workers > 1``), on any dataset: image datasets are decoded and
+augmented (``augment``) in loader processes, as in training. The last three hold the train and
+val splits as in-memory arrays and refuse image datasets (:func:`check_data`). A sweep
+interrupted by a killed driver resumes from its experiment state when run again with the same
+storage path and name.
 """
 
 from __future__ import annotations
@@ -119,6 +122,8 @@ def run_sweep(
     stn: dict | None = None,
     darts: dict | None = None,
     callbacks: list[tune.Callback] = (),
+    augment: str = "none",
+    images: bool = False,
 ) -> SweepOutcome:
     """Run (or, if ``storage_path/name`` holds an interrupted sweep, resume) a Tune sweep.
 
@@ -137,8 +142,15 @@ def run_sweep(
         darts: :class:`~components.search.darts.DartsConfig` fields (and ``num_candidates``) for
             ``darts`` / ``random_ws`` trials.
         callbacks: Tune callbacks (progress and logging on the driver).
+        augment: image datasets: the training augmentation (``data.augment``).
+        images: the dataset holds encoded images (:attr:`DatasetMeta.is_image`).
+
+    Raises:
+        ValueError: the storage or the dataset does not suit the method (see
+            :func:`check_storage`, :func:`check_data`).
     """
     check_storage(storage_path, sweep.method, train.num_workers)
+    check_data(sweep.method, images)
     storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
     trainable = _trainable(
         sweep,
@@ -151,6 +163,7 @@ def run_sweep(
             "train": asdict(train),
             "stn": dict(stn or {}),
             "darts": dict(darts or {}),
+            "augment": augment,
         },
     )
     # Every epoch's checkpoint triggers a state snapshot; Tune warns about each burst of them.
@@ -185,6 +198,18 @@ def check_storage(storage_path, method: str, num_workers: int) -> None:
         raise ValueError(
             f"train.num_workers={num_workers} sweeps need ray.storage_path on a filesystem "
             f"every node mounts, not {storage_path}: their Ray Train runs keep checkpoints there"
+        )
+
+
+def check_data(method: str, images: bool) -> None:
+    """``ValueError`` when ``method`` cannot search on an image dataset: STN, DARTS and
+    random_ws trials batch the train and val splits from in-memory arrays, which for images
+    would mean decoding every file in the trial's process (gigabytes at 224x224)."""
+    if images and method in _TRAINABLES:
+        raise ValueError(
+            f"search={method} cannot run on an image dataset: its trials hold the decoded train "
+            "and val splits in memory as arrays instead of decoding images in loader processes; "
+            "use search=asha, pbt, optuna or random (they train on images as the pipeline does)"
         )
 
 
