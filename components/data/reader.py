@@ -107,8 +107,8 @@ def load_meta(path: str | Path) -> DatasetMeta:
             feature_shape=tuple(int(d) for d in raw["feature_shape"]),
             num_classes=int(raw["num_classes"]),
             class_names=tuple(str(n) for n in raw["class_names"]),
-            mean=_per_feature(raw["normalization"]["mean"], raw["feature_shape"]),
-            std=_per_feature(raw["normalization"]["std"], raw["feature_shape"]),
+            mean=per_feature(raw["normalization"]["mean"], raw["feature_shape"]),
+            std=per_feature(raw["normalization"]["std"], raw["feature_shape"]),
             row_counts={split: int(raw["row_counts"].get(split, 0)) for split in SPLITS},
             fingerprint=str(raw["fingerprint"]),
             raw=raw,
@@ -125,9 +125,9 @@ def load_meta(path: str | Path) -> DatasetMeta:
     return meta
 
 
-def _per_feature(values, feature_shape) -> np.ndarray:
-    """Normalisation statistics per flattened feature; image datasets store one per channel
-    (``len == C``), which is broadcast over the ``(C, H, W)`` pixels."""
+def per_feature(values, feature_shape) -> np.ndarray:
+    """Normalisation statistics per flattened feature, float32; image datasets store one per
+    channel (``len == C``), which is broadcast over the ``(C, H, W)`` pixels."""
     values = np.asarray(values, dtype=np.float32)
     shape = tuple(int(d) for d in feature_shape)
     if len(shape) == 3 and values.shape == (shape[0],) and math.prod(shape) != shape[0]:

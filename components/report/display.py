@@ -21,6 +21,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from components.data.reader import per_feature
+
 SIGNAL_CHANNELS = 3  # channels of a signal drawn as lines; the rest are left out
 _LINE_COLOURS = ("#1f4e79", "#c0392b", "#2e8b57")
 # similarity overlay: transparent where low, opaque warm colours where high (ProtoPNet's heat map)
@@ -40,17 +42,12 @@ def is_signal(feature_shape: Sequence[int]) -> bool:
 
 
 def _broadcast(values, feature_shape: tuple[int, ...]) -> np.ndarray | None:
-    """Normalisation statistics shaped to broadcast over one sample: per feature, per channel
-    (image datasets store one value per channel) or one scalar; None when missing or unusable."""
+    """Normalisation statistics shaped like one sample (per-channel ones broadcast); None when
+    missing or of another size."""
     if values is None:
         return None
-    array = np.asarray(values, dtype=float).ravel()
-    size = int(np.prod(feature_shape))
-    if array.size == size:
-        return array.reshape(feature_shape)
-    if len(feature_shape) >= 2 and array.size == feature_shape[0]:
-        return array.reshape(-1, *([1] * (len(feature_shape) - 1)))
-    return array.reshape(()) if array.size == 1 else None
+    array = per_feature(np.ravel(values), feature_shape).astype(float)
+    return array.reshape(feature_shape) if array.size == int(np.prod(feature_shape)) else None
 
 
 @dataclass(frozen=True)
