@@ -216,7 +216,8 @@ def _build(group: str, cls, values: dict, **extra):
         return cls(**values, **extra)
     except (TypeError, ValueError) as err:
         message = str(err).replace(f"{cls.__name__}.", f"{group}.")
-        raise ConfigError(f"invalid {group} config: {message}") from err
+        prefix = "" if message.startswith("invalid ") else f"invalid {group} config: "
+        raise ConfigError(prefix + message) from err
 
 
 def to_group_config(cfg, group: str, cls, default: str = "default"):

@@ -79,11 +79,14 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
 
     dataset = _dataset(source, s)
     checkpoint = source / "checkpoints" / "best"
-    explanations = explain_task(checkpoint, dataset.path, s.explain, s.seed, run=s.run)
     metrics = _source_metrics(source)
+    history = metrics.get("train", {}).get("history", [])
+    train_seconds = sum(h.get("epoch_time_s", 0.0) for h in history) or None
+    explanations = explain_task(
+        checkpoint, dataset.path, s.explain, s.seed, run=s.run, train_seconds=train_seconds
+    )
     headline = _headline(explanations)
     write_json(out_dir / "explanations.json", _summary(explanations))
-    history = metrics.get("train", {}).get("history", [])
     test = metrics.get("test", {})
     data = report_data(s, out_dir, cfg, meta, dataset, history, test, explanations, headline)
     data.title = f"sennflow explain: {load_spec(checkpoint).name} on {s.data.source}"

@@ -93,13 +93,16 @@ def pipeline(
     all_overrides = [*(options.to_overrides() if options else []), *(overrides or [])]
     cfg = compose(all_overrides)
     s = to_settings(cfg)
-    dataset = ingest_task(s.data, s.run.cache_dir)  # bad data fails before the run folder exists
+    # bad data, a model that does not fit it or unloadable trunk weights fail before the run
+    # folder exists
+    dataset = ingest_task(s.data, s.run.cache_dir)
+    spec = model_spec(s, dataset.meta)
+    spec.build()
     run_dir = create_run_dir(s.run.root, "pipeline", s.run.id)
     logger = get_run_logger()
     logger.info("run folder %s", run_dir)
     meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu)
 
-    spec = model_spec(s, dataset.meta)
     started = time.perf_counter()
     outcome = train_task(dataset.path, spec, s.train, run_dir, s.run, s.data.augment)
     train_seconds = time.perf_counter() - started  # explain.budget_s=auto: explain within this

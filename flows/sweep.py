@@ -15,6 +15,7 @@ from the Prefect UI (the ``nightly-sweep`` deployment in ``infra/prefect.yaml``)
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -145,9 +146,13 @@ def sweep(
     if search.retrain:
         spec, train = _best_model(s, spec, search.sweep.method, outcome)
         logger.info("retraining the best configuration: %s %s", spec.name, _short(spec.kwargs))
+        started = time.perf_counter()
         trained = train_task(dataset.path, spec, train, run_dir, s.run, s.data.augment)
+        train_seconds = time.perf_counter() - started  # explain.budget_s=auto keeps within it
         test = evaluate_task(trained.best_checkpoint, dataset.path, s.seed)
-        explanations = explain_task(trained.best_checkpoint, dataset.path, s.explain, s.seed)
+        explanations = explain_task(
+            trained.best_checkpoint, dataset.path, s.explain, s.seed, train_seconds=train_seconds
+        )
         headline |= headline_metrics(test, trained) | explanation_headline(explanations)
     write_json(run_dir / "metrics.json", {"test": test, "search": report_search})
     history = trained.history if trained is not None else []

@@ -6,6 +6,9 @@ fit a local model of the black box, differing only in neighbourhood and loss, an
 is the most faithful in every neighbourhood (no free lunch). Their guiding principle: measure
 faithfulness to the model in the neighbourhood one cares about and pick the winner.
 
+Every metric takes ``groups`` (patches or superpixels): on large images the methods are then
+compared on the interpretable features a reader looks at, at a cost set by the number of groups.
+
 Default metric: PGI (Agarwal et al. 2022, OpenXAI; higher is better). It scores what a reader of
 an explanation looks at, its top-``k`` features, and its neighbourhood is set by the ``Removal``
 (default: the zero baseline, an occlusion-style neighbourhood; ``Removal("additive_noise",
@@ -27,6 +30,7 @@ from components.evaluation.faithfulness import (
     Removal,
     Target,
     deletion_auc,
+    feature_labels,
     fidelity,
     infidelity,
     insertion_auc,
@@ -36,6 +40,7 @@ from components.evaluation.faithfulness import (
     robust_fidelity,
 )
 from components.evaluation.predict import as_float_tensor
+from components.explain.local_approximation import num_groups
 
 _BOOTSTRAP_CELLS = 2_000_000  # bootstrap draws held in memory at once (methods x reps x samples)
 
@@ -149,10 +154,16 @@ def rank_methods(
     ]
 
 
-def default_k(x: Any) -> int:
-    """A quarter of the features (at least 1): the ``k`` used when none is given."""
-    num_features = int(np.prod(as_float_tensor(x).shape[1:]))
-    return max(1, round(0.25 * num_features))
+def default_k(x: Any, groups: Any = None, fraction: float = 0.25) -> int:
+    """``fraction`` of the features (at least 1): the ``k`` used when none is given.
+
+    A feature is an element of ``x``, or with ``groups`` (as the metrics take them) one group:
+    on 224x224 images in 64 patches, k counts patches, not pixels.
+    """
+    x = as_float_tensor(x)
+    labels = feature_labels(x, groups)
+    num_features = x[0].numel() if labels is None else num_groups(labels)
+    return max(1, round(fraction * num_features))
 
 
 def choose_method(
@@ -181,7 +192,8 @@ def choose_method(
             methods).
         removal: how features are removed (default: the zero baseline). Every method sees the
             same random draws (same ``seed``), so the comparison is paired.
-        metric_kwargs: passed on to the metric (e.g. ``pixel_level``, ``steps``, ``alpha1``).
+        metric_kwargs: passed on to the metric (e.g. ``groups``, ``pixel_level``, ``steps``,
+            ``alpha1``); ``groups`` also sets what ``k`` counts.
 
     Returns:
         :func:`rank_methods`'s list, best first.
@@ -191,7 +203,7 @@ def choose_method(
     score, higher_is_better = METRICS[metric]
     x = as_float_tensor(x)
     target = resolve_target(model, x, target)
-    k = default_k(x) if k is None else k
+    k = default_k(x, metric_kwargs.get("groups")) if k is None else k
     scores = {
         name: score(model, x, attr, k=k, target=target, removal=removal, seed=seed, **metric_kwargs)
         for name, attr in attributions.items()

@@ -4,7 +4,8 @@
 * Ground truth: :func:`feature_agreement`, :func:`rank_agreement` (FA / RA, Agarwal et al. 2022,
   OpenXAI), :func:`mask_localisation` (relevance mass accuracy, Arras et al. 2022).
 * Complexity: :func:`sparseness` (Gini index, Chalasani et al. 2020) and
-  :func:`attribution_entropy` (Bhatt et al. 2020).
+  :func:`attribution_entropy` (Bhatt et al. 2020), over elements or, with ``groups``, over the
+  interpretable features (patches, superpixels) whose attributions are summed.
 
 All return one value per sample; "features" are ranked by ``|attribution|`` with ties kept in
 feature order.
@@ -22,6 +23,8 @@ from components.evaluation.arrays import as_numpy
 from components.evaluation.faithfulness import (
     Target,
     as_attributions,
+    feature_labels,
+    feature_scores,
     model_scores,
     resolve_target,
 )
@@ -145,28 +148,43 @@ def mask_localisation(attributions: Any, masks: Any, *, mode: str = "positive") 
         return np.where(total > 0, (mass * masks).sum(axis=1) / total, np.nan)
 
 
-def sparseness(attributions: Any) -> np.ndarray:
+def _feature_rows(attributions: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, F)`` float64 attributions per feature (summed over each group) and ``(N, 1)``
+    feature counts (per sample: superpixel counts differ; the missing groups read 0)."""
+    if groups is None:
+        rows = _rows(attributions, "attributions").astype(np.float64)
+        return rows, np.full((len(rows), 1), rows.shape[1])
+    attr = torch.as_tensor(as_numpy(attributions, "attributions")).float()
+    labels = feature_labels(attr, groups)
+    counts = (labels.reshape(len(labels), -1).max(1).values + 1).expand(len(attr))
+    return feature_scores(attr, labels).double().numpy(), counts.numpy()[:, None]
+
+
+def sparseness(attributions: Any, groups: Any = None) -> np.ndarray:
     """Gini index of ``|attr|`` per sample (Chalasani et al. 2020; Hurley & Rickard 2009).
 
-    ``G = sum_i (2i - d - 1) v_(i) / (d sum_i v_i)`` over the ascending ``v = |attr|``: 0 for a
+    ``G = sum_i (2i - d - 1) v_(i) / (d sum_i v_i)`` over the ascending ``v = |attr|`` of the
+    ``d`` features (elements, or the groups of ``groups``: see the module docstring): 0 for a
     uniform attribution, at most ``1 - 1/d`` (one-hot). ``nan`` for an all-zero attribution.
     Higher is sparser (simpler).
     """
-    v = np.sort(np.abs(_rows(attributions, "attributions").astype(np.float64)), axis=1)
-    d = v.shape[1]
-    weights = 2 * np.arange(1, d + 1) - d - 1
+    rows, d = _feature_rows(attributions, groups)
+    v = np.sort(np.abs(rows), axis=1)
+    # groups a sample lacks read 0 and sort first: rank the sample's own d features 1..d
+    weights = 2 * (np.arange(1, v.shape[1] + 1) - (v.shape[1] - d)) - d - 1
     total = v.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (v * weights).sum(axis=1) / (d * total), np.nan)
+        return np.where(total > 0, (v * weights).sum(axis=1) / (d[:, 0] * total), np.nan)
 
 
-def attribution_entropy(attributions: Any) -> np.ndarray:
+def attribution_entropy(attributions: Any, groups: Any = None) -> np.ndarray:
     """Entropy of the normalised ``|attr|`` (Bhatt et al. 2020, "complexity"). Lower is simpler.
 
-    ``H = -sum_i p_i log p_i`` with ``p = |attr| / sum |attr|`` (natural log, 0 log 0 = 0):
-    0 for one-hot, ``log d`` for uniform; ``nan`` for an all-zero attribution.
+    ``H = -sum_i p_i log p_i`` with ``p = |attr| / sum |attr|`` over the features (elements, or
+    the groups of ``groups``; natural log, 0 log 0 = 0): 0 for one-hot, ``log d`` for uniform;
+    ``nan`` for an all-zero attribution.
     """
-    v = np.abs(_rows(attributions, "attributions").astype(np.float64))
+    v = np.abs(_feature_rows(attributions, groups)[0])
     total = v.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = v / total

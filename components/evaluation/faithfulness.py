@@ -10,8 +10,12 @@ over samples); :func:`mean_score` averages them.
 * Infidelity (Yeh et al. 2019, "On the (in)fidelity and sensitivity of explanations"), via captum.
 
 Inputs ``x`` are ``(N, *shape)`` arrays or tensors; attributions are shaped like ``x``. A feature is
-one element of ``x``, or, with ``pixel_level=True`` on images ``(N, C, H, W)``, one pixel (all its
-channels at once, scored by the channel sum of its attributions). Features are removed only through
+one element of ``x``; with ``pixel_level=True`` on images ``(N, C, H, W)``, one pixel (all its
+channels at once); with ``groups`` (group labels, shared or one mask per sample: patches or
+superpixels of :func:`components.explain.local_approximation.group_labels`), one group. A pixel or
+group is scored by the sum of its attributions and removed as a whole, so the metrics that remove
+features cost the same number of model calls whatever the image size, and rank interpretable
+features rather than single pixels. Features are removed only through
 :func:`components.explain.removal.remove_features`; a :class:`Removal` says how (default: replace by
 the zero baseline, the training mean of standardised inputs). Unless a ``target`` is given, scores
 are about each sample's predicted class on the clean input.
@@ -29,7 +33,14 @@ from captum.metrics import infidelity as captum_infidelity
 from torch import nn
 
 from components.evaluation.predict import as_float_tensor, eval_mode, model_logits
-from components.explain.removal import remove_features, top_k_mask
+from components.explain.local_approximation import (
+    as_labels,
+    expand_groups,
+    feature_groups,
+    group_sums,
+    num_groups,
+)
+from components.explain.removal import remove_features, rows_per_call, top_k_mask
 
 Target = int | Sequence[int] | np.ndarray | torch.Tensor | None
 _BATCH = 512
@@ -118,7 +129,7 @@ def model_scores(model: nn.Module, x: torch.Tensor, output: str = "prob") -> tor
         raise ValueError(f"output must be 'prob' or 'logit', got {output!r}")
     device, chunks = model_device(model), []
     with eval_mode(model), torch.no_grad():
-        for batch in x.split(_BATCH):
+        for batch in x.split(rows_per_call(x.shape[1:], _BATCH)):
             logits = model_logits(model(batch.to(device))).float()
             chunks.append(logits.softmax(dim=1) if output == "prob" else logits)
     return torch.cat(chunks).cpu()
@@ -141,13 +152,40 @@ def class_probability(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -
     return model_scores(model, x).gather(1, target.view(-1, 1)).squeeze(1)
 
 
-def feature_scores(attributions: torch.Tensor, pixel_level: bool = False) -> torch.Tensor:
-    """Per-feature scores: the attributions, or their channel sum per pixel ``(N, 1, H, W)``."""
+def feature_labels(
+    x: torch.Tensor, groups: Any = None, pixel_level: bool = False
+) -> torch.Tensor | None:
+    """The features the metrics rank and remove, as ``(1 or N, *shape)`` group labels.
+
+    ``groups`` (labels broadcastable to one sample, or one mask per sample); else with
+    ``pixel_level`` one group per pixel across channels; else None: every element on its own.
+    """
+    if groups is not None:
+        return as_labels(groups, x.shape[1:], count=len(x)).to(x.device)
     if not pixel_level:
-        return attributions
-    if attributions.dim() != 4:
-        raise ValueError(f"pixel_level needs (N, C, H, W) inputs, got {tuple(attributions.shape)}")
-    return attributions.sum(dim=1, keepdim=True)
+        return None
+    if x.dim() != 4:
+        raise ValueError(f"pixel_level needs (N, C, H, W) inputs, got {tuple(x.shape)}")
+    return feature_groups(x.shape[1:], patch_size=1)[None].to(x.device)
+
+
+def feature_scores(attributions: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """``(N, F)`` per-feature scores: the attributions, or their sum over each group."""
+    if labels is None:
+        return attributions.reshape(len(attributions), -1)
+    return group_sums(attributions, labels)
+
+
+def element_mask(mask: torch.Tensor, labels: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """A per-feature ``(N, F)`` mask as a mask shaped like ``x`` (a group's elements share it)."""
+    if labels is None:
+        return mask.reshape(x.shape)
+    return expand_groups(mask, labels)
+
+
+def _top_k_features(attributions, x, k, labels) -> torch.Tensor:
+    """``(N, F)`` 0/1: the top-``k`` features by ``|score|``."""
+    return top_k_mask(feature_scores(as_attributions(attributions, x), labels), k)
 
 
 def _average(values: list[torch.Tensor]) -> torch.Tensor:
@@ -197,6 +235,7 @@ def pgi(
     target: Target = None,
     removal: Removal | None = None,
     pixel_level: bool = False,
+    groups: Any = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Prediction Gap on Important features (Agarwal et al. 2022, OpenXAI). Higher is better.
@@ -210,8 +249,8 @@ def pgi(
         ``(N,)`` gaps in [0, 1].
     """
     x = as_float_tensor(x)
-    scores = feature_scores(as_attributions(attributions, x), pixel_level)
-    mask = top_k_mask(scores, k)
+    labels = feature_labels(x, groups, pixel_level)
+    mask = element_mask(_top_k_features(attributions, x, k, labels), labels, x)
     return prediction_gap(model, x, mask, target=target, removal=removal, seed=seed)
 
 
@@ -224,6 +263,7 @@ def pgu(
     target: Target = None,
     removal: Removal | None = None,
     pixel_level: bool = False,
+    groups: Any = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Prediction Gap on Unimportant features (Agarwal et al. 2022, OpenXAI). Lower is better.
@@ -232,8 +272,8 @@ def pgu(
     mask), not only the bottom ``k``.
     """
     x = as_float_tensor(x)
-    scores = feature_scores(as_attributions(attributions, x), pixel_level)
-    mask = 1.0 - top_k_mask(scores, k)
+    labels = feature_labels(x, groups, pixel_level)
+    mask = element_mask(1.0 - _top_k_features(attributions, x, k, labels), labels, x)
     return prediction_gap(model, x, mask, target=target, removal=removal, seed=seed)
 
 
@@ -241,11 +281,18 @@ def pgu(
 
 
 def explanation_mask(
-    explanation: Any, x: Any, k: int | None = None, *, pixel_level: bool = False
+    explanation: Any,
+    x: Any,
+    k: int | None = None,
+    *,
+    pixel_level: bool = False,
+    groups: Any = None,
 ) -> torch.Tensor:
-    """The 0/1 mask of explanation features: ``explanation != 0`` if ``k`` is None, else top-k."""
+    """The ``(N, F)`` 0/1 mask of explanation features (pixels or groups with ``pixel_level`` /
+    ``groups``): a score ``!= 0`` if ``k`` is None, else the top-k by ``|score|``."""
     x = as_float_tensor(x)
-    scores = feature_scores(as_attributions(explanation, x, "explanation"), pixel_level)
+    labels = feature_labels(x, groups, pixel_level)
+    scores = feature_scores(as_attributions(explanation, x, "explanation"), labels)
     return (scores != 0).to(x.dtype) if k is None else top_k_mask(scores, k)
 
 
@@ -272,6 +319,7 @@ def fidelity(
     version: str = "prob",
     removal: Removal | None = None,
     pixel_level: bool = False,
+    groups: Any = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Fid+, Fid- and FidDelta per sample (Amara et al. 2022; notation of Zheng et al. 2024).
@@ -290,29 +338,33 @@ def fidelity(
     """
     x = as_float_tensor(x)
     removal = removal or Removal()
-    mask = explanation_mask(explanation, x, k, pixel_level=pixel_level)
+    labels = feature_labels(x, groups, pixel_level)
+    mask = explanation_mask(explanation, x, k, groups=labels)
     target = resolve_target(model, x, target)
     score = _fid_score(model, version)
     clean = score(x, target)
     generator = torch.Generator().manual_seed(seed)
 
     def removed(part: torch.Tensor) -> torch.Tensor:
+        elements = element_mask(part, labels, x)
         return _average(
-            [score(removal.apply(x, part, generator), target) for _ in range(removal.draws)]
+            [score(removal.apply(x, elements, generator), target) for _ in range(removal.draws)]
         )
 
     return _fid_result(clean - removed(mask), clean - removed(1.0 - mask))
 
 
-def _expected_score(score, x, target, part, prob, removal, num_samples, generator):
-    """Mean score when each feature of ``part`` is removed independently w.p. ``prob``."""
+def _expected_score(score, x, target, part, labels, prob, removal, num_samples, generator):
+    """Mean score when each feature of ``part`` ``(N, F)`` is removed independently w.p.
+    ``prob`` (a feature: an element, or a group of ``labels``)."""
     # A deterministic draw (prob 0 or 1, fixed replacement) needs one evaluation; this also makes
     # alpha1 = 1 / alpha2 = 0 reproduce plain Fid+ / Fid- bit for bit.
     draws = 1 if prob in (0.0, 1.0) and not removal.is_random else num_samples
     scores = []
     for _ in range(draws):
         coin = torch.bernoulli(torch.full(part.shape, float(prob)), generator=generator)
-        scores.append(score(removal.apply(x, part * coin.to(part), generator), target))
+        removed = element_mask(part * coin.to(part), labels, x)
+        scores.append(score(removal.apply(x, removed, generator), target))
     return _average(scores)
 
 
@@ -329,6 +381,7 @@ def robust_fidelity(
     version: str = "prob",
     removal: Removal | None = None,
     pixel_level: bool = False,
+    groups: Any = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Robust fidelity Fid_{a1,+}, Fid_{a2,-}, Fid_{a1,a2,Delta} (Zheng et al., ICLR 2024).
@@ -350,50 +403,67 @@ def robust_fidelity(
         raise ValueError(f"alpha1 and alpha2 must lie in [0, 1], got {alpha1}, {alpha2}")
     x = as_float_tensor(x)
     removal = removal or Removal()
-    mask = explanation_mask(explanation, x, k, pixel_level=pixel_level)
+    labels = feature_labels(x, groups, pixel_level)
+    mask = explanation_mask(explanation, x, k, groups=labels)
     target = resolve_target(model, x, target)
     score = _fid_score(model, version)
     clean = score(x, target)
     generator = torch.Generator().manual_seed(seed)
     args = (score, x, target)
     draws = (removal, num_samples, generator)
-    plus = clean - _expected_score(*args, mask, alpha1, *draws)
-    minus = clean - _expected_score(*args, 1.0 - mask, 1.0 - alpha2, *draws)
+    plus = clean - _expected_score(*args, mask, labels, alpha1, *draws)
+    minus = clean - _expected_score(*args, 1.0 - mask, labels, 1.0 - alpha2, *draws)
     return _fid_result(plus, minus)
 
 
 # ---- deletion / insertion (RISE) ----
 
 
-def _ranks(scores: torch.Tensor, absolute: bool) -> torch.Tensor:
-    """Per sample, each feature's position in decreasing order of attribution (0 = first)."""
+def _ranks(scores: torch.Tensor, absolute: bool, valid: torch.Tensor | None) -> torch.Tensor:
+    """Per sample, each feature's position in decreasing order of attribution (0 = first);
+    features outside ``valid`` (groups a sample does not have) come last."""
     flat = scores.reshape(len(scores), -1)
     flat = flat.abs() if absolute else flat
+    if valid is not None:
+        flat = flat.masked_fill(~valid, -torch.inf)
     order = torch.argsort(flat, dim=1, descending=True, stable=True)
-    positions = torch.arange(flat.shape[1]).expand_as(order)
+    positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)
     return torch.empty_like(order).scatter_(1, order, positions).reshape(scores.shape)
 
 
 def _removal_curve(
-    model, x, attributions, steps, target, removal, absolute, pixel_level, seed, *, insert
+    model, x, attributions, *, insert, steps, target, removal, absolute, pixel_level, groups, seed
 ) -> np.ndarray:
     x = as_float_tensor(x)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     removal = removal or Removal()
-    ranks = _ranks(feature_scores(as_attributions(attributions, x), pixel_level), absolute)
-    num_features = ranks[0].numel()
+    labels = feature_labels(x, groups, pixel_level)
+    scores = feature_scores(as_attributions(attributions, x), labels)
+    # per sample its own number of groups (superpixels): the groups it lacks are ranked last
+    counts = _feature_counts(x, labels)
+    features = torch.arange(scores.shape[1], device=scores.device)
+    valid = None if labels is None else features < counts.to(scores.device)[:, None]
+    ranks = _ranks(scores, absolute, valid)
     target = resolve_target(model, x, target)
     curve = []
     for step in range(steps + 1):
-        shown = round(step * num_features / steps)
+        shown = torch.round(step * counts / steps)[:, None]
         # deletion removes the first `shown` features; insertion removes all but them
         mask = (ranks >= shown) if insert else (ranks < shown)
         # re-seeding keeps one fixed random reference along the curve
         generator = torch.Generator().manual_seed(seed)
-        removed = removal.apply(x, mask.to(x.dtype), generator)
+        removed = removal.apply(x, element_mask(mask.to(x.dtype), labels, x), generator)
         curve.append(class_probability(model, removed, target))
     return _numpy(torch.stack(curve, dim=1))
+
+
+def _feature_counts(x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """``(N,)`` float: how many features each sample has (elements, or its groups)."""
+    if labels is None:
+        return torch.full((len(x),), float(x[0].numel()))
+    counts = labels.reshape(len(labels), -1).max(1).values + 1
+    return counts.to(torch.float64).expand(len(x))
 
 
 def deletion_curve(
@@ -406,20 +476,22 @@ def deletion_curve(
     removal: Removal | None = None,
     absolute: bool = False,
     pixel_level: bool = False,
+    groups: Any = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Target probability as features are removed in decreasing order of attribution (RISE).
 
-    Step ``s`` of ``steps`` removes the first ``round(s * d / steps)`` of the ``d`` features,
-    ordered by signed attribution (``absolute=True``: by ``|attr|``); ties keep feature order.
-    A random replacement uses one fixed draw along the curve.
+    Step ``s`` of ``steps`` removes the first ``round(s * d / steps)`` of the ``d`` features
+    (elements, pixels or groups: ``steps + 1`` model calls per sample whatever ``d``), ordered by
+    signed attribution (``absolute=True``: by ``|attr|``); ties keep feature order. A random
+    replacement uses one fixed draw along the curve.
 
     Returns:
         ``(N, steps + 1)`` probabilities; column 0 is the clean input.
     """
-    return _removal_curve(
-        model, x, attributions, steps, target, removal, absolute, pixel_level, seed, insert=False
-    )
+    options = {"steps": steps, "target": target, "removal": removal, "absolute": absolute}
+    labels = {"pixel_level": pixel_level, "groups": groups}
+    return _removal_curve(model, x, attributions, insert=False, seed=seed, **options, **labels)
 
 
 def insertion_curve(
@@ -432,6 +504,7 @@ def insertion_curve(
     removal: Removal | None = None,
     absolute: bool = False,
     pixel_level: bool = False,
+    groups: Any = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Target probability as features are inserted into the fully removed input (RISE).
@@ -442,9 +515,9 @@ def insertion_curve(
     Returns:
         ``(N, steps + 1)`` probabilities; the last column is the clean input.
     """
-    return _removal_curve(
-        model, x, attributions, steps, target, removal, absolute, pixel_level, seed, insert=True
-    )
+    options = {"steps": steps, "target": target, "removal": removal, "absolute": absolute}
+    labels = {"pixel_level": pixel_level, "groups": groups}
+    return _removal_curve(model, x, attributions, insert=True, seed=seed, **options, **labels)
 
 
 def curve_auc(curve: np.ndarray) -> np.ndarray:
@@ -476,19 +549,40 @@ def gaussian_perturbation(noise_std: float, generator: torch.Generator) -> Calla
     return perturb
 
 
-def removal_perturbation(removal: Removal, subset_prob: float, generator: torch.Generator):
+def removal_perturbation(
+    removal: Removal,
+    subset_prob: float,
+    generator: torch.Generator,
+    labels: torch.Tensor | None = None,
+):
     """captum ``perturb_func``: a random subset (each feature w.p. ``subset_prob``) is removed.
 
     The perturbation handed to captum is the binary subset mask, so ``I . attr`` sums the
     attributions of the removed features (Yeh et al.'s removal perturbation; sensitivity-n).
+    With ``labels`` (``(1 or N, *shape)``) a feature is a group, removed as a whole; per-sample
+    labels follow captum's layout of the perturbed batch (each input repeated in turn).
     """
 
     def perturb(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = torch.bernoulli(torch.full(inputs.shape, subset_prob), generator=generator)
+        if labels is None:
+            mask = torch.bernoulli(torch.full(inputs.shape, subset_prob), generator=generator)
+        else:
+            rows = _repeated_labels(labels, len(inputs))
+            coins = torch.full((len(inputs), num_groups(rows)), subset_prob)
+            mask = expand_groups(torch.bernoulli(coins, generator=generator), rows.cpu())
         mask = mask.to(device=inputs.device, dtype=inputs.dtype)
         return mask, removal.apply(inputs, mask, generator)
 
     return perturb
+
+
+def _repeated_labels(labels: torch.Tensor, count: int) -> torch.Tensor:
+    """Per-sample labels repeated for captum's ``count`` perturbed rows (``repeat_interleave``)."""
+    if len(labels) == 1:
+        return labels
+    if count % len(labels):
+        raise ValueError(f"{count} perturbed rows do not repeat {len(labels)} per-sample groups")
+    return labels.repeat_interleave(count // len(labels), dim=0)
 
 
 def infidelity(
@@ -504,6 +598,7 @@ def infidelity(
     n_perturb_samples: int = 10,
     normalize: bool = False,
     output: str = "logit",
+    groups: Any = None,
     seed: int = 0,
     max_examples_per_batch: int | None = None,
 ) -> np.ndarray:
@@ -517,6 +612,8 @@ def infidelity(
       input, SHAP, LIME, occlusion);
     * ``gaussian``: ``I ~ N(0, noise_std^2)``; for local attributions (gradients, SmoothGrad).
 
+    ``groups`` (``removal`` only; see the module docstring) removes random subsets of groups
+    instead of elements; per-sample groups need ``max_examples_per_batch=None``.
     ``normalize`` rescales the attributions optimally first (captum's ``normalize``). A
     ``removal.baseline`` tensor must be one sample, not one per sample (captum repeats inputs).
 
@@ -533,7 +630,8 @@ def infidelity(
     if perturbation == "gaussian":
         perturb = gaussian_perturbation(noise_std, generator)
     elif perturbation == "removal":
-        perturb = removal_perturbation(removal or Removal(), subset_prob, generator)
+        labels = feature_labels(x, groups)
+        perturb = removal_perturbation(removal or Removal(), subset_prob, generator, labels)
     else:
         raise ValueError(f"perturbation must be 'removal' or 'gaussian', got {perturbation!r}")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.explain.local_approximation import FEATURE_GROUPS
+
 # In order of preference: the chooser keeps this order among equally faithful methods
 # (deterministic before sampled).
 POST_HOC_METHODS = (
@@ -49,6 +51,18 @@ class ExplainConfig:
             (each re-explains perturbed inputs: the expensive metrics).
         surrogate_top_k: features the global surrogate uses.
         surrogate_depth: depth of the surrogate decision tree.
+        surrogate_samples: training rows the global surrogate is fitted on, at most (the first
+            rows of the train split; its fidelity is measured on as many test rows).
+        feature_groups: the interpretable features of every removal-based method and metric
+            (``auto`` | ``none`` | ``patches`` | ``superpixels``; see
+            :func:`components.explain.local_approximation.group_labels`). ``auto`` keeps one
+            feature per pixel or column on small inputs and groups larger images into patches.
+        patch_size: patch side in pixels for ``auto``/``patches`` (None: an 8x8 grid on images
+            above 16x16); ``superpixels`` make about as many segments as there are patches.
+        budget_s: seconds the explain stage may take: a number, or ``auto`` (the training
+            stage's wall time, at least :data:`~components.explain.budget.AUTO_FLOOR_S`).
+            The stage measures what one unit of each part costs and lowers the counts above to
+            fit (never raising them), and reports what it chose, skipped and spent.
         num_tasks: Ray tasks the explanations fan out over (1: in the driver).
         seed: seeds every sampling method and metric (the run's global seed).
     """
@@ -65,6 +79,10 @@ class ExplainConfig:
     robustness_samples: int = 8
     surrogate_top_k: int = 16
     surrogate_depth: int = 4
+    surrogate_samples: int = 2048
+    feature_groups: str = "auto"
+    patch_size: int | None = None
+    budget_s: float | str = "auto"
     num_tasks: int = 1
     seed: int = 0
 
@@ -76,14 +94,51 @@ class ExplainConfig:
             raise ValueError(
                 f"explain.methods: unknown {unknown}; choose from {list(POST_HOC_METHODS)} or all"
             )
-        positive = ("num_samples", "ig_steps", "eval_samples", "perturbation_samples", "num_tasks")
+        positive = (
+            "num_samples",
+            "ig_steps",
+            "eval_samples",
+            "perturbation_samples",
+            "surrogate_samples",
+            "num_tasks",
+        )
         bad = [name for name in positive if getattr(self, name) < 1]
         if not 0 < self.top_k_fraction < 1:
             bad.append("top_k_fraction")
+        if self.robustness_samples < 0:
+            bad.append("robustness_samples")
+        if self.feature_groups not in FEATURE_GROUPS:
+            bad.append("feature_groups")
+        if self.patch_size is not None and not _is_positive_int(self.patch_size):
+            bad.append("patch_size")
+        if self.budget_s != "auto" and not _is_positive_number(self.budget_s):
+            bad.append("budget_s")
         if self.removal not in ("baseline", "mean", "noise", "blur"):
             bad.append("removal")
         if self.rank_by not in RANK_METRICS:
             bad.append("rank_by")
         if bad:
             values = ", ".join(f"explain.{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"invalid explain config: {values}")
+            raise ValueError(f"invalid explain config: {values}{_hints(bad)}")
+
+
+_HINTS = {
+    "feature_groups": f"feature_groups is one of {list(FEATURE_GROUPS)}",
+    "patch_size": "patch_size is a positive integer or null",
+    "budget_s": "budget_s is auto or a number of seconds > 0",
+}
+
+
+def _hints(bad: list[str]) -> str:
+    hints = [_HINTS[name] for name in bad if name in _HINTS]
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_positive_number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value > 0 and value != float("inf")

@@ -5,8 +5,12 @@ Perspective to Characterizing Post Hoc Explanations": LIME, C-LIME, KernelSHAP, 
 Vanilla Gradients, Gradient x Input, SmoothGrad and Integrated Gradients all return the linear
 model ``g(xi) = c + w . xi`` that best approximates the black box ``f`` over a neighbourhood of
 ``x``; they differ only in the neighbourhood and the loss (the paper's Table 1). Here ``xi`` is the
-interpretable representation: one coordinate per feature group (``feature_mask``); every element
-of a group gets its group's coefficient.
+interpretable representation: one coordinate per feature group (``feature_mask``: patches,
+superpixels or single features, see :func:`group_labels`). A group's coefficient is spread evenly
+over its elements, so the attributions of a group sum to its coefficient: sums over groups are
+comparable with pixel-level methods (gradient x input, IG) and KernelSHAP's attributions still add
+up to ``f(x) - f(baseline)`` in input space. With one feature per group (the default on small
+inputs) every element carries its own coefficient.
 
 ====================  ============================================  =================  ===========
 method                neighbourhood                                 loss               kernel
@@ -37,6 +41,15 @@ lime_tabular's default); ``shapley``, ``(G - 1) / (C(G, |s|) |s| (G - |s|))`` (L
 importance-sampled as in KernelSHAP: subset sizes are drawn proportionally to the kernel and
 weighted uniformly, and the empty and full subsets get a (practically) infinite weight so the
 attributions add up to ``f(x) - f(baseline)``.
+Feature groups (:func:`group_labels`, the one place the interpretable features are defined for
+every removal-based method and metric): removing 50,176 pixels of a 224x224 image one by one, or
+fitting a linear model over them, costs one model call per pixel; grouping them makes the cost
+proportional to the number of groups. ``auto`` keeps one feature per pixel (across channels) on
+images up to 16x16 and one per element on tabular inputs, and groups larger images into an 8x8
+grid of patches (64 groups: 4x4 patches on 32x32 images, 28x28 on 224x224). ``superpixels``
+segments each image with SLIC (Achanta et al. 2012, "SLIC Superpixels Compared to State-of-the-Art
+Superpixel Methods"), as LIME does for images (Ribeiro et al. 2016), into about as many segments as
+the patch grid has cells; the groups then differ from image to image.
 """
 
 from __future__ import annotations
@@ -56,6 +69,7 @@ from components.explain.removal import remove_features
 NEIGHBOURHOODS = ("gaussian", "binary", "single_removal", "path")
 LOSSES = ("squared", "gradient_matching")
 KERNELS = ("uniform", "exponential", "shapley")
+FEATURE_GROUPS = ("auto", "none", "patches", "superpixels")
 _COMBINATIONS = {
     ("gaussian", "squared"): ("uniform", "exponential"),
     ("gaussian", "gradient_matching"): ("uniform", "exponential"),
@@ -65,6 +79,12 @@ _COMBINATIONS = {
 }
 _ANCHOR_WEIGHT = 1e6  # KernelSHAP's "infinite" weight on the empty and full coalitions
 _NOISE_LEVEL = 0.15  # SmoothGrad's recommended noise: 10-20% of the input range
+_AUTO_POSITIONS = 256  # auto keeps one feature per position up to 16x16 images (digits: 8x8)
+_AUTO_GROUPS = 64  # above, about 64 groups: an 8x8 grid (4x4 patches on 32x32 `parts`)
+# SLIC's colour-vs-space trade-off for per-image [0, 1]-scaled channels: higher values collapse
+# onto the patch grid, much lower ones fragment noisy images into slivers that SLIC's
+# connectivity step then merges into a single segment.
+_SLIC_COMPACTNESS = 1.0
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -97,8 +117,8 @@ def local_explanation(
         kernel: Sample weights: ``uniform``, ``exponential`` (LIME) or ``shapley`` (KernelSHAP).
         num_samples: Neighbours per input (``single_removal``: ignored; one per group).
         target: Output column explained when ``f`` returns ``(M, C)``: an int or one per input.
-        feature_mask: Integer group label per feature, broadcastable to ``shape``; default
-            :func:`feature_groups`.
+        feature_mask: Integer group label per feature, broadcastable to ``shape``, or one such
+            mask per input ``(N, *shape)`` (e.g. superpixels); default :func:`feature_groups`.
         sigma: ``gaussian``: noise std; default :func:`default_sigma` of ``x``.
         kernel_width: ``exponential`` kernel width; defaults in the module docstring.
         baseline: ``binary``/``single_removal``: the removal reference; ``path``: the path start
@@ -110,11 +130,11 @@ def local_explanation(
         seed: Seeds the neighbours: the same ``seed`` and ``batch_size`` give the same result.
 
     Returns:
-        Attributions shaped like ``x``: each element carries its group's coefficient.
+        Attributions shaped like ``x``: each group's coefficient spread evenly over its elements.
     """
     _check(neighbourhood, loss, kernel, num_samples, batch_size)
     inputs = as_float_tensor(x)
-    groups = group_indicators(feature_mask, inputs.shape[1:]).to(inputs)
+    labels = as_labels(feature_mask, inputs.shape[1:], count=len(inputs)).to(inputs.device)
     targets = _resolve_target(target, len(inputs), inputs.device)
     base = resolve_baseline(inputs, baseline)
     if neighbourhood == "single_removal":
@@ -122,16 +142,19 @@ def local_explanation(
             f,
             inputs,
             target=targets,
-            windows=groups,
+            feature_mask=labels,
             baseline=base,
             removal=removal,
             batch_size=batch_size,
             seed=seed,
         )
-    setup = _Setup(f, inputs, targets, groups, base, dict(removal or {}), batch_size, seed)
+    setup = _Setup(f, inputs, targets, labels, base, dict(removal or {}), batch_size, seed)
     setup.configure(neighbourhood, loss, kernel, num_samples, sigma, kernel_width, ridge)
-    coefs = torch.cat([setup.fit(rows) for rows in _chunks(len(inputs), setup.per_chunk)])
-    return (coefs @ groups.flatten(1)).reshape(inputs.shape).detach().cpu().numpy()
+    pieces = [
+        spread_groups(setup.fit(rows), setup.labels(rows))
+        for rows in _chunks(len(inputs), setup.per_chunk)
+    ]
+    return torch.cat(pieces).reshape(inputs.shape).detach().cpu().numpy()
 
 
 def c_lime(
@@ -179,97 +202,291 @@ def occlusion(
     batch_size: int = 4096,
     seed: int = 0,
 ) -> np.ndarray:
-    """Occlusion (Zeiler & Fergus 2014): the drop in output when a window is removed.
+    """Occlusion (Zeiler & Fergus 2014): the drop in output when a window or group is removed.
 
-    Each element's attribution is the mean of ``f(x) - f(x with the window removed)`` over the
-    windows that cover it. Removal goes through
+    With ``windows``, each element's attribution is the mean of ``f(x) - f(x with the window
+    removed)`` over the windows that cover it (captum's Occlusion). Without, each group of
+    ``feature_mask`` is removed in turn (:func:`group_occlusion`) and its drop spread evenly
+    over its elements. Removal goes through
     :func:`~components.explain.removal.remove_features`; every (input, window) pair is one row
     of a batched call of ``f``.
 
     Args:
         f, x, target, baseline, removal, batch_size: As for :func:`local_explanation`.
-        windows: ``(W, *shape)`` 0/1 masks, e.g. from :func:`sliding_windows`; default one
-            window per group of ``feature_mask``.
-        feature_mask: Groups used when ``windows`` is None (default :func:`feature_groups`).
+        windows: ``(W, *shape)`` 0/1 masks, e.g. from :func:`sliding_windows`.
+        feature_mask: Groups used when ``windows`` is None (see :func:`local_explanation`).
         seed: Seeds ``noise`` removal.
 
     Returns:
         Attributions shaped like ``x``.
     """
     inputs = as_float_tensor(x)
+    if windows is None:
+        labels = as_labels(feature_mask, inputs.shape[1:], count=len(inputs)).to(inputs.device)
+        drops = group_occlusion(
+            f,
+            inputs,
+            labels,
+            target=target,
+            baseline=baseline,
+            removal=removal,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        return spread_groups(drops, labels).reshape(inputs.shape).cpu().numpy()
     shape = inputs.shape[1:]
-    masks = windows if windows is not None else group_indicators(feature_mask, shape)
-    masks = masks.to(inputs).reshape(-1, *shape)
-    targets = _resolve_target(target, len(inputs), inputs.device)
-    base = resolve_baseline(inputs, baseline)
-    generator = torch.Generator().manual_seed(seed)
-    full = _evaluate(f, inputs, targets, batch_size)
+    masks = windows.to(inputs).reshape(-1, *shape)
+    run = _Removals(f, inputs, target, baseline, removal, batch_size, seed)
     total = torch.zeros(len(inputs), shape.numel(), dtype=inputs.dtype, device=inputs.device)
     flat = masks.flatten(1)
-    for pairs in _chunks(len(inputs) * len(masks), batch_size):
-        pairs = pairs.to(inputs.device)
-        rows, cols = pairs // len(masks), pairs % len(masks)
-        removed = remove_features(
-            inputs[rows],
-            masks[cols],
-            baseline=base[rows],
-            generator=generator,
-            **dict(removal or {}),
-        )
-        drop = full[rows] - _evaluate(f, removed, _take(targets, rows), batch_size)
-        total.index_add_(0, rows, drop[:, None] * flat[cols])
+    pairs = torch.arange(len(inputs) * len(masks), device=inputs.device)
+    rows, cols = pairs // len(masks), pairs % len(masks)
+    for chunk in _chunks(len(pairs), batch_size):
+        chunk = chunk.to(inputs.device)
+        drop = run.drops(rows[chunk], masks[cols[chunk]])
+        total.index_add_(0, rows[chunk], drop[:, None] * flat[cols[chunk]])
     counts = flat.sum(0).clamp(min=1)
     return (total / counts).reshape(inputs.shape).cpu().numpy()
 
 
+def group_occlusion(
+    f: Forward,
+    x: Any,
+    labels: torch.Tensor,
+    *,
+    target: Any = None,
+    baseline: Any = None,
+    removal: Mapping[str, Any] | None = None,
+    batch_size: int = 4096,
+    seed: int = 0,
+) -> torch.Tensor:
+    """``f(x) - f(x without group g)`` for every input and group: ``(N, G)``.
+
+    One model call per (input, group) pair, ``batch_size`` pairs per call: the cost is the
+    number of groups, not of features. Groups an input does not have (per-input labels with
+    fewer segments) are not evaluated and read 0.
+
+    Args:
+        f, x, target, baseline, removal, batch_size, seed: As for :func:`occlusion`.
+        labels: ``(1 or N, *shape)`` contiguous group labels (:func:`as_labels`).
+    """
+    inputs = as_float_tensor(x)
+    labels = labels.to(inputs.device).reshape(len(labels), -1)
+    counts = (labels.max(1).values + 1).expand(len(inputs))
+    rows = torch.repeat_interleave(torch.arange(len(inputs), device=inputs.device), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    groups = torch.arange(len(rows), device=inputs.device) - starts[rows]
+    run = _Removals(f, inputs, target, baseline, removal, batch_size, seed)
+    drops = torch.zeros(len(inputs), int(counts.max()), dtype=inputs.dtype, device=inputs.device)
+    for chunk in _chunks(len(rows), batch_size):
+        chunk = chunk.to(inputs.device)
+        row, group = rows[chunk], groups[chunk]
+        mask = labels[row if len(labels) > 1 else torch.zeros_like(row)] == group[:, None]
+        drops[row, group] = run.drops(row, mask.reshape(len(row), *inputs.shape[1:]))
+    return drops
+
+
+class _Removals:
+    """``f(x) - f(x with a mask removed)`` for batches of (input row, mask) pairs."""
+
+    def __init__(self, f, inputs, target, baseline, removal, batch_size, seed) -> None:
+        self.f, self.inputs, self.batch_size = f, inputs, batch_size
+        self.targets = _resolve_target(target, len(inputs), inputs.device)
+        self.base = resolve_baseline(inputs, baseline)
+        self.removal = dict(removal or {})
+        self.generator = torch.Generator().manual_seed(seed)
+        self.full = _evaluate(f, inputs, self.targets, batch_size)
+
+    def drops(self, rows: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        removed = remove_features(
+            self.inputs[rows],
+            masks,
+            baseline=self.base[rows],
+            generator=self.generator,
+            **self.removal,
+        )
+        targets = _take(self.targets, rows)
+        return self.full[rows] - _evaluate(self.f, removed, targets, self.batch_size)
+
+
+# --- feature groups ---------------------------------------------------------------------------
+
+
+def auto_patch_size(feature_shape: Sequence[int]) -> int:
+    """The patch side ``auto`` uses for ``(C, H, W)`` images or ``(C, L)`` signals.
+
+    1 (one feature per position, across channels) up to 256 positions (16x16 images), else
+    the side that cuts the positions into about 64 groups (an 8x8 grid; 64 segments of a signal).
+    """
+    spatial = tuple(int(s) for s in feature_shape)[1:]
+    if math.prod(spatial) <= _AUTO_POSITIONS:
+        return 1
+    cells_per_axis = round(_AUTO_GROUPS ** (1 / len(spatial)))
+    return math.ceil(max(spatial) / cells_per_axis)
+
+
 def feature_groups(feature_shape: Sequence[int], patch_size: int | None = None) -> torch.Tensor:
-    """Default interpretable features: a group label per element, shaped ``feature_shape``.
+    """Interpretable features shared by all inputs: a group label per element.
 
     Images ``(C, H, W)``: one group per ``patch_size`` x ``patch_size`` patch across channels;
-    ``patch_size`` defaults to 1 (pixels) for images up to 16x16 and 4 above. Other shapes: one
-    group per element.
+    signals ``(C, L)``: one per ``patch_size`` segment across channels; ``patch_size`` defaults
+    to :func:`auto_patch_size` (1 up to 16x16 images, an 8x8 grid above). Other shapes
+    (tabular): one group per element.
     """
     shape = tuple(int(s) for s in feature_shape)
-    if len(shape) != 3:
+    if len(shape) not in (2, 3):
         if patch_size is not None:
-            raise ValueError(f"patch_size applies to (C, H, W) images, got shape {shape}")
+            raise ValueError(f"patch_size applies to (C, H, W) or (C, L) inputs, got {shape}")
         return torch.arange(math.prod(shape)).reshape(shape)
-    channels, height, width = shape
-    patch = patch_size or (1 if max(height, width) <= 16 else 4)
+    patch = auto_patch_size(shape) if patch_size is None else int(patch_size)
     if patch < 1:
         raise ValueError(f"patch_size must be >= 1, got {patch}")
-    rows = torch.arange(height)[:, None] // patch
-    cols = torch.arange(width)[None, :] // patch
-    labels = rows * math.ceil(width / patch) + cols
-    return labels.expand(channels, height, width).clone()
+    spatial = shape[1:]
+    labels = torch.zeros(spatial, dtype=torch.long)
+    for axis, size in enumerate(spatial):
+        view = [1] * len(spatial)
+        view[axis] = size
+        labels = labels * math.ceil(size / patch) + (torch.arange(size) // patch).reshape(view)
+    return labels.expand(shape).clone()
 
 
-def group_indicators(
-    feature_mask: Any, feature_shape: Sequence[int], patch_size: int | None = None
+def group_labels(x: Any, kind: str = "auto", patch_size: int | None = None) -> torch.Tensor:
+    """The interpretable features of each input of ``x`` as contiguous group labels.
+
+    Args:
+        x: Inputs ``(N, *shape)``.
+        kind: One of :data:`FEATURE_GROUPS`: ``auto`` (:func:`feature_groups` with its default
+            patch size: per feature on small inputs, an 8x8 grid on larger images), ``none``
+            (one group per element), ``patches`` (:func:`feature_groups`; images and signals
+            only) or ``superpixels`` (:func:`superpixels`; images only).
+        patch_size: Patch side for ``auto``/``patches``; for ``superpixels`` the segment count
+            is the number of such patches. Default :func:`auto_patch_size`.
+
+    Returns:
+        ``(1, *shape)`` labels shared by every input, or ``(N, *shape)`` (superpixels).
+
+    Raises:
+        ValueError: An unknown ``kind``, or patches / superpixels of inputs without positions.
+    """
+    inputs = as_float_tensor(x)
+    shape = tuple(inputs.shape[1:])
+    if kind not in FEATURE_GROUPS:
+        raise ValueError(f"feature_groups must be one of {list(FEATURE_GROUPS)}, got {kind!r}")
+    if kind == "none":
+        return torch.arange(math.prod(shape)).reshape(1, *shape)
+    if kind == "superpixels":
+        return superpixels(inputs, patch_size)
+    if kind == "patches" and len(shape) not in (2, 3):
+        raise ValueError(f"patches need (C, H, W) images or (C, L) signals, got shape {shape}")
+    return feature_groups(shape, patch_size)[None]
+
+
+def superpixels(x: Any, patch_size: int | None = None) -> torch.Tensor:
+    """SLIC superpixels of each image (Achanta et al. 2012), ``(N, C, H, W)`` labels.
+
+    Each image's channels are scaled to [0, 1] (standardisation is affine per channel, so this
+    undoes it up to the range) and segmented into about as many superpixels as the patch grid of
+    ``patch_size`` has cells; labels are made contiguous per image.
+    """
+    from skimage.segmentation import slic  # only this grouping needs scikit-image
+
+    inputs = as_float_tensor(x).detach().cpu()
+    if inputs.dim() != 4:
+        raise ValueError(f"superpixels need (N, C, H, W) images, got shape {tuple(inputs.shape)}")
+    segments = int(feature_groups(inputs.shape[1:], patch_size).max()) + 1
+    low = inputs.amin(dim=(2, 3), keepdim=True)
+    scaled = (inputs - low) / (inputs.amax(dim=(2, 3), keepdim=True) - low).clamp(min=1e-12)
+    labels = []
+    for image in scaled.permute(0, 2, 3, 1).double().numpy():
+        segmented = slic(
+            image,
+            n_segments=segments,
+            compactness=_SLIC_COMPACTNESS,
+            channel_axis=-1,
+            convert2lab=False,
+            start_label=0,
+        )
+        labels.append(np.unique(segmented, return_inverse=True)[1].reshape(segmented.shape))
+    stacked = torch.as_tensor(np.stack(labels), dtype=torch.long)
+    return stacked[:, None].expand(inputs.shape).clone()
+
+
+def as_labels(
+    feature_mask: Any,
+    feature_shape: Sequence[int],
+    patch_size: int | None = None,
+    count: int | None = None,
 ) -> torch.Tensor:
-    """``(G, *feature_shape)`` 0/1 indicators of the groups of ``feature_mask``.
+    """``feature_mask`` as ``(1 or N, *feature_shape)`` labels ``0..G-1`` (contiguous per input).
 
-    ``feature_mask`` holds an integer label per feature (any labels; broadcastable to
-    ``feature_shape``, optionally with a leading 1); None: :func:`feature_groups`.
+    ``feature_mask`` holds an integer label per feature (any labels), broadcastable to
+    ``feature_shape``, or one such mask per input with a leading dimension; None:
+    :func:`feature_groups` with ``patch_size``. ``count`` (the number of inputs) checks a
+    per-input mask's length.
     """
     shape = tuple(int(s) for s in feature_shape)
     if feature_mask is None:
-        mask = feature_groups(shape, patch_size)
+        mask = feature_groups(shape, patch_size)[None]
     else:
         mask = torch.as_tensor(
             np.asarray(feature_mask.cpu() if torch.is_tensor(feature_mask) else feature_mask)
-        )
-        if mask.dim() == len(shape) + 1 and mask.shape[0] == 1:
-            mask = mask[0]
+        ).long()
+        if mask.dim() <= len(shape):
+            mask = mask[None]
         try:
-            mask = torch.broadcast_to(mask, shape)
+            mask = torch.broadcast_to(mask, (mask.shape[0], *shape))
         except RuntimeError as error:
             raise ValueError(
                 f"feature_mask of shape {tuple(mask.shape)} does not broadcast to {shape}"
             ) from error
-    _, labels = torch.unique(mask.long(), return_inverse=True)
-    count = int(labels.max()) + 1
-    return torch.nn.functional.one_hot(labels.reshape(-1), count).T.reshape(count, *shape).float()
+    if count is not None and len(mask) not in (1, count):
+        raise ValueError(f"feature_mask has {len(mask)} masks for {count} inputs")
+    flat = mask.reshape(len(mask), -1)
+    if all(_is_contiguous(row) for row in flat):
+        return mask
+    return torch.stack([_relabel(row) for row in flat]).reshape(mask.shape)
+
+
+def _is_contiguous(row: torch.Tensor) -> bool:
+    """Whether ``row`` already uses every label ``0..max`` (a linear-time check: relabelling
+    sorts, which costs more than scoring a sample on a 224x224 image)."""
+    return bool(row.min() >= 0) and bool((torch.bincount(row) > 0).all())
+
+
+def _relabel(row: torch.Tensor) -> torch.Tensor:
+    return torch.unique(row, return_inverse=True)[1]
+
+
+def num_groups(labels: torch.Tensor) -> int:
+    """The number of groups of ``labels`` (the most any input has)."""
+    return int(labels.max()) + 1 if labels.numel() else 0
+
+
+def group_sums(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(N, G)``: the sum of ``values`` ``(N, *shape)`` over each group of ``labels``."""
+    flat = values.reshape(len(values), -1)
+    index = labels.to(flat.device).reshape(len(labels), -1).expand(len(flat), -1)
+    out = torch.zeros(len(flat), num_groups(labels), dtype=flat.dtype, device=flat.device)
+    return out.scatter_add_(1, index, flat)
+
+
+def expand_groups(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(N, *shape)``: each element gets its group's value of ``values`` ``(N, G)``."""
+    flat = labels.to(values.device).reshape(len(labels), -1)
+    if len(flat) == 1:  # shared groups: one index for every row (faster than gather)
+        return values.index_select(1, flat[0]).reshape(len(values), *labels.shape[1:])
+    return values.gather(1, flat.expand(len(values), -1)).reshape(len(values), *labels.shape[1:])
+
+
+def group_sizes(labels: torch.Tensor) -> torch.Tensor:
+    """``(1 or N, G)``: how many elements each group of ``labels`` holds."""
+    return group_sums(torch.ones(labels.shape), labels)
+
+
+def spread_groups(coefficients: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(N, *shape)``: each group's coefficient divided evenly among its elements."""
+    sizes = group_sizes(labels).to(coefficients).clamp(min=1)
+    return expand_groups(coefficients / sizes, labels)
 
 
 def sliding_windows(
@@ -307,9 +524,9 @@ def default_sigma(x: torch.Tensor) -> float:
 class _Setup:
     """One LFA problem: draws the inputs' neighbours, evaluates ``f`` and fits ``g``."""
 
-    def __init__(self, f, inputs, targets, groups, base, removal, batch_size, seed) -> None:
+    def __init__(self, f, inputs, targets, labels, base, removal, batch_size, seed) -> None:
         self.f, self.inputs, self.targets, self.base = f, inputs, targets, base
-        self.groups = groups.flatten(1)  # (G, D)
+        self.all_labels = labels.reshape(len(labels), -1)  # (1 or N, D)
         self.removal, self.batch_size, self.seed = removal, batch_size, seed
 
     def configure(self, neighbourhood, loss, kernel, num_samples, sigma, kernel_width, ridge):
@@ -319,26 +536,37 @@ class _Setup:
             raise ValueError(f"sigma must be > 0 (>= 0 for gradient matching), got {sigma}")
         # sigma = 0 collapses the neighbourhood onto x: one sample is the exact answer.
         self.samples = 1 if neighbourhood == "gaussian" and self.sigma == 0 else num_samples
-        self.width = kernel_width or _default_width(neighbourhood, len(self.groups))
-        self.per_chunk = max(1, self.batch_size // self.samples)
+        self.kernel_width = kernel_width
+        # Per-input groups (superpixels) differ in number: one input per problem then.
+        shared = len(self.all_labels) == 1
+        self.per_chunk = max(1, self.batch_size // self.samples) if shared else 1
+
+    def labels(self, rows: torch.Tensor) -> torch.Tensor:
+        """The group labels ``(1 or len(rows), D)`` of the inputs ``rows``."""
+        if len(self.all_labels) == 1:
+            return self.all_labels
+        return self.all_labels[rows.to(self.all_labels.device)]
 
     def fit(self, rows: torch.Tensor) -> torch.Tensor:
         """Coefficients ``(len(rows), G)`` for the inputs ``rows``."""
+        labels = self.labels(rows)
+        count = num_groups(labels)
+        self.width = self.kernel_width or _default_width(self.neighbourhood, count)
         state = np.random.SeedSequence([self.seed, int(rows[0])]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(state))
-        design, weights = self._draw(len(rows), generator)
+        design, weights = self._draw(len(rows), count, generator)
         design, weights = design.to(self.inputs), weights.to(self.inputs)  # (n, S, G), (n, S)
-        points = self._points(rows, design, generator)  # (n * S, *shape)
+        points = self._points(rows, design, labels, generator)  # (n * S, *shape)
         targets = _take(self.targets, rows.repeat_interleave(self.samples))
         if self.loss == "gradient_matching":
-            grads = self._group_gradients(rows, points, targets).reshape(*design.shape)
+            grads = self._group_gradients(rows, points, targets, labels).reshape(*design.shape)
             return (grads * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
         outputs = _evaluate(self.f, points, targets, self.batch_size).reshape(weights.shape)
         return _weighted_least_squares(design, outputs, weights, self.ridge)
 
-    def _draw(self, count: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(self, count: int, groups: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Neighbours ``(count, S, G)`` of ``count`` inputs, and their weights ``(count, S)``."""
-        shape = (count, self.samples, len(self.groups))
+        shape = (count, self.samples, groups)
         if self.neighbourhood == "gaussian":
             design = self.sigma * torch.randn(shape, generator=generator)
             return design, self._weights(design / max(self.sigma, 1e-12))
@@ -362,25 +590,27 @@ class _Setup:
             distance = 1 - (design.sum(2) / design.shape[2]).sqrt()
         return torch.exp(-(distance**2) / (2 * self.width**2))
 
-    def _points(self, rows: torch.Tensor, design: torch.Tensor, generator) -> torch.Tensor:
+    def _points(self, rows, design, labels, generator) -> torch.Tensor:
         """The neighbours in input space, ``(n * S, *shape)``."""
         shape = self.inputs.shape[1:]
         x = self.inputs[rows].repeat_interleave(self.samples, dim=0)
         base = self.base[rows].repeat_interleave(self.samples, dim=0)
-        spread = (design @ self.groups).reshape(-1, *shape)  # (n * S, *shape)
+        index = labels[:, None, :].expand(*design.shape[:2], labels.shape[1])
+        spread = design.gather(2, index).reshape(-1, *shape)  # (n * S, *shape)
         if self.neighbourhood == "gaussian":
             return x + spread
         if self.neighbourhood == "path":
             return base + spread * (x - base)
         return remove_features(x, 1 - spread, baseline=base, generator=generator, **self.removal)
 
-    def _group_gradients(self, rows, points, targets) -> torch.Tensor:
+    def _group_gradients(self, rows, points, targets, labels) -> torch.Tensor:
         """``grad_xi f``: the input gradient summed over each group (times ``x - b`` on a path)."""
         grads = _gradients(self.f, points, targets, self.batch_size).flatten(1)
         if self.neighbourhood == "path":
             span = (self.inputs[rows] - self.base[rows]).flatten(1)
             grads = grads * span.repeat_interleave(self.samples, dim=0)
-        return grads @ self.groups.T
+        per_point = labels if len(labels) == 1 else labels.repeat_interleave(self.samples, dim=0)
+        return group_sums(grads, per_point)
 
 
 def _shapley_subsets(shape, generator) -> tuple[torch.Tensor, torch.Tensor]:

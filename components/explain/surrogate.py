@@ -5,10 +5,16 @@ Karim et al., "Interpreting Black-box Machine Learning Models for High Dimension
 (in ``reference/papers.txt``): rank features by probing / perturbing the black box, approximate
 it with an interpretable surrogate on the top-k features, and read decision rules from it. Here
 a feature's importance is the mean absolute change of the predicted-class probability when the
-feature is perturbed, either *removed* through the shared removal operator (Occlusion of single
-features) or *permuted* across samples (permutation importance, Breiman 2001); the surrogate is a
-decision tree or an L1 (sparse) logistic regression trained on the black box's predicted labels,
-and its fidelity is its agreement with the black box on held-out inputs.
+feature is perturbed, either *removed* through the shared removal operator (Occlusion) or
+*permuted* across samples (permutation importance, Breiman 2001); the surrogate is a decision tree
+or an L1 (sparse) logistic regression trained on the black box's predicted labels, and its
+fidelity is its agreement with the black box on held-out inputs.
+
+A feature is one element of the input, or with ``groups`` one group shared by all inputs (the
+patches of :func:`~components.explain.local_approximation.feature_groups`): probing then costs one
+model call per group and probe (64 patches of a 224x224 image instead of its 150,528 values), and
+the surrogate reads each selected patch's mean value. Per-input groups (superpixels) cannot be
+global features: they mean a different region in every image.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ from sklearn.tree import DecisionTreeClassifier, export_text
 from torch import nn
 
 from components.evaluation.predict import as_float_tensor, eval_mode, model_logits, predict_logits
-from components.explain.local_approximation import occlusion
+from components.explain.local_approximation import (
+    as_labels,
+    group_occlusion,
+    group_sizes,
+    group_sums,
+    num_groups,
+)
+from components.explain.removal import rows_per_call
 
 KINDS = ("tree", "sparse_linear")
 IMPORTANCES = ("removal", "permutation")
@@ -36,13 +49,14 @@ class GlobalSurrogate:
 
     Attributes:
         kind: ``tree`` or ``sparse_linear``.
-        features: The selected flattened feature indices, most important first.
+        features: The selected features (flattened elements, or groups), most important first.
         feature_names: Their names.
-        importance: The black box's importance of every (flattened) feature.
+        importance: The black box's importance of every feature.
         fidelity: Share of held-out inputs on which surrogate and black box agree.
         train_fidelity: The same on the inputs the surrogate was fitted on.
         rules: The surrogate as text: the tree's rules, or each class's non-zero weights.
         estimator: The fitted scikit-learn model (takes the selected features).
+        groups: The ``(1, *feature_shape)`` group labels when features are groups, else None.
     """
 
     kind: str
@@ -53,11 +67,11 @@ class GlobalSurrogate:
     train_fidelity: float
     rules: str
     estimator: Any = field(repr=False)
+    groups: torch.Tensor | None = field(default=None, repr=False)
 
     def predict(self, x: Any) -> np.ndarray:
         """The surrogate's class for each input ``(N, *feature_shape)``."""
-        flat = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
-        return self.estimator.predict(flat[:, self.features])
+        return self.estimator.predict(feature_values(x, self.groups)[:, self.features])
 
     def summary(self) -> dict[str, Any]:
         """What a report shows: kind, fidelity, top-k feature names and rules."""
@@ -81,10 +95,11 @@ def fit_global_surrogate(
     max_depth: int = 4,
     l1_strength: float = 1.0,
     feature_names: list[str] | None = None,
+    groups: Any = None,
     holdout_fraction: float = 0.25,
     probe_samples: int = 256,
     replacement: str = "baseline",
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     seed: int = 0,
 ) -> GlobalSurrogate:
     """Rank features by probing ``model``, keep ``top_k``, fit a surrogate, measure fidelity.
@@ -97,11 +112,13 @@ def fit_global_surrogate(
         kind: ``tree`` (a decision tree of ``max_depth``) or ``sparse_linear`` (L1 logistic
             regression with inverse strength ``l1_strength``; smaller is sparser).
         importance: ``removal`` or ``permutation`` (see :func:`feature_importance`).
-        feature_names: One per flattened feature; default ``x[i]`` / ``x[c,h,w]``.
+        feature_names: One per feature; default :func:`default_feature_names`.
+        groups: Group labels shared by all inputs (broadcastable to ``feature_shape``): the
+            features are then the groups, each read as its mean value. None: every element.
         holdout_fraction: Share of ``x`` held out when ``x_holdout`` is None.
         probe_samples: Training inputs used to rank the features.
         replacement: How ``removal`` replaces a feature (see ``remove_features``).
-        batch_size: Rows per model call.
+        batch_size: Rows per model call (default: up to 1,024, fewer for large inputs).
         seed: Seeds the split, the probes and the tree.
 
     Returns:
@@ -110,31 +127,40 @@ def fit_global_surrogate(
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
     inputs = as_float_tensor(x).cpu()
+    labels = _shared_labels(groups, inputs.shape[1:])
+    batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024)
     train, holdout = _split(inputs, x_holdout, holdout_fraction, seed)
-    width = inputs[0].numel()
+    width = inputs[0].numel() if labels is None else num_groups(labels)
     if not 1 <= top_k <= width:
         raise ValueError(f"top_k must lie in [1, {width}], got {top_k}")
-    names = feature_names or default_feature_names(inputs.shape[1:])
+    names = feature_names or default_feature_names(inputs.shape[1:], labels)
     if len(names) != width:
         raise ValueError(f"feature_names has {len(names)} names for {width} features")
     probes = train[torch.randperm(len(train), generator=_generator(seed))[:probe_samples]]
     scores = feature_importance(
-        model, probes, method=importance, replacement=replacement, batch_size=batch_size, seed=seed
+        model,
+        probes,
+        method=importance,
+        groups=labels,
+        replacement=replacement,
+        batch_size=batch_size,
+        seed=seed,
     )
     selected = [int(i) for i in np.argsort(-scores, kind="stable")[:top_k]]
-    labels = [_labels(model, part, batch_size) for part in (train, holdout)]
-    columns = [part.reshape(len(part), -1).numpy()[:, selected] for part in (train, holdout)]
-    estimator = _estimator(kind, max_depth, l1_strength, seed).fit(columns[0], labels[0])
+    targets = [_labels(model, part, batch_size) for part in (train, holdout)]
+    columns = [feature_values(part, labels)[:, selected] for part in (train, holdout)]
+    estimator = _estimator(kind, max_depth, l1_strength, seed).fit(columns[0], targets[0])
     chosen = [names[i] for i in selected]
     return GlobalSurrogate(
         kind=kind,
         features=selected,
         feature_names=chosen,
         importance=scores,
-        fidelity=float(np.mean(estimator.predict(columns[1]) == labels[1])),
-        train_fidelity=float(np.mean(estimator.predict(columns[0]) == labels[0])),
+        fidelity=float(np.mean(estimator.predict(columns[1]) == targets[1])),
+        train_fidelity=float(np.mean(estimator.predict(columns[0]) == targets[0])),
         rules=_rules(estimator, chosen),
         estimator=estimator,
+        groups=labels,
     )
 
 
@@ -143,48 +169,94 @@ def feature_importance(
     x: Any,
     *,
     method: str = "removal",
+    groups: Any = None,
     replacement: str = "baseline",
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Mean ``|change|`` of each input's predicted-class probability when a feature is perturbed.
 
     ``removal`` replaces the feature through ``remove_features`` (``replacement``); ``permutation``
-    gives it the value of another input (a seeded shuffle of ``x``). Every (input, feature) pair
-    is one batched row, as in Occlusion.
+    gives it the value of another input (a seeded shuffle of ``x``). A feature is an element, or
+    a group of ``groups`` (labels shared by all inputs) perturbed as a whole. Every (input,
+    feature) pair is one row of a batched model call, as in Occlusion: the cost is
+    ``len(x) * number of features`` rows.
 
     Returns:
-        ``(prod(feature_shape),)`` importances, one per flattened feature.
+        ``(F,)`` importances: one per flattened element, or per group.
     """
     if method not in IMPORTANCES:
         raise ValueError(f"unknown importance {method!r}; one of {IMPORTANCES}")
     inputs = as_float_tensor(x).to(_device(model))
+    batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024)
     predicted = predict_logits(model, inputs, batch_size=batch_size, device=inputs.device).argmax(1)
     baseline, removal = None, {"replacement": replacement}
     if method == "permutation":
         shuffle = torch.randperm(len(inputs), generator=_generator(seed)).to(inputs.device)
         baseline, removal = inputs[shuffle], {"replacement": "baseline"}
-    singles = torch.arange(inputs[0].numel()).reshape(inputs.shape[1:])
+    labels = _shared_labels(groups, inputs.shape[1:])
+    if labels is None:
+        labels = torch.arange(inputs[0].numel()).reshape(1, *inputs.shape[1:])
     with eval_mode(model):
-        changes = occlusion(
+        changes = group_occlusion(
             lambda z: model_logits(model(z)).softmax(1),
             inputs,
+            labels.to(inputs.device),
             target=predicted,
-            feature_mask=singles,
             baseline=baseline,
             removal=removal,
             batch_size=batch_size,
             seed=seed,
         )
-    return np.abs(changes).reshape(len(inputs), -1).mean(0)
+    return np.abs(changes.cpu().numpy()).mean(0)
 
 
-def default_feature_names(feature_shape: tuple[int, ...]) -> list[str]:
-    """``x[i]`` for flat features, ``x[c,h,w]`` (row-major) otherwise."""
+def feature_values(x: Any, groups: torch.Tensor | None = None) -> np.ndarray:
+    """``(N, F)`` float32: each input's flattened elements, or the mean of each group."""
+    inputs = as_float_tensor(x).cpu()
+    if groups is None:
+        return inputs.reshape(len(inputs), -1).numpy()
+    return (group_sums(inputs, groups) / group_sizes(groups)).numpy()
+
+
+def default_feature_names(
+    feature_shape: tuple[int, ...], groups: torch.Tensor | None = None
+) -> list[str]:
+    """``x[i]`` for flat features, ``x[c,h,w]`` (row-major) otherwise; with ``groups``, each
+    group as the box it fills (``x[:,0:28,28:56]``: a patch across channels) or ``group g``."""
     shape = tuple(int(s) for s in feature_shape)
-    if len(shape) == 1:
-        return [f"x[{i}]" for i in range(shape[0])]
-    return ["x[" + ",".join(map(str, index)) + "]" for index in np.ndindex(*shape)]
+    if groups is None:
+        if len(shape) == 1:
+            return [f"x[{i}]" for i in range(shape[0])]
+        return ["x[" + ",".join(map(str, index)) + "]" for index in np.ndindex(*shape)]
+    labels = groups.reshape(shape).numpy()
+    return [_group_name(labels == g, g) for g in range(int(labels.max()) + 1)]
+
+
+def _group_name(members: np.ndarray, group: int) -> str:
+    """``x[...]`` for a group that fills a box, ``group g`` otherwise."""
+    where = np.argwhere(members)
+    low, high = where.min(0), where.max(0)
+    if where.shape[0] != np.prod(high - low + 1):
+        return f"group {group}"
+    axes = [
+        str(lo) if lo == hi else (":" if lo == 0 and hi == size - 1 else f"{lo}:{hi + 1}")
+        for lo, hi, size in zip(low, high, members.shape, strict=True)
+    ]
+    return "x[" + ",".join(axes) + "]"
+
+
+def _shared_labels(groups: Any, feature_shape) -> torch.Tensor | None:
+    """``groups`` as ``(1, *feature_shape)`` labels; an error for per-input groups."""
+    if groups is None:
+        return None
+    labels = as_labels(groups, feature_shape)
+    if len(labels) != 1:
+        raise ValueError(
+            "a global surrogate needs groups shared by all inputs (e.g. patches), "
+            f"got {len(labels)} per-input masks (e.g. superpixels)"
+        )
+    return labels
 
 
 def _split(inputs: torch.Tensor, x_holdout: Any, fraction: float, seed: int):

@@ -87,3 +87,55 @@ def metric_direction(post_hoc: Mapping, metric: str) -> str | None:
 def ranking_metric_name(ranking: Mapping) -> str:
     """The display name of the metric the chooser ranked by (``metric`` when not given)."""
     return metric_name(str(ranking.get("metric") or "metric"))
+
+
+_COUNT_NAMES = {
+    "eval_samples": "test samples explained and scored",
+    "robustness_samples": "of them re-explained under noise (robustness)",
+    "perturbation_samples": "model calls per LIME / C-LIME / KernelSHAP explanation",
+    "surrogate_probes": "inputs probed for the surrogate's features",
+    "surrogate_rows": "rows the surrogate is fitted on",
+}
+
+
+def budget_sentences(budget: Mapping) -> list[str]:
+    """The explain stage's cost in words: limit and time spent, the counts used against the
+    configured ones, the feature groups and what was skipped (``post_hoc["budget"]``)."""
+    if not budget or not isinstance(budget, Mapping):
+        return []
+    limit, spent = number(budget.get("budget_s")), number(budget.get("spent_s"))
+    head = "No time limit" if limit is None else f"Time budget {limit:.1f} s"
+    sentences = [head + (f", spent {spent:.1f} s." if spent is not None else ".")]
+    stage, train = number(budget.get("stage_s")), number(budget.get("train_s"))
+    if stage is not None:
+        trained = f" (training took {train:.1f} s)" if train is not None else ""
+        sentences.append(f"The whole explain stage took {stage:.1f} s{trained}.")
+    chosen, requested = _mapping(budget.get("chosen")), _mapping(budget.get("requested"))
+    used = [
+        f"{chosen[key]} of {requested.get(key, chosen[key])} {text}"
+        for key, text in _COUNT_NAMES.items()
+        if key in chosen
+    ]
+    if used:
+        sentences.append("Used: " + "; ".join(used) + ".")
+    groups = _mapping(budget.get("feature_groups"))
+    if groups.get("groups"):
+        each = " per sample" if groups.get("per_sample") else ""
+        sentences.append(
+            f"Features removed and ranked: {groups['groups']} groups{each} "
+            f"(feature_groups={groups.get('kind', '?')})."
+        )
+    skipped = as_list(budget.get("skipped"))
+    if skipped:
+        sentences.append("Skipped to stay within the budget: " + "; ".join(map(str, skipped)) + ".")
+    return sentences
+
+
+def budget_rows(budget: Mapping) -> list[tuple[str, float]]:
+    """``(part, seconds)`` rows of the stage's parts, in the order they ran."""
+    seconds = _mapping(_mapping(budget).get("seconds"))
+    return [(str(part), value) for part, value in seconds.items() if number(value) is not None]
+
+
+def _mapping(value) -> Mapping:
+    return value if isinstance(value, Mapping) else {}

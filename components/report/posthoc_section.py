@@ -12,7 +12,9 @@ attribution figure is optional and left out when its data is missing.
 ``higher_is_better``, ``num_samples``, ``confidence``, ``rows`` of ``method``, ``mean``,
 ``ci_low``, ``ci_high``, ``p_best``, ``rank``), ``recommended``, ``surrogate`` (``kind``,
 ``fidelity``, ``features``, ``rules``, ``top_k``), ``sp_lime`` (``method``, ``picked``,
-``coverage``), ``timings`` (method -> seconds) and, for tabular data, ``feature_names``.
+``coverage``), ``timings`` (method -> seconds), ``budget`` (``budget_s``, ``spent_s``,
+``seconds`` per part, ``chosen`` / ``requested`` counts, ``skipped``, ``feature_groups``; see
+:func:`components.explain.posthoc.explain_post_hoc`) and, for tabular data, ``feature_names``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from components.report import markup
 from components.report.explanation_figures import is_image
 from components.report.posthoc_data import (
     as_list,
+    budget_rows,
+    budget_sentences,
     method_label,
     number,
     ranked_rows,
@@ -66,6 +70,7 @@ def posthoc_parts(
         *_surrogate_parts(post_hoc),
         *_sp_lime_parts(post_hoc),
         *_timing_parts(post_hoc),
+        *_budget_parts(post_hoc),
     ]
 
 
@@ -210,3 +215,17 @@ def _timing_parts(post_hoc: Mapping) -> list[str]:
     methods += [m for m in timings if m not in methods]
     rows = [(method_label(post_hoc, m), timings[m]) for m in methods]
     return ["<h3>Time per method</h3>", table(("method", "seconds"), rows)]
+
+
+def _budget_parts(post_hoc: Mapping) -> list[str]:
+    """How many samples the stage explained within its time budget, the seconds per part and
+    what it skipped."""
+    budget = post_hoc.get("budget") or {}
+    sentences = budget_sentences(budget)
+    if not sentences:
+        return []
+    parts = ["<h3>Cost of the explanations</h3>", *(markup.paragraph(s) for s in sentences)]
+    rows = budget_rows(budget)
+    if rows:
+        parts.append(table(("part", "seconds"), rows))
+    return parts

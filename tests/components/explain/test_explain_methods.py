@@ -173,10 +173,12 @@ def test_feature_groups():
 
 
 def test_custom_feature_mask_groups_features(linear, x):
+    """Removing a pair drops the output by the pair's sum of w * x; that drop is spread evenly
+    over the pair, so the pair's attributions sum to it."""
     mask = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     attributions = attribute(linear, x, "occlusion", target=1, feature_mask=mask)
     pair_sums = (WEIGHTS * x).reshape(4, 4, 2).sum(2)
-    np.testing.assert_allclose(attributions, pair_sums.repeat_interleave(2, 1), atol=1e-5)
+    np.testing.assert_allclose(attributions, pair_sums.repeat_interleave(2, 1) / 2, atol=1e-5)
 
 
 def test_overlapping_occlusion_windows_match_captum(linear, x):

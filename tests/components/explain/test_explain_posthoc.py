@@ -9,7 +9,6 @@ from torch import nn
 
 from components.explain.config import ExplainConfig
 from components.explain.posthoc import LABELS, explain_post_hoc
-from components.report import ReportData, write_report
 
 GRADIENT_BASED = {"ig", "gradients", "gradient_x_input", "smoothgrad"}
 SAMPLED = {"lime", "c_lime", "kernel_shap"}
@@ -67,21 +66,8 @@ def test_every_method_is_scored_with_every_metric(linear_result):
     assert linear_result["attributions"]["ig"].shape == (2, 8)
 
 
-def test_the_report_shows_the_ranking(linear_result, tmp_path):
-    data = ReportData(
-        title="linear",
-        run_id="r",
-        headline={},
-        metrics={},
-        history=[],
-        config_yaml="",
-        meta={},
-        data_meta={},
-        explanations={"post_hoc": linear_result},
-        class_names=["neg", "pos"],
-        feature_shape=(8,),
-    )
-    html = write_report(tmp_path, data).read_text()
+def test_the_report_shows_the_ranking(linear_result, tmp_path, post_hoc_html):
+    html = post_hoc_html(linear_result, ["neg", "pos"], (8,))
     label = LABELS[linear_result["recommended"]]
     assert f"Recommended for this model and data: {label}" in html
     order = [
