@@ -122,24 +122,11 @@ def _pipeline(folder: Path, tmp: Path, args) -> dict:
 
 
 def _plain(folder: Path, args) -> dict:
-    from torch.utils.data import DataLoader
-    from torchvision.datasets import ImageFolder
-    from torchvision.transforms import v2
-
-    from components.data.image_transforms import train_transform
+    from bench.image_train_overhead import plain_loader
     from components.models import create_model
 
     device = torch.device("cuda")
-    augment = train_transform(args.size, [0.5] * 3, [0.25] * 3, "light")
-    data = ImageFolder(str(folder), transform=v2.Compose([v2.PILToTensor(), augment]))
-    loader = DataLoader(
-        data,
-        batch_size=args.batch_size,
-        shuffle=True,
-        num_workers=args.decode_workers,
-        pin_memory=True,
-        persistent_workers=True,
-    )
+    loader = plain_loader(folder, args.size, args.batch_size, args.decode_workers, True)
     torch.manual_seed(0)
     model = create_model(
         "protopnet", input_shape=(3, args.size, args.size), num_classes=4, **MODEL_PARAMS

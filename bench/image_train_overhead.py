@@ -63,26 +63,34 @@ def pipeline_rate(folder: Path, tmp: Path, args) -> float:
     return statistics.median(h["samples_per_s"] for h in outcome.history[1:])
 
 
-def plain_rate(folder: Path, args) -> float:
-    """Median images/s of a plain ImageFolder + DataLoader loop, epochs after the first."""
+def plain_loader(folder: Path, size: int, batch_size: int, workers: int, pin_memory: bool = False):
+    """What a user would write: ``ImageFolder`` over the files (Pillow decode) with the same
+    ``transforms.v2`` training transform as the pipeline, in a shuffling ``DataLoader``."""
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import v2
 
     from components.data.image_transforms import train_transform
+
+    augment = train_transform(size, [0.5] * 3, [0.25] * 3, "light")
+    data = ImageFolder(str(folder), transform=v2.Compose([v2.PILToTensor(), augment]))
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+    )
+
+
+def plain_rate(folder: Path, args) -> float:
+    """Median images/s of a plain ImageFolder + DataLoader loop, epochs after the first."""
     from components.models import create_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    augment = train_transform(args.size, [0.5] * 3, [0.25] * 3, "light")
-    data = ImageFolder(str(folder), transform=v2.Compose([v2.PILToTensor(), augment]))
-    loader = DataLoader(
-        data,
-        batch_size=args.batch_size,
-        shuffle=True,
-        num_workers=args.decode_workers,
-        persistent_workers=args.decode_workers > 0,
-    )
+    loader = plain_loader(folder, args.size, args.batch_size, args.decode_workers)
     model = create_model("resnet", input_shape=(3, args.size, args.size), num_classes=4)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rates = []
