@@ -51,24 +51,17 @@ def digits_dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def parts_image_folder(tmp_path_factory):
-    """A folder of 2,000 generated 32x32 ``parts`` images (PNG and JPEG), one per class folder."""
-    from components.data.parts_folder import write_parts_folder
-
-    root = tmp_path_factory.mktemp("parts-images") / "images"
-    return write_parts_folder(root, num_samples=2000, size=32, formats=("png", "jpeg"))
-
-
-@pytest.fixture(scope="session")
-def parts_image_dataset(parts_image_folder, tmp_path_factory):
-    """:func:`parts_image_folder` ingested once at 32x32, 256 files per Parquet part."""
+def parts_image_dataset(tmp_path_factory):
+    """2,000 generated 32x32 ``parts`` images (PNG and JPEG, one folder per class) ingested
+    once at 32x32, 256 files per Parquet part."""
     from components.data.ingest import ingest
+    from components.data.parts_folder import write_parts_folder
     from components.data.spec import DataSpec
 
-    spec = DataSpec(
-        source="image_folder", path=str(parts_image_folder), image_size=32, partition_rows=256
-    )
-    return ingest(spec, tmp_path_factory.mktemp("image-cache")).path
+    root = tmp_path_factory.mktemp("parts-images")
+    folder = write_parts_folder(root / "images", num_samples=2000, size=32, formats=("png", "jpeg"))
+    spec = DataSpec(source="image_folder", path=str(folder), image_size=32, partition_rows=256)
+    return ingest(spec, root / "cache").path
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,19 @@ import pytest
 import torch
 import torchvision
 
+from components.data.parts_folder import write_parts_folder
 from flows.cli import main
 from flows.pipeline import pipeline
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
+IMAGES = 240
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """240 generated 32x32 ``parts`` images, PNG and JPEG, one folder per class."""
+    root = tmp_path_factory.mktemp("flow-images") / "images"
+    return write_parts_folder(root, num_samples=IMAGES, size=32, formats=("png", "jpeg"))
 
 
 def _weights_file(tmp_path: Path, arch: str) -> Path:
@@ -35,14 +44,14 @@ def _overrides(tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_protopnet_on_a_pretrained_resnet18_trunk_from_an_image_folder(
-    prefect_harness, ray_session, parts_image_folder, tmp_path
+    prefect_harness, ray_session, image_folder, tmp_path
 ):
     weights = _weights_file(tmp_path, "resnet18")
     result = pipeline(
         overrides=_overrides(
             tmp_path,
             "data=image_folder",
-            f"data.path={parts_image_folder}",
+            f"data.path={image_folder}",
             "data.image_size=32",
             "data.augment=protopnet",
             "model=protopnet",
@@ -52,7 +61,7 @@ def test_protopnet_on_a_pretrained_resnet18_trunk_from_an_image_folder(
     )
     run_dir = Path(result.run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert sum(metrics["data"]["row_counts"].values()) == 2000  # every generated file, once
+    assert sum(metrics["data"]["row_counts"].values()) == IMAGES  # every generated file, once
     spec = json.loads((run_dir / "checkpoints" / "best" / "model.json").read_text())
     assert spec["kwargs"]["backbone"] == "resnet18" and spec["input_shape"] == [3, 32, 32]
     meta = json.loads((Path(metrics["data"]["path"]) / "meta.json").read_text())
@@ -65,7 +74,7 @@ def test_protopnet_on_a_pretrained_resnet18_trunk_from_an_image_folder(
 
 
 def test_trunk_weights_for_another_architecture_exit_2_before_the_run_folder(
-    prefect_harness, parts_image_folder, tmp_path, capsys
+    prefect_harness, image_folder, tmp_path, capsys
 ):
     weights = _weights_file(tmp_path, "resnet34")
     code = main(
@@ -73,7 +82,7 @@ def test_trunk_weights_for_another_architecture_exit_2_before_the_run_folder(
             "run",
             *_overrides(tmp_path),
             "data=image_folder",
-            f"data.path={parts_image_folder}",
+            f"data.path={image_folder}",
             "data.image_size=32",
             "model=resnet",
             "+model.params.backbone=resnet18",
@@ -86,8 +95,8 @@ def test_trunk_weights_for_another_architecture_exit_2_before_the_run_folder(
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("model", ["cnn", "protopnet"])
-def test_signals_train_through_1d_convolutions(prefect_harness, ray_session, tmp_path, model):
+def test_signals_train_protopnet_through_1d_convolutions(prefect_harness, ray_session, tmp_path):
+    # (cnn, st_protopnet and resnet on signals: tests/components/models/test_models_trunks.py)
     result = pipeline(
         overrides=_overrides(
             tmp_path,
@@ -95,16 +104,14 @@ def test_signals_train_through_1d_convolutions(prefect_harness, ray_session, tmp
             "data.num_samples=600",
             "data.num_features=64",
             "data.feature_shape=[2,32]",
-            f"model={model}",
+            "model=protopnet",
         )
     )
     run_dir = Path(result.run_dir)
     spec = json.loads((run_dir / "checkpoints" / "best" / "model.json").read_text())
     assert spec["input_shape"] == [2, 32]
-    assert (run_dir / "report.html").is_file()
-    if model == "protopnet":
-        from components.training.checkpoint import load_model
+    from components.training.checkpoint import load_model
 
-        net, _ = load_model(run_dir / "checkpoints" / "best")
-        assert bool(net.pushed.all()) and set(net.push_location[:, 0].tolist()) == {0}
-        assert "on the training sample it was pushed onto" in (run_dir / "report.html").read_text()
+    net, _ = load_model(run_dir / "checkpoints" / "best")
+    assert bool(net.pushed.all()) and set(net.push_location[:, 0].tolist()) == {0}
+    assert "on the training sample it was pushed onto" in (run_dir / "report.html").read_text()
