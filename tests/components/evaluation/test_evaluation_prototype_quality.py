@@ -116,9 +116,16 @@ def test_metrics_of_an_untrained_protopnet_are_shares(parts):
     consistency = consistency_score(model, x, parts.masks[:40], parts.y[:40], half_size=5)
     stability = stability_score(model, x, parts.masks[:40], y=parts.y[:40], half_size=5)
 
-    assert len(consistency["prototypes"]) == 8
-    for score in (consistency["score"], stability["score"]):
-        assert 0.0 <= score <= 1.0
+    rows, per_prototype = consistency["prototypes"], stability["prototypes"]
+    assert len(rows) == len(per_prototype) == 8
+    # Each prototype is judged on the images of its own class, by the paper's 0.8 threshold.
+    images = [int((parts.y[:40] == c).sum()) for c in model.prototype_classes().tolist()]
+    assert [r["images"] for r in rows] == [r["images"] for r in per_prototype] == images
+    assert [r["consistent"] for r in rows] == [r["frequency"] >= 0.8 for r in rows]
+    # The scores are shares: of consistent prototypes, and of stable (prototype, image) pairs.
+    assert consistency["score"] == sum(r["consistent"] for r in rows) / len(rows)
+    stable_pairs = sum(r["stability"] * r["images"] for r in per_prototype)
+    assert stability["score"] == pytest.approx(stable_pairs / sum(images))
 
 
 def test_mismatched_masks_are_rejected(parts, model):

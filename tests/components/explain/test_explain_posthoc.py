@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from html import escape
+
 import numpy as np
 import pytest
 import torch
@@ -70,7 +73,16 @@ def test_the_report_shows_the_ranking(linear_result, tmp_path, post_hoc_html):
     html = post_hoc_html(linear_result, ["neg", "pos"], (8,))
     label = LABELS[linear_result["recommended"]]
     assert f"Recommended for this model and data: {label}" in html
-    order = [
-        html.index(LABELS[row["method"]] + "<") for row in linear_result["ranking"]["rows"][:3]
+    rows = linear_result["ranking"]["rows"]
+    # Ranked best first: lowest mean local-approximation loss, ranks 1, 2, ...
+    means = [row["mean"] for row in rows]
+    assert means == sorted(means) and {row["method"] for row in rows} == set(LABELS)
+    assert [row["rank"] for row in rows] == list(range(1, len(LABELS) + 1))
+    # The report's ranking table lists the methods in that order.
+    ranking_table = html.split("<h3>Choosing a method</h3>", 1)[1].split("</table>", 1)[0]
+    shown = [
+        re.findall(r"<td[^>]*>(.*?)</td>", row)[:2]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", ranking_table.split("<tbody>", 1)[1])
     ]
-    assert (tmp_path / "figures" / "posthoc_ranking.png").is_file() and order
+    assert shown == [[str(row["rank"]), escape(LABELS[row["method"]])] for row in rows]
+    assert (tmp_path / "figures" / "posthoc_ranking.png").is_file()
