@@ -4,8 +4,10 @@ the sweep flow, tests/flows/test_flows_sweep.py)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 
 from components.search.space import group_overrides, tune_space
 from components.search.tune_sweep import SweepConfig, _tune_config, run_sweep
@@ -58,12 +60,11 @@ def test_a_crashing_trial_is_reported_failed_and_the_sweep_goes_on(
     assert out.best_config["train.optimizer"] == "adam"
 
 
-# conf/search/optuna.yaml's space, and a cheap objective over it whose best point is known: a
-# bowl in (log lr, log weight decay) with its minimum 0 at lr = 10^-2.5, weight decay = 10^-4.5.
-OPTUNA_SPACE = {
-    "train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
-    "train.weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-2},
-}
+# search=optuna's space (lr and weight decay, log-uniform), and a cheap objective over it whose
+# best point is known: a bowl in (log lr, log weight decay), 0 at lr 10^-2.5, weight decay 10^-4.5.
+OPTUNA_SPACE = yaml.safe_load(
+    (Path(__file__).parents[3] / "conf" / "search" / "optuna.yaml").read_text()
+)["space"]
 
 
 def bowl(config: dict) -> dict:
