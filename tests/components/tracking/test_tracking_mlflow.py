@@ -95,7 +95,9 @@ def test_a_run_is_logged_and_reads_back(server, run_dir, tmp_path):
     ).read_text() == "<html>report of abc123</html>"
     assert (tmp_path / "dl" / "report" / "figures" / "learning_curves.png").is_file()
     assert (tmp_path / "dl" / "model" / "model.safetensors").read_bytes() == b"weights"
-    assert (tmp_path / "dl" / "run" / "config.yaml").is_file() and got
+    assert got == str(tmp_path / "dl")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert yaml.safe_load((tmp_path / "dl" / "run" / "config.yaml").read_text()) == saved
 
 
 def test_a_sweep_logs_one_nested_run_per_trial(server, run_dir, tmp_path):
