@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from components import atomic
 from components.data.spec import source_fields
 from components.report import markup
 from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
@@ -103,7 +104,7 @@ class _Figures:
         if fig is None:
             return ""
         png = to_png(fig)
-        (self.folder / f"{name}.png").write_bytes(png)
+        atomic.write_bytes(self.folder / f"{name}.png", png)
         return markup.figure(png, caption)
 
 
@@ -452,6 +453,9 @@ def _named_classes(section: Mapping | None, class_names: Sequence[str]) -> Mappi
 def write_report(run_dir: Path, data: ReportData) -> Path:
     """Write ``run_dir/figures/*.png`` and the self-contained ``run_dir/report.html``.
 
+    Each file is written to a temporary name and renamed, so a rewritten report replaces the
+    old one whole (a reader never sees half a page, and a crash leaves the old one).
+
     Args:
         run_dir: the run folder (created if missing).
         data: what to show.
@@ -475,6 +479,5 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
         _explanation_section(data, figures),
         _provenance_sections(data),
     ]
-    path = run_dir / "report.html"
-    path.write_text(markup.page(data.title, f"run {data.run_id}", body), encoding="utf-8")
-    return path
+    page = markup.page(data.title, f"run {data.run_id}", body)
+    return atomic.write_text(run_dir / "report.html", page, encoding="utf-8")

@@ -9,6 +9,8 @@ The model declares its schedule (``training_stages``: e.g. ProtoPNet's warm-up, 
 last layer); the loop runs the stages in order with a fresh optimiser each, and knows no model.
 Early stopping ends a stage (and the run, in the last stage). The best checkpoint is chosen by
 validation loss among the epochs of the last stage, which is what the model ends up as.
+An epoch whose loss is NaN or infinite stops the fit with :class:`DivergedError` before it is
+reported, so the last reported checkpoint is the last finite one.
 """
 
 from __future__ import annotations
@@ -28,9 +30,41 @@ from components.training.checkpoint import ModelSpec, save_checkpoint
 from components.training.config import TrainConfig
 from components.training.optim import build_optimizer, build_scheduler
 from components.training.push import push_prototypes
-from components.training.steps import train_epoch, unwrap, validate
+from components.training.steps import all_reduce, train_epoch, unwrap, validate
 
 Report = Callable[[dict, Path | None], None]
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite: training stopped at ``epoch``, in stage ``stage``.
+
+    Every argument is kept in ``args`` so the error survives pickling across Ray processes.
+
+    Args:
+        epoch: the (1-based) epoch whose loss was not finite.
+        stage: the training stage it belongs to.
+        losses: the epoch's train and validation loss.
+        lr: the configured learning rate (``train.lr``).
+        kept: where the last finite checkpoint was kept, if the caller knows.
+    """
+
+    def __init__(
+        self, epoch: int, stage: str, losses: dict[str, float], lr: float, kept: str = ""
+    ) -> None:
+        super().__init__(epoch, stage, losses, lr, kept)
+        self.epoch, self.stage, self.losses, self.lr, self.kept = epoch, stage, losses, lr, kept
+
+    def __str__(self) -> str:
+        values = ", ".join(f"{name}={value}" for name, value in self.losses.items())
+        if self.epoch <= 1:
+            kept = "no epoch finished with a finite loss, so no checkpoint was kept"
+        else:
+            kept = f"the last finite checkpoint is epoch {self.epoch - 1}'s"
+            kept += f" ({self.kept})" if self.kept else ""
+        return (
+            f"training diverged at epoch {self.epoch} (stage {self.stage!r}): {values}; {kept}; "
+            f"lower train.lr (it is {self.lr:g}) or set train.grad_clip"
+        )
 
 
 @dataclass
@@ -108,6 +142,7 @@ def fit(
         resume = None
         while _current_stage(state, stages) == index:
             metrics = _run_epoch(model, train_batches, val_batches, opt, cfg, device, state, stage)
+            _check_finite(metrics, cfg, device)
             sched.step()
             _record(state, metrics, cfg, index, stage, is_last=index == last)
             _report_epoch(report, metrics, model, spec, opt, sched, index, state, is_main)
@@ -145,6 +180,17 @@ def _run_epoch(model, train_batches, val_batches, opt, cfg, device, state, stage
     metrics.update(epoch=state.epoch + 1, stage=stage.name, lr=opt.param_groups[0]["lr"])
     metrics["epoch_time_s"] = time.perf_counter() - start
     return metrics
+
+
+def _check_finite(metrics: dict, cfg: TrainConfig, device: torch.device) -> None:
+    """Raise :class:`DivergedError` if any rank's train or validation loss is not finite.
+
+    The flag is summed over ranks, so every rank stops at the same epoch (DDP would hang
+    if one rank stopped alone)."""
+    losses = {name: metrics[name] for name in ("train_loss", "val_loss")}
+    bad = float(not all(math.isfinite(value) for value in losses.values()))
+    if all_reduce(torch.tensor([bad], dtype=torch.float64, device=device)).item() > 0:
+        raise DivergedError(metrics["epoch"], metrics["stage"], losses, cfg.lr)
 
 
 def _record(state: FitState, metrics: dict, cfg: TrainConfig, index: int, stage, *, is_last: bool):

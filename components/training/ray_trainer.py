@@ -4,13 +4,14 @@ Each worker reads its own shard of the Parquet dataset, trains data-parallel (DD
 ``num_workers > 1``), and rank 0 reports a checkpoint every epoch. Ray keeps the best checkpoints by
 validation loss, restarts the worker group from the latest checkpoint when a worker dies
 (``FailureConfig``), and the driver copies the best and last checkpoints into the run folder.
+A diverging fit is not retried: the workers return it, and the driver raises
+:class:`~components.training.fit.DivergedError` once the finite checkpoints are copied.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ from ray.train import (
 from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
+from components import atomic
 from components.data.staging import is_uri, local_dataset
 from components.training.checkpoint import (
     CheckpointError,
@@ -41,7 +43,7 @@ from components.training.checkpoint import (
     load_weights,
 )
 from components.training.config import TrainConfig
-from components.training.fit import fit
+from components.training.fit import DivergedError, fit
 from components.training.worker_data import worker_batches
 
 
@@ -144,12 +146,37 @@ def train_with_ray(
     pump = threading.Thread(target=_pump, args=(queue, attempts, stop), daemon=True)
     pump.start()
     try:
-        result = trainer.fit()
+        result = fit_in_thread(trainer)
     finally:
         stop.set()
         pump.join()
         queue.shutdown()
     return _collect(result, run_dir, attempts.attempts)
+
+
+def fit_in_thread(trainer: TorchTrainer):
+    """``trainer.fit()`` in a helper thread, while the calling thread waits.
+
+    On the main thread, Ray Train installs its own SIGINT handler for the whole process: Ctrl-C
+    then aborts the run and exits with status 0, as if training had succeeded. From a helper
+    thread it installs none, so SIGINT and SIGTERM reach the caller as exceptions and the caller
+    decides (the CLI shuts Ray down and marks the run interrupted).
+    """
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as err:  # handed to the waiting thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.5)  # short waits, so signal handlers run promptly
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 class AttemptLog:
@@ -180,10 +207,16 @@ class AttemptLog:
 def _collect(result, run_dir: Path, attempts: list[dict]) -> TrainOutcome:
     if result.error is not None:
         raise result.error
+    diverged = result.return_value  # rank 0's DivergedError arguments (worker_loop)
+    if diverged is not None and result.checkpoint is None:
+        raise DivergedError(*diverged)
     best_ckpt, _ = min(result.best_checkpoints, key=lambda pair: pair[1]["checkpoint_score"])
     out = run_dir / "checkpoints"
     best = _copy_checkpoint(best_ckpt, out / "best")
     last = _copy_checkpoint(result.checkpoint, out / "last")
+    if diverged is not None:
+        epoch, stage, losses, lr, _ = diverged
+        raise DivergedError(epoch, stage, losses, lr, f"kept in {last}")
     fit_state = load_state(last)["fit_state"]
     return TrainOutcome(
         best_checkpoint=best,
@@ -198,11 +231,9 @@ def _collect(result, run_dir: Path, attempts: list[dict]) -> TrainOutcome:
 
 
 def _copy_checkpoint(checkpoint, dest: Path) -> Path:
-    if dest.exists():
-        shutil.rmtree(dest)
+    """Copy a Ray checkpoint to ``dest``; a copy that fails leaves the previous one intact."""
     with checkpoint.as_directory() as folder:
-        shutil.copytree(folder, dest)
-    return dest
+        return atomic.copy_tree(folder, dest)
 
 
 def _driver_queue() -> Queue:
@@ -242,8 +273,12 @@ class _QueueCallback(UserCallback):
         )
 
 
-def worker_loop(config: dict) -> None:
-    """``train_loop_per_worker``: read this rank's shard, resume if possible, run ``fit``."""
+def worker_loop(config: dict) -> list | None:
+    """``train_loop_per_worker``: read this rank's shard, resume if possible, run ``fit``.
+
+    Returns:
+        ``None``, or the arguments of the :class:`DivergedError` that stopped the fit.
+    """
     quiet_ray_train_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -279,19 +314,25 @@ def worker_loop(config: dict) -> None:
         ckpt = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
         ray.train.report({**metrics, **placement}, checkpoint=ckpt)
 
-    fit(
-        model,
-        train,
-        val,
-        cfg=cfg,
-        spec=spec,
-        report=report,
-        prepare_model=ray.train.torch.prepare_model,
-        device=device,
-        resume=resume,
-        is_main=rank == 0,
-        on_epoch_end=_fault_injector(cfg, rank, Path(config["marker_dir"])),
-    )
+    try:
+        fit(
+            model,
+            train,
+            val,
+            cfg=cfg,
+            spec=spec,
+            report=report,
+            prepare_model=ray.train.torch.prepare_model,
+            device=device,
+            resume=resume,
+            is_main=rank == 0,
+            on_epoch_end=_fault_injector(cfg, rank, Path(config["marker_dir"])),
+        )
+    except DivergedError as err:
+        # Raising would make Ray restart the group from the last checkpoint, only to diverge
+        # again (every epoch is seeded); every rank stops at the same epoch and returns.
+        return list(err.args)
+    return None
 
 
 def quiet_ray_train_logs() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from components.training.batches import ShardBatches
 from components.training.checkpoint import ModelSpec, load_model, load_state, load_weights
 from components.training.config import TrainConfig
-from components.training.fit import fit
+from components.training.fit import DivergedError, fit
 from components.training.optim import lr_factor
 
 SPEC = ModelSpec(name="mlp", input_shape=(8,), num_classes=3, tiny=True)
@@ -112,6 +113,58 @@ def test_early_stopping_stops_after_patience_without_improvement():
     assert state.stopped_early
     assert len(reports) == 1 + 2
     assert state.best_epoch == min(state.history, key=lambda h: h["val_loss"])["epoch"]
+
+
+def test_a_fit_diverging_in_its_first_epoch_stops_naming_epoch_and_stage():
+    cfg = TrainConfig(epochs=3, lr=1e6, optimizer="sgd", early_stopping_patience=0)
+    reports: list[dict] = []
+    x, y = blobs()
+    batches = ShardBatches(x, y, batch_size=32, shuffle=False)
+    with pytest.raises(DivergedError) as caught:
+        fit(
+            SPEC.build(),
+            batches,
+            batches,
+            cfg=cfg,
+            spec=SPEC,
+            report=lambda m, _: reports.append(m),
+        )
+    assert (caught.value.epoch, caught.value.stage) == (1, "train")
+    message = str(caught.value)
+    assert message.startswith("training diverged at epoch 1 (stage 'train'): train_loss=nan")
+    assert "no checkpoint was kept" in message and "train.lr (it is 1e+06)" in message
+    assert reports == []  # nothing non-finite reaches Ray as a checkpoint
+
+
+def test_a_fit_diverging_later_keeps_the_last_finite_checkpoint(tmp_path):
+    cfg = TrainConfig(epochs=5, lr=0.01, early_stopping_patience=0)
+    x, y = blobs()
+    train = ShardBatches(x[:240], y[:240], batch_size=32, shuffle=True)
+    val = ShardBatches(x[240:], y[240:], batch_size=64, shuffle=False)
+    model, kept = SPEC.build(), tmp_path / "last"
+    reported: list[int] = []
+
+    def report(metrics: dict, folder: Path | None) -> None:
+        reported.append(metrics["epoch"])
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(folder, kept)
+
+    def blow_up_after_epoch_2(state) -> None:  # what an exploding gradient leaves behind
+        if state.epoch == 2:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("inf"))
+
+    with pytest.raises(DivergedError, match=r"epoch 3 \(stage 'train'\).*epoch 2's") as caught:
+        fit(
+            model, train, val, cfg=cfg, spec=SPEC, report=report, on_epoch_end=blow_up_after_epoch_2
+        )
+    assert reported == [1, 2]
+    state = load_state(kept)["fit_state"]
+    assert state["epoch"] == 2 and state["best_epoch"] == 2
+    restored = SPEC.build()
+    load_weights(kept, restored)
+    assert all(torch.isfinite(p).all() for p in restored.parameters())
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)  # crosses Ray
 
 
 def test_shard_batches_pad_every_worker_to_the_same_number_of_steps():
