@@ -11,15 +11,17 @@
 4. ``python -m flows.serve``: every deployment of ``infra/prefect.yaml`` registered with that
    server, its runs executed against that Ray head.
 
-Their pids go to ``<state>/pids.json`` and their logs to ``<state>/<name>.log``;
-``sennflow stack down`` (``make stack-down``) stops exactly those process groups (SIGINT, then
-SIGTERM and SIGKILL after grace periods) and nothing else.
+Their pids and start times go to ``<state>/pids.json`` (written atomically) and their logs to
+``<state>/<name>.log``; ``sennflow stack down`` (``make stack-down``) stops exactly those process
+groups (SIGINT, then SIGTERM and SIGKILL after grace periods) and nothing else: a pid that is now
+another process (a stale file after a reboot) is named and left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -28,9 +30,19 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+import psutil
+
+from flows.run_folder import write_json
+
 ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger(__name__)
+
+# A process's start time is read from the kernel as boot time + ticks since boot, and the boot
+# time moves when the clock is stepped; a pid reused by another process starts much later.
+_START_TIME_TOLERANCE_S = 1.0
 
 
 class StackError(RuntimeError):
@@ -90,7 +102,7 @@ class StackConfig:
 def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
     """Start the stack and return ``{name: pid}``; on any failure stop what was started."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    running = _alive(read_pids(config))
+    running = _running(config)
     if running:
         raise StackError(
             f"the stack in {config.state_dir} is already running ({running}); "
@@ -99,41 +111,52 @@ def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
     for port in config.ports():
         if _port_open(config.host, port):
             raise StackError(f"port {port} on {config.host} is already in use")
-    pids: dict[str, int] = {}
+    records: dict[str, tuple[int, float | None]] = {}
+
+    def start(name: str, command: list[str], environment: dict) -> None:
+        records[name] = _start(config, name, command, environment)
+        _write_records(config, records)
+
     try:
-        pids["prefect"] = _start(config, "prefect", _prefect_command(config), _prefect_env(config))
-        _write_pids(config, pids)
+        start("prefect", _prefect_command(config), _prefect_env(config))
         _wait_http(f"{config.api_url}/health", timeout_s, config, "prefect")
         if config.mlflow:
-            pids["mlflow"] = _start(config, "mlflow", _mlflow_command(config), dict(os.environ))
-            _write_pids(config, pids)
+            start("mlflow", _mlflow_command(config), dict(os.environ))
             _wait_http(f"{config.tracking_uri}/health", timeout_s, config, "mlflow")
-        pids["ray"] = _start(config, "ray", _ray_command(config), _ray_env())
-        _write_pids(config, pids)
+        start("ray", _ray_command(config), _ray_env())
         _wait_port(config.host, config.ray_port, timeout_s, config, "ray")
         _wait_port(config.host, config.dashboard_port, timeout_s, config, "ray")
         _wait_ray_started(config, timeout_s)
         if config.serve:
-            pids["serve"] = _start(
-                config, "serve", [sys.executable, "-m", "flows.serve"], env(config)
-            )
-            _write_pids(config, pids)
+            start("serve", [sys.executable, "-m", "flows.serve"], env(config))
     except BaseException:
         down(config)
         raise
-    return pids
+    return {name: pid for name, (pid, _) in records.items()}
 
 
 def down(config: StackConfig, grace_s: float = 20.0) -> list[str]:
-    """Stop the process groups in the pid file (newest first); return the names stopped."""
-    pids = read_pids(config)
-    stopped = []
-    for name, pid in reversed(list(pids.items())):
-        if _stop_group(pid, grace_s):
+    """Stop the process groups in the pid file (newest first); return the names stopped.
+
+    A recorded pid that is now another process is not signalled: a warning names it, and the
+    pid file stays for the user to check and delete.
+    """
+    records = _read_records(config)
+    stopped, refused = [], []
+    for name, (pid, started) in reversed(list(records.items())):
+        reason = _not_ours(pid, started)
+        if reason:
+            refused.append(name)
+            logger.warning(
+                "%s: pid %d (%s) %s; not signalled. Delete %s once you have checked.",
+                pid_file(config), pid, name, reason, pid_file(config),
+            )  # fmt: skip
+        elif _stop_group(pid, grace_s):
             stopped.append(name)
-    if "ray" in pids:
+    if "ray" in records and "ray" not in refused:
         _forget_ray_address(config)
-    pid_file(config).unlink(missing_ok=True)
+    if not refused:
+        pid_file(config).unlink(missing_ok=True)
     return stopped
 
 
@@ -170,8 +193,9 @@ def _forget_ray_address(config: StackConfig) -> None:
 
 
 def status(config: StackConfig) -> dict[str, bool]:
-    """``{name: alive}`` of every process in the pid file."""
-    return {name: _is_alive(pid) for name, pid in read_pids(config).items()}
+    """``{name: alive}`` of every process in the pid file (a pid now used by another process
+    counts as not alive)."""
+    return {name: _is_ours_alive(*record) for name, record in _read_records(config).items()}
 
 
 def env(config: StackConfig) -> dict[str, str]:
@@ -194,12 +218,27 @@ def pid_file(config: StackConfig) -> Path:
 
 
 def read_pids(config: StackConfig) -> dict[str, int]:
+    """``{name: pid}`` as recorded in the pid file (empty when there is none)."""
+    return {name: pid for name, (pid, _) in _read_records(config).items()}
+
+
+def _read_records(config: StackConfig) -> dict[str, tuple[int, float | None]]:
+    """``{name: (pid, start time)}``; files written before start times were recorded hold bare
+    pids, whose start time is None."""
     path = pid_file(config)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    return {
+        name: (entry["pid"], entry["started"]) if isinstance(entry, dict) else (entry, None)
+        for name, entry in json.loads(path.read_text()).items()
+    }
 
 
-def _write_pids(config: StackConfig, pids: dict[str, int]) -> None:
-    pid_file(config).write_text(json.dumps(pids))
+def _write_records(config: StackConfig, records: dict[str, tuple[int, float | None]]) -> None:
+    """Record each pid with its start time, so ``down`` can tell it from a later process that
+    reuses the pid."""
+    entries = {name: {"pid": pid, "started": started} for name, (pid, started) in records.items()}
+    write_json(pid_file(config), entries)
 
 
 def _prefect_command(config: StackConfig) -> list[str]:
@@ -254,18 +293,24 @@ def _ray_command(config: StackConfig) -> list[str]:
     return command
 
 
-def _start(config: StackConfig, name: str, command: list[str], environment: dict) -> int:
-    log = (config.state_dir / f"{name}.log").open("ab")
+def _start(
+    config: StackConfig, name: str, command: list[str], environment: dict
+) -> tuple[int, float | None]:
+    """Start ``command`` in its own process group; return its pid and start time."""
+    output = (config.state_dir / f"{name}.log").open("ab")
     process = subprocess.Popen(
         command,
         cwd=ROOT,
         env=environment,
-        stdout=log,
+        stdout=output,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: stopped as one, and only it
     )
-    return process.pid
+    try:  # not yet reaped, so readable even if it has already exited
+        return process.pid, psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:
+        return process.pid, None
 
 
 def _wait_http(url: str, timeout_s: float, config: StackConfig, name: str) -> None:
@@ -321,8 +366,56 @@ def _is_alive(pid: int) -> bool:
     return True
 
 
-def _alive(pids: dict[str, int]) -> dict[str, int]:
-    return {name: pid for name, pid in pids.items() if _is_alive(pid)}
+def _running(config: StackConfig) -> dict[str, int]:
+    """The recorded processes that are alive and still the ones recorded."""
+    records = _read_records(config)
+    return {name: pid for name, (pid, started) in records.items() if _is_ours_alive(pid, started)}
+
+
+def _is_ours_alive(pid: int, started: float | None) -> bool:
+    return _is_alive(pid) and started is not None and _not_ours(pid, started) is None
+
+
+def _not_ours(pid: int, started: float | None) -> str | None:
+    """Why the process group ``pid`` may not be the one recorded as started at ``started``;
+    None when it is, or when nothing of it is left to signal."""
+    _is_alive(pid)  # reap the leader if it is our exited child
+    try:
+        now = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return _not_our_group(pid, started)
+    if started is None:
+        return "was recorded without its start time, so it cannot be told from another process"
+    if abs(now - started) > _START_TIME_TOLERANCE_S:
+        return f"is now another process (started {_when(now)}, recorded {_when(started)})"
+    return None
+
+
+def _not_our_group(pgid: int, started: float | None) -> str | None:
+    """The leader is gone; its group may still hold its children, which started after it, on
+    this boot. Anything else holding that group id is someone else's."""
+    members = _group_members(pgid)
+    if not members:
+        return None
+    if started is None or started < psutil.boot_time() - _START_TIME_TOLERANCE_S:
+        return "is gone and its process group now holds other processes"
+    if any(member.create_time() < started - _START_TIME_TOLERANCE_S for member in members):
+        return "is gone and its process group holds processes older than it"
+    return None
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid:
+                process.create_time()  # fails now, not later, for one that just exited
+                members.append(process)
+    return members
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
 
 
 def _stop_group(pid: int, grace_s: float) -> bool:

@@ -12,6 +12,10 @@ _RAY_ENV_DEFAULTS = {
     "RAY_DEDUP_LOGS": "0",
 }
 
+# Ray binds its core gRPC ports (GCS, raylet, object manager, workers) on every interface and
+# offers no setting to change that; the token guards them. What can bind to loopback does.
+LOOPBACK = "127.0.0.1"
+
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to ``address`` (``"auto"``, ``"host:port"``, ``"ray://host:port"``), else to
@@ -19,8 +23,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     Ray with ``num_cpus``.
 
     A new local Ray is started explicitly (``address="local"``): left to itself ``ray.init()``
-    would join whatever cluster ``ray start`` last started on this machine. A no-op when Ray is
-    already initialised in this process (tests share one instance).
+    would join whatever cluster ``ray start`` last started on this machine. It always has token
+    authentication on (``RAY_AUTH_MODE=token`` even where the environment says otherwise; the
+    token is ``$RAY_AUTH_TOKEN``, else ``~/.ray/auth_token``, created if missing) and its
+    dashboard on 127.0.0.1. A no-op when Ray is already initialised in this process (tests share
+    one instance).
     """
     import ray
 
@@ -34,4 +41,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+        _require_token_auth()
+        ray.init(address="local", num_cpus=num_cpus, dashboard_host=LOOPBACK, **kwargs)
+
+
+def _require_token_auth() -> None:
+    """Turn token authentication on for the Ray this process starts and for its workers."""
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    # Ray reads RAY_AUTH_MODE into its config once, on import; setting the variable alone would
+    # leave this driver in the old mode and the new head refuses it. Ray's own helper does both.
+    _enable_token_auth()

@@ -3,13 +3,17 @@
 One test drives the whole life of a stack on free ports: a real Prefect server, a Ray head and
 the served deployments of ``infra/prefect.yaml``; the tiny pipeline is triggered through the
 Prefect API, runs on the stack's Ray head, and leaves its artifacts and run folder; a run with
-an invalid parameter is refused by the server; ``down`` stops exactly the started processes.
+an invalid parameter is refused by the server; ``down`` stops exactly the started processes,
+and leaves alone a recorded pid that is now another process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
+import logging
 import socket
 import time
 from pathlib import Path
@@ -17,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.stack import StackConfig, StackError, down, read_pids, status, up
+from flows.stack import StackConfig, StackError, down, pid_file, read_pids, status, up
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
@@ -40,6 +44,30 @@ def stack(tmp_path, loopback):
         yield config
     finally:
         down(config)
+
+
+def ask_gcs(address: str, metadata: tuple) -> str:
+    """Ask a Ray GCS for its cluster id as any gRPC client would: ``"OK"`` or the status name."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2 as pb
+    from ray.core.generated import gcs_service_pb2_grpc as rpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            rpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                pb.GetClusterIdRequest(), metadata=metadata, timeout=10
+            )
+            return "OK"
+        except grpc.RpcError as err:
+            return err.code().name
+
+
+def ray_token_metadata() -> tuple:
+    """The token the stack's head was started with, as a gRPC header."""
+    from ray._raylet import AuthenticationTokenLoader
+
+    header = AuthenticationTokenLoader.instance().get_token_for_http_header(ignore_auth_mode=True)
+    return tuple(header.items())
 
 
 def run_deployment_via_api(config: StackConfig, name: str, parameters: dict):
@@ -86,6 +114,14 @@ def test_stack_serves_the_deployments_and_runs_the_pipeline_from_the_api(stack, 
     ray_sockets = listening(pids["ray"])
     assert ("127.0.0.1", stack.dashboard_port) in ray_sockets
     assert not any(port == stack.dashboard_port and ip != "127.0.0.1" for ip, port in ray_sockets)
+    # the head's GCS listens on every interface (Ray offers no other choice): the token guards it
+    assert ask_gcs(stack.ray_address, ()) == "UNAUTHENTICATED"
+    assert ask_gcs(stack.ray_address, ray_token_metadata()) == "OK"
+    # each pid is recorded with its start time, for `down` to tell it from a later process
+    recorded = json.loads(pid_file(stack).read_text())
+    assert {n: r["started"] for n, r in recorded.items()} == {
+        n: psutil.Process(pid).create_time() for n, pid in pids.items()
+    }
 
     runs = tmp_path / "runs"
     overrides = [
@@ -169,3 +205,58 @@ def test_up_refuses_a_port_in_use_before_starting_anything(tmp_path, loopback):
         with pytest.raises(StackError, match=f"port {config.mlflow_port} on 127.0.0.1"):
             up(config)
     assert read_pids(config) == {}  # nothing was started
+
+
+def sleeper() -> psutil.Popen:
+    """A harmless process leading its own process group, as a stack's server would."""
+    return psutil.Popen(["sleep", "60"], start_new_session=True)
+
+
+def test_down_leaves_alone_a_pid_that_is_now_another_process(tmp_path, caplog):
+    config = StackConfig(state_dir=tmp_path / "stack")
+    config.state_dir.mkdir()
+    reused, unverifiable, ours = sleeper(), sleeper(), sleeper()
+    try:
+        # a stale file: one pid now belongs to a process started an hour after the recorded one,
+        # one was written without start times (an older sennflow); one is still the stack's
+        records = {
+            "prefect": {"pid": reused.pid, "started": reused.create_time() - 3600},
+            "mlflow": unverifiable.pid,
+            "serve": {"pid": ours.pid, "started": ours.create_time()},
+        }
+        pid_file(config).write_text(json.dumps(records))
+        with caplog.at_level(logging.WARNING, logger="flows.stack"):
+            assert down(config, grace_s=5) == ["serve"]
+        assert reused.is_running() and unverifiable.is_running()
+        assert not ours.is_running()  # it was the stack's: stopped
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 2
+        assert f"pid {reused.pid} (prefect) is now another process" in warnings[1]
+        assert f"pid {unverifiable.pid} (mlflow) was recorded without its start time" in warnings[0]
+        # the strangers still run, yet are not reported as the stack running
+        assert status(config) == {"prefect": False, "mlflow": False, "serve": False}
+        assert pid_file(config).exists()  # kept for the user to check
+    finally:
+        for process in (reused, unverifiable, ours):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+                process.wait(timeout=5)
+
+
+def test_a_failed_rewrite_of_the_pid_file_keeps_the_previous_one(tmp_path, monkeypatch):
+    from flows.stack import _write_records
+
+    config = StackConfig(state_dir=tmp_path / "stack")
+    config.state_dir.mkdir()
+    _write_records(config, {"prefect": (101, 1.5)})
+
+    def disk_full(path, data, *args, **kwargs):  # the disk fills half-way through any write
+        with open(path, "wb") as file:
+            file.write((data.encode() if isinstance(data, str) else data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _write_records(config, {"prefect": (101, 1.5), "ray": (202, 2.5)})
+    assert read_pids(config) == {"prefect": 101}
