@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from components.training.checkpoint import ModelSpec, load_model, load_state
@@ -17,34 +11,6 @@ from components.training.ray_trainer import train_with_ray
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 SPEC = ModelSpec(name="mlp", input_shape=(1, 8, 8), num_classes=10, tiny=True)
-ROOT = Path(__file__).resolve().parents[3]
-
-# Starts the project's own Ray in a fresh process (the session's shared Ray is already up), then
-# asks its GCS for the cluster id the way any gRPC client would: with and without the token.
-AUTH_PROBE = """
-import json, grpc, ray
-from ray._raylet import AuthenticationTokenLoader
-from ray.core.generated import gcs_service_pb2 as pb, gcs_service_pb2_grpc as rpc
-from components.training.ray_runtime import ensure_ray
-
-ensure_ray(num_cpus=1)
-gcs = ray.get_runtime_context().gcs_address
-token = AuthenticationTokenLoader.instance().get_token_for_http_header(ignore_auth_mode=True)
-
-def ask(metadata):
-    with grpc.insecure_channel(gcs) as channel:
-        try:
-            rpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                pb.GetClusterIdRequest(), metadata=metadata, timeout=10
-            )
-            return "OK"
-        except grpc.RpcError as err:
-            return err.code().name
-
-answers = {"no token": ask(()), "token": ask(tuple(token.items()))}
-print(json.dumps({**answers, "dashboard": ray._private.worker.get_dashboard_url()}))
-ray.shutdown()
-"""
 
 
 def test_two_cpu_workers_train_and_keep_best_and_last(ray_session, digits_dataset, tmp_path):
@@ -109,20 +75,28 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(ray_session, digits_d
     assert [m["attempt"] for m in seen] == [1, 2, 2]
 
 
-def test_the_ray_a_run_starts_for_itself_refuses_a_client_without_the_token():
-    # RAY_AUTH_MODE=disabled in the environment must not start a Ray anyone can join.
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    probe = subprocess.run(
-        [sys.executable, "-c", AUTH_PROBE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    answers = json.loads(probe.stdout.strip().splitlines()[-1])
-    assert answers["no token"] == "UNAUTHENTICATED"
-    assert answers["token"] == "OK"  # the same call with the token is answered
-    assert answers["dashboard"].split(":")[0] == "127.0.0.1"
+def test_the_ray_a_run_starts_for_itself_refuses_a_client_without_the_token(ray_session):
+    # ray_session is ensure_ray(num_cpus=2): the Ray `sennflow run` starts for itself. Ask its GCS
+    # for the cluster id the way any gRPC client would, with and without the token.
+    import grpc
+    import ray
+    from ray._raylet import AuthenticationTokenLoader
+    from ray.core.generated import gcs_service_pb2 as pb
+    from ray.core.generated import gcs_service_pb2_grpc as rpc
+
+    gcs = ray.get_runtime_context().gcs_address
+    loader = AuthenticationTokenLoader.instance()
+    token = loader.get_token_for_http_header(ignore_auth_mode=True)
+
+    def ask(metadata) -> str:
+        with grpc.insecure_channel(gcs) as channel:
+            try:
+                stub = rpc.NodeInfoGcsServiceStub(channel)
+                stub.GetClusterId(pb.GetClusterIdRequest(), metadata=metadata, timeout=10)
+                return "OK"
+            except grpc.RpcError as err:
+                return err.code().name
+
+    assert ask(()) == "UNAUTHENTICATED"
+    assert ask(tuple(token.items())) == "OK"  # the same call with the token is answered
+    assert ray._private.worker.get_dashboard_url().split(":")[0] == "127.0.0.1"
