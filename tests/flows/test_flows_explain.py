@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -62,17 +64,48 @@ def test_a_finished_run_is_re_explained_into_a_new_folder(trained_run):
     assert json.loads((out / "meta.json").read_text())["source_run"] == str(run_dir.resolve())
 
 
+def chunk_tasks() -> dict:
+    """Ray's record (its state API) of every explain chunk task of this Ray, by task id."""
+    import ray
+    from ray.util.state import list_tasks
+
+    address = ray.get_runtime_context().gcs_address
+    found = list_tasks(address, filters=[("name", "=", "_attribute_chunk")], detail=True)
+    return {task.task_id: task for task in found}
+
+
+def finished_chunk_tasks(known: dict, timeout_s: float = 30.0) -> list:
+    """The chunk tasks not in ``known``, once Ray reports each finished in a worker (task events
+    reach the state API about a second late)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ran = [task for task_id, task in chunk_tasks().items() if task_id not in known]
+        finished = ran and all(t.state == "FINISHED" and t.worker_pid for t in ran)
+        if finished or time.monotonic() > deadline:
+            return ran
+        time.sleep(0.5)
+
+
 def test_fanning_out_over_ray_tasks_gives_the_same_explanations(trained_run):
     run_dir, root = trained_run
-    methods = "explain.methods=[ig,gradients]"
-    local = explain(run_dir, root, methods)
-    fanned = explain(run_dir, root, methods, "explain.num_tasks=2")
+    # A budget no loaded machine exhausts: Ray workers starting up must not skip a method.
+    methods = ("explain.methods=[ig,gradients]", "explain.budget_s=600")
+    known = chunk_tasks()
+    local = explain(run_dir, root, *methods)
+    fanned_at_ms = time.time() * 1000
+    fanned = explain(run_dir, root, *methods, "explain.num_tasks=2")
     metrics = [
         json.loads((Path(r.run_dir) / "explanations.json").read_text())["metrics"]
         for r in (local, fanned)
     ]
     assert metrics[0]["ig"]["pgi"] == pytest.approx(metrics[1]["ig"]["pgi"], rel=1e-6)
     assert metrics[0]["gradients"] == pytest.approx(metrics[1]["gradients"], rel=1e-6)
+    # The fanned run explained in Ray tasks, in worker processes: at least two chunks per method.
+    # The default run (num_tasks=1) started none.
+    ran = finished_chunk_tasks(known)
+    assert len(ran) >= 4 and all(t.state == "FINISHED" for t in ran), ran
+    assert os.getpid() not in {t.worker_pid for t in ran}
+    assert min(t.start_time_ms for t in ran) >= fanned_at_ms
 
 
 @pytest.mark.parametrize(
