@@ -44,13 +44,17 @@ def resolve_parameters(parameters: dict) -> dict:
     return resolved
 
 
+def deployment_entries(prefect_file: Path = PREFECT_FILE) -> list[dict]:
+    """The ``deployments`` entries of ``prefect_file`` as written (placeholders unresolved)."""
+    return yaml.safe_load(prefect_file.read_text())["deployments"]
+
+
 def runner_deployments(prefect_file: Path = PREFECT_FILE) -> list:
     """One ``RunnerDeployment`` per entry of ``prefect_file``."""
     from prefect.schedules import Cron
 
-    spec = yaml.safe_load(prefect_file.read_text())
     deployments = []
-    for entry in spec["deployments"]:
+    for entry in deployment_entries(prefect_file):
         schedules = [Cron(s["cron"], timezone=s["timezone"]) for s in entry.get("schedules", [])]
         deployments.append(
             load_flow(entry["entrypoint"]).to_deployment(

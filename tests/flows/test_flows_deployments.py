@@ -1,41 +1,50 @@
-"""The Prefect deployments in infra/prefect.yaml point at real flows with valid parameters."""
+"""The Prefect deployments of infra/prefect.yaml, as flows/serve.py builds them, point at real
+flows with valid parameters."""
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOYMENTS = yaml.safe_load((ROOT / "infra" / "prefect.yaml").read_text())["deployments"]
+from flows.serve import deployment_entries, load_flow, resolve_parameters, runner_deployments
 
-
-def load_flow(entrypoint: str):
-    path, name = entrypoint.split(":")
-    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
+DEPLOYMENTS = deployment_entries()
 
 
-@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
-def test_each_deployment_names_a_flow_and_parameters_it_accepts(deployment):
-    flow = load_flow(deployment["entrypoint"])
-    params = {
-        key: [v.replace("{{ $SENNFLOW_RAY_ADDRESS }}", "auto") for v in value]
-        if key == "overrides"
-        else value
-        for key, value in deployment.get("parameters", {}).items()
-    }
-    flow.validate_parameters(params)  # raises on a parameter the flow's schema rejects
-    assert set(params) <= set(flow.parameters.properties)
+@pytest.fixture(scope="module")
+def served() -> dict:
+    """The deployments ``sennflow stack up`` serves, by name, with a Ray address set."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SENNFLOW_RAY_ADDRESS", "auto")
+        return {deployment.name: deployment for deployment in runner_deployments()}
 
 
-def test_the_nightly_sweep_runs_at_two_utc_with_its_search_method():
-    (nightly,) = [d for d in DEPLOYMENTS if d["name"] == "nightly-sweep"]
-    assert nightly["entrypoint"] == "flows/sweep.py:sweep"
-    assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC"}]
-    options = load_flow(nightly["entrypoint"]).validate_parameters(nightly["parameters"])["options"]
-    assert options.method == "asha" and options.num_samples >= 1
+@pytest.mark.parametrize("entry", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_each_deployment_names_a_flow_and_parameters_it_accepts(served, entry):
+    deployment, flow = served[entry["name"]], load_flow(entry["entrypoint"])
+    assert deployment.flow_name == flow.name and deployment.enforce_parameter_schema
+    flow.validate_parameters(deployment.parameters)  # raises on a parameter the schema rejects
+    assert set(deployment.parameters) <= set(flow.parameters.properties)
+    assert "{{" not in str(deployment.parameters)  # every placeholder was filled in
+
+
+def test_the_nightly_sweep_runs_at_two_utc_with_its_search_method(served):
+    (entry,) = [d for d in DEPLOYMENTS if d["name"] == "nightly-sweep"]
+    assert entry["entrypoint"] == "flows/sweep.py:sweep"
+    nightly = served["nightly-sweep"]
+    assert [(s.schedule.cron, s.schedule.timezone) for s in nightly.schedules] == [
+        ("0 2 * * *", "UTC")
+    ]
+    parameters = load_flow(entry["entrypoint"]).validate_parameters(nightly.parameters)
+    assert (parameters["options"].method, parameters["options"].num_samples) == ("asha", 16)
+    assert parameters["overrides"] == ["ray.address=auto"]
+
+
+def test_the_ray_address_placeholder_is_filled_in_or_dropped(monkeypatch):
+    (entry,) = [d for d in DEPLOYMENTS if d["name"] == "nightly-pipeline"]
+    monkeypatch.delenv("SENNFLOW_RAY_ADDRESS", raising=False)
+    assert resolve_parameters(entry["parameters"]) == {"overrides": []}  # each run starts a Ray
+    monkeypatch.setenv("SENNFLOW_RAY_ADDRESS", "10.0.0.5:6379")
+    assert resolve_parameters(entry["parameters"]) == {"overrides": ["ray.address=10.0.0.5:6379"]}
 
 
 def test_a_bad_sweep_parameter_is_rejected_by_the_flow_schema():
