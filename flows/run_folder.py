@@ -29,15 +29,24 @@ def new_run_id() -> str:
 
 
 def create_run_dir(root: str | Path, flow: str, run_id: str | None) -> Path:
-    """Create a fresh run folder; never reuse one, so nothing written earlier is overwritten."""
+    """Create a fresh run folder; never reuse one, so nothing written earlier is overwritten.
+
+    Raises:
+        FileExistsError: the folder exists already.
+        ConfigError: ``root`` cannot be written (read-only, full, not a folder).
+    """
+    from flows.config import ConfigError
+
     run_dir = Path(root) / flow / (run_id or new_run_id())
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir()
-    except FileExistsError as err:
-        raise FileExistsError(
-            f"run folder {run_dir} already exists; choose another run.id or leave it unset"
-        ) from err
+    except OSError as err:  # read-only, full, or a file in the way: exit 2, naming the path
+        if isinstance(err, FileExistsError) and run_dir.is_dir():
+            raise FileExistsError(
+                f"run folder {run_dir} already exists; choose another run.id or leave it unset"
+            ) from err
+        raise ConfigError(f"run.root={root}: cannot create {run_dir}: {err.strerror}") from err
     return run_dir
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import fsspec
 import pyarrow as pa
@@ -10,12 +11,16 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
-from components.data.errors import DataError
+from components.data.errors import CSV_LINES, DataError
 from components.data.labeled import LabeledArrays
 from components.data.spec import DataSpec
-from components.data.validation import table_to_labeled
+from components.data.validation import batches_to_labeled, table_to_labeled
 
 _HASH_CHUNK_BYTES = 8 << 20
+# CSV text parsed per block. Arrow's streaming reader reads up to 32 blocks ahead of the
+# consumer (its background reader's queue), so the block size bounds memory: 1 MiB keeps the
+# raw text held at once near 32 MiB whatever the file's size, at full parsing speed.
+CSV_BLOCK_BYTES = 1 << 20
 _READERS = {"parquet": pq.read_table, "csv": pa_csv.read_csv}
 
 
@@ -39,12 +44,19 @@ def open_checked(path: str) -> tuple[AbstractFileSystem, str]:
 
 
 def hash_file(path: str) -> str:
-    """SHA-256 of the file's bytes, read in chunks so large files need little memory."""
+    """SHA-256 of the file's bytes, read in chunks so large files need little memory.
+
+    Raises:
+        DataError: As :func:`open_checked`, or the file cannot be read (e.g. permissions).
+    """
     fs, fs_path = open_checked(path)
     digest = hashlib.sha256()
-    with fs.open(fs_path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
+    try:
+        with fs.open(fs_path, "rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError as err:
+        raise DataError(f"cannot be read: {err.strerror or err}", file=path) from err
     return digest.hexdigest()
 
 
@@ -71,14 +83,46 @@ def read_table(path: str, file_format: str, columns: list[str] | None = None) ->
     return table
 
 
-def load_file(spec: DataSpec) -> LabeledArrays:
-    """Read and validate the file a ``parquet``/``csv`` spec points to."""
+def csv_batches(path: str, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+    """Stream a CSV file as record batches, one per block of about ``block_bytes`` of text.
+
+    Every column arrives as text (empty and ``NA``-like cells as nulls): types inferred from
+    the first block would break on a later block whose values differ (integers, then floats
+    or words), so the validation parses the numbers itself.
+
+    Raises:
+        DataError: The file is missing, empty or not valid CSV (e.g. a row with too many cells).
+    """
+    fs, fs_path = open_checked(path)
+    try:
+        with fs.open(fs_path, "rb") as handle:
+            names = _open_csv(handle, block_bytes, None).schema.names
+        with fs.open(fs_path, "rb") as handle:
+            yield from _open_csv(handle, block_bytes, dict.fromkeys(names, pa.string()))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"cannot be read as csv: {err}", file=path) from err
+
+
+def _open_csv(handle, block_bytes: int, types: dict | None) -> pa_csv.CSVStreamingReader:
+    read = pa_csv.ReadOptions(block_size=block_bytes)
+    convert = pa_csv.ConvertOptions(column_types=types or {}, strings_can_be_null=True)
+    return pa_csv.open_csv(handle, read_options=read, convert_options=convert)
+
+
+def load_file(spec: DataSpec, *, csv_block_bytes: int = CSV_BLOCK_BYTES) -> LabeledArrays:
+    """Read and validate the file a ``parquet``/``csv`` spec points to.
+
+    A CSV file is streamed in blocks of ``csv_block_bytes`` (:func:`csv_batches`) and its bad
+    rows are named by line number; Parquet rows by their 0-based index.
+    """
     assert spec.path is not None  # DataSpec guarantees a path for file sources
-    table = read_table(spec.path, spec.source)
-    return table_to_labeled(
-        table,
-        file=spec.path,
-        label_column=spec.label_column,
-        feature_columns=spec.feature_columns,
-        drop_invalid=spec.drop_invalid,
-    )
+    fields = {
+        "file": spec.path,
+        "label_column": spec.label_column,
+        "feature_columns": spec.feature_columns,
+        "drop_invalid": spec.drop_invalid,
+    }
+    if spec.source == "csv":
+        batches = csv_batches(spec.path, csv_block_bytes)
+        return batches_to_labeled(batches, numbering=CSV_LINES, **fields)
+    return table_to_labeled(read_table(spec.path, spec.source), **fields)

@@ -11,7 +11,7 @@ from components.data.image_table import find_image_column
 from components.data.spec import FILE_SOURCES, DataSpec, source_fields
 
 # Bump when the on-disk layout or the split/generation algorithms change: old caches then miss.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json records each part's size and rows
 
 
 def content_fields(spec: DataSpec, *, images: bool = False) -> dict:

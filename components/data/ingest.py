@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -13,13 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from components.data.embedded import load_embedded
+from components.data.errors import StorageError
 from components.data.file_source import load_file
 from components.data.fingerprint import fingerprint as compute_fingerprint
 from components.data.image_folder import folder_rows, scan_folder
 from components.data.image_ingest import ImageRows, write_image_dataset
 from components.data.image_table import find_image_column, table_rows
 from components.data.labeled import LabeledArrays
-from components.data.layout import META_FILE
+from components.data.manifest import FILES_KEY, file_manifest, read_meta
 from components.data.parts import write_parts
 from components.data.spec import EMBEDDED_SOURCES, DataSpec, resolve_feature_shape
 from components.data.splits import check_class_counts, stratified_split
@@ -53,7 +53,10 @@ def ingest(
 
     The folder is written under a temporary name inside ``cache_dir`` and renamed into place
     only when complete, so a failure leaves neither a partial dataset nor a temporary folder,
-    and never touches an existing cached dataset.
+    and never touches an existing cached dataset. A cached dataset is used only when its
+    parts still match the sizes and row counts recorded in its ``meta.json``; a damaged one
+    (a part deleted or truncated, ``meta.json`` mangled) is reported through ``progress`` and
+    ingested again.
 
     Args:
         spec: The source and how to split it.
@@ -65,23 +68,28 @@ def ingest(
 
     Raises:
         DataError: The source data is missing or invalid (the message says where and how much).
+        StorageError: ``cache_dir`` cannot be written (read-only, full, not a folder).
         ValueError: The spec is inconsistent.
     """
     say = progress or (lambda _message: None)
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     say(f"fingerprinting {spec.source}" + (f" ({spec.path})" if spec.path else ""))
     fingerprint = compute_fingerprint(spec)
     final = cache_dir / f"{spec.source}-{fingerprint[:16]}"
-    cached = _cached_meta(final, fingerprint)
+    cached, problem = _cached(final, fingerprint)
     if cached is not None:
         say(f"cache hit: {final}")
         return IngestResult(final, cached, cache_hit=True)
+    if problem is not None:
+        say(f"cached dataset {final} is damaged ({problem}); ingesting it again")
     staging = cache_dir / f".tmp-{uuid.uuid4().hex}"
     try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
         meta = _build(spec, staging, fingerprint, say)
         _publish(staging, final, fingerprint)
+    except OSError as err:  # sources report their own read errors as DataError
+        raise StorageError(str(cache_dir), "the dataset cache (run.cache_dir)", err) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(f"wrote {final}: {meta['row_counts']}")
@@ -111,6 +119,7 @@ def _build(spec: DataSpec, root: Path, fingerprint: str, say: Progress) -> dict:
         say(f"reading {spec.source}")
         data = load_embedded(spec.source) if spec.source in EMBEDDED_SOURCES else load_file(spec)
         meta = _write_in_memory(spec, data, root, fingerprint)
+    meta[FILES_KEY] = file_manifest(root)
     write_meta(root, meta)
     return meta
 
@@ -153,26 +162,28 @@ def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprin
     )
 
 
-def _cached_meta(folder: Path, fingerprint: str) -> dict | None:
-    """The meta of a complete cached dataset with this fingerprint, else ``None``."""
-    try:
-        meta = json.loads((folder / META_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if meta.get("fingerprint") == fingerprint else None
+def _cached(folder: Path, fingerprint: str) -> tuple[dict | None, str | None]:
+    """``(meta, None)`` for a complete cached dataset with this fingerprint; else ``None`` and
+    why the folder cannot be used (``None`` too when there is no folder: a plain miss)."""
+    if not folder.exists():
+        return None, None
+    meta, problem = read_meta(folder)
+    if meta is not None and meta.get("fingerprint") != fingerprint:
+        return None, "its meta.json names another fingerprint"
+    return meta, problem
 
 
 def _publish(staging: Path, final: Path, fingerprint: str) -> None:
     """Rename the finished ``staging`` folder to ``final`` atomically.
 
     If another ingest published the same dataset meanwhile, its copy wins and ours is dropped;
-    a leftover folder without a matching meta (not produced by this code) is replaced.
+    a leftover folder that is not a complete dataset (a crash, a damaged cache) is replaced.
     """
     try:
         os.replace(staging, final)
         return
     except OSError:
-        if _cached_meta(final, fingerprint) is not None:
+        if _cached(final, fingerprint)[0] is not None:
             return
     shutil.rmtree(final)
     os.replace(staging, final)

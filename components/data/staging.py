@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from components.data.errors import DataError
+from components.data.manifest import read_meta
 
 # URI schemes pyarrow opens itself (and so Ray's storage and the staging here).
 SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
@@ -78,7 +79,14 @@ def dataset_for_workers(local: Path, storage: str | None) -> str:
 
 def local_dataset(path: str) -> Path:
     """A local folder holding the dataset at ``path``: ``path`` itself when local, else a copy
-    downloaded once into this node's temporary directory (safe for concurrent workers)."""
+    downloaded once into this node's temporary directory (safe for concurrent workers).
+
+    A download is kept only when the upload had finished (its ``_STAGED`` marker is there)
+    and its parts match ``meta.json`` (sizes and row counts).
+
+    Raises:
+        DataError: The staged dataset is incomplete or damaged; nothing is kept.
+    """
     if not is_uri(path):
         return Path(path)
     cache = Path(tempfile.gettempdir()) / "sennflow-datasets"
@@ -90,9 +98,21 @@ def local_dataset(path: str) -> Path:
     try:
         fs, remote = pafs.FileSystem.from_uri(path)
         pafs.copy_files(remote, str(partial), source_filesystem=fs)
-        (partial / _COMPLETE).unlink(missing_ok=True)
+        _check_download(partial, path)
+        (partial / _COMPLETE).unlink()
         with contextlib.suppress(OSError):  # another worker on this node may have won the race
             os.rename(partial, target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _check_download(folder: Path, uri: str) -> None:
+    """Raise unless ``folder`` holds a complete staged dataset downloaded from ``uri``."""
+    if not (folder / _COMPLETE).is_file():
+        raise DataError(
+            f"the staged dataset has no {_COMPLETE} marker: its upload did not finish", file=uri
+        )
+    meta, problem = read_meta(folder)
+    if meta is None:
+        raise DataError(f"the staged dataset is damaged: {problem}", file=uri)

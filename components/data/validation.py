@@ -2,19 +2,22 @@
 
 Rows can be bad for three reasons (see :data:`DROP_REASONS`); they either raise
 :class:`DataError` or, with ``drop_invalid``, are dropped and counted. Problems with whole
-columns (missing, non-numeric) always raise.
+columns (missing, non-numeric) always raise. A table may arrive in batches (a CSV file is
+streamed block by block); every check covers the whole table, and errors name the first bad
+rows as the file counts them (:class:`RowNumbering`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from components.data.errors import DataError
+from components.data.errors import ROW_INDICES, DataError, RowNumbering
 from components.data.labeled import LabeledArrays
 
 # Order matters: a row bad for several reasons is counted under the first one only, so the
@@ -22,6 +25,30 @@ from components.data.labeled import LabeledArrays
 DROP_REASONS = ("ragged_features", "non_finite_features", "invalid_label")
 
 _NAN_SPELLINGS = frozenset({"nan", "+nan", "-nan"})
+_EXAMPLES = 3
+Batch = pa.Table | pa.RecordBatch
+
+
+@dataclass
+class _Unparsable:
+    """Text values of one feature column that are not numbers."""
+
+    positions: list[np.ndarray] = field(default_factory=list)
+    examples: list = field(default_factory=list)
+    kind: pa.DataType | None = None
+
+
+@dataclass
+class _Checked:
+    """The arrays of a whole table and what is wrong with its rows."""
+
+    names: list[str]
+    x: np.ndarray
+    labels: np.ndarray
+    masks: dict[str, np.ndarray]
+    unparsable: dict[str, _Unparsable]
+    ragged_lengths: list[int]
+    label_examples: list
 
 
 def table_to_labeled(
@@ -31,6 +58,7 @@ def table_to_labeled(
     label_column: str,
     feature_columns: Sequence[str] | None,
     drop_invalid: bool,
+    numbering: RowNumbering = ROW_INDICES,
 ) -> LabeledArrays:
     """Validate ``table`` and extract features and labels.
 
@@ -44,29 +72,51 @@ def table_to_labeled(
         label_column: Column with the integer labels.
         feature_columns: Feature columns; ``None`` means all but the label.
         drop_invalid: Drop bad rows instead of raising.
+        numbering: How error messages name rows (row indices, or CSV line numbers).
 
     Raises:
-        DataError: Naming the file, the column and the number of affected rows.
+        DataError: Naming the file, the column, the number of affected rows and the first few.
     """
-    names = _feature_column_names(table, label_column, feature_columns, file)
-    x, ragged = _features(table, names, file)
-    labels, bad_label = parse_labels(table.column(label_column), label_column, file)
-    non_finite = ~np.isfinite(x).all(axis=1) & ~ragged
-    masks = {
-        "ragged_features": ragged,
-        "non_finite_features": non_finite,
-        "invalid_label": bad_label,
-    }
+    return batches_to_labeled(
+        [table],
+        file=file,
+        label_column=label_column,
+        feature_columns=feature_columns,
+        drop_invalid=drop_invalid,
+        numbering=numbering,
+    )
+
+
+def batches_to_labeled(
+    batches: Iterable[Batch],
+    *,
+    file: str,
+    label_column: str,
+    feature_columns: Sequence[str] | None,
+    drop_invalid: bool,
+    numbering: RowNumbering = ROW_INDICES,
+) -> LabeledArrays:
+    """:func:`table_to_labeled` for a table that arrives as consecutive batches of rows.
+
+    Only the features and labels of all batches are held at once, never the batches
+    themselves. List features must come in one batch (their common length is the table's).
+
+    Raises:
+        DataError: As :func:`table_to_labeled`; ``"file has no rows"`` when no batch has one.
+    """
+    checked = _check_batches(batches, file, label_column, feature_columns)
+    _raise_unparsable(checked, file, numbering)
+    masks = checked.masks
     if not drop_invalid:
-        _raise_first_problem(masks, table, names, label_column, x, file)
-    keep = np.ones(table.num_rows, dtype=bool)
+        _raise_first_problem(checked, label_column, file, numbering)
+    keep = np.ones(len(checked.labels), dtype=bool)
     dropped: dict[str, int] = {}
     for reason, mask in masks.items():
         dropped[reason] = int((mask & keep).sum())
         keep &= ~mask
     if not keep.any():
         raise DataError("no valid rows left after dropping invalid ones", file=file, rows=0)
-    classes, y = np.unique(labels[keep], return_inverse=True)
+    classes, y = np.unique(checked.labels[keep], return_inverse=True)
     if len(classes) < 2:
         raise DataError(
             f"only one class ({classes[0]}) in the label column; classification needs at least 2",
@@ -74,8 +124,9 @@ def table_to_labeled(
             column=label_column,
             rows=int(keep.sum()),
         )
+    x = checked.x if keep.all() else checked.x[keep]  # no copy of a clean table's features
     return LabeledArrays(
-        x=np.ascontiguousarray(x[keep]),
+        x=np.ascontiguousarray(x),
         y=y.astype(np.int64),
         class_names=tuple(str(c) for c in classes),
         feature_shape=(x.shape[1],),
@@ -83,16 +134,56 @@ def table_to_labeled(
     )
 
 
+def _check_batches(
+    batches: Iterable[Batch], file: str, label_column: str, feature_columns: Sequence[str] | None
+) -> _Checked:
+    """Extract and check every batch, then join them into one :class:`_Checked`."""
+    names: list[str] | None = None
+    xs, labels, ragged_lengths, label_examples = [], [], set(), []
+    masks: dict[str, list[np.ndarray]] = {reason: [] for reason in DROP_REASONS}
+    unparsable: dict[str, _Unparsable] = {}
+    start = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        if names is None:
+            names = _feature_column_names(batch, label_column, feature_columns, file)
+        x, ragged = _features(batch, names, file, start, unparsable)
+        batch_labels, bad_label = parse_labels(batch.column(label_column), label_column, file)
+        masks["ragged_features"].append(ragged)
+        masks["non_finite_features"].append(~np.isfinite(x).all(axis=1) & ~ragged)
+        masks["invalid_label"].append(bad_label)
+        if ragged.any():
+            kept = batch.column(names[0]).filter(pa.array(ragged))
+            ragged_lengths.update(pc.list_value_length(kept).to_pylist())
+        if bad_label.any() and len(label_examples) < _EXAMPLES:
+            bad = batch.column(label_column).filter(pa.array(bad_label))
+            label_examples += bad.slice(0, _EXAMPLES - len(label_examples)).to_pylist()
+        xs.append(x)
+        labels.append(batch_labels)
+        start += batch.num_rows
+    if names is None:
+        raise DataError("file has no rows", file=file, rows=0)
+    return _Checked(
+        names=names,
+        x=xs[0] if len(xs) == 1 else np.concatenate(xs),
+        labels=np.concatenate(labels),
+        masks={reason: np.concatenate(parts) for reason, parts in masks.items()},
+        unparsable=unparsable,
+        ragged_lengths=sorted(ragged_lengths),
+        label_examples=label_examples,
+    )
+
+
 def _feature_column_names(
-    table: pa.Table, label_column: str, feature_columns: Sequence[str] | None, file: str
+    table: Batch, label_column: str, feature_columns: Sequence[str] | None, file: str
 ) -> list[str]:
-    columns = table.column_names
+    columns = table.schema.names
     if label_column not in columns:
         raise DataError(
             f"label column not found; the file has columns {columns}",
             file=file,
             column=label_column,
-            rows=table.num_rows,
         )
     if feature_columns is None:
         names = [c for c in columns if c != label_column]
@@ -104,7 +195,6 @@ def _feature_column_names(
             f"feature column(s) {missing} not found; the file has columns {columns}",
             file=file,
             column=missing[0],
-            rows=table.num_rows,
         )
     if not names:
         raise DataError("no feature columns besides the label", file=file, column=label_column)
@@ -121,18 +211,32 @@ def _feature_column_names(
     return names
 
 
-def _features(table: pa.Table, names: list[str], file: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``(N, F)`` float32 (NaN where missing) and the mask of ragged rows."""
+def _features(
+    table: Batch, names: list[str], file: str, start: int, unparsable: dict[str, _Unparsable]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(N, F)`` float32 (NaN where missing) and the mask of ragged rows.
+
+    Text values that are not numbers are recorded in ``unparsable`` (by column, with their
+    positions counted from ``start``) and read as NaN.
+    """
     if len(names) == 1 and _is_list(table.schema.field(names[0]).type):
         return _list_features(table.column(names[0]), names[0], file)
     x = np.empty((table.num_rows, len(names)), dtype=np.float32)
     for j, name in enumerate(names):
-        x[:, j] = _numeric(table.column(name), name, file, what="feature column")
+        column = table.column(name)
+        x[:, j], bad = _numeric(column, name, file, what="feature column")
+        if bad is not None and bad.any():
+            found = unparsable.setdefault(name, _Unparsable(kind=column.type))
+            found.positions.append(start + np.flatnonzero(bad))
+            if len(found.examples) < _EXAMPLES:
+                found.examples += column.filter(pa.array(bad)).to_pylist()[:_EXAMPLES]
     return x, np.zeros(table.num_rows, dtype=bool)
 
 
-def _list_features(column: pa.ChunkedArray, name: str, file: str) -> tuple[np.ndarray, np.ndarray]:
-    array = column.combine_chunks()
+def _list_features(
+    column: pa.ChunkedArray | pa.Array, name: str, file: str
+) -> tuple[np.ndarray, np.ndarray]:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     value_type = array.type.value_type
     if not _is_numeric(value_type):
         raise DataError(
@@ -154,45 +258,51 @@ def _list_features(column: pa.ChunkedArray, name: str, file: str) -> tuple[np.nd
     good = present & ~ragged
     x = np.full((len(array), width), np.nan, dtype=np.float32)
     flat = array.filter(pa.array(good)).flatten()
-    x[good] = _numeric(flat, name, file, what="feature list").reshape(-1, width)
+    x[good] = _numeric(flat, name, file, what="feature list")[0].reshape(-1, width)
     return x, ragged
 
 
-def _numeric(array: pa.Array | pa.ChunkedArray, name: str, file: str, *, what: str) -> np.ndarray:
-    """Values as float32 with NaN for nulls; strings are parsed, anything else raises."""
+def _numeric(
+    array: pa.Array | pa.ChunkedArray, name: str, file: str, *, what: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Values as float32 with NaN for nulls, and for text the mask of values that are not
+    numbers (``None`` for numeric types); any other type raises."""
+    unparsable = None
     if _is_text(array.type):
-        return _parse_numbers(array, name, file, what).astype(np.float32)
-    if not _is_numeric(array.type):
+        values, unparsable = parse_numbers(array)
+    elif _is_numeric(array.type):
+        values = pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    else:
         raise DataError(
             f"{what} is not numeric (type {array.type})",
             file=file,
             column=name,
             rows=len(array) - array.null_count,
         )
-    values = pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     with np.errstate(over="ignore"):  # values beyond float32 become inf, caught as non-finite
-        return values.astype(np.float32)
+        return values.astype(np.float32), unparsable
 
 
-def _parse_numbers(
-    array: pa.Array | pa.ChunkedArray, name: str, file: str, what: str
-) -> np.ndarray:
+def parse_numbers(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Text as float64 (NaN for nulls and non-numbers) and the mask of non-numbers.
+
+    Arrow's parser takes the common case at C speed; only text it rejects (stray spaces,
+    words) goes through pandas, which also accepts what Arrow's parser does not.
+    """
+    try:
+        numbers = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+        return numbers, np.zeros(len(numbers), dtype=bool)
+    except pa.ArrowInvalid:
+        pass
     text = pd.Series(array.to_numpy(zero_copy_only=False), dtype=object)
     numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
     spelled_nan = text.str.strip().str.lower().isin(_NAN_SPELLINGS).to_numpy()
-    unparsable = np.isnan(numbers) & text.notna().to_numpy() & ~spelled_nan
-    if unparsable.any():
-        examples = text[unparsable].head(3).tolist()
-        raise DataError(
-            f"{what} is not numeric (type {array.type}): values such as {examples} are not numbers",
-            file=file,
-            column=name,
-            rows=int(unparsable.sum()),
-        )
-    return numbers
+    return numbers, np.isnan(numbers) & text.notna().to_numpy() & ~spelled_nan
 
 
-def parse_labels(column: pa.ChunkedArray, name: str, file: str) -> tuple[np.ndarray, np.ndarray]:
+def parse_labels(
+    column: pa.ChunkedArray | pa.Array, name: str, file: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels as int64 (0 where bad) and the mask of rows whose label is not an integer.
 
     Integer and boolean columns are taken as they are (nulls are bad); floats and numeric
@@ -206,11 +316,13 @@ def parse_labels(column: pa.ChunkedArray, name: str, file: str) -> tuple[np.ndar
         bad = column.is_null().to_numpy(zero_copy_only=False)
         labels = pc.cast(column.fill_null(0), pa.int64()).to_numpy(zero_copy_only=False)
         return labels, bad
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    if _is_text(kind):
+        try:  # whole numbers exactly, even beyond float64's 2**53
+            return parse_labels(pc.cast(column, pa.int64()), name, file)
+        except pa.ArrowInvalid:
+            values = parse_numbers(column)[0]
+    elif pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         values = pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
-    elif _is_text(kind):
-        text = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
     else:
         raise DataError(
             f"labels must be integers, but the column has type {kind}",
@@ -223,43 +335,57 @@ def parse_labels(column: pa.ChunkedArray, name: str, file: str) -> tuple[np.ndar
     return np.where(bad, 0, values).astype(np.int64), bad
 
 
-def _raise_first_problem(
-    masks: dict[str, np.ndarray],
-    table: pa.Table,
-    feature_names: list[str],
-    label_column: str,
-    x: np.ndarray,
-    file: str,
-) -> None:
-    total = table.num_rows
-    hint = "; set drop_invalid=True to drop such rows"
-    ragged, non_finite, bad_label = (masks[r] for r in DROP_REASONS)
-    if ragged.any():
-        lengths = sorted(
-            {len(v) for v in table.column(feature_names[0]).filter(pa.array(ragged)).to_pylist()}
-        )
+def _raise_unparsable(checked: _Checked, file: str, numbering: RowNumbering) -> None:
+    """Text that is not a number in a feature column is an error even with ``drop_invalid``."""
+    for name in checked.names:
+        found = checked.unparsable.get(name)
+        if found is None:
+            continue
+        positions = np.concatenate(found.positions)
         raise DataError(
-            f"feature lists have ragged lengths {lengths[:5]} (of {total} rows){hint}",
+            f"feature column is not numeric (type {found.kind}): values such as "
+            f"{found.examples[:_EXAMPLES]} are not numbers",
             file=file,
-            column=feature_names[0],
+            column=name,
+            rows=len(positions),
+            positions=positions,
+            numbering=numbering,
+        )
+
+
+def _raise_first_problem(
+    checked: _Checked, label_column: str, file: str, numbering: RowNumbering
+) -> None:
+    total = len(checked.labels)
+    hint = "; set drop_invalid=True to drop such rows"
+    ragged, non_finite, bad_label = (checked.masks[r] for r in DROP_REASONS)
+    names, x = checked.names, checked.x
+    where = {"file": file, "numbering": numbering}
+    if ragged.any():
+        raise DataError(
+            f"feature lists have ragged lengths {checked.ragged_lengths[:5]} (of {total} rows)"
+            f"{hint}",
+            column=names[0],
             rows=int(ragged.sum()),
+            positions=np.flatnonzero(ragged),
+            **where,
         )
     if non_finite.any():
         raise DataError(
-            f"features are NaN, inf or missing (of {total} rows){_per_column(x, feature_names)}"
-            f"{hint}",
-            file=file,
-            column=_first_non_finite_column(x, feature_names),
+            f"features are NaN, inf or missing (of {total} rows){_per_column(x, names)}{hint}",
+            column=_first_non_finite_column(x, names),
             rows=int(non_finite.sum()),
+            positions=np.flatnonzero(non_finite),
+            **where,
         )
     if bad_label.any():
-        examples = table.column(label_column).filter(pa.array(bad_label)).slice(0, 3).to_pylist()
         raise DataError(
             f"labels must be integers; {int(bad_label.sum())} of {total} rows are not "
-            f"(e.g. {examples}){hint}",
-            file=file,
+            f"(e.g. {checked.label_examples}){hint}",
             column=label_column,
             rows=int(bad_label.sum()),
+            positions=np.flatnonzero(bad_label),
+            **where,
         )
 
 

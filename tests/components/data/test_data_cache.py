@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import components.data.ingest as ingest_module
-from components.data.errors import DataError
+from components.data.errors import DataError, StorageError
 from components.data.ingest import ingest
 from components.data.reader import read_split
 from components.data.spec import DataSpec
@@ -90,7 +93,9 @@ def test_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ingest_module, "write_meta", fail_on_meta)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(
+        StorageError, match=f"{tmp_path}: cannot write the dataset cache.*disk full"
+    ):
         ingest(DataSpec(source="synthetic", num_samples=400, partition_rows=100), tmp_path)
 
     assert _datasets(tmp_path) == []
@@ -107,3 +112,52 @@ def test_incomplete_folder_at_the_final_name_is_replaced(tmp_path):
     assert not result.cache_hit and result.path == stale
     assert (stale / "meta.json").is_file()
     assert _datasets(tmp_path / "cache") == [final]
+
+
+def _delete_a_part(dataset) -> None:
+    sorted((dataset / "data" / "split=train").glob("*.parquet"))[-1].unlink()
+
+
+def _truncate_a_part(dataset) -> None:
+    part = sorted((dataset / "data" / "split=val").glob("*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:-100])
+
+
+def _mangle_meta(dataset) -> None:
+    meta = dataset / "meta.json"
+    meta.write_text(meta.read_text()[:-40])
+
+
+def _miscount_rows(dataset) -> None:
+    meta = json.loads((dataset / "meta.json").read_text())
+    meta["row_counts"]["test"] += 1
+    (dataset / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (_delete_a_part, r"data/split=train/part-000001\.parquet is missing"),
+        (_truncate_a_part, r"data/split=val/part-000000\.parquet has \d+ bytes, \d+ were written"),
+        (_mangle_meta, r"meta\.json cannot be read as JSON"),
+        (_miscount_rows, r"split 'test' has \d+ rows, meta\.json says \d+"),
+    ],
+)
+def test_a_damaged_cache_is_reported_and_ingested_again(tmp_path, damage, problem):
+    spec = DataSpec(source="wine", partition_rows=64)
+    first = ingest(spec, tmp_path)
+    expected = {split: read_split(first.path, split) for split in ("train", "val", "test")}
+    damage(first.path)
+    messages: list[str] = []
+
+    again = ingest(spec, tmp_path, progress=messages.append)
+
+    assert not again.cache_hit and again.path == first.path
+    assert re.search(
+        f"cached dataset {re.escape(str(first.path))} is damaged \\({problem}", "\n".join(messages)
+    )
+    for split, (x, y) in expected.items():
+        x2, y2 = read_split(again.path, split)
+        assert np.array_equal(x2, x) and np.array_equal(y2, y)
+    assert _datasets(tmp_path) == [first.path.name]
+    assert ingest(spec, tmp_path).cache_hit

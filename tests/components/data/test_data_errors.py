@@ -32,7 +32,15 @@ def _ingest_csv(path: str, cache, **spec) -> None:
     ingest(DataSpec(source="csv", path=path, **spec), cache)
 
 
-def _expect(error: pytest.ExceptionInfo, *, file: str, column: str | None, rows: int | None):
+def _expect(
+    error: pytest.ExceptionInfo,
+    *,
+    file: str,
+    column: str | None,
+    rows: int | None,
+    at: str | None = None,
+):
+    """The error names ``file``, ``column``, ``rows`` and, as ``at``, the first bad rows."""
     message = str(error.value)
     assert file in message
     assert error.value.file == file and error.value.column == column and error.value.rows == rows
@@ -40,13 +48,15 @@ def _expect(error: pytest.ExceptionInfo, *, file: str, column: str | None, rows:
         assert f"column {column!r}" in message
     if rows is not None:
         assert f"{rows} row" in message
+    if at is not None:
+        assert f"{rows} row{'s' if rows != 1 else ''} ({at}): " in message
 
 
 def test_missing_label_column(tmp_path):
     path = _csv(tmp_path, _frame().drop(columns="label"))
     with pytest.raises(DataError, match="label column not found") as error:
         _ingest_csv(path, tmp_path / "cache")
-    _expect(error, file=path, column="label", rows=15)
+    _expect(error, file=path, column="label", rows=None)  # a header problem: no row count
 
 
 def test_non_numeric_feature_column(tmp_path):
@@ -55,7 +65,7 @@ def test_non_numeric_feature_column(tmp_path):
     path = _csv(tmp_path, frame)
     with pytest.raises(DataError, match=r"not numeric .*'abc'") as error:
         _ingest_csv(path, tmp_path / "cache")
-    _expect(error, file=path, column="b", rows=2)
+    _expect(error, file=path, column="b", rows=2, at="lines 4, 9")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -65,7 +75,7 @@ def test_non_finite_features(tmp_path, bad):
     path = _csv(tmp_path, frame)
     with pytest.raises(DataError, match="NaN, inf or missing") as error:
         _ingest_csv(path, tmp_path / "cache")
-    _expect(error, file=path, column="c", rows=3)
+    _expect(error, file=path, column="c", rows=3, at="lines 3, 6, 11")
 
 
 def test_feature_values_overflowing_float32_count_as_non_finite(tmp_path):
@@ -74,7 +84,7 @@ def test_feature_values_overflowing_float32_count_as_non_finite(tmp_path):
     path = _csv(tmp_path, frame)
     with pytest.raises(DataError, match="NaN, inf or missing") as error:
         _ingest_csv(path, tmp_path / "cache")
-    _expect(error, file=path, column="a", rows=1)
+    _expect(error, file=path, column="a", rows=1, at="line 2")
 
 
 @pytest.mark.parametrize("bad_labels", [[1.5, 2.25], ["cat", "dog"], ["cat", 0.5]])
@@ -84,7 +94,7 @@ def test_labels_must_be_integers(tmp_path, bad_labels):
     path = _csv(tmp_path, frame)
     with pytest.raises(DataError, match="labels must be integers") as error:
         _ingest_csv(path, tmp_path / "cache")
-    _expect(error, file=path, column="label", rows=2)
+    _expect(error, file=path, column="label", rows=2, at="lines 2, 7")
 
 
 def _ragged_parquet(tmp_path) -> str:
@@ -101,7 +111,7 @@ def test_ragged_feature_lists(tmp_path):
     path = _ragged_parquet(tmp_path)
     with pytest.raises(DataError, match=r"ragged lengths \[2, 7\]") as error:
         ingest(DataSpec(source="parquet", path=path), tmp_path / "cache")
-    _expect(error, file=path, column="x", rows=2)
+    _expect(error, file=path, column="x", rows=2, at="row indices 3, 8")
 
 
 def test_zero_byte_file(tmp_path):
@@ -182,3 +192,16 @@ def test_drop_invalid_drops_ragged_lists(tmp_path):
 def test_inconsistent_spec_is_rejected_at_construction(fields, message):
     with pytest.raises(ValueError, match=message):
         DataSpec(**fields)
+
+
+def test_many_bad_rows_name_the_first_few_by_row_index(tmp_path):
+    labels = np.repeat([0, 1, 2], 10).astype(float)
+    labels[1::3] = 0.5  # 10 rows: 1, 4, 7, ...
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"x": np.arange(30.0), "label": labels}), path)
+    with pytest.raises(DataError, match="labels must be integers") as error:
+        ingest(DataSpec(source="parquet", path=str(path)), tmp_path / "cache")
+    _expect(
+        error, file=str(path), column="label", rows=10, at="first at row indices 1, 4, 7, 10, 13"
+    )
+    assert error.value.first_rows == (1, 4, 7, 10, 13)

@@ -8,10 +8,12 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
 from components.data.errors import DataError
+from components.data.file_source import csv_batches, load_file
 from components.data.ingest import ingest
 from components.data.layout import split_files
 from components.data.reader import load_meta, read_split
@@ -20,7 +22,7 @@ from components.data.splits import split_sizes
 
 META_KEYS = {
     "feature_shape", "dtype", "num_features", "num_classes", "class_names", "normalization",
-    "row_counts", "fingerprint", "source", "dropped_rows", "dropped_by_reason", "created",
+    "row_counts", "fingerprint", "source", "dropped_rows", "dropped_by_reason", "created", "files",
 }  # fmt: skip
 
 
@@ -174,3 +176,54 @@ def test_fsspec_url_source(tmp_path):
 
     assert sum(result.meta["row_counts"].values()) == 30
     assert load_meta(result.path).class_names == ("0", "1", "2")
+
+
+def _csv_file(path, rows: list[str]) -> DataSpec:
+    path.write_text("f0,f1,label\n" + "".join(f"{row}\n" for row in rows))
+    return DataSpec(source="csv", path=str(path))
+
+
+def test_csv_streams_in_blocks_whose_values_change_type(tmp_path):
+    # Integers for the first blocks, then floats and whole-number floats as labels: a type
+    # inferred from the first block would reject the later ones.
+    rows = [f"{i % 7},{i % 5},{i % 3}" for i in range(1500)]
+    rows += [f"{i / 4},{-i / 8},{i % 3}.0" for i in range(1500, 2000)]
+    spec = _csv_file(tmp_path / "data.csv", rows)
+
+    blocks = sum(1 for _ in csv_batches(spec.path, block_bytes=2 << 10))
+    data = load_file(spec, csv_block_bytes=2 << 10)
+
+    assert blocks > 5
+    expected = pd.read_csv(spec.path)
+    assert np.array_equal(data.x, expected[["f0", "f1"]].to_numpy(np.float32))
+    assert np.array_equal(data.y, expected["label"].to_numpy())
+    assert data.class_names == ("0", "1", "2")
+
+
+def test_csv_errors_name_lines_in_later_blocks(tmp_path):
+    rows = [f"{i % 7},{i % 5},{i % 3}" for i in range(2000)]
+    rows[1900], rows[1950] = "1,abc,0", "2,n/a?,1"
+    spec = _csv_file(tmp_path / "bad.csv", rows)
+    # Text that is no number at all is an error even when dropping bad rows.
+    spec = DataSpec(source="csv", path=spec.path, drop_invalid=True)
+    where = r"'f1', 2 rows \(lines 1902, 1952\): .*\['abc', 'n/a\?'\]"
+    with pytest.raises(DataError, match=where):
+        load_file(spec, csv_block_bytes=2 << 10)
+
+
+def test_csv_is_read_a_block_at_a_time(tmp_path):
+    rng = np.random.default_rng(0)
+    table = pa.table({**{f"f{j}": rng.normal(size=50_000) for j in range(4)},
+                      "label": rng.integers(0, 3, 50_000)})  # fmt: skip
+    path = tmp_path / "big.csv"
+    pa_csv.write_csv(table, path)
+    size = path.stat().st_size  # about 4 MB
+
+    batches = csv_batches(str(path), block_bytes=64 << 10)
+    before = pa.total_allocated_bytes()
+    first = next(batches)
+    held = pa.total_allocated_bytes() - before
+    batches.close()
+
+    # Reading the whole file as text holds more than its size in Arrow memory.
+    assert held < size / 4 and first.num_rows < 5_000, (held, size, first.num_rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 
 import numpy as np
@@ -79,3 +80,18 @@ def test_a_staged_dataset_is_uploaded_once_and_read_back_identically(digits_data
         assert np.array_equal(x, x0) and np.array_equal(y, y0)
     assert local_dataset(uri) == copy  # downloaded once per node
     assert local_dataset(str(digits_dataset)) == digits_dataset  # local paths pass through
+
+
+def test_an_incomplete_staged_dataset_is_refused_and_not_cached(digits_dataset, s3_env):
+    uri = stage_dataset(digits_dataset, "s3://sennflow/incomplete")
+    fs, path = pafs.FileSystem.from_uri(uri)
+    node_cache = s3_env / "sennflow-datasets"
+    part = "data/split=test/part-000000.parquet"
+    for deleted, problem in [
+        (part, f"the staged dataset is damaged: {part} is missing"),
+        ("_STAGED", "the staged dataset has no _STAGED marker: its upload did not finish"),
+    ]:
+        fs.delete_file(join(path, deleted))
+        with pytest.raises(DataError, match=f"{re.escape(uri)}: {re.escape(problem)}"):
+            local_dataset(uri)
+        assert not any(node_cache.iterdir())  # neither the copy nor a temporary folder
