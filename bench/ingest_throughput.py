@@ -1,4 +1,4 @@
-"""Ingest benchmark: reader throughput vs raw pyarrow, and peak memory of a larger-than-RAM run.
+"""Ingest benchmark: reader throughput vs raw pyarrow, and peak memory of large ingests.
 
 (a) Ingests a synthetic dataset, then streams its train split through the project reader
     (``iter_batches``: Parquet -> normalised torch batches) and through a bare
@@ -7,10 +7,15 @@
 (b) In a child process (so its RSS is clean), ingests a synthetic dataset 10x larger than
     1 GiB of float32 features and streams it back through ``iter_batches``; prints the
     child's peak RSS (target < 2 GiB).
+(c) Writes a CSV file of ``--csv-rows`` x ``--features`` random floats, then, each in a fresh
+    child process side by side: ingests it as ``data=csv`` (streamed in blocks) and reads it
+    the way ingest did before streaming (``pyarrow.csv.read_csv`` of the whole file, then the
+    same validation); prints each child's peak RSS above its imports, relative to the float32
+    features (target: the streamed ingest below the whole-file read alone).
 
 Usage::
 
-    python bench/ingest_throughput.py            # full run: ~10 GiB written for (b)
+    python bench/ingest_throughput.py            # full run: ~10 GiB written for (b), ~1 GB for (c)
     python bench/ingest_throughput.py --quick    # seconds, for smoke tests
 """
 
@@ -29,6 +34,7 @@ from pathlib import Path
 GIB = 1 << 30
 READ_RATIO_TARGET = 0.8
 PEAK_RSS_TARGET_GIB = 2.0
+CSV_MODES = ("streamed", "whole")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,14 +52,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rows for the memory benchmark (default: 10x the rows whose features fill 1 GiB)",
     )
     parser.add_argument("--memory-partition-rows", type=int, default=100_000)
-    parser.add_argument("--skip-memory", action="store_true", help="run only (a)")
+    parser.add_argument("--skip-memory", action="store_true", help="skip (b)")
+    parser.add_argument("--csv-rows", type=int, default=2_000_000, help="rows of the CSV for (c)")
+    parser.add_argument("--skip-csv", action="store_true", help="skip (c)")
+    parser.add_argument("--only-csv", action="store_true", help="run only (c)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--quick", action="store_true", help="tiny sizes; runs in seconds")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--csv-child", choices=CSV_MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.partition_rows, args.repeats = 200_000, 20_000, 3
         args.memory_rows, args.memory_partition_rows = 200_000, 20_000
+        args.csv_rows = 200_000
     if args.memory_rows is None:
         args.memory_rows = 10 * GIB // (args.features * 4)
     return args
@@ -189,6 +200,78 @@ def bench_memory(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str
     ]  # fmt: skip
 
 
+def write_csv(path: Path, rows: int, features: int, chunk_rows: int = 100_000) -> None:
+    """A CSV of ``rows`` x ``features`` random floats and a 4-class label, written in chunks."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    rng = np.random.default_rng(0)
+    names = [f"f{j}" for j in range(features)] + ["label"]
+    schema = pa.schema([(n, pa.float64()) for n in names[:-1]] + [("label", pa.int64())])
+    with pa_csv.CSVWriter(path, schema) as writer:
+        for start in range(0, rows, chunk_rows):
+            n = min(chunk_rows, rows - start)
+            x = rng.normal(size=(n, features))
+            columns = [pa.array(x[:, j]) for j in range(features)]
+            writer.write_table(pa.table([*columns, pa.array(rng.integers(0, 4, n))], names=names))
+
+
+def csv_child(mode: str, path: Path, workdir: Path) -> None:
+    """Part (c), run in the child: ingest the CSV (streamed) or read it whole; print JSON."""
+    from components.data.file_source import read_table
+    from components.data.ingest import ingest
+    from components.data.reader import iter_batches  # noqa: F401  (import torch before baseline)
+    from components.data.spec import DataSpec
+    from components.data.validation import table_to_labeled
+
+    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if mode == "streamed":
+        rows = sum(
+            ingest(DataSpec(source="csv", path=str(path)), workdir).meta["row_counts"].values()
+        )
+    else:
+        table = read_table(str(path), "csv")
+        rows = len(table_to_labeled(table, file=str(path), label_column="label",
+                                    feature_columns=None, drop_invalid=False).y)  # fmt: skip
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rows": rows, "seconds": seconds,
+                      "above_imports_gib": (peak_kib - baseline_kib) * 1024 / GIB}))  # fmt: skip
+
+
+def bench_csv(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str]]:
+    """Part (c): write the CSV once, then each mode in its own fresh interpreter."""
+    path = workdir / "large.csv"
+    start = time.perf_counter()
+    write_csv(path, args.csv_rows, args.features)
+    write_s = time.perf_counter() - start
+    features_gib = args.csv_rows * args.features * 4 / GIB
+    results = {}
+    for mode in CSV_MODES:
+        command = [sys.executable, __file__, "--csv-child", mode, "--workdir", str(workdir)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[mode] = json.loads(out.strip().splitlines()[-1])
+    streamed, whole = results["streamed"], results["whole"]
+    assert streamed["rows"] == whole["rows"] == args.csv_rows
+    ratio = streamed["above_imports_gib"] / whole["above_imports_gib"]
+    ok = ratio < 1
+    return [
+        ("CSV", f"{args.csv_rows:,} rows x {args.features} features, "
+                f"{path.stat().st_size / GIB:.2f} GiB of text ({write_s:.0f} s to write), "
+                f"{features_gib:.2f} GiB as float32"),
+        ("ingest data=csv (streamed)", f"{streamed['seconds']:.1f} s, peak RSS above imports "
+                                       f"{streamed['above_imports_gib']:.2f} GiB "
+                                       f"({streamed['above_imports_gib'] / features_gib:.1f}x "
+                                       "the features)"),
+        ("whole-file read + validate", f"{whole['seconds']:.1f} s, peak RSS above imports "
+                                       f"{whole['above_imports_gib']:.2f} GiB "
+                                       f"({whole['above_imports_gib'] / features_gib:.1f}x)"),
+        ("streamed / whole peak", f"{ratio:.2f} (target < 1) {'OK' if ok else 'MISSED'}"),
+    ]  # fmt: skip
+
+
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     """Print ``rows`` as a two-column table under ``title``."""
     width = max(len(name) for name, _ in rows)
@@ -204,12 +287,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_child:
         memory_child(args, args.workdir)
         return
+    if args.csv_child:
+        csv_child(args.csv_child, args.workdir / "large.csv", args.workdir / "csv-cache")
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sennflow-ingest-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        print_table("(a) read throughput, train split", bench_read(args, workdir))
-        if not args.skip_memory:
+        if not args.only_csv:
+            print_table("(a) read throughput, train split", bench_read(args, workdir))
+        if not (args.skip_memory or args.only_csv):
             print_table("(b) peak memory, larger than 1 GiB", bench_memory(args, workdir))
+        if not args.skip_csv:
+            print_table("(c) peak memory, large CSV file", bench_csv(args, workdir))
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
