@@ -6,6 +6,7 @@ dataclasses (``DataSpec``, ``TrainConfig``, ...), never a config object.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,29 @@ GROUPS = (
 
 class ConfigError(ValueError):
     """An override or config value is invalid; the message names the key."""
+
+
+# run.id names a folder under run.root: no separators, no "..", nothing absolute.
+_RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# an interpolation not already escaped with a backslash
+_INTERPOLATION = re.compile(r"(?<!\\)\$\{")
+
+
+def check_run_id(run_id) -> str | None:
+    """``run_id`` as the folder name it becomes (None: choose one); :class:`ConfigError` unless
+    it is a safe name (letters, digits, ``-``, ``_``, ``.``; no ``..``), so no run is written
+    outside ``run.root``."""
+    if run_id is None:
+        return None
+    if isinstance(run_id, int) and not isinstance(run_id, bool):
+        run_id = str(run_id)
+    safe = isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) and ".." not in run_id
+    if not safe or run_id == ".":
+        raise ConfigError(
+            f"invalid run.id={run_id!r}: use at most 128 letters, digits, '-', '_' or '.' "
+            "(no '..', no '/'); it names a folder under run.root"
+        )
+    return run_id
 
 
 @dataclass(frozen=True)
@@ -81,10 +105,43 @@ def compose_with_defaults(overrides: list[str], defaults: dict[str, str]):
 
 
 def to_yaml(cfg) -> str:
-    """The resolved config as YAML (saved in every run folder)."""
+    """The config as saved in every run folder, shown in reports and logged to MLflow: resolved,
+    except that ``${oc.env:...}`` stays as written (the environment's values are never saved),
+    and with the credentials of URLs masked (:func:`components.redact.redact`). The run itself
+    uses the fully resolved values (:func:`to_settings`)."""
+    import yaml
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    from components.redact import redact
+
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    kept = OmegaConf.create(_map_strings(raw, _keep_env_unresolved))
+    resolved = redact(OmegaConf.to_container(kept, resolve=True))
+    return yaml.safe_dump(resolved, default_flow_style=False, allow_unicode=True, sort_keys=False)
+
+
+def as_literal(values):
+    """Nested plain data with every ``${...}`` escaped: an untrusted config (a downloaded run
+    folder's) is data, never interpolated, so it cannot read the environment."""
+    return _map_strings(values, _escape)
+
+
+def _keep_env_unresolved(text: str) -> str:
+    return _escape(text) if "oc.env:" in text else text
+
+
+def _escape(text: str) -> str:
+    return _INTERPOLATION.sub(r"\\${", text)
+
+
+def _map_strings(values, fn):
+    if isinstance(values, str):
+        return fn(values)
+    if isinstance(values, dict):
+        return {key: _map_strings(value, fn) for key, value in values.items()}
+    if isinstance(values, list):
+        return [_map_strings(value, fn) for value in values]
+    return values
 
 
 def _check_storage_path(path) -> None:
@@ -98,7 +155,7 @@ def _check_storage_path(path) -> None:
 def to_settings(cfg) -> PipelineSettings:
     """Convert a composed config to typed settings; ``ConfigError`` names the offending key."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
     from components.data.spec import DataSpec
     from components.explain.config import ExplainConfig
@@ -109,6 +166,8 @@ def to_settings(cfg) -> PipelineSettings:
     except MissingMandatoryValue as err:
         hint = "set it as an override, e.g. data.path=/path/to/file"
         raise ConfigError(f"missing required config value {err.full_key}: {hint}") from err
+    except OmegaConfBaseException as err:  # e.g. ${oc.env:NAME} of an unset variable
+        raise ConfigError(f"cannot resolve the config: {err}") from err
     seed = int(raw["seed"])
     model = raw["model"]
     data_values = _resolve_normalization(_tupled(raw["data"]), model.get("params") or {})
@@ -118,7 +177,7 @@ def to_settings(cfg) -> PipelineSettings:
     _check_storage_path(raw["ray"]["storage_path"])
     run = RunSettings(
         root=raw["run"]["root"],
-        id=raw["run"]["id"],
+        id=check_run_id(raw["run"]["id"]),
         cache_dir=raw["run"]["cache_dir"],
         ray_address=raw["ray"]["address"],
         ray_num_cpus=raw["ray"]["num_cpus"],

@@ -5,9 +5,14 @@ best checkpoint, explains the model with the configured post-hoc methods, scores
 and writes a new run folder ``runs/explain/<id>/`` (the source run is only read) whose report
 carries the source run's evaluation next to the new explanations.
 
-The data is the dataset the run was trained on, read from the cache folder its ``metrics.json``
-names: an image folder is neither hashed again nor needed any more (it may have moved, or
-changed since). Only when that cache folder is gone is the configured source ingested again.
+The explained folder is not trusted (it may have been downloaded): where output goes, the dataset
+cache and the Ray to join come from this invocation's defaults and overrides (``run.*``,
+``ray.*``), never from the folder's ``config.yaml``, whose values are read as data (no
+``${oc.env:...}`` is resolved). The data is the dataset the run was trained on, read from the
+fingerprinted cache folder its ``metrics.json`` names (looked up first under this invocation's
+``run.cache_dir``, by name): an image folder is neither hashed again nor needed any more. Only an
+explicit ``data=...``/``data.*`` override ingests a source, the one of this invocation; the log
+says which of the two it is.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from components.training.checkpoint import load_spec
-from flows.config import ConfigError, to_settings, to_yaml
+from flows.config import ConfigError, as_literal, compose, to_settings, to_yaml
 from flows.pipeline import report_data
 from flows.run_folder import create_run_dir, write_json, write_run_files
 from tasks.explain import explain_task
@@ -27,7 +32,9 @@ from tasks.ingest import ingest_task
 from tasks.report import report_task
 
 # What may change when re-explaining: everything else is the trained run's and stays as it was.
-CHANGEABLE = ("explain", "run", "ray", "seed")
+CHANGEABLE = ("explain", "run", "ray", "seed", "data")
+# Composed from this invocation (defaults + overrides), never read from the explained folder.
+INVOCATION = ("run", "ray")
 
 
 class ExplainResult(BaseModel):
@@ -40,10 +47,13 @@ class ExplainResult(BaseModel):
 
 
 def load_run_config(source: Path, overrides: list[str]):
-    """The source run's resolved config with ``overrides`` of :data:`CHANGEABLE` keys applied.
+    """The config of re-explaining ``source``: its saved config (as data) with ``run`` and
+    ``ray`` (and ``data`` when overridden) composed from this invocation, and the ``explain`` /
+    ``seed`` overrides applied.
 
     Raises:
-        ConfigError: the folder is no run folder, or an override is unknown or not changeable.
+        ConfigError: the folder is no run folder, an override is unknown or not changeable, or
+            the run's dataset cache cannot be used and no ``data`` override names another.
     """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -51,17 +61,90 @@ def load_run_config(source: Path, overrides: list[str]):
     for name in ("config.yaml", "checkpoints/best/model.safetensors"):
         if not (source / name).is_file():
             raise ConfigError(f"{source} is not a finished run folder: {source / name} is missing")
-    bad = [o for o in overrides if o.split("=")[0].split(".")[0].lstrip("+") not in CHANGEABLE]
+    bad = [o for o in overrides if _group(o) not in CHANGEABLE]
     if bad:
         raise ConfigError(
             f"cannot change {bad} when re-explaining a trained run; only {list(CHANGEABLE)} keys"
         )
-    cfg = OmegaConf.load(source / "config.yaml")
+    cfg = _saved_config(source)
+    current = compose([o for o in overrides if _group(o) in (*INVOCATION, "data")])
+    taken = (*INVOCATION, "data") if data_overridden(overrides) else INVOCATION
+    for group in taken:
+        cfg[group] = OmegaConf.to_container(current[group], resolve=False)
     OmegaConf.set_struct(cfg, True)
+    rest = [o for o in overrides if _group(o) not in (*INVOCATION, "data")]
     try:
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(rest))
     except OmegaConfBaseException as err:
         raise ConfigError(f"bad override in {overrides}: {err}") from err
+    if not data_overridden(overrides):
+        recorded_dataset(source, current.run.cache_dir)
+    return cfg
+
+
+def data_overridden(overrides: list[str]) -> bool:
+    """Whether ``overrides`` name the data (``data=<source>`` or ``data.<key>=...``)."""
+    return any(_group(o) == "data" for o in overrides)
+
+
+def recorded_dataset(source: Path, cache_dir: str | Path):
+    """The dataset folder and meta (``DatasetMeta``) the run at ``source`` was trained on: the
+    cache folder its ``metrics.json`` names, looked up by name under ``cache_dir`` first, used
+    only when it is a complete fingerprinted dataset cache with the rows the run recorded.
+
+    Raises:
+        ConfigError: no such dataset; the message says how to name the data instead.
+    """
+    data = _source_metrics(source).get("data") or {}
+    hint = "name the data to explain on, as for sennflow run: data=<source> data.path=<path>"
+    if not isinstance(data.get("path"), str):
+        raise ConfigError(f"{source / 'metrics.json'} records no dataset: {hint}")
+    recorded = Path(data["path"])
+    problems = []
+    for folder in dict.fromkeys((Path(cache_dir) / recorded.name, recorded)):
+        meta, problem = _checked_cache(folder, data.get("row_counts"))
+        if problem is None:
+            return folder, meta
+        problems.append(f"{folder}: {problem}")
+    raise ConfigError(f"the run's dataset cannot be used ({'; '.join(problems)}); {hint}")
+
+
+def _checked_cache(folder: Path, row_counts: dict | None):
+    """``(meta, None)`` for a complete dataset cache folder (its name is the fingerprint its
+    meta records) with ``row_counts``, else ``(None, why not)``."""
+    from components.data.errors import DataError
+    from components.data.reader import load_meta
+
+    try:
+        meta = load_meta(folder)
+    except DataError as err:
+        return None, str(err)
+    source = (meta.raw.get("source") or {}).get("source")
+    if folder.name != f"{source}-{meta.fingerprint[:16]}":
+        return None, "not a fingerprinted dataset cache (its name does not match its meta.json)"
+    if row_counts is not None and row_counts != meta.raw.get("row_counts"):
+        return None, f"row counts {meta.raw.get('row_counts')} differ from the run's {row_counts}"
+    return meta, None
+
+
+def _saved_config(source: Path):
+    """The folder's ``config.yaml`` as data: every ``${...}`` in it stays text."""
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = source / "config.yaml"
+    try:
+        saved = OmegaConf.load(path)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from err
+    if not isinstance(saved, DictConfig):
+        raise ConfigError(f"{path} is not a config mapping")
+    return OmegaConf.create(as_literal(OmegaConf.to_container(saved, resolve=False)))
+
+
+def _group(override: str) -> str:
+    return override.split("=")[0].lstrip("+~").split(".")[0]
 
 
 @flow(name="explain", log_prints=True)
@@ -69,15 +152,16 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     """Explain the best checkpoint of ``run_dir`` again, with the explain settings of
     ``overrides`` (e.g. ``["explain.methods=[ig,kernel_shap]", "explain.eval_samples=128"]``)."""
     source = Path(run_dir)
-    cfg = load_run_config(source, list(overrides or []))
+    overrides = list(overrides or [])
+    cfg = load_run_config(source, overrides)
     s = to_settings(cfg)
+    dataset = _dataset(source, s, data_overridden(overrides))
     out_dir = create_run_dir(s.run.root, "explain", s.run.id)
     get_run_logger().info("re-explaining %s into %s", source, out_dir)
     meta = write_run_files(out_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=False)
     meta["source_run"] = str(source.resolve())
     write_json(out_dir / "meta.json", meta)
 
-    dataset = _dataset(source, s)
     checkpoint = source / "checkpoints" / "best"
     metrics = _source_metrics(source)
     history = metrics.get("train", {}).get("history", [])
@@ -96,23 +180,20 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     )
 
 
-def _dataset(source: Path, s):
-    """The trained run's dataset (an ``IngestResult``): its recorded cache folder when that is
-    still a complete dataset, else the configured source ingested (again)."""
-    from components.data.errors import DataError
+def _dataset(source: Path, s, overridden: bool):
+    """The data to explain on (an ``IngestResult``): the source of this invocation's ``data``
+    overrides, else the run's recorded dataset cache (:func:`recorded_dataset`)."""
     from components.data.ingest import IngestResult
-    from components.data.reader import load_meta
+    from components.redact import redact_text
 
-    recorded = _source_metrics(source).get("data", {}).get("path")
-    if recorded:
-        try:
-            meta = load_meta(recorded)
-        except DataError:
-            get_run_logger().info("the run's dataset %s is gone: ingesting again", recorded)
-        else:
-            get_run_logger().info("dataset %s (the one the run was trained on)", recorded)
-            return IngestResult(path=Path(recorded), meta=meta.raw, cache_hit=True)
-    return ingest_task(s.data, s.run.cache_dir)
+    logger = get_run_logger()
+    if overridden:
+        where = redact_text(s.data.path or s.data.source)
+        logger.info("data: %s, named by this invocation's data overrides", where)
+        return ingest_task(s.data, s.run.cache_dir)
+    path, meta = recorded_dataset(source, s.run.cache_dir)
+    logger.info("data: %s, the fingerprinted dataset cache the run was trained on", path)
+    return IngestResult(path=path, meta=meta.raw, cache_hit=True)
 
 
 def _source_metrics(source: Path) -> dict:

@@ -32,12 +32,13 @@ def create_run_dir(root: str | Path, flow: str, run_id: str | None) -> Path:
     """Create a fresh run folder; never reuse one, so nothing written earlier is overwritten.
 
     Raises:
+        ConfigError: ``run_id`` is no safe folder name (it would leave ``root/flow``), or
+            ``root`` cannot be written (read-only, full, not a folder).
         FileExistsError: the folder exists already.
-        ConfigError: ``root`` cannot be written (read-only, full, not a folder).
     """
-    from flows.config import ConfigError
+    from flows.config import ConfigError, check_run_id
 
-    run_dir = Path(root) / flow / (run_id or new_run_id())
+    run_dir = Path(root) / flow / (check_run_id(run_id) or new_run_id())
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir()

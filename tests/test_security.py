@@ -7,6 +7,8 @@
 - Checkpoints are read without unpickling code (``tests/components/training/
   test_training_checkpoint.py``), and every server the stack starts binds to 127.0.0.1
   (``tests/flows/test_flows_stack.py``).
+- Credentials in URLs are masked wherever a config is saved, logged or shown (issue 14;
+  ``components/redact.py``; the flows' side in ``tests/flows/test_flows_security.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from components.redact import redact_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [
@@ -56,3 +60,22 @@ def test_the_check_catches_an_instantiating_module(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from hydra.utils import instantiate\nx = hydra.utils.instantiate(cfg)\n")
     assert instantiating_calls(bad) == ["instantiate", "hydra.utils.instantiate"]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://user:pa@ss@db:5432/x", "postgresql://user:***@db:5432/x"),
+        ("s3://AKIA:wJal/rXU+tn@bucket/key", "s3://AKIA:***@bucket/key"),
+        ("https://ghp_token@github.com/o/r", "https://***@github.com/o/r"),
+        ("https://h/f?token=t&x=1&api_key=k", "https://h/f?token=***&x=1&api_key=***"),
+        ("gs://b/o?X-Goog-Signature=ab&password=p", "gs://b/o?X-Goog-Signature=***&password=***"),
+        (
+            "in s3://k:s@b and http://127.0.0.1:5000/x",
+            "in s3://k:***@b and http://127.0.0.1:5000/x",
+        ),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+    ],
+)
+def test_credentials_in_urls_are_masked(text, shown):
+    assert redact_text(text) == shown

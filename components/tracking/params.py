@@ -11,6 +11,8 @@ import json
 import math
 import re
 
+from components.redact import redact_text
+
 MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
 TRUNCATED = "...[truncated]"
@@ -42,12 +44,14 @@ def flatten(values: dict, prefix: str = "") -> dict:
 
 def to_params(config: dict) -> dict[str, str]:
     """A nested config as MLflow params: dotted keys, values as text (JSON for lists and
-    mappings, ``null`` for None), cut to MLflow's value limit."""
+    mappings, ``null`` for None) with the credentials of URLs masked, cut to MLflow's value
+    limit."""
     return {safe_key(k): _param_value(v) for k, v in flatten(config).items()}
 
 
 def _param_value(value) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = redact_text(text)
     if len(text) > MAX_PARAM_VALUE_LENGTH:
         text = text[: MAX_PARAM_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
     return text

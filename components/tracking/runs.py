@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.redact import redact_text
 from components.tracking.config import TrackingConfig
 from components.tracking.logging_ops import log_run_files, log_values, run_values, trial_values
 from components.tracking.record import RunRecord
@@ -31,7 +32,8 @@ PARENT_TAG = "mlflow.parentRunId"  # how MLflow (and its UI) nests a child run
 
 @dataclass(frozen=True)
 class TrackedRun:
-    """Where a logged run is: its MLflow run id, experiment id and tracking URI."""
+    """Where a logged run is: its MLflow run id, experiment id and tracking URI (credentials
+    masked: it is logged and shown)."""
 
     run_id: str
     experiment_id: str
@@ -61,20 +63,27 @@ def log_run(
             SQLite under ``root``).
         record: the finished run.
         root: the run root (``run.root``), home of the default store.
-        warn: called once with a message when the run cannot be tracked.
+        warn: called once with a message when the run cannot be tracked (credentials in the
+            URI masked).
     """
     uri = config.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(root)
     reason = unreachable(uri, config.timeout_s)
     if reason is not None:
-        warn(f"MLflow tracking server {uri} is unreachable ({reason}): this run is not tracked")
+        warn(
+            redact_text(
+                f"MLflow tracking server {uri} is unreachable ({reason}): this run is not tracked"
+            )
+        )
         return None
     try:
         with http_limits():
             return _log(config, record, uri, root)
     except Exception as err:  # tracking must never fail a run whose results are written
         warn(
-            f"MLflow tracking to {uri} failed ({type(err).__name__}: {err}): this run is not "
-            f"(fully) tracked; its results are in {record.run_dir}"
+            redact_text(
+                f"MLflow tracking to {uri} failed ({type(err).__name__}: {err}): this run is not "
+                f"(fully) tracked; its results are in {record.run_dir}"
+            )
         )
         return None
 
@@ -98,7 +107,7 @@ def _log(config: TrackingConfig, record: RunRecord, uri: str, root) -> TrackedRu
         log_run_files(client, run_id, record.run_dir, record.model_dir)
         for trial in record.trials:
             _log_trial(client, experiment_id, run_id, record, trial)
-    return TrackedRun(run_id=run_id, experiment_id=experiment_id, uri=uri)
+    return TrackedRun(run_id=run_id, experiment_id=experiment_id, uri=redact_text(uri))
 
 
 def _log_trial(client, experiment_id: str, parent_id: str, record: RunRecord, trial: dict):
