@@ -68,8 +68,25 @@ def test_asha_stops_trials_early_then_retrains_evaluates_and_reports(
     html = (run_dir / "report.html").read_text()
     assert "Search" in html and all(t["trial"] in html for t in trials)
     assert (run_dir / "figures" / "search_trial_curves.png").is_file()
-    assert 0.0 <= result.headline["test_accuracy"] <= 1.0 and result.headline["trials"] == 6
+    assert result.headline["trials"] == 6
+    accuracy = retrained_test_accuracy(run_dir, tmp_path / "cache")
+    assert result.headline["test_accuracy"] == accuracy and accuracy >= 0.4  # measured 0.67
     assert_tracked_in_mlflow(mlflow_server[0], f"sweep-{tmp_path.name}", result, trials)
+
+
+def retrained_test_accuracy(run_dir: Path, cache: Path) -> float:
+    """The accuracy of the retrained best checkpoint on the test split, computed here."""
+    import torch
+
+    from components.data.reader import read_split
+    from components.training.checkpoint import load_model
+
+    (dataset,) = cache.glob("digits-*")
+    x, y = read_split(dataset, "test")
+    model, _ = load_model(run_dir / "checkpoints" / "best")
+    with torch.no_grad():
+        predicted = model.eval()(torch.as_tensor(x)).logits.argmax(1).numpy()
+    return float(np.mean(predicted == y))
 
 
 def assert_tracked_in_mlflow(url: str, experiment: str, result, trials: list[dict]) -> None:
@@ -116,28 +133,6 @@ def test_pbt_records_that_a_trial_copied_a_better_trials_weights(
     }
     assert donors  # each is the id of another trial of this sweep
     assert all(any(donor in t["trial"] for t in trials) for donor in donors)
-
-
-def test_optuna_samples_differently_from_random_search_with_the_same_seed(
-    prefect_harness, ray_session, tmp_path
-):
-    def lrs(method: str) -> list[float]:
-        result = sweep(
-            overrides=overrides(
-                tmp_path / method,
-                f"search={method}",
-                "model=mlp",
-                "train.epochs=1",
-                "search.num_samples=3",
-                "search.retrain=false",
-                "seed=0",
-            )
-        )
-        return sorted(t["config"]["train.lr"] for t in search_json(result)["trials"])
-
-    optuna, random = lrs("optuna"), lrs("random")
-    assert len(optuna) == len(random) == 3
-    assert optuna != random
 
 
 def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
