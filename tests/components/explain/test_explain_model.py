@@ -29,10 +29,14 @@ def test_explain_model_for_a_plain_model_gives_attributions_only():
     assert result["inputs"].shape == result["attributions"].shape == (3, 1, 8, 8)
     np.testing.assert_array_equal(result["inputs"], x[result["indices"]].numpy())
     json.dumps(result["samples"], allow_nan=False)
-    for sample, index in zip(result["samples"], result["indices"], strict=True):
+    with torch.no_grad():
+        probabilities = torch.softmax(model.eval()(x[result["indices"]]).logits.double(), dim=1)
+    for row, (sample, index) in enumerate(zip(result["samples"], result["indices"], strict=True)):
         assert sample["index"] == index and sample["true"] == int(y[index])
         assert sample["true_name"] == "wxyz"[sample["true"]]
-        assert 0.0 < sample["probability"] <= 1.0
+        # The model's probability of the class it predicts for this sample.
+        assert sample["predicted"] == int(probabilities[row].argmax())
+        assert sample["probability"] == pytest.approx(probabilities[row].max().item(), rel=1e-6)
 
 
 def test_explain_model_for_a_prototype_model_adds_gallery_and_decompositions():

@@ -117,7 +117,8 @@ def test_explanation_decomposes_the_assigned_score_exactly():
         assert e.prototype_indices[0] == e.class_index  # nearest centre first
         assert e.distances == sorted(e.distances)
         assert e.contributions[1:] == [0.0, 0.0]  # other centres do not enter score k
-        assert e.extras["margin"] >= 0
+        runner_up = row.topk(2).values[1].item()  # the margin is the gap to the second score
+        assert e.extras["margin"] == pytest.approx(row.max().item() - runner_up, abs=1e-6)
     with pytest.raises(ValueError, match="top_k"):
         model.explain(x, top_k=5)
 
