@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -23,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sennflow`` console script."""
     # Prefect's temporary server would try to send usage telemetry (and log an error offline).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Ray's native crash handler in the driver also takes SIGTERM and ends the process on the
+    # spot; without it, SIGTERM reaches Python and the run is marked interrupted (exit 143).
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -47,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=mlp train.epochs=5")
     run.add_argument(
         "--show-config", action="store_true", help="print the composed config and exit"
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help=(
+            "continue the interrupted, killed or failed run of run.id=<id> in its run folder "
+            "from its newest checkpoint (its config.yaml; only run.*, ray.* and train.epochs "
+            "may change)"
+        ),
     )
     run.set_defaults(handler=_run)
     sweep = sub.add_parser(
@@ -248,14 +262,19 @@ def _run(args: argparse.Namespace) -> int:
     from flows.config import ConfigError, compose, to_settings, to_yaml
 
     try:
-        cfg = compose(args.overrides)
+        if args.resume:  # refused here, before Prefect starts, when it cannot resume
+            from flows.pipeline import resume_config
+
+            cfg, _ = resume_config(args.overrides)
+        else:
+            cfg = compose(args.overrides)
         settings = to_settings(cfg)
     except ConfigError as err:
         return _fail(err)
     if args.show_config:
         print(to_yaml(cfg))
         return 0
-    return _run_pipeline(args.overrides, settings.train.epochs)
+    return _run_pipeline(args.overrides, settings.train.epochs, args.resume)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -284,6 +303,7 @@ def _run_sweep(overrides: list[str], resume: bool, num_trials: int) -> int:
         lambda: sweep(overrides=overrides, resume=resume),
         trial_progress(num_trials),
         lambda result: f"best configuration ({result.method}): {result.best_config}",
+        overrides=overrides,
     )
 
 
@@ -379,25 +399,168 @@ def _input_errors() -> tuple[type[Exception], ...]:
     return ConfigError, DataError, CheckpointError, ModelSpecError, FileExistsError
 
 
-def _run_pipeline(overrides: list[str], epochs: int) -> int:
+def _run_pipeline(overrides: list[str], epochs: int, resume: bool = False) -> int:
     from flows.pipeline import pipeline
     from flows.progress import epoch_progress
 
-    return _run_flow(lambda: pipeline(overrides=overrides), epoch_progress(epochs))
+    return _run_flow(lambda: pipeline(overrides=overrides, resume=resume), epoch_progress(epochs))
 
 
-def _run_flow(call, progress, intro=None) -> int:
-    """Run ``call()`` (a flow) inside ``progress``; input errors exit 2, else print the result
-    (after ``intro(result)`` when given)."""
+def _run_flow(call, progress, intro=None, overrides: list[str] = ()) -> int:
+    """Run ``call()`` (a flow) inside ``progress``; input errors exit 2 with one message,
+    SIGINT/SIGTERM exit 130/143 (:func:`_interrupted`), else print the result (after
+    ``intro(result)`` when given). ``overrides``: the command's, for a sweep's resume hint."""
+    from flows.run_folder import signal_of, started_runs
+
+    before, ray_was_up = len(started_runs()), _ray_is_up()
     try:
-        with progress:
+        with _quiet_input_errors(), _interrupt_signals(), progress:
             result = call()
     except _input_errors() as err:
         return _fail(err)
+    except _interrupts() as err:
+        if signal_of(err) is None:  # a plain sys.exit
+            raise
+        return _interrupted(err, started_runs()[before:], overrides, stop_ray=not ray_was_up)
     if intro is not None:
         print(intro(result))
     _print_result(result)
     return 0
+
+
+@contextlib.contextmanager
+def _interrupt_signals():
+    """While a flow runs, SIGTERM (like SIGINT) raises ``RunInterrupted`` in the main thread, so
+    the run ends as interrupted instead of the process dying on the spot.
+
+    Ray Tune's own SIGINT handler, which would end the search quietly and let the sweep go on to
+    retrain, is switched off (Ray Train's is avoided in ``train_with_ray``).
+    """
+    from flows.run_folder import RunInterrupted
+
+    def handler(signum, frame):
+        raise RunInterrupted(signum)
+
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _interrupts() -> tuple[type[BaseException], ...]:
+    """What SIGINT/SIGTERM become: ``ray.init`` replaces the SIGTERM handler of its driver's main
+    thread with ``sys.exit(SIGTERM)``, Prefect's flow engine with ``TerminationSignal``."""
+    from prefect.exceptions import TerminationSignal
+
+    return KeyboardInterrupt, TerminationSignal, SystemExit
+
+
+def _interrupted(
+    err: BaseException, run_dirs: list[Path], overrides: list[str], *, stop_ray: bool
+) -> int:
+    """Mark the run interrupted, shut down the Ray the command started (``stop_ray``) and
+    with it the workers, say how to resume; return 128 + the signal's number."""
+    from flows.run_folder import mark_interrupted, signal_of
+
+    signum = signal_of(err)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:  # a second signal during the clean-up ends the process at once
+        signal.signal(sig, lambda number, frame: os._exit(128 + number))
+    try:
+        statuses = [mark_interrupted(run_dir, signum) for run_dir in run_dirs]
+        if stop_ray:
+            _shutdown_ray()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    name = signal.Signals(signum).name
+    if not statuses:
+        print(f"sennflow: {name}: stopped before the run folder was created", file=sys.stderr)
+    for run_dir, status in zip(run_dirs, statuses, strict=True):
+        print(f"sennflow: {name}: run {run_dir} marked interrupted", file=sys.stderr)
+        print(f"sennflow: {_resume_hint(status, overrides)}", file=sys.stderr)
+    return 128 + signum
+
+
+def _resume_hint(status: dict, overrides: list[str]) -> str:
+    command = status.get("resume")
+    if command is None:
+        return f"a {status.get('flow', 'run')} run cannot be resumed; start it again"
+    same = [o for o in overrides if not o.startswith(("run.id=", "run.root="))]
+    command = command.replace("<the same overrides>", " ".join(same)).rstrip()
+    return f"resume with: {command}"
+
+
+def _ray_is_up() -> bool:
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized()
+
+
+def _shutdown_ray() -> None:
+    """Stop the local Ray this process started (its workers with it), or leave the cluster it
+    joined (Ray then ends this driver's actors: the training workers)."""
+    if _ray_is_up():
+        import ray
+
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _quiet_input_errors():
+    """Keep Prefect's console from printing an input error several times (the task's and the
+    flow's tracebacks and their "Finished in state Failed"): the CLI prints it once. The
+    records still reach the Prefect API, so the UI shows the failure in full."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    quiet = _InputErrorFilter(_input_errors())
+    handlers = [
+        handler
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        for handler in getattr(logger, "handlers", [])
+        if isinstance(handler, PrefectConsoleHandler)
+    ]
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
+class _InputErrorFilter(logging.Filter):
+    """Drops records that carry an input error, or report a run that failed of one."""
+
+    def __init__(self, kinds: tuple[type[Exception], ...]) -> None:
+        super().__init__()
+        self.kinds = kinds
+        self.names = tuple(f"{name}: " for name in _class_names(kinds))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.kinds):
+            return False
+        if not record.name.startswith("prefect."):
+            return True
+        message = record.getMessage()
+        failed = message.startswith(("Finished in state Failed", "Crash detected"))
+        return not (failed and any(name in message for name in self.names))
+
+
+def _class_names(kinds) -> set[str]:
+    """The names of ``kinds`` and of all their subclasses."""
+    names: set[str] = set()
+    pending = list(kinds)
+    while pending:
+        kind = pending.pop()
+        names.add(kind.__name__)
+        pending.extend(kind.__subclasses__())
+    return names
 
 
 def _print_result(result) -> None:

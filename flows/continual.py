@@ -20,7 +20,13 @@ from pydantic import BaseModel, Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings, to_yaml
 from flows.pipeline import PipelineResult, options_to_overrides, report_data
-from flows.run_folder import create_run_dir, write_json, write_run_files
+from flows.run_folder import (
+    create_run_dir,
+    start_status,
+    with_run_status,
+    write_json,
+    write_run_files,
+)
 from tasks.ingest import ingest_task
 from tasks.report import report_task
 
@@ -60,6 +66,7 @@ def compose_continual(overrides: list[str]):
 
 
 @flow(name="continual", log_prints=True)
+@with_run_status
 def continual(
     overrides: list[str] | None = None, options: ContinualOptions | None = None
 ) -> ContinualResult:
@@ -79,6 +86,7 @@ def continual(
     dataset = ingest_task(s.data, s.run.cache_dir)
     check_stream(dataset.path, config)
     run_dir = create_run_dir(s.run.root, "continual", s.run.id)
+    start_status(run_dir, "continual", run_root=s.run.root)
     get_run_logger().info("run folder %s", run_dir)
     meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=False)
     result = continual_task(dataset.path, config, s.run)

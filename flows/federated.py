@@ -21,7 +21,13 @@ from pydantic import BaseModel, Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings, to_yaml
 from flows.pipeline import PipelineResult, model_spec, options_to_overrides, report_data
-from flows.run_folder import create_run_dir, write_json, write_run_files
+from flows.run_folder import (
+    create_run_dir,
+    start_status,
+    with_run_status,
+    write_json,
+    write_run_files,
+)
 from tasks.ingest import ingest_task
 from tasks.report import report_task
 
@@ -61,6 +67,7 @@ def compose_federated(overrides: list[str]):
 
 
 @flow(name="federated", log_prints=True)
+@with_run_status
 def federated(
     overrides: list[str] | None = None, options: FederatedOptions | None = None
 ) -> FederatedResult:
@@ -80,6 +87,7 @@ def federated(
     spec = model_spec(s, dataset.meta)
     check_partition(dataset.path, config)
     run_dir = create_run_dir(s.run.root, "federated", s.run.id)
+    start_status(run_dir, "federated", run_root=s.run.root)
     get_run_logger().info("run folder %s", run_dir)
     meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=False)
     from tasks.federated import federated_task

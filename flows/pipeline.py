@@ -2,10 +2,16 @@
 
 Callable from Python (``pipeline(overrides=["model=mlp"])``), from the CLI (``sennflow run``) and
 from the Prefect UI, where :class:`PipelineOptions` renders as a form.
+
+A run that was interrupted, killed or failed is resumed in its own run folder
+(``pipeline(overrides=["run.id=<id>"], resume=True)``, ``sennflow run --resume run.id=<id>``):
+its saved ``config.yaml`` is the config, training continues from the newest checkpoint Ray Train
+registered in the folder, then evaluate, explain and report run as usual.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Literal
@@ -13,8 +19,16 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.config import compose, to_settings, to_yaml
-from flows.run_folder import create_run_dir, write_json, write_run_files
+from components import atomic
+from flows.config import ConfigError, compose, to_settings, to_yaml
+from flows.run_folder import (
+    check_resumable,
+    create_run_dir,
+    start_status,
+    with_run_status,
+    write_json,
+    write_run_files,
+)
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
@@ -79,9 +93,11 @@ class PipelineResult(BaseModel):
 
 
 @flow(name="pipeline", log_prints=True)
+@with_run_status
 def pipeline(
     overrides: list[str] | None = None,
     options: PipelineOptions | None = None,
+    resume: bool = False,
 ) -> PipelineResult:
     """Run ingest -> train -> evaluate -> explain -> report and return where the results are.
 
@@ -89,19 +105,30 @@ def pipeline(
         overrides: Hydra overrides, e.g. ``["model=mlp", "train.epochs=5"]``; applied after
             ``options``.
         options: the common knobs as a typed form (the Prefect UI renders it).
+        resume: continue the run of ``run.id`` in its run folder (:func:`resume_config` says
+            which overrides may change); a completed or still running run is refused.
     """
     all_overrides = [*(options.to_overrides() if options else []), *(overrides or [])]
-    cfg = compose(all_overrides)
+    cfg, run_dir = resume_config(all_overrides) if resume else (compose(all_overrides), None)
     s = to_settings(cfg)
     # bad data, a model that does not fit it or unloadable trunk weights fail before the run
     # folder exists
     dataset = ingest_task(s.data, s.run.cache_dir)
     spec = model_spec(s, dataset.meta)
     spec.build()
-    run_dir = create_run_dir(s.run.root, "pipeline", s.run.id)
     logger = get_run_logger()
+    if run_dir is None:
+        run_dir = create_run_dir(s.run.root, "pipeline", s.run.id)
+        start_status(run_dir, "pipeline", run_root=s.run.root)
+        meta = write_run_files(
+            run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu
+        )
+    else:
+        status = start_status(run_dir, "pipeline", run_root=s.run.root)
+        logger.info("resuming after epoch %s", status["last_completed_epoch"])
+        atomic.write_text(run_dir / "config.yaml", to_yaml(cfg))  # train.epochs may have changed
+        meta = json.loads((run_dir / "meta.json").read_text())  # the run's own provenance
     logger.info("run folder %s", run_dir)
-    meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu)
 
     started = time.perf_counter()
     outcome = train_task(dataset.path, spec, s.train, run_dir, s.run, s.data.augment)
@@ -122,6 +149,69 @@ def pipeline(
         history, model = outcome.history, outcome.best_checkpoint
         track_task(s.tracking, s.run.root, run_dir, "pipeline", history, headline, model)
     return PipelineResult(run_dir=str(run_dir), report=str(report), headline=headline)
+
+
+# What ``--resume`` may change: where runs and Ray are, and how long to train.
+RESUME_CHANGEABLE = ("run.", "ray.", "train.epochs")
+
+
+def resume_config(overrides: list[str]):
+    """The config and run folder of the interrupted pipeline run ``run.id``.
+
+    The run's saved ``config.yaml`` is the config. Overrides of ``run.*``, ``ray.*`` and
+    ``train.epochs`` apply to it (``run.root`` and ``run.id`` locate the folder); any other
+    override must leave it as it was, so repeating the original overrides is allowed.
+
+    Raises:
+        ConfigError: no ``run.id``, no such run folder, the run completed or is still running,
+            or an override would change the run's config.
+    """
+    from omegaconf import OmegaConf
+
+    fresh = compose(overrides)
+    run = to_settings(fresh).run
+    if run.id is None:
+        raise ConfigError("--resume needs run.id=<id of the run to resume>")
+    run_dir = Path(run.root) / "pipeline" / run.id
+    check_resumable(run_dir)
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if any(not _resume_changeable(key) for key in keys):
+        changed = _changed_keys(saved, OmegaConf.create(to_yaml(fresh)))
+        if changed := [key for key in changed if not _resume_changeable(key)]:
+            shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
+            raise ConfigError(
+                f"cannot resume {run_dir} with other settings ({shown} would change): resume "
+                "uses the run's config.yaml; pass only run.*, ray.* and train.epochs overrides, "
+                "or exactly the overrides the run started with"
+            )
+    for key in keys:
+        if _resume_changeable(key):
+            OmegaConf.update(saved, key, OmegaConf.select(fresh, key), force_add=True)
+    saved.run.root, saved.run.id = run.root, run.id
+    return saved, run_dir
+
+
+def _resume_changeable(key: str) -> bool:
+    return key == "train.epochs" or key.startswith(RESUME_CHANGEABLE[:2])
+
+
+def _changed_keys(a, b) -> list[str]:
+    """Dotted keys whose values differ between two configs (either may lack the key)."""
+    from omegaconf import OmegaConf
+
+    flat_a = _flatten(OmegaConf.to_container(a, resolve=False))
+    flat_b = _flatten(OmegaConf.to_container(b, resolve=False))
+    return sorted(k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k) != flat_b.get(k))
+
+
+def _flatten(values, prefix: str = "") -> dict:
+    if not isinstance(values, dict) or not values:
+        return {prefix.rstrip("."): values}
+    flat: dict = {}
+    for key, value in values.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
 
 
 def options_to_overrides(options: BaseModel, keys: dict[str, str]) -> list[str]:

@@ -1,9 +1,30 @@
-"""Rich progress bars for the CLI: training epochs, and the trials of a sweep."""
+"""Rich progress bars for the CLI: training epochs, and the trials of a sweep.
+
+Each bar appears with its first event, so a run that stops before it (bad data, an interrupt
+during ingest) prints no empty bar.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+
+@contextlib.contextmanager
+def _shown_when_used(bar) -> Iterator[Callable[[], None]]:
+    """Yield ``show()``, which starts the rich ``bar`` on first call; stop it at the end."""
+    started = []
+
+    def show() -> None:
+        if not started:
+            bar.start()
+            started.append(True)
+
+    try:
+        yield show
+    finally:
+        if started:
+            bar.stop()
 
 
 @contextlib.contextmanager
@@ -14,17 +35,19 @@ def epoch_progress(epochs: int) -> Iterator[None]:
 
     from tasks.progress import epoch_listener
 
-    with Progress(
+    bar = Progress(
         TextColumn("[bold]training"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
         transient=False,
-    ) as bar:
+    )
+    with _shown_when_used(bar) as show:
         task = bar.add_task("train", total=epochs, status="")
 
         def update(metrics: dict) -> None:
+            show()
             status = escape(f"[{metrics['stage']}] val_loss={metrics['val_loss']:.4f}")
             if "val_accuracy" in metrics:
                 status += f" val_acc={metrics['val_accuracy']:.4f}"
@@ -44,16 +67,18 @@ def trial_progress(num_trials: int) -> Iterator[None]:
     from tasks.progress import trial_listener
 
     best = {"val_loss": float("inf"), "failed": 0}
-    with Progress(
+    bar = Progress(
         TextColumn("[bold]search trials"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
-    ) as bar:
+    )
+    with _shown_when_used(bar) as show:
         task = bar.add_task("search", total=num_trials, status="")
 
         def update(info: dict) -> None:
+            show()
             best["val_loss"] = min(best["val_loss"], info.get("val_loss", float("inf")))
             best["failed"] += info["status"] == "failed"
             status = f"best val_loss={best['val_loss']:.4f}" if best["val_loss"] < 1e308 else ""
@@ -74,19 +99,21 @@ def step_progress(title: str, totals: dict[str, int]) -> Iterator[None]:
 
     from tasks.progress import step_listener
 
-    with Progress(
+    bar = Progress(
         TextColumn(f"[bold]{title}" + " {task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
-    ) as bar:
+    )
+    with _shown_when_used(bar) as show:
         tasks = {label: bar.add_task(label, total=n, status="") for label, n in totals.items()}
 
         def update(info: dict) -> None:
             task = tasks.get(info["label"])
             if task is None:
                 return
+            show()
             accuracy = info.get("accuracy")
             status = "" if accuracy is None else f"accuracy={accuracy:.4f}"
             bar.advance(task)

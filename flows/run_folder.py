@@ -1,14 +1,30 @@
-"""Run folders: ``runs/<flow>/<run-id>/`` with the resolved config and provenance beside outputs."""
+"""Run folders: ``runs/<flow>/<run-id>/`` with the resolved config and provenance beside outputs.
+
+Every run folder also holds ``status.json``, what became of the run: ``running`` (with the pid
+and host of the process, and the last completed training epoch), then ``completed``, ``failed``
+(with the error) or ``interrupted`` (with the signal). A run whose process was killed outright
+stays ``running`` with a pid that no longer lives; :func:`check_resumable` tells the two apart.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import json
+import os
 import platform
 import secrets
+import signal
+import socket
 import subprocess
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+
+from components import atomic
 
 PACKAGES = (
     "sennflow",
@@ -88,7 +104,7 @@ def device_summary(use_gpu: bool) -> str:
 
 def write_run_files(run_dir: Path, *, config_yaml: str, seed: int, use_gpu: bool) -> dict:
     """Write ``config.yaml`` and ``meta.json``; return the meta dict."""
-    (run_dir / "config.yaml").write_text(config_yaml)
+    atomic.write_text(run_dir / "config.yaml", config_yaml)
     meta = {
         "run_id": run_dir.name,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -105,6 +121,216 @@ def write_run_files(run_dir: Path, *, config_yaml: str, seed: int, use_gpu: bool
 
 def write_json(path: Path, payload: dict) -> None:
     """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(payload, indent=2, default=str))
+
+
+STATUS = "status.json"
+RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
+DEFAULT_ROOT = "runs"
+RESUME_COMMANDS = {"pipeline": "sennflow run --resume", "sweep": "sennflow sweep --resume"}
+
+_LOCK = threading.Lock()  # epoch updates come from Ray's progress thread, the end from the flow's
+_STARTED: list[Path] = []  # run folders whose status this process started, oldest first
+_SCOPE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("run_status", default=None)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the process: the run stops, is marked interrupted, and can be
+    resumed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def read_status(run_dir: Path | str) -> dict | None:
+    """The run's ``status.json``, or ``None`` for a folder without one."""
+    try:
+        return json.loads((Path(run_dir) / STATUS).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def update_status(run_dir: Path | str, **fields) -> dict:
+    """Merge ``fields`` into ``status.json`` (written atomically) and return the new status."""
+    with _LOCK:
+        status = {**(read_status(run_dir) or {}), **fields, "updated": _now()}
+        write_json(Path(run_dir) / STATUS, status)
+    return status
+
+
+def start_status(run_dir: Path, flow: str, *, run_root: str | Path = DEFAULT_ROOT) -> dict:
+    """Mark ``run_dir`` running in this process (a resumed run keeps its history in
+    ``resumes``); inside a flow decorated with :func:`with_run_status`, the run then ends
+    completed, failed or interrupted on its own."""
+    previous = read_status(run_dir) or {}
+    resumes = previous.get("resumes", [])
+    if previous:
+        last = {"state": previous.get("state"), "epoch": previous.get("last_completed_epoch")}
+        resumes = [*resumes, {"at": _now(), "after": last}]
+    status = update_status(
+        run_dir,
+        flow=flow,
+        run_id=run_dir.name,
+        state=RUNNING,
+        started=previous.get("started", _now()),
+        last_completed_epoch=previous.get("last_completed_epoch"),
+        error=None,
+        signal=None,
+        resume=resume_command(flow, run_dir.name, run_root),
+        resumes=resumes,
+        **_this_process(),
+    )
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope["run_dir"] = run_dir
+    _STARTED.append(run_dir)
+    return status
+
+
+def started_runs() -> list[Path]:
+    """The run folders whose status this process started, oldest first."""
+    return list(_STARTED)
+
+
+def with_run_status(fn: Callable) -> Callable:
+    """Decorate a flow function: the run folder it passes to :func:`start_status` records each
+    finished training epoch, and ends ``completed``, ``failed`` (with the error) or
+    ``interrupted`` (KeyboardInterrupt, SIGTERM: with the signal)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from tasks.progress import epoch_listener
+
+        scope: dict = {"run_dir": None}
+        token = _SCOPE.set(scope)
+        try:
+            with epoch_listener(lambda metrics: _record_epoch(scope, metrics)):
+                result = fn(*args, **kwargs)
+        except BaseException as err:
+            if scope["run_dir"] is not None:
+                _end(scope["run_dir"], err)
+            raise
+        finally:
+            _SCOPE.reset(token)
+        if scope["run_dir"] is not None:
+            update_status(scope["run_dir"], state=COMPLETED)
+        return result
+
+    # Prefect resolves string annotations in the wrapper's module; resolve them in the flow's.
+    wrapper.__signature__ = inspect.signature(fn, eval_str=True)
+    return wrapper
+
+
+def mark_interrupted(run_dir: Path, signum: int) -> dict:
+    """Record that ``signum`` stopped the run, unless it had already completed."""
+    status = read_status(run_dir) or {}
+    if status.get("state") == COMPLETED:
+        return status
+    return update_status(run_dir, state=INTERRUPTED, signal=signal.Signals(signum).name)
+
+
+def check_resumable(run_dir: Path) -> dict:
+    """The status of a run that may be resumed: it exists, did not complete, and is not running.
+
+    A run left ``running`` by a process that is gone (killed outright, a lost machine) may be
+    resumed; one whose process still lives on this host, or that ran on another host, may not.
+
+    Raises:
+        ConfigError: saying why the run cannot be resumed.
+    """
+    from flows.config import ConfigError
+
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"cannot resume {run_dir}: no such run folder (no config.yaml)")
+    status = read_status(run_dir) or {}
+    state = status.get("state")
+    if state == COMPLETED or (not status and (run_dir / "report.html").is_file()):
+        raise ConfigError(
+            f"cannot resume {run_dir}: the run already completed. To train it further, start a "
+            f"new run from its checkpoint: sennflow run train.resume_from={run_dir}/checkpoints/"
+            "last train.epochs=<more epochs>"
+        )
+    if state == RUNNING and status.get("host") != socket.gethostname():
+        raise ConfigError(
+            f"cannot resume {run_dir}: status.json says it is running on host "
+            f"{status.get('host')} (pid {status.get('pid')}); resume it there once it stopped"
+        )
+    if state == RUNNING and _alive(status):
+        raise ConfigError(
+            f"cannot resume {run_dir}: it is still running (pid {status['pid']}); stop it first"
+        )
+    return status
+
+
+def resume_command(flow: str, run_id: str, run_root: str | Path = DEFAULT_ROOT) -> str | None:
+    """The command that resumes a run of ``flow`` (``None``: the flow cannot resume)."""
+    if flow not in RESUME_COMMANDS:
+        return None
+    parts = [RESUME_COMMANDS[flow], f"run.id={run_id}"]
+    if str(run_root) != DEFAULT_ROOT:
+        parts.append(f"run.root={run_root}")
+    if flow == "sweep":
+        parts.append("<the same overrides>")
+    return " ".join(parts)
+
+
+def _record_epoch(scope: dict, metrics: dict) -> None:
+    run_dir = scope["run_dir"]
+    if run_dir is None:
+        return
+    with _LOCK:
+        status = read_status(run_dir) or {}
+        if status.get("state") == RUNNING:  # a late epoch never revives a finished run
+            status.update(last_completed_epoch=int(metrics["epoch"]), updated=_now())
+            write_json(run_dir / STATUS, status)
+
+
+def _end(run_dir: Path, err: BaseException) -> None:
+    signum = signal_of(err)
+    if signum is not None:
+        update_status(run_dir, state=INTERRUPTED, signal=signal.Signals(signum).name)
+    else:
+        update_status(run_dir, state=FAILED, error=f"{type(err).__name__}: {err}")
+
+
+def signal_of(err: BaseException) -> int | None:
+    """The signal an exception stands for: Ctrl-C, Prefect's ``TerminationSignal``, or the
+    ``sys.exit(SIGTERM)`` by which ``ray.init``'s own handler answers SIGTERM on a driver."""
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(err, RunInterrupted):
+        return err.signum
+    if isinstance(err, KeyboardInterrupt):
+        return signal.SIGINT
+    if isinstance(err, TerminationSignal):
+        return err.signal
+    if isinstance(err, SystemExit) and err.code == signal.SIGTERM:
+        return signal.SIGTERM
+    return None
+
+
+def _this_process() -> dict:
+    import psutil
+
+    pid = os.getpid()
+    return {
+        "pid": pid,
+        "host": socket.gethostname(),
+        "pid_started": psutil.Process(pid).create_time(),
+    }
+
+
+def _alive(status: dict) -> bool:
+    """Whether the process that wrote ``status`` still runs (same pid and start time)."""
+    import psutil
+
+    try:
+        started = psutil.Process(int(status["pid"])).create_time()
+    except (KeyError, TypeError, ValueError, psutil.Error):
+        return False
+    return abs(started - float(status.get("pid_started", 0))) < 1.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

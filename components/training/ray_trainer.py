@@ -10,6 +10,7 @@ A diverging fit is not retried: the workers return it, and the driver raises
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -264,13 +265,15 @@ class _QueueCallback(UserCallback):
         self.queue = queue
 
     def after_report(self, run_context, metrics, checkpoint) -> None:
-        self.queue.put(
-            {
-                **metrics[0],
-                "worker_ids": [rank_metrics.get("worker_id") for rank_metrics in metrics],
-                "worker_nodes": [rank_metrics.get("node_id") for rank_metrics in metrics],
-            }
-        )
+        # A dead queue: the driver stopped listening (an interrupted run), training ends with it.
+        with contextlib.suppress(ray.exceptions.RayActorError):
+            self.queue.put(
+                {
+                    **metrics[0],
+                    "worker_ids": [rank_metrics.get("worker_id") for rank_metrics in metrics],
+                    "worker_nodes": [rank_metrics.get("node_id") for rank_metrics in metrics],
+                }
+            )
 
 
 def worker_loop(config: dict) -> list | None:

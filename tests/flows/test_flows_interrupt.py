@@ -1,0 +1,255 @@
+"""Runs that stop half-way: ``status.json``, SIGINT/SIGTERM, a SIGKILLed run resumed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.cli import _run_flow, main
+from flows.config import ConfigError
+from flows.run_folder import (
+    check_resumable,
+    read_status,
+    start_status,
+    update_status,
+    with_run_status,
+)
+
+
+def _run_folder(tmp_path, run_id: str = "r1") -> Path:
+    run_dir = tmp_path / "runs" / "pipeline" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("seed: 0\n")
+    return run_dir
+
+
+def test_status_records_each_epoch_and_the_error_of_a_failed_run(tmp_path):
+    from tasks.progress import notify_epoch
+
+    run_dir = _run_folder(tmp_path)
+
+    @with_run_status
+    def flow():
+        start_status(run_dir, "pipeline")
+        assert read_status(run_dir)["state"] == "running"
+        notify_epoch({"epoch": 1})
+        notify_epoch({"epoch": 2})
+        raise ValueError("the loss is NaN")
+
+    with pytest.raises(ValueError):
+        flow()
+    status = read_status(run_dir)
+    assert status["state"] == "failed"
+    assert status["error"] == "ValueError: the loss is NaN"
+    assert status["last_completed_epoch"] == 2
+    assert status["pid"] == os.getpid()
+    assert status["resume"] == "sennflow run --resume run.id=r1"
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_marks_the_run_interrupted_and_prints_how_to_resume(
+    signum, code, tmp_path, capsys
+):
+    run_dir = _run_folder(tmp_path)
+
+    @with_run_status
+    def flow():
+        start_status(run_dir, "pipeline", run_root=tmp_path / "runs")
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("the signal did not stop the run")
+
+    assert _run_flow(flow, contextlib.nullcontext()) == code
+    status = read_status(run_dir)
+    assert (status["state"], status["signal"]) == ("interrupted", signal.Signals(signum).name)
+    err = capsys.readouterr().err
+    assert f"resume with: sennflow run --resume run.id=r1 run.root={tmp_path / 'runs'}" in err
+    assert signal.getsignal(signum) is (
+        signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    )
+
+
+def test_only_an_unfinished_run_whose_process_is_gone_can_be_resumed(tmp_path):
+    run_dir = _run_folder(tmp_path)
+    start_status(run_dir, "pipeline")  # this test's process: alive
+    with pytest.raises(ConfigError, match="still running"):
+        check_resumable(run_dir)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    update_status(run_dir, pid=int(gone.stdout))  # killed outright: left "running"
+    assert check_resumable(run_dir)["state"] == "running"
+    update_status(run_dir, state="completed")
+    with pytest.raises(ConfigError, match="already completed"):
+        check_resumable(run_dir)
+    with pytest.raises(ConfigError, match="no such run folder"):
+        check_resumable(tmp_path / "runs" / "pipeline" / "nope")
+
+
+def _saved_run(tmp_path, overrides: list[str]) -> Path:
+    """A run folder as ``sennflow run`` leaves it when killed: its config.yaml, status running."""
+    from flows.config import compose, to_yaml
+
+    run_dir = tmp_path / "runs" / "pipeline" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(to_yaml(compose(overrides)))
+    return run_dir
+
+
+def test_resume_uses_the_saved_config_and_refuses_other_settings(tmp_path):
+    from flows.pipeline import resume_config
+
+    root = f"run.root={tmp_path / 'runs'}"
+    run_dir = _saved_run(tmp_path, ["model=mlp", "train.lr=0.05", "train.epochs=3"])
+    cfg, found = resume_config(["run.id=r1", root, "train.epochs=7", "ray.num_cpus=1"])
+    assert found == run_dir
+    assert (cfg.model.name, cfg.train.lr, cfg.train.epochs) == ("mlp", 0.05, 7)
+    assert (cfg.ray.num_cpus, cfg.run.id) == (1, "r1")
+    same, _ = resume_config(["run.id=r1", root, "model=mlp", "train.lr=0.05", "train.epochs=3"])
+    assert same.train.lr == 0.05  # the original overrides again: allowed
+    with pytest.raises(ConfigError, match=r"train\.lr would change"):
+        resume_config(["run.id=r1", root, "model=mlp", "train.lr=0.1", "train.epochs=3"])
+    with pytest.raises(ConfigError, match="--resume needs run.id"):
+        resume_config([root])
+
+
+def test_cli_refuses_to_resume_a_completed_run(tmp_path, capsys):
+    run_dir = _saved_run(tmp_path, ["model=mlp"])
+    update_status(run_dir, state="completed")
+    assert main(["run", "--resume", "run.id=r1", f"run.root={tmp_path / 'runs'}"]) == 2
+    assert f"cannot resume {run_dir}: the run already completed" in capsys.readouterr().err
+
+
+@pytest.mark.prefect
+def test_bad_data_is_one_message_without_tracebacks(prefect_harness, tmp_path, capfd):
+    csv = tmp_path / "nan.csv"
+    csv.write_text("a,b,label\n1,2,0\n3,,1\n5,6,0\n7,8,1\n")
+    code = main(
+        [
+            "run",
+            "data=csv",
+            f"data.path={csv}",
+            "data.label_column=label",
+            f"run.root={tmp_path / 'runs'}",
+            f"run.cache_dir={tmp_path / 'cache'}",
+        ]
+    )
+    out, err = capfd.readouterr()
+    assert code == 2
+    assert "Traceback" not in out + err
+    assert (out + err).count("features are NaN, inf or missing") == 1
+    assert "sennflow: error:" in err and str(csv) in err
+    assert not (tmp_path / "runs").exists()
+
+
+def _sennflow(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """``sennflow ...`` in its own process group (its output goes to ``log``)."""
+    exe = shutil.which("sennflow", path=str(Path(sys.executable).parent))
+    command = [exe] if exe else [sys.executable, "-m", "flows.cli"]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [*command, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def _epoch_after(run_dir: Path, epoch: int, proc: subprocess.Popen, log: Path) -> int:
+    """Wait until the run's status.json reports an epoch after ``epoch`` (the driver writes it
+    once Ray Train registered that epoch's checkpoint); return it."""
+    deadline = time.monotonic() + 240
+    while True:
+        done = (read_status(run_dir) or {}).get("last_completed_epoch") or 0
+        if done > epoch:
+            return done
+        assert proc.poll() is None, f"sennflow exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
+
+
+def _checkpoint_epochs(run_dir: Path) -> list[int]:
+    """The epochs of the readable checkpoints in the run folder's Ray Train storage (one being
+    written when the process died is not)."""
+    from components.training.checkpoint import CheckpointError, load_state
+
+    epochs = []
+    for state in (run_dir / "ray" / "train").glob("checkpoint_*/state.pt"):
+        with contextlib.suppress(CheckpointError):
+            epochs.append(load_state(state.parent)["fit_state"]["epoch"])
+    return sorted(epochs)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.prefect
+def test_a_killed_run_resumes_from_its_newest_checkpoint(
+    prefect_harness, ray_session, digits_dataset, tmp_path
+):
+    """SIGKILL the process group of a real ``sennflow run``, resume it, stop the resumed run
+    with SIGTERM, and resume it again to completion: no registered epoch is trained twice or
+    lost. The commands join this session's Ray, so no run pays for starting one."""
+    import ray
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.pipeline import pipeline
+
+    root, run_dir, log = tmp_path / "runs", tmp_path / "runs" / "pipeline" / "k", tmp_path / "log"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    place = ["run.id=k", f"run.root={root}", f"ray.address={ray.get_runtime_context().gcs_address}"]
+    first = _sennflow(
+        [
+            "run",
+            "experiment=tiny",
+            "model=mlp",
+            "train.epochs=300",
+            "explain.methods=[gradients]",
+            "explain.robustness_samples=0",
+            f"run.cache_dir={digits_dataset.parent}",
+            *place,
+        ],
+        env,
+        log,
+    )
+    killed_after = _epoch_after(run_dir, 1, first, log)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert read_status(run_dir)["state"] == "running"  # nobody could mark it
+    newest_killed = _checkpoint_epochs(run_dir)[-1]
+
+    second = _sennflow(["run", "--resume", *place], env, log)
+    stopped_after = _epoch_after(run_dir, newest_killed, second, log)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=120) == 143, log.read_text()[-3000:]
+    status = read_status(run_dir)
+    assert (status["state"], status["signal"]) == ("interrupted", "SIGTERM")
+    assert f"resume with: sennflow run --resume run.id=k run.root={root}" in log.read_text()
+
+    newest = _checkpoint_epochs(run_dir)[-1]
+    handler = signal.getsignal(signal.SIGINT)
+    pipeline(overrides=[*place[:2], f"train.epochs={newest + 2}"], resume=True)
+    assert signal.getsignal(signal.SIGINT) is handler  # Ray Train installed none of its own
+
+    status = read_status(run_dir)
+    assert (status["state"], status["last_completed_epoch"]) == ("completed", newest + 2)
+    assert [r["after"]["state"] for r in status["resumes"]] == ["running", "interrupted"]
+    train = json.loads((run_dir / "metrics.json").read_text())["train"]
+    first_resume, second_resume = train["resumed_at"]
+    # each resume starts from a checkpoint at least as new as the last epoch the run reported
+    assert killed_after <= first_resume <= newest_killed < stopped_after <= second_resume <= newest
+    assert [row["epoch"] for row in train["history"]] == list(range(1, newest + 3))
+    assert (run_dir / "report.html").is_file()
