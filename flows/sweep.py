@@ -34,7 +34,14 @@ from flows.pipeline import (
     report_data,
     training_summary,
 )
-from flows.run_folder import create_run_dir, write_json, write_run_files
+from flows.run_folder import (
+    check_resumable,
+    create_run_dir,
+    start_status,
+    with_run_status,
+    write_json,
+    write_run_files,
+)
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
@@ -105,6 +112,7 @@ def compose_sweep(overrides: list[str]):
 
 
 @flow(name="sweep", log_prints=True)
+@with_run_status
 def sweep(
     overrides: list[str] | None = None,
     options: SweepOptions | None = None,
@@ -122,9 +130,11 @@ def sweep(
     cfg = compose_sweep([*(options.to_overrides() if options else []), *(overrides or [])])
     s, search = to_settings(cfg), to_search_settings(cfg)
     _check_storage(s, search)
+    _check_resume(s, to_yaml(cfg), resume)  # before anything is ingested or written
     dataset = ingest_task(s.data, s.run.cache_dir)  # bad data fails before the run folder exists
     _check_data(search, dataset.path)
-    run_dir = _run_dir(s, to_yaml(cfg), resume)
+    run_dir = _run_dir(s, resume)
+    start_status(run_dir, "sweep", run_root=s.run.root)
     logger = get_run_logger()
     logger.info("run folder %s", run_dir)
     if resume:  # keep the interrupted run's provenance
@@ -135,10 +145,10 @@ def sweep(
         )
 
     spec = model_spec(s, dataset.meta)
-    storage = (
-        join(s.run.ray_storage_path, "sweep", run_dir.name) if s.run.ray_storage_path else run_dir
+    storage = _storage(s, run_dir.name)
+    outcome = search_task(
+        dataset.path, spec, s.train, search, storage, s.run, s.data.augment, resume
     )
-    outcome = search_task(dataset.path, spec, s.train, search, storage, s.run, s.data.augment)
     _write_search_files(run_dir, outcome)
     report_search = _report_search(search.sweep.method, outcome)
     headline = {"trials": len(outcome.trials), "best_val_loss": outcome.best_metrics["val_loss"]}
@@ -175,9 +185,26 @@ def sweep(
     )
 
 
-def _run_dir(s, config_yaml: str, resume: bool) -> Path:
-    if not resume:
-        return create_run_dir(s.run.root, "sweep", s.run.id)
+def _run_dir(s, resume: bool) -> Path:
+    """A new run folder, or the resumed sweep's (checked by :func:`_check_resume`)."""
+    if resume:
+        return Path(s.run.root) / "sweep" / s.run.id
+    return create_run_dir(s.run.root, "sweep", s.run.id)
+
+
+def _check_resume(s, config_yaml: str, resume: bool) -> None:
+    """``--resume`` continues only an unfinished sweep of the same config; without it, a Tune
+    experiment left under ``run.id`` is refused (Tune would silently continue it, also when
+    ``ray.storage_path`` outlived the run folder)."""
+    from components.search.tune_sweep import existing_experiment, existing_experiment_message
+
+    if resume:
+        _check_resumable(s, config_yaml)
+    elif s.run.id is not None and (experiment := existing_experiment(_storage(s, s.run.id))):
+        raise ConfigError(existing_experiment_message(experiment))
+
+
+def _check_resumable(s, config_yaml: str) -> None:
     if s.run.id is None:
         raise ConfigError("resuming a sweep needs run.id=<id of the interrupted sweep>")
     run_dir = Path(s.run.root) / "sweep" / s.run.id
@@ -189,7 +216,15 @@ def _run_dir(s, config_yaml: str, resume: bool) -> Path:
             f"cannot resume {run_dir}: its config.yaml differs from this sweep's config; "
             "pass the same overrides as the interrupted run"
         )
-    return run_dir
+    check_resumable(run_dir)  # refuses a finished sweep, and one still running
+
+
+def _storage(s, run_id: str) -> Path | str:
+    """Where Tune keeps the sweep of ``run_id``: its run folder, or its own folder under
+    ``ray.storage_path`` (the experiment is the ``sweep`` folder inside)."""
+    if s.run.ray_storage_path:
+        return join(s.run.ray_storage_path, "sweep", run_id)
+    return Path(s.run.root) / "sweep" / run_id
 
 
 def _check_storage(s, search) -> None:

@@ -35,9 +35,17 @@ class TrialLogger(tune.Callback):
 
 @task(name="search", cache_policy=NO_CACHE)
 def search_task(
-    dataset_path: Path, spec, train, search, storage_path: Path | str, run, augment: str = "none"
+    dataset_path: Path,
+    spec,
+    train,
+    search,
+    storage_path: Path | str,
+    run,
+    augment: str = "none",
+    resume: bool = False,
 ):
-    """Start or join Ray, run (or resume) the sweep, and return its ``SweepOutcome``.
+    """Start or join Ray, run (or with ``resume`` continue) the sweep, and return its
+    ``SweepOutcome``.
 
     ``augment`` is the training augmentation of image datasets (``data.augment``)."""
     from components.data.reader import load_meta
@@ -65,6 +73,7 @@ def search_task(
         callbacks=[TrialLogger()],
         augment=augment,
         images=load_meta(dataset_path).is_image,
+        resume=resume,
     )
     failed = sum(t["status"] == "failed" for t in outcome.trials)
     logger.info(

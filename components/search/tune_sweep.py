@@ -16,12 +16,15 @@ per trial when ``train.num_workers > 1``), on any dataset: image datasets are de
 augmented (``augment``) in loader processes, as in training. The last three hold the train and
 val splits as in-memory arrays and refuse image datasets (:func:`check_data`). A sweep
 interrupted by a killed driver resumes from its experiment state when run again with the same
-storage path and name.
+storage path and name and ``resume=True``; without it an existing experiment is refused rather
+than silently continued. A sweep in which no trial ends with a finite validation loss raises
+:class:`SweepFailedError`, listing every trial's failure.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,6 +86,26 @@ class SweepConfig:
             raise ValueError("search.quantile_fraction must lie in (0, 0.5]")
 
 
+class SweepFailedError(RuntimeError):
+    """No trial of the sweep ended with a finite validation loss; ``trials`` are the rows of
+    :attr:`SweepOutcome.trials`, each with its ``error``."""
+
+    def __init__(self, trials: list[dict], experiment_path: str) -> None:
+        super().__init__(trials, experiment_path)
+        self.trials, self.experiment_path = trials, experiment_path
+
+    def __str__(self) -> str:
+        lines = [f"{row['trial']}: {_failure(row)}" for row in self.trials]
+        return (
+            f"every trial of the sweep failed ({len(self.trials)} trials; experiment "
+            f"{self.experiment_path}):\n  " + "\n  ".join(lines)
+        )
+
+
+class SweepExistsError(ValueError):
+    """The sweep's experiment folder already holds an experiment, and no resume was asked."""
+
+
 @dataclass
 class SweepOutcome:
     """The sweep's trials and its best one.
@@ -124,8 +147,9 @@ def run_sweep(
     callbacks: list[tune.Callback] = (),
     augment: str = "none",
     images: bool = False,
+    resume: bool = False,
 ) -> SweepOutcome:
-    """Run (or, if ``storage_path/name`` holds an interrupted sweep, resume) a Tune sweep.
+    """Run a Tune sweep, or with ``resume`` continue the one in ``storage_path/name``.
 
     Ray must already be initialised. A trial that raises is recorded as failed; the sweep goes on.
 
@@ -144,14 +168,23 @@ def run_sweep(
         callbacks: Tune callbacks (progress and logging on the driver).
         augment: image datasets: the training augmentation (``data.augment``).
         images: the dataset holds encoded images (:attr:`DatasetMeta.is_image`).
+        resume: continue the interrupted experiment in ``storage_path/name`` (finished trials
+            are kept, unfinished ones resume from their checkpoints); without an experiment
+            there, a new one starts.
 
     Raises:
         ValueError: the storage or the dataset does not suit the method (see
             :func:`check_storage`, :func:`check_data`).
+        SweepExistsError: ``storage_path/name`` holds an experiment and ``resume`` is false.
+        SweepFailedError: no trial ended with a finite validation loss.
     """
     check_storage(storage_path, sweep.method, train.num_workers)
     check_data(sweep.method, images)
     storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
+    experiment = join(storage, name)
+    restore = existing_experiment(storage, name) is not None
+    if restore and not resume:
+        raise SweepExistsError(existing_experiment_message(experiment))
     trainable = _trainable(
         sweep,
         train,
@@ -168,7 +201,6 @@ def run_sweep(
     )
     # Every epoch's checkpoint triggers a state snapshot; Tune warns about each burst of them.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    experiment = join(storage, name)
     run_config = tune.RunConfig(
         name=name,
         storage_path=storage,
@@ -178,7 +210,7 @@ def run_sweep(
         verbose=0,
     )
     budget = _budget(sweep, train, stn, darts)
-    if tune.Tuner.can_restore(experiment):
+    if restore:
         # The saved run config (callbacks included) comes back with the experiment.
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=False)
     else:
@@ -189,6 +221,21 @@ def run_sweep(
             run_config=run_config,
         )
     return _outcome(tuner.fit(), experiment, sweep.method, budget)
+
+
+def existing_experiment(storage_path: Path | str, name: str = "sweep") -> str | None:
+    """The experiment folder ``storage_path/name`` if it holds a Tune experiment, else None."""
+    storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
+    experiment = join(storage, name)
+    return experiment if tune.Tuner.can_restore(experiment) else None
+
+
+def existing_experiment_message(experiment: str) -> str:
+    """Why a sweep without ``--resume`` refuses ``experiment`` (one sentence for the user)."""
+    return (
+        f"{experiment} already holds a sweep's experiment; pass --resume to continue it, or "
+        "choose another run.id (or ray.storage_path) to start a new sweep"
+    )
 
 
 def check_storage(storage_path, method: str, num_workers: int) -> None:
@@ -268,6 +315,8 @@ def _tune_config(sweep: SweepConfig, space: dict, epochs: int) -> tune.TuneConfi
 
 def _outcome(results, experiment: str, method: str, budget: int) -> SweepOutcome:
     rows = [_trial_row(result, budget) for result in results]
+    if not any(_reached_finite_loss(row) for row in rows):
+        raise SweepFailedError(rows, experiment)
     best = results.get_best_result(metric="val_loss", mode="min", scope="all")
     outcome = SweepOutcome(
         best_config=best.config,
@@ -345,3 +394,16 @@ def _exploits(result) -> list[str]:
     if frame is None or "exploited_from" not in frame:
         return []
     return sorted({v for v in frame["exploited_from"].dropna() if v})
+
+
+def _reached_finite_loss(row: dict) -> bool:
+    """Whether the trial reported a finite val_loss at some epoch (Tune's best is over all)."""
+    losses = [row.get("val_loss"), *(epoch.get("val_loss") for epoch in row.get("history", []))]
+    return any(isinstance(v, int | float) and math.isfinite(v) for v in losses)
+
+
+def _failure(row: dict) -> str:
+    """What went wrong with one trial, in one line."""
+    if row["status"] == "failed":
+        return row["error"] or "failed without a message"
+    return f"ended after {row['epochs']} epochs with val_loss={row['val_loss']}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -290,6 +291,43 @@ def test_bad_sweep_input_exits_2_naming_the_key(args, message, capsys, tmp_path)
     assert main(["sweep", *args, f"run.root={tmp_path}"]) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_a_reused_run_id_without_resume_is_refused_before_anything_is_written(
+    prefect_harness, tmp_path
+):
+    from flows.config import ConfigError
+
+    storage = tmp_path / "storage"
+    # An experiment left under this run.id in ray.storage_path (its run folder is gone):
+    # tuner.pkl is what Tune's can_restore looks for.
+    experiment = storage / "sweep" / "nightly" / "sweep"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"")
+    args = overrides(tmp_path, "run.id=nightly", f"ray.storage_path={storage}")
+    with pytest.raises(
+        ConfigError, match=rf"{re.escape(str(experiment))} already holds .* --resume"
+    ):
+        sweep(overrides=args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["storage"]  # no run folder, no cache
+
+
+def test_resuming_a_finished_sweep_is_refused_and_leaves_it_alone(prefect_harness, tmp_path):
+    from flows.config import ConfigError, to_yaml
+    from flows.run_folder import update_status
+    from flows.sweep import compose_sweep
+
+    args = overrides(tmp_path, "run.id=done")
+    run_dir = tmp_path / "runs" / "sweep" / "done"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(to_yaml(compose_sweep(args)))
+    (run_dir / "report.html").write_text("the finished sweep's report")
+    status = update_status(run_dir, state="completed")
+    with pytest.raises(ConfigError, match="already completed"):
+        sweep(overrides=args, resume=True)
+    assert json.loads((run_dir / "status.json").read_text()) == status
+    assert (run_dir / "report.html").read_text() == "the finished sweep's report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing ingested
 
 
 def _sennflow_sweep(*args: str, **kwargs) -> subprocess.Popen:

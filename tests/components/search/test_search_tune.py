@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from components.search.space import group_overrides, tune_space
-from components.search.tune_sweep import SweepConfig, _tune_config, run_sweep
+from components.search.tune_sweep import (
+    SweepConfig,
+    SweepExistsError,
+    SweepFailedError,
+    _tune_config,
+    run_sweep,
+)
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 
@@ -58,6 +64,32 @@ def test_a_crashing_trial_is_reported_failed_and_the_sweep_goes_on(
     failed = next(t for t in out.trials if t["status"] == "failed")
     assert "lbfgs" in failed["error"]
     assert out.best_config["train.optimizer"] == "adam"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_sweep_whose_every_trial_fails_names_each_failure(ray_session, digits_dataset, tmp_path):
+    # SGD at these rates turns the loss to NaN in the first epoch: each trial stops diverged.
+    space = {
+        "train.optimizer": {"type": "choice", "values": ["sgd"]},
+        "train.lr": {"type": "choice", "values": [1e4, 1e5]},
+    }
+    with pytest.raises(SweepFailedError) as caught:
+        sweep(tmp_path, digits_dataset, "random", epochs=2, space=space, num_samples=2)
+    message = str(caught.value)
+    assert message.startswith("every trial of the sweep failed (2 trials; experiment ")
+    lines = message.splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        t["trial"] for t in caught.value.trials
+    ]
+    for line, trial in zip(lines, caught.value.trials, strict=True):
+        assert trial["status"] == "failed"
+        assert "training diverged at epoch 1 (stage 'train'): train_loss=nan" in line
+        assert f"train.lr (it is {trial['config']['train.lr']:g})" in line
+
+    # The failed experiment is there: running the sweep again without resume is refused.
+    with pytest.raises(SweepExistsError, match="pass --resume to continue it"):
+        sweep(tmp_path, digits_dataset, "random", epochs=2, space=space, num_samples=2)
 
 
 # search=optuna's space (lr and weight decay, log-uniform), and a cheap objective over it whose
