@@ -137,9 +137,9 @@ def headline_metrics(report: dict) -> dict:
 
 
 def _save_states(run_dir: Path, states: dict) -> None:
-    from components.federated.messages import encode
+    from components.federated.messages import save_message
 
     folder = run_dir / "federated"
     folder.mkdir(exist_ok=True)
     for strategy, state in states.items():
-        (folder / f"{strategy}.safetensors").write_bytes(encode(state))
+        save_message(folder / f"{strategy}.safetensors", state)

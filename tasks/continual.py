@@ -22,11 +22,9 @@ def continual_task(dataset_path: Path, config, run) -> dict:
 
     The train and test splits are held in memory, flattened (an image dataset decoded, up to
     :data:`components.data.decoded_memory.WHOLE_SPLITS_BYTES`)."""
-    import ray
-
+    from components.continual.experiment import run_methods
     from components.continual.federated import run_federated_continual
     from components.continual.scenarios import class_incremental
-    from components.continual.stream import learner_actor, run_streams
     from components.data.reader import read_split
     from components.training.ray_runtime import ensure_ray
 
@@ -42,12 +40,6 @@ def continual_task(dataset_path: Path, config, run) -> dict:
         y, config.num_tasks, classes_per_task=config.classes_per_task, seed=config.seed
     )
     logger.info("stream: %s", " -> ".join(str(list(t.classes)) for t in tasks))
-    data = ray.put((x, y, x_test, y_test))
-    actor = learner_actor()
-    actors = {
-        m: actor.remote(m, learners[m], config.method_params.get(m, {}), data, tasks)
-        for m in config.methods
-    }
 
     def on_task(method: str, result: dict) -> None:
         row = [a for a in result["row"][: result["task"] + 1] if not math.isnan(a)]
@@ -61,12 +53,23 @@ def continual_task(dataset_path: Path, config, run) -> dict:
         )
         notify_step({"label": method, "accuracy": accuracy})
 
-    try:
-        methods = run_streams(actors, config.num_tasks, on_task)
-    finally:
-        for handle in actors.values():
-            ray.kill(handle)
+    methods = run_methods(
+        (x, y, x_test, y_test),
+        tasks,
+        learners,
+        config.method_params,
+        on_task=on_task,
+        max_restarts=config.max_restarts,
+    )
     for method, result in methods.items():
+        for restart in result["restarts"]:
+            logger.warning(
+                "%s: learner actor died at task %d and was restarted from its last completed "
+                "task: %s",
+                method,
+                restart["task"] + 1,
+                restart["reason"],
+            )
         s = result["summary"]
         logger.info(
             "%s: average accuracy %.4f, forgetting %.4f",

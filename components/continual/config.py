@@ -26,6 +26,8 @@ class ContinualConfig:
         method_params: per-method keyword arguments, ``{method: {name: value}}``.
         federated_clients: when > 0, also run federated continual learning
             (:mod:`components.continual.federated`) with this many clients.
+        max_restarts: how often a method's learner actor that dies is rebuilt from its last
+            completed task before the run fails (:mod:`components.continual.experiment`).
     """
 
     methods: tuple[str, ...] = ("finetune", "joint", "ncm", "prd", "napa_vq", "protocl")
@@ -35,6 +37,7 @@ class ContinualConfig:
     learner: Mapping = field(default_factory=dict)
     method_params: Mapping = field(default_factory=dict)
     federated_clients: int = 0
+    max_restarts: int = 3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -61,6 +64,8 @@ class ContinualConfig:
                 f"ContinualConfig: num_tasks must be >= 1 and federated_clients >= 0, got "
                 f"{self.num_tasks} and {self.federated_clients}"
             )
+        if self.max_restarts < 0:
+            raise ValueError(f"ContinualConfig.max_restarts={self.max_restarts}: must be >= 0")
         for method in self.methods:  # fail now, not inside an actor
             config = self.learner_config(method, 64, 10)
             try:

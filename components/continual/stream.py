@@ -1,10 +1,9 @@
-"""Learner actors: one per continual method, each meeting the same class-incremental stream.
+"""Continual methods by name, and the learner that meets a class-incremental stream.
 
 :class:`StreamLearner` holds one method's learner, the training split, the stream of tasks and the
 test split; :meth:`StreamLearner.step` learns task ``i`` and returns row ``R[i, :]`` of the
-accuracy matrix. :func:`learner_actor` makes it a Ray actor and :func:`run_streams` drives several
-of them through the stream in lockstep (task ``i`` of every method at once), so a run of six
-methods takes about as long as the slowest one.
+accuracy matrix with a snapshot of the learner to restart from.
+:mod:`components.continual.experiment` runs one per method as Ray actors.
 
 The random-initialisation baseline ``b_j`` of forward transfer (Lopez-Paz & Ranzato 2017) is the
 accuracy on task ``j`` of the untrained network's head over all classes. In class-incremental
@@ -15,6 +14,7 @@ transfer is ``-mean(b_j)`` for every method: reported for completeness, it does 
 from __future__ import annotations
 
 import importlib
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from components.continual.learners import Learner, LearnerConfig
-from components.continual.metrics import summary
 from components.continual.scenarios import Task
 
 # method -> (module, class); imported on first use so a Ray actor loads only its own method.
@@ -99,7 +98,8 @@ def learn_stream(
 
 
 class StreamLearner:
-    """One method's learner and the stream it meets (a Ray actor via :func:`learner_actor`).
+    """One method's learner and the stream it meets (a Ray actor, see
+    :mod:`components.continual.experiment`).
 
     Args:
         method: a key of :data:`METHODS`.
@@ -108,6 +108,8 @@ class StreamLearner:
         data: ``(x_train, y_train, x_test, y_test)``.
         tasks: the stream (from :func:`components.continual.scenarios.class_incremental` over
             ``y_train``); test samples are assigned to tasks by their class.
+        state: a :meth:`step` result's ``state``: continue from the task it was taken after,
+            exactly as the learner that took it would have (``None``: a fresh learner).
     """
 
     def __init__(
@@ -117,14 +119,17 @@ class StreamLearner:
         method_kwargs: Mapping,
         data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         tasks: Sequence[Task],
+        state: bytes | None = None,
     ) -> None:
         torch.set_num_threads(1)  # learners share a few cores
         self.method = method
-        self.learner = create_learner(method, config, **dict(method_kwargs))
         self.x, self.y, self.x_test, self.y_test = (np.array(a) for a in data)
         self.tasks = list(tasks)
-        self.baseline = self._random_init_accuracy()
-        self.lrs: list[float] = []
+        if state is None:
+            self.learner = create_learner(method, config, **dict(method_kwargs))
+            self.baseline = self._random_init_accuracy()
+        else:
+            self._restore(state)
 
     @torch.no_grad()
     def _random_init_accuracy(self) -> np.ndarray:
@@ -134,76 +139,37 @@ class StreamLearner:
             [(pred == self.y_test)[np.isin(self.y_test, t.classes)].mean() for t in self.tasks]
         )
 
+    def _snapshot(self) -> bytes:
+        # Pickle: the one format that holds every method's state (network, optimiser, schedule,
+        # RNGs, its own memories). It never touches the disk: it goes from this actor to the
+        # driver's memory and back to this run's replacement actor, like Ray's own messages.
+        return pickle.dumps((self.learner, self.baseline, torch.get_rng_state()))
+
+    def _restore(self, state: bytes) -> None:
+        self.learner, self.baseline, rng = pickle.loads(state)
+        torch.set_rng_state(rng)
+
     def step(self, i: int) -> dict:
-        """Learn task ``i`` and evaluate on every task: ``row`` is ``R[i, :]``."""
+        """Learn task ``i`` and evaluate on every task.
+
+        Returns:
+            ``task`` (``i``), ``row`` (``R[i, :]``), ``record`` (the ``learn_task`` record),
+            ``wall_s`` (training time), ``lrs`` (the learning rate of each of this task's
+            steps), ``baseline`` (``b_j``: the untrained network's accuracy on each task, see
+            the module docstring) and ``state`` (the learner's state after this task, to
+            restart from: see the constructor).
+        """
         task = self.tasks[i]
         start = time.perf_counter()
         record = self.learner.learn_task(self.x[task.indices], self.y[task.indices], task.classes)
         wall_s = time.perf_counter() - start
-        self.lrs += self.learner.task_lrs
         row = self.learner.evaluate(self.tasks, self.x_test, self.y_test)
-        return {"task": i, "row": row.tolist(), "record": record, "wall_s": wall_s}
-
-    def stream_lrs(self) -> list[float]:
-        """The learning rate of every optimizer step so far, across tasks."""
-        return list(self.lrs)
-
-    def random_init_baseline(self) -> list[float]:
-        """``b_j``: the untrained network's accuracy on each task (see the module docstring)."""
-        return self.baseline.tolist()
-
-
-def learner_actor(num_cpus: float = 0.0):
-    """:class:`StreamLearner` as a Ray actor class (``num_cpus=0``: methods share the cores)."""
-    import ray
-
-    return ray.remote(num_cpus=num_cpus)(StreamLearner)
-
-
-def run_streams(
-    actors: Mapping[str, object],
-    num_tasks: int,
-    on_task: Callable[[str, dict], None] | None = None,
-) -> dict[str, dict]:
-    """Drive learner actors through the stream, task by task, all methods at once.
-
-    Args:
-        actors: method name -> :func:`learner_actor` handle.
-        num_tasks: tasks in the stream.
-        on_task: optional ``on_task(method, step_result)`` after each method's task.
-
-    Returns:
-        Per method: ``R`` (list of rows), ``summary`` (:func:`~components.continual.metrics.summary`
-        with the random-initialisation baseline), ``wall_s`` (training time, all tasks),
-        ``records`` (each task's record), ``lrs`` (learning rate per step) and ``baseline``
-        (the random-initialisation accuracy per task).
-    """
-    import ray
-
-    rows: dict[str, list] = {m: [] for m in actors}
-    records: dict[str, list] = {m: [] for m in actors}
-    wall: dict[str, float] = dict.fromkeys(actors, 0.0)
-    for i in range(num_tasks):
-        pending = {actor.step.remote(i): method for method, actor in actors.items()}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            method = pending.pop(done[0])
-            result = ray.get(done[0])
-            rows[method].append(result["row"])
-            records[method].append(result["record"])
-            wall[method] += result["wall_s"]
-            if on_task is not None:
-                on_task(method, result)
-    out = {}
-    for method, actor in actors.items():
-        baseline, lrs = ray.get([actor.random_init_baseline.remote(), actor.stream_lrs.remote()])
-        R = np.array(rows[method], dtype=float)
-        out[method] = {
-            "R": R.tolist(),
-            "summary": summary(R, np.array(baseline)),
-            "wall_s": wall[method],
-            "records": records[method],
-            "lrs": lrs,
-            "baseline": baseline,
+        return {
+            "task": i,
+            "row": row.tolist(),
+            "record": record,
+            "wall_s": wall_s,
+            "lrs": self.learner.task_lrs,
+            "baseline": self.baseline.tolist(),
+            "state": self._snapshot(),
         }
-    return out

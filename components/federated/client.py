@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from components.federated.aggregation import fedprox_penalty
-from components.federated.messages import decode, encode, prototype_update
+from components.federated.messages import COUNTS, SUMS, decode, encode, prototype_update
 from components.federated.prototypes import class_sums
 from components.training.checkpoint import ModelSpec
 
@@ -98,6 +98,10 @@ class FederatedClient:
             that prototype averaging embeds everyone's data with the same weights.
         batch_size: minibatch size (FedAvg's B).
         poison: test hook: every update has NaN in its floating tensors.
+        attack_scale: test hook: a finite attack; every update's floating tensors (the weights,
+            or a prototype update's sums) are multiplied by this.
+        claim_factor: test hook: every update claims this many times its samples
+            (``num_samples``, or a prototype update's counts and sums, keeping its means).
         delay_s: test hook: sleep this long in each ``fit_round`` (to test timeouts and kills).
 
     Raises:
@@ -119,6 +123,8 @@ class FederatedClient:
         model_seed: int = 0,
         batch_size: int = 32,
         poison: bool = False,
+        attack_scale: float = 1.0,
+        claim_factor: int = 1,
         delay_s: float = 0.0,
     ) -> None:
         if strategy not in STRATEGIES:
@@ -148,6 +154,8 @@ class FederatedClient:
         self.seed = seed
         self.batch_size = batch_size
         self.poison = poison
+        self.attack_scale = attack_scale
+        self.claim_factor = claim_factor
         self.delay_s = delay_s
         self.rounds_done = 0
 
@@ -163,13 +171,24 @@ class FederatedClient:
             update = self._prototype_update()
         else:
             update = self._train(decode(global_payload))
+        self.rounds_done += 1
+        return encode(self._tamper(update))
+
+    def _tamper(self, update: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The test hooks' attacks on an honest update (none by default)."""
         if self.poison:
             update = {
                 k: torch.full_like(v, math.nan) if v.is_floating_point() else v
                 for k, v in update.items()
             }
-        self.rounds_done += 1
-        return encode(update)
+        if self.attack_scale != 1.0:
+            update = {
+                k: v * self.attack_scale if v.is_floating_point() else v for k, v in update.items()
+            }
+        if self.claim_factor != 1:
+            inflated = (COUNTS, SUMS) if self.strategy == "prototypes" else (NUM_SAMPLES,)
+            update = {k: v * self.claim_factor if k in inflated else v for k, v in update.items()}
+        return update
 
     def _prototype_update(self) -> dict[str, Tensor]:
         sums, counts = class_sums(embed(self.model, self.x), self.y.numpy(), self.spec.num_classes)
@@ -179,18 +198,21 @@ class FederatedClient:
         self.model.load_state_dict(global_state)
         self.model.train()
         optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr)
-        # A new, seeded order every round, so rounds differ but runs repeat.
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.rounds_done)
-        for _ in range(self.local_epochs):
-            order = torch.randperm(len(self.y), generator=generator)
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                loss = self._loss(self.x[rows], self.y[rows])
-                if self.mu:
-                    loss = loss + fedprox_penalty(self.model, global_state, self.mu)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+        # A new, seeded order (and dropout) every round, so rounds differ but runs repeat.
+        round_seed = self.seed * 100_003 + self.rounds_done
+        generator = torch.Generator().manual_seed(round_seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(round_seed)  # dropout draws from the global generator
+            for _ in range(self.local_epochs):
+                order = torch.randperm(len(self.y), generator=generator)
+                for start in range(0, len(order), self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    loss = self._loss(self.x[rows], self.y[rows])
+                    if self.mu:
+                        loss = loss + fedprox_penalty(self.model, global_state, self.mu)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
         self.model.eval()
         return state_update(self.model.state_dict(), len(self.y))
 

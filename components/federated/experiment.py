@@ -4,7 +4,9 @@ The federated flow calls :func:`run_experiment` once per run. Every strategy in
 ``config.strategies`` meets the same partition, the same client sampling (same seed) and the same
 number of rounds, so their accuracies and bytes compare like for like. Clients are Ray actors
 (:func:`components.federated.rounds.client_actor`) that Ray restarts when they die, so a client
-killed in one round rejoins in a later one.
+killed in one round rejoins in a later one. FedAvg/FedProx merge with ``config.aggregation``
+(the sample-weighted mean, or a robust rule from :mod:`components.federated.aggregation`), and
+no update may claim more samples than its client's shard holds.
 
 The result is the report's ``federated`` dict (see :class:`components.report.ReportData`) plus
 the final global states, which the flow saves.
@@ -13,6 +15,7 @@ the final global states, which the flow saves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
+from components.federated.aggregation import AGGREGATIONS, aggregate
 from components.federated.client import STRATEGIES, build_model, embed
 from components.federated.partition import dirichlet, disjoint_classes, iid
 from components.federated.rounds import (
@@ -38,11 +42,12 @@ from components.training.checkpoint import ModelSpec
 log = logging.getLogger(__name__)
 
 PARTITIONS = ("iid", "dirichlet", "disjoint_classes")
+INFLATE_FACTOR = 1000  # chaos.inflate_client's claimed samples per sample it holds
 
 
 @dataclass(frozen=True)
 class ChaosConfig:
-    """Fault drills: kill a client mid-round, or make one send NaN updates.
+    """Fault drills: kill a client mid-round, or make one send NaN, scaled or inflated updates.
 
     Attributes:
         kill_client: index of a client to ``ray.kill`` during round ``kill_round`` (Ray restarts
@@ -51,12 +56,28 @@ class ChaosConfig:
         kill_round: the round of the kill.
         kill_delay_s: that client's delay per call.
         nan_client: index of a client whose every update holds NaN (rejected by the server).
+        scale_client: index of a client whose every update is multiplied by ``scale`` (finite,
+            so it passes validation: what robust ``aggregation`` is for).
+        scale: that client's factor.
+        inflate_client: index of a client that claims 1000 times its samples (rejected).
     """
 
     kill_client: int | None = None
     kill_round: int = 1
     kill_delay_s: float = 1.0
     nan_client: int | None = None
+    scale_client: int | None = None
+    scale: float = -4.0
+    inflate_client: int | None = None
+
+    def client_hooks(self, client: int) -> dict:
+        """The :class:`~components.federated.client.FederatedClient` test hooks of ``client``."""
+        return {
+            "poison": client == self.nan_client,
+            "delay_s": self.kill_delay_s if client == self.kill_client else 0.0,
+            "attack_scale": self.scale if client == self.scale_client else 1.0,
+            "claim_factor": INFLATE_FACTOR if client == self.inflate_client else 1,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,6 +98,13 @@ class FederatedConfig:
         batch_size: the clients' minibatch size (FedAvg's B).
         timeout_s: how long a round waits for its clients.
         seed: seeds the partition, the client sampling and the shared model weights.
+        aggregation: how FedAvg/FedProx merge the updates: ``mean`` (sample-weighted, McMahan et
+            al. 2017), or robust to ``byzantine`` attacking clients: ``median``,
+            ``trimmed_mean`` (Yin et al. 2018) or ``krum`` (Blanchard et al. 2017). Prototype
+            averaging always sums counts (its updates are bounded by the sample-count check).
+        byzantine: ``f``, the attacking clients per round that ``trimmed_mean`` (trims ``f``
+            values at each end of every coordinate) and ``krum`` tolerate; a round must sample
+            more than ``2f`` clients (``2f + 2`` for krum).
         chaos: fault drills (off by default).
     """
 
@@ -92,6 +120,8 @@ class FederatedConfig:
     batch_size: int = 32
     timeout_s: float = 120.0
     seed: int = 0
+    aggregation: str = "mean"
+    byzantine: int = 1
     chaos: ChaosConfig = ChaosConfig()
 
     def __post_init__(self) -> None:
@@ -109,7 +139,8 @@ class FederatedConfig:
                 f"FederatedConfig.partition={self.partition!r}: choose from {list(PARTITIONS)}"
             )
         self._check_numbers()
-        for name in ("kill_client", "nan_client"):
+        self._check_aggregation()
+        for name in ("kill_client", "nan_client", "scale_client", "inflate_client"):
             client = getattr(self.chaos, name)
             if client is not None and not 0 <= client < self.num_clients:
                 raise ValueError(
@@ -128,13 +159,33 @@ class FederatedConfig:
             "alpha": self.alpha > 0,
             "batch_size": self.batch_size >= 1,
             "timeout_s": self.timeout_s > 0,
+            "byzantine": self.byzantine >= 0,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(
                     f"FederatedConfig.{name}={getattr(self, name)!r} is out of range "
-                    "(counts >= 1, 0 < fraction <= 1, lr/alpha/timeout > 0, mu >= 0)"
+                    "(counts >= 1, 0 < fraction <= 1, lr/alpha/timeout > 0, mu/byzantine >= 0)"
                 )
+
+    def _check_aggregation(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"FederatedConfig.aggregation={self.aggregation!r}: choose from "
+                f"{list(AGGREGATIONS)}"
+            )
+        per_round = math.ceil(self.fraction * self.num_clients)
+        needed = {"trimmed_mean": 2 * self.byzantine + 1, "krum": 2 * self.byzantine + 3}
+        if per_round < needed.get(self.aggregation, 0):
+            raise ValueError(
+                f"FederatedConfig.aggregation={self.aggregation} with byzantine={self.byzantine} "
+                f"needs at least {needed[self.aggregation]} clients per round, but "
+                f"num_clients={self.num_clients} x fraction={self.fraction} samples {per_round}"
+            )
+
+    def merge(self):
+        """``merge(states, sample_counts)`` for FedAvg/FedProx rounds, per :attr:`aggregation`."""
+        return functools.partial(aggregate, method=self.aggregation, byzantine=self.byzantine)
 
 
 @dataclass
@@ -181,6 +232,8 @@ def run_experiment(
         "rounds": config.rounds,
         "fraction": config.fraction,
         "local_epochs": config.local_epochs,
+        "aggregation": config.aggregation,
+        "byzantine": config.byzantine,
         "clients": clients,
         "strategies": {},
     }
@@ -204,10 +257,7 @@ def _run_strategy(data, parts, spec, config, strategy, on_round) -> RoundsResult
         dataclasses.asdict(spec),
         strategy,
         actor=client_actor(max_restarts=2),
-        per_client=lambda i: {
-            "poison": i == chaos.nan_client,
-            "delay_s": chaos.kill_delay_s if i == chaos.kill_client else 0.0,
-        },
+        per_client=chaos.client_hooks,
         local_epochs=config.local_epochs,
         lr=config.lr,
         mu=config.mu,
@@ -233,6 +283,8 @@ def _run_strategy(data, parts, spec, config, strategy, on_round) -> RoundsResult
             revive=lambda i: await_actor(handles[i]),
             after_send=kill,
             on_round=(lambda record: on_round(strategy, record)) if on_round else None,
+            merge=config.merge(),
+            max_samples={i: len(rows) for i, rows in enumerate(parts)},
         )
     finally:
         for handle in handles:

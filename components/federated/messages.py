@@ -8,7 +8,10 @@ sends. A prototype update (Hendryx et al. 2021, Federated Reconnaissance) is the
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,6 +45,30 @@ def decode(data: bytes) -> dict[str, torch.Tensor]:
         return load(bytes(data))
     except (SafetensorError, ValueError, TypeError) as err:
         raise ValueError(f"not a valid safetensors message ({len(data)} bytes): {err}") from err
+
+
+def save_message(path: str | Path, tensors: Mapping[str, torch.Tensor]) -> Path:
+    """Write ``tensors`` to ``path`` as a ``.safetensors`` file, atomically.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, then renamed over
+    ``path``, so a crash or a kill leaves either the old file or the new one, never half of one.
+
+    Raises:
+        ValueError: as :func:`encode`.
+    """
+    path = Path(path)
+    data = encode(tensors)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def message_bytes(tensors: Mapping[str, torch.Tensor]) -> int:

@@ -5,14 +5,19 @@ Decentralized Data"): sample ``ceil(fraction * n)`` clients with a seeded genera
 encoded global state, wait at most ``timeout_s`` for their updates, check every update with
 :func:`~components.federated.aggregation.validate_update`, and merge the valid ones:
 
-- ``"fedavg"`` / ``"fedprox"``: the sample-count-weighted
+- ``"fedavg"`` / ``"fedprox"``: by default the sample-count-weighted
   :func:`~components.federated.aggregation.fedavg` of the returned weights (FedProx, Li et al.
-  2020, differs only in the clients' loss).
+  2020, differs only in the clients' loss); ``merge`` swaps in a robust rule such as the
+  coordinate-wise median (see :func:`~components.federated.aggregation.aggregate`).
 - ``"prototypes"``: Federated Reconnaissance (Hendryx et al. 2021): the server keeps each client's
   latest ``(sums, counts)`` and the global state is their sum, ``{"sums": (C, D), "counts": (C,)}``
   (prototypes are ``sums / counts``, see :func:`prototypes_of`). Keeping the *latest* update per
   client, rather than adding every round's, means a client that re-sends its running sums is not
   counted twice, and a client left out of a round's sample keeps its classes in the global model.
+
+Sample counts are claims: with ``max_samples`` (each client's shard size, known to the server
+that partitioned the data) an update claiming more samples than its client holds is rejected,
+so a client cannot buy itself the weight of the mean (or, for prototypes, of the class means).
 
 Faults: a client whose actor died (``RayActorError``) or that misses the timeout is dropped from
 that round, an update that fails validation is rejected; each writes a :class:`RoundEvent` (and a
@@ -40,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from components.federated.aggregation import fedavg, validate_update
+from components.federated.aggregation import check_sample_claim, fedavg, validate_update
 from components.federated.client import NUM_SAMPLES, FederatedClient, build_model, embed
 from components.federated.messages import COUNTS, SUMS, decode, encode, read_prototype_update
 from components.federated.prototypes import nearest_prototype_predict
@@ -217,16 +222,20 @@ def _reference(strategy: str, global_state: Mapping[str, Tensor]) -> dict[str, T
     return {**global_state, NUM_SAMPLES: torch.zeros((), dtype=torch.int64)}
 
 
-def _check(update: dict[str, Tensor], reference: dict[str, Tensor], strategy: str) -> str | None:
+def _check(
+    update: dict[str, Tensor], reference: dict[str, Tensor], strategy: str, bound: int | None
+) -> str | None:
     reason = validate_update(update, reference)
     if reason:
         return reason
     if strategy == "prototypes":
         if (update[COUNTS] < 0).any():
             return f"{COUNTS!r} has negative entries"
-    elif int(update[NUM_SAMPLES]) <= 0:
-        return f"{NUM_SAMPLES!r} is {int(update[NUM_SAMPLES])}, expected > 0"
-    return None
+        claimed = int(update[COUNTS].sum())  # a client may have nothing to add yet
+        reason = check_sample_claim(claimed, bound) if claimed else None
+        return f"{COUNTS!r} {reason}" if reason else None
+    reason = check_sample_claim(int(update[NUM_SAMPLES]), bound)
+    return f"{NUM_SAMPLES!r} {reason}" if reason else None
 
 
 def _collect(
@@ -262,7 +271,7 @@ def _collect(
     return answers
 
 
-def _merge(strategy, accepted, latest, global_state):
+def _merge(strategy, accepted, latest, global_state, merge):
     if strategy == "prototypes":
         latest.update(accepted)
         sums = sum(torch.as_tensor(read_prototype_update(u)[0]) for u in latest.values())
@@ -271,7 +280,7 @@ def _merge(strategy, accepted, latest, global_state):
     clients = sorted(accepted)
     states = [{k: v for k, v in accepted[c].items() if k != NUM_SAMPLES} for c in clients]
     weights = [int(accepted[c][NUM_SAMPLES]) for c in clients]
-    merged = fedavg(states, weights)
+    merged = merge(states, weights)
     return {k: merged[k].to(global_state[k].dtype) for k in global_state}
 
 
@@ -287,6 +296,8 @@ def run_rounds(
     revive: Callable[[int], object] | None = None,
     after_send: Callable[[int, list], None] | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
+    merge: Callable[[list[dict[str, Tensor]], list[int]], dict[str, Tensor]] = fedavg,
+    max_samples: Mapping[int, int] | None = None,
 ) -> RoundsResult:
     """Run ``num_rounds`` federated rounds over client actor handles.
 
@@ -310,6 +321,12 @@ def run_rounds(
         after_send: optional ``after_send(round, clients)`` called once the round's calls are
             sent, before waiting for them (chaos drills kill a client here, mid-round).
         on_round: optional ``on_round(record)`` called after every round (progress, logs).
+        merge: ``merge(states, sample_counts) -> state`` for FedAvg/FedProx (default
+            :func:`~components.federated.aggregation.fedavg`; e.g. a ``functools.partial`` of
+            :func:`~components.federated.aggregation.aggregate` for a robust rule).
+        max_samples: optional ``{client: most samples its update may claim}``; an update
+            claiming more (``num_samples``, or the sum of a prototype update's counts) is
+            rejected. Clients not in it are unbounded.
 
     Returns:
         The final global state, a record per round and the fault events.
@@ -348,7 +365,8 @@ def run_rounds(
         for client, data in answers.items():
             try:
                 update = decode(data)
-                reason = _check(update, reference, strategy)
+                bound = max_samples.get(client) if max_samples is not None else None
+                reason = _check(update, reference, strategy, bound)
             except ValueError as err:
                 reason = str(err)
             if reason:
@@ -357,7 +375,7 @@ def run_rounds(
             else:
                 accepted[client] = update
         if accepted:
-            state = _merge(strategy, accepted, latest, state)
+            state = _merge(strategy, accepted, latest, state, merge)
         else:
             reason = "no valid update; global state kept"
             result.events.append(RoundEvent(rnd, -1, "skipped", reason))

@@ -1,11 +1,23 @@
-"""FedAvg, the FedProx proximal term, and rejection of bad client updates."""
+"""FedAvg, robust aggregation (median, trimmed mean, Krum), the FedProx proximal term, and
+rejection of bad client updates and inflated sample counts."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from components.federated.aggregation import fedavg, fedprox_penalty, validate_update
+from components.federated.aggregation import (
+    aggregate,
+    check_sample_claim,
+    coordinate_median,
+    fedavg,
+    fedprox_penalty,
+    krum,
+    krum_scores,
+    trimmed_mean,
+    validate_update,
+)
+from components.federated.experiment import FederatedConfig
 
 
 def _state(seed: int) -> dict[str, torch.Tensor]:
@@ -107,3 +119,88 @@ def test_validate_update_rejects(update, needles):
     assert reason is not None
     for needle in needles:
         assert needle in reason, reason
+
+
+# -- robust aggregation (Yin et al. 2018; Blanchard et al. 2017) ---------------------------------
+
+HONEST = [torch.tensor([1.0, -2.0]), torch.tensor([2.0, -1.0]), torch.tensor([3.0, 0.0])]
+ATTACK = torch.tensor([100.0, -50.0])  # one finite but malicious update
+
+
+def _states(*ws):
+    return [{"w": w, "n": torch.tensor(4)} for w in ws]
+
+
+def test_median_and_trimmed_mean_by_hand():
+    states = _states(*HONEST, ATTACK)
+    weights = [1, 1, 1, 10**6]  # inflated claim: irrelevant to the unweighted rules
+    # per coordinate, sorted: [1, 2, 3, 100] and [-50, -2, -1, 0]
+    median = aggregate(states, weights, "median")
+    torch.testing.assert_close(median["w"], torch.tensor([2.5, -1.5]))
+    trimmed = aggregate(states, weights, "trimmed_mean", byzantine=1)
+    torch.testing.assert_close(trimmed["w"], torch.tensor([2.5, -1.5]))
+    five = _states(*HONEST, ATTACK, torch.tensor([-80.0, 9.0]))
+    # drops one value at each end: [1, 2, 3] and [-2, -1, 0]
+    torch.testing.assert_close(trimmed_mean(five, 1)["w"], torch.tensor([2.0, -1.0]))
+    torch.testing.assert_close(trimmed_mean(five, 0)["w"], torch.tensor([5.2, -8.8]))
+    assert median["n"].dtype == torch.int64 and median["n"].item() == 4
+    # the mean is the attacker's: weighted by its claim it is nearly its update
+    assert aggregate(states, weights, "mean")["w"][0] > 99
+
+
+def test_trimmed_mean_with_too_few_states_is_the_median():
+    states = _states(*HONEST)
+    torch.testing.assert_close(trimmed_mean(states, 5)["w"], coordinate_median(states)["w"])
+    torch.testing.assert_close(coordinate_median(states)["w"], torch.tensor([2.0, -1.0]))
+
+
+def test_krum_picks_the_update_closest_to_its_neighbours():
+    honest = [torch.tensor([1.0, 0.0]), torch.tensor([1.1, 0.1]), torch.tensor([0.9, 0.0])]
+    states = _states(*honest, torch.tensor([1.0, 0.2]), ATTACK)
+    # n = 5, f = 1: each state scored over its 2 nearest; the attacker is far from all
+    scores = krum_scores(states, 1)
+    expected = []
+    for i, a in enumerate(states):
+        d = sorted(float(((a["w"] - b["w"]) ** 2).sum()) for j, b in enumerate(states) if j != i)
+        expected.append(sum(d[:2]))
+    torch.testing.assert_close(scores, torch.tensor(expected, dtype=torch.float64))
+    chosen = krum(states, 1)
+    assert torch.equal(chosen["w"], states[int(scores.argmin())]["w"])
+    # by hand: (1, 0) is 0.01 from (0.9, 0) and 0.02 from (1.1, 0.1): score 0.03, the lowest
+    assert int(scores.argmin()) == 0 and torch.equal(chosen["w"], honest[0])
+    assert torch.equal(krum(states[:1], 1)["w"], honest[0])
+
+
+@pytest.mark.parametrize(
+    ("method", "byzantine", "match"),
+    [
+        ("mode", 1, "unknown aggregation 'mode'"),
+        ("trimmed_mean", -1, "byzantine"),
+        ("krum", -1, "byzantine"),
+    ],
+)
+def test_aggregate_bad_arguments(method, byzantine, match):
+    with pytest.raises(ValueError, match=match):
+        aggregate(_states(*HONEST), [1, 1, 1], method, byzantine=byzantine)
+
+
+def test_sample_claims_are_bounded():
+    assert check_sample_claim(40, 40) is None and check_sample_claim(40, None) is None
+    assert check_sample_claim(41, 40) == "claims 41 samples, more than the 40 this client holds"
+    assert check_sample_claim(0, 40) == "claims 0 samples, expected > 0"
+
+
+def test_federated_config_checks_the_aggregation():
+    assert FederatedConfig(aggregation="krum", num_clients=5, byzantine=1).byzantine == 1
+    with pytest.raises(ValueError, match=r"aggregation='mode'.*'median'"):
+        FederatedConfig(aggregation="mode")
+    with pytest.raises(
+        ValueError, match="krum with byzantine=1 needs at least 5 clients per round"
+    ):
+        FederatedConfig(aggregation="krum", num_clients=8, fraction=0.5)
+    with pytest.raises(ValueError, match="trimmed_mean with byzantine=2 needs at least 5"):
+        FederatedConfig(aggregation="trimmed_mean", num_clients=4, byzantine=2)
+    merge = FederatedConfig(aggregation="median").merge()
+    torch.testing.assert_close(
+        merge(_states(*HONEST, ATTACK), [1] * 4)["w"], torch.tensor([2.5, -1.5])
+    )
