@@ -19,6 +19,7 @@ import yaml
 from flows.config import CONF_DIR, GROUPS
 
 EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,6 +400,16 @@ def _input_errors() -> tuple[type[Exception], ...]:
     return ConfigError, DataError, CheckpointError, ModelSpecError, FileExistsError
 
 
+def _run_failures() -> tuple[type[Exception], ...]:
+    """Runs that started and failed for a reason the message explains (a diverging fit, a sweep
+    none of whose trials finished): one message and exit 1, not 2, because the run folder, its
+    ``failed`` status and its finite checkpoints exist; the input itself was valid."""
+    from components.search.tune_sweep import SweepFailedError
+    from components.training.fit import DivergedError
+
+    return DivergedError, SweepFailedError
+
+
 def _run_pipeline(overrides: list[str], epochs: int, resume: bool = False) -> int:
     from flows.pipeline import pipeline
     from flows.progress import epoch_progress
@@ -407,9 +418,10 @@ def _run_pipeline(overrides: list[str], epochs: int, resume: bool = False) -> in
 
 
 def _run_flow(call, progress, intro=None, overrides: list[str] = ()) -> int:
-    """Run ``call()`` (a flow) inside ``progress``; input errors exit 2 with one message,
-    SIGINT/SIGTERM exit 130/143 (:func:`_interrupted`), else print the result (after
-    ``intro(result)`` when given). ``overrides``: the command's, for a sweep's resume hint."""
+    """Run ``call()`` (a flow) inside ``progress``; input errors exit 2 with one message, run
+    failures (:func:`_run_failures`) exit 1 with one message, SIGINT/SIGTERM exit 130/143
+    (:func:`_interrupted`), else print the result (after ``intro(result)`` when given).
+    ``overrides``: the command's, for a sweep's resume hint."""
     from flows.run_folder import signal_of, started_runs
 
     before, ray_was_up = len(started_runs()), _ray_is_up()
@@ -418,6 +430,8 @@ def _run_flow(call, progress, intro=None, overrides: list[str] = ()) -> int:
             result = call()
     except _input_errors() as err:
         return _fail(err)
+    except _run_failures() as err:
+        return _fail(err, EXIT_RUN_FAILED)
     except _interrupts() as err:
         if signal_of(err) is None:  # a plain sys.exit
             raise
@@ -518,7 +532,7 @@ def _quiet_input_errors():
     records still reach the Prefect API, so the UI shows the failure in full."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    quiet = _InputErrorFilter(_input_errors())
+    quiet = _InputErrorFilter((*_input_errors(), *_run_failures()))
     handlers = [
         handler
         for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
@@ -577,9 +591,9 @@ def _print_result(result) -> None:
         console.print(f"report:     {Path(result.report).resolve()}")
 
 
-def _fail(err: Exception) -> int:
+def _fail(err: Exception, code: int = EXIT_BAD_INPUT) -> int:
     print(f"sennflow: error: {err}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return code
 
 
 if __name__ == "__main__":

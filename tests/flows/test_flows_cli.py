@@ -105,3 +105,45 @@ def test_a_model_parameter_that_does_not_exist_exits_2(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot build model 'proto_ae'" in proc.stderr and "num_prototypez" in proc.stderr
+
+
+def _diverged():
+    from components.training.fit import DivergedError
+
+    nan = float("nan")
+    return DivergedError(3, "joint", {"train_loss": nan, "val_loss": nan}, 1e6, "kept in x")
+
+
+def _all_trials_failed():
+    from components.search.tune_sweep import SweepFailedError
+
+    trials = [{"trial": f"fit_trial_{i}", "status": "failed", "error": "boom"} for i in (0, 1)]
+    return SweepFailedError(trials, "runs/sweep/s/sweep")
+
+
+@pytest.mark.prefect
+def test_a_run_that_failed_is_one_message_and_exit_1(prefect_harness, capfd):
+    # One test for both errors: Prefect's console handler keeps the stream it first wrote to.
+    import contextlib
+
+    from prefect import flow, task
+
+    from flows.cli import _run_flow
+
+    for error, message in [
+        (_diverged, "training diverged at epoch 3 (stage 'joint')"),
+        (_all_trials_failed, "every trial of the sweep failed (2 trials;"),
+    ]:
+
+        @task
+        def stage(error=error):
+            raise error()
+
+        @flow
+        def run(stage=stage):
+            stage()
+
+        assert _run_flow(run, contextlib.nullcontext()) == 1
+        out, err = capfd.readouterr()
+        assert "Traceback" not in out + err
+        assert (out + err).count(message) == 1 and f"sennflow: error: {message}" in err
