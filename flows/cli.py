@@ -356,7 +356,7 @@ def _group_flow(args: argparse.Namespace) -> int:
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from flows.stack import StackConfig, StackError, down, status, up
+    from flows.stack import StackConfig, StackError, down, pid_file, status, up
 
     kwargs = {"state_dir": Path(args.state_dir)} if args.state_dir else {}
     config = StackConfig(
@@ -372,6 +372,9 @@ def _stack(args: argparse.Namespace) -> int:
     if args.action == "down":
         stopped = down(config)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        if pid_file(config).exists():  # kept: a recorded pid is now another process
+            print(f"sennflow: error: not everything was stopped; see {pid_file(config)}")
+            return 1
         return 0
     if args.action == "status":
         for name, alive in status(config).items():

@@ -46,6 +46,9 @@ class FederatedOptions(BaseModel):
     rounds: int | None = Field(None, ge=1)
     fraction: float | None = Field(None, gt=0, le=1, description="clients sampled per round")
     local_epochs: int | None = Field(None, ge=1)
+    aggregation: Literal["mean", "median", "trimmed_mean", "krum"] | None = Field(
+        None, description="how fedavg/fedprox merge client weights (robust to attackers)"
+    )
     data: str | None = Field(None, description="data source config (conf/data)")
     model: str | None = Field(None, description="model config (conf/model); default mlp")
     seed: int | None = None

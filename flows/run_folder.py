@@ -246,11 +246,7 @@ def check_resumable(run_dir: Path) -> dict:
     status = read_status(run_dir) or {}
     state = status.get("state")
     if state == COMPLETED or (not status and (run_dir / "report.html").is_file()):
-        raise ConfigError(
-            f"cannot resume {run_dir}: the run already completed. To train it further, start a "
-            f"new run from its checkpoint: sennflow run train.resume_from={run_dir}/checkpoints/"
-            "last train.epochs=<more epochs>"
-        )
+        raise ConfigError(f"cannot resume {run_dir}: the run already completed. {_after(run_dir)}")
     if state == RUNNING and status.get("host") != socket.gethostname():
         raise ConfigError(
             f"cannot resume {run_dir}: status.json says it is running on host "
@@ -261,6 +257,16 @@ def check_resumable(run_dir: Path) -> dict:
             f"cannot resume {run_dir}: it is still running (pid {status['pid']}); stop it first"
         )
     return status
+
+
+def _after(run_dir: Path) -> str:
+    """What to do instead of resuming a completed run (its flow is the run folder's parent)."""
+    if run_dir.parent.name == "sweep":
+        return "Start a new sweep (another run.id) to search again."
+    return (
+        "To train it further, start a new run from its checkpoint: sennflow run "
+        f"train.resume_from={run_dir}/checkpoints/last train.epochs=<more epochs>"
+    )
 
 
 def resume_command(flow: str, run_id: str, run_root: str | Path = DEFAULT_ROOT) -> str | None:

@@ -79,3 +79,23 @@ def test_the_check_catches_an_instantiating_module(tmp_path):
 )
 def test_credentials_in_urls_are_masked(text, shown):
     assert redact_text(text) == shown
+
+
+def test_the_dataset_cache_records_its_source_without_credentials():
+    import numpy as np
+
+    from components.data.spec import DataSpec
+    from components.data.stats import Moments
+    from components.data.writer import build_meta
+
+    url = "s3://AKIAKEY:wJal/rXUtn@bucket/data.csv?X-Amz-Signature=abc123"
+    meta = build_meta(
+        spec=DataSpec(source="csv", path=url),
+        fingerprint="f",
+        feature_shape=(2,),
+        class_names=("a", "b"),
+        train_moments=Moments(count=2, mean=np.zeros(2), m2=np.ones(2)),
+        row_counts={"train": 2},
+        dropped_by_reason={},
+    )
+    assert meta["source"]["path"] == "s3://AKIAKEY:***@bucket/data.csv?X-Amz-Signature=***"

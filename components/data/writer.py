@@ -22,6 +22,7 @@ from components.data.layout import (
 )
 from components.data.spec import DataSpec
 from components.data.stats import Moments
+from components.redact import redact
 
 
 def to_arrow(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> pa.Table:
@@ -99,7 +100,7 @@ def build_meta(
         },
         "row_counts": {split: int(row_counts.get(split, 0)) for split in SPLITS},
         "fingerprint": fingerprint,
-        "source": spec.to_dict(),
+        "source": redact(spec.to_dict()),  # a URL's credentials stay out of the cache
         "dropped_rows": sum(dropped_by_reason.values()),
         "dropped_by_reason": dict(dropped_by_reason),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -5,6 +5,7 @@ contract (keys are strings)::
 
     {"partition": "iid" | "dirichlet" | "disjoint_classes", "alpha": 0.5 | None,
      "num_clients": 5, "rounds": 10, "fraction": 1.0, "local_epochs": 1,
+     "aggregation": "mean" | "median" | "trimmed_mean" | "krum", "byzantine": 1,
      "clients": [{"client": 0, "samples": 250, "classes": [0, 1]}, ...],
      "strategies": {"<strategy>": {
          "final_accuracy": 0.89, "client_accuracy": {"0": 0.97, ...},
@@ -69,6 +70,13 @@ _SUMMARY_HEADER = (
 )
 
 
+_AGGREGATIONS = {
+    "median": "the coordinate-wise median (Yin et al. 2018)",
+    "trimmed_mean": "the coordinate-wise trimmed mean (Yin et al. 2018)",
+    "krum": "Krum (Blanchard et al. 2017)",
+}
+
+
 def federated_section(federated: Mapping | None, figures: _Figures) -> str:
     """The "Federated learning" section of ``federated`` (see ``ReportData.federated``).
 
@@ -106,6 +114,12 @@ def _setup_text(federated: Mapping) -> str:
     )
     if federated.get("local_epochs") is not None:
         text += f" Gradient-based strategies train {federated['local_epochs']} local epoch(s)."
+    aggregation = federated.get("aggregation")
+    if aggregation and aggregation != "mean":
+        text += (
+            f" FedAvg/FedProx merge client weights by {_AGGREGATIONS.get(aggregation, aggregation)}"
+            f", robust to {markup.format_value(federated.get('byzantine'))} attacking client(s)."
+        )
     return text
 
 

@@ -120,3 +120,14 @@ def test_show_config_composes_the_default_federated_group(capsys):
     assert main(["federated", "--show-config", "federated.rounds=7"]) == 0
     shown = capsys.readouterr().out
     assert "rounds: 7" in shown and "strategies:" in shown and "name: mlp" in shown
+
+
+def test_the_form_chooses_the_aggregation_rule():
+    from components.federated.experiment import FederatedConfig
+    from flows.config import to_group_config
+    from flows.federated import compose_federated
+
+    options = FederatedOptions(aggregation="trimmed_mean", rounds=2)
+    cfg = compose_federated(options.to_overrides())
+    config = to_group_config(cfg, "federated", FederatedConfig)
+    assert (config.aggregation, config.rounds) == ("trimmed_mean", 2)

@@ -323,7 +323,7 @@ def test_resuming_a_finished_sweep_is_refused_and_leaves_it_alone(prefect_harnes
     (run_dir / "config.yaml").write_text(to_yaml(compose_sweep(args)))
     (run_dir / "report.html").write_text("the finished sweep's report")
     status = update_status(run_dir, state="completed")
-    with pytest.raises(ConfigError, match="already completed"):
+    with pytest.raises(ConfigError, match="already completed. Start a new sweep"):
         sweep(overrides=args, resume=True)
     assert json.loads((run_dir / "status.json").read_text()) == status
     assert (run_dir / "report.html").read_text() == "the finished sweep's report"

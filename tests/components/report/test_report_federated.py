@@ -182,3 +182,12 @@ def test_section_is_empty_without_data(tmp_path, federated):
     page = write_report(tmp_path, _report_data(federated)).read_text(encoding="utf-8")
     assert "<h2>Federated learning</h2>" not in page
     assert not list((tmp_path / "figures").glob("federated_*.png"))
+
+
+def test_setup_names_a_robust_aggregation_rule(tmp_path):
+    setup = {"partition": "iid", "aggregation": "krum", "byzantine": 1}
+    html = federated_section(setup, _Figures(tmp_path))
+    assert "merge client weights by Krum (Blanchard et al. 2017)" in html
+    assert "robust to 1 attacking client(s)" in html
+    plain = federated_section({"partition": "iid", "aggregation": "mean"}, _Figures(tmp_path))
+    assert "merge client weights by" not in plain  # the mean is the default, said nowhere
