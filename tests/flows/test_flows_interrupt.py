@@ -60,6 +60,7 @@ def test_a_signal_marks_the_run_interrupted_and_prints_how_to_resume(
     signum, code, tmp_path, capsys
 ):
     run_dir = _run_folder(tmp_path)
+    handler = signal.getsignal(signum)  # what Ray or pytest installed before, if anything
 
     @with_run_status
     def flow():
@@ -73,9 +74,7 @@ def test_a_signal_marks_the_run_interrupted_and_prints_how_to_resume(
     assert (status["state"], status["signal"]) == ("interrupted", signal.Signals(signum).name)
     err = capsys.readouterr().err
     assert f"resume with: sennflow run --resume run.id=r1 run.root={tmp_path / 'runs'}" in err
-    assert signal.getsignal(signum) is (
-        signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
-    )
+    assert signal.getsignal(signum) is handler  # restored
 
 
 def test_only_an_unfinished_run_whose_process_is_gone_can_be_resumed(tmp_path):
