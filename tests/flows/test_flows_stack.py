@@ -101,7 +101,9 @@ async def wait_for_deployment(client, name: str, timeout_s: float = 120.0):
             await asyncio.sleep(1)
 
 
-def test_stack_serves_the_deployments_and_runs_the_pipeline_from_the_api(stack, tmp_path, loopback):
+def test_stack_serves_runs_the_pipeline_from_the_api_refuses_bad_input_and_stops(
+    stack, tmp_path, loopback
+):
     listening = loopback.listening
     pids = read_pids(stack)
     assert set(pids) == {"prefect", "mlflow", "ray", "serve"} and all(status(stack).values())
@@ -158,8 +160,12 @@ def test_stack_serves_the_deployments_and_runs_the_pipeline_from_the_api(stack, 
     assert len(tracked) == 1 and tracked[0].data.metrics["test_accuracy"] == metrics["accuracy"]
     assert not (runs / "mlflow.db").exists()  # not the local default store
 
+    # one stack for all checks: starting one costs half a minute
+    refuses_invalid_parameters_at_run_creation(stack)
+    stops_exactly_what_up_started(stack)
 
-def test_invalid_parameters_are_refused_at_run_creation(stack):
+
+def refuses_invalid_parameters_at_run_creation(stack):
     from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -180,22 +186,20 @@ def test_invalid_parameters_are_refused_at_run_creation(stack):
         asyncio.run(create({"options": {"method": "grid"}}))
 
 
-def test_down_stops_exactly_what_up_started(tmp_path, loopback):
-    config = stack_config(tmp_path, loopback, serve=False, ray_cpus=1)
+def stops_exactly_what_up_started(config: StackConfig) -> None:
+    pids = read_pids(config)
     bystander = psutil.Popen(["sleep", "60"])  # a process the stack did not start
     try:
-        pids = up(config)
         address_file = Path("/tmp/ray/ray_current_cluster")
         assert address_file.read_text().endswith(f":{config.ray_port}")
-        assert down(config) == ["ray", "mlflow", "prefect"]
+        assert down(config) == ["serve", "ray", "mlflow", "prefect"]
         assert not address_file.exists()  # as `ray stop` leaves it: no stale "auto" address
         for pid in pids.values():
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
-        assert not Path(config.state_dir / "pids.json").exists()
+        assert not pid_file(config).exists()
         assert bystander.is_running()
     finally:
         bystander.kill()
-        down(config)
 
 
 def test_up_refuses_a_port_in_use_before_starting_anything(tmp_path, loopback):
