@@ -116,7 +116,7 @@ def test_pbt_records_that_a_trial_copied_a_better_trials_weights(
             tmp_path,
             "search=pbt",
             "model=mlp",
-            "train.epochs=6",
+            "train.epochs=3",
             "search.num_samples=2",
             "search.max_concurrent=2",
             "search.perturbation_interval=1",
