@@ -90,6 +90,12 @@ PARTS_TINY = [
     "model=protopnet",
     "model.tiny=true",
     "train.epochs=4",
+    # the explain counts of experiment=tiny: this test is about the prototype analyses
+    "explain.num_samples=2",
+    "explain.ig_steps=8",
+    "explain.eval_samples=16",
+    "explain.perturbation_samples=64",
+    "explain.robustness_samples=2",
 ]
 
 
