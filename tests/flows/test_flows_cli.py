@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,12 +12,21 @@ import pytest
 from flows.cli import main
 
 
-def sennflow(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def sennflow(*args: str, timeout: int = 300, env: dict | None = None):
     exe = shutil.which("sennflow") or sys.executable
     prefix = [] if exe.endswith("sennflow") else ["-m", "flows.cli"]
     return subprocess.run(
-        [exe, *prefix, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [exe, *prefix, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
+
+
+@pytest.fixture
+def api_env(prefect_harness) -> dict:
+    """The environment of a ``sennflow`` process that uses this session's Prefect server
+    instead of starting a temporary one of its own (seconds saved per call)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
 
 
 def test_run_help_lists_groups_options_and_defaults():
@@ -55,7 +65,7 @@ def test_bad_config_exits_2_naming_the_key(override, message, capsys):
 
 @pytest.mark.slow
 @pytest.mark.prefect
-def test_missing_data_file_exits_2_and_names_the_path(tmp_path):
+def test_missing_data_file_exits_2_and_names_the_path(tmp_path, api_env):
     missing = tmp_path / "nope.csv"
     proc = sennflow(
         "run",
@@ -63,6 +73,7 @@ def test_missing_data_file_exits_2_and_names_the_path(tmp_path):
         f"data.path={missing}",
         f"run.root={tmp_path / 'runs'}",
         f"run.cache_dir={tmp_path / 'cache'}",
+        env=api_env,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "sennflow: error:" in proc.stderr and str(missing) in proc.stderr
@@ -76,7 +87,9 @@ def test_no_command_prints_usage_and_exits_2(capsys):
 @pytest.mark.slow
 @pytest.mark.prefect
 @pytest.mark.ray
-def test_bad_resume_checkpoint_exits_2_and_keeps_the_run_folder(tmp_path):
+def test_bad_resume_checkpoint_exits_2_and_keeps_the_run_folder(tmp_path, api_env, ray_session):
+    import ray
+
     bogus = tmp_path / "not-a-checkpoint"
     bogus.mkdir()
     proc = sennflow(
@@ -85,6 +98,8 @@ def test_bad_resume_checkpoint_exits_2_and_keeps_the_run_folder(tmp_path):
         f"train.resume_from={bogus}",
         f"run.root={tmp_path / 'runs'}",
         f"run.cache_dir={tmp_path / 'cache'}",
+        f"ray.address={ray.get_runtime_context().gcs_address}",  # no Ray of its own to start
+        env=api_env,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"checkpoint {bogus} is incomplete" in proc.stderr
@@ -95,13 +110,14 @@ def test_bad_resume_checkpoint_exits_2_and_keeps_the_run_folder(tmp_path):
 @pytest.mark.slow
 @pytest.mark.prefect
 @pytest.mark.ray
-def test_a_model_parameter_that_does_not_exist_exits_2(tmp_path):
+def test_a_model_parameter_that_does_not_exist_exits_2(tmp_path, api_env):
     proc = sennflow(
         "run",
         "experiment=tiny",
         "+model.params.num_prototypez=3",
         f"run.root={tmp_path / 'runs'}",
         f"run.cache_dir={tmp_path / 'cache'}",
+        env=api_env,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot build model 'proto_ae'" in proc.stderr and "num_prototypez" in proc.stderr
