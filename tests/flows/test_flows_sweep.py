@@ -355,7 +355,11 @@ def _reported(experiment: Path, key: str) -> bool:
     )
 
 
-def test_a_sweep_resumes_after_its_driver_is_killed(tmp_path):
+def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    # the sweeps use this session's Prefect server rather than each starting a temporary one
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     args = [
         *overrides(tmp_path, "search=random", "model=mlp", "train.epochs=3"),
         "search.num_samples=4",
@@ -365,7 +369,7 @@ def test_a_sweep_resumes_after_its_driver_is_killed(tmp_path):
         "ray.num_cpus=2",
     ]
     experiment = tmp_path / "runs" / "sweep" / "nightly" / "sweep"
-    proc = _sennflow_sweep(*args)
+    proc = _sennflow_sweep(*args, env=env)
     deadline = time.monotonic() + 240
     while not _reported(experiment, "_00001_"):  # one trial done, the next one under way
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
@@ -376,7 +380,7 @@ def test_a_sweep_resumes_after_its_driver_is_killed(tmp_path):
     before = trial_results(first)
     assert len(before) == 3 and len(trial_results(second)) < 3
 
-    resumed = _sennflow_sweep("--resume", *args)
+    resumed = _sennflow_sweep("--resume", *args, env=env)
     out, _ = resumed.communicate(timeout=420)
     assert resumed.returncode == 0, out[-3000:]
     trials = json.loads((experiment.parent / "search.json").read_text())["trials"]
@@ -385,6 +389,6 @@ def test_a_sweep_resumes_after_its_driver_is_killed(tmp_path):
     epochs = [row["epoch"] for row in trial_results(second)]
     assert epochs == sorted(set(epochs))  # resumed from its checkpoint, not restarted
 
-    again = _sennflow_sweep("--resume", *args[:-2], "run.id=nightly", "train.epochs=5")
+    again = _sennflow_sweep("--resume", *args[:-2], "run.id=nightly", "train.epochs=5", env=env)
     out, _ = again.communicate(timeout=120)
     assert again.returncode == 2 and "config.yaml differs" in out
