@@ -128,10 +128,11 @@ def _data_section(data_meta: Mapping) -> str:
     if row_counts:
         parts.append(markup.table(("split", "rows"), row_counts.items()))
     dropped = data_meta.get("dropped_rows", 0)
-    parts.append(markup.paragraph(f"Rows dropped during validation: {dropped}"))
+    unit = "image files" if data_meta.get("kind") == "image" else "rows"
+    parts.append(markup.paragraph(f"{unit.capitalize()} dropped during validation: {dropped}"))
     by_reason = data_meta.get("dropped_by_reason") or {}
     if by_reason:
-        parts.append(markup.table(("reason", "rows dropped"), by_reason.items()))
+        parts.append(markup.table(("reason", f"{unit} dropped"), by_reason.items()))
     parts += _dropped_files_parts(data_meta.get("dropped_files") or [])
     return markup.section("Data", *parts)
 

@@ -100,6 +100,7 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
     assert "<td>feature_shape</td><td>1, 8, 8</td>" in page
     for key in ("image_size", "path", "num_features", "class_sep", "label_column"):
         assert f"<td>{key}</td>" not in page
+    assert "Rows dropped during validation: 0" in page
 
     spec = DataSpec(source="image_folder", path="/data/birds", drop_invalid=True).to_dict()
     image_meta = {
@@ -109,6 +110,7 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
         "image_size": 224,
         "normalization": {"mean": [0.4, 0.5, 0.6], "std": [0.2] * 3, "source": "imagenet"},
         "ignored_files": 3,
+        "dropped_rows": 2,
         "dropped_files": [
             {"path": "wren/broken.jpg", "reason": "truncated JPEG"},
             {"path": "jay/empty.png", "reason": "zero-byte file"},
@@ -126,6 +128,7 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
     ):
         assert row in page
     assert "<td>num_classes</td>" not in page and "Dropped files (2)" in page
+    assert "Image files dropped during validation: 2" in page
 
 
 def test_long_class_names_wrap_on_two_lines_and_name_the_confusion_matrix_axes():
