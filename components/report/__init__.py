@@ -1,5 +1,6 @@
 """The per-run HTML report and its figures."""
 
-from components.report.report import ReportData, write_report
+from components.report.data import ReportData
+from components.report.page import write_report
 
 __all__ = ["ReportData", "write_report"]

@@ -18,7 +18,6 @@ scenario paragraph and the metric definitions is left out when its data is missi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,10 +28,9 @@ from components.report.continual_figures import (
     as_matrix,
     learning_rate_figure,
 )
+from components.report.data import ContinualSection
+from components.report.figure_set import FigureSet
 from components.report.search_figures import is_number
-
-if TYPE_CHECKING:
-    from components.report.report import _Figures
 
 # (summary key, column header, higher is better)
 _METRICS = (
@@ -70,7 +68,7 @@ _DEFINITIONS = (
 )
 
 
-def continual_section(continual: Mapping | None, figures: _Figures) -> str:
+def continual_section(continual: ContinualSection | None, figures: FigureSet) -> str:
     """The "Continual learning" section of ``continual`` (see ``ReportData.continual``).
 
     Args:
@@ -106,7 +104,7 @@ def _scenario_parts(continual: Mapping) -> list[str]:
     return [markup.paragraph(text), markup.table(("metric", "definition"), _DEFINITIONS)]
 
 
-def _method_parts(methods: Mapping, tasks, figures: _Figures) -> list[str]:
+def _method_parts(methods: Mapping, tasks, figures: FigureSet) -> list[str]:
     if not methods:
         return [markup.paragraph("No continual-learning method was run.", "note")]
     caption = (
@@ -160,7 +158,7 @@ def _marked(value: float | None, best: bool) -> float | str | None:
     return f"{markup.format_value(value)} (best)" if best else value
 
 
-def _schedule_parts(schedule: Mapping | None, methods: Mapping, figures: _Figures) -> list[str]:
+def _schedule_parts(schedule: Mapping | None, methods: Mapping, figures: FigureSet) -> list[str]:
     lrs = {name: result.get("lrs") for name, result in methods.items()}
     fig = learning_rate_figure(lrs)
     if not schedule and fig is None:
@@ -172,7 +170,7 @@ def _schedule_parts(schedule: Mapping | None, methods: Mapping, figures: _Figure
     return [*parts, figures.add("continual_lr", fig, caption)]
 
 
-def _federated_parts(federated: Mapping, tasks, figures: _Figures) -> list[str]:
+def _federated_parts(federated: Mapping, tasks, figures: FigureSet) -> list[str]:
     clients = federated.get("R_clients") or {}
     merges = [b for b in federated.get("bytes_per_merge") or [] if is_number(b)]
     text = (

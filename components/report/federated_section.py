@@ -24,19 +24,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from components.report import markup
+from components.report.data import FederatedSection
 from components.report.federated_figures import (
     accuracy_per_round_figure,
     bytes_per_round_figure,
     client_accuracy_figure,
     round_bytes,
 )
+from components.report.figure_set import FigureSet
 from components.report.search_figures import is_number
-
-if TYPE_CHECKING:
-    from components.report.report import _Figures
 
 NO_FAULTS = "No client was dropped or rejected."
 
@@ -77,7 +75,7 @@ _AGGREGATIONS = {
 }
 
 
-def federated_section(federated: Mapping | None, figures: _Figures) -> str:
+def federated_section(federated: FederatedSection | None, figures: FigureSet) -> str:
     """The "Federated learning" section of ``federated`` (see ``ReportData.federated``).
 
     Args:
@@ -192,7 +190,7 @@ def fault_parts(strategies: Mapping[str, Mapping]) -> list[str]:
     ]
 
 
-def _figure_parts(strategies: Mapping[str, Mapping], figures: _Figures) -> list[str]:
+def _figure_parts(strategies: Mapping[str, Mapping], figures: FigureSet) -> list[str]:
     return [
         figures.add(
             "federated_accuracy",

@@ -14,16 +14,17 @@ attribution figure is optional and left out when its data is missing.
 ``fidelity``, ``features``, ``rules``, ``top_k``), ``sp_lime`` (``method``, ``picked``,
 ``coverage``), ``timings`` (method -> seconds), ``budget`` (``budget_s``, ``spent_s``,
 ``seconds`` per part, ``chosen`` / ``requested`` counts, ``skipped``, ``feature_groups``; see
-:func:`components.explain.posthoc.explain_post_hoc`) and, for tabular data, ``feature_names``.
+:func:`components.explain.posthoc.stage.explain_post_hoc`) and, for tabular data, ``feature_names``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from components.report import markup
+from components.report.data import PostHoc
 from components.report.explanation_figures import is_image
+from components.report.figure_set import FigureSet
 from components.report.posthoc_data import (
     as_list,
     budget_rows,
@@ -41,9 +42,6 @@ from components.report.posthoc_figures import (
 )
 from components.report.posthoc_metrics import format_metric, metric_legend, metric_table, table
 
-if TYPE_CHECKING:
-    from components.report.report import _Figures
-
 _ATTRIBUTION_CAPTION = (
     "Attributions of the predicted class per method (columns) for a few test samples (rows: "
     "test index, true / predicted class); red raises the prediction, blue lowers it. "
@@ -58,7 +56,7 @@ def _attribution_caption(feature_shape: Sequence[int]) -> str:
 
 
 def posthoc_parts(
-    post_hoc: Mapping, feature_shape: Sequence[int], class_names: Sequence[str], figures: _Figures
+    post_hoc: PostHoc, feature_shape: Sequence[int], class_names: Sequence[str], figures: FigureSet
 ) -> list[str]:
     """The HTML fragments of the post-hoc explanations; [] when ``post_hoc`` is empty."""
     if not post_hoc:
@@ -74,7 +72,7 @@ def posthoc_parts(
     ]
 
 
-def _attribution_parts(post_hoc, feature_shape, class_names, figures: _Figures) -> list[str]:
+def _attribution_parts(post_hoc, feature_shape, class_names, figures: FigureSet) -> list[str]:
     fig = posthoc_attribution_figure(post_hoc, feature_shape, class_names)
     if fig is None:
         return []
@@ -94,7 +92,7 @@ def _metric_parts(post_hoc: Mapping) -> list[str]:
     ]
 
 
-def _ranking_parts(post_hoc: Mapping, figures: _Figures) -> list[str]:
+def _ranking_parts(post_hoc: Mapping, figures: FigureSet) -> list[str]:
     ranking = post_hoc.get("ranking") or {}
     rows = ranked_rows(ranking)
     parts = [recommendation(post_hoc, rows)] if post_hoc.get("recommended") else []
@@ -151,7 +149,7 @@ def _why(ranking: Mapping, row: Mapping) -> str:
     return ", ".join(pieces)
 
 
-def _ranking_figure(post_hoc: Mapping, figures: _Figures) -> str:
+def _ranking_figure(post_hoc: Mapping, figures: FigureSet) -> str:
     ranking = post_hoc.get("ranking") or {}
     caption = (
         f"Mean {ranking_metric_name(ranking)} per method with its confidence interval, best "

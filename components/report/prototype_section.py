@@ -5,19 +5,16 @@ regions were found and what a capped gallery left out."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from components.report.display import InputScale
+from components.report.figure_set import FigureSet
 from components.report.prototype_figures import (
     GALLERY_LIMIT,
     gallery_pages,
     sample_explanations_figure,
 )
-
-if TYPE_CHECKING:
-    from components.report.report import _Figures
 
 
 def _has_regions(samples: Sequence[Mapping]) -> bool:
@@ -31,7 +28,7 @@ _REGION_RULE = (
 
 
 def gallery_parts(
-    gallery: Mapping, scale: InputScale, names: Sequence[str], figures: _Figures
+    gallery: Mapping, scale: InputScale, names: Sequence[str], figures: FigureSet
 ) -> list[str]:
     """The gallery's pages (:func:`gallery_pages`), captioned with what is drawn and what was
     left out."""
@@ -77,7 +74,7 @@ def sample_explanation_parts(
     gallery: Mapping | None,
     scale: InputScale,
     class_names: Sequence[str],
-    figures: _Figures,
+    figures: FigureSet,
 ) -> list[str]:
     """The "this looks like that" figure, when there is a gallery or regions to draw."""
     if gallery is None and not _has_regions(samples):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from components.report import markup
+from components.report.data import SearchSection
+from components.report.figure_set import FigureSet
 from components.report.search_figures import (
     alphas_figure,
     genotype_figure,
@@ -21,9 +22,6 @@ from components.report.search_figures import (
     sort_trials,
     trial_curves_figure,
 )
-
-if TYPE_CHECKING:
-    from components.report.report import _Figures
 
 _METHODS = {
     "asha": "random search with the ASHA scheduler (Li et al., 2020), which stops trials whose "
@@ -46,7 +44,7 @@ _METHODS = {
 _PBT_NOTE = " A PBT curve jumps where its trial took over a better trial's weights (exploited)."
 
 
-def search_section(search: Mapping | None, figures: _Figures) -> str:
+def search_section(search: SearchSection | None, figures: FigureSet) -> str:
     """The "Search" section of ``search`` (see ``ReportData.search``); "" when it is None."""
     if not search:
         return ""
@@ -128,7 +126,7 @@ def _trial_row(trial, params, metrics, exploited: bool, errors: bool, best) -> l
     return row + [trial.get("error") or ""] * errors
 
 
-def _figure_parts(search, trials, metric: str, best: str | None, figures: _Figures) -> list:
+def _figure_parts(search, trials, metric: str, best: str | None, figures: FigureSet) -> list:
     parts = [
         figures.add(
             "search_hyperparameters",
@@ -153,7 +151,7 @@ def _figure_parts(search, trials, metric: str, best: str | None, figures: _Figur
     return parts
 
 
-def _schedule_part(schedules: Mapping, best: str | None, figures: _Figures) -> str:
+def _schedule_part(schedules: Mapping, best: str | None, figures: FigureSet) -> str:
     return figures.add(
         "search_schedules",
         schedules_figure(schedules, best),
@@ -163,7 +161,7 @@ def _schedule_part(schedules: Mapping, best: str | None, figures: _Figures) -> s
     )
 
 
-def _architecture_parts(search: Mapping, figures: _Figures) -> list[str]:
+def _architecture_parts(search: Mapping, figures: FigureSet) -> list[str]:
     parts = [
         "<h3>Searched cell</h3>",
         figures.add(

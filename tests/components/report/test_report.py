@@ -2,6 +2,7 @@
 
 import base64
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -109,26 +110,27 @@ def test_format_value(value, text):
 def test_report_handles_a_missing_class_in_the_per_class_table(tmp_path):
     data = _report_data("mlp", (6,), history=[])
     logits = np.eye(3)[[0, 1, 0, 1]] * 4.0  # class 2 has no samples
-    data.metrics = classification_metrics(logits, [0, 1, 0, 1], 3)
+    data = replace(data, metrics=classification_metrics(logits, [0, 1, 0, 1], 3))
     page = write_report(tmp_path, data).read_text(encoding="utf-8")
     assert "<td>two&lt;3</td><td>n/a</td>" in page
 
 
 def test_training_section_lists_each_attempt_and_the_checkpoint_it_resumed_from(tmp_path):
     data = _report_data("mlp", (6,), history=HISTORY)
-    data.training = {
+    training = {
         "resumed_at": [1],
         "attempts": [
             {"attempt": 1, "first_epoch": 1, "last_epoch": 1, "nodes": ["node-a", "node-b"]},
             {"attempt": 2, "first_epoch": 2, "last_epoch": 3, "nodes": ["node-a", "node-a"]},
         ],
     }
+    data = replace(data, training=training)
     page = write_report(tmp_path, data).read_text(encoding="utf-8")
     training = page[page.index("Training") : page.index("Evaluation")]
     assert "Resumed 1 time(s) from a checkpoint, after epoch 1" in training
     rows = re.findall(r"<tr><td[^>]*>(\d)</td><td>([\d-]+)</td><td>([^<]+)</td></tr>", training)
     assert rows == [("1", "1-1", "node-a, node-b"), ("2", "2-3", "node-a, node-a")]
 
-    data.training = {"resumed_at": [], "attempts": []}  # an uneventful run shows neither
+    data = replace(data, training={"resumed_at": [], "attempts": []})  # shows neither
     page = write_report(tmp_path, data).read_text(encoding="utf-8")
     assert "Resumed" not in page and "Ray node of each rank" not in page

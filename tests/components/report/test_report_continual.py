@@ -2,6 +2,7 @@
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from components.report.continual_figures import (
     learning_rate_figure,
 )
 from components.report.continual_section import continual_section
-from components.report.report import _Figures
+from components.report.figure_set import FigureSet
 
 INLINE_PNG = re.compile(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"')
 TASKS = [[3, 7], [0, 9], [1, 2]]
@@ -165,7 +166,7 @@ def test_minimal_continual_leaves_optional_parts_out(tmp_path):
     data["schedule"] = None
     for result in data["methods"].values():
         result["lrs"] = None
-    html = continual_section(data, _Figures(tmp_path))
+    html = continual_section(data, FigureSet(tmp_path))
     assert "<h3>Metrics per method</h3>" in html
     assert "<h3>Learning-rate schedule</h3>" not in html
     assert "<h3>Federated continual learning</h3>" not in html
@@ -174,14 +175,15 @@ def test_minimal_continual_leaves_optional_parts_out(tmp_path):
 
 @pytest.mark.parametrize("continual", [None, {}])
 def test_section_is_empty_without_data(tmp_path, continual):
-    assert continual_section(continual, _Figures(tmp_path)) == ""
+    assert continual_section(continual, FigureSet(tmp_path)) == ""
     page = write_report(tmp_path, _report_data(continual)).read_text(encoding="utf-8")
     assert "<h2>Continual learning</h2>" not in page
 
 
 def test_report_with_both_flows_has_both_sections(tmp_path):
     data = _report_data({"dataset": "digits", "tasks": TASKS, "methods": {}})
-    data.federated = {"partition": "iid", "num_clients": 2, "rounds": 1, "strategies": {}}
+    federated = {"partition": "iid", "num_clients": 2, "rounds": 1, "strategies": {}}
+    data = replace(data, federated=federated)
     page = write_report(tmp_path, data).read_text(encoding="utf-8")
     assert page.index("<h2>Federated learning</h2>") < page.index("<h2>Continual learning</h2>")
     assert page.index("<h2>Continual learning</h2>") < page.index("<h2>Data</h2>")

@@ -11,7 +11,7 @@ from components.report.federated_figures import (
     client_accuracy_figure,
 )
 from components.report.federated_section import NO_FAULTS, federated_section
-from components.report.report import _Figures
+from components.report.figure_set import FigureSet
 
 INLINE_PNG = re.compile(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"')
 FIGURES = {"federated_accuracy", "federated_bytes", "federated_client_accuracy"}
@@ -139,7 +139,7 @@ def test_fault_table_names_strategy_round_client_and_reason(rendered):
 
 def test_no_faults_says_so(tmp_path):
     strategies = {"fedavg": {"final_accuracy": 0.5, "rounds": [], "events": []}}
-    html = federated_section({"partition": "iid", "strategies": strategies}, _Figures(tmp_path))
+    html = federated_section({"partition": "iid", "strategies": strategies}, FigureSet(tmp_path))
     assert f"<h3>Faults</h3><p>{NO_FAULTS}</p>" in html
 
 
@@ -169,7 +169,7 @@ def test_figures_draw_one_series_per_strategy_with_log_bytes():
 
 
 def test_minimal_federated_renders_setup_and_faults_only(tmp_path):
-    html = federated_section({"partition": "dirichlet", "alpha": 0.5}, _Figures(tmp_path))
+    html = federated_section({"partition": "dirichlet", "alpha": 0.5}, FigureSet(tmp_path))
     assert "Dirichlet(alpha = 0.5000)" in html
     assert "<h3>Strategies</h3>" not in html and "<h3>Clients</h3>" not in html
     assert NO_FAULTS in html
@@ -178,7 +178,7 @@ def test_minimal_federated_renders_setup_and_faults_only(tmp_path):
 
 @pytest.mark.parametrize("federated", [None, {}])
 def test_section_is_empty_without_data(tmp_path, federated):
-    assert federated_section(federated, _Figures(tmp_path)) == ""
+    assert federated_section(federated, FigureSet(tmp_path)) == ""
     page = write_report(tmp_path, _report_data(federated)).read_text(encoding="utf-8")
     assert "<h2>Federated learning</h2>" not in page
     assert not list((tmp_path / "figures").glob("federated_*.png"))
@@ -186,8 +186,8 @@ def test_section_is_empty_without_data(tmp_path, federated):
 
 def test_setup_names_a_robust_aggregation_rule(tmp_path):
     setup = {"partition": "iid", "aggregation": "krum", "byzantine": 1}
-    html = federated_section(setup, _Figures(tmp_path))
+    html = federated_section(setup, FigureSet(tmp_path))
     assert "merge client weights by Krum (Blanchard et al. 2017)" in html
     assert "robust to 1 attacking client(s)" in html
-    plain = federated_section({"partition": "iid", "aggregation": "mean"}, _Figures(tmp_path))
+    plain = federated_section({"partition": "iid", "aggregation": "mean"}, FigureSet(tmp_path))
     assert "merge client weights by" not in plain  # the mean is the default, said nowhere

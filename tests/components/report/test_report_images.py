@@ -1,6 +1,8 @@
 """Inputs and prototypes drawn in their natural scale, prototype regions on images and signals,
 class names in every figure and table, the data table of the source used."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -14,10 +16,10 @@ from components.models import create_model
 from components.report import ReportData, prototype_figures, prototype_section, write_report
 from components.report.display import InputScale, draw_sample
 from components.report.figures import confusion_matrix_figure, wrap_label
+from components.report.page import input_scale
 from components.report.posthoc_figures import posthoc_attribution_figure
 from components.report.prototype_figures import gallery_pages, sample_explanations_figure
 from components.report.prototype_section import gallery_parts
-from components.report.report import input_scale
 
 LONG_NAMES = ["red_square+green_disc", "Black_footed_Albatross", "c"]
 
@@ -265,7 +267,7 @@ def test_federated_clients_and_continual_tasks_list_class_names(tmp_path):
     federated = {"partition": "iid", "clients": [{"client": 0, "samples": 5, "classes": [0, 1]}]}
     continual = {"dataset": "parts", "tasks": [[0, 1], [2]], "methods": {}}
     data = _report_data({}, class_names=LONG_NAMES)
-    data.federated, data.continual = federated, continual
+    data = replace(data, federated=federated, continual=continual)
     page = write_report(tmp_path, data).read_text()
     assert "<td>red_square+green_disc, Black_footed_Albatross</td>" in page
     assert "task 0: red_square+green_disc, Black_footed_Albatross; task 1: c" in page

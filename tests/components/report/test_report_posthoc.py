@@ -1,6 +1,7 @@
 """The post-hoc part of the "Explanations" section: maps per method, metrics, ranking, surrogate."""
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -206,7 +207,8 @@ def test_partial_post_hoc_renders_what_exists(tmp_path):
     full = _post_hoc((1, 8, 8))
     post_hoc = {k: full[k] for k in ("methods", "inputs", "attributions")}
     data = _data((1, 8, 8), post_hoc)
-    data.explanations = {"post_hoc": post_hoc}  # post-hoc only: no model-specific samples
+    # post-hoc only: no model-specific samples
+    data = replace(data, explanations={"post_hoc": post_hoc})
     page = write_report(tmp_path, data).read_text("utf-8")
     names = {p.stem for p in (tmp_path / "figures").glob("*.png")}
     assert names == {"posthoc_attributions"}

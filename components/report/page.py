@@ -1,28 +1,32 @@
-"""The per-run HTML report: one self-contained page plus the figures as PNG files."""
+"""The per-run HTML report: one self-contained page plus the figures as PNG files.
+
+What it shows is a :class:`~components.report.data.ReportData`; each section of the page is
+built by its own module (``*_section.py``), which saves its figures through a
+:class:`~components.report.figure_set.FigureSet`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from components import atomic
 from components.data.spec import source_fields
 from components.report import markup
 from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
 from components.report.continual_section import continual_section
+from components.report.data import ReportData
 from components.report.display import InputScale
 from components.report.explanation_figures import attribution_figure
 from components.report.federated_section import federated_section
+from components.report.figure_set import FigureSet
 from components.report.figures import (
     class_label,
     confusion_matrix_figure,
     learning_curves_figure,
     reliability_figure,
-    to_png,
 )
 from components.report.posthoc_section import posthoc_parts
 from components.report.prototype_section import gallery_parts, sample_explanation_parts
@@ -32,80 +36,6 @@ _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
 _IMAGE_FACTS = ("layout", "image_size", "normalization.source", "ignored_files")
 DROPPED_FILES_SHOWN = 50  # dropped image files listed by name; the rest are counted
 CONFUSED_PAIRS = 5  # most frequent (true, predicted) mistakes listed by class name
-
-
-@dataclass
-class ReportData:
-    """Everything a run report shows.
-
-    Attributes:
-        title: page title.
-        run_id: the run's id.
-        headline: the few numbers shown first, name -> value.
-        metrics: :func:`components.evaluation.metrics.classification_metrics` of the evaluated
-            split; further scalar entries are listed too.
-        history: one dict per epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_accuracy``,
-            ``lr``, ``train_<term>`` per loss term).
-        config_yaml: the resolved configuration as YAML text.
-        meta: run metadata (git sha, package versions, seeds, device); nested dicts allowed.
-        data_meta: the dataset's ``meta.json``: ``row_counts`` (split -> rows),
-            ``dropped_rows``, ``dropped_by_reason`` (reason -> rows), ``source`` (the data
-            config; only the keys of the source used are shown), ``normalization`` (``mean`` and
-            ``std`` undo the standardisation of every input drawn, see
-            :class:`~components.report.display.InputScale`), and for image datasets ``kind``,
-            ``layout``, ``image_size``, ``normalization.source``, ``ignored_files`` and
-            ``dropped_files`` (``path``, ``reason``).
-        explanations: :func:`components.explain.explain_model`'s result, or None; its optional
-            ``post_hoc`` entry (post-hoc attribution methods, their metrics and ranking, see
-            :mod:`components.report.posthoc_section`) is shown after the model's own.
-        class_names: class names by index (missing names fall back to the index); every figure
-            and table that shows a class names it.
-        feature_shape: shape of one sample, e.g. ``(1, 8, 8)`` or ``(30,)``.
-        search: for a run found by a sweep, how it was found (method, metric, mode,
-            experiment_path, trials, best, and for STN ``schedules``, for NAS ``genotype``,
-            ``alphas`` and ``primitives``); shown in the "Search" section. None otherwise.
-        federated: for a federated run, its setup, clients and per-strategy rounds and events
-            (see :mod:`components.report.federated_section`); shown in the "Federated
-            learning" section. None otherwise.
-        continual: for a continual-learning run, its task stream and per-method accuracy
-            matrices and metrics (see :mod:`components.report.continual_section`); shown in the
-            "Continual learning" section. None otherwise.
-        training: how training ran: ``resumed_at`` (epochs after which it resumed from a
-            checkpoint) and ``attempts`` (the worker group's attempts: ``attempt``,
-            ``first_epoch``, ``last_epoch``, ``nodes`` with one Ray node id per rank); shown in
-            the "Training" section. None otherwise.
-    """
-
-    title: str
-    run_id: str
-    headline: dict
-    metrics: dict
-    history: list[dict]
-    config_yaml: str
-    meta: dict
-    data_meta: dict
-    explanations: dict | None
-    class_names: list[str]
-    feature_shape: tuple[int, ...]
-    search: dict | None = None
-    federated: dict | None = None
-    continual: dict | None = None
-    training: dict | None = None
-
-
-class _Figures:
-    """Saves each figure to ``figures/<name>.png`` and returns its inline HTML."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def add(self, name: str, fig: Figure | None, caption: str) -> str:
-        if fig is None:
-            return ""
-        png = to_png(fig)
-        atomic.write_bytes(self.folder / f"{name}.png", png)
-        return markup.figure(png, caption)
 
 
 def _headline_section(data: ReportData) -> str:
@@ -170,7 +100,7 @@ def _dropped_files_parts(dropped: Sequence[Mapping]) -> list[str]:
 
 
 def _training_section(
-    history: Sequence[Mapping], training: Mapping | None, figures: _Figures
+    history: Sequence[Mapping], training: Mapping | None, figures: FigureSet
 ) -> str:
     fig = learning_curves_figure(history)
     if fig is None:
@@ -235,7 +165,7 @@ def _confused_pairs_table(matrix, class_names: Sequence[str]) -> str:
     return markup.table(header, rows) if rows else ""
 
 
-def _metrics_section(data: ReportData, figures: _Figures) -> str:
+def _metrics_section(data: ReportData, figures: FigureSet) -> str:
     metrics = data.metrics
     scalars = {k: metrics[k] for k in _SCALAR_METRICS if k in metrics}
     scalars |= {
@@ -262,7 +192,7 @@ def _metrics_section(data: ReportData, figures: _Figures) -> str:
     return markup.section("Evaluation", *parts)
 
 
-def _analysis_section(data: ReportData, figures: _Figures) -> str:
+def _analysis_section(data: ReportData, figures: FigureSet) -> str:
     """What the model's paper measures beyond accuracy: robustness, uncertainty, part quality."""
     metrics, parts = data.metrics, []
     if "robustness" in metrics:
@@ -364,7 +294,7 @@ def _top_prototype_table(samples: Sequence[Mapping], class_names: Sequence[str])
     return markup.table(header, rows)
 
 
-def _explanation_section(data: ReportData, figures: _Figures) -> str:
+def _explanation_section(data: ReportData, figures: FigureSet) -> str:
     """The model's own explanations (prototypes, IG), then the post-hoc methods' (``post_hoc``)."""
     explanations = data.explanations or {}
     post_hoc = explanations.get("post_hoc")
@@ -388,7 +318,7 @@ def input_scale(data: ReportData) -> InputScale:
     return InputScale.from_meta(data.data_meta, data.feature_shape, shown)
 
 
-def _model_explanation_parts(data: ReportData, scale: InputScale, figures: _Figures) -> list[str]:
+def _model_explanation_parts(data: ReportData, scale: InputScale, figures: FigureSet) -> list[str]:
     explanations = data.explanations
     samples = explanations["samples"]
     inputs = np.asarray(explanations["inputs"])
@@ -465,7 +395,7 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
         The path of ``report.html``.
     """
     run_dir = Path(run_dir)
-    figures = _Figures(run_dir / "figures")
+    figures = FigureSet(run_dir / "figures")
     # Federated and continual runs train inside their actors: no single model to show.
     one_model = not (data.federated or data.continual)
     body = [
