@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.loading import load_trained
+from components.training.trained import load_trained
 
 BECAUSE_IMAGES = 64  # test images behind the "this looks like that, because" table
 
@@ -32,7 +32,7 @@ def explain_task(
     the config needs are read, and the surrogate's training rows once the budget has chosen
     how many. ``run`` (the run settings) says which Ray to join when ``cfg.num_tasks > 1``."""
     from components.data.reader import load_meta, read_split
-    from components.evaluation.evaluate import has_activation_maps
+    from components.evaluation.analyses import has_activation_maps
     from components.explain.because import characteristic_importance
     from components.explain.budget import resolve_budget
     from components.explain.explain import explain_model

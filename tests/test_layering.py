@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,113 @@ def test_tasks_never_import_flows(path):
 
 def test_the_rules_see_every_layer():
     assert modules("components/models") and modules("components") and modules("tasks")
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> list[tuple[str, str]]:
+    """``(module, name)`` of every import in ``path`` (lazy and ``TYPE_CHECKING`` ones included):
+    ``from a.b import c`` gives ``("a.b", "c")``, ``import a.b`` gives ``("a.b", "")``; relative
+    imports are resolved against ``path``'s package under ``root``."""
+    package = list(path.relative_to(root).parent.parts)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, "") for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found += [(module, alias.name) for alias in node.names]
+    return found
+
+
+def component_node(dotted: str, root: Path = ROOT) -> str | None:
+    """The node of the component graph a dotted name belongs to: ``components/<pkg>`` for a
+    package, ``components/<name>.py`` for a top-level module (e.g. ``components/atomic.py``)."""
+    parts = dotted.split(".")
+    if parts[0] != "components" or len(parts) < 2 or parts[1] in ("", "__init__"):
+        return None
+    return f"components/{parts[1]}" + ("" if (root / "components" / parts[1]).is_dir() else ".py")
+
+
+def component_graph(root: Path = ROOT) -> dict[str, dict[str, set[str]]]:
+    """node -> imported node -> the files of ``node`` that import it (self-imports left out)."""
+    graph: dict[str, dict[str, set[str]]] = {}
+    for path in sorted((root / "components").rglob("*.py")):
+        relative = path.relative_to(root)
+        source = component_node(".".join(relative.with_suffix("").parts), root)
+        if source is None:  # components/__init__.py belongs to no node
+            continue
+        for module, name in imported_modules(path, root):
+            target = component_node(f"{module}.{name}" if name else module, root)
+            if target is not None and target != source:
+                graph.setdefault(source, {}).setdefault(target, set()).add(str(relative))
+    return graph
+
+
+def find_cycle(graph: dict[str, dict[str, set[str]]]) -> list[str]:
+    """One cycle of ``graph`` as ``[a, b, ..., a]``, or [] when it has none (depth-first)."""
+    state: dict[str, str] = {}  # node -> "open" while on the path, "done" once explored
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        state[node] = "open"
+        for target in sorted(graph.get(node, {})):
+            if state.get(target) == "open":
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target, [*path, target])):
+                return cycle
+        state[node] = "done"
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start, [start])):
+            return cycle
+    return []
+
+
+def describe_cycle(graph: dict[str, dict[str, set[str]]], cycle: list[str]) -> str:
+    """Each edge of ``cycle`` with the modules that make it."""
+    return "\n".join(f"  {a} -> {b}: {', '.join(sorted(graph[a][b]))}" for a, b in pairwise(cycle))
+
+
+def test_no_import_cycle_between_component_packages():
+    graph = component_graph()
+    assert "components/models" in graph.get("components/training", {})  # the graph sees edges
+    cycle = find_cycle(graph)
+    assert not cycle, "import cycle between components:\n" + describe_cycle(graph, cycle)
+
+
+def test_the_checks_find_a_lazy_cycle_and_a_private_import(tmp_path):
+    files = {
+        "components/a/__init__.py": "",
+        "components/a/one.py": "from components.b.two import f\nfrom .three import _g\n",
+        "components/b/__init__.py": "",
+        "components/b/two.py": "def f():\n    from components.a.one import _h\n",
+        "components/atomic.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    graph = component_graph(tmp_path)
+    assert find_cycle(graph) == ["components/a", "components/b", "components/a"]
+    assert describe_cycle(graph, find_cycle(graph)).splitlines() == [
+        "  components/a -> components/b: components/a/one.py",
+        "  components/b -> components/a: components/b/two.py",
+    ]
+    assert private_imports(tmp_path / "components/b/two.py", tmp_path) == ["components.a.one._h"]
+    assert private_imports(tmp_path / "components/a/one.py", tmp_path) == []  # its own package
+
+
+def private_imports(path: Path, root: Path = ROOT) -> list[str]:
+    """``module.name`` of each private name (``_name``) ``path`` imports from another node of
+    the component graph."""
+    source = component_node(".".join(path.relative_to(root).with_suffix("").parts), root)
+    return [
+        f"{module}.{name}"
+        for module, name in imported_modules(path, root)
+        if name.startswith("_") and component_node(module, root) not in (None, source)
+    ]
+
+
+def test_no_module_imports_a_private_name_of_another_component_package():
+    offenders = {str(p.relative_to(ROOT)): private_imports(p) for p in modules("components")}
+    offenders = {path: names for path, names in offenders.items() if names}
+    assert not offenders, f"private names imported across component packages: {offenders}"

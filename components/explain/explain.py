@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.evaluation.analyses import has_activation_maps
 from components.evaluation.arrays import as_labels
-from components.evaluation.evaluate import has_activation_maps
 from components.evaluation.predict import as_float_tensor, predict_logits
 from components.explain.attributions import integrated_gradients
 from components.explain.prototypes import explain_samples, prototype_gallery

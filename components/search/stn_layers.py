@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from components.search.stn import STNConfig
 
 SHIFTS = (0, 1, 2)
 CONTINUOUS = ("dropout", "weight_decay", "noise")
@@ -242,6 +239,29 @@ class HyperSample:
     shift: torch.Tensor
 
 
+class InitialHyperparameters(Protocol):
+    """Where :class:`StnHyperparameters` starts: :class:`components.search.stn.STNConfig` is one.
+
+    Defined here rather than imported, so the layers never import the trainer built on them.
+    """
+
+    # Read-only properties, so a frozen dataclass satisfies the protocol.
+    @property
+    def dropout(self) -> float: ...
+
+    @property
+    def weight_decay(self) -> float: ...
+
+    @property
+    def noise(self) -> float: ...
+
+    @property
+    def shift(self) -> int: ...
+
+    @property
+    def init_scale(self) -> float: ...
+
+
 class StnHyperparameters(nn.Module):
     """Perturbation distribution ``p(lambda | sigma)`` over the tuned hyperparameters.
 
@@ -255,7 +275,7 @@ class StnHyperparameters(nn.Module):
         tune: if False the hyperparameters are fixed: no perturbation and no gradients.
     """
 
-    def __init__(self, config: STNConfig, tune: bool = True) -> None:
+    def __init__(self, config: InitialHyperparameters, tune: bool = True) -> None:
         super().__init__()
         mean = [_logit(config.dropout / MAX_DROPOUT), math.log(config.weight_decay)]
         mean.append(_logit(config.noise))

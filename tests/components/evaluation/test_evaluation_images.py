@@ -17,11 +17,11 @@ from components.data.reader import (
     read_rows,
     read_split,
 )
-from components.evaluation.evaluate import evaluate_model, evaluate_stream, uncertainty_summary
+from components.evaluation.analyses import evaluate_model, evaluate_stream, uncertainty_summary
 from components.evaluation.predict import predict_logits
 from components.training.checkpoint import ModelSpec, save_checkpoint
+from components.training.trained import load_trained
 from tasks.evaluate import evaluate_task
-from tasks.loading import load_trained
 
 SHAPE = (3, 32, 32)
 ROW_BYTES = 4 * 3 * 32 * 32

@@ -12,7 +12,7 @@ import torch
 from components.data.ingest import ingest
 from components.data.reader import load_meta, read_masks, read_split
 from components.data.spec import DataSpec
-from components.evaluation.evaluate import prototype_quality
+from components.evaluation.analyses import prototype_quality
 from components.training.batches import ShardBatches
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig

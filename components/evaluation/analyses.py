@@ -1,4 +1,4 @@
-"""The evaluate stage: headline metrics for any model, plus the analyses its paper introduced.
+"""Headline metrics for any model, plus the analyses its paper introduced.
 
 Which analyses run depends on what the model can do, never on its name:
 
@@ -12,7 +12,8 @@ Which analyses run depends on what the model can do, never on its name:
 
 :func:`evaluate_stream` computes the headline metrics from a stream of batches (a test split of
 images too large to decode at once) and runs the analyses that need the inputs on a sample of
-its first rows, which the caller bounds.
+its first rows, which the caller bounds. :mod:`components.evaluation.stage` reads a checkpoint
+and its test split and calls these.
 """
 
 from __future__ import annotations
