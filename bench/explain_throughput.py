@@ -2,10 +2,10 @@
 
 For each post-hoc method, explanations per second on the first 256 test digits with the default
 model (``proto_ae``, 1x8x8, 10 classes), through the path the explain stage takes
-(``components.explain.posthoc.local_attribute(model)(method, x, groups, config)`` with
+(``components.explain.posthoc.stage.local_attribute(model)(method, x, groups, config)`` with
 ``perturbation_samples=200``, seed 0, and the config's feature groups, computed once as the stage
 does: ``auto`` is one group per pixel on 8x8 digits; it calls
-``components.explain.methods.attribute``) and through the captum call a user would write for
+``components.explain.posthoc.methods.attribute``) and through the captum call a user would write for
 the same method with the same settings, on the same inputs, side by side in one run. Each path is
 timed with ``time.perf_counter`` after one warm-up call; the two paths alternate within each
 repeat and the median over the repeats is reported (explanations/s = 256 / seconds); the ratio
@@ -34,7 +34,7 @@ C-LIME; stochastic methods seeded with ``torch.manual_seed(seed)`` as the pipeli
 * ``occlusion``: captum's ``Occlusion`` with 1x1 windows (``sliding_window_shapes=(1, 1, 1)``,
   stride 1) and a zero baseline, ``perturbations_per_eval=4`` (4 x 256 = 1024 rows per model
   call, the pipeline's batch). The pipeline computes Occlusion itself (batched over
-  (input, window) pairs, ``local_approximation.occlusion``), not with captum.
+  (input, window) pairs, ``lfa.occlusion``), not with captum.
 * ``lime``: ``Lime(f, interpretable_model=SkLearnLasso(alpha=0.01),
   similarity_func=get_exp_kernel_similarity_function("cosine", 1.0))`` (captum's defaults, as
   the pipeline sets them), ``.attribute(x, baselines=0, target=t, feature_mask=mask,
@@ -46,7 +46,7 @@ C-LIME; stochastic methods seeded with ``torch.manual_seed(seed)`` as the pipeli
   coordinate per pixel, added to the input), uniform similarity (1.0) and
   ``SkLearnLinearRegression`` (least squares with intercept) as the interpretable model,
   ``n_samples=200, perturbations_per_eval=200``. The pipeline computes it batched over samples
-  (``local_approximation.c_lime``).
+  (``lfa.c_lime``).
 
 Agreement: per method, the max absolute difference and the Pearson correlation of the two paths'
 attributions over all 256 x 64 values. The deterministic methods, and the sampling methods that
@@ -89,9 +89,9 @@ from components.data.ingest import ingest
 from components.data.reader import read_split
 from components.data.spec import DataSpec
 from components.explain.config import ExplainConfig
-from components.explain.local_approximation import group_labels
-from components.explain.methods import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, METHODS
-from components.explain.posthoc import local_attribute
+from components.explain.posthoc.methods import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, METHODS
+from components.explain.posthoc.stage import local_attribute
+from components.perturbation.groups import group_labels
 from components.training.checkpoint import ModelSpec
 
 # Deterministic first, then the sampling methods (slowest last).

@@ -39,8 +39,8 @@ from components.evaluation.faithfulness import (
     resolve_target,
     robust_fidelity,
 )
-from components.evaluation.predict import as_float_tensor
-from components.explain.local_approximation import num_groups
+from components.perturbation.groups import num_groups
+from components.tensors import as_float_tensor
 
 _BOOTSTRAP_CELLS = 2_000_000  # bootstrap draws held in memory at once (methods x reps x samples)
 

@@ -28,8 +28,8 @@ from components.evaluation.faithfulness import (
     model_scores,
     resolve_target,
 )
-from components.evaluation.predict import as_float_tensor
-from components.explain.removal import remove_features
+from components.perturbation.removal import remove_features
+from components.tensors import as_float_tensor
 
 
 def completeness_gap(

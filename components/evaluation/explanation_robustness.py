@@ -22,7 +22,7 @@ from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
 from components.evaluation.faithfulness import Target, as_attributions, model_scores
-from components.evaluation.predict import as_float_tensor
+from components.tensors import as_float_tensor
 
 ExplainFn = Callable[..., Any]
 KINDS = ("input", "output", "representation")

@@ -12,13 +12,13 @@ over samples); :func:`mean_score` averages them.
 Inputs ``x`` are ``(N, *shape)`` arrays or tensors; attributions are shaped like ``x``. A feature is
 one element of ``x``; with ``pixel_level=True`` on images ``(N, C, H, W)``, one pixel (all its
 channels at once); with ``groups`` (group labels, shared or one mask per sample: patches or
-superpixels of :func:`components.explain.local_approximation.group_labels`), one group. A pixel or
+superpixels of :func:`components.perturbation.groups.group_labels`), one group. A pixel or
 group is scored by the sum of its attributions and removed as a whole, so the metrics that remove
 features cost the same number of model calls whatever the image size, and rank interpretable
 features rather than single pixels. Features are removed only through
-:func:`components.explain.removal.remove_features`; a :class:`Removal` says how (default: replace by
-the zero baseline, the training mean of standardised inputs). Unless a ``target`` is given, scores
-are about each sample's predicted class on the clean input.
+:func:`components.perturbation.removal.remove_features`; a :class:`Removal` says how (default:
+replace by the zero baseline, the training mean of standardised inputs). Unless a ``target`` is
+given, scores are about each sample's predicted class on the clean input.
 """
 
 from __future__ import annotations
@@ -32,15 +32,16 @@ import torch
 from captum.metrics import infidelity as captum_infidelity
 from torch import nn
 
-from components.evaluation.predict import as_float_tensor, eval_mode, model_logits
-from components.explain.local_approximation import (
+from components.evaluation.predict import eval_mode, model_logits
+from components.perturbation.groups import (
     as_labels,
     expand_groups,
     feature_groups,
     group_sums,
     num_groups,
 )
-from components.explain.removal import remove_features, rows_per_call, top_k_mask
+from components.perturbation.removal import remove_features, rows_per_call, top_k_mask
+from components.tensors import as_float_tensor
 
 Target = int | Sequence[int] | np.ndarray | torch.Tensor | None
 _BATCH = 512

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.tensors import as_float_tensor
+
 
 def model_logits(output: Any) -> torch.Tensor:
     """The logits of a forward result: a plain tensor or an object with ``.logits``."""
@@ -33,19 +35,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
-
-
-def as_float_tensor(x: Any, name: str = "x") -> torch.Tensor:
-    """Convert a batch of inputs (numpy array or tensor) to a float32 tensor."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
-    if x.ndim < 2:
-        raise ValueError(
-            f"{name}: expected a batch of shape (N, *input_shape), got {tuple(x.shape)}"
-        )
-    return x.float()
 
 
 def predict_logits(

@@ -27,8 +27,9 @@ import torch
 from torch.nn import functional as F
 
 from components.evaluation.arrays import as_labels, as_numpy
-from components.evaluation.predict import as_float_tensor, eval_mode
+from components.evaluation.predict import eval_mode
 from components.models.base import PrototypeModel
+from components.tensors import as_float_tensor
 
 PAPER_THRESHOLD = 0.8
 PAPER_NOISE_STD = 0.2

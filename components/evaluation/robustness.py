@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from components.evaluation.arrays import as_labels, as_numpy
-from components.evaluation.predict import as_float_tensor, eval_mode, model_logits
+from components.evaluation.predict import eval_mode, model_logits
+from components.tensors import as_float_tensor
 
 
 def certified_accuracy(pred: Any, y: Any, radius: Any, eps: float) -> float:

@@ -1,13 +1,12 @@
-"""Explanation methods: prototype decompositions and post-hoc attributions."""
+"""Explanations: the built-in (prototype) explanations here, post-hoc attributions in
+:mod:`components.explain.posthoc`, the whole stage in :mod:`components.explain.stage`."""
 
-from components.explain.attributions import integrated_gradients
-from components.explain.explain import explain_model, select_samples
+from components.explain.model_explanations import explain_model, select_samples
 from components.explain.prototypes import explain_samples, prototype_gallery
 
 __all__ = [
     "explain_model",
     "explain_samples",
-    "integrated_gradients",
     "prototype_gallery",
     "select_samples",
 ]

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from components.evaluation.predict import as_float_tensor, eval_mode
+from components.evaluation.predict import eval_mode
 from components.models.base import PrototypeModel
+from components.tensors import as_float_tensor
 
 CHARACTERISTICS = ("hue", "saturation", "contrast", "texture", "shape")
 COLOUR_CHARACTERISTICS = ("hue", "saturation")

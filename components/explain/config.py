@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.explain.local_approximation import FEATURE_GROUPS
+from components.perturbation.groups import FEATURE_GROUPS
 
 # In order of preference: the chooser keeps this order among equally faithful methods
 # (deterministic before sampled).
@@ -55,12 +55,12 @@ class ExplainConfig:
             rows of the train split; its fidelity is measured on as many test rows).
         feature_groups: the interpretable features of every removal-based method and metric
             (``auto`` | ``none`` | ``patches`` | ``superpixels``; see
-            :func:`components.explain.local_approximation.group_labels`). ``auto`` keeps one
+            :func:`components.perturbation.groups.group_labels`). ``auto`` keeps one
             feature per pixel or column on small inputs and groups larger images into patches.
         patch_size: patch side in pixels for ``auto``/``patches`` (None: an 8x8 grid on images
             above 16x16); ``superpixels`` make about as many segments as there are patches.
         budget_s: seconds the explain stage may take: a number, or ``auto`` (the training
-            stage's wall time, at least :data:`~components.explain.budget.AUTO_FLOOR_S`).
+            stage's wall time, at least :data:`~components.explain.posthoc.budget.AUTO_FLOOR_S`).
             The stage measures what one unit of each part costs and lowers the counts above to
             fit (never raising them), and reports what it chose, skipped and spent.
         num_tasks: Ray tasks the explanations fan out over (1: in the driver).

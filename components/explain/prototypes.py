@@ -12,8 +12,9 @@ from typing import Any
 import torch
 
 from components.evaluation.arrays import as_labels
-from components.evaluation.predict import as_float_tensor, eval_mode
+from components.evaluation.predict import eval_mode
 from components.models.base import PrototypeExplanation, PrototypeModel
+from components.tensors import as_float_tensor
 
 
 def _require_prototype_model(model: Any, needs: str) -> PrototypeModel:

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from components.evaluation.predict import as_float_tensor, eval_mode
+from components.evaluation.predict import eval_mode
+from components.tensors import as_float_tensor
 
 HIGH_ACTIVATION_PERCENTILE = 95.0  # ProtoPNet's crop threshold
 _BATCH = 64  # inputs per activation_maps call: bounds the (n, P, h, w) maps held at once

@@ -13,7 +13,7 @@ from components.evaluation.explanation_quality import (
     rank_agreement,
     sparseness,
 )
-from components.explain.attributions import integrated_gradients
+from components.explain.integrated_gradients import integrated_gradients
 
 
 def test_completeness_holds_for_exact_linear_attributions_and_fails_when_scaled():

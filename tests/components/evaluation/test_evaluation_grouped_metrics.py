@@ -21,7 +21,7 @@ from components.evaluation.faithfulness import (
     pgi,
     pgu,
 )
-from components.explain import local_approximation as lfa
+from components.perturbation.groups import expand_groups, group_labels, group_sizes, group_sums
 
 
 class Recording(nn.Module):
@@ -66,7 +66,7 @@ def test_one_group_per_pixel_gives_the_per_pixel_scores_bit_for_bit():
     """What keeps digits' results unchanged: auto groups there are the pixels."""
     model = Recording((1, 8, 8))
     x, attr = _data((1, 8, 8))
-    grouped = _scores(model, x, attr, groups=lfa.group_labels(x, "auto"))
+    grouped = _scores(model, x, attr, groups=group_labels(x, "auto"))
     for name, values in _scores(model, x, attr).items():
         np.testing.assert_array_equal(grouped[name], values, err_msg=name)
     pixels = (
@@ -78,15 +78,15 @@ def test_one_group_per_pixel_gives_the_per_pixel_scores_bit_for_bit():
 
 
 def _constant_within_groups(rows: torch.Tensor, labels: torch.Tensor) -> bool:
-    means = lfa.group_sums(rows, labels) / lfa.group_sizes(labels)
-    return torch.allclose(rows, lfa.expand_groups(means, labels).expand_as(rows), atol=1e-6)
+    means = group_sums(rows, labels) / group_sizes(labels)
+    return torch.allclose(rows, expand_groups(means, labels).expand_as(rows), atol=1e-6)
 
 
 def test_grouped_metrics_remove_whole_patches():
     model = Recording((3, 32, 32))
     x = torch.ones(2, 3, 32, 32)  # removed to 0: every input seen is 0/1 per element
     attr = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    patches = lfa.group_labels(x, "patches", patch_size=8)
+    patches = group_labels(x, "patches", patch_size=8)
     _scores(model, x, attr, groups=patches)
     seen = torch.cat(model.seen)
     assert set(seen.unique().tolist()) == {0.0, 1.0}
@@ -101,13 +101,13 @@ def test_the_cost_of_the_metrics_follows_the_groups_not_the_pixels():
     for side in (32, 128):
         model = Recording((3, side, side))
         x, attr = _data((3, side, side), count=2)
-        labels = lfa.group_labels(x, "patches", patch_size=side // 4)  # 16 patches
+        labels = group_labels(x, "patches", patch_size=side // 4)  # 16 patches
         _scores(model, x, attr, groups=labels)
         rows[side] = model.rows
     assert rows[32] == rows[128]
     model = Recording((3, 32, 32))
     x, attr = _data((3, 32, 32), count=2)
-    deletion_curve(model, x, attr, steps=10, groups=lfa.group_labels(x, "patches", patch_size=8))
+    deletion_curve(model, x, attr, steps=10, groups=group_labels(x, "patches", patch_size=8))
     assert model.rows == 2 * (1 + 11)  # the target once, then one call per step and sample
 
 
@@ -137,7 +137,7 @@ def test_the_chooser_counts_k_in_groups_and_ranks_on_them():
     shape = (3, 64, 64)
     model = Recording(shape, classes=2)
     x, _ = _data(shape, count=8)
-    labels = lfa.group_labels(x, "patches", patch_size=16)
+    labels = group_labels(x, "patches", patch_size=16)
     assert default_k(x, labels) == 4 and default_k(x) == round(0.25 * 3 * 64 * 64)
     with torch.no_grad():
         target = model(x).argmax(1)

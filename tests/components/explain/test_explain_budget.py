@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from components.explain import local_approximation as lfa
-from components.explain.budget import (
+from components.explain.config import POST_HOC_METHODS, ExplainConfig
+from components.explain.posthoc.budget import (
     AUTO_FLOOR_S,
     AUTO_UNKNOWN_S,
     MIN_PERTURBATIONS,
@@ -22,9 +22,9 @@ from components.explain.budget import (
     choose_counts,
     resolve_budget,
 )
-from components.explain.config import POST_HOC_METHODS, ExplainConfig
-from components.explain.posthoc import LABELS, budget_line, explain_post_hoc
-from components.explain.surrogate import feature_importance, fit_global_surrogate
+from components.explain.posthoc.stage import LABELS, budget_line, explain_post_hoc
+from components.explain.posthoc.surrogate import feature_importance, fit_global_surrogate
+from components.perturbation.groups import group_labels
 
 SAMPLING = frozenset({"lime", "c_lime", "kernel_shap"})
 REQUESTED = Counts(64, 8, 200, 256, 2048)
@@ -110,7 +110,7 @@ def test_surrogate_probing_costs_one_model_call_per_group_and_probe(side):
     x = torch.as_tensor(_images(5, side))
     for patch, groups in ((side // 4, 16), (side // 8, 64)):
         model = Tiny()
-        labels = lfa.group_labels(x, "patches", patch_size=patch)
+        labels = group_labels(x, "patches", patch_size=patch)
         scores = feature_importance(model, x, groups=labels)
         assert scores.shape == (groups,)
         assert model.rows == 5 * (groups + 2)  # prediction, clean pass, one per group
@@ -118,7 +118,7 @@ def test_surrogate_probing_costs_one_model_call_per_group_and_probe(side):
 
 def test_the_surrogate_reads_patch_means_and_names_the_patches():
     x = _images(40, 32)
-    labels = lfa.group_labels(torch.as_tensor(x), "patches", patch_size=16)  # 4 patches
+    labels = group_labels(torch.as_tensor(x), "patches", patch_size=16)  # 4 patches
     surrogate = fit_global_surrogate(Tiny(), x, top_k=2, groups=labels, probe_samples=8)
     assert surrogate.importance.shape == (4,)
     assert set(surrogate.feature_names) <= {
@@ -210,27 +210,33 @@ def test_an_ample_budget_changes_no_result():
     assert math.isinf(float("inf"))
 
 
-def test_the_explain_task_reads_only_the_rows_it_needs(tmp_path, monkeypatch):
-    """The test split up to what the config needs, the train split up to the surrogate's rows:
-    never a whole split (an image split is decoded on read)."""
-    from prefect.logging import disable_run_logger
-
-    import components.data.reader as reader
-    import tasks.explain as task
+def test_the_explain_stage_reads_each_test_row_once_and_only_the_rows_it_needs(
+    tmp_path, monkeypatch
+):
+    """The test split up to what the config needs, then only the surrogate's test rows beyond
+    those, the train split up to the surrogate's rows: never a whole split (an image split is
+    decoded on read), and no test row twice."""
+    import components.explain.stage as stage
     from components.data.ingest import ingest
+    from components.data.reader import load_meta, read_rows, read_split
     from components.data.spec import DataSpec
     from components.models import create_model
 
     path = ingest(DataSpec(source="digits"), tmp_path).path
     model = create_model("mlp", input_shape=(1, 8, 8), num_classes=10, tiny=True)
-    monkeypatch.setattr(task, "load_trained", lambda checkpoint, dataset: (model, None))
-    reads, read_split = [], reader.read_split
+    monkeypatch.setattr(stage, "load_trained", lambda checkpoint, dataset: (model, None))
+    reads, row_reads, logs = [], [], []
 
-    def recording(path, split, **kwargs):
+    def recording_split(path, split, **kwargs):
         reads.append((split, kwargs.get("limit")))
         return read_split(path, split, **kwargs)
 
-    monkeypatch.setattr(reader, "read_split", recording)
+    def recording_rows(path, split, rows, **kwargs):
+        row_reads.append((split, list(rows)))
+        return read_rows(path, split, rows, **kwargs)
+
+    monkeypatch.setattr(stage, "read_split", recording_split)
+    monkeypatch.setattr(stage, "read_rows", recording_rows)
     config = ExplainConfig(
         methods=("gradients", "occlusion"),
         eval_samples=8,
@@ -238,10 +244,16 @@ def test_the_explain_task_reads_only_the_rows_it_needs(tmp_path, monkeypatch):
         surrogate_samples=100,
         budget_s=60,
     )
-    with disable_run_logger():
-        result = task.explain_task.fn(tmp_path / "ckpt", path, config, train_seconds=12.5)
-    assert reads[0] == ("test", 64)  # 8 explained, 64 behind the "because" table
-    assert sorted(reads[1:]) == [("test", 100), ("train", 100)]  # the surrogate's rows
+    result = stage.explain_checkpoint(
+        tmp_path / "ckpt", path, config, train_seconds=12.5, log=lambda *a: logs.append(a)
+    )
+    assert reads == [("test", 64), ("train", 100)]  # 8 explained, 64 behind "because"
+    assert row_reads == [("test", list(range(64, 100)))]  # the surrogate's test rows left
+    assert [line[0].split(" ")[0] for line in logs] == ["explained", "post-hoc", "explain"]
     budget = result["post_hoc"]["budget"]
     assert budget["train_s"] == 12.5 and budget["stage_budget_s"] == 60
     assert budget["stage_s"] >= budget["spent_s"] > 0
+    first, count = read_split(path, "test", limit=64)[0], load_meta(path).row_counts["test"]
+    np.testing.assert_array_equal(
+        stage._first_test_rows(path, first, 100, count), read_split(path, "test", limit=100)[0]
+    )

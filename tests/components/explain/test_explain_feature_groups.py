@@ -8,10 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from components.explain import local_approximation as lfa
 from components.explain.config import ExplainConfig
-from components.explain.methods import attribute
+from components.explain.posthoc.methods import attribute
 from components.models.base import ModelOutput
+from components.perturbation.groups import (
+    as_labels,
+    expand_groups,
+    group_labels,
+    group_sizes,
+    group_sums,
+    num_groups,
+)
 
 GROUPED = [
     ("occlusion", {}),
@@ -50,16 +57,16 @@ def _two_squares(count: int = 2, side: int = 48) -> torch.Tensor:
     ids=["digits", "tabular", "parts", "224", "signal"],
 )
 def test_auto_keeps_small_inputs_per_feature_and_groups_large_images(shape, count):
-    labels = lfa.group_labels(torch.zeros(2, *shape), "auto")
+    labels = group_labels(torch.zeros(2, *shape), "auto")
     assert labels.shape == (1, *shape)
-    assert lfa.num_groups(labels) == count
+    assert num_groups(labels) == count
     if shape == (1, 8, 8) or shape == (10,):  # the current behaviour: one group per feature
         np.testing.assert_array_equal(labels.flatten(), np.arange(count))
 
 
 def test_patches_of_224_images_are_squares_across_channels():
-    labels = lfa.group_labels(torch.zeros(1, 3, 224, 224), "patches", patch_size=16)[0]
-    assert lfa.num_groups(labels[None]) == 14 * 14
+    labels = group_labels(torch.zeros(1, 3, 224, 224), "patches", patch_size=16)[0]
+    assert num_groups(labels[None]) == 14 * 14
     assert (labels == labels[:1]).all()  # the same group in every channel
     assert (labels[0, :16, :16] == 0).all() and labels[0, 16, 0] == 14 and labels[0, 0, 16] == 1
     counts = torch.bincount(labels.flatten())
@@ -67,13 +74,13 @@ def test_patches_of_224_images_are_squares_across_channels():
 
 
 def test_none_is_one_group_per_element():
-    labels = lfa.group_labels(torch.zeros(1, 3, 4, 4), "none")
+    labels = group_labels(torch.zeros(1, 3, 4, 4), "none")
     np.testing.assert_array_equal(labels.flatten(), np.arange(48))
 
 
 def test_superpixels_follow_the_image_and_differ_per_image():
     images = _two_squares()
-    labels = lfa.group_labels(images, "superpixels", patch_size=8)  # about 36 segments
+    labels = group_labels(images, "superpixels", patch_size=8)  # about 36 segments
     assert labels.shape == images.shape
     assert (labels == labels[:, :1]).all()  # across channels
     for row in labels:
@@ -88,13 +95,13 @@ def test_superpixels_follow_the_image_and_differ_per_image():
 
 def test_bad_grouping_is_a_clear_error():
     with pytest.raises(ValueError, match="feature_groups must be one of"):
-        lfa.group_labels(torch.zeros(1, 5), "pixels")
+        group_labels(torch.zeros(1, 5), "pixels")
     with pytest.raises(ValueError, match="patches need"):
-        lfa.group_labels(torch.zeros(1, 5), "patches")
+        group_labels(torch.zeros(1, 5), "patches")
     with pytest.raises(ValueError, match="superpixels need"):
-        lfa.group_labels(torch.zeros(1, 5), "superpixels")
+        group_labels(torch.zeros(1, 5), "superpixels")
     with pytest.raises(ValueError, match="2 masks for 3 inputs"):
-        lfa.as_labels(torch.zeros(2, 4, dtype=torch.long), (4,), count=3)
+        as_labels(torch.zeros(2, 4, dtype=torch.long), (4,), count=3)
 
 
 @pytest.mark.parametrize("kind", ["patches", "superpixels"])
@@ -102,15 +109,15 @@ def test_bad_grouping_is_a_clear_error():
 def test_removal_methods_are_constant_within_each_group(kind, method, options):
     x = _two_squares()
     model = PixelLinear(x.shape[1:])
-    labels = lfa.group_labels(x, kind, patch_size=8)
+    labels = group_labels(x, kind, patch_size=8)
     attr = attribute(model, x, method, target=1, feature_mask=labels, num_samples=64, **options)
     attr = torch.as_tensor(attr)
-    means = lfa.group_sums(attr, labels) / lfa.group_sizes(labels).clamp(min=1)
-    torch.testing.assert_close(attr, lfa.expand_groups(means, labels).expand_as(attr))
+    means = group_sums(attr, labels) / group_sizes(labels).clamp(min=1)
+    torch.testing.assert_close(attr, expand_groups(means, labels).expand_as(attr))
     assert attr.flatten(1).std(1).min() > 0  # not trivially constant
     for sample in range(len(x)):  # as many distinct values as the sample has groups
         own = labels[sample if len(labels) > 1 else 0]
-        assert len(torch.unique(attr[sample])) == lfa.num_groups(own[None])
+        assert len(torch.unique(attr[sample])) == num_groups(own[None])
 
 
 @pytest.mark.parametrize("kind", ["patches", "superpixels"])
@@ -118,10 +125,10 @@ def test_a_groups_attributions_sum_to_its_effect(kind):
     """Occlusion: the drop when the group is removed; KernelSHAP adds up to f(x) - f(0)."""
     x = _two_squares()
     model = PixelLinear(x.shape[1:])
-    labels = lfa.group_labels(x, kind, patch_size=8)
-    effect = lfa.group_sums(x * model.w.detach(), labels)  # removing a group drops f by this
+    labels = group_labels(x, kind, patch_size=8)
+    effect = group_sums(x * model.w.detach(), labels)  # removing a group drops f by this
     occlusion = attribute(model, x, "occlusion", target=1, feature_mask=labels)
-    sums = lfa.group_sums(torch.as_tensor(occlusion), labels)
+    sums = group_sums(torch.as_tensor(occlusion), labels)
     torch.testing.assert_close(sums, effect, atol=1e-4, rtol=1e-4)
     shap = attribute(model, x, "kernel_shap", target=1, feature_mask=labels, num_samples=200)
     total = (x * model.w.detach()).flatten(1).sum(1)

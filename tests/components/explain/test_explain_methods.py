@@ -14,10 +14,11 @@ import torch
 from captum.attr import Occlusion
 from torch import nn
 
-from components.explain import local_approximation as lfa
-from components.explain.methods import METHODS, attribute
+from components.explain.posthoc import lfa
+from components.explain.posthoc.methods import METHODS, attribute
 from components.models import create_model
 from components.models.base import ModelOutput
+from components.perturbation.groups import feature_groups
 
 WEIGHTS = torch.tensor([1.5, -0.8, 0.0, 2.0, -1.2, 0.6, -2.2, 0.9])
 SAMPLING = ("lime", "c_lime", "kernel_shap", "smoothgrad")
@@ -161,15 +162,15 @@ def test_large_images_are_explained_by_4x4_patches_across_channels():
 
 
 def test_feature_groups():
-    pixels = lfa.feature_groups((3, 8, 8))
+    pixels = feature_groups((3, 8, 8))
     assert pixels.shape == (3, 8, 8) and pixels.max() == 63
     assert (pixels == pixels[:1]).all()  # one group per location, across channels
-    patches = lfa.feature_groups((3, 32, 32))
+    patches = feature_groups((3, 32, 32))
     assert patches.max() == 63 and patches[0, 3, 3] == 0 and patches[2, 4, 0] == 8
-    assert lfa.feature_groups((3, 8, 8), patch_size=4).max() == 3
-    np.testing.assert_array_equal(lfa.feature_groups((5,)), np.arange(5))
+    assert feature_groups((3, 8, 8), patch_size=4).max() == 3
+    np.testing.assert_array_equal(feature_groups((5,)), np.arange(5))
     with pytest.raises(ValueError, match="patch_size"):
-        lfa.feature_groups((5,), patch_size=2)
+        feature_groups((5,), patch_size=2)
 
 
 def test_custom_feature_mask_groups_features(linear, x):

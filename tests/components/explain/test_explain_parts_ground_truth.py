@@ -13,7 +13,7 @@ from components.data.reader import load_meta, read_masks, read_split
 from components.data.spec import DataSpec
 from components.evaluation.explanation_quality import mask_localisation
 from components.evaluation.faithfulness import pgi
-from components.explain.methods import attribute
+from components.explain.posthoc.methods import attribute
 from components.training.checkpoint import ModelSpec
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from components.explain.config import ExplainConfig
-from components.explain.posthoc import LABELS, explain_post_hoc
+from components.explain.posthoc.stage import LABELS, explain_post_hoc
 
 GRADIENT_BASED = {"ig", "gradients", "gradient_x_input", "smoothgrad"}
 SAMPLED = {"lime", "c_lime", "kernel_shap"}

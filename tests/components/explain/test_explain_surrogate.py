@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from components.explain.sp_lime import submodular_pick
-from components.explain.surrogate import (
+from components.explain.posthoc.sp_lime import submodular_pick
+from components.explain.posthoc.surrogate import (
     default_feature_names,
     feature_importance,
     fit_global_surrogate,

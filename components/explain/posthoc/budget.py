@@ -6,7 +6,7 @@ needs these), re-explains ``robustness_samples`` of them under noise (sensitivit
 about a dozen explanations per sample and method, the most expensive part), and probes the model
 for the global surrogate (one model call per probe and feature group, plus one per row it is
 fitted and checked on). Before any of it, one sample is explained by each method and scored once
-(the pilot, :meth:`components.explain.posthoc._Stage._pilot`); from those unit costs
+(the pilot, :meth:`components.explain.posthoc.stage._Stage._pilot`); from those unit costs
 :func:`choose_counts` picks the largest counts that fit the seconds left, never above the
 configured ones:
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from components.explain.removal import gaussian_blur, remove_features, top_k_mask
+from components.perturbation.removal import gaussian_blur, remove_features, top_k_mask
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Post-hoc feature attributions for any model: Integrated Gradients via captum."""
+"""Integrated Gradients of any model via captum, and the target and baseline resolution every
+gradient- or removal-based explanation shares."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 from captum.attr import IntegratedGradients
 from torch import nn
 
-from components.evaluation.predict import as_float_tensor, eval_mode, model_logits, predict_logits
+from components.evaluation.predict import eval_mode, model_logits, predict_logits
+from components.tensors import as_float_tensor
 
 
 def _as_tensor(value: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -20,7 +22,7 @@ def _as_tensor(value: Any, dtype: torch.dtype, device: torch.device) -> torch.Te
     return value.to(device=device, dtype=dtype)
 
 
-def _targets(model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
+def resolve_targets(model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
     """One target class per sample; the predicted class when ``target`` is None."""
     device = x.device
     if target is None:
@@ -33,7 +35,7 @@ def _targets(model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
     return targets
 
 
-def _baseline(x: torch.Tensor, baseline: Any | None) -> torch.Tensor:
+def resolve_baseline(x: torch.Tensor, baseline: Any | None) -> torch.Tensor:
     """Broadcast ``baseline`` (None, a scalar, one sample or one per sample) to ``x``'s shape."""
     if baseline is None:
         # Inputs are standardised, so zero is the training mean: the "absence of signal" reference.
@@ -45,11 +47,6 @@ def _baseline(x: torch.Tensor, baseline: Any | None) -> torch.Tensor:
             "give a scalar, one sample or one baseline per sample"
         )
     return base.expand_as(x).contiguous()
-
-
-# Public names for the other explanation modules (components.explain.methods and friends).
-resolve_targets = _targets
-resolve_baseline = _baseline
 
 
 def integrated_gradients(
@@ -83,8 +80,8 @@ def integrated_gradients(
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
     inputs = as_float_tensor(x)
-    targets = _targets(model, inputs, target)
-    baselines = _baseline(inputs, baseline)
+    targets = resolve_targets(model, inputs, target)
+    baselines = resolve_baseline(inputs, baseline)
     with eval_mode(model):
         explainer = IntegratedGradients(lambda batch: model_logits(model(batch)))
         attributions, delta = explainer.attribute(

@@ -11,11 +11,12 @@ from torch import nn
 
 from components.evaluation.analyses import has_activation_maps
 from components.evaluation.arrays import as_labels
-from components.evaluation.predict import as_float_tensor, predict_logits
-from components.explain.attributions import integrated_gradients
+from components.evaluation.predict import predict_logits
+from components.explain.integrated_gradients import integrated_gradients
 from components.explain.prototypes import explain_samples, prototype_gallery
 from components.explain.push_gallery import add_sample_regions, is_pushed, pushed_gallery
 from components.models.base import PrototypeModel
+from components.tensors import as_float_tensor
 
 
 def select_samples(y: Any, num_samples: int, seed: int = 0) -> np.ndarray:

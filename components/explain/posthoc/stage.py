@@ -9,11 +9,12 @@ global surrogate tree and SP-LIME's representative samples summarise the model a
 
 Cost. The removal-based methods (LIME, C-LIME, KernelSHAP, Occlusion), the metrics that remove
 features and the surrogate's probing all work on the configured feature groups
-(:func:`~components.explain.local_approximation.group_labels`: patches or superpixels on large
+(:func:`~components.perturbation.groups.group_labels`: patches or superpixels on large
 images), so they cost a model call per group, not per pixel, batched. Given a budget in seconds,
 the stage first explains and scores one sample per method (the pilot), then chooses the counts
-that fit (:mod:`components.explain.budget`), checks the clock before each robustness method and
-the surrogate, and reports in ``result["budget"]`` what it chose, skipped and spent per part.
+that fit (:mod:`components.explain.posthoc.budget`), checks the clock before each robustness
+method and the surrogate, and reports in ``result["budget"]`` what it chose, skipped and spent
+per part.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from components.evaluation.faithfulness import (
     pgu,
 )
 from components.evaluation.predict import predict_logits
-from components.explain.budget import (
+from components.explain.config import ExplainConfig
+from components.explain.posthoc.budget import (
     RESERVE,
     Clock,
     Counts,
@@ -57,17 +59,16 @@ from components.explain.budget import (
     rows_in_memory,
     with_counts,
 )
-from components.explain.config import ExplainConfig
-from components.explain.local_approximation import (
+from components.explain.posthoc.methods import DEFAULT_NUM_SAMPLES, attribute
+from components.explain.posthoc.sp_lime import submodular_pick
+from components.explain.posthoc.surrogate import fit_global_surrogate
+from components.perturbation.groups import (
     feature_groups,
     group_labels,
     group_sums,
     num_groups,
 )
-from components.explain.methods import DEFAULT_NUM_SAMPLES, attribute
-from components.explain.removal import rows_per_call
-from components.explain.sp_lime import submodular_pick
-from components.explain.surrogate import fit_global_surrogate
+from components.perturbation.removal import rows_per_call
 
 LABELS = {
     "ig": "Integrated Gradients",

@@ -3,7 +3,7 @@
 Han, Srinivas & Lakkaraju (2022), "Which Explanation Should I Choose? A Function Approximation
 Perspective to Characterizing Post Hoc Explanations", show that these eight methods are all local
 function approximation of the model, differing in neighbourhood and loss (see
-:mod:`components.explain.local_approximation`). Each explains one logit per sample:
+:mod:`components.explain.posthoc.lfa`). Each explains one logit per sample:
 
 * ``lime``: LIME (Ribeiro et al. 2016, "Why Should I Trust You?"), captum's ``Lime``: random
   subsets of the interpretable features kept, the rest removed, a Lasso fitted under an
@@ -18,7 +18,7 @@ function approximation of the model, differing in neighbourhood and loss (see
 * ``ig``: Integrated Gradients (Sundararajan et al. 2017); captum's ``IntegratedGradients``.
 
 Every method that removes features does it through
-:func:`components.explain.removal.remove_features` (captum's LIME / KernelSHAP transforms are
+:func:`components.perturbation.removal.remove_features` (captum's LIME / KernelSHAP transforms are
 replaced by it), so the ``replacement`` option works the same everywhere.
 """
 
@@ -44,10 +44,12 @@ from captum.attr import (
 from captum.attr._core.lime import get_exp_kernel_similarity_function
 from torch import nn
 
-from components.evaluation.predict import as_float_tensor, eval_mode, model_logits
-from components.explain import local_approximation as lfa
-from components.explain.attributions import resolve_baseline, resolve_targets
-from components.explain.removal import remove_features, rows_per_call
+from components.evaluation.predict import eval_mode, model_logits
+from components.explain.integrated_gradients import resolve_baseline, resolve_targets
+from components.explain.posthoc import lfa
+from components.perturbation.groups import as_labels, spread_groups
+from components.perturbation.removal import remove_features, rows_per_call
+from components.tensors import as_float_tensor
 
 METHODS = (
     "lime",
@@ -103,13 +105,13 @@ def attribute(
             :data:`DEFAULT_NUM_SAMPLES`.
         feature_mask: Interpretable features for lime, kernel_shap, c_lime and occlusion: an
             integer label per feature, broadcastable to ``feature_shape``, or one such mask per
-            sample (e.g. :func:`~components.explain.local_approximation.superpixels`). Default
-            :func:`~components.explain.local_approximation.feature_groups`: one per pixel
+            sample (e.g. :func:`~components.perturbation.groups.superpixels`). Default
+            :func:`~components.perturbation.groups.feature_groups`: one per pixel
             location across channels up to 16x16 images, an 8x8 grid of patches above
             (``patch_size`` option), one per feature for tabular inputs. A group's coefficient
             is spread evenly over its elements (its attributions sum to it).
         batch_size: Rows per model call (default :data:`DEFAULT_BATCH_SIZE`, fewer for large
-            inputs: :func:`~components.explain.removal.rows_per_call`); on a GPU, tens of
+            inputs: :func:`~components.perturbation.removal.rows_per_call`); on a GPU, tens of
             thousands of rows cut the per-call overhead of the sampling methods.
         seed: Makes the sampling methods deterministic; the global RNG is left untouched.
         **options: Per method (:data:`OPTIONS`): ``engine`` (lime, kernel_shap: ``captum``, or
@@ -165,7 +167,7 @@ class _Request:
 
     def labels(self) -> torch.Tensor:
         """Interpretable feature labels ``(1 or N, *feature_shape)``, 0..G-1 per sample."""
-        labels = lfa.as_labels(
+        labels = as_labels(
             self.feature_mask,
             self.inputs.shape[1:],
             self.options.get("patch_size"),
@@ -222,7 +224,7 @@ def _captum_sampling(explainer: Lime, request: _Request) -> torch.Tensor:
             perturbations_per_eval=max(1, min(samples, request.batch_size)),
             return_input_shape=False,
         )
-    return lfa.spread_groups(coefficients.reshape(len(request.inputs), -1), labels)
+    return spread_groups(coefficients.reshape(len(request.inputs), -1), labels)
 
 
 def _removal_transform(removal: dict[str, Any], generator: torch.Generator) -> Callable:

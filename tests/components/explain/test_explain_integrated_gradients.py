@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from components.explain.attributions import integrated_gradients
+from components.explain.integrated_gradients import integrated_gradients
 from components.models import create_model
 from components.models.base import ModelOutput, SennModel
 

@@ -11,7 +11,7 @@ or an L1 (sparse) logistic regression trained on the black box's predicted label
 fidelity is its agreement with the black box on held-out inputs.
 
 A feature is one element of the input, or with ``groups`` one group shared by all inputs (the
-patches of :func:`~components.explain.local_approximation.feature_groups`): probing then costs one
+patches of :func:`~components.perturbation.groups.feature_groups`): probing then costs one
 model call per group and probe (64 patches of a 224x224 image instead of its 150,528 values), and
 the surrogate reads each selected patch's mean value. Per-input groups (superpixels) cannot be
 global features: they mean a different region in every image.
@@ -29,15 +29,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier, export_text
 from torch import nn
 
-from components.evaluation.predict import as_float_tensor, eval_mode, model_logits, predict_logits
-from components.explain.local_approximation import (
-    as_labels,
-    group_occlusion,
-    group_sizes,
-    group_sums,
-    num_groups,
-)
-from components.explain.removal import rows_per_call
+from components.evaluation.predict import eval_mode, model_logits, predict_logits
+from components.explain.posthoc.lfa import group_occlusion
+from components.perturbation.groups import as_labels, group_sizes, group_sums, num_groups
+from components.perturbation.removal import rows_per_call
+from components.tensors import as_float_tensor
 
 KINDS = ("tree", "sparse_linear")
 IMPORTANCES = ("removal", "permutation")

@@ -1,0 +1,25 @@
+"""Input batches as tensors: the one conversion every stage that feeds a model shares.
+
+It lives outside every component package so that evaluation, explanation and perturbation can
+all use it without importing one another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def as_float_tensor(x: Any, name: str = "x") -> torch.Tensor:
+    """Convert a batch of inputs (numpy array or tensor) to a float32 tensor."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name}: expected a batch of shape (N, *input_shape), got {tuple(x.shape)}"
+        )
+    return x.float()
