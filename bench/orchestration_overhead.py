@@ -43,15 +43,10 @@ def plain(overrides: list[str]) -> dict:
     from prefect.logging import disable_run_logger
 
     from components.report import write_report
-    from flows.config import compose, to_settings, to_yaml
-    from flows.pipeline import (
-        _metrics_json,
-        explanation_headline,
-        headline_metrics,
-        model_spec,
-        report_data,
-    )
-    from flows.run_folder import create_run_dir, write_json, write_run_files
+    from flows.config import compose, to_settings
+    from flows.pipeline import metrics_json
+    from flows.run import explanation_headline, headline_metrics, open_run, report_data
+    from flows.run_folder import write_json
     from tasks.evaluate import evaluate_task
     from tasks.explain import explain_task
     from tasks.ingest import ingest_task
@@ -68,22 +63,28 @@ def plain(overrides: list[str]) -> dict:
     start = time.perf_counter()
     cfg = compose(overrides)
     s = to_settings(cfg)
-    run_dir = create_run_dir(s.run.root, "pipeline", s.run.id)
-    meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu)
     with disable_run_logger():
+        run = open_run("pipeline", s, cfg)
         dataset = timed("ingest", ingest_task.fn, s.data, s.run.cache_dir)
-        spec = model_spec(s, dataset.meta)
-        outcome = timed("train", train_task.fn, dataset.path, spec, s.train, run_dir, s.run)
+        spec = s.model_spec(dataset.meta)
+        outcome = timed("train", train_task.fn, dataset.path, spec, s.train, run.run_dir, s.run)
         test = timed("evaluate", evaluate_task.fn, outcome.best_checkpoint, dataset.path, s.seed)
         explanations = timed(
             "explain", explain_task.fn, outcome.best_checkpoint, dataset.path, s.explain, s.seed
         )
         headline = {**headline_metrics(test, outcome), **explanation_headline(explanations)}
-        write_json(run_dir / "metrics.json", _metrics_json(test, outcome, dataset))
+        write_json(run.run_dir / "metrics.json", metrics_json(test, outcome, dataset))
         data = report_data(
-            s, run_dir, cfg, meta, dataset, outcome.history, test, explanations, headline
+            run,
+            s,
+            dataset,
+            title="sennflow pipeline",
+            headline=headline,
+            metrics=test,
+            history=outcome.history,
+            explanations=explanations,
         )
-        timed("report", write_report, run_dir, data)
+        timed("report", write_report, run.run_dir, data)
     return {"wall_s": time.perf_counter() - start, "tasks": times}
 
 

@@ -7,10 +7,25 @@ dataclasses (``DataSpec``, ``TrainConfig``, ...), never a config object.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+if TYPE_CHECKING:
+    from components.data.spec import DataSpec
+    from components.explain.config import ExplainConfig
+    from components.search.tune_sweep import SweepConfig
+    from components.tracking.config import TrackingConfig
+    from components.training.checkpoint import ModelSpec
+    from components.training.config import TrainConfig
+
+# The source tree's conf/; a wheel installs it as sennflow/conf beside this package.
+_SOURCE_CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = (
+    _SOURCE_CONF
+    if (_SOURCE_CONF / "config.yaml").is_file()
+    else _SOURCE_CONF.parent / "sennflow" / "conf"
+)
 GROUPS = (
     "data",
     "model",
@@ -64,18 +79,39 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
-class PipelineSettings:
-    """The whole pipeline configuration, typed."""
+class ModelChoice:
+    """The ``model`` group: a registered model's name, size and parameters."""
 
-    data: object  # components.data.spec.DataSpec
-    model_name: str
-    model_tiny: bool
-    model_params: dict
-    train: object  # components.training.config.TrainConfig
-    explain: object  # components.explain.config.ExplainConfig
+    name: str
+    tiny: bool = False
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """A flow's composed config, validated and typed: what every flow reads of it (the
+    flow-specific groups, ``search``, ``federated``, ``continual``, are converted on their own
+    with :func:`to_search_settings` and :func:`to_group_config`)."""
+
+    data: DataSpec
+    model: ModelChoice
+    train: TrainConfig
+    explain: ExplainConfig
     run: RunSettings
     seed: int
-    tracking: object = None  # components.tracking.TrackingConfig (None: tracking off)
+    tracking: TrackingConfig
+
+    def model_spec(self, data_meta: dict) -> ModelSpec:
+        """The configured model for the ingested data's input shape and classes."""
+        from components.training.checkpoint import ModelSpec
+
+        return ModelSpec(
+            name=self.model.name,
+            input_shape=tuple(data_meta["feature_shape"]),
+            num_classes=int(data_meta["num_classes"]),
+            tiny=self.model.tiny,
+            kwargs=self.model.params,
+        )
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()):
@@ -152,7 +188,7 @@ def _check_storage_path(path) -> None:
         raise ConfigError(f"invalid ray.storage_path={path!r}: {problem}")
 
 
-def to_settings(cfg) -> PipelineSettings:
+def to_settings(cfg) -> FlowSettings:
     """Convert a composed config to typed settings; ``ConfigError`` names the offending key."""
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -183,11 +219,13 @@ def to_settings(cfg) -> PipelineSettings:
         ray_num_cpus=raw["ray"]["num_cpus"],
         ray_storage_path=raw["ray"]["storage_path"],
     )
-    return PipelineSettings(
+    return FlowSettings(
         data=data,
-        model_name=model["name"],
-        model_tiny=bool(model["tiny"]),
-        model_params=_resolve_genotype(dict(model.get("params") or {})),
+        model=ModelChoice(
+            name=model["name"],
+            tiny=bool(model["tiny"]),
+            params=_resolve_genotype(dict(model.get("params") or {})),
+        ),
         train=train,
         explain=explain,
         run=run,
@@ -196,7 +234,7 @@ def to_settings(cfg) -> PipelineSettings:
     )
 
 
-def to_tracking_config(raw: dict | None):
+def to_tracking_config(raw: dict | None) -> TrackingConfig:
     """The ``tracking`` group as ``TrackingConfig`` (runs saved before tracking existed have
     none: tracking off); ``ConfigError`` names the offending key."""
     from components.tracking.config import TrackingConfig
@@ -208,7 +246,7 @@ def to_tracking_config(raw: dict | None):
 class SearchSettings:
     """The ``search`` group, typed: how to sweep and over what."""
 
-    sweep: object  # components.search.tune_sweep.SweepConfig
+    sweep: SweepConfig
     space: dict
     stn: dict
     darts: dict

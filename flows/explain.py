@@ -21,15 +21,13 @@ import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel
 
 from components.training.checkpoint import load_spec
-from flows.config import ConfigError, as_literal, compose, to_settings, to_yaml
-from flows.pipeline import report_data
-from flows.run_folder import create_run_dir, write_json, write_run_files
+from flows.config import ConfigError, as_literal, compose, to_settings
+from flows.run import RunResult, explanation_headline, finish_run, open_run, report_data
+from flows.run_folder import with_run_status
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
-from tasks.report import report_task
 
 # What may change when re-explaining: everything else is the trained run's and stays as it was.
 CHANGEABLE = ("explain", "run", "ray", "seed", "data")
@@ -37,13 +35,11 @@ CHANGEABLE = ("explain", "run", "ray", "seed", "data")
 INVOCATION = ("run", "ray")
 
 
-class ExplainResult(BaseModel):
-    """What a finished re-explanation returns (also printed by the CLI)."""
+class ExplainResult(RunResult):
+    """What a finished re-explanation returns (also printed by the CLI): the new run folder
+    and report, and the run it re-explained."""
 
-    run_dir: str
-    report: str
     source: str
-    headline: dict[str, float | int | str]
 
 
 def load_run_config(source: Path, overrides: list[str]):
@@ -148,39 +144,47 @@ def _group(override: str) -> str:
 
 
 @flow(name="explain", log_prints=True)
+@with_run_status
 def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResult:
     """Explain the best checkpoint of ``run_dir`` again, with the explain settings of
     ``overrides`` (e.g. ``["explain.methods=[ig,kernel_shap]", "explain.eval_samples=128"]``)."""
     source = Path(run_dir)
     overrides = list(overrides or [])
     cfg = load_run_config(source, overrides)
-    s = to_settings(cfg)
-    dataset = _dataset(source, s, data_overridden(overrides))
-    out_dir = create_run_dir(s.run.root, "explain", s.run.id)
-    get_run_logger().info("re-explaining %s into %s", source, out_dir)
-    meta = write_run_files(out_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=False)
-    meta["source_run"] = str(source.resolve())
-    write_json(out_dir / "meta.json", meta)
+    settings = to_settings(cfg)
+    dataset = _dataset(source, settings, data_overridden(overrides))
+    get_run_logger().info("re-explaining %s", source)
+    meta_extra = {"source_run": str(source.resolve())}
+    run = open_run("explain", settings, cfg, meta_extra=meta_extra)
 
     checkpoint = source / "checkpoints" / "best"
     metrics = _source_metrics(source)
     history = metrics.get("train", {}).get("history", [])
     train_seconds = sum(h.get("epoch_time_s", 0.0) for h in history) or None
     explanations = explain_task(
-        checkpoint, dataset.path, s.explain, s.seed, run=s.run, train_seconds=train_seconds
+        checkpoint,
+        dataset.path,
+        settings.explain,
+        settings.seed,
+        run=settings.run,
+        train_seconds=train_seconds,
     )
-    headline = _headline(explanations)
-    write_json(out_dir / "explanations.json", _summary(explanations))
-    test = metrics.get("test", {})
-    data = report_data(s, out_dir, cfg, meta, dataset, history, test, explanations, headline)
-    data.title = f"sennflow explain: {load_spec(checkpoint).name} on {s.data.source}"
-    report = report_task(out_dir, data)
-    return ExplainResult(
-        run_dir=str(out_dir), report=str(report), source=str(source), headline=headline
+    report = report_data(
+        run,
+        settings,
+        dataset,
+        title=f"sennflow explain: {load_spec(checkpoint).name} on {settings.data.source}",
+        headline=_headline(explanations),
+        metrics=metrics.get("test", {}),
+        history=history,
+        explanations=explanations,
     )
+    files = {"explanations.json": _summary(explanations)}
+    result = finish_run(run, settings, report, metrics=None, files=files)
+    return ExplainResult(**result.model_dump(), source=str(source))
 
 
-def _dataset(source: Path, s, overridden: bool):
+def _dataset(source: Path, settings, overridden: bool):
     """The data to explain on (an ``IngestResult``): the source of this invocation's ``data``
     overrides, else the run's recorded dataset cache (:func:`recorded_dataset`)."""
     from components.data.ingest import IngestResult
@@ -188,10 +192,10 @@ def _dataset(source: Path, s, overridden: bool):
 
     logger = get_run_logger()
     if overridden:
-        where = redact_text(s.data.path or s.data.source)
+        where = redact_text(settings.data.path or settings.data.source)
         logger.info("data: %s, named by this invocation's data overrides", where)
-        return ingest_task(s.data, s.run.cache_dir)
-    path, meta = recorded_dataset(source, s.run.cache_dir)
+        return ingest_task(settings.data, settings.run.cache_dir)
+    path, meta = recorded_dataset(source, settings.run.cache_dir)
     logger.info("data: %s, the fingerprinted dataset cache the run was trained on", path)
     return IngestResult(path=path, meta=meta.raw, cache_hit=True)
 
@@ -202,9 +206,10 @@ def _source_metrics(source: Path) -> dict:
 
 
 def _headline(explanations: dict) -> dict:
+    """The recommended method and every method's score on the ranking metric."""
     post_hoc = explanations.get("post_hoc") or {}
     ranking = (post_hoc.get("ranking") or {}).get("rows") or []
-    headline: dict = {"recommended_method": post_hoc.get("recommended", "n/a")}
+    headline: dict = explanation_headline(explanations) or {"recommended_explanation": "n/a"}
     for row in ranking:
         headline[f"{post_hoc['ranking']['metric']}_{row['method']}"] = row["mean"]
     return headline

@@ -11,29 +11,30 @@ registered in the folder, then evaluate, explain and report run as usual.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from prefect import flow
+from pydantic import Field
 
-from components import atomic
 from flows.config import ConfigError, compose, to_settings, to_yaml
-from flows.run_folder import (
-    check_resumable,
-    create_run_dir,
-    start_status,
-    with_run_status,
-    write_json,
-    write_run_files,
+from flows.run import (
+    FlowOptions,
+    RunResult,
+    TrackedModel,
+    all_overrides,
+    explanation_headline,
+    finish_run,
+    headline_metrics,
+    open_run,
+    report_data,
+    training_summary,
 )
+from flows.run_folder import check_resumable, with_run_status
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
-from tasks.report import report_task
-from tasks.tracking import track_task
 from tasks.train import train_task
 
 DataSource = Literal[
@@ -41,8 +42,24 @@ DataSource = Literal[
 ]
 
 
-class PipelineOptions(BaseModel):
+class PipelineOptions(FlowOptions):
     """The common knobs as a typed form; each set field becomes a Hydra override."""
+
+    KEYS: ClassVar[dict[str, str]] = {
+        "data": "data",
+        "data_path": "data.path",
+        "image_size": "data.image_size",
+        "model": "model",
+        "backbone": "++model.params.backbone",
+        "pretrained": "++model.params.pretrained",
+        "experiment": "experiment",
+        "epochs": "train.epochs",
+        "num_workers": "train.num_workers",
+        "use_gpu": "train.use_gpu",
+        "seed": "seed",
+        "tracking": "tracking",
+        "tracking_uri": "tracking.uri",
+    }
 
     data: DataSource | None = Field(None, description="data source config (conf/data)")
     data_path: str | None = Field(
@@ -64,32 +81,14 @@ class PipelineOptions(BaseModel):
     tracking: Literal["none", "mlflow"] | None = Field(None, description="log to MLflow")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (tracking=mlflow)")
 
-    def to_overrides(self) -> list[str]:
-        """The Hydra overrides these options stand for."""
-        keys = {
-            "data": "data",
-            "data_path": "data.path",
-            "image_size": "data.image_size",
-            "model": "model",
-            "backbone": "++model.params.backbone",
-            "pretrained": "++model.params.pretrained",
-            "experiment": "experiment",
-            "epochs": "train.epochs",
-            "num_workers": "train.num_workers",
-            "use_gpu": "train.use_gpu",
-            "seed": "seed",
-            "tracking": "tracking",
-            "tracking_uri": "tracking.uri",
-        }
-        return options_to_overrides(self, keys)
 
-
-class PipelineResult(BaseModel):
+class PipelineResult(RunResult):
     """What a finished pipeline returns (also printed by the CLI)."""
 
-    run_dir: str
-    report: str
-    headline: dict[str, float | int | str]
+
+def compose_pipeline(overrides: list[str], resume: bool = False):
+    """The pipeline's config (one composition) and, resuming, the run folder it continues."""
+    return resume_config(overrides) if resume else (compose(overrides), None)
 
 
 @flow(name="pipeline", log_prints=True)
@@ -108,47 +107,48 @@ def pipeline(
         resume: continue the run of ``run.id`` in its run folder (:func:`resume_config` says
             which overrides may change); a completed or still running run is refused.
     """
-    all_overrides = [*(options.to_overrides() if options else []), *(overrides or [])]
-    cfg, run_dir = resume_config(all_overrides) if resume else (compose(all_overrides), None)
-    s = to_settings(cfg)
+    cfg, resume_dir = compose_pipeline(all_overrides(options, overrides), resume)
+    settings = to_settings(cfg)
     # bad data, a model that does not fit it or unloadable trunk weights fail before the run
     # folder exists
-    dataset = ingest_task(s.data, s.run.cache_dir)
-    spec = model_spec(s, dataset.meta)
+    dataset = ingest_task(settings.data, settings.run.cache_dir)
+    spec = settings.model_spec(dataset.meta)
     spec.build()
-    logger = get_run_logger()
-    if run_dir is None:
-        run_dir = create_run_dir(s.run.root, "pipeline", s.run.id)
-        start_status(run_dir, "pipeline", run_root=s.run.root)
-        meta = write_run_files(
-            run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=s.train.use_gpu
-        )
-    else:
-        status = start_status(run_dir, "pipeline", run_root=s.run.root)
-        logger.info("resuming after epoch %s", status["last_completed_epoch"])
-        atomic.write_text(run_dir / "config.yaml", to_yaml(cfg))  # train.epochs may have changed
-        meta = json.loads((run_dir / "meta.json").read_text())  # the run's own provenance
-    logger.info("run folder %s", run_dir)
+    run = open_run("pipeline", settings, cfg, resume_dir=resume_dir)
 
     started = time.perf_counter()
-    outcome = train_task(dataset.path, spec, s.train, run_dir, s.run, s.data.augment)
+    outcome = train_task(
+        dataset.path, spec, settings.train, run.run_dir, settings.run, settings.data.augment
+    )
     train_seconds = time.perf_counter() - started  # explain.budget_s=auto: explain within this
-    test = evaluate_task(outcome.best_checkpoint, dataset.path, s.seed)
+    test = evaluate_task(outcome.best_checkpoint, dataset.path, settings.seed)
     explanations = explain_task(
-        outcome.best_checkpoint, dataset.path, s.explain, s.seed, train_seconds=train_seconds
+        outcome.best_checkpoint,
+        dataset.path,
+        settings.explain,
+        settings.seed,
+        train_seconds=train_seconds,
     )
-
     headline = {**headline_metrics(test, outcome), **explanation_headline(explanations)}
-    write_json(run_dir / "metrics.json", _metrics_json(test, outcome, dataset))
-    data = report_data(
-        s, run_dir, cfg, meta, dataset, outcome.history, test, explanations, headline
+    report = report_data(
+        run,
+        settings,
+        dataset,
+        title=f"sennflow pipeline: {spec.name} on {settings.data.source}",
+        headline=headline,
+        metrics=test,
+        history=outcome.history,
+        explanations=explanations,
+        training=training_summary(outcome),
     )
-    data.training = training_summary(outcome)
-    report = report_task(run_dir, data)
-    if s.tracking.enabled:
-        history, model = outcome.history, outcome.best_checkpoint
-        track_task(s.tracking, s.run.root, run_dir, "pipeline", history, headline, model)
-    return PipelineResult(run_dir=str(run_dir), report=str(report), headline=headline)
+    result = finish_run(
+        run,
+        settings,
+        report,
+        metrics=metrics_json(test, outcome, dataset),
+        tracked=TrackedModel(outcome.history, outcome.best_checkpoint),
+    )
+    return PipelineResult(**result.model_dump())
 
 
 # What ``--resume`` may change: where runs and Ray are, and how long to train.
@@ -214,55 +214,8 @@ def _flatten(values, prefix: str = "") -> dict:
     return flat
 
 
-def options_to_overrides(options: BaseModel, keys: dict[str, str]) -> list[str]:
-    """``field=value`` of a typed options form as Hydra overrides (``keys``: field -> key);
-    unset fields are left out."""
-    values = options.model_dump()
-    return [
-        f"{key}={_hydra_value(values[name])}"
-        for name, key in keys.items()
-        if values[name] is not None
-    ]
-
-
-def _hydra_value(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def model_spec(s, data_meta: dict):
-    """The configured model for the ingested data's input shape and classes."""
-    from components.training.checkpoint import ModelSpec
-
-    return ModelSpec(
-        name=s.model_name,
-        input_shape=tuple(data_meta["feature_shape"]),
-        num_classes=int(data_meta["num_classes"]),
-        tiny=s.model_tiny,
-        kwargs=s.model_params,
-    )
-
-
-def headline_metrics(test: dict, outcome) -> dict:
-    """The few numbers shown first: test metrics, model analyses, best epoch."""
-    if test["task"] == "classification":
-        keys = ("accuracy", "macro_f1", "nll", "ece")
-    else:
-        keys = ("clustering_accuracy", "nmi", "ari")
-    headline = {f"test_{key}": test[key] for key in keys}
-    if "robustness" in test:
-        headline["test_certified_accuracy_l2_0.25"] = test["robustness"]["certified_accuracy"][
-            "0.25"
-        ]
-    if "uncertainty" in test and test["uncertainty"]["auroc_wrong"] is not None:
-        headline["uncertainty_auroc_wrong"] = test["uncertainty"]["auroc_wrong"]
-    for state, scores in test.get("prototype_quality", {}).items():
-        if state in ("trained", "untrained"):
-            headline.update({f"{name}_{state}": value for name, value in scores.items()})
-    headline.update(best_epoch=outcome.best_epoch, epochs_run=len(outcome.history))
-    return headline
-
-
-def _metrics_json(test: dict, outcome, dataset) -> dict:
+def metrics_json(test: dict, outcome, dataset) -> dict:
+    """``metrics.json`` of a pipeline run: test metrics, how training went, which data."""
     return {
         "test": test,
         "train": {
@@ -281,33 +234,3 @@ def _metrics_json(test: dict, outcome, dataset) -> dict:
             "dropped_by_reason": dataset.meta.get("dropped_by_reason", {}),
         },
     }
-
-
-def training_summary(outcome) -> dict:
-    """How training ran, for the report: resumes and the workers' nodes per attempt."""
-    return {"resumed_at": outcome.resumed_at, "attempts": outcome.attempts}
-
-
-def explanation_headline(explanations: dict) -> dict:
-    """The post-hoc method the chooser recommends, when the explain stage ranked any."""
-    post_hoc = explanations.get("post_hoc")
-    return {"recommended_explanation": post_hoc["recommended"]} if post_hoc else {}
-
-
-def report_data(s, run_dir: Path, cfg, meta, dataset, history, test, explanations, headline):
-    """Everything the run report shows (``ReportData``); ``history``: per-epoch training rows."""
-    from components.report import ReportData
-
-    return ReportData(
-        title=f"sennflow pipeline: {s.model_name} on {s.data.source}",
-        run_id=run_dir.name,
-        headline=headline,
-        metrics=test,
-        history=history,
-        config_yaml=to_yaml(cfg),
-        meta=meta,
-        data_meta=dataset.meta,
-        explanations=explanations,
-        class_names=list(dataset.meta["class_names"]),
-        feature_shape=tuple(dataset.meta["feature_shape"]),
-    )

@@ -1,0 +1,217 @@
+"""The run skeleton every flow shares: its typed option form, opening a run and finishing it.
+
+A flow composes its config once (``flows.config``), ingests, checks what it can before anything
+is written, then
+
+* :func:`open_run` creates the run folder (or reopens the one it resumes), starts its
+  ``status.json``, writes ``config.yaml`` and ``meta.json`` and logs where the folder is;
+* the flow's own stages run (train, search, federated rounds, ...);
+* :func:`finish_run` writes ``metrics.json`` and the flow's other result files, the report and
+  its Prefect artifacts, logs the run to MLflow when tracking is on, and returns the
+  :class:`RunResult` the CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from prefect import get_run_logger
+from pydantic import BaseModel
+
+from components import atomic
+from flows.config import to_yaml
+from flows.run_folder import create_run_dir, start_status, write_json, write_run_files
+from tasks.report import report_task
+from tasks.tracking import track_task
+
+if TYPE_CHECKING:
+    from components.data.ingest import IngestResult
+    from components.report import ReportData
+    from flows.config import FlowSettings
+
+
+class FlowOptions(BaseModel):
+    """A flow's common knobs as a typed form (the Prefect UI renders it); every set field
+    becomes the Hydra override of its key in ``KEYS`` (field -> config key)."""
+
+    KEYS: ClassVar[dict[str, str]] = {}
+
+    def to_overrides(self) -> list[str]:
+        """The Hydra overrides these options stand for; unset fields are left out."""
+        values = self.model_dump()
+        return [
+            f"{key}={_hydra_value(values[name])}"
+            for name, key in self.KEYS.items()
+            if values[name] is not None
+        ]
+
+
+def all_overrides(options: FlowOptions | None, overrides: list[str] | None) -> list[str]:
+    """The options' overrides, then the explicit ones (which win)."""
+    return [*(options.to_overrides() if options else []), *(overrides or [])]
+
+
+def _hydra_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class RunResult(BaseModel):
+    """What a finished flow returns (the CLI prints it)."""
+
+    run_dir: str
+    report: str
+    headline: dict[str, float | int | str]
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A run whose folder exists: the flow's name, the folder, its provenance and config."""
+
+    flow: str
+    run_dir: Path
+    meta: dict
+    config_yaml: str
+
+
+@dataclass(frozen=True)
+class TrackedModel:
+    """What MLflow logs of a run besides its headline: per-epoch rows, the best checkpoint
+    folder (None: no model), a sweep's trials."""
+
+    history: list[dict]
+    model_dir: Path | None
+    trials: list[dict] = field(default_factory=list)
+
+
+def open_run(
+    flow: str,
+    settings: FlowSettings,
+    cfg,
+    *,
+    resume_dir: Path | None = None,
+    meta_extra: dict | None = None,
+) -> OpenRun:
+    """Create the run folder of ``flow`` (or reopen ``resume_dir``), start its status, write
+    ``config.yaml`` and ``meta.json``.
+
+    A resumed run keeps its own ``meta.json`` (its provenance); its ``config.yaml`` is written
+    again, since a resume may change e.g. ``train.epochs`` (the caller checked that it may be
+    resumed: ``check_resumable``). ``meta_extra`` is added to a new
+    run's meta (e.g. the run an explain flow re-explains).
+
+    Raises:
+        ConfigError: ``run.id`` is no safe name or ``run.root`` cannot be written.
+        FileExistsError: a new run's folder exists already.
+    """
+    config_yaml = to_yaml(cfg)
+    if resume_dir is None:
+        run_dir = create_run_dir(settings.run.root, flow, settings.run.id)
+        start_status(run_dir, flow, run_root=settings.run.root)
+        use_gpu = settings.train.use_gpu if flow in ("pipeline", "sweep") else False
+        meta = write_run_files(
+            run_dir, config_yaml=config_yaml, seed=settings.seed, use_gpu=use_gpu
+        )
+        if meta_extra:
+            meta = {**meta, **meta_extra}
+            write_json(run_dir / "meta.json", meta)
+    else:
+        run_dir = resume_dir
+        status = start_status(run_dir, flow, run_root=settings.run.root)
+        if status["last_completed_epoch"] is not None:
+            get_run_logger().info("resuming after epoch %s", status["last_completed_epoch"])
+        atomic.write_text(run_dir / "config.yaml", config_yaml)
+        meta = json.loads((run_dir / "meta.json").read_text())
+    get_run_logger().info("run folder %s", run_dir)
+    return OpenRun(flow=flow, run_dir=run_dir, meta=meta, config_yaml=config_yaml)
+
+
+def report_data(
+    run: OpenRun,
+    settings: FlowSettings,
+    dataset: IngestResult,
+    *,
+    title: str,
+    headline: dict,
+    **sections,
+) -> ReportData:
+    """The run's ``ReportData``: what every report shows (title, headline, config, provenance,
+    data), plus the flow's ``sections`` (``metrics``, ``history``, ``explanations``,
+    ``search``, ``federated``, ``continual``, ``training``)."""
+    from components.report import ReportData
+
+    return ReportData(
+        title=title,
+        run_id=run.run_dir.name,
+        headline=headline,
+        config_yaml=run.config_yaml,
+        meta=run.meta,
+        data_meta=dataset.meta,
+        class_names=list(dataset.meta["class_names"]),
+        feature_shape=tuple(dataset.meta["feature_shape"]),
+        **{"metrics": {}, "history": [], "explanations": None, **sections},
+    )
+
+
+def finish_run(
+    run: OpenRun,
+    settings: FlowSettings,
+    report: ReportData,
+    *,
+    metrics: dict | None,
+    files: dict[str, dict] | None = None,
+    tracked: TrackedModel | None = None,
+) -> RunResult:
+    """Write ``metrics.json`` (unless ``metrics`` is None) and ``files`` (name -> JSON
+    payload), the report and its artifacts; log the run to MLflow when tracking is on
+    (``tracked`` says what besides the headline)."""
+    for name, payload in (files or {}).items():
+        write_json(run.run_dir / name, payload)
+    if metrics is not None:
+        write_json(run.run_dir / "metrics.json", metrics)
+    path = report_task(run.run_dir, report)
+    if settings.tracking.enabled and tracked is not None:
+        track_task(
+            settings.tracking,
+            settings.run.root,
+            run.run_dir,
+            run.flow,
+            tracked.history,
+            report.headline,
+            tracked.model_dir,
+            tracked.trials,
+        )
+    return RunResult(run_dir=str(run.run_dir), report=str(path), headline=report.headline)
+
+
+def headline_metrics(test: dict, outcome) -> dict:
+    """The few numbers shown first: test metrics, model analyses, best epoch."""
+    if test["task"] == "classification":
+        keys = ("accuracy", "macro_f1", "nll", "ece")
+    else:
+        keys = ("clustering_accuracy", "nmi", "ari")
+    headline = {f"test_{key}": test[key] for key in keys}
+    if "robustness" in test:
+        headline["test_certified_accuracy_l2_0.25"] = test["robustness"]["certified_accuracy"][
+            "0.25"
+        ]
+    if "uncertainty" in test and test["uncertainty"]["auroc_wrong"] is not None:
+        headline["uncertainty_auroc_wrong"] = test["uncertainty"]["auroc_wrong"]
+    for state, scores in test.get("prototype_quality", {}).items():
+        if state in ("trained", "untrained"):
+            headline.update({f"{name}_{state}": value for name, value in scores.items()})
+    headline.update(best_epoch=outcome.best_epoch, epochs_run=len(outcome.history))
+    return headline
+
+
+def training_summary(outcome) -> dict:
+    """How training ran, for the report: resumes and the workers' nodes per attempt."""
+    return {"resumed_at": outcome.resumed_at, "attempts": outcome.attempts}
+
+
+def explanation_headline(explanations: dict) -> dict:
+    """The post-hoc method the chooser recommends, when the explain stage ranked any."""
+    post_hoc = explanations.get("post_hoc")
+    return {"recommended_explanation": post_hoc["recommended"]} if post_hoc else {}
