@@ -391,9 +391,9 @@ class ContinualSection(TypedDict, total=False):
 # --- the report -------------------------------------------------------------------------------
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportData:
-    """Everything a run report shows; built with keywords only.
+    """Everything a run report shows; built with keywords only and never changed afterwards.
 
     Attributes:
         title: page title.
