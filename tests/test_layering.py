@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Callable
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 
@@ -13,10 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 STDLIB = set(sys.stdlib_module_names)
 
 
+@cache
+def syntax_tree(path: Path) -> ast.Module:
+    """``path`` parsed once per session: every rule below walks the same files."""
+    return ast.parse(path.read_text())
+
+
 def imported_roots(path: Path) -> set[str]:
     """Top-level module names imported anywhere in ``path`` (lazy imports included)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(syntax_tree(path)):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -64,7 +72,7 @@ def imported_modules(path: Path, root: Path = ROOT) -> list[tuple[str, str]]:
     imports are resolved against ``path``'s package under ``root``."""
     package = list(path.relative_to(root).parent.parts)
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(syntax_tree(path)):
         if isinstance(node, ast.Import):
             found += [(alias.name, "") for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -83,17 +91,37 @@ def component_node(dotted: str, root: Path = ROOT) -> str | None:
     return f"components/{parts[1]}" + ("" if (root / "components" / parts[1]).is_dir() else ".py")
 
 
-def component_graph(root: Path = ROOT) -> dict[str, dict[str, set[str]]]:
-    """node -> imported node -> the files of ``node`` that import it (self-imports left out)."""
+def module_node(dotted: str, root: Path = ROOT) -> str | None:
+    """The file a dotted name lives in: its longest prefix that is a module (``a/b.py``) or a
+    package (``a/b/__init__.py``) under ``root``, so ``components.models.create_model`` is
+    ``components/models/__init__.py``; None for a name from outside ``root``."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        base = root.joinpath(*parts[:end])
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return str(path.relative_to(root))
+    return None
+
+
+Node = Callable[[str, Path], str | None]
+
+
+def import_graph(
+    root: Path = ROOT, *, folder: str = "components", node: Node = component_node
+) -> dict[str, dict[str, set[str]]]:
+    """node -> imported node -> the files of ``node`` that import it, over the modules of
+    ``folder`` and the imports that stay inside it (self-imports left out). ``node`` maps a
+    dotted name to its node: :func:`component_node` (packages) or :func:`module_node` (files)."""
     graph: dict[str, dict[str, set[str]]] = {}
-    for path in sorted((root / "components").rglob("*.py")):
+    for path in sorted((root / folder).rglob("*.py")):
         relative = path.relative_to(root)
-        source = component_node(".".join(relative.with_suffix("").parts), root)
-        if source is None:  # components/__init__.py belongs to no node
+        source = node(".".join(relative.with_suffix("").parts), root)
+        if source is None:  # components/__init__.py belongs to no package node
             continue
         for module, name in imported_modules(path, root):
-            target = component_node(f"{module}.{name}" if name else module, root)
-            if target is not None and target != source:
+            target = node(f"{module}.{name}" if name else module, root)
+            if target is not None and target != source and target.startswith(f"{folder}/"):
                 graph.setdefault(source, {}).setdefault(target, set()).add(str(relative))
     return graph
 
@@ -124,16 +152,25 @@ def describe_cycle(graph: dict[str, dict[str, set[str]]], cycle: list[str]) -> s
 
 
 def test_no_import_cycle_between_component_packages():
-    graph = component_graph()
+    graph = import_graph()
     assert "components/models" in graph.get("components/training", {})  # the graph sees edges
     cycle = find_cycle(graph)
     assert not cycle, "import cycle between components:\n" + describe_cycle(graph, cycle)
+
+
+@pytest.mark.parametrize("folder", ["components", "tasks", "flows"])
+def test_no_import_cycle_between_modules(folder):
+    graph = import_graph(folder=folder, node=module_node)
+    assert graph, f"the graph sees no import between the modules of {folder}/"
+    cycle = find_cycle(graph)
+    assert not cycle, f"import cycle between modules of {folder}/:\n" + describe_cycle(graph, cycle)
 
 
 def test_the_checks_find_a_lazy_cycle_and_a_private_import(tmp_path):
     files = {
         "components/a/__init__.py": "",
         "components/a/one.py": "from components.b.two import f\nfrom .three import _g\n",
+        "components/a/three.py": "if TYPE_CHECKING:\n    from components.a import one\n",
         "components/b/__init__.py": "",
         "components/b/two.py": "def f():\n    from components.a.one import _h\n",
         "components/atomic.py": "",
@@ -141,11 +178,17 @@ def test_the_checks_find_a_lazy_cycle_and_a_private_import(tmp_path):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    graph = component_graph(tmp_path)
+    graph = import_graph(tmp_path)
     assert find_cycle(graph) == ["components/a", "components/b", "components/a"]
     assert describe_cycle(graph, find_cycle(graph)).splitlines() == [
         "  components/a -> components/b: components/a/one.py",
         "  components/b -> components/a: components/b/two.py",
+    ]
+    modules_graph = import_graph(tmp_path, node=module_node)  # a cycle inside one package
+    assert find_cycle(modules_graph) == [
+        "components/a/one.py",
+        "components/a/three.py",
+        "components/a/one.py",
     ]
     assert private_imports(tmp_path / "components/b/two.py", tmp_path) == ["components.a.one._h"]
     assert private_imports(tmp_path / "components/a/one.py", tmp_path) == []  # its own package

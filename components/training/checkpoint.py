@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from components.models import create_model
+from components.training import pretrained
+from components.training.errors import ModelSpecError
 
 WEIGHTS = "model.safetensors"
 SPEC = "model.json"
@@ -24,10 +26,6 @@ STATE = "state.pt"
 
 class CheckpointError(ValueError):
     """A checkpoint folder is missing, incomplete, corrupt or does not fit the model."""
-
-
-class ModelSpecError(ValueError):
-    """A model cannot be built: unknown name, unknown or invalid parameter, unfit input."""
 
 
 @dataclass(frozen=True)
@@ -54,9 +52,7 @@ class ModelSpec:
         """
         model = self._create()
         if load_pretrained and self.kwargs.get("pretrained"):
-            from components.training.pretrained import load_pretrained as load
-
-            load(model, str(self.kwargs["pretrained"]))
+            pretrained.load_pretrained(model, str(self.kwargs["pretrained"]))
         return model
 
     def _create(self) -> torch.nn.Module:

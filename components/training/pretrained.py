@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from components.training.checkpoint import ModelSpecError
+from components.training.errors import ModelSpecError
 
 _FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 _SHOWN_KEYS = 5

@@ -13,10 +13,10 @@ from components.models.nas_cells import DerivedNetwork, GenotypeBackbone
 from components.models.nas_ops import Genotype
 from components.training.checkpoint import (
     ModelSpec,
-    ModelSpecError,
     load_model,
     save_checkpoint,
 )
+from components.training.errors import ModelSpecError
 from components.training.push import push_prototypes
 
 DIGITS = (1, 8, 8)

@@ -10,11 +10,11 @@ import torch
 from components.training.checkpoint import (
     CheckpointError,
     ModelSpec,
-    ModelSpecError,
     load_model,
     load_state,
     save_checkpoint,
 )
+from components.training.errors import ModelSpecError
 from components.training.ray_trainer import check_resume_checkpoint
 
 SPEC = ModelSpec(name="proto_ae", input_shape=(1, 8, 8), num_classes=10, tiny=True)
