@@ -6,7 +6,7 @@
   configs become typed dataclasses instead (``flows/config.py``).
 - Checkpoints are read without unpickling code (``tests/components/training/
   test_training_checkpoint.py``), and every server the stack starts binds to 127.0.0.1
-  (``tests/flows/test_flows_stack.py``).
+  (``tests/ops/test_ops_stack.py``).
 - Credentials in URLs are masked wherever a config is saved, logged or shown (issue 14;
   ``components/redact.py``; the flows' side in ``tests/flows/test_flows_security.py``).
 """

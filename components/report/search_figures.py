@@ -1,7 +1,7 @@
 """Figures of a hyperparameter or architecture search: trials, schedules, searched cells.
 
 Trials are the ``search["trials"]`` dicts of :class:`components.report.ReportData`; the genotype
-and architecture weights follow :class:`components.search.darts_ops.Genotype` (two
+and architecture weights follow :class:`components.models.nas_ops.Genotype` (two
 ``(op, input)`` edges per intermediate node; input 0 and 1 are the cell inputs, ``k >= 2`` is
 intermediate node ``k - 2``). Primitive names are passed in, never imported, so the report does
 not depend on where the search operations live.
