@@ -62,21 +62,30 @@ def plain(overrides: list[str]) -> dict:
 
     start = time.perf_counter()
     cfg = compose(overrides)
-    s = to_settings(cfg)
+    settings = to_settings(cfg)
     with disable_run_logger():
-        run = open_run("pipeline", s, cfg)
-        dataset = timed("ingest", ingest_task.fn, s.data, s.run.cache_dir)
-        spec = s.model_spec(dataset.meta)
-        outcome = timed("train", train_task.fn, dataset.path, spec, s.train, run.run_dir, s.run)
-        test = timed("evaluate", evaluate_task.fn, outcome.best_checkpoint, dataset.path, s.seed)
+        run = open_run("pipeline", settings, cfg)
+        dataset = timed("ingest", ingest_task.fn, settings.data, settings.run.cache_dir)
+        spec = settings.model_spec(dataset.meta)
+        outcome = timed(
+            "train", train_task.fn, dataset.path, spec, settings.train, run.run_dir, settings.run
+        )
+        test = timed(
+            "evaluate", evaluate_task.fn, outcome.best_checkpoint, dataset.path, settings.seed
+        )
         explanations = timed(
-            "explain", explain_task.fn, outcome.best_checkpoint, dataset.path, s.explain, s.seed
+            "explain",
+            explain_task.fn,
+            outcome.best_checkpoint,
+            dataset.path,
+            settings.explain,
+            settings.seed,
         )
         headline = {**headline_metrics(test, outcome), **explanation_headline(explanations)}
         write_json(run.run_dir / "metrics.json", metrics_json(test, outcome, dataset))
         data = report_data(
             run,
-            s,
+            settings,
             dataset,
             title="sennflow pipeline",
             headline=headline,
