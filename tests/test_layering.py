@@ -209,3 +209,22 @@ def test_no_module_imports_a_private_name_of_another_component_package():
     offenders = {str(p.relative_to(ROOT)): private_imports(p) for p in modules("components")}
     offenders = {path: names for path, names in offenders.items() if names}
     assert not offenders, f"private names imported across component packages: {offenders}"
+
+
+FRONT_ENDS = {"sennflow", "ops"}  # the CLI and the stack/serving: above flows/, never below
+
+
+def front_end_imports(path: Path) -> set[str]:
+    """The imports of ``path`` that reach into the CLI (``sennflow``) or ``ops``."""
+    return {n for n in imported_roots(path) if n.split(".")[0] in FRONT_ENDS}
+
+
+def test_flows_tasks_and_components_never_import_the_cli_or_ops(tmp_path):
+    paths = [*modules("flows"), *modules("tasks"), *modules("components")]
+    offenders = {str(p.relative_to(ROOT)): front_end_imports(p) for p in paths}
+    offenders = {path: names for path, names in offenders.items() if names}
+    assert not offenders, f"imports of sennflow/ops below them: {offenders}"
+    assert modules("flows") and modules("sennflow") and modules("ops")
+    lazy = tmp_path / "lazy.py"  # the rule sees a lazy import, as the CLI's would be
+    lazy.write_text("def f():\n    from sennflow.cli import main\n    import ops.stack\n")
+    assert front_end_imports(lazy) == {"sennflow.cli", "ops.stack"}

@@ -15,8 +15,8 @@ import pytest
 from components.continual.learners import LearnerConfig, NCMLearner
 from components.continual.scenarios import class_incremental
 from components.data.reader import read_split
-from flows.cli import main
 from flows.continual import ContinualOptions, continual
+from sennflow.cli import main
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
 from flows.explain import explain_run
 from flows.pipeline import pipeline
+from sennflow.cli import main
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 

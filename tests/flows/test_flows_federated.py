@@ -17,8 +17,8 @@ import torch
 
 from components.data.reader import read_split
 from components.federated.messages import decode
-from flows.cli import main
 from flows.federated import FederatedOptions, federated
+from sennflow.cli import main
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.data.parts_folder import write_parts_folder
-from flows.cli import main
+from sennflow.cli import main
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ import torch
 import torchvision
 
 from components.data.parts_folder import write_parts_folder
-from flows.cli import main
 from flows.pipeline import pipeline
+from sennflow.cli import main
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 IMAGES = 240

@@ -22,13 +22,13 @@ from components.data.reader import read_split
 from components.federated.experiment import FederatedConfig
 from components.federated.rounds import prototypes_of
 from components.training.checkpoint import ModelSpec, save_checkpoint
-from flows.cli import main
 from flows.config import compose, to_settings, to_yaml
 from flows.continual import check_stream
 from flows.explain import explain_run
 from flows.federated import check_partition
 from flows.pipeline import model_spec
 from flows.sweep import sweep
+from sennflow.cli import main
 from tasks.continual import continual_task
 from tasks.federated import federated_task
 

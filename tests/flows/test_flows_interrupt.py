@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import _run_flow, main
 from flows.config import ConfigError
 from flows.run_folder import (
     check_resumable,
@@ -23,6 +22,7 @@ from flows.run_folder import (
     update_status,
     with_run_status,
 )
+from sennflow.cli import _run_flow, main
 
 
 def _run_folder(tmp_path, run_id: str = "r1") -> Path:
@@ -156,7 +156,7 @@ def test_bad_data_is_one_message_without_tracebacks(prefect_harness, tmp_path, c
 def _sennflow(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     """``sennflow ...`` in its own process group (its output goes to ``log``)."""
     exe = shutil.which("sennflow", path=str(Path(sys.executable).parent))
-    command = [exe] if exe else [sys.executable, "-m", "flows.cli"]
+    command = [exe] if exe else [sys.executable, "-m", "sennflow"]
     with log.open("ab") as out:
         return subprocess.Popen(
             [*command, *args],

@@ -14,10 +14,10 @@ import yaml
 
 from components.tracking.params import to_params
 from components.tracking.record import RunRecord
-from flows.cli import main
 from flows.config import ConfigError, compose, to_settings, to_yaml
 from flows.explain import explain_run, load_run_config, recorded_dataset
 from flows.run_folder import create_run_dir
+from sennflow.cli import main
 
 SECRET_ENV = "SENNFLOW_TEST_SECRET"
 SECRET = "s3cr3t-v4lue"

@@ -7,9 +7,9 @@ import pytest
 
 from components.data.ingest import ingest
 from components.data.spec import DataSpec
-from flows.cli import _input_errors
 from flows.config import ConfigError
 from flows.run_folder import create_run_dir
+from sennflow.cli import _input_errors
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.cli import main
 from flows.sweep import SweepOptions, sweep
+from sennflow.cli import main
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
@@ -332,7 +332,7 @@ def test_resuming_a_finished_sweep_is_refused_and_leaves_it_alone(prefect_harnes
 
 def _sennflow_sweep(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "sweep", *args],
+        [sys.executable, "-m", "sennflow", "sweep", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

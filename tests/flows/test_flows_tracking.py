@@ -58,7 +58,7 @@ def test_a_bad_tracking_config_fails_before_any_run_folder(tmp_path):
 
 
 def test_the_cli_exits_2_on_a_bad_tracking_group(tmp_path, capsys):
-    from flows.cli import main
+    from sennflow.cli import main
 
     assert main(["run", "tracking=bogus", f"run.root={tmp_path / 'runs'}"]) == 2
     assert "tracking/bogus" in capsys.readouterr().err

@@ -139,9 +139,7 @@ def check_non_root_user(instructions: list[tuple[str, str]]) -> None:
 
 def check_project_installed(instructions: list[tuple[str, str]]) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = [
-        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    ]
+    packages = sorted({p.split(".")[0] for p in pyproject["tool"]["setuptools"]["packages"]})
     copied = " ".join(args for name, args in instructions if name in {"COPY", "ADD"})
     for needed in ["pyproject.toml", "README.md", "conf", *packages]:
         assert re.search(rf"(^|\s|/){re.escape(needed)}(\s|/|$)", copied), f"{needed} not copied"
@@ -261,7 +259,8 @@ GOOD = (
     "WORKDIR /home/ray/sennflow\n"
     'RUN pip install --index-url "${TORCH_INDEX_URL}" torch==${TORCH_VERSION}\n'
     "COPY pyproject.toml README.md ./\n"
-    "COPY components ./components\nCOPY tasks ./tasks\nCOPY flows ./flows\nCOPY conf ./conf\n"
+    "COPY components ./components\nCOPY tasks ./tasks\nCOPY flows ./flows\n"
+    "COPY sennflow ./sennflow\nCOPY ops ./ops\nCOPY conf ./conf\n"
     'RUN pip install -e . "ray[default]==${RAY_VERSION}"\n'
     'CMD ["sennflow"]\n'
 )

@@ -3,7 +3,7 @@
 ``prefect deploy --prefect-file infra/prefect.yaml --all`` registers the same deployments for a
 work pool of type ``process`` (a worker then runs them); :func:`serve_deployments` registers them
 with this process as their runner instead, so ``sennflow stack up`` (or ``python -m
-flows.serve``) is all a laptop needs. Both read the one file, so the deployments, their default
+ops.serve``) is all a laptop needs. Both read the one file, so the deployments, their default
 parameters and schedules (with their timezone) cannot drift apart. Parameter schemas are
 enforced: a run created with an invalid parameter is rejected by the server.
 
@@ -19,7 +19,15 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def project_root() -> Path:
+    """The source tree these packages run from; installed from a wheel (no ``infra/`` beside
+    them), the working folder, which then must hold ``infra/prefect.yaml`` to serve."""
+    source = Path(__file__).resolve().parent.parent
+    return source if (source / "infra" / "prefect.yaml").is_file() else Path.cwd()
+
+
+ROOT = project_root()
 PREFECT_FILE = ROOT / "infra" / "prefect.yaml"
 RAY_ADDRESS_PLACEHOLDER = "{{ $SENNFLOW_RAY_ADDRESS }}"
 
@@ -45,7 +53,17 @@ def resolve_parameters(parameters: dict) -> dict:
 
 
 def deployment_entries(prefect_file: Path = PREFECT_FILE) -> list[dict]:
-    """The ``deployments`` entries of ``prefect_file`` as written (placeholders unresolved)."""
+    """The ``deployments`` entries of ``prefect_file`` as written (placeholders unresolved).
+
+    Raises:
+        FileNotFoundError: no such file (an installed package has no ``infra/``: serve from
+            the source tree, or from a folder holding ``infra/prefect.yaml``).
+    """
+    if not prefect_file.is_file():
+        raise FileNotFoundError(
+            f"no deployments file {prefect_file}: serving reads infra/prefect.yaml of the "
+            "source tree (or of the working folder when sennflow is installed from a wheel)"
+        )
     return yaml.safe_load(prefect_file.read_text())["deployments"]
 
 

@@ -1,4 +1,5 @@
-"""The ``sennflow`` console script: help, and bad config or data exit 2 with a message."""
+"""The ``sennflow`` console script: help from the composed config, one composition per command,
+and bad config or data exit 2 with a message."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import sys
 
 import pytest
 
-from flows.cli import main
+# Imported before any test captures output: importing a flow sets up Prefect's console handler,
+# which keeps writing to the stream it was created with (a closed capsys stream otherwise).
+import flows.pipeline  # noqa: F401
+from sennflow.cli import main
 
 
 def sennflow(*args: str, timeout: int = 300, env: dict | None = None):
     exe = shutil.which("sennflow") or sys.executable
-    prefix = [] if exe.endswith("sennflow") else ["-m", "flows.cli"]
+    prefix = [] if exe.endswith("sennflow") else ["-m", "sennflow"]
     return subprocess.run(
         [exe, *prefix, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
@@ -38,6 +42,80 @@ def test_run_help_lists_groups_options_and_defaults():
     assert "train.num_workers=1" in proc.stdout
 
 
+def test_run_help_lists_every_key_of_the_composed_config_with_its_default(capsys):
+    import yaml
+    from omegaconf import OmegaConf
+
+    from flows.config import compose
+
+    with pytest.raises(SystemExit) as exit:
+        main(["run", "--help"])
+    assert exit.value.code == 0
+    options = capsys.readouterr().out.split("defaults shown):\n", 1)[1].split("\n\n", 1)[0]
+    listed = dict(line.strip().split("=", 1) for line in options.splitlines())
+    config = flat(OmegaConf.to_container(compose([]), resolve=False))
+    assert listed.keys() == config.keys()
+    wrong = {k: v for k, v in listed.items() if yaml.safe_load(v) != config[k]}
+    assert not wrong, f"printed defaults that the composed config does not hold: {wrong}"
+
+
+def flat(values: dict, prefix: str = "") -> dict:
+    """``{dotted key: value}`` of the leaves of nested ``values``."""
+    leaves = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            leaves |= flat(value, f"{prefix}{key}.")
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+@pytest.fixture
+def compositions(monkeypatch) -> list:
+    """The overrides of every Hydra composition from now on (counted where Hydra composes, so
+    no caller of ``flows.config.compose`` is missed)."""
+    import hydra
+
+    calls, compose = [], hydra.compose
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("overrides"))
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(hydra, "compose", counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run"],
+        ["run", "model=mlp"],
+        ["sweep"],
+        ["sweep", "search=stn"],
+        ["federated"],
+        ["continual"],
+    ],
+    ids=" ".join,
+)
+def test_show_config_composes_the_config_once(command, compositions, capsys):
+    assert main([command[0], "--show-config", *command[1:]]) == 0
+    assert "seed: 0" in capsys.readouterr().out
+    assert len(compositions) == 1, compositions
+
+
+@pytest.mark.prefect
+def test_a_run_composes_the_config_once(prefect_harness, tmp_path, compositions, capsys):
+    # Through the flow up to building the model, which fails after ingest (a whole run would
+    # cost 20 s more, for stages that take the typed settings, not the config).
+    runs = tmp_path / "runs"
+    args = ["experiment=tiny", f"run.root={runs}", f"run.cache_dir={tmp_path / 'cache'}"]
+    assert main(["run", *args, "+model.params.num_prototypez=3"]) == 2
+    assert "num_prototypez" in capsys.readouterr().err
+    assert len(compositions) == 1, compositions
+    assert any((tmp_path / "cache").iterdir()) and not runs.exists()
+
+
 def test_show_config_applies_overrides(capsys):
     assert main(["run", "--show-config", "model=mlp", "train.epochs=5"]) == 0
     out = capsys.readouterr().out
@@ -58,7 +136,8 @@ def test_show_config_applies_overrides(capsys):
         ("tracking=bogus", "tracking"),
     ],
 )
-def test_bad_config_exits_2_naming_the_key(override, message, capsys):
+@pytest.mark.prefect
+def test_bad_config_exits_2_naming_the_key(override, message, prefect_harness, capsys):
     assert main(["run", override]) == 2
     assert message in capsys.readouterr().err
 
@@ -144,7 +223,7 @@ def test_a_run_that_failed_is_one_message_and_exit_1(prefect_harness, capfd):
 
     from prefect import flow, task
 
-    from flows.cli import _run_flow
+    from sennflow.cli import _run_flow
 
     for error, message in [
         (_diverged, "training diverged at epoch 3 (stage 'joint')"),

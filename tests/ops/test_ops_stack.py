@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.cli import main
-from flows.stack import StackConfig, StackError, down, pid_file, read_pids, status, up
+from ops.stack import StackConfig, StackError, down, pid_file, read_pids, status, up
+from sennflow.cli import main
 
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
@@ -230,7 +230,7 @@ def test_down_leaves_alone_a_pid_that_is_now_another_process(tmp_path, caplog, c
             "serve": {"pid": ours.pid, "started": ours.create_time()},
         }
         pid_file(config).write_text(json.dumps(records))
-        with caplog.at_level(logging.WARNING, logger="flows.stack"):
+        with caplog.at_level(logging.WARNING, logger="ops.stack"):
             code = main(["stack", "down", "--state-dir", str(config.state_dir)])
         assert code == 1  # not everything could be stopped
         assert "stopped: serve\n" in capsys.readouterr().out
@@ -251,7 +251,7 @@ def test_down_leaves_alone_a_pid_that_is_now_another_process(tmp_path, caplog, c
 
 
 def test_a_failed_rewrite_of_the_pid_file_keeps_the_previous_one(tmp_path, monkeypatch):
-    from flows.stack import _write_records
+    from ops.stack import _write_records
 
     config = StackConfig(state_dir=tmp_path / "stack")
     config.state_dir.mkdir()

@@ -8,7 +8,7 @@
 2. ``mlflow server`` (SQLite and artifacts in the state folder), the tracking server of the
    served runs (``MLFLOW_TRACKING_URI``: ``tracking=mlflow`` logs there);
 3. ``ray start --head --block`` (token authentication stays on, the dashboard on 127.0.0.1);
-4. ``python -m flows.serve``: every deployment of ``infra/prefect.yaml`` registered with that
+4. ``python -m ops.serve``: every deployment of ``infra/prefect.yaml`` registered with that
    server, its runs executed against that Ray head.
 
 Their pids and start times go to ``<state>/pids.json`` (written atomically) and their logs to
@@ -36,8 +36,8 @@ from pathlib import Path
 import psutil
 
 from flows.run_folder import write_json
+from ops.serve import PREFECT_FILE, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
 
 # A process's start time is read from the kernel as boot time + ticks since boot, and the boot
@@ -101,6 +101,11 @@ class StackConfig:
 
 def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
     """Start the stack and return ``{name: pid}``; on any failure stop what was started."""
+    if config.serve and not PREFECT_FILE.is_file():
+        raise StackError(
+            f"cannot serve the deployments: no {PREFECT_FILE} (start the stack from the source "
+            "tree or a folder holding infra/prefect.yaml, or pass --no-serve)"
+        )
     config.state_dir.mkdir(parents=True, exist_ok=True)
     running = _running(config)
     if running:
@@ -128,7 +133,7 @@ def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
         _wait_port(config.host, config.dashboard_port, timeout_s, config, "ray")
         _wait_ray_started(config, timeout_s)
         if config.serve:
-            start("serve", [sys.executable, "-m", "flows.serve"], env(config))
+            start("serve", [sys.executable, "-m", "ops.serve"], env(config))
     except BaseException:
         down(config)
         raise

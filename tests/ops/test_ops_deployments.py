@@ -1,11 +1,11 @@
-"""The Prefect deployments of infra/prefect.yaml, as flows/serve.py builds them, point at real
+"""The Prefect deployments of infra/prefect.yaml, as ops/serve.py builds them, point at real
 flows with valid parameters."""
 
 from __future__ import annotations
 
 import pytest
 
-from flows.serve import deployment_entries, load_flow, resolve_parameters, runner_deployments
+from ops.serve import deployment_entries, load_flow, resolve_parameters, runner_deployments
 
 DEPLOYMENTS = deployment_entries()
 

@@ -1,0 +1,302 @@
+"""The ``sennflow`` command line: parses arguments, then hands over to the flows.
+
+The CLI composes no config: each flow composes its own once and raises ``ConfigError``, which
+becomes exit 2 here (``--show-config`` composes once, through the flow module's function).
+Heavy frameworks (torch, Ray, Prefect) are imported only once a command really runs, and help
+composes the config only when printed, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from sennflow import help as helps
+from sennflow.stack_command import stack_command
+
+EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 1
+SHOW_CONFIG = "print the composed config and exit"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sennflow`` console script."""
+    # Prefect's temporary server would try to send usage telemetry (and log an error offline).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Ray's native crash handler in the driver also takes SIGTERM and ends the process on the
+    # spot; without it, SIGTERM reaches Python and the run is marked interrupted (exit 143).
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    return args.handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = helps.HelpParser(
+        prog="sennflow",
+        description="Train, evaluate and explain self-explaining neural networks.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    run = _command(
+        sub,
+        "run",
+        help="run the pipeline: ingest -> train -> evaluate -> explain -> report",
+        description="Run the pipeline flow. Arguments are Hydra overrides (key=value).",
+        epilog=helps.run_help,
+        example="model=mlp train.epochs=5",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help=(
+            "continue the interrupted, killed or failed run of run.id=<id> in its run folder "
+            "from its newest checkpoint (its config.yaml; only run.*, ray.* and train.epochs "
+            "may change)"
+        ),
+    )
+    run.set_defaults(handler=_run)
+    sweep = _command(
+        sub,
+        "sweep",
+        help="search hyperparameters or architectures, retrain the best, evaluate, explain, report",
+        description=(
+            "Run the sweep flow: a Ray Tune sweep with the method of search=<method> (default "
+            f"{helps.SWEEP_DEFAULT}), then the best configuration through the pipeline. "
+            "Arguments are Hydra overrides (key=value)."
+        ),
+        epilog=helps.sweep_help,
+        example="search=pbt model=mlp",
+    )
+    sweep.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sweep of run.id=<id> (same overrides as before)",
+    )
+    sweep.set_defaults(handler=_sweep)
+    explain = sub.add_parser(
+        "explain",
+        help="re-explain a trained run: post-hoc attributions, their scores, the best method",
+        description=(
+            "Run the explain flow on a finished run folder (runs/pipeline/<id> or "
+            "runs/sweep/<id>) without retraining; results go to a new runs/explain/<id>/."
+        ),
+        epilog=(
+            "overrides: explain.* (see 'sennflow run --help'), run.*, ray.*, seed\n\n"
+            "examples:\n  sennflow explain runs/pipeline/<id> explain.methods=all\n"
+            "  sennflow explain runs/pipeline/<id> 'explain.methods=[ig,kernel_shap]' "
+            "explain.eval_samples=256 explain.num_tasks=4"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument("run_dir", help="a finished run folder")
+    explain.add_argument("overrides", nargs="*", help="e.g. explain.methods=all")
+    explain.set_defaults(handler=_explain)
+    stack_command(sub)
+    federated = _command(
+        sub,
+        "federated",
+        help="federated learning on Ray client actors: prototype averaging vs FedAvg/FedProx",
+        description=(
+            "Run the federated flow: the training split partitioned among client actors, every "
+            "strategy of federated.strategies for federated.rounds rounds, one report. "
+            "Arguments are Hydra overrides (key=value)."
+        ),
+        epilog=lambda: helps.group_help(
+            "federated",
+            "sennflow federated\n  sennflow federated federated.partition=dirichlet "
+            "federated.alpha=0.1 federated.num_clients=10 federated.fraction=0.5\n"
+            "  sennflow federated 'federated.strategies=[fedavg,fedprox]' federated.rounds=20",
+        ),
+        example="federated.seed=1",
+    )
+    federated.set_defaults(handler=_group_flow)
+    continual = _command(
+        sub,
+        "continual",
+        help="continual learning on Ray learner actors: one class-incremental stream, all methods",
+        description=(
+            "Run the continual flow: every method of continual.methods (one Ray actor each) "
+            "meets the same class-incremental stream; R, its metrics and heat maps in one "
+            "report. Arguments are Hydra overrides (key=value)."
+        ),
+        epilog=lambda: helps.group_help(
+            "continual",
+            "sennflow continual\n  sennflow continual 'continual.methods=[ncm,prd]' "
+            "continual.num_tasks=5\n  sennflow continual continual.federated_clients=3",
+        ),
+        example="continual.seed=1",
+    )
+    continual.set_defaults(handler=_group_flow)
+    return parser
+
+
+def _command(sub, name: str, *, help: str, description: str, epilog, example: str):
+    """A command that runs a flow on Hydra overrides, with ``--show-config``; ``epilog``
+    (a function) lists its config when help is printed."""
+    command = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("overrides", nargs="*", help=f"Hydra overrides, e.g. {example}")
+    command.add_argument("--show-config", action="store_true", help=SHOW_CONFIG)
+    return command
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.config import compose, to_settings
+
+    if args.show_config and not args.resume:  # the pipeline composes with flows.config
+        return _show_config(lambda: compose(args.overrides), to_settings)
+    from flows import pipeline
+
+    if args.show_config:
+        return _show_config(lambda: pipeline.resume_config(args.overrides)[0], to_settings)
+    from sennflow.progress import epoch_progress
+
+    return _run_flow(
+        lambda: pipeline.pipeline(overrides=args.overrides, resume=args.resume), epoch_progress()
+    )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from flows import sweep
+    from flows.config import to_search_settings, to_settings
+
+    if args.show_config:
+        return _show_config(
+            lambda: sweep.compose_sweep(args.overrides),
+            lambda cfg: (to_settings(cfg), to_search_settings(cfg)),
+        )
+    from sennflow.progress import trial_progress
+
+    return _run_flow(
+        lambda: sweep.sweep(overrides=args.overrides, resume=args.resume),
+        trial_progress(),
+        lambda result: f"best configuration ({result.method}): {result.best_config}",
+        overrides=args.overrides,
+    )
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from flows.explain import explain_run
+
+    return _run_flow(
+        lambda: explain_run(run_dir=args.run_dir, overrides=args.overrides),
+        contextlib.nullcontext(),
+        lambda result: f"re-explained {result.source}",
+    )
+
+
+def _group_flow(args: argparse.Namespace) -> int:
+    """``sennflow federated`` / ``sennflow continual``."""
+    from flows.config import to_group_config, to_settings
+
+    if args.command == "federated":
+        from components.federated.experiment import FederatedConfig as config_class
+        from flows.federated import compose_federated as compose_group
+        from flows.federated import federated as flow
+
+        title = "rounds"
+    else:
+        from components.continual.config import ContinualConfig as config_class
+        from flows.continual import compose_continual as compose_group
+        from flows.continual import continual as flow
+
+        title = "tasks"
+    if args.show_config:
+        return _show_config(
+            lambda: compose_group(args.overrides),
+            lambda cfg: (to_settings(cfg), to_group_config(cfg, args.command, config_class)),
+        )
+    from sennflow.progress import step_progress
+
+    return _run_flow(lambda: flow(overrides=args.overrides), step_progress(title))
+
+
+def _show_config(compose, validate) -> int:
+    """Print the config ``compose()`` returns once ``validate(cfg)`` accepts it (else exit 2)."""
+    from flows.config import ConfigError, to_yaml
+
+    try:
+        cfg = compose()
+        validate(cfg)
+    except ConfigError as err:
+        return fail(err)
+    print(to_yaml(cfg))
+    return 0
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    from components.data.errors import DataError
+    from components.training.checkpoint import CheckpointError
+    from components.training.errors import ModelSpecError
+    from flows.config import ConfigError
+
+    return ConfigError, DataError, CheckpointError, ModelSpecError, FileExistsError
+
+
+def _run_failures() -> tuple[type[Exception], ...]:
+    """Runs that started and failed for a reason the message explains (a diverging fit, a sweep
+    none of whose trials finished): one message and exit 1, not 2, because the run folder, its
+    ``failed`` status and its finite checkpoints exist; the input itself was valid."""
+    from components.search.tune_sweep import SweepFailedError
+    from components.training.fit import DivergedError
+
+    return DivergedError, SweepFailedError
+
+
+def _run_flow(call, progress, intro=None, overrides: list[str] = ()) -> int:
+    """Run ``call()`` (a flow) inside ``progress``; input errors exit 2 with one message, run
+    failures (:func:`_run_failures`) exit 1 with one message, SIGINT/SIGTERM exit 130/143
+    (:func:`sennflow.interrupts.interrupted`), else print the result (after ``intro(result)``
+    when given). ``overrides``: the command's, for a sweep's resume hint."""
+    from flows.run_folder import signal_of, started_runs
+    from sennflow import interrupts
+
+    before, ray_was_up = len(started_runs()), interrupts.ray_is_up()
+    quiet = interrupts.quiet_console((*_input_errors(), *_run_failures()))
+    try:
+        with quiet, interrupts.interrupt_signals(), progress:
+            result = call()
+    except _input_errors() as err:
+        return fail(err)
+    except _run_failures() as err:
+        return fail(err, EXIT_RUN_FAILED)
+    except interrupts.interrupts() as err:
+        if signal_of(err) is None:  # a plain sys.exit
+            raise
+        runs = started_runs()[before:]
+        return interrupts.interrupted(err, runs, overrides, stop_ray=not ray_was_up)
+    if intro is not None:
+        print(intro(result))
+    _print_result(result)
+    return 0
+
+
+def _print_result(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="headline metrics", show_header=False)
+    for key, value in result.headline.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console = Console()
+    console.print(table)
+    console.print(f"run folder: {result.run_dir}")
+    if result.report:
+        console.print(f"report:     {Path(result.report).resolve()}")
+
+
+def fail(err: Exception, code: int = EXIT_BAD_INPUT) -> int:
+    """Print ``err`` as the one error message of the command; return ``code``."""
+    print(f"sennflow: error: {err}", file=sys.stderr)
+    return code

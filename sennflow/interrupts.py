@@ -1,0 +1,149 @@
+"""What the CLI does around a running flow: SIGINT/SIGTERM end the run as interrupted (and say
+how to resume it), and Prefect's console prints an error the CLI reports only once."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def interrupt_signals():
+    """While a flow runs, SIGTERM (like SIGINT) raises ``RunInterrupted`` in the main thread, so
+    the run ends as interrupted instead of the process dying on the spot.
+
+    Ray Tune's own SIGINT handler, which would end the search quietly and let the sweep go on to
+    retrain, is switched off (Ray Train's is avoided in ``train_with_ray``).
+    """
+    from flows.run_folder import RunInterrupted
+
+    def handler(signum, frame):
+        raise RunInterrupted(signum)
+
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def interrupts() -> tuple[type[BaseException], ...]:
+    """What SIGINT/SIGTERM become: ``ray.init`` replaces the SIGTERM handler of its driver's main
+    thread with ``sys.exit(SIGTERM)``, Prefect's flow engine with ``TerminationSignal``."""
+    from prefect.exceptions import TerminationSignal
+
+    return KeyboardInterrupt, TerminationSignal, SystemExit
+
+
+def interrupted(
+    err: BaseException, run_dirs: list[Path], overrides: list[str], *, stop_ray: bool
+) -> int:
+    """Mark the run interrupted, shut down the Ray the command started (``stop_ray``) and
+    with it the workers, say how to resume; return 128 + the signal's number."""
+    from flows.run_folder import mark_interrupted, signal_of
+
+    signum = signal_of(err)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:  # a second signal during the clean-up ends the process at once
+        signal.signal(sig, lambda number, frame: os._exit(128 + number))
+    try:
+        statuses = [mark_interrupted(run_dir, signum) for run_dir in run_dirs]
+        if stop_ray:
+            shutdown_ray()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    name = signal.Signals(signum).name
+    if not statuses:
+        print(f"sennflow: {name}: stopped before the run folder was created", file=sys.stderr)
+    for run_dir, status in zip(run_dirs, statuses, strict=True):
+        print(f"sennflow: {name}: run {run_dir} marked interrupted", file=sys.stderr)
+        print(f"sennflow: {resume_hint(status, overrides)}", file=sys.stderr)
+    return 128 + signum
+
+
+def resume_hint(status: dict, overrides: list[str]) -> str:
+    """How to resume the run whose ``status.json`` is ``status``, with the command's
+    ``overrides`` in place of ``<the same overrides>``."""
+    command = status.get("resume")
+    if command is None:
+        return f"a {status.get('flow', 'run')} run cannot be resumed; start it again"
+    same = [o for o in overrides if not o.startswith(("run.id=", "run.root="))]
+    command = command.replace("<the same overrides>", " ".join(same)).rstrip()
+    return f"resume with: {command}"
+
+
+def ray_is_up() -> bool:
+    """Whether this process has started or joined Ray (without importing Ray to find out)."""
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized()
+
+
+def shutdown_ray() -> None:
+    """Stop the local Ray this process started (its workers with it), or leave the cluster it
+    joined (Ray then ends this driver's actors: the training workers)."""
+    if ray_is_up():
+        import ray
+
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def quiet_console(kinds: tuple[type[Exception], ...]):
+    """Keep Prefect's console from printing an error of ``kinds`` several times (the task's and
+    the flow's tracebacks and their "Finished in state Failed"): the CLI prints it once. The
+    records still reach the Prefect API, so the UI shows the failure in full."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    quiet = ErrorFilter(kinds)
+    handlers = [
+        handler
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        for handler in getattr(logger, "handlers", [])
+        if isinstance(handler, PrefectConsoleHandler)
+    ]
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
+class ErrorFilter(logging.Filter):
+    """Drops records that carry an error of ``kinds``, or report a run that failed of one."""
+
+    def __init__(self, kinds: tuple[type[Exception], ...]) -> None:
+        super().__init__()
+        self.kinds = kinds
+        self.names = tuple(f"{name}: " for name in _class_names(kinds))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.kinds):
+            return False
+        if not record.name.startswith("prefect."):
+            return True
+        message = record.getMessage()
+        failed = message.startswith(("Finished in state Failed", "Crash detected"))
+        return not (failed and any(name in message for name in self.names))
+
+
+def _class_names(kinds) -> set[str]:
+    """The names of ``kinds`` and of all their subclasses."""
+    names: set[str] = set()
+    pending = list(kinds)
+    while pending:
+        kind = pending.pop()
+        names.add(kind.__name__)
+        pending.extend(kind.__subclasses__())
+    return names
