@@ -70,3 +70,16 @@ def test_bad_federated_and_continual_parameters_are_rejected_by_the_flow_schema(
         continual.validate_parameters({"options": {"methods": ["ewc"]}})
     with pytest.raises(ParameterTypeError, match="num_tasks"):
         continual.validate_parameters({"options": {"num_tasks": 0}})
+
+
+def test_without_a_deployments_file_serving_is_refused_naming_it(tmp_path, monkeypatch):
+    # an installed wheel has no infra/: serving then reads the working folder's, if any
+    from ops.stack import StackConfig, StackError, up
+
+    missing = tmp_path / "infra" / "prefect.yaml"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        deployment_entries(missing)
+    monkeypatch.setattr("ops.stack.PREFECT_FILE", missing)
+    with pytest.raises(StackError, match="--no-serve"):
+        up(StackConfig(state_dir=tmp_path / "stack"))
+    assert not (tmp_path / "stack").exists()  # refused before anything started
