@@ -2,8 +2,10 @@
 
 Flow parameters must be serialisable, so a progress bar cannot be passed in; the CLI registers a
 listener here for the duration of a run instead. Three kinds of events: a finished training epoch
-(its metrics), a finished search trial (its id, status and last metrics), and a finished step
-of a federated or continual run (a round or a task: its ``label`` and accuracy).
+(its metrics and ``epochs``, the epochs to run), a finished search trial (its id, status, last
+metrics and ``total``, the trials to run), and a finished step of a federated or continual run (a
+round or a task: its ``label``, accuracy and ``total``, the steps of that label). Each event
+carries its total, so a listener needs no config to size a progress bar.
 """
 
 from __future__ import annotations
