@@ -26,17 +26,8 @@ CONF_DIR = (
     if (_SOURCE_CONF / "config.yaml").is_file()
     else _SOURCE_CONF.parent / "sennflow" / "conf"
 )
-GROUPS = (
-    "data",
-    "model",
-    "train",
-    "explain",
-    "search",
-    "federated",
-    "continual",
-    "tracking",
-    "experiment",
-)
+# The search method of ``sennflow sweep`` when ``search=<method>`` is not chosen.
+DEFAULT_SEARCH = "asha"
 
 
 class ConfigError(ValueError):

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from flows.config import DEFAULT_SEARCH
 from sennflow import help as helps
 from sennflow.stack_command import stack_command
 
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         help="search hyperparameters or architectures, retrain the best, evaluate, explain, report",
         description=(
             "Run the sweep flow: a Ray Tune sweep with the method of search=<method> (default "
-            f"{helps.SWEEP_DEFAULT}), then the best configuration through the pipeline. "
+            f"{DEFAULT_SEARCH}), then the best configuration through the pipeline. "
             "Arguments are Hydra overrides (key=value)."
         ),
         epilog=helps.sweep_help,

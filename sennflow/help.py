@@ -10,8 +10,6 @@ import argparse
 from collections.abc import Iterable
 
 OPTIONS_HEADER = "options (override with key=value; defaults shown):"
-# sennflow sweep's method when none is chosen (flows.sweep.DEFAULT_METHOD, which imports Prefect)
-SWEEP_DEFAULT = "asha"
 
 
 class HelpParser(argparse.ArgumentParser):
@@ -40,11 +38,11 @@ def run_help() -> str:
 def sweep_help() -> str:
     """The search methods, the ``search`` keys of the default method and the keys of each
     method's own block (``search.stn.*``, ``search.darts.*``)."""
-    from flows.config import compose
+    from flows.config import DEFAULT_SEARCH, compose
 
     methods = group_options(["search"])["search"]
     lines = [f"search methods (choose with search=<method>): {', '.join(methods)}", ""]
-    search = _flat(compose([f"search={SWEEP_DEFAULT}"]).search, "search.")
+    search = _flat(compose([f"search={DEFAULT_SEARCH}"]).search, "search.")
     scalars = {k: v for k, v in search.items() if k.split(".")[1] not in _BLOCKS}
     lines += [OPTIONS_HEADER, *_listing(scalars)]
     for method in methods:
