@@ -14,7 +14,6 @@ received (measured from the encoded messages), and the global test accuracy afte
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import tempfile
 from pathlib import Path
@@ -52,7 +51,7 @@ def measure(data, num_clients: int, strategy: str, args) -> dict:
     x, y, x_test, y_test = data
     parts = (disjoint_classes if num_clients <= 10 else iid)(y, num_clients, seed=0)
     clients = start_clients(
-        x, y, parts, dataclasses.asdict(SPEC), strategy, local_epochs=args.local_epochs
+        x, y, parts, SPEC, strategy, local_epochs=args.local_epochs
     )
     torch.manual_seed(0)
     initial = (

@@ -14,12 +14,18 @@ from tasks.progress import notify_trial
 class TrialLogger(tune.Callback):
     """Logs every finished or failed trial to the Prefect run (and so to the CLI and the UI).
 
-    It holds no state, so Tune can pickle it with the experiment and a resumed sweep keeps it.
+    It holds only the sweep's number of trials (each progress event's ``total``), so Tune can
+    pickle it with the experiment and a resumed sweep keeps it.
     """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
-        notify_trial({"trial": trial.trial_id, "status": "finished", **_numbers(result)})
+        notify_trial(
+            {"trial": trial.trial_id, "status": "finished", "total": self.total, **_numbers(result)}
+        )
         get_run_logger().info(
             "trial %s finished after %s epochs: val_loss=%s val_accuracy=%s",
             trial.trial_id,
@@ -29,7 +35,7 @@ class TrialLogger(tune.Callback):
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        notify_trial({"trial": trial.trial_id, "status": "failed"})
+        notify_trial({"trial": trial.trial_id, "status": "failed", "total": self.total})
         get_run_logger().warning("trial %s failed; the sweep goes on", trial.trial_id)
 
 
@@ -70,7 +76,7 @@ def search_task(
         storage_path=storage_path,
         stn=search.stn,
         darts=search.darts,
-        callbacks=[TrialLogger()],
+        callbacks=[TrialLogger(search.sweep.num_samples)],
         augment=augment,
         images=load_meta(dataset_path).is_image,
         resume=resume,

@@ -1,5 +1,9 @@
 """One continual experiment on Ray: a learner actor per method, all meeting the same stream.
 
+The continual task calls :func:`run_continual` once per run (the dataset's stream, every method,
+the federated stream if asked), after the flow's :func:`check_stream`; its result is the report's
+``continual`` dict and :func:`continual_headline` its headline numbers.
+
 :func:`run_methods` starts one :class:`~components.continual.stream.StreamLearner` actor per
 method and drives them through the stream in lockstep (task ``i`` of every method at once), so a
 run of six methods takes about as long as the slowest one.
@@ -17,17 +21,32 @@ and ends the run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from components.continual.config import ContinualConfig
+from components.continual.federated import run_federated_continual
 from components.continual.learners import LearnerConfig
 from components.continual.metrics import summary
-from components.continual.scenarios import Task
+from components.continual.scenarios import Task, class_incremental
 from components.continual.stream import StreamLearner
+from components.data.decoded_memory import check_decoded_size
+from components.data.reader import load_meta, read_labels, read_split
 
 log = logging.getLogger(__name__)
+
+HELD_SPLITS = ("train", "test")  # the stream's tasks and the test set every task is scored on
+_SCHEDULE_KEYS = ("max_lr", "const_lr", "min_lr", "warmup_steps", "cooldown_steps", "anneal_steps")
+
+
+class StreamError(ValueError):
+    """The dataset does not fit the configured stream (``continual.num_tasks`` /
+    ``classes_per_task``, or the first task is too short for a method's schedule)."""
 
 
 def learner_actor(num_cpus: float = 0.0):
@@ -182,3 +201,159 @@ def run_methods(
         )
 
     return run_streams(start, list(learners), len(tasks), on_task, max_restarts, after_task)
+
+
+def check_stream(dataset_path: Path, config: ContinualConfig) -> None:
+    """Fail before anything is written when the dataset's classes do not fit the stream, when
+    the first task is too short for a method's warm-up, cool-down and annealing, or when an
+    image dataset is too large to hold in memory.
+
+    Raises:
+        StreamError: naming the ``continual.*`` keys at fault and what to change.
+        DataError: the decoded splits of an image dataset are over the in-memory limit.
+    """
+    check_decoded_size(dataset_path, HELD_SPLITS, "continual")
+    y = read_labels(dataset_path, "train")
+    try:
+        tasks = class_incremental(y, config.num_tasks, classes_per_task=config.classes_per_task)
+    except ValueError as err:
+        raise StreamError(f"continual.num_tasks / continual.classes_per_task: {err}") from err
+    num_features, num_classes = load_meta(dataset_path).num_features, int(y.max()) + 1
+    for method in config.methods:
+        c = config.learner_config(method, num_features, num_classes)
+        steps = c.epochs * math.ceil(len(tasks[0]) / c.batch_size)
+        needed = c.warmup_steps + c.cooldown_steps + c.anneal_steps + 1
+        if steps < needed:
+            raise StreamError(
+                f"continual.learner: for {method}, the first task ({len(tasks[0])} samples, "
+                f"{steps} steps at epochs={c.epochs}, batch_size={c.batch_size}) is shorter than "
+                f"warmup_steps + cooldown_steps + anneal_steps + 1 = {needed}; raise "
+                "continual.learner.epochs or lower those steps"
+            )
+
+
+def run_continual(
+    dataset_path: Path,
+    config: ContinualConfig,
+    on_step: Callable[[dict], None] | None = None,
+    logger: logging.Logger | logging.LoggerAdapter = log,
+) -> dict:
+    """Run every method of ``config`` through one class-incremental stream of the dataset (and
+    the federated stream if ``config.federated_clients``); Ray must be initialised.
+
+    The train and test splits are held in memory, flattened (an image dataset decoded, up to
+    :data:`components.data.decoded_memory.WHOLE_SPLITS_BYTES`; over it, ``DataError``).
+
+    Args:
+        dataset_path: the ingested dataset.
+        config: the experiment.
+        on_step: optional ``on_step({"label", "accuracy"})`` after each method's task (the
+            average accuracy on the tasks so far) and after each federated merge.
+        logger: where the stream, each task, every restart and each method's summary are told
+            (the task passes Prefect's run logger).
+
+    Returns:
+        The report's ``continual`` dict: ``num_tasks``, ``tasks`` (classes per task),
+        ``schedule`` (the learning-rate schedule when every method shares it), ``methods`` (per
+        method, :func:`run_streams`' result and its learner ``config``) and ``federated``.
+    """
+    check_decoded_size(dataset_path, HELD_SPLITS, "continual")
+    x, y = read_split(dataset_path, "train")
+    x_test, y_test = read_split(dataset_path, "test")
+    data = (x.reshape(len(x), -1), y, x_test.reshape(len(x_test), -1), y_test)
+    num_features, num_classes = data[0].shape[1], int(max(y.max(), y_test.max())) + 1
+    learners = {m: config.learner_config(m, num_features, num_classes) for m in config.methods}
+    tasks = class_incremental(
+        y, config.num_tasks, classes_per_task=config.classes_per_task, seed=config.seed
+    )
+    logger.info("stream: %s", " -> ".join(str(list(t.classes)) for t in tasks))
+    methods = _run_logged(data, tasks, learners, config, on_step, logger)
+    federated = None
+    if config.federated_clients:
+        federated = run_federated_continual(
+            data,
+            config.learner_config("ncm", num_features, num_classes),
+            config.federated_clients,
+            config.num_tasks,
+            config.seed,
+            on_task=lambda i, row: _tell(on_step, "federated", _mean(row)),
+        )
+    return {
+        "num_tasks": config.num_tasks,
+        "tasks": [list(t.classes) for t in tasks],
+        "schedule": _shared_schedule(learners.values()),
+        "methods": methods,
+        "federated": federated,
+    }
+
+
+def _run_logged(data, tasks, learners, config: ContinualConfig, on_step, logger) -> dict:
+    """:func:`run_methods`, telling ``logger`` and ``on_step`` about every task and restart."""
+
+    def on_task(method: str, result: dict) -> None:
+        row = [a for a in result["row"][: result["task"] + 1] if not math.isnan(a)]
+        accuracy = _mean(row)
+        logger.info(
+            "%s task %d/%d: average accuracy on the tasks so far %.4f",
+            method,
+            result["task"] + 1,
+            config.num_tasks,
+            accuracy,
+        )
+        _tell(on_step, method, accuracy)
+
+    methods = run_methods(
+        data,
+        tasks,
+        learners,
+        config.method_params,
+        on_task=on_task,
+        max_restarts=config.max_restarts,
+    )
+    for method, result in methods.items():
+        for restart in result["restarts"]:
+            logger.warning(
+                "%s: learner actor died at task %d and was restarted from its last completed "
+                "task: %s",
+                method,
+                restart["task"] + 1,
+                restart["reason"],
+            )
+        logger.info(
+            "%s: average accuracy %.4f, forgetting %.4f",
+            method,
+            result["summary"]["average_accuracy"],
+            result["summary"]["forgetting"],
+        )
+        result["config"] = dataclasses.asdict(learners[method])
+    return methods
+
+
+def continual_headline(result: dict) -> dict:
+    """The run's headline numbers from :func:`run_continual`'s result: per method, the final
+    average accuracy and forgetting; the merged federated average accuracy."""
+    headline: dict = {}
+    for method, run in result["methods"].items():
+        headline[f"{method}_average_accuracy"] = run["summary"]["average_accuracy"]
+        headline[f"{method}_forgetting"] = run["summary"]["forgetting"]
+    if result.get("federated"):
+        headline["federated_merged_average_accuracy"] = result["federated"]["summary_merged"][
+            "average_accuracy"
+        ]
+    return headline
+
+
+def _tell(on_step: Callable[[dict], None] | None, label: str, accuracy: float) -> None:
+    if on_step is not None:
+        on_step({"label": label, "accuracy": accuracy})
+
+
+def _mean(row: list[float]) -> float:
+    return sum(row) / len(row)
+
+
+def _shared_schedule(configs: Iterable[LearnerConfig]) -> dict | None:
+    """The schedule's settings when every method uses the same ones, else None (each method's
+    ``config`` in the result holds its own)."""
+    schedules = {tuple(getattr(c, k) for k in _SCHEDULE_KEYS) for c in configs}
+    return dict(zip(_SCHEDULE_KEYS, schedules.pop(), strict=True)) if len(schedules) == 1 else None

@@ -41,13 +41,6 @@ STRATEGIES = ("prototypes", "fedavg", "fedprox")
 NUM_SAMPLES = "num_samples"
 
 
-def spec_from_dict(spec_dict: Mapping) -> ModelSpec:
-    """A :class:`ModelSpec` from its dict form (``dataclasses.asdict``; lists become tuples)."""
-    fields = dict(spec_dict)
-    fields["input_shape"] = tuple(fields["input_shape"])
-    return ModelSpec(**fields)
-
-
 @torch.no_grad()
 def embed(model: torch.nn.Module, x: np.ndarray | Tensor) -> np.ndarray:
     """The fixed embedding prototype averaging uses, ``(N, D)`` float64.
@@ -88,7 +81,7 @@ class FederatedClient:
         client_id: a name for logs.
         x: the shard's features ``(N, *input_shape)``, float32.
         y: the shard's labels ``(N,)``, int.
-        spec_dict: the model's :class:`ModelSpec` as a dict (``dataclasses.asdict(spec)``).
+        spec: the model (Ray pickles the frozen dataclass for the actor).
         strategy: ``"prototypes"``, ``"fedavg"`` or ``"fedprox"``.
         local_epochs: epochs over the shard per round (FedAvg's E); unused by prototypes.
         lr: SGD learning rate.
@@ -113,7 +106,7 @@ class FederatedClient:
         client_id: str,
         x: np.ndarray,
         y: np.ndarray,
-        spec_dict: Mapping,
+        spec: ModelSpec,
         strategy: str,
         local_epochs: int = 1,
         lr: float = 0.05,
@@ -134,7 +127,7 @@ class FederatedClient:
                 f"need local_epochs >= 1, lr > 0, batch_size >= 1, mu >= 0; got {local_epochs}, "
                 f"{lr}, {batch_size}, {mu}"
             )
-        self.spec = spec_from_dict(spec_dict)
+        self.spec = spec
         # Own copies: Ray hands actors read-only arrays, which torch refuses to share.
         self.x = torch.from_numpy(np.array(x, dtype=np.float32))
         self.y = torch.from_numpy(np.array(y, dtype=np.int64))

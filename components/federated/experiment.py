@@ -1,6 +1,7 @@
 """One federated experiment: partition the data, run each strategy's rounds, summarise them.
 
-The federated flow calls :func:`run_experiment` once per run. Every strategy in
+The federated task calls :func:`run_federated` (the dataset's splits through
+:func:`run_experiment`) once per run, after the flow's :func:`check_partition`. Every strategy in
 ``config.strategies`` meets the same partition, the same client sampling (same seed) and the same
 number of rounds, so their accuracies and bytes compare like for like. Clients are Ray actors
 (:func:`components.federated.rounds.client_actor`) that Ray restarts when they die, so a client
@@ -18,12 +19,16 @@ import dataclasses
 import functools
 import logging
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
+from components.data.decoded_memory import check_decoded_size
+from components.data.reader import read_labels, read_split
 from components.federated.aggregation import AGGREGATIONS, aggregate
 from components.federated.client import STRATEGIES, build_model, embed
 from components.federated.partition import dirichlet, disjoint_classes, iid
@@ -42,6 +47,7 @@ from components.training.checkpoint import ModelSpec
 log = logging.getLogger(__name__)
 
 PARTITIONS = ("iid", "dirichlet", "disjoint_classes")
+HELD_SPLITS = ("train", "test")  # what the clients train on and the server evaluates on
 INFLATE_FACTOR = 1000  # chaos.inflate_client's claimed samples per sample it holds
 
 
@@ -196,6 +202,26 @@ class ExperimentResult:
     global_states: dict[str, dict[str, Tensor]]
 
 
+class PartitionError(ValueError):
+    """The training split cannot be partitioned as ``federated.partition`` /
+    ``federated.num_clients`` ask."""
+
+
+def check_partition(dataset_path: Path, config: FederatedConfig) -> None:
+    """Fail before anything is written when the training split cannot be partitioned so, or
+    when an image dataset is too large to hold in memory.
+
+    Raises:
+        PartitionError: naming ``federated.partition / federated.num_clients`` and why.
+        DataError: the decoded splits of an image dataset are over the in-memory limit.
+    """
+    check_decoded_size(dataset_path, HELD_SPLITS, "federated")
+    try:
+        partition(read_labels(dataset_path, "train"), config)
+    except ValueError as err:
+        raise PartitionError(f"federated.partition / federated.num_clients: {err}") from err
+
+
 def partition(y: np.ndarray, config: FederatedConfig) -> list[np.ndarray]:
     """Row indices of each client's shard, by ``config.partition``."""
     if config.partition == "iid":
@@ -245,6 +271,77 @@ def run_experiment(
     return ExperimentResult(report=report, global_states=states)
 
 
+def run_federated(
+    dataset_path: Path,
+    spec: ModelSpec,
+    config: FederatedConfig,
+    on_round: Callable[[str, RoundRecord], None] | None = None,
+    logger: logging.Logger | logging.LoggerAdapter = log,
+) -> ExperimentResult:
+    """:func:`run_experiment` on the dataset's train and test splits (Ray must be initialised),
+    logging every round and every dropped or rejected client to ``logger``.
+
+    The splits are held in memory (an image dataset decoded, up to
+    :data:`components.data.decoded_memory.WHOLE_SPLITS_BYTES`; over it, ``DataError``).
+
+    Args:
+        dataset_path: the ingested dataset.
+        spec: the model every client builds.
+        config: the experiment.
+        on_round: optional ``on_round(strategy, record)`` after every round (progress bars).
+        logger: where the rounds and faults are told (the task passes Prefect's run logger).
+    """
+    check_decoded_size(dataset_path, HELD_SPLITS, "federated")
+    data = tuple(part for split in HELD_SPLITS for part in read_split(dataset_path, split))
+
+    def logged(strategy: str, record: RoundRecord) -> None:
+        logger.info(
+            "%s round %d/%d: %d of %d sampled clients merged, test accuracy %.4f, "
+            "%d bytes received",
+            strategy,
+            record.round + 1,
+            config.rounds,
+            len(record.participants),
+            len(record.sampled),
+            record.accuracy,
+            record.total_received,
+        )
+        if on_round is not None:
+            on_round(strategy, record)
+
+    result = run_experiment(data, spec, config, on_round=logged)
+    for strategy, summary in result.report["strategies"].items():
+        for event in summary["events"]:
+            logger.warning(
+                "%s round %d: client %d %s: %s",
+                strategy,
+                event["round"],
+                event["client"],
+                event["kind"],
+                event["reason"],
+            )
+    return result
+
+
+def federated_headline(report: dict) -> dict:
+    """The run's headline numbers from the report's ``federated`` dict: per strategy, the final
+    test accuracy and the mean bytes per round (both directions); the count of dropped or
+    rejected updates."""
+    headline: dict = {}
+    faults = 0
+    for strategy, summary in report["strategies"].items():
+        rounds = summary["rounds"]
+        headline[f"{strategy}_accuracy"] = summary["final_accuracy"]
+        headline[f"{strategy}_bytes_per_round"] = round(
+            statistics.mean(
+                sum(r["bytes_sent"].values()) + sum(r["bytes_received"].values()) for r in rounds
+            )
+        )
+        faults += sum(e["kind"] != "skipped" for e in summary["events"])
+    headline["dropped_or_rejected_updates"] = faults
+    return headline
+
+
 def _run_strategy(data, parts, spec, config, strategy, on_round) -> RoundsResult:
     import ray
 
@@ -254,7 +351,7 @@ def _run_strategy(data, parts, spec, config, strategy, on_round) -> RoundsResult
         x,
         y,
         parts,
-        dataclasses.asdict(spec),
+        spec,
         strategy,
         actor=client_actor(max_restarts=2),
         per_client=chaos.client_hooks,

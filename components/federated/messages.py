@@ -95,3 +95,11 @@ def read_prototype_update(tensors: Mapping[str, torch.Tensor]) -> tuple[np.ndarr
     if SUMS not in tensors or COUNTS not in tensors:
         raise ValueError(f"a prototype update needs {SUMS!r} and {COUNTS!r}, got {sorted(tensors)}")
     return tensors[SUMS].double().numpy(), tensors[COUNTS].long().numpy()
+
+
+def save_states(folder: str | Path, states: Mapping[str, Mapping[str, torch.Tensor]]) -> list[Path]:
+    """Save each strategy's final global state as ``folder/<strategy>.safetensors`` (atomically,
+    as :func:`save_message`); ``folder`` is created if missing."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [save_message(folder / f"{name}.safetensors", state) for name, state in states.items()]

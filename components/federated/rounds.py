@@ -113,7 +113,7 @@ def start_clients(
     x: np.ndarray,
     y: np.ndarray,
     parts: Sequence[np.ndarray],
-    spec_dict: dict,
+    spec: ModelSpec,
     strategy: str,
     *,
     actor=None,
@@ -127,7 +127,7 @@ def start_clients(
         x: inputs of the whole training split.
         y: their labels.
         parts: row indices per client (e.g. from :mod:`components.federated.partition`).
-        spec_dict: the model's ``asdict(ModelSpec)``.
+        spec: the model every client builds.
         strategy: ``"prototypes"``, ``"fedavg"`` or ``"fedprox"``.
         actor: the actor class (default :func:`client_actor`).
         per_client: extra :class:`FederatedClient` keyword arguments for client ``i``.
@@ -141,7 +141,7 @@ def start_clients(
             f"c{i}",
             x[rows],
             y[rows],
-            spec_dict,
+            spec,
             strategy,
             seed=i,
             **kwargs,

@@ -12,12 +12,13 @@ A nested mapping (``{"train": {"lr": {...}}}``, as Hydra config holds it) is fla
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from ray import tune
 
 from components.search.darts import DartsConfig
 from components.search.stn import STNConfig
+from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 
 _BUILDERS = {
@@ -60,6 +61,16 @@ def group_overrides(config: Mapping, group: str) -> dict:
     """The values of a sampled trial config that belong to ``group`` (``train``, ``model``...)."""
     prefix = f"{group}."
     return {k.removeprefix(prefix): v for k, v in config.items() if k.startswith(prefix)}
+
+
+def apply_train_overrides(train: TrainConfig, config: Mapping) -> TrainConfig:
+    """``train`` with a trial config's ``train.*`` values (validated as any TrainConfig)."""
+    return replace(train, **group_overrides(config, "train"))
+
+
+def apply_model_overrides(spec: ModelSpec, config: Mapping) -> ModelSpec:
+    """``spec`` with a trial config's ``model.*`` values added to its keyword arguments."""
+    return replace(spec, kwargs={**spec.kwargs, **group_overrides(config, "model")})
 
 
 def _check_name(name: str) -> None:

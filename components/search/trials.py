@@ -16,6 +16,12 @@ Each function trains one trial and reports per-epoch metrics to Tune:
 
 The last three take the train and val splits as in-memory arrays, so they refuse image datasets
 (:func:`components.search.tune_sweep.check_data` says so before a sweep starts).
+
+Every trainable takes Tune's sampled ``config`` and the sweep's constant ``base``: the dataset,
+the :class:`~components.training.checkpoint.ModelSpec` and
+:class:`~components.training.config.TrainConfig` objects built once on the driver (``spec``,
+``train``, which a trial's ``model.*`` / ``train.*`` values override), the STN and DARTS
+settings and the augmentation.
 """
 
 from __future__ import annotations
@@ -34,10 +40,13 @@ from components.data.errors import DataError
 from components.data.reader import load_meta, read_split
 from components.data.staging import local_dataset
 from components.search.darts import DartsConfig, search_darts, search_random_ws
-from components.search.space import group_overrides
+from components.search.space import (
+    apply_model_overrides,
+    apply_train_overrides,
+    group_overrides,
+)
 from components.search.stn import STNConfig, train_stn
-from components.training.checkpoint import ModelSpec, load_state, load_weights
-from components.training.config import TrainConfig
+from components.training.checkpoint import load_state, load_weights
 from components.training.fit import fit
 from components.training.ray_trainer import quiet_ray_train_logs
 from components.training.worker_data import worker_batches
@@ -48,22 +57,11 @@ GENOTYPE_FILE = "genotype.json"
 ALPHAS_FILE = "alphas.json"
 
 
-def _train_config(config: dict, base: dict) -> TrainConfig:
-    return TrainConfig(**{**base["train"], **group_overrides(config, "train")})
-
-
-def _spec(config: dict, base: dict) -> ModelSpec:
-    raw = base["spec"]
-    kwargs = {**raw["kwargs"], **group_overrides(config, "model")}
-    return ModelSpec(
-        raw["name"], tuple(raw["input_shape"]), raw["num_classes"], raw["tiny"], kwargs
-    )
-
-
 def fit_trial(config: dict, base: dict) -> None:
     """One trial of the pipeline's model, trained by :func:`components.training.fit.fit`."""
     quiet_ray_train_logs()  # Ray logs every checkpoint; the sweep logs each finished trial
-    cfg, spec = _train_config(config, base), _spec(config, base)
+    cfg = apply_train_overrides(base["train"], config)
+    spec = apply_model_overrides(base["spec"], config)
     torch.set_num_threads(cfg.cpus_per_worker)
     dataset = local_dataset(base["dataset_path"])
     train, val = worker_batches(dataset, cfg, augment=base["augment"])
@@ -122,8 +120,8 @@ def ray_train_trial(config: dict, base: dict) -> None:
     trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
     train_with_ray(
         dataset_path=base["dataset_path"],
-        spec=_spec(config, base),
-        cfg=_train_config(config, base),
+        spec=apply_model_overrides(base["spec"], config),
+        cfg=apply_train_overrides(base["train"], config),
         run_dir=trial_dir,
         storage_path=str(trial_dir / "ray"),
         callbacks=[TuneReportCallback()],

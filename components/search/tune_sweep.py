@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray import tune
@@ -192,8 +192,8 @@ def run_sweep(
             "dataset_path": (
                 str(dataset_path) if is_uri(dataset_path) else str(Path(dataset_path).resolve())
             ),
-            "spec": asdict(spec),
-            "train": asdict(train),
+            "spec": spec,
+            "train": train,
             "stn": dict(stn or {}),
             "darts": dict(darts or {}),
             "augment": augment,

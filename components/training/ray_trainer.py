@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray.train
@@ -46,6 +46,8 @@ from components.training.checkpoint import (
 from components.training.config import TrainConfig
 from components.training.fit import DivergedError, fit
 from components.training.worker_data import worker_batches
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,6 +90,7 @@ def train_with_ray(
     storage_path: str | None = None,
     callbacks: list[UserCallback] = (),
     augment: str = "none",
+    logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> TrainOutcome:
     """Train ``spec`` on the dataset with Ray Train; Ray must already be initialised.
 
@@ -103,6 +106,8 @@ def train_with_ray(
             (``s3://...``); defaults to ``run_dir/ray``.
         callbacks: further Ray Train callbacks (a Tune trial passes ``TuneReportCallback``).
         augment: image datasets: the training augmentation the workers apply.
+        logger: where every epoch (with ``on_epoch``), a restarted worker group and the outcome
+            are told (the train task passes Prefect's run logger).
     """
     spec.build()  # a bad model config fails here, clearly, not inside every Ray worker
     if cfg.resume_from:
@@ -115,8 +120,8 @@ def train_with_ray(
         train_loop_per_worker=worker_loop,
         train_loop_config={
             "dataset_path": dataset,
-            "spec": asdict(spec),
-            "train": asdict(cfg),
+            "spec": spec,  # frozen dataclasses: Ray pickles them for every worker
+            "train": cfg,
             "marker_dir": str(run_dir),
             "augment": augment,
         },
@@ -141,18 +146,68 @@ def train_with_ray(
         ),
     )
     if queue is None:
-        return _collect(trainer.fit(), run_dir, [])
-    attempts = AttemptLog(on_epoch)
-    stop = threading.Event()
-    pump = threading.Thread(target=_pump, args=(queue, attempts, stop), daemon=True)
-    pump.start()
-    try:
-        result = fit_in_thread(trainer)
-    finally:
-        stop.set()
-        pump.join()
-        queue.shutdown()
-    return _collect(result, run_dir, attempts.attempts)
+        outcome = _collect(trainer.fit(), run_dir, [])
+    else:
+        attempts = AttemptLog(_logging_epochs(on_epoch, logger, cfg.epochs))
+        stop = threading.Event()
+        pump = threading.Thread(target=_pump, args=(queue, attempts, stop), daemon=True)
+        pump.start()
+        try:
+            result = fit_in_thread(trainer)
+        finally:
+            stop.set()
+            pump.join()
+            queue.shutdown()
+        outcome = _collect(result, run_dir, attempts.attempts)
+    logger.info(
+        "best epoch %d (val_loss %.4f), %d epochs run%s%s",
+        outcome.best_epoch,
+        outcome.best_val_loss,
+        len(outcome.history),
+        ", stopped early" if outcome.stopped_early else "",
+        _recovery_note(outcome.resumed_at),
+    )
+    return outcome
+
+
+def _logging_epochs(
+    on_epoch: Callable[[dict], None], logger: logging.Logger | logging.LoggerAdapter, epochs: int
+) -> Callable[[dict], None]:
+    """``on_epoch`` after telling ``logger`` about the epoch, and first about a worker group
+    restarted since the previous one (its metrics carry :class:`AttemptLog`'s fields)."""
+    attempt = [1]
+
+    def forward(metrics: dict) -> None:
+        if metrics["attempt"] > attempt[0]:
+            attempt[0] = metrics["attempt"]
+            logger.warning(
+                "worker group restarted (attempt %d): recovered from the checkpoint of epoch %d; "
+                "workers on nodes %s",
+                attempt[0],
+                metrics["epoch"] - 1,
+                ", ".join(node[:8] for node in metrics["worker_nodes"]),
+            )
+        accuracy = metrics.get("val_accuracy")
+        logger.info(
+            "epoch %d/%d [%s] train_loss=%.4f val_loss=%.4f%s (%.0f samples/s per worker)",
+            metrics["epoch"],
+            epochs,
+            metrics["stage"],
+            metrics["train_loss"],
+            metrics["val_loss"],
+            "" if accuracy is None else f" val_accuracy={accuracy:.4f}",
+            metrics["samples_per_s"],
+        )
+        on_epoch(metrics)
+
+    return forward
+
+
+def _recovery_note(resumed_at: list[int]) -> str:
+    if not resumed_at:
+        return ""
+    epochs = ", ".join(str(epoch) for epoch in resumed_at)
+    return f", resumed from a checkpoint {len(resumed_at)} time(s) (after epoch {epochs})"
 
 
 def fit_in_thread(trainer: TorchTrainer):
@@ -279,13 +334,17 @@ class _QueueCallback(UserCallback):
 def worker_loop(config: dict) -> list | None:
     """``train_loop_per_worker``: read this rank's shard, resume if possible, run ``fit``.
 
+    Args:
+        config: ``dataset_path``, ``spec`` (:class:`ModelSpec`), ``train`` (:class:`TrainConfig`),
+            ``marker_dir`` and ``augment``, as :func:`train_with_ray` passes them.
+
     Returns:
         ``None``, or the arguments of the :class:`DivergedError` that stopped the fit.
     """
     quiet_ray_train_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    cfg, spec = TrainConfig(**config["train"]), _spec_from_dict(config["spec"])
+    cfg, spec = config["train"], config["spec"]
     torch.set_num_threads(cfg.cpus_per_worker)
     device = ray.train.torch.get_device()
     train, val = worker_batches(
@@ -347,16 +406,6 @@ def quiet_ray_train_logs() -> None:
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("ray.train") or "/ray/train/" in name:
             logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _spec_from_dict(raw: dict) -> ModelSpec:
-    return ModelSpec(
-        name=raw["name"],
-        input_shape=tuple(raw["input_shape"]),
-        num_classes=raw["num_classes"],
-        tiny=raw["tiny"],
-        kwargs=raw["kwargs"],
-    )
 
 
 def _fault_injector(cfg: TrainConfig, rank: int, marker_dir: Path):

@@ -16,16 +16,15 @@ from prefect.logging import disable_run_logger
 
 import components.data.decoded_memory as decoded_memory
 from components.continual.config import ContinualConfig
+from components.continual.experiment import check_stream
 from components.data.ingest import ingest
 from components.data.parts_folder import write_parts_folder
 from components.data.reader import read_split
-from components.federated.experiment import FederatedConfig
+from components.federated.experiment import FederatedConfig, check_partition
 from components.federated.rounds import prototypes_of
 from components.training.checkpoint import ModelSpec, save_checkpoint
 from flows.config import compose, to_settings, to_yaml
-from flows.continual import check_stream
 from flows.explain import explain_run
-from flows.federated import check_partition
 from flows.pipeline import model_spec
 from flows.sweep import sweep
 from sennflow.cli import main

@@ -13,8 +13,6 @@ would cost this test most of its time.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -57,7 +55,7 @@ def test_robust_aggregation_keeps_the_honest_accuracy(ray_session, digits_datase
                 f"c{i}",
                 x[rows],
                 y[rows],
-                dataclasses.asdict(SPEC),
+                SPEC,
                 "fedavg",
                 lr=0.2,
                 seed=i,

@@ -8,7 +8,6 @@ dropped or rejected without corrupting the global model.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 
 import numpy as np
@@ -51,7 +50,7 @@ def _clients(digits, strategy, *, actor=None, poison=(), delay=None, **kwargs):
         x,
         y,
         parts,
-        dataclasses.asdict(SPEC),
+        SPEC,
         strategy,
         actor=actor,
         per_client=lambda i: {"poison": i in poison, "delay_s": delay.get(i, 0.0)},
@@ -237,4 +236,4 @@ def test_poisoned_client_is_rejected_and_global_stays_finite(ray_session, digits
 def test_client_in_process_rejects_unknown_strategy(digits):
     x, y, *_ = digits
     with pytest.raises(ValueError, match="unknown strategy"):
-        FederatedClient("c", x, y, dataclasses.asdict(SPEC), "fedsgd")
+        FederatedClient("c", x, y, SPEC, "fedsgd")

@@ -4,7 +4,6 @@ A whole sweep on an image folder runs in tests/flows/test_flows_images_other_flo
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,8 +45,8 @@ def fit_trial(dataset: Path, augment: str, monkeypatch) -> list[dict]:
     train = TrainConfig(epochs=2, batch_size=128, early_stopping_patience=0, decode_workers=0)
     base = {
         "dataset_path": str(dataset),
-        "spec": asdict(ModelSpec("cnn", (3, 32, 32), 4, tiny=True)),
-        "train": asdict(train),
+        "spec": ModelSpec("cnn", (3, 32, 32), 4, tiny=True),
+        "train": train,
         "augment": augment,
     }
     trials.fit_trial({"train.lr": 3e-3}, base)

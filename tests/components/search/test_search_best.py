@@ -1,0 +1,73 @@
+"""What a finished sweep hands on (components/search/best.py), on hand-made outcomes: no Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.search.best import best_model, search_files, search_summary
+from components.search.space import apply_train_overrides
+from components.search.tune_sweep import SweepOutcome
+from components.training.checkpoint import ModelSpec
+from components.training.config import TrainConfig
+
+SPEC = ModelSpec("mlp", (1, 8, 8), 10, tiny=True, kwargs={"hidden_sizes": [16]})
+TRAIN = TrainConfig(epochs=3, lr=1e-3, weight_decay=0.0)
+GENOTYPE = {"normal": [["skip_connect", 0]], "concat": [2]}
+
+
+def outcome(best: dict, **fields) -> SweepOutcome:
+    trials = [{"trial": "t0", "config": {"train.lr": 0.5}}, {"trial": "t1", "config": best}]
+    return SweepOutcome(best, {"val_loss": 0.25}, None, trials, "/x/sweep", **fields)
+
+
+def test_trial_overrides_replace_only_their_fields_and_are_validated():
+    train = apply_train_overrides(TRAIN, {"train.lr": 0.01, "model.dropout": 0.3})
+    assert (train.lr, train.epochs, train.weight_decay) == (0.01, 3, 0.0)
+    with pytest.raises(ValueError, match=r"train\.lr=-1"):
+        apply_train_overrides(TRAIN, {"train.lr": -1})
+
+
+def test_hyperparameter_methods_retrain_the_best_trials_values():
+    best = {"train.lr": 0.02, "model.dropout": 0.3}
+    spec, train = best_model(SPEC, TRAIN, "asha", outcome(best))
+    assert spec.kwargs == {"hidden_sizes": [16], "dropout": 0.3}
+    assert (train.lr, train.epochs) == (0.02, 3)
+
+
+def test_genotype_methods_put_the_genotype_where_the_model_takes_it():
+    spec, train = best_model(SPEC, TRAIN, "darts", outcome({}, genotype=GENOTYPE))
+    assert spec.kwargs["genotype"] == GENOTYPE and train == TRAIN
+    protopnet = ModelSpec("protopnet", (1, 8, 8), 10, tiny=True)
+    spec, _ = best_model(protopnet, TRAIN, "random_ws", outcome({}, genotype=GENOTYPE))
+    assert spec.kwargs == {"backbone_genotype": GENOTYPE}
+
+
+def test_stn_retrains_with_the_final_dropout_and_twice_the_weight_decay():
+    schedules = {
+        "t0": [{"dropout": 0.9, "weight_decay": 0.5}],
+        "t1": [
+            {"dropout": 0.5, "weight_decay": 0.1},
+            {"dropout": 0.2, "weight_decay": 0.01},
+        ],
+    }
+    best = outcome({"stn.dropout": 0.5}, schedules=schedules)
+    spec, train = best_model(SPEC, TRAIN, "stn", best)
+    assert (spec.kwargs["dropout"], train.weight_decay) == (0.2, 0.02)
+    protopnet = ModelSpec("protopnet", (1, 8, 8), 10, tiny=True)  # no dropout parameter
+    spec, train = best_model(protopnet, TRAIN, "stn", best)
+    assert (spec, train.weight_decay) == (protopnet, 0.02)
+
+
+def test_the_run_folder_keeps_a_genotype_or_schedules_only_when_the_method_made_them():
+    plain = outcome({"train.lr": 0.02})
+    assert list(search_files(plain)) == ["search.json"]
+    assert search_files(plain)["search.json"]["best_config"] == {"train.lr": 0.02}
+    made = outcome({}, genotype=GENOTYPE, schedules={"t1": [{"dropout": 0.2}]})
+    assert list(search_files(made)) == ["search.json", "genotype.json", "stn_schedules.json"]
+    summary = search_summary("asha", plain)
+    assert summary["best"] == {
+        "trial": "t1",
+        "config": {"train.lr": 0.02},
+        "val_loss": 0.25,
+        "val_accuracy": None,
+    }
