@@ -12,24 +12,15 @@ global state of each strategy as ``federated/<strategy>.safetensors`` and the re
 
 from __future__ import annotations
 
-import statistics
-from pathlib import Path
 from typing import Literal
 
-from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from prefect import flow
+from pydantic import Field
 
-from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings, to_yaml
-from flows.pipeline import PipelineResult, model_spec, options_to_overrides, report_data
-from flows.run_folder import (
-    create_run_dir,
-    start_status,
-    with_run_status,
-    write_json,
-    write_run_files,
-)
+from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings
+from flows.run import FlowOptions, RunResult, all_overrides, finish_run, open_run, report_data
+from flows.run_folder import with_run_status
 from tasks.ingest import ingest_task
-from tasks.report import report_task
 
 # The model clients build when the user names none: FedAvg then trains the MLP, and prototype
 # averaging embeds with the standardised input (the MLP has no encoder).
@@ -37,7 +28,7 @@ DEFAULT_MODEL = "mlp"
 Strategy = Literal["prototypes", "fedavg", "fedprox"]
 
 
-class FederatedOptions(BaseModel):
+class FederatedOptions(FlowOptions):
     """The common knobs as a typed form; each set field becomes a Hydra override."""
 
     strategies: list[Strategy] | None = Field(None, description="strategies to compare")
@@ -53,14 +44,16 @@ class FederatedOptions(BaseModel):
     model: str | None = Field(None, description="model config (conf/model); default mlp")
     seed: int | None = None
 
-    def to_overrides(self) -> list[str]:
-        """The Hydra overrides these options stand for."""
-        keys = {name: f"federated.{name}" for name in type(self).model_fields}
-        keys |= {"data": "data", "model": "model", "seed": "seed"}
-        return options_to_overrides(self, keys)
+
+FederatedOptions.KEYS = {
+    **{name: f"federated.{name}" for name in FederatedOptions.model_fields},
+    "data": "data",
+    "model": "model",
+    "seed": "seed",
+}
 
 
-class FederatedResult(PipelineResult):
+class FederatedResult(RunResult):
     """What a federated run returns: run folder, report, headline (the CLI prints it)."""
 
 
@@ -81,68 +74,40 @@ def federated(
             applied after ``options``.
         options: the common knobs as a typed form (the Prefect UI renders it).
     """
-    from components.federated.experiment import FederatedConfig
-
-    cfg = compose_federated([*(options.to_overrides() if options else []), *(overrides or [])])
-    s = to_settings(cfg)
-    config = to_group_config(cfg, "federated", FederatedConfig)
-    dataset = ingest_task(s.data, s.run.cache_dir)
-    spec = model_spec(s, dataset.meta)
-    check_partition(dataset.path, config)
-    run_dir = create_run_dir(s.run.root, "federated", s.run.id)
-    start_status(run_dir, "federated", run_root=s.run.root)
-    get_run_logger().info("run folder %s", run_dir)
-    meta = write_run_files(run_dir, config_yaml=to_yaml(cfg), seed=s.seed, use_gpu=False)
+    from components.federated.experiment import (
+        FederatedConfig,
+        PartitionError,
+        check_partition,
+        federated_headline,
+    )
+    from components.federated.messages import save_states
     from tasks.federated import federated_task
 
-    result = federated_task(dataset.path, spec, config, s.run)
-    _save_states(run_dir, result.global_states)
-    headline = headline_metrics(result.report)
-    write_json(run_dir / "federated.json", result.report)
-    write_json(run_dir / "metrics.json", {"headline": headline})
-    data = report_data(s, run_dir, cfg, meta, dataset, [], {}, None, headline)
-    data.title = f"sennflow federated: {spec.name} on {s.data.source}, {config.num_clients} clients"
-    data.federated = result.report
-    report = report_task(run_dir, data)
-    return FederatedResult(run_dir=str(run_dir), report=str(report), headline=headline)
-
-
-def check_partition(dataset_path, config) -> None:
-    """Fail before anything is written when the training split cannot be partitioned so, or
-    when an image dataset is too large to hold in memory."""
-    from components.data.decoded_memory import check_decoded_size
-    from components.data.reader import read_labels
-    from components.federated.experiment import partition
-    from tasks.federated import HELD_SPLITS
-
-    check_decoded_size(dataset_path, HELD_SPLITS, "federated")
+    cfg = compose_federated(all_overrides(options, overrides))
+    settings = to_settings(cfg)
+    config = to_group_config(cfg, "federated", FederatedConfig)
+    dataset = ingest_task(settings.data, settings.run.cache_dir)
+    spec = settings.model_spec(dataset.meta)
     try:
-        partition(read_labels(dataset_path, "train"), config)
-    except ValueError as err:
-        raise ConfigError(f"federated.partition / federated.num_clients: {err}") from err
+        check_partition(dataset.path, config)
+    except PartitionError as err:
+        raise ConfigError(str(err)) from err
+    run = open_run("federated", settings, cfg)
 
-
-def headline_metrics(report: dict) -> dict:
-    """Per strategy: final test accuracy and mean bytes per round (both directions); faults."""
-    headline: dict = {}
-    faults = 0
-    for strategy, summary in report["strategies"].items():
-        rounds = summary["rounds"]
-        headline[f"{strategy}_accuracy"] = summary["final_accuracy"]
-        headline[f"{strategy}_bytes_per_round"] = round(
-            statistics.mean(
-                sum(r["bytes_sent"].values()) + sum(r["bytes_received"].values()) for r in rounds
-            )
-        )
-        faults += sum(e["kind"] != "skipped" for e in summary["events"])
-    headline["dropped_or_rejected_updates"] = faults
-    return headline
-
-
-def _save_states(run_dir: Path, states: dict) -> None:
-    from components.federated.messages import save_message
-
-    folder = run_dir / "federated"
-    folder.mkdir(exist_ok=True)
-    for strategy, state in states.items():
-        save_message(folder / f"{strategy}.safetensors", state)
+    result = federated_task(dataset.path, spec, config, settings.run)
+    save_states(run.run_dir / "federated", result.global_states)
+    headline = federated_headline(result.report)
+    report = report_data(
+        run,
+        settings,
+        dataset,
+        title=(
+            f"sennflow federated: {spec.name} on {settings.data.source}, "
+            f"{config.num_clients} clients"
+        ),
+        headline=headline,
+        federated=result.report,
+    )
+    files = {"federated.json": result.report}
+    done = finish_run(run, settings, report, metrics={"headline": headline}, files=files)
+    return FederatedResult(**done.model_dump())

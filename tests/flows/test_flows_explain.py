@@ -57,7 +57,7 @@ def test_a_finished_run_is_re_explained_into_a_new_folder(trained_run):
     summary = json.loads((out / "explanations.json").read_text())
     ranked = [row["method"] for row in summary["ranking"]["rows"]]
     assert sorted(ranked) == ["gradients", "ig", "kernel_shap"]
-    assert summary["recommended"] == ranked[0] == result.headline["recommended_method"]
+    assert summary["recommended"] == ranked[0] == result.headline["recommended_explanation"]
     html = (out / "report.html").read_text()
     assert "Recommended for this model and data" in html
     assert (out / "figures" / "posthoc_attributions.png").is_file()

@@ -25,7 +25,6 @@ from components.federated.rounds import prototypes_of
 from components.training.checkpoint import ModelSpec, save_checkpoint
 from flows.config import compose, to_settings, to_yaml
 from flows.explain import explain_run
-from flows.pipeline import model_spec
 from flows.sweep import sweep
 from sennflow.cli import main
 from tasks.continual import continual_task
@@ -102,7 +101,7 @@ def test_an_image_run_is_re_explained_from_its_dataset_after_the_folder_moved(
     run_dir = tmp_path / "runs" / "pipeline" / "trained"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    spec = model_spec(s, dataset.meta)
+    spec = s.model_spec(dataset.meta)
     save_checkpoint(run_dir / "checkpoints" / "best", spec.build(), spec, {})
     metrics = {"test": {"task": "classification"}, "data": {"path": str(dataset.path)}}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
