@@ -58,7 +58,7 @@ def epoch_progress() -> Iterator[None]:
 
         def update(metrics: dict) -> None:
             if show():
-                bar.update(task, total=metrics.get("epochs"))
+                bar.update(task, total=metrics["epochs"])
             status = escape(f"[{metrics['stage']}] val_loss={metrics['val_loss']:.4f}")
             if "val_accuracy" in metrics:
                 status += f" val_acc={metrics['val_accuracy']:.4f}"
@@ -84,7 +84,7 @@ def trial_progress() -> Iterator[None]:
 
         def update(info: dict) -> None:
             if show():
-                bar.update(task, total=info.get("total"))
+                bar.update(task, total=info["total"])
             best["val_loss"] = min(best["val_loss"], info.get("val_loss", float("inf")))
             best["failed"] += info["status"] == "failed"
             status = f"best val_loss={best['val_loss']:.4f}" if best["val_loss"] < 1e308 else ""
@@ -111,7 +111,7 @@ def step_progress(title: str) -> Iterator[None]:
             show()
             label = info["label"]
             if label not in tasks:
-                tasks[label] = bar.add_task(label, total=info.get("total"), status="")
+                tasks[label] = bar.add_task(label, total=info["total"], status="")
             accuracy = info.get("accuracy")
             status = "" if accuracy is None else f"accuracy={accuracy:.4f}"
             bar.advance(tasks[label])
