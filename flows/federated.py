@@ -80,7 +80,6 @@ def federated(
         check_partition,
         federated_headline,
     )
-    from components.federated.messages import save_states
     from tasks.federated import federated_task
 
     cfg = compose_federated(all_overrides(options, overrides))
@@ -94,8 +93,7 @@ def federated(
         raise ConfigError(str(err)) from err
     run = open_run("federated", settings, cfg)
 
-    result = federated_task(dataset.path, spec, config, settings.run)
-    save_states(run.run_dir / "federated", result.global_states)
+    result = federated_task(dataset.path, spec, config, settings.run, run.run_dir / "federated")
     headline = federated_headline(result.report)
     report = report_data(
         run,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from pydantic import Field
 
 from components.data.staging import join
@@ -46,7 +46,7 @@ from flows.run_folder import check_resumable, with_run_status, write_json
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
-from tasks.search import search_task
+from tasks.search import best_model_task, search_task
 from tasks.train import train_task
 
 SearchMethod = Literal["asha", "pbt", "optuna", "random", "stn", "darts", "random_ws"]
@@ -123,7 +123,7 @@ def sweep(
         resume: continue the interrupted sweep in the run folder of ``run.id`` (its config must
             match); finished trials are kept, unfinished ones resume from their checkpoints.
     """
-    from components.search.best import best_model, search_files, search_summary
+    from components.search.best import search_files, search_summary
 
     cfg = compose_sweep(all_overrides(options, overrides))
     settings, search = to_settings(cfg), to_search_settings(cfg)
@@ -153,10 +153,7 @@ def sweep(
     headline = {"trials": len(outcome.trials), "best_val_loss": outcome.best_metrics["val_loss"]}
     trained, test, explanations = None, {}, None
     if search.retrain:
-        spec, train = best_model(spec, settings.train, method, outcome)
-        get_run_logger().info(
-            "retraining the best configuration: %s %s", spec.name, _short(spec.kwargs)
-        )
+        spec, train = best_model_task(spec, settings.train, method, outcome)
         started = time.perf_counter()
         trained = train_task(
             dataset.path, spec, train, run.run_dir, settings.run, settings.data.augment
@@ -251,7 +248,3 @@ def _check_data(search, dataset_path: Path) -> None:
         check_data(search.sweep.method, load_meta(dataset_path).is_image)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-
-
-def _short(kwargs: dict) -> str:
-    return str({k: ("<genotype>" if "genotype" in k else v) for k, v in kwargs.items()})

@@ -92,6 +92,18 @@ def search_task(
     return outcome
 
 
+@task(name="best-model", cache_policy=NO_CACHE)
+def best_model_task(spec, train, method: str, outcome):
+    """The model spec and training config that retrain the sweep's best result
+    (:func:`components.search.best.best_model`), logged."""
+    from components.search.best import best_model
+
+    spec, train = best_model(spec, train, method, outcome)
+    shown = {k: ("<genotype>" if "genotype" in k else v) for k, v in spec.kwargs.items()}
+    get_run_logger().info("retraining the best configuration: %s %s", spec.name, shown)
+    return spec, train
+
+
 def _numbers(result: dict) -> dict:
     return {k: v for k, v in result.items() if k in ("val_loss", "val_accuracy")}
 
