@@ -264,7 +264,7 @@ def commands(tmp: Path) -> list[tuple[str, list[str]]]:
             "sweep search=random experiment=tiny search.num_samples=1",
             ["sweep", "search=random", "experiment=tiny", "search.num_samples=1", *where],
         ),
-        ("explain <the run's folder>", ["explain", "{run}", *where]),
+        ("explain (the run's folder)", ["explain", "{run}", *where]),
         (
             "federated experiment=tiny federated.rounds=1",
             ["federated", "experiment=tiny", "federated.rounds=1", *where],
