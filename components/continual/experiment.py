@@ -319,11 +319,12 @@ def _run_logged(data, tasks, learners, config: ContinualConfig, on_step, logger)
                 restart["task"] + 1,
                 restart["reason"],
             )
+        forgetting = result["summary"]["forgetting"]  # None for a stream of one task
         logger.info(
-            "%s: average accuracy %.4f, forgetting %.4f",
+            "%s: average accuracy %.4f, forgetting %s",
             method,
             result["summary"]["average_accuracy"],
-            result["summary"]["forgetting"],
+            "n/a (one task)" if forgetting is None else f"{forgetting:.4f}",
         )
         result["config"] = dataclasses.asdict(learners[method])
     return methods
@@ -331,11 +332,13 @@ def _run_logged(data, tasks, learners, config: ContinualConfig, on_step, logger)
 
 def continual_headline(result: dict) -> dict:
     """The run's headline numbers from :func:`run_continual`'s result: per method, the final
-    average accuracy and forgetting; the merged federated average accuracy."""
+    average accuracy and forgetting (left out for a stream of one task, which has none); the
+    merged federated average accuracy."""
     headline: dict = {}
     for method, run in result["methods"].items():
         headline[f"{method}_average_accuracy"] = run["summary"]["average_accuracy"]
-        headline[f"{method}_forgetting"] = run["summary"]["forgetting"]
+        if run["summary"]["forgetting"] is not None:
+            headline[f"{method}_forgetting"] = run["summary"]["forgetting"]
     if result.get("federated"):
         headline["federated_merged_average_accuracy"] = result["federated"]["summary_merged"][
             "average_accuracy"
