@@ -59,15 +59,8 @@ def search_task(
     from components.search.tune_sweep import run_sweep
     from components.training.ray_runtime import ensure_ray
 
-    logger = get_run_logger()
     ensure_ray(run.ray_address, run.ray_num_cpus)
-    logger.info(
-        "search %s: %d trials, at most %d at once",
-        search.sweep.method,
-        search.sweep.num_samples,
-        search.sweep.max_concurrent,
-    )
-    outcome = run_sweep(
+    return run_sweep(
         dataset_path=dataset_for_workers(dataset_path, run.ray_storage_path),
         spec=spec,
         train=train,
@@ -80,16 +73,8 @@ def search_task(
         augment=augment,
         images=load_meta(dataset_path).is_image,
         resume=resume,
+        logger=get_run_logger(),
     )
-    failed = sum(t["status"] == "failed" for t in outcome.trials)
-    logger.info(
-        "best trial: %s (val_loss %s); %d trials, %d failed",
-        outcome.best_config,
-        _fmt(outcome.best_metrics.get("val_loss")),
-        len(outcome.trials),
-        failed,
-    )
-    return outcome
 
 
 @task(name="best-model", cache_policy=NO_CACHE)

@@ -24,6 +24,7 @@ than silently continued. A sweep in which no trial ends with a finite validation
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from components.search import trials
 from components.search.space import tune_space
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 HYPERPARAMETER_METHODS = ("fifo", "random", "asha", "pbt", "optuna")
 METHODS = (*HYPERPARAMETER_METHODS, "stn", "darts", "random_ws")
@@ -148,6 +151,7 @@ def run_sweep(
     augment: str = "none",
     images: bool = False,
     resume: bool = False,
+    logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> SweepOutcome:
     """Run a Tune sweep, or with ``resume`` continue the one in ``storage_path/name``.
 
@@ -171,6 +175,8 @@ def run_sweep(
         resume: continue the interrupted experiment in ``storage_path/name`` (finished trials
             are kept, unfinished ones resume from their checkpoints); without an experiment
             there, a new one starts.
+        logger: where the sweep's start and its best trial are told (the search task passes
+            Prefect's run logger).
 
     Raises:
         ValueError: the storage or the dataset does not suit the method (see
@@ -210,6 +216,12 @@ def run_sweep(
         verbose=0,
     )
     budget = _budget(sweep, train, stn, darts)
+    logger.info(
+        "search %s: %d trials, at most %d at once",
+        sweep.method,
+        sweep.num_samples,
+        sweep.max_concurrent,
+    )
     if restore:
         # The saved run config (callbacks included) comes back with the experiment.
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=False)
@@ -220,7 +232,17 @@ def run_sweep(
             tune_config=_tune_config(sweep, space, budget),
             run_config=run_config,
         )
-    return _outcome(tuner.fit(), experiment, sweep.method, budget)
+    outcome = _outcome(tuner.fit(), experiment, sweep.method, budget)
+    failed = sum(t["status"] == "failed" for t in outcome.trials)
+    best_loss = outcome.best_metrics.get("val_loss")
+    logger.info(
+        "best trial: %s (val_loss %s); %d trials, %d failed",
+        outcome.best_config,
+        f"{best_loss:.4f}" if isinstance(best_loss, float) else best_loss,
+        len(outcome.trials),
+        failed,
+    )
+    return outcome
 
 
 def existing_experiment(storage_path: Path | str, name: str = "sweep") -> str | None:
