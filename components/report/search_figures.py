@@ -10,6 +10,7 @@ not depend on where the search operations live.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -20,6 +21,8 @@ from matplotlib.patches import Circle
 from components.report.figures import series
 
 _BEST = "#d62728"
+# Tune names a trial folder <trainable>_<5-hex experiment id>_<index>_<config>_<date>
+_TUNE_TRIAL = re.compile(r"_[0-9a-f]{5}_\d{5}_(\d+)_")
 _STATUS_COLOURS = {"done": "#4c8bc9", "stopped early": "#f39c12"}
 _NODE_COLOURS = {"input": "#c7e9c0", "node": "#c6dbef", "output": "#fdd49e"}
 _NODE_RADIUS = 0.32
@@ -27,6 +30,13 @@ _EDGE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2
 _STEP = 1.9  # horizontal distance of the cell diagram's intermediate nodes
 # curvatures tried for each cell edge, flattest first (matplotlib "arc3" rad)
 _ARCS = (0.12, -0.12, 0.3, -0.3, 0.5, -0.5)
+
+
+def short_trial_name(name: str) -> str:
+    """``trial <index>`` for a Tune trial folder name (``<trainable>_<id>_<index>_<config>_<date>``,
+    too long for a legend); any other name as it is."""
+    match = _TUNE_TRIAL.search(name)
+    return f"trial {match.group(1)}" if match else name
 
 
 def is_number(value) -> bool:
@@ -159,7 +169,7 @@ def _trial_curve(ax: Axes, trial: Mapping, key: str, is_best: bool) -> None:
     if not values:
         return
     if is_best:
-        ax.plot(epochs, values, color=_BEST, lw=2.2, zorder=3, label=f"best: {trial['trial']}")
+        ax.plot(epochs, values, color=_BEST, lw=2.2, zorder=3, label="best trial")
         return
     ax.plot(epochs, values, color="#9aa5b1", lw=0.9, alpha=0.85)
     if trial.get("status") == "stopped early":
@@ -183,7 +193,8 @@ def schedules_figure(
             numeric = [row for row in schedule if is_number(row.get(name))]
             epochs, values = series(numeric, name)
             width = 2.2 if trial == best else 1.0
-            ax.plot(epochs, values, lw=width, marker="o", markersize=2, label=str(trial))
+            label = short_trial_name(str(trial))
+            ax.plot(epochs, values, lw=width, marker="o", markersize=2, label=label)
         _log_if_wide([v for r in rows if is_number(v := r.get(name))], ax.set_yscale)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)

@@ -230,3 +230,11 @@ def test_curves_and_schedules_draw_one_line_per_trial(best):
     assert all(len(ax.lines) == 2 for ax in schedules.axes if ax.get_visible())
     assert trial_curves_figure([{"trial": "x", "history": []}]) is None
     assert schedules_figure({"x": [{"epoch": 0, "shift_probs": [1.0]}]}) is None
+
+
+def test_legends_name_a_tune_trial_by_its_index_not_its_whole_folder_name():
+    from components.report.search_figures import short_trial_name
+
+    folder = "fit_trial_2958b_00005_5_train_lr=0.0043,train_weight_decay=0.0000_2026-12-05_07-48-32"
+    assert short_trial_name(folder) == "trial 5"
+    assert short_trial_name("t1") == "t1"  # not a Tune folder name: kept
