@@ -128,12 +128,13 @@ def image_dataset(images):
 RUN = SimpleNamespace(ray_address=None, ray_num_cpus=None)
 
 
-def test_federated_clients_learn_from_the_decoded_images(ray_session, image_dataset):
+def test_federated_clients_learn_from_the_decoded_images(ray_session, image_dataset, tmp_path):
     config = FederatedConfig(strategies=("prototypes",), num_clients=2, rounds=1, partition="iid")
     check_partition(image_dataset, config)
     spec = ModelSpec("mlp", (3, SIZE, SIZE), 4, tiny=True)
     with disable_run_logger():
-        result = federated_task.fn(image_dataset, spec, config, RUN)
+        result = federated_task.fn(image_dataset, spec, config, RUN, tmp_path / "states")
+    assert (tmp_path / "states" / "prototypes.safetensors").is_file()  # the final state, saved
     x, y = read_split(image_dataset, "train")
     assert sum(c["samples"] for c in result.report["clients"]) == len(y)
     # the MLP has no encoder: the merged prototypes are the class means of the decoded pixels
