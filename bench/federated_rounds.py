@@ -50,9 +50,7 @@ def parse_args() -> argparse.Namespace:
 def measure(data, num_clients: int, strategy: str, args) -> dict:
     x, y, x_test, y_test = data
     parts = (disjoint_classes if num_clients <= 10 else iid)(y, num_clients, seed=0)
-    clients = start_clients(
-        x, y, parts, SPEC, strategy, local_epochs=args.local_epochs
-    )
+    clients = start_clients(x, y, parts, SPEC, strategy, local_epochs=args.local_epochs)
     torch.manual_seed(0)
     initial = (
         initial_prototype_state(10, embed(SPEC.build(), x[:1]).shape[1])
