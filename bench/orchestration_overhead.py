@@ -85,7 +85,6 @@ def plain(overrides: list[str]) -> dict:
         write_json(run.run_dir / "metrics.json", metrics_json(test, outcome, dataset))
         data = report_data(
             run,
-            settings,
             dataset,
             title="sennflow pipeline",
             headline=headline,

@@ -86,7 +86,6 @@ def continual(
     headline = continual_headline(result)
     report = report_data(
         run,
-        settings,
         dataset,
         title=f"sennflow continual: {config.num_tasks} tasks of {settings.data.source}",
         headline=headline,

@@ -171,7 +171,6 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     )
     report = report_data(
         run,
-        settings,
         dataset,
         title=f"sennflow explain: {load_spec(checkpoint).name} on {settings.data.source}",
         headline=_headline(explanations),

@@ -97,7 +97,6 @@ def federated(
     headline = federated_headline(result.report)
     report = report_data(
         run,
-        settings,
         dataset,
         title=(
             f"sennflow federated: {spec.name} on {settings.data.source}, "

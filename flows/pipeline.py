@@ -132,7 +132,6 @@ def pipeline(
     headline = {**headline_metrics(test, outcome), **explanation_headline(explanations)}
     report = report_data(
         run,
-        settings,
         dataset,
         title=f"sennflow pipeline: {spec.name} on {settings.data.source}",
         headline=headline,

@@ -130,7 +130,6 @@ def open_run(
 
 def report_data(
     run: OpenRun,
-    settings: FlowSettings,
     dataset: IngestResult,
     *,
     title: str,

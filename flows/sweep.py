@@ -171,7 +171,6 @@ def sweep(
     history = trained.history if trained is not None else []
     report = report_data(
         run,
-        settings,
         dataset,
         title=f"sennflow sweep ({method}): {spec.name} on {settings.data.source}",
         headline=headline,
