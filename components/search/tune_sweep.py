@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
 from components.data.staging import is_uri, join
 from components.search import trials
+from components.search.algorithms import tune_config
 from components.search.space import tune_space
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
@@ -229,7 +228,7 @@ def run_sweep(
         tuner = tune.Tuner(
             trainable,
             param_space=tune_space(space),
-            tune_config=_tune_config(sweep, space, budget),
+            tune_config=tune_config(sweep, space, budget),
             run_config=run_config,
         )
     outcome = _outcome(tuner.fit(), experiment, sweep.method, budget)
@@ -305,34 +304,6 @@ def _budget(sweep: SweepConfig, train: TrainConfig, stn: dict | None, darts: dic
     if settings is None:
         return train.epochs
     return int(settings.get("epochs", 1))
-
-
-def _tune_config(sweep: SweepConfig, space: dict, epochs: int) -> tune.TuneConfig:
-    scheduler = FIFOScheduler()
-    search_alg = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent)
-    if sweep.method == "asha":
-        scheduler = ASHAScheduler(
-            max_t=epochs, grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor
-        )
-    elif sweep.method == "pbt":
-        scheduler = PopulationBasedTraining(
-            time_attr="training_iteration",  # the interval is in epochs (default: seconds)
-            synch=True,  # decide when the whole population reached the interval: reproducible
-            perturbation_interval=sweep.perturbation_interval,
-            quantile_fraction=sweep.quantile_fraction,
-            hyperparam_mutations=tune_space(space),
-        )
-    elif sweep.method == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        search_alg = ConcurrencyLimiter(OptunaSearch(seed=sweep.seed), sweep.max_concurrent)
-    return tune.TuneConfig(
-        metric="val_loss",
-        mode="min",
-        scheduler=scheduler,
-        search_alg=search_alg,
-        num_samples=sweep.num_samples,
-    )
 
 
 def _outcome(results, experiment: str, method: str, budget: int) -> SweepOutcome:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.search.algorithms import tune_config
 from components.search.space import group_overrides, tune_space
 from components.search.tune_sweep import (
     SweepConfig,
     SweepExistsError,
     SweepFailedError,
-    _tune_config,
     run_sweep,
 )
 from components.training.checkpoint import ModelSpec
@@ -108,10 +108,10 @@ def best_found(method: str, seed: int, budget: int) -> float:
     """The lowest ``bowl`` that ``method``'s search algorithm, as sweeps configure it, finds in
     ``budget`` trials run one after the other (so the result does not depend on timing)."""
     sweep = SweepConfig(method=method, num_samples=budget, seed=seed)
-    tune_config = _tune_config(sweep, OPTUNA_SPACE, 1)
-    search, space = tune_config.search_alg, tune_space(OPTUNA_SPACE)
+    config = tune_config(sweep, OPTUNA_SPACE, 1)
+    search, space = config.search_alg, tune_space(OPTUNA_SPACE)
     if method == "optuna":
-        search.set_search_properties(tune_config.metric, tune_config.mode, space)
+        search.set_search_properties(config.metric, config.mode, space)
 
         def next_trial(i: int) -> tuple[str, dict]:
             return str(i), search.suggest(str(i))
