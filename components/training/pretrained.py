@@ -6,6 +6,9 @@
   ``weights_only=True``, so no code is unpickled) or a ``.safetensors`` file; the torchvision
   download of the whole classifier (e.g. ``resnet18-f37072fd.pth``) is the usual one, its head
   (``fc.*`` / ``classifier.*``) is set aside; or
+* a folder holding one file per trunk, named for it (``resnet18.pth``, ``vgg11.safetensors``,
+  ...): the file of the model's own trunk is loaded, so a sweep whose search space chooses
+  ``model.backbone`` gives every trial the weights of the trunk it drew; or
 * a torchvision weights name (``IMAGENET1K_V1``, ``IMAGENET1K_V2``, ``DEFAULT``), fetched by
   torchvision into its cache (``$TORCH_HOME/hub/checkpoints``) unless already there. Without a
   network this fails at once, with the command that gets the file onto the machine.
@@ -51,10 +54,32 @@ def load_pretrained(model: nn.Module, source: str) -> None:
 
 
 def read_state_dict(source: str, arch: str) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file, or of torchvision's ``arch`` weights called ``source``."""
+    """The tensors of a weights file, of the ``arch`` file in a folder of per-trunk files, or
+    of torchvision's ``arch`` weights called ``source``."""
+    if Path(source).is_dir():
+        return _read_file(trunk_file(Path(source), arch))
     if Path(source).suffix.lower() in _FILE_SUFFIXES or Path(source).exists():
         return _read_file(Path(source))
     return _torchvision_weights(source, arch)
+
+
+def trunk_file(folder: Path, arch: str) -> Path:
+    """The weights file of trunk ``arch`` in ``folder``: ``<arch>.pth`` (``.pt``, ``.bin``,
+    ``.safetensors``).
+
+    Raises:
+        PretrainedError: naming the file names looked for, when none or several are there.
+    """
+    names = [f"{arch}{suffix}" for suffix in _FILE_SUFFIXES]
+    found = [folder / name for name in names if (folder / name).is_file()]
+    if len(found) != 1:
+        problem = "several weights files" if found else "no weights file"
+        raise PretrainedError(
+            f"model.params.pretrained={str(folder)!r} is a folder of per-trunk weights with "
+            f"{problem} for the {arch} trunk: expected exactly one of {', '.join(names)} "
+            "(save each trunk's state dict under its backbone's name)"
+        )
+    return found[0]
 
 
 def load_into_trunk(trunk: nn.Module, state: dict, source: str) -> None:
