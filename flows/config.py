@@ -242,12 +242,15 @@ class SearchSettings:
     stn: dict
     darts: dict
     retrain: bool
+    history: bool = False
+    alert_drop: float | None = None
 
 
 def to_search_settings(cfg) -> SearchSettings:
     """The composed ``search`` group, validated; ``ConfigError`` names the offending key."""
     from omegaconf import OmegaConf
 
+    from components.search.algorithms import pb2_bounds
     from components.search.darts import DartsConfig
     from components.search.space import tune_space
     from components.search.stn import STNConfig
@@ -258,14 +261,43 @@ def to_search_settings(cfg) -> SearchSettings:
     raw = OmegaConf.to_container(cfg.search, resolve=True)
     space, stn, darts = raw.pop("space") or {}, raw.pop("stn") or {}, raw.pop("darts") or {}
     retrain = bool(raw.pop("retrain"))
+    history, alert_drop = _history_settings(raw.pop("history", False), raw.pop("alert_drop", None))
+    if alert_drop is not None and not retrain:
+        raise ConfigError("search.alert_drop needs search.retrain=true: it compares test accuracy")
     sweep = _build("search", SweepConfig, raw)
     _build("search.stn", STNConfig, _tupled(stn))
     _build("search.darts", DartsConfig, {k: v for k, v in darts.items() if k != "num_candidates"})
     try:
         tune_space(space)
+        if sweep.method == "pb2":
+            pb2_bounds(space)  # PB2's explore needs a [low, high] for every dimension
     except ValueError as err:
         raise ConfigError(f"invalid search.space: {err}") from err
-    return SearchSettings(sweep=sweep, space=space, stn=stn, darts=darts, retrain=retrain)
+    return SearchSettings(
+        sweep=sweep,
+        space=space,
+        stn=stn,
+        darts=darts,
+        retrain=retrain,
+        history=history,
+        alert_drop=alert_drop,
+    )
+
+
+def _history_settings(history, alert_drop) -> tuple[bool, float | None]:
+    """``search.history`` (a bool) and ``search.alert_drop`` (null, or a number >= 0 that
+    needs the history to compare against)."""
+    if not isinstance(history, bool):
+        raise ConfigError(f"search.history must be true or false, got {history!r}")
+    if alert_drop is None:
+        return history, None
+    if isinstance(alert_drop, bool) or not isinstance(alert_drop, int | float) or alert_drop < 0:
+        raise ConfigError(
+            f"search.alert_drop must be null or a number >= 0 (accuracy points), got {alert_drop!r}"
+        )
+    if not history:
+        raise ConfigError("search.alert_drop needs search.history=true: it compares past nights")
+    return history, float(alert_drop)
 
 
 def _resolve_genotype(params: dict) -> dict:

@@ -4,8 +4,9 @@ Callable from Python (``sweep(overrides=["search=asha"])``), from the CLI (``sen
 from the Prefect UI (the ``nightly-sweep`` deployment in ``infra/prefect.yaml``), where
 :class:`SweepOptions` renders as a form. The search method picks what is retrained:
 
-* hyperparameter methods (``asha``, ``pbt``, ``optuna``, ``random``, ``fifo``): the configured
-  model with the best trial's ``train.*`` / ``model.*`` values;
+* hyperparameter methods (``asha``, ``pbt``, ``optuna``, ``hyperband``, ``pb2``, ``bohb``,
+  ``random``, ``fifo``): the configured model with the best trial's ``train.*`` / ``model.*``
+  values;
 * ``stn``: the configured model (default ``mlp``) with the best STN trial's final dropout (if the
   model has a ``dropout`` parameter) and weight decay;
 * ``darts`` / ``random_ws``: the best genotype as model ``darts_net`` (default), or as the backbone
@@ -45,11 +46,14 @@ from flows.run import (
 from flows.run_folder import check_resumable, with_run_status, write_json
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
+from tasks.history import history_task
 from tasks.ingest import ingest_task
 from tasks.search import best_model_task, search_task
 from tasks.train import train_task
 
-SearchMethod = Literal["asha", "pbt", "optuna", "random", "stn", "darts", "random_ws"]
+SearchMethod = Literal[
+    "asha", "pbt", "optuna", "hyperband", "pb2", "bohb", "random", "stn", "darts", "random_ws"
+]
 # The model a method retrains when the user names none.
 DEFAULT_MODEL = {"stn": "mlp", "darts": "darts_net", "random_ws": "darts_net"}
 
@@ -69,6 +73,8 @@ class SweepOptions(FlowOptions):
         "seed": "seed",
         "tracking": "tracking",
         "tracking_uri": "tracking.uri",
+        "history": "search.history",
+        "alert_drop": "search.alert_drop",
     }
 
     method: SearchMethod | None = Field(None, description="search method (conf/search)")
@@ -82,6 +88,12 @@ class SweepOptions(FlowOptions):
     seed: int | None = None
     tracking: Literal["none", "mlflow"] | None = Field(None, description="log to MLflow")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (tracking=mlflow)")
+    history: bool | None = Field(
+        None, description="append the night to <run.root>/sweep/history.parquet and history.html"
+    )
+    alert_drop: float | None = Field(
+        None, ge=0, description="fail when test accuracy drops more than this below the best night"
+    )
 
 
 class SweepResult(RunResult):
@@ -129,10 +141,12 @@ def sweep(
     settings, search = to_settings(cfg), to_search_settings(cfg)
     method = search.sweep.method
     _check_storage(settings, search)
+    _check_resources(settings, search)
     _check_resume(settings, to_yaml(cfg), resume)  # before anything is ingested or written
     # bad data fails before the run folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     _check_data(search, dataset.path)
+    _check_metrics(settings, search, dataset)
     resume_dir = Path(settings.run.root) / "sweep" / settings.run.id if resume else None
     run = open_run("sweep", settings, cfg, resume_dir=resume_dir)
 
@@ -151,6 +165,7 @@ def sweep(
         write_json(run.run_dir / name, payload)
     summary = search_summary(method, outcome)
     headline = {"trials": len(outcome.trials), "best_val_loss": outcome.best_metrics["val_loss"]}
+    headline |= _selection_headline(search.sweep, outcome)
     trained, test, explanations = None, {}, None
     if search.retrain:
         spec, train = best_model_task(spec, settings.train, method, outcome)
@@ -188,7 +203,25 @@ def sweep(
         metrics={"test": test, "search": summary},
         tracked=TrackedModel(history, model, outcome.trials),
     )
+    if search.history:  # last: the run folder and its report are complete if it alerts
+        night = _night(run, settings, dataset, method, spec, outcome, done)
+        history_task(Path(settings.run.root) / "sweep", night, search.alert_drop)
     return SweepResult(**done.model_dump(), method=method, best_config=outcome.best_config)
+
+
+def _night(run, settings, dataset, method: str, spec, outcome, done):
+    """The finished sweep as a row of the nightly history."""
+    from components.search.history import Night
+
+    return Night(
+        run_id=run.run_dir.name,
+        method=method,
+        model=spec.name,
+        dataset=settings.data.source,
+        dataset_fingerprint=str(dataset.meta.get("fingerprint", "")),
+        best_config=outcome.best_config,
+        headline=done.headline,
+    )
 
 
 def _check_resume(settings, config_yaml: str, resume: bool) -> None:
@@ -238,12 +271,49 @@ def _check_storage(settings, search) -> None:
         raise ConfigError(str(err)) from err
 
 
+def _selection_headline(sweep, outcome) -> dict:
+    """The retrained trial's values of the metric(s) it was chosen by (other than val_loss),
+    and the size of the Pareto front of a multi-objective sweep."""
+    prefix = "picked" if sweep.objectives else "best"
+    headline = {
+        f"{prefix}_{name}": outcome.best_metrics.get(name)
+        for name, _ in sweep.selection
+        if name != "val_loss"
+    }
+    if outcome.pareto:
+        headline["pareto_front"] = len(outcome.pareto["front"])
+    return headline
+
+
+def _check_metrics(settings, search, dataset) -> None:
+    """The trials can compute the metric(s) the sweep ranks by (a part-prototype model on part
+    masks for ``prototype_consistency``; single-process trials for the extra metrics)."""
+    from components.search.tune_sweep import check_metrics
+
+    sweep = search.sweep
+    needs_model = "prototype_consistency" in {name for name, _ in sweep.selection}
+    model = settings.model_spec(dataset.meta).build() if needs_model else None
+    try:
+        check_metrics(sweep, settings.train.num_workers, model, dataset.path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _check_resources(settings, search) -> None:
+    from components.search.tune_sweep import check_resources
+
+    try:
+        check_resources(search.sweep, settings.train.num_workers)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
 def _check_data(search, dataset_path: Path) -> None:
     """Image datasets suit only the methods that train on them as the pipeline does."""
     from components.data.reader import load_meta
     from components.search.tune_sweep import check_data
 
     try:
-        check_data(search.sweep.method, load_meta(dataset_path).is_image)
+        check_data(search.sweep.method, load_meta(dataset_path).is_image, search.stn)
     except ValueError as err:
         raise ConfigError(str(err)) from err

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from components.report import markup
 from components.report.data import SearchSection
 from components.report.figure_set import FigureSet
+from components.report.pareto_figure import pareto_figure, pareto_table, pick_sentence
 from components.report.search_figures import (
     alphas_figure,
     genotype_figure,
@@ -30,6 +31,14 @@ _METHODS = {
     "weights of better trials (exploit) and perturb their hyperparameters (explore)",
     "optuna": "Optuna's tree-structured Parzen estimator (TPE), which proposes each trial from the "
     "results of the earlier ones",
+    "hyperband": "HyperBand (Li et al., 2018): brackets of synchronous successive halving, each "
+    "keeping its best trials once all of them reached the bracket's milestone, from brackets "
+    "that stop nothing to ones that start many trials on a few epochs",
+    "pb2": "Population Based Bandits (Parker-Holder et al., 2020): PBT whose explore step picks "
+    "the new hyperparameters with a time-varying Gaussian-process bandit (GP-UCB) within the "
+    "space's bounds, instead of a random perturbation",
+    "bohb": "BOHB (Falkner et al., 2018): a kernel-density model of the good and bad results "
+    "proposes each trial, and HyperBand brackets stop the poor ones early",
     "fifo": "random search; every trial trains for all epochs (no early stopping)",
     "random": "random search; every trial trains for all epochs (no early stopping)",
     "stn": "Self-Tuning Networks (MacKay et al., 2019): the hyperparameters are learned online, "
@@ -80,7 +89,12 @@ def _summary_parts(search: Mapping, trials: Sequence[Mapping], metric: str, mode
     lines = [
         f"Method: {method}" + (f" — {about}." if about else "."),
         f"{len(trials)} trials ({by_status}), ranked by {metric} ({ranking} is better). "
-        "The best configuration was retrained; the sections below describe that model.",
+        + (
+            "The Pareto front's picked configuration was retrained"
+            if search.get("pareto")
+            else "The best configuration was retrained"
+        )
+        + "; the sections below describe that model.",
     ]
     if search.get("experiment_path"):
         lines.append(f"Ray Tune experiment: {search['experiment_path']}")
@@ -127,7 +141,8 @@ def _trial_row(trial, params, metrics, exploited: bool, errors: bool, best) -> l
 
 
 def _figure_parts(search, trials, metric: str, best: str | None, figures: FigureSet) -> list:
-    parts = [
+    parts = _pareto_parts(search["pareto"], trials, figures) if search.get("pareto") else []
+    parts += [
         figures.add(
             "search_hyperparameters",
             hyperparameter_figure(trials, metric, best),
@@ -141,14 +156,38 @@ def _figure_parts(search, trials, metric: str, best: str | None, figures: Figure
             "Validation curves of every trial (grey) and the best trial (red); a curve ending in "
             "an x belongs to a trial the scheduler stopped early."
             + _PBT_NOTE
-            * (str(search.get("method")).lower() == "pbt"),
+            * (str(search.get("method")).lower() in ("pbt", "pb2")),
         ),
     ]
     if search.get("schedules"):
         parts.append(_schedule_part(search["schedules"], best, figures))
+    if search.get("replayed_schedule"):
+        parts.append(_replayed_part(search["replayed_schedule"], figures))
     if search.get("genotype"):
         parts += _architecture_parts(search, figures)
     return parts
+
+
+def _pareto_parts(pareto: Mapping, trials: Sequence[Mapping], figures: FigureSet) -> list[str]:
+    """The accuracy-vs-explanation-quality front of a multi-objective sweep, with each point's
+    configuration."""
+    first, second = pareto["objectives"][:2]
+    return [
+        "<h3>Pareto front</h3>",
+        markup.paragraph(
+            f"Multi-objective search of {first} and {second}: {len(pareto.get('front') or [])} "
+            "of the trials are on the Pareto front (no other trial is at least as good on both "
+            f"and better on one). {pick_sentence(pareto)}"
+        ),
+        figures.add(
+            "search_pareto",
+            pareto_figure(trials, pareto),
+            f"{first} against {second}, each trial's final values; blue: the Pareto front, "
+            "grey: dominated trials, red star: the retrained (picked) trial. Numbers are the "
+            "trials' points in the table below.",
+        ),
+        pareto_table(trials, pareto),
+    ]
 
 
 def _schedule_part(schedules: Mapping, best: str | None, figures: FigureSet) -> str:
@@ -158,6 +197,16 @@ def _schedule_part(schedules: Mapping, best: str | None, figures: FigureSet) -> 
         "STN hyperparameter schedules: each hyperparameter per epoch as the hypernetwork "
         "learned it, one line per trial (best trial bold); *_scale panels show the scale of the "
         "perturbations sampled around it.",
+    )
+
+
+def _replayed_part(rows: Sequence[Mapping], figures: FigureSet) -> str:
+    return figures.add(
+        "search_replayed_schedule",
+        schedules_figure({"replayed": rows}),
+        "The schedule the retrain replayed, one value per epoch (the best STN trial's, in the "
+        "fit loop's terms: weight decay as torch's, twice the STN's penalty coefficient); from "
+        "its last epoch on, the retrain keeps the last values.",
     )
 
 

@@ -7,18 +7,28 @@ Every search method is a Tune sweep over a trainable from :mod:`components.searc
 * ``pbt``: Population Based Training (Jaderberg et al., 2017): poor trials clone the weights of
   better ones and perturb their hyperparameters; a trial records whose weights it took;
 * ``optuna``: Optuna's TPE sampler (Bergstra et al., 2011) through ``ray.tune.search.optuna``;
+* ``hyperband``: synchronous HyperBand brackets (Li et al., 2018);
+* ``pb2``: Population Based Bandits (Parker-Holder et al., 2020): PBT with a GP-bandit explore;
+* ``bohb``: BOHB (Falkner et al., 2018): a kernel-density model proposing HyperBand's trials;
 * ``stn``: Self-Tuning Networks (MacKay et al., 2019), one trial per starting point;
 * ``darts``: (SD-)DARTS (Liu et al., 2019; Zhu et al., 2023), one trial per search setting;
 * ``random_ws``: random search with weight sharing (Li & Talwalkar, 2019).
 
-The first five train the pipeline's own model with its fit loop (a Ray Train ``TorchTrainer``
+The first eight train the pipeline's own model with its fit loop (a Ray Train ``TorchTrainer``
 per trial when ``train.num_workers > 1``), on any dataset: image datasets are decoded and
-augmented (``augment``) in loader processes, as in training. The last three hold the train and
-val splits as in-memory arrays and refuse image datasets (:func:`check_data`). A sweep
+augmented (``augment``) in loader processes, as in training. DARTS and random_ws hold the train
+and val splits as in-memory arrays and refuse image datasets (:func:`check_data`); an STN of the
+configured model reads them through the same loaders. A sweep
 interrupted by a killed driver resumes from its experiment state when run again with the same
 storage path and name and ``resume=True``; without it an existing experiment is refused rather
-than silently continued. A sweep in which no trial ends with a finite validation loss raises
-:class:`SweepFailedError`, listing every trial's failure.
+than silently continued. A sweep in which no trial ends with a finite value of the metric it
+ranks by raises :class:`SweepFailedError`, listing every trial's failure.
+
+Trials are ranked by ``search.metric`` (any metric of
+:data:`components.search.trial_metrics.METRICS`: ``val_loss`` by default, ``val_accuracy``,
+``val_ece``, ``faithfulness``, ``prototype_consistency``). With ``search.objectives`` (two of
+them, ``optuna`` only) the search is multi-objective and the retrained trial is the Pareto
+front's point that ``search.pick`` chooses (:mod:`components.search.pareto`).
 """
 
 from __future__ import annotations
@@ -27,21 +37,32 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import ray
 from ray import tune
 
 from components.data.staging import is_uri, join
-from components.search import trials
+from components.search import pareto, trial_metrics, trials
 from components.search.algorithms import tune_config
+from components.search.resources import (
+    check_cluster,
+    check_combination,
+    parse_resources,
+    trial_resources,
+)
 from components.search.space import tune_space
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-HYPERPARAMETER_METHODS = ("fifo", "random", "asha", "pbt", "optuna")
+HYPERPARAMETER_METHODS = ("fifo", "random", "asha", "pbt", "optuna", "hyperband", "pb2", "bohb")
+# Methods whose trials restart from Tune checkpoints (cloned, or paused until their bracket
+# decides): Ray Train runs (train.num_workers > 1) keep their checkpoints to themselves.
+CHECKPOINT_METHODS = ("pbt", "pb2", "hyperband", "bohb")
 METHODS = (*HYPERPARAMETER_METHODS, "stn", "darts", "random_ws")
 _TRAINABLES = {
     "stn": trials.stn_trial,
@@ -64,6 +85,17 @@ class SweepConfig:
         quantile_fraction: PBT: the bottom fraction that clones the top fraction (small
             populations need 0.5, or no trial falls in either).
         seed: seeds the search algorithm (and every trial's training seed).
+        metric: the reported metric trials are ranked by (one of
+            :data:`components.search.trial_metrics.METRICS`).
+        mode: ``min`` or ``max``; None: the metric's known better direction.
+        objectives: two metrics for a multi-objective search (``optuna`` only); the retrained
+            trial is the Pareto front's point ``pick`` chooses, and ``metric`` is not used.
+        pick: how the retrained front point is chosen (see :mod:`components.search.pareto`):
+            ``knee``, ``within``, or one objective's name.
+        pick_within: ``within``: how far below the best first objective a point may lie.
+        resources_per_trial: ``{cpu, gpu}`` each single-process trial reserves (a ``gpu``
+            fraction packs several trials on one GPU, each training on CUDA); None:
+            ``train.cpus_per_worker`` CPUs, no GPU (see :mod:`components.search.resources`).
     """
 
     method: str = "asha"
@@ -74,8 +106,16 @@ class SweepConfig:
     perturbation_interval: int = 2
     quantile_fraction: float = 0.25
     seed: int = 0
+    metric: str = "val_loss"
+    mode: str | None = None
+    objectives: tuple[str, ...] = ()
+    pick: str = "knee"
+    pick_within: float = 0.01
+    resources_per_trial: dict | None = None
 
     def __post_init__(self) -> None:
+        resources = parse_resources(self.resources_per_trial)
+        object.__setattr__(self, "resources_per_trial", resources)
         if self.method not in METHODS:
             raise ValueError(f"search.method={self.method!r} is not one of {list(METHODS)}")
         if min(self.num_samples, self.max_concurrent, self.grace_period) < 1:
@@ -86,18 +126,29 @@ class SweepConfig:
             raise ValueError("search.reduction_factor must be >= 2, perturbation_interval >= 1")
         if not 0 < self.quantile_fraction <= 0.5:
             raise ValueError("search.quantile_fraction must lie in (0, 0.5]")
+        _check_selection(self)
+
+    @property
+    def selection(self) -> list[tuple[str, str]]:
+        """``(metric, mode)`` of each objective, or of the one ranking metric."""
+        if self.objectives:
+            return [(name, trial_metrics.metric_mode(name)) for name in self.objectives]
+        return [(self.metric, self.mode or trial_metrics.metric_mode(self.metric))]
 
 
 class SweepFailedError(RuntimeError):
-    """No trial of the sweep ended with a finite validation loss; ``trials`` are the rows of
-    :attr:`SweepOutcome.trials`, each with its ``error``."""
+    """No trial of the sweep ended with a finite value of the metric(s) it ranks by
+    (``metrics``); ``trials`` are the rows of :attr:`SweepOutcome.trials`, each with its
+    ``error``."""
 
-    def __init__(self, trials: list[dict], experiment_path: str) -> None:
-        super().__init__(trials, experiment_path)
-        self.trials, self.experiment_path = trials, experiment_path
+    def __init__(
+        self, trials: list[dict], experiment_path: str, metrics: tuple[str, ...] = ("val_loss",)
+    ) -> None:
+        super().__init__(trials, experiment_path, metrics)
+        self.trials, self.experiment_path, self.metrics = trials, experiment_path, metrics
 
     def __str__(self) -> str:
-        lines = [f"{row['trial']}: {_failure(row)}" for row in self.trials]
+        lines = [f"{row['trial']}: {_failure(row, self.metrics)}" for row in self.trials]
         return (
             f"every trial of the sweep failed ({len(self.trials)} trials; experiment "
             f"{self.experiment_path}):\n  " + "\n  ".join(lines)
@@ -123,6 +174,10 @@ class SweepOutcome:
         schedules: ``stn``: per trial, the learned hyperparameters per epoch.
         genotype: ``darts`` / ``random_ws``: the best trial's architecture.
         alphas: ``darts``: the best trial's softmaxed architecture weights.
+        metric, mode: what trials were ranked by (with ``objectives``: the first objective).
+        pareto: with ``objectives``: ``objectives``, ``modes``, ``front`` (the trials on the
+            Pareto front), ``pick`` (the rule), ``pick_within`` and ``picked`` (the trial
+            retrained: ``best_config`` and ``best_checkpoint`` are its own); else None.
     """
 
     best_config: dict
@@ -133,6 +188,9 @@ class SweepOutcome:
     schedules: dict[str, list[dict]] = field(default_factory=dict)
     genotype: dict | None = None
     alphas: dict | None = None
+    metric: str = "val_loss"
+    mode: str = "min"
+    pareto: dict | None = None
 
 
 def run_sweep(
@@ -150,6 +208,7 @@ def run_sweep(
     augment: str = "none",
     images: bool = False,
     resume: bool = False,
+    reuse_actors: bool = True,
     logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> SweepOutcome:
     """Run a Tune sweep, or with ``resume`` continue the one in ``storage_path/name``.
@@ -174,17 +233,22 @@ def run_sweep(
         resume: continue the interrupted experiment in ``storage_path/name`` (finished trials
             are kept, unfinished ones resume from their checkpoints); without an experiment
             there, a new one starts.
+        reuse_actors: a finished trial's worker process runs the next trial (Tune's actor
+            reuse); False starts a fresh process per trial (the behaviour before issue 16).
         logger: where the sweep's start and its best trial are told (the search task passes
             Prefect's run logger).
 
     Raises:
         ValueError: the storage or the dataset does not suit the method (see
-            :func:`check_storage`, :func:`check_data`).
+            :func:`check_storage`, :func:`check_data`; :func:`check_metrics`: the trials
+            cannot compute the metric); ``resources_per_trial`` contradicts the training set-up
+            or asks for more than the Ray cluster has (:mod:`components.search.resources`).
         SweepExistsError: ``storage_path/name`` holds an experiment and ``resume`` is false.
-        SweepFailedError: no trial ended with a finite validation loss.
+        SweepFailedError: no trial ended with a finite value of the metric(s) it ranks by.
     """
     check_storage(storage_path, sweep.method, train.num_workers)
-    check_data(sweep.method, images)
+    check_data(sweep.method, images, stn)
+    check_metrics(sweep, train.num_workers)
     storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
     experiment = join(storage, name)
     restore = existing_experiment(storage, name) is not None
@@ -202,6 +266,7 @@ def run_sweep(
             "stn": dict(stn or {}),
             "darts": dict(darts or {}),
             "augment": augment,
+            "metrics": [name for name, _ in sweep.selection],  # the extra ones cost time
         },
     )
     # Every epoch's checkpoint triggers a state snapshot; Tune warns about each burst of them.
@@ -210,7 +275,9 @@ def run_sweep(
         name=name,
         storage_path=storage,
         # PBT clones other trials' checkpoints: deleting old ones would break exploits.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None if sweep.method == "pbt" else 2),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=None if sweep.method in ("pbt", "pb2") else 2
+        ),
         callbacks=list(callbacks),
         verbose=0,
     )
@@ -228,16 +295,18 @@ def run_sweep(
         tuner = tune.Tuner(
             trainable,
             param_space=tune_space(space),
-            tune_config=tune_config(sweep, space, budget),
+            # A finished trial's worker process starts the next trial (same resources): no
+            # new process, and the dataset it read stays in memory (worker_data's cache).
+            tune_config=replace(tune_config(sweep, space, budget), reuse_actors=reuse_actors),
             run_config=run_config,
         )
-    outcome = _outcome(tuner.fit(), experiment, sweep.method, budget)
+    outcome = _outcome(tuner.fit(), experiment, sweep, budget)
     failed = sum(t["status"] == "failed" for t in outcome.trials)
-    best_loss = outcome.best_metrics.get("val_loss")
     logger.info(
-        "best trial: %s (val_loss %s); %d trials, %d failed",
+        "%s trial: %s (%s); %d trials, %d failed",
+        "picked" if sweep.objectives else "best",
         outcome.best_config,
-        f"{best_loss:.4f}" if isinstance(best_loss, float) else best_loss,
+        ", ".join(f"{name} {_fmt(outcome.best_metrics.get(name))}" for name, _ in sweep.selection),
         len(outcome.trials),
         failed,
     )
@@ -269,10 +338,18 @@ def check_storage(storage_path, method: str, num_workers: int) -> None:
         )
 
 
-def check_data(method: str, images: bool) -> None:
-    """``ValueError`` when ``method`` cannot search on an image dataset: STN, DARTS and
-    random_ws trials batch the train and val splits from in-memory arrays, which for images
-    would mean decoding every file in the trial's process (gigabytes at 224x224)."""
+def check_data(method: str, images: bool, stn: dict | None = None) -> None:
+    """``ValueError`` when ``method`` cannot search on an image dataset: DARTS and random_ws
+    trials (and the STN MLP, ``stn.network=mlp``) batch the train and val splits from in-memory
+    arrays, which for images would mean decoding every file in the trial's process (gigabytes
+    at 224x224). An STN of the configured model reads images through the loaders."""
+    if images and method == "stn":
+        if (stn or {}).get("network") == "mlp":
+            raise ValueError(
+                "search=stn with search.stn.network=mlp cannot run on an image dataset: the STN "
+                "MLP holds the decoded splits in memory; use search.stn.network=model or auto"
+            )
+        return
     if images and method in _TRAINABLES:
         raise ValueError(
             f"search={method} cannot run on an image dataset: its trials hold the decoded train "
@@ -281,20 +358,101 @@ def check_data(method: str, images: bool) -> None:
         )
 
 
-def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):
-    if sweep.method in _TRAINABLES:
-        function, resources = _TRAINABLES[sweep.method], {"cpu": 1}
-    elif train.num_workers > 1:
-        if sweep.method == "pbt":
+def check_metrics(
+    sweep: SweepConfig, num_workers: int, model=None, dataset_path: Path | str | None = None
+) -> None:
+    """``ValueError`` when the trials cannot compute the metrics the sweep ranks by: the extra
+    ones (:mod:`components.search.trial_metrics`) need single-process trials
+    (``train.num_workers=1``); ``prototype_consistency`` a part-prototype ``model`` and a
+    ``dataset_path`` with part masks (checked when both are given)."""
+    names = [name for name, _ in sweep.selection]
+    extra = trial_metrics.extra_names(names)
+    if extra and num_workers > 1:
+        raise ValueError(
+            f"search metric(s) {list(extra)} are computed by single-process trials; set "
+            f"train.num_workers=1 (got {num_workers}) or rank by val_loss / val_accuracy"
+        )
+    if model is not None and dataset_path is not None:
+        trial_metrics.check_applicable(names, model, dataset_path)
+
+
+def _check_selection(sweep: SweepConfig) -> None:
+    """``ValueError`` naming the ``search.*`` key when the metric, mode, objectives or pick rule
+    cannot rank this sweep's trials."""
+    object.__setattr__(sweep, "objectives", tuple(sweep.objectives))  # Hydra gives a list
+    names = sweep.objectives or (sweep.metric,)
+    key = "search.objectives" if sweep.objectives else "search.metric"
+    for name in names:
+        if name not in trial_metrics.METRICS:
             raise ValueError(
-                "search.method=pbt needs train.num_workers=1: PBT clones trial checkpoints, "
-                "which Ray Train runs keep to themselves"
+                f"{key}: {name!r} is not a reported metric; choose one of "
+                f"{list(trial_metrics.METRICS)}"
+            )
+    if sweep.mode not in (None, "min", "max"):
+        raise ValueError(f"search.mode must be min or max (or null: inferred), not {sweep.mode!r}")
+    if trial_metrics.extra_names(names) and sweep.method in _TRAINABLES:
+        raise ValueError(
+            f"{key}={list(names)}: search={sweep.method} trials report only val_loss and "
+            "val_accuracy; the other metrics are computed by trials of the pipeline's fit loop"
+        )
+    if sweep.objectives:
+        _check_objectives(sweep)
+
+
+def _check_objectives(sweep: SweepConfig) -> None:
+    objectives = list(sweep.objectives)
+    if len(objectives) != 2 or objectives[0] == objectives[1]:
+        raise ValueError(
+            "search.objectives takes two different metrics, e.g. [val_accuracy,faithfulness]; "
+            f"got {objectives}"
+        )
+    if sweep.method != "optuna":
+        raise ValueError(
+            f"search.objectives needs search=optuna (Optuna's multi-objective TPE sampler "
+            f"through Ray Tune); search={sweep.method} ranks trials by one metric: set "
+            "search.metric instead"
+        )
+    rules = [*pareto.RULES, *objectives]
+    if sweep.pick not in rules:
+        raise ValueError(f"search.pick={sweep.pick!r} is not one of {rules}")
+    if not sweep.pick_within >= 0:
+        raise ValueError(f"search.pick_within must be >= 0, not {sweep.pick_within}")
+
+
+def check_resources(sweep: SweepConfig, num_workers: int) -> None:
+    """``ValueError`` when ``search.resources_per_trial`` contradicts the training set-up: a GPU
+    for trials that train on the CPU, or any request for Ray Train trials (``num_workers > 1``),
+    whose groups reserve their own workers' resources."""
+    in_memory = sweep.method in _TRAINABLES
+    check_combination(sweep.resources_per_trial, num_workers=num_workers, in_memory=in_memory)
+
+
+def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):
+    in_memory = sweep.method in _TRAINABLES
+    check_resources(sweep, train.num_workers)
+    if in_memory:
+        function = _TRAINABLES[sweep.method]
+    elif train.num_workers > 1:
+        if sweep.method in CHECKPOINT_METHODS:
+            raise ValueError(
+                f"search.method={sweep.method} needs train.num_workers=1: its trials restart "
+                "from Tune checkpoints (cloned or paused), which Ray Train runs keep to themselves"
             )
         # The trial's driver only waits and takes no CPU (Tune refuses an empty request, hence
         # a token of memory); the TorchTrainer reserves its workers' resources itself.
-        function, resources = trials.ray_train_trial, {"memory": 2**20}
+        function = trials.ray_train_trial
+        return tune.with_resources(tune.with_parameters(function, base=base), {"memory": 2**20})
     else:
-        function, resources = trials.fit_trial, {"cpu": train.cpus_per_worker}
+        function = trials.fit_trial
+    resources = trial_resources(
+        sweep.resources_per_trial,
+        cpus_per_worker=train.cpus_per_worker,
+        num_workers=train.num_workers,
+        in_memory=in_memory,
+    )
+    check_cluster(resources, ray.cluster_resources())
+    # A trial given a GPU (or a share of one) trains on it: Ray makes it the only one visible.
+    base = {**base, "device": "cuda" if resources.get("gpu", 0) > 0 else "cpu"}
     return tune.with_resources(tune.with_parameters(function, base=base), resources)
 
 
@@ -306,19 +464,23 @@ def _budget(sweep: SweepConfig, train: TrainConfig, stn: dict | None, darts: dic
     return int(settings.get("epochs", 1))
 
 
-def _outcome(results, experiment: str, method: str, budget: int) -> SweepOutcome:
+def _outcome(results, experiment: str, sweep: SweepConfig, budget: int) -> SweepOutcome:
     rows = [_trial_row(result, budget) for result in results]
-    if not any(_reached_finite_loss(row) for row in rows):
-        raise SweepFailedError(rows, experiment)
-    best = results.get_best_result(metric="val_loss", mode="min", scope="all")
+    names = tuple(name for name, _ in sweep.selection)
+    if not any(_scored(row, names) for row in rows):
+        raise SweepFailedError(rows, experiment, names)
+    best, front = _select(results, rows, sweep)
     outcome = SweepOutcome(
         best_config=best.config,
         best_metrics={k: v for k, v in (best.metrics or {}).items() if isinstance(v, int | float)},
         best_checkpoint=_checkpoint_folder(best),
         trials=rows,
         experiment_path=experiment,
+        metric=sweep.selection[0][0],
+        mode=sweep.selection[0][1],
+        pareto=front,
     )
-    if method == "stn":
+    if sweep.method == "stn":
         outcome.schedules = {
             row["trial"]: schedule
             for row, result in zip(rows, results, strict=True)
@@ -327,6 +489,27 @@ def _outcome(results, experiment: str, method: str, budget: int) -> SweepOutcome
     outcome.genotype = _checkpoint_json(best, trials.GENOTYPE_FILE)
     outcome.alphas = _checkpoint_json(best, trials.ALPHAS_FILE)
     return outcome
+
+
+def _select(results, rows: list[dict], sweep: SweepConfig) -> tuple[object, dict | None]:
+    """The trial to retrain: Tune's best by the metric, or the Pareto front's picked point
+    (over the trials' final values) with the front's description."""
+    if not sweep.objectives:
+        ((metric, mode),) = sweep.selection
+        return results.get_best_result(metric=metric, mode=mode, scope="all"), None
+    names, modes = list(sweep.objectives), [mode for _, mode in sweep.selection]
+    scored = [i for i, row in enumerate(rows) if _scored(row, names)]
+    points = [[rows[i][name] for name in names] for i in scored]
+    picked = scored[pareto.pick(points, modes, sweep.pick, names=names, within=sweep.pick_within)]
+    front = {
+        "objectives": names,
+        "modes": modes,
+        "front": [rows[scored[i]]["trial"] for i in pareto.pareto_front(points, modes)],
+        "pick": sweep.pick,
+        "pick_within": sweep.pick_within,
+        "picked": rows[picked]["trial"],
+    }
+    return results[picked], front
 
 
 def _trial_row(result, budget: int) -> dict:
@@ -343,6 +526,7 @@ def _trial_row(result, budget: int) -> dict:
         "epochs": epochs,
         "val_loss": metrics.get("val_loss"),
         "val_accuracy": metrics.get("val_accuracy"),
+        **{name: metrics.get(name) for name in trial_metrics.EXTRA if name in metrics},
         "exploited": bool(_exploits(result)),
         "history": _history(result),
     }
@@ -352,7 +536,8 @@ def _history(result) -> list[dict]:
     frame = result.metrics_dataframe
     if frame is None:
         return []
-    columns = [c for c in ("epoch", "train_loss", "val_loss", "val_accuracy") if c in frame]
+    names = ("epoch", "train_loss", "val_loss", "val_accuracy", *trial_metrics.EXTRA)
+    columns = [c for c in names if c in frame]
     return [
         {k: float(v) for k, v in row.items() if v == v}  # drop NaN
         for row in frame[columns].to_dict("records")
@@ -389,14 +574,26 @@ def _exploits(result) -> list[str]:
     return sorted({v for v in frame["exploited_from"].dropna() if v})
 
 
-def _reached_finite_loss(row: dict) -> bool:
-    """Whether the trial reported a finite val_loss at some epoch (Tune's best is over all)."""
-    losses = [row.get("val_loss"), *(epoch.get("val_loss") for epoch in row.get("history", []))]
-    return any(isinstance(v, int | float) and math.isfinite(v) for v in losses)
+def _scored(row: dict, names: Sequence[str]) -> bool:
+    """Whether the trial can be ranked: for one metric, a finite value at some epoch (Tune's
+    best is over all); for objectives, finite final values of each (the front's points)."""
+    if len(names) > 1:
+        return all(_finite(row.get(name)) for name in names)
+    values = [row.get(names[0]), *(epoch.get(names[0]) for epoch in row.get("history", []))]
+    return any(_finite(v) for v in values)
 
 
-def _failure(row: dict) -> str:
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _failure(row: dict, metrics: Sequence[str] = ("val_loss",)) -> str:
     """What went wrong with one trial, in one line."""
     if row["status"] == "failed":
         return row["error"] or "failed without a message"
-    return f"ended after {row['epochs']} epochs with val_loss={row['val_loss']}"
+    values = " ".join(f"{name}={row.get(name)}" for name in metrics)
+    return f"ended after {row['epochs']} epochs with {values}"
