@@ -247,12 +247,14 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 def _run_failures() -> tuple[type[Exception], ...]:
     """Runs that started and failed for a reason the message explains (a diverging fit, a sweep
-    none of whose trials finished): one message and exit 1, not 2, because the run folder, its
-    ``failed`` status and its finite checkpoints exist; the input itself was valid."""
+    none of whose trials finished, a nightly accuracy drop): one message and exit 1, not 2,
+    because the run folder, its ``failed`` status and its finite checkpoints exist; the input
+    itself was valid."""
+    from components.search.history import AccuracyDropAlert
     from components.search.tune_sweep import SweepFailedError
     from components.training.fit import DivergedError
 
-    return DivergedError, SweepFailedError
+    return DivergedError, SweepFailedError, AccuracyDropAlert
 
 
 def _run_flow(call, progress, intro=None, overrides: list[str] = ()) -> int:

@@ -36,6 +36,9 @@ def test_the_nightly_sweep_runs_at_two_utc_with_its_search_method(served):
     ]
     parameters = load_flow(entry["entrypoint"]).validate_parameters(nightly.parameters)
     assert (parameters["options"].method, parameters["options"].num_samples) == ("asha", 16)
+    # it keeps the nightly history and fails on a test-accuracy drop of more than 0.02
+    assert "search.history=true" in parameters["options"].to_overrides()
+    assert "search.alert_drop=0.02" in parameters["options"].to_overrides()
     assert parameters["overrides"] == ["ray.address=auto"]
 
 
