@@ -86,6 +86,13 @@ def best_model_task(spec, train, method: str, outcome):
     spec, train = best_model(spec, train, method, outcome)
     shown = {k: ("<genotype>" if "genotype" in k else v) for k, v in spec.kwargs.items()}
     get_run_logger().info("retraining the best configuration: %s %s", spec.name, shown)
+    if train.hyper_schedule:
+        get_run_logger().info(
+            "replaying the STN schedule: %d epochs, first %s, last %s",
+            len(train.hyper_schedule),
+            train.hyper_schedule[0],
+            train.hyper_schedule[-1],
+        )
     return spec, train
 
 

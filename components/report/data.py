@@ -285,7 +285,8 @@ class SearchSection(TypedDict, total=False):
     """How a sweep found the run's configuration (:mod:`components.report.search_section`).
 
     ``best``: the best trial's ``trial``, ``config`` and scalar results; ``schedules`` (STN):
-    trial -> per-epoch hyperparameter rows; ``genotype``, ``alphas``, ``primitives`` (NAS):
+    trial -> per-epoch hyperparameter rows; ``replayed_schedule`` (STN): the per-epoch rows the
+    retrain replayed; ``genotype``, ``alphas``, ``primitives`` (NAS):
     the searched cells, keyed ``normal`` and ``reduce``.
     """
 
@@ -296,6 +297,7 @@ class SearchSection(TypedDict, total=False):
     trials: list[SearchTrial]
     best: dict[str, object]
     schedules: dict[str, list[dict[str, float]]]
+    replayed_schedule: list[dict[str, float]]
     genotype: dict[str, list]
     alphas: dict[str, list]
     primitives: list[str]

@@ -3,9 +3,10 @@
 The search method picks what is retrained (:func:`best_model`):
 
 * hyperparameter methods (``asha``, ``pbt``, ``optuna``, ``random``, ``fifo``): the configured
-  model with the best trial's ``train.*`` / ``model.*`` values;
-* ``stn``: the configured model with the best STN trial's final dropout (if the model has a
-  ``dropout`` parameter) and weight decay;
+  model with the best trial's ``train.*`` / ``model.*`` values (best by ``search.metric``; with
+  ``search.objectives``, the Pareto front's point ``search.pick`` chose);
+* ``stn``: the configured model, its fit loop replaying the best STN trial's learned schedule
+  (dropout, weight decay, augmentation strengths) epoch by epoch;
 * ``darts`` / ``random_ws``: the best genotype as the model's ``genotype``, or as the
   ``backbone_genotype`` of the models in :data:`GENOTYPE_BACKBONE_MODELS`.
 """
@@ -19,7 +20,7 @@ from components.models.nas_ops import PRIMITIVES
 from components.search.space import apply_model_overrides, apply_train_overrides
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
-from components.training.errors import ModelSpecError
+from components.training.replay import AUGMENTATIONS
 
 if TYPE_CHECKING:
     from components.search.tune_sweep import SweepOutcome
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 # Prototype models that take a searched cell as the backbone of their encoder.
 GENOTYPE_BACKBONE_MODELS = ("protopnet", "st_protopnet")
 GENOTYPE_METHODS = ("darts", "random_ws")
+# What a replayed STN schedule sets each epoch (components/training/replay.py).
+REPLAYED = ("dropout", "weight_decay", *AUGMENTATIONS)
 
 
 def best_model(
@@ -50,45 +53,61 @@ def best_model(
 
 
 def _best_trial(outcome: SweepOutcome) -> dict:
-    """The row of :attr:`SweepOutcome.trials` whose config is the best one ({} if none)."""
+    """The row of :attr:`SweepOutcome.trials` retrained: the picked front point of a
+    multi-objective sweep, else the one whose config is the best one ({} if none)."""
+    picked = (outcome.pareto or {}).get("picked")
+    if picked is not None:
+        return next((t for t in outcome.trials if t["trial"] == picked), {})
     return next((t for t in outcome.trials if t["config"] == outcome.best_config), {})
 
 
 def _stn_best(
     spec: ModelSpec, train: TrainConfig, outcome: SweepOutcome
 ) -> tuple[ModelSpec, TrainConfig]:
-    """The best STN trial's final hyperparameters applied to the configured model.
+    """The configured model, retrained replaying the best STN trial's schedule epoch by epoch
+    (``TrainConfig.hyper_schedule``, see :mod:`components.training.replay`)."""
+    return spec, replace(train, hyper_schedule=replayed_schedule(outcome))
+
+
+def replayed_schedule(outcome: SweepOutcome) -> tuple[dict, ...]:
+    """The best STN trial's schedule as the fit loop replays it, one row per epoch.
 
     STN's penalty is ``wd * ||w||^2``; torch's Adam/SGD ``weight_decay`` adds ``wd * w`` to the
-    gradient (``wd / 2 * ||w||^2``), hence the factor 2. Input noise and shift are not part of
-    the pipeline's training and are only reported.
+    gradient (``wd / 2 * ||w||^2``), hence the factor 2. Perturbation scales and the shift's
+    probabilities are the STN's own and are not replayed. Past the schedule's last epoch the
+    retrain keeps its last row.
     """
-    final = outcome.schedules[_best_trial(outcome)["trial"]][-1]
-    train = replace(train, weight_decay=2 * final["weight_decay"])
-    with_dropout = replace(spec, kwargs={**spec.kwargs, "dropout": final["dropout"]})
-    try:
-        with_dropout.build()
-    except ModelSpecError:
-        return spec, train  # the model has no dropout parameter
-    return with_dropout, train
+    schedule = (outcome.schedules or {}).get(_best_trial(outcome).get("trial"), [])
+    rows = []
+    for row in schedule:
+        kept = {k: row[k] for k in REPLAYED if k in row}
+        if "weight_decay" in kept:
+            kept["weight_decay"] = 2 * kept["weight_decay"]
+        rows.append({"epoch": row.get("epoch", len(rows)), **kept})
+    return tuple(rows)
 
 
 def search_summary(method: str, outcome: SweepOutcome) -> dict:
     """The report's ``search`` section (see ``components.report``) and ``metrics.json``'s."""
     best = _best_trial(outcome)
+    ranked_by = [outcome.metric, *((outcome.pareto or {}).get("objectives") or [])]
     return {
         "method": method,
-        "metric": "val_loss",
-        "mode": "min",
+        "metric": outcome.metric,
+        "mode": outcome.mode,
         "experiment_path": outcome.experiment_path,
         "trials": outcome.trials,
         "best": {
             "trial": best.get("trial"),
             "config": outcome.best_config,
-            "val_loss": outcome.best_metrics.get("val_loss"),
-            "val_accuracy": outcome.best_metrics.get("val_accuracy"),
+            **{
+                name: outcome.best_metrics.get(name)
+                for name in dict.fromkeys(("val_loss", "val_accuracy", *ranked_by))
+            },
         },
+        "pareto": outcome.pareto,
         "schedules": outcome.schedules,
+        "replayed_schedule": list(replayed_schedule(outcome)) if method == "stn" else [],
         "genotype": outcome.genotype,
         "alphas": outcome.alphas,
         "primitives": list(PRIMITIVES),
@@ -104,6 +123,9 @@ def search_files(outcome: SweepOutcome) -> dict[str, object]:
             "best_metrics": outcome.best_metrics,
             "best_checkpoint": outcome.best_checkpoint,
             "experiment_path": outcome.experiment_path,
+            "metric": outcome.metric,
+            "mode": outcome.mode,
+            "pareto": outcome.pareto,
             "trials": outcome.trials,
         }
     }

@@ -17,6 +17,11 @@ concrete (relaxed Bernoulli) masks, so the loss is differentiable in the rate; w
 noise and the shift never touch validation data and act only through the best response, the
 discrete shift through a Gumbel-softmax relaxation of its one-hot input.
 
+This module holds the STN MLP (``network=mlp``, on in-memory arrays); the STN of a pipeline model
+(``network=model``: ``cnn``, ``proto_ae``, ``protopnet``, ..., on the pipeline's loaders, with
+data-augmentation hyperparameters) is :mod:`components.search.stn_pipeline`, configured by the
+same :class:`STNConfig`.
+
 Tuned: dropout ``0.95 * sigmoid(u)``, weight decay ``exp(u)``, Gaussian input noise std
 ``sigmoid(u)`` and a random shift of ``{0, 1, 2}`` pixels (4-D image inputs only). The paper's STNs
 are AlexNet/LSTM sized and trained with SGD; here the backbone is a one-hidden-layer MLP for a
@@ -51,6 +56,9 @@ from components.search.stn_layers import (
     StnMLP,
     random_shift,
 )
+from components.search.stn_pipeline import HYPERPARAMETERS, PipelineSTNSettings
+
+NETWORKS = ("auto", "mlp", "model")
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,14 @@ class STNConfig:
         init_scale: initial perturbation std in the unconstrained space, in ``SCALE_RANGE``.
         temperature: concrete-dropout and Gumbel-softmax temperature of the hyper step.
         seed: seed of initialisation, batching and all sampling.
+        network: what the STN trains: ``mlp`` (the STN MLP on in-memory arrays), ``model``
+            (the best-response copy of the configured model, :mod:`components.search.stn_pipeline`,
+            reading batches through the pipeline's loaders) or ``auto`` (``mlp`` for
+            ``model=mlp`` on an array dataset, else ``model``).
+        brightness: ``model`` network: initial brightness strength.
+        contrast: ``model`` network: initial contrast strength.
+        saturation: ``model`` network on RGB images: initial saturation strength.
+        hue: ``model`` network on RGB images: initial hue strength.
     """
 
     epochs: int = 25
@@ -90,8 +106,20 @@ class STNConfig:
     init_scale: float = 0.5
     temperature: float = 0.5
     seed: int = 0
+    network: str = "auto"
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.05
 
     def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {list(NETWORKS)}, got {self.network!r}")
+        for name, high in (("brightness", 1.0), ("contrast", 0.9), ("saturation", 0.9)):
+            if not 0.0 <= getattr(self, name) <= high:
+                raise ValueError(f"{name} must lie in [0, {high}], got {getattr(self, name)}")
+        if not 0.0 <= self.hue <= 0.5:
+            raise ValueError(f"hue must lie in [0, 0.5], got {self.hue}")
         if not 0.0 <= self.dropout < MAX_DROPOUT:
             raise ValueError(f"dropout must lie in [0, {MAX_DROPOUT}), got {self.dropout}")
         if not 0.0 < self.noise <= MAX_NOISE:
@@ -107,6 +135,38 @@ class STNConfig:
             raise ValueError(f"shift must be one of {SHIFTS}, got {self.shift}")
         if min(self.epochs, self.batch_size, self.train_steps_per_hyper, *self.hidden_sizes) < 1:
             raise ValueError("epochs, batch_size, train_steps_per_hyper, hidden_sizes must be >= 1")
+
+    def resolved_network(self, model_name: str, images: bool) -> str:
+        """``mlp`` or ``model``: what ``network`` means for this model and dataset.
+
+        Raises:
+            ValueError: ``network=mlp`` on an image dataset (the MLP holds arrays in memory).
+        """
+        if self.network == "mlp" and images:
+            raise ValueError(
+                "search.stn.network=mlp cannot run on an image dataset: the STN MLP holds the "
+                "decoded splits in memory; use network=model (the configured model's STN, "
+                "reading batches through the image loaders) or auto"
+            )
+        if self.network == "auto":
+            return "mlp" if model_name == "mlp" and not images else "model"
+        return self.network
+
+    def pipeline_settings(self) -> PipelineSTNSettings:
+        """The settings of the pipeline-model STN (:func:`train_stn_model`)."""
+        start = {name: getattr(self, name) for name in HYPERPARAMETERS}
+        return PipelineSTNSettings(
+            epochs=self.epochs,
+            lr=self.lr,
+            hyper_lr=self.hyper_lr,
+            tau=self.tau,
+            warmup_epochs=self.warmup_epochs,
+            train_steps_per_hyper=self.train_steps_per_hyper,
+            start=start,
+            init_scale=self.init_scale,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
 
 
 @dataclass

@@ -32,6 +32,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from components.training.replay import shift
+
 SHIFTS = (0, 1, 2)
 CONTINUOUS = ("dropout", "weight_decay", "noise")
 MAX_DROPOUT = 0.95
@@ -159,18 +161,7 @@ def random_shift(x: torch.Tensor, pixels: torch.Tensor, generator: torch.Generat
     Returns:
         The shifted images, same shape as ``x``.
     """
-    n, _, height, width = x.shape
-    pad = int(pixels.max().item()) if n else 0
-    if pad == 0:
-        return x
-    padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    limit = pixels.to(torch.float32).unsqueeze(1)
-    offsets = torch.round((torch.rand((n, 2), generator=generator) * 2 - 1) * limit).long()
-    rows = (torch.arange(height) + pad).unsqueeze(0) + offsets[:, :1]
-    cols = (torch.arange(width) + pad).unsqueeze(0) + offsets[:, 1:]
-    batch = torch.arange(n)[:, None, None, None]
-    channel = torch.arange(x.shape[1])[None, :, None, None]
-    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+    return shift(x, pixels, generator)
 
 
 class StnMLP(nn.Module):

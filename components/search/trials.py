@@ -4,9 +4,11 @@ Each function trains one trial and reports per-epoch metrics to Tune:
 
 * :func:`fit_trial`: the pipeline's fit loop in the trial's own process (``train.num_workers=1``),
   reading the data as one Ray Train worker does (an image dataset is decoded and augmented by
-  ``train.decode_workers`` loader processes); every epoch's checkpoint goes to Tune, so ASHA
+  ``train.decode_workers`` loader processes), on CUDA when the trial was given a GPU or a share
+  of one (``search.resources_per_trial``); every epoch's checkpoint goes to Tune, so ASHA
   can stop it, PBT can clone it (a trial records whose weights it took) and the best trial can
-  be reloaded;
+  be reloaded. Tune reuses a finished trial's process for the next one, which then finds the
+  splits already in memory (:mod:`components.training.worker_data`);
 * :func:`ray_train_trial`: for ``train.num_workers > 1``, a driver that builds a Ray Train
   ``TorchTrainer`` (Train v2) and forwards its reports through Ray's ``TuneReportCallback``;
 * :func:`stn_trial`: one Self-Tuning Network run; the hyperparameter schedule is reported every
@@ -14,8 +16,9 @@ Each function trains one trial and reports per-epoch metrics to Tune:
 * :func:`darts_trial` / :func:`random_ws_trial`: one (SD-)DARTS or weight-sharing random search;
   the genotype (and DARTS' architecture weights) are saved with the final checkpoint.
 
-The last three take the train and val splits as in-memory arrays, so they refuse image datasets
-(:func:`components.search.tune_sweep.check_data` says so before a sweep starts).
+DARTS and random_ws take the train and val splits as in-memory arrays, so they refuse image
+datasets (:func:`components.search.tune_sweep.check_data` says so before a sweep starts); an STN
+of the configured model reads batches as :func:`fit_trial` does.
 
 Every trainable takes Tune's sampled ``config`` and the sweep's constant ``base``: the dataset,
 the :class:`~components.training.checkpoint.ModelSpec` and
@@ -29,7 +32,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -46,6 +49,8 @@ from components.search.space import (
     group_overrides,
 )
 from components.search.stn import STNConfig, train_stn
+from components.search.stn_pipeline import train_stn_model
+from components.search.trial_metrics import extra_metrics
 from components.training.checkpoint import load_state, load_weights
 from components.training.fit import fit
 from components.training.ray_trainer import quiet_ray_train_logs
@@ -63,15 +68,21 @@ def fit_trial(config: dict, base: dict) -> None:
     cfg = apply_train_overrides(base["train"], config)
     spec = apply_model_overrides(base["spec"], config)
     torch.set_num_threads(cfg.cpus_per_worker)
+    device = torch.device(base.get("device", "cpu"))  # cuda: the trial holds (a share of) a GPU
     dataset = local_dataset(base["dataset_path"])
-    train, val = worker_batches(dataset, cfg, augment=base["augment"])
+    # Read once per worker process: a reused actor takes the splits from memory.
+    train, val = worker_batches(
+        dataset, cfg, augment=base["augment"], pin_memory=device.type == "cuda"
+    )
     torch.manual_seed(cfg.seed)
     model = spec.build()
     trial_id = tune.get_context().get_trial_id()
     resume, exploited_from = _restore(model, trial_id)
+    model.to(device)
 
     def report(metrics: dict, folder: Path | None) -> None:
-        metrics = {**metrics, "exploited_from": exploited_from}
+        extra = extra_metrics(base.get("metrics", ()), model, val, dataset)  # search.metric
+        metrics = {**metrics, **extra, "exploited_from": exploited_from}
         (folder / TRIAL_FILE).write_text(json.dumps({"trial_id": trial_id}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
@@ -82,6 +93,7 @@ def fit_trial(config: dict, base: dict) -> None:
         cfg=cfg,
         spec=spec,
         report=report,
+        device=device,
         resume=resume,
     )
 
@@ -169,16 +181,39 @@ def _splits(dataset_path: str):
 
 
 def stn_trial(config: dict, base: dict) -> None:
-    """One Self-Tuning Network run from the trial's starting hyperparameters."""
+    """One Self-Tuning Network run from the trial's starting hyperparameters: the STN MLP on
+    in-memory arrays, or the best-response copy of the configured model reading batches through
+    the pipeline's loaders (image folders included), as ``stn.network`` resolves."""
     stn = STNConfig(**{**_tupled(base["stn"]), **group_overrides(config, "stn")})
     torch.set_num_threads(1)
-    x, y, vx, vy, num_classes = _splits(base["dataset_path"])
     report, held = _report_epochs(stn.epochs)
-    result = train_stn(x, y, vx, vy, num_classes=num_classes, config=stn, report=report)
+    dataset = local_dataset(base["dataset_path"])
+    if stn.resolved_network(base["spec"].name, load_meta(dataset).is_image) == "model":
+        result = _stn_of_model(stn, base, dataset, report)
+    else:
+        x, y, vx, vy, num_classes = _splits(base["dataset_path"])
+        result = train_stn(x, y, vx, vy, num_classes=num_classes, config=stn, report=report)
     state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
     state |= {f"hyper.{k}": v.contiguous() for k, v in result.hyper.state_dict().items()}
     files = {SCHEDULE_FILE: result.schedule, "stn_config.json": asdict(stn)}
     _report_final(held[-1], files, state)
+
+
+def _stn_of_model(stn: STNConfig, base: dict, dataset, report):
+    """The configured model's STN on the loaders' batches; the loaders do no augmentation of
+    their own (the STN tunes it)."""
+    spec = base["spec"]
+    cfg = replace(base["train"], batch_size=stn.batch_size, seed=stn.seed)
+    train, val = worker_batches(dataset, cfg, augment="none")
+    torch.manual_seed(stn.seed)
+    return train_stn_model(
+        spec.build(),
+        train,
+        val,
+        input_shape=tuple(spec.input_shape),
+        settings=stn.pipeline_settings(),
+        report=report,
+    )
 
 
 def darts_trial(config: dict, base: dict) -> None:

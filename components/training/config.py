@@ -37,6 +37,9 @@ class TrainConfig:
             images (0: decode in the training process).
         prefetch_batches: image datasets: batches each decoding process prepares ahead.
         compile: ``torch.compile`` the model (on GPU, after a warm-up the steps are faster).
+        hyper_schedule: per epoch, hyperparameters to set at its start (a learned STN
+            schedule: ``dropout``, ``weight_decay``, augmentation strengths; see
+            :mod:`components.training.replay`); empty: none.
     """
 
     epochs: int = 40
@@ -61,6 +64,7 @@ class TrainConfig:
     decode_workers: int = 2
     prefetch_batches: int = 2
     compile: bool = False
+    hyper_schedule: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {

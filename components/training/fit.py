@@ -30,6 +30,7 @@ from components.training.checkpoint import ModelSpec, save_checkpoint
 from components.training.config import TrainConfig
 from components.training.optim import build_optimizer, build_scheduler
 from components.training.push import push_prototypes
+from components.training.replay import apply_epoch, replayed_values
 from components.training.steps import all_reduce, train_epoch, unwrap, validate
 
 Report = Callable[[dict, Path | None], None]
@@ -174,9 +175,14 @@ def _run_epoch(model, train_batches, val_batches, opt, cfg, device, state, stage
     # Seeded per global epoch, so dropout noise and shuffling are the same after a resume.
     torch.manual_seed(cfg.seed * 100_003 + state.epoch)
     train_batches.set_epoch(state.epoch)
+    # A replayed STN schedule sets this epoch's dropout, weight decay and augmentation.
+    batches = apply_epoch(
+        unwrap(model), opt, train_batches, cfg.hyper_schedule, state.epoch, cfg.seed
+    )
     start = time.perf_counter()
-    metrics = train_epoch(model, train_batches, opt, cfg, device)
+    metrics = train_epoch(model, batches, opt, cfg, device)
     metrics.update(validate(model, val_batches, cfg, device))
+    metrics.update(replayed_values(unwrap(model), opt, cfg.hyper_schedule, state.epoch))
     metrics.update(epoch=state.epoch + 1, stage=stage.name, lr=opt.param_groups[0]["lr"])
     metrics["epoch_time_s"] = time.perf_counter() - start
     return metrics

@@ -62,6 +62,10 @@ def test_asha_stops_trials_early_then_retrains_evaluates_and_reports(
     assert stopped and all(t["epochs"] < 4 for t in stopped)
     assert max(t["epochs"] for t in trials) == 4
     assert all(len(t["history"]) == t["epochs"] for t in trials)
+    # 6 trials, 2 at a time: a finished trial's worker process runs the next (actor reuse)
+    experiment = Path(search_json(result)["experiment_path"])
+    processes = {trial_results(d)[0]["pid"] for d in experiment.glob("fit_trial_*")}
+    assert len(processes) < 6
     run_dir = Path(result.run_dir)
     assert (run_dir / "checkpoints" / "best" / "model.safetensors").is_file()
     finished = [t for t in trials if t["val_loss"] is not None]
@@ -178,9 +182,12 @@ def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
     trial = search_json(result)["trials"][0]
     assert trial["val_loss"] < fixed["history"][-1]["val_loss"]
 
-    # The retrained model (mlp by default) takes the learned dropout.
+    # The retrained model (mlp by default) replays the learned dropout epoch by epoch.
     spec = json.loads((run_dir / "checkpoints" / "best" / "model.json").read_text())
-    assert spec["name"] == "mlp" and spec["kwargs"]["dropout"] == pytest.approx(rates[-1])
+    assert spec["name"] == "mlp"
+    summary = json.loads((run_dir / "metrics.json").read_text())["search"]
+    assert [row["dropout"] for row in summary["replayed_schedule"]] == pytest.approx(rates)
+    assert (run_dir / "figures" / "search_replayed_schedule.png").is_file()
     assert (run_dir / "figures" / "search_schedules.png").is_file()
 
 
@@ -285,6 +292,11 @@ def test_sweep_options_become_hydra_overrides():
         (["model=darts_net", "+model.params.genotype=/no/such/genotype.json"], "genotype"),
         (["--resume"], "run.id"),
         (["train.num_workers=2", "ray.storage_path=s3://b/x"], "filesystem every node mounts"),
+        (["search.resources_per_trial={cpu:1,gpu:1.5}"], "search.resources_per_trial.gpu must"),
+        (
+            ["train.num_workers=2", "search.resources_per_trial={cpu:1,gpu:0.5}"],
+            "with train.num_workers=2 each trial is a Ray Train group",
+        ),
     ],
 )
 def test_bad_sweep_input_exits_2_naming_the_key(args, message, capsys, tmp_path):

@@ -42,20 +42,22 @@ def test_genotype_methods_put_the_genotype_where_the_model_takes_it():
     assert spec.kwargs == {"backbone_genotype": GENOTYPE}
 
 
-def test_stn_retrains_with_the_final_dropout_and_twice_the_weight_decay():
+def test_stn_retrains_replaying_the_best_trials_schedule_with_twice_the_weight_decay():
     schedules = {
         "t0": [{"dropout": 0.9, "weight_decay": 0.5}],
         "t1": [
-            {"dropout": 0.5, "weight_decay": 0.1},
-            {"dropout": 0.2, "weight_decay": 0.01},
+            {"epoch": 0, "dropout": 0.5, "weight_decay": 0.1, "shift_probs": [1.0, 0, 0]},
+            {"epoch": 1, "dropout": 0.2, "weight_decay": 0.01, "brightness": 0.3},
         ],
     }
     best = outcome({"stn.dropout": 0.5}, schedules=schedules)
     spec, train = best_model(SPEC, TRAIN, "stn", best)
-    assert (spec.kwargs["dropout"], train.weight_decay) == (0.2, 0.02)
-    protopnet = ModelSpec("protopnet", (1, 8, 8), 10, tiny=True)  # no dropout parameter
-    spec, train = best_model(protopnet, TRAIN, "stn", best)
-    assert (spec, train.weight_decay) == (protopnet, 0.02)
+    assert spec == SPEC and train.weight_decay == TRAIN.weight_decay
+    assert train.hyper_schedule == (
+        {"epoch": 0, "dropout": 0.5, "weight_decay": 0.2},
+        {"epoch": 1, "dropout": 0.2, "weight_decay": 0.02, "brightness": 0.3},
+    )
+    assert search_summary("stn", best)["replayed_schedule"] == list(train.hyper_schedule)
 
 
 def test_the_run_folder_keeps_a_genotype_or_schedules_only_when_the_method_made_them():

@@ -73,7 +73,7 @@ def test_a_trial_trains_on_decoded_and_augmented_images(parts_image_dataset, mon
     assert plain[0]["val_loss"] != light[0]["val_loss"]
 
 
-@pytest.mark.parametrize("method", ["stn", "darts", "random_ws"])
+@pytest.mark.parametrize("method", ["darts", "random_ws"])
 def test_array_only_methods_refuse_image_datasets_naming_the_method(method, tmp_path):
     with pytest.raises(ValueError, match=f"search={method} cannot run on an image dataset"):
         check_data(method, images=True)

@@ -139,6 +139,10 @@ def test_invalid_settings_are_rejected(digits):
         STNConfig(dropout=0.97)
     with pytest.raises(ValueError, match="momentum"):
         train_fixed(*digits, num_classes=10, hyperparameters={"momentum": 0.9})
+    with pytest.raises(ValueError, match="network must be one of"):
+        STNConfig(network="resnet")
+    with pytest.raises(ValueError, match="hue must lie in"):
+        STNConfig(hue=0.7)
 
 
 def _within(value: float, low: float, high: float) -> bool:
@@ -216,3 +220,136 @@ def test_the_shift_starts_spread_and_moves_after_a_short_warm_up(digits):
     config = STNConfig(epochs=15, warmup_epochs=1, shift=1, seed=3)
     result = train_stn(*digits, num_classes=10, config=config)
     assert result.schedule[-1]["shift"] != 1 and max(result.schedule[-1]["shift_probs"]) > 0.5
+
+
+# --- STN of the pipeline's own models (best-response conv layers, augmentation, replay) ---
+
+
+def test_a_best_response_conv_is_a_plain_conv_at_fixed_hyperparameters():
+    from components.search.stn_model import HyperContext, best_response
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1))
+    (conv,), x = best_response(net, 4, torch.Generator().manual_seed(0))[0], torch.randn(5, 2, 6, 6)
+    context = conv.context
+    assert isinstance(context, HyperContext) and context.hyper is None
+    torch.testing.assert_close(conv(x), net[0](x))  # no hyperparameters: the original conv
+    hyper = torch.randn(1, 4)
+    context.hyper = hyper.expand(5, -1)
+    gate = (hyper @ conv.hyper_gate.T).view(-1)  # per output channel
+    plain = torch.nn.Conv2d(2, 3, 3, padding=1)
+    with torch.no_grad():
+        plain.weight.copy_(net[0].weight + gate.view(-1, 1, 1, 1) * conv.response_weight)
+        plain.bias.copy_(net[0].bias + gate * conv.response_bias)
+    torch.testing.assert_close(conv(x), plain(x), rtol=1e-5, atol=1e-5)
+    context.hyper = -hyper.expand(5, -1)
+    assert not torch.allclose(conv(x), plain(x), atol=1e-3)  # it responds to the hyperparameters
+
+
+def test_augmentation_strengths_act_in_closed_form():
+    from components.training.replay import augment, brightness, contrast, hue, saturation
+
+    x = torch.randn(2, 3, 4, 4)
+    u = torch.tensor([1.0, -0.5])
+    torch.testing.assert_close(
+        brightness(x, 0.4, u), x + torch.tensor([0.4, -0.2]).view(2, 1, 1, 1)
+    )
+    out = contrast(x, 0.5, u)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    torch.testing.assert_close(out.mean((1, 2, 3), keepdim=True), mean)
+    torch.testing.assert_close(out - mean, (x - mean) * torch.tensor([1.5, 0.75]).view(2, 1, 1, 1))
+    grey = x.mean(1, keepdim=True).expand_as(x)
+    torch.testing.assert_close(saturation(grey, 0.8, u), grey)  # grey pixels stay grey
+    torch.testing.assert_close(saturation(x, 1.0, torch.tensor([-1.0, -1.0])), grey)
+    # A third of a turn about the grey axis sends red to green, green to blue, blue to red.
+    torch.testing.assert_close(hue(x, 2 / 3, torch.ones(2)), x.roll(1, dims=1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(hue(x, 0.3, torch.zeros(2)), x)
+    single = torch.randn(2, 1, 4, 4)  # colour augmentations skip greyscale batches
+    torch.testing.assert_close(augment(single, {"hue": 0.5, "saturation": 0.9}), single)
+
+
+def test_the_fit_loop_replays_a_schedule_epoch_by_epoch(digits_dataset):
+    from components.training.checkpoint import ModelSpec
+    from components.training.config import TrainConfig
+    from components.training.fit import fit
+    from components.training.worker_data import worker_batches
+
+    schedule = (
+        {"epoch": 0, "dropout": 0.5, "weight_decay": 1e-3, "brightness": 0.2, "shift": 1.0},
+        {"epoch": 1, "dropout": 0.1, "weight_decay": 1e-5, "brightness": 0.0, "shift": 0.0},
+    )
+    cfg = TrainConfig(epochs=3, batch_size=256, lr_schedule="none", hyper_schedule=schedule)
+    spec = ModelSpec("cnn", (1, 8, 8), 10, tiny=True)
+    train, val = worker_batches(digits_dataset, cfg)
+    rows = []
+    fit(spec.build(), train, val, cfg=cfg, spec=spec, report=lambda m, _: rows.append(m))
+    ran = [(r["replayed_dropout"], r["replayed_weight_decay"], r["replayed_shift"]) for r in rows]
+    assert ran == [(0.5, 1e-3, 1.0), (0.1, 1e-5, 0.0), (0.1, 1e-5, 0.0)]  # then the last row
+
+
+def _stn_settings(**overrides) -> dict:
+    base = {"epochs": 2, "warmup_epochs": 0, "batch_size": 128, "hyper_lr": 0.05}
+    return {**base, **overrides}
+
+
+def test_an_stn_of_the_cnn_runs_through_the_sweep_and_its_schedule_is_replayed(
+    ray_session, digits_dataset, tmp_path
+):
+    from components.search.best import best_model
+    from components.search.tune_sweep import SweepConfig, run_sweep
+    from components.training.checkpoint import ModelSpec
+    from components.training.config import TrainConfig
+
+    spec = ModelSpec("cnn", (1, 8, 8), 10, tiny=True)
+    outcome = run_sweep(
+        dataset_path=digits_dataset,
+        spec=spec,
+        train=TrainConfig(epochs=2),
+        space={},
+        sweep=SweepConfig(method="stn", num_samples=1),
+        storage_path=tmp_path,
+        stn=_stn_settings(),
+    )
+    (schedule,) = outcome.schedules.values()
+    assert [row["epoch"] for row in schedule] == [0, 1]
+    assert {"dropout", "weight_decay", "brightness", "contrast", "shift"} <= set(schedule[1])
+    assert "hue" not in schedule[1]  # greyscale digits: no colour hyperparameters
+    assert schedule[1]["brightness"] != pytest.approx(schedule[0]["brightness"])
+    _, train = best_model(spec, TrainConfig(epochs=2), "stn", outcome)
+    assert [row["weight_decay"] for row in train.hyper_schedule] == pytest.approx(
+        [2 * row["weight_decay"] for row in schedule]
+    )
+    assert [row["brightness"] for row in train.hyper_schedule] == pytest.approx(
+        [row["brightness"] for row in schedule]
+    )
+
+
+def test_an_stn_of_protopnet_reads_an_image_folder_through_the_loaders(
+    parts_image_dataset, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from components.search import trials
+    from components.search.tune_sweep import check_data
+    from components.training.checkpoint import ModelSpec
+    from components.training.config import TrainConfig
+
+    check_data("stn", images=True, stn={})
+    with pytest.raises(ValueError, match="network=mlp cannot run on an image dataset"):
+        check_data("stn", images=True, stn={"network": "mlp"})
+    reports = []
+    fake = SimpleNamespace(
+        report=lambda row, checkpoint=None: reports.append(row),
+        Checkpoint=SimpleNamespace(from_directory=lambda folder: folder),
+    )
+    monkeypatch.setattr(trials, "tune", fake)
+    base = {
+        "dataset_path": str(parts_image_dataset),
+        "spec": ModelSpec("protopnet", (3, 32, 32), 4, tiny=True),
+        "train": TrainConfig(decode_workers=0),
+        "stn": _stn_settings(epochs=1),
+    }
+    trials.stn_trial({}, base)
+    (row,) = reports
+    assert {"hue", "saturation", "brightness", "contrast", "shift", "weight_decay"} <= set(row)
+    assert "dropout" not in row  # ProtoPNet has no dropout layer to tune
+    assert math.isfinite(row["val_loss"]) and row["epoch"] == 0
