@@ -11,8 +11,13 @@ torch loop over ``torchvision.datasets.ImageFolder`` + ``DataLoader``, and print
 the share of time the GPU was busy (``nvidia-smi`` sampled every 100 ms) and peak memory of
 both side by side.
 
+``--sweep`` checks fractional GPUs instead (``bench/gpu_sweep.py``): a tiny sweep whose trials
+each reserve ``--gpu-share`` (0.25) of the GPU, printing how many trials ran on it at once;
+``--gpu-share 0`` runs the same sweep on the CPU (no GPU needed).
+
     python bench/gpu_check.py [--dataset PATH] [--epochs N]
     python bench/gpu_check.py --images 4000 [--size 224] [--decode-workers 12]
+    python bench/gpu_check.py --sweep [--gpu-share 0.25] [--trials N] [--epochs 3]
 """
 
 from __future__ import annotations
@@ -50,13 +55,26 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=0, help="check the image path instead")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--decode-workers", type=int, default=12)
+    parser.add_argument("--sweep", action="store_true", help="check fractional GPUs instead")
+    parser.add_argument("--gpu-share", type=float, default=0.25, help="--sweep: GPU per trial")
+    parser.add_argument("--trials", type=int, default=0, help="--sweep: trials (0: 1/share)")
     args = parser.parse_args()
+    if args.sweep and args.gpu_share == 0:  # the CPU dry run
+        from bench.gpu_sweep import sweep_check
+
+        sweep_check(args)
+        return
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device visible to torch")
     if args.images:
         from bench.gpu_images import image_check
 
         image_check(args)
+        return
+    if args.sweep:
+        from bench.gpu_sweep import sweep_check
+
+        sweep_check(args)
         return
 
     with tempfile.TemporaryDirectory(prefix="sennflow-gpu-") as tmp:

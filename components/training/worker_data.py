@@ -3,11 +3,18 @@
 Array datasets are read into memory (:class:`ShardBatches`); image datasets keep their encoded
 files and decode them in the worker's loader processes (:class:`ImageBatches`), with the
 configured augmentation for training and the deterministic transform for validation and push.
+
+What is read from disk (arrays, or encoded files) is kept per process, keyed by the dataset's
+folder and content fingerprint: a reused Ray Tune actor trains trial after trial on the same
+splits and reads them once. The batches themselves (batch size, seed, augmentation) are built
+afresh for every call.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -41,7 +48,7 @@ def worker_batches(
     meta = load_meta(path)
     if meta.is_image:
         return _image_batches(path, meta, cfg, rank, world, augment, pin_memory)
-    x, y = read_split(path, "train", shard_index=rank, num_shards=world)
+    x, y = _read_once(read_split, path, meta, "train", rank, world)
     train = ShardBatches(
         x,
         y,
@@ -51,7 +58,7 @@ def worker_batches(
         pad_to=math.ceil(meta.row_counts["train"] / world),
         ids=torch.arange(len(y)) * world + rank,  # read_split's shard rule: row i % world
     )
-    vx, vy = read_split(path, "val", shard_index=rank, num_shards=world)
+    vx, vy = _read_once(read_split, path, meta, "val", rank, world)
     return train, ShardBatches(vx, vy, batch_size=max(cfg.batch_size, 256), shuffle=False)
 
 
@@ -65,7 +72,7 @@ def _image_batches(path, meta: DatasetMeta, cfg, rank, world, augment, pin_memor
         "prefetch": cfg.prefetch_batches,
         "pin_memory": pin_memory,
     }
-    images, y, rows, largest = read_encoded(path, "train", shard_index=rank, num_shards=world)
+    images, y, rows, largest = _read_once(read_encoded, path, meta, "train", rank, world)
     train = ImageBatches(
         images,
         y,
@@ -76,6 +83,32 @@ def _image_batches(path, meta: DatasetMeta, cfg, rank, world, augment, pin_memor
         pad_to=largest,
         **options,
     )
-    images, y, rows, _ = read_encoded(path, "val", shard_index=rank, num_shards=world)
+    images, y, rows, _ = _read_once(read_encoded, path, meta, "val", rank, world)
     val = ImageBatches(images, y, rows, transform=deterministic, shuffle=False, **options)
     return train, val
+
+
+_READS: dict[tuple, tuple] = {}
+_READS_LOCK = threading.Lock()
+
+
+def _read_once(read: Callable, path, meta: DatasetMeta, split: str, rank: int, world: int):
+    """``read(path, split, shard)``, from this process's memory after the first time.
+
+    Only one dataset is kept: reading another (or the same folder re-ingested with other
+    content, hence another fingerprint) drops the previous one's splits.
+    """
+    dataset = (str(Path(path).resolve()), meta.fingerprint)
+    key = (dataset, read.__name__, split, rank, world)
+    with _READS_LOCK:
+        if any(old[0] != dataset for old in _READS):
+            _READS.clear()
+        if key not in _READS:
+            _READS[key] = read(path, split, shard_index=rank, num_shards=world)
+        return _READS[key]
+
+
+def clear_read_cache() -> None:
+    """Forget every split this process kept (tests; a process done with its dataset)."""
+    with _READS_LOCK:
+        _READS.clear()

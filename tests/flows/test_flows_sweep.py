@@ -374,6 +374,9 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path):
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     args = [
         *overrides(tmp_path, "search=random", "model=mlp", "train.epochs=3"),
+        # ~0.3 s epochs: trials start at once on a reused worker, and the kill below must land
+        # between a trial's first and last report
+        "train.batch_size=2",
         "search.num_samples=4",
         "search.max_concurrent=1",
         "search.retrain=false",
@@ -385,7 +388,7 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path):
     deadline = time.monotonic() + 240
     while not _reported(experiment, "_00001_"):  # one trial done, the next one under way
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first, second = (_trial_dir(experiment, k) for k in ("_00000_", "_00001_"))
