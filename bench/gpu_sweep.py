@@ -21,7 +21,8 @@ from ray import tune
 from components.data.ingest import ingest
 from components.data.reader import load_meta
 from components.data.spec import DataSpec
-from components.search.tune_sweep import SweepConfig, run_sweep
+from components.search.sweep_config import SweepConfig
+from components.search.tune_sweep import run_sweep
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 from components.training.ray_runtime import ensure_ray

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from components.data.spec import DataSpec
     from components.explain.config import ExplainConfig
-    from components.search.tune_sweep import SweepConfig
+    from components.search.sweep_config import SweepConfig
     from components.tracking.config import TrackingConfig
     from components.training.checkpoint import ModelSpec
     from components.training.config import TrainConfig
@@ -254,7 +254,7 @@ def to_search_settings(cfg) -> SearchSettings:
     from components.search.darts import DartsConfig
     from components.search.space import tune_space
     from components.search.stn import STNConfig
-    from components.search.tune_sweep import SweepConfig
+    from components.search.sweep_config import SweepConfig
 
     if cfg.get("search") is None:
         raise ConfigError("no search method chosen: add search=<method> (see conf/search)")

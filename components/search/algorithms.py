@@ -34,7 +34,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from components.search.space import flatten_space, tune_space
 
 if TYPE_CHECKING:
-    from components.search.tune_sweep import SweepConfig
+    from components.search.sweep_config import SweepConfig
 
 
 def tune_config(sweep: SweepConfig, space: dict, epochs: int) -> tune.TuneConfig:

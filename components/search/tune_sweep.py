@@ -50,90 +50,20 @@ from components.search.algorithms import tune_config
 from components.search.resources import (
     check_cluster,
     check_combination,
-    parse_resources,
     trial_resources,
 )
 from components.search.space import tune_space
+from components.search.sweep_config import CHECKPOINT_METHODS, IN_MEMORY_METHODS, SweepConfig
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-HYPERPARAMETER_METHODS = ("fifo", "random", "asha", "pbt", "optuna", "hyperband", "pb2", "bohb")
-# Methods whose trials restart from Tune checkpoints (cloned, or paused until their bracket
-# decides): Ray Train runs (train.num_workers > 1) keep their checkpoints to themselves.
-CHECKPOINT_METHODS = ("pbt", "pb2", "hyperband", "bohb")
-METHODS = (*HYPERPARAMETER_METHODS, "stn", "darts", "random_ws")
 _TRAINABLES = {
     "stn": trials.stn_trial,
     "darts": trials.darts_trial,
     "random_ws": trials.random_ws_trial,
 }
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """How to search.
-
-    Attributes:
-        method: one of :data:`METHODS`.
-        num_samples: trials to run.
-        max_concurrent: trials running at once.
-        grace_period: ASHA: epochs every trial gets before it can be stopped.
-        reduction_factor: ASHA: keep the top ``1/reduction_factor`` at each rung.
-        perturbation_interval: PBT: epochs between exploit/explore decisions.
-        quantile_fraction: PBT: the bottom fraction that clones the top fraction (small
-            populations need 0.5, or no trial falls in either).
-        seed: seeds the search algorithm (and every trial's training seed).
-        metric: the reported metric trials are ranked by (one of
-            :data:`components.search.trial_metrics.METRICS`).
-        mode: ``min`` or ``max``; None: the metric's known better direction.
-        objectives: two metrics for a multi-objective search (``optuna`` only); the retrained
-            trial is the Pareto front's point ``pick`` chooses, and ``metric`` is not used.
-        pick: how the retrained front point is chosen (see :mod:`components.search.pareto`):
-            ``knee``, ``within``, or one objective's name.
-        pick_within: ``within``: how far below the best first objective a point may lie.
-        resources_per_trial: ``{cpu, gpu}`` each single-process trial reserves (a ``gpu``
-            fraction packs several trials on one GPU, each training on CUDA); None:
-            ``train.cpus_per_worker`` CPUs, no GPU (see :mod:`components.search.resources`).
-    """
-
-    method: str = "asha"
-    num_samples: int = 8
-    max_concurrent: int = 2
-    grace_period: int = 1
-    reduction_factor: int = 2
-    perturbation_interval: int = 2
-    quantile_fraction: float = 0.25
-    seed: int = 0
-    metric: str = "val_loss"
-    mode: str | None = None
-    objectives: tuple[str, ...] = ()
-    pick: str = "knee"
-    pick_within: float = 0.01
-    resources_per_trial: dict | None = None
-
-    def __post_init__(self) -> None:
-        resources = parse_resources(self.resources_per_trial)
-        object.__setattr__(self, "resources_per_trial", resources)
-        if self.method not in METHODS:
-            raise ValueError(f"search.method={self.method!r} is not one of {list(METHODS)}")
-        if min(self.num_samples, self.max_concurrent, self.grace_period) < 1:
-            raise ValueError(
-                "search.num_samples, search.max_concurrent and search.grace_period must be >= 1"
-            )
-        if self.reduction_factor < 2 or self.perturbation_interval < 1:
-            raise ValueError("search.reduction_factor must be >= 2, perturbation_interval >= 1")
-        if not 0 < self.quantile_fraction <= 0.5:
-            raise ValueError("search.quantile_fraction must lie in (0, 0.5]")
-        _check_selection(self)
-
-    @property
-    def selection(self) -> list[tuple[str, str]]:
-        """``(metric, mode)`` of each objective, or of the one ranking metric."""
-        if self.objectives:
-            return [(name, trial_metrics.metric_mode(name)) for name in self.objectives]
-        return [(self.metric, self.mode or trial_metrics.metric_mode(self.metric))]
 
 
 class SweepFailedError(RuntimeError):
@@ -338,7 +268,7 @@ def existing_experiment_message(experiment: str) -> str:
 def check_storage(storage_path, method: str, num_workers: int) -> None:
     """``ValueError`` when trials of ``method`` cannot keep their results at ``storage_path``:
     Ray Train trials (``num_workers > 1``) need a filesystem every node mounts, not a URI."""
-    if is_uri(storage_path) and num_workers > 1 and method not in _TRAINABLES:
+    if is_uri(storage_path) and num_workers > 1 and method not in IN_MEMORY_METHODS:
         raise ValueError(
             f"train.num_workers={num_workers} sweeps need ray.storage_path on a filesystem "
             f"every node mounts, not {storage_path}: their Ray Train runs keep checkpoints there"
@@ -357,7 +287,7 @@ def check_data(method: str, images: bool, stn: dict | None = None) -> None:
                 "MLP holds the decoded splits in memory; use search.stn.network=model or auto"
             )
         return
-    if images and method in _TRAINABLES:
+    if images and method in IN_MEMORY_METHODS:
         raise ValueError(
             f"search={method} cannot run on an image dataset: its trials hold the decoded train "
             "and val splits in memory as arrays instead of decoding images in loader processes; "
@@ -383,59 +313,16 @@ def check_metrics(
         trial_metrics.check_applicable(names, model, dataset_path)
 
 
-def _check_selection(sweep: SweepConfig) -> None:
-    """``ValueError`` naming the ``search.*`` key when the metric, mode, objectives or pick rule
-    cannot rank this sweep's trials."""
-    object.__setattr__(sweep, "objectives", tuple(sweep.objectives))  # Hydra gives a list
-    names = sweep.objectives or (sweep.metric,)
-    key = "search.objectives" if sweep.objectives else "search.metric"
-    for name in names:
-        if name not in trial_metrics.METRICS:
-            raise ValueError(
-                f"{key}: {name!r} is not a reported metric; choose one of "
-                f"{list(trial_metrics.METRICS)}"
-            )
-    if sweep.mode not in (None, "min", "max"):
-        raise ValueError(f"search.mode must be min or max (or null: inferred), not {sweep.mode!r}")
-    if trial_metrics.extra_names(names) and sweep.method in _TRAINABLES:
-        raise ValueError(
-            f"{key}={list(names)}: search={sweep.method} trials report only val_loss and "
-            "val_accuracy; the other metrics are computed by trials of the pipeline's fit loop"
-        )
-    if sweep.objectives:
-        _check_objectives(sweep)
-
-
-def _check_objectives(sweep: SweepConfig) -> None:
-    objectives = list(sweep.objectives)
-    if len(objectives) != 2 or objectives[0] == objectives[1]:
-        raise ValueError(
-            "search.objectives takes two different metrics, e.g. [val_accuracy,faithfulness]; "
-            f"got {objectives}"
-        )
-    if sweep.method != "optuna":
-        raise ValueError(
-            f"search.objectives needs search=optuna (Optuna's multi-objective TPE sampler "
-            f"through Ray Tune); search={sweep.method} ranks trials by one metric: set "
-            "search.metric instead"
-        )
-    rules = [*pareto.RULES, *objectives]
-    if sweep.pick not in rules:
-        raise ValueError(f"search.pick={sweep.pick!r} is not one of {rules}")
-    if not sweep.pick_within >= 0:
-        raise ValueError(f"search.pick_within must be >= 0, not {sweep.pick_within}")
-
-
 def check_resources(sweep: SweepConfig, num_workers: int) -> None:
     """``ValueError`` when ``search.resources_per_trial`` contradicts the training set-up: a GPU
     for trials that train on the CPU, or any request for Ray Train trials (``num_workers > 1``),
     whose groups reserve their own workers' resources."""
-    in_memory = sweep.method in _TRAINABLES
+    in_memory = sweep.method in IN_MEMORY_METHODS
     check_combination(sweep.resources_per_trial, num_workers=num_workers, in_memory=in_memory)
 
 
 def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):
-    in_memory = sweep.method in _TRAINABLES
+    in_memory = sweep.method in IN_MEMORY_METHODS
     check_resources(sweep, train.num_workers)
     if in_memory:
         function = _TRAINABLES[sweep.method]

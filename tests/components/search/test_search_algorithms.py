@@ -19,7 +19,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from components.search.algorithms import tune_config
 from components.search.space import tune_space
-from components.search.tune_sweep import SweepConfig
+from components.search.sweep_config import SweepConfig
 from flows.config import ConfigError, to_search_settings
 from flows.sweep import compose_sweep
 

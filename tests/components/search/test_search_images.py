@@ -11,12 +11,8 @@ import pytest
 
 from components.data import reader
 from components.search import trials
-from components.search.tune_sweep import (
-    HYPERPARAMETER_METHODS,
-    SweepConfig,
-    check_data,
-    run_sweep,
-)
+from components.search.sweep_config import HYPERPARAMETER_METHODS, SweepConfig
+from components.search.tune_sweep import check_data, run_sweep
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 

@@ -21,12 +21,13 @@ from components.data.spec import DataSpec
 from components.models.base import PrototypeModel
 from components.search.algorithms import tune_config
 from components.search.pareto import pareto_front, pick
+from components.search.sweep_config import SweepConfig
 from components.search.trial_metrics import (
     explanation_faithfulness,
     extra_metrics,
     val_ece,
 )
-from components.search.tune_sweep import SweepConfig, check_metrics
+from components.search.tune_sweep import check_metrics
 from components.training.checkpoint import ModelSpec
 
 SPACE = {"train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}

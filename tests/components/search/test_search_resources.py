@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from components.search.resources import check_cluster, parse_resources, trial_resources
-from components.search.tune_sweep import SweepConfig, check_resources, run_sweep
+from components.search.sweep_config import SweepConfig
+from components.search.tune_sweep import check_resources, run_sweep
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 

@@ -295,7 +295,8 @@ def test_an_stn_of_the_cnn_runs_through_the_sweep_and_its_schedule_is_replayed(
     ray_session, digits_dataset, tmp_path
 ):
     from components.search.best import best_model
-    from components.search.tune_sweep import SweepConfig, run_sweep
+    from components.search.sweep_config import SweepConfig
+    from components.search.tune_sweep import run_sweep
     from components.training.checkpoint import ModelSpec
     from components.training.config import TrainConfig
 

@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 from components.data.ingest import ingest
 from components.data.parts_folder import write_parts_folder
 from components.data.spec import DataSpec
-from components.search.tune_sweep import SweepConfig, run_sweep
+from components.search.sweep_config import SweepConfig
+from components.search.tune_sweep import run_sweep
 from components.training.checkpoint import ModelSpec, load_spec, load_state, load_weights
 from components.training.config import TrainConfig
 from components.training.pretrained import PretrainedError

@@ -11,8 +11,8 @@ import yaml
 
 from components.search.algorithms import tune_config
 from components.search.space import group_overrides, tune_space
+from components.search.sweep_config import SweepConfig
 from components.search.tune_sweep import (
-    SweepConfig,
     SweepExistsError,
     SweepFailedError,
     run_sweep,
