@@ -6,9 +6,9 @@ from the Prefect UI (the ``nightly-sweep`` deployment in ``infra/prefect.yaml``)
 
 * hyperparameter methods (``asha``, ``pbt``, ``optuna``, ``hyperband``, ``pb2``, ``bohb``,
   ``random``, ``fifo``): the configured model with the best trial's ``train.*`` / ``model.*``
-  values;
-* ``stn``: the configured model (default ``mlp``) with the best STN trial's final dropout (if the
-  model has a ``dropout`` parameter) and weight decay;
+  values (best by ``search.metric``, or the Pareto front's point ``search.pick`` chose);
+* ``stn``: the configured model (default ``mlp``), its fit loop replaying the best STN trial's
+  learned schedule (dropout, weight decay, augmentation strengths) epoch by epoch;
 * ``darts`` / ``random_ws``: the best genotype as model ``darts_net`` (default), or as the backbone
   of ``protopnet`` / ``st_protopnet`` when one of those is the configured model.
 """

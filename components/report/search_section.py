@@ -63,7 +63,7 @@ def search_section(search: SearchSection | None, figures: FigureSet) -> str:
     return markup.section(
         "Search",
         *_summary_parts(search, ranked, metric, mode),
-        _best_parts(search.get("best")),
+        _best_parts(search.get("best"), picked=bool(search.get("pareto"))),
         "<h3>Trials</h3>",
         trial_table(ranked, metric, best),
         *_figure_parts(search, ranked, metric, best, figures),
@@ -101,7 +101,7 @@ def _summary_parts(search: Mapping, trials: Sequence[Mapping], metric: str, mode
     return [markup.paragraph(line) for line in lines]
 
 
-def _best_parts(best: Mapping | None) -> str:
+def _best_parts(best: Mapping | None, picked: bool) -> str:
     if not best:
         return ""
     rows = {"trial": best.get("trial"), **(best.get("config") or {})}
@@ -110,7 +110,8 @@ def _best_parts(best: Mapping | None) -> str:
         for k, v in best.items()
         if k not in ("trial", "config") and not isinstance(v, Mapping | list | tuple)
     }
-    return "<h3>Best trial</h3>" + markup.table(("name", "value"), rows.items())
+    heading = "Picked trial (Pareto front)" if picked else "Best trial"
+    return f"<h3>{heading}</h3>" + markup.table(("name", "value"), rows.items())
 
 
 def trial_table(trials: Sequence[Mapping], metric: str, best: str | None) -> str:

@@ -2,9 +2,10 @@
 
 The search method picks what is retrained (:func:`best_model`):
 
-* hyperparameter methods (``asha``, ``pbt``, ``optuna``, ``random``, ``fifo``): the configured
-  model with the best trial's ``train.*`` / ``model.*`` values (best by ``search.metric``; with
-  ``search.objectives``, the Pareto front's point ``search.pick`` chose);
+* hyperparameter methods (``asha``, ``pbt``, ``optuna``, ``hyperband``, ``pb2``, ``bohb``,
+  ``random``, ``fifo``): the configured model with the best trial's ``train.*`` / ``model.*``
+  values (best by ``search.metric``; with ``search.objectives``, the Pareto front's point
+  ``search.pick`` chose);
 * ``stn``: the configured model, its fit loop replaying the best STN trial's learned schedule
   (dropout, weight decay, augmentation strengths) epoch by epoch;
 * ``darts`` / ``random_ws``: the best genotype as the model's ``genotype``, or as the
