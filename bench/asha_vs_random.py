@@ -18,8 +18,12 @@ training and validation (``epoch_time_s``): process start and imports (a "cold" 
 in its process), reading the data, building the model, the first checkpoint. Trials reuse their
 worker processes (Tune's actor reuse), so only the first trial of each process is cold; "reused"
 is the mean over the others, "(in trial)" its part inside the trainable (the first
-``time_this_iter_s`` less ``epoch_time_s``). Also printed: the seconds per later epoch spent
-training and validating, and the rest of each Tune iteration (checkpoint, driver round trip).
+``time_this_iter_s`` less ``epoch_time_s``). Each sweep runs on a Ray started for it just
+before (``--shared-ray``: one for both), as a sweep run meets it: its first trials land on the
+idle workers Ray starts with it, which the second sweep of a shared Ray no longer finds (the
+sweeps would not start alike). Also printed:
+the seconds per later epoch spent training and validating, and the rest of each Tune iteration
+(checkpoint, driver round trip).
 Target (issue 16): start-up < 0.5 s per trial on a reused process, and ASHA's wall time <= 0.6x
 random's at the same best accuracy. ``--no-reuse`` runs both sweeps with a fresh process per
 trial, as before issue 16.
@@ -41,6 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import ray
 from ray import tune
 
 from components.data.ingest import ingest
@@ -192,6 +197,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-reuse", action="store_true", help="a fresh worker per trial (before issue 16)"
     )
+    parser.add_argument(
+        "--shared-ray",
+        action="store_true",
+        help="both sweeps on one Ray (the second finds no warm idle workers left)",
+    )
     return parser.parse_args()
 
 
@@ -208,8 +218,14 @@ def main() -> None:
             early_stopping_patience=0,  # the budget is the scheduler's to cut, not the loop's
             seed=args.seed,
         )
-        ensure_ray(num_cpus=args.cpus)
-        rows = [sweep(m, args, dataset, spec, train, root) for m in ("random", "asha")]
+        rows = []
+        for method in ("random", "asha"):
+            # each sweep meets Ray as a sweep run does: just started, with its idle workers
+            if not args.shared_ray or not ray.is_initialized():
+                ensure_ray(num_cpus=args.cpus)
+            rows.append(sweep(method, args, dataset, spec, train, root))
+            if not args.shared_ray:
+                ray.shutdown()
     random, asha = rows
 
     print(
