@@ -58,6 +58,19 @@ def _like(param: torch.Tensor, fan_in: int, generator: torch.Generator) -> nn.Pa
     return nn.Parameter(values.to(param.dtype))
 
 
+def _with_response(cls, module, num_out, fan_in, context, num_hyper, generator):
+    """``module`` as a ``cls`` sharing its weight tensors (the general weights stay the same),
+    with response weights, a response bias and the hyper gate added."""
+    layer = copy.copy(module)
+    layer._parameters, layer._modules = dict(module._parameters), dict(module._modules)
+    layer.__class__ = cls
+    layer.response_weight = _like(module.weight, fan_in, generator)
+    layer.response_bias = _like(torch.zeros(num_out), fan_in, generator)
+    layer.hyper_gate = _gate(num_out, num_hyper, generator)
+    object.__setattr__(layer, "context", context)
+    return layer
+
+
 class BestResponseConv2d(nn.Conv2d):
     """``nn.Conv2d`` plus a response convolution whose output channels the hyperparameters scale.
 
@@ -71,15 +84,8 @@ class BestResponseConv2d(nn.Conv2d):
         cls, conv: nn.Conv2d, context: HyperContext, num_hyper: int, generator: torch.Generator
     ) -> BestResponseConv2d:
         """Copy ``conv`` (weights included) and add the response weights and the gate."""
-        layer = copy.copy(conv)  # shares the weight tensors: the general weights stay the same
-        layer._parameters, layer._modules = dict(conv._parameters), dict(conv._modules)
-        layer.__class__ = cls
         fan_in = conv.weight[0].numel()
-        layer.response_weight = _like(conv.weight, fan_in, generator)
-        layer.response_bias = _like(torch.zeros(conv.out_channels), fan_in, generator)
-        layer.hyper_gate = _gate(conv.out_channels, num_hyper, generator)
-        object.__setattr__(layer, "context", context)
-        return layer
+        return _with_response(cls, conv, conv.out_channels, fan_in, context, num_hyper, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = super().forward(x)
@@ -101,14 +107,9 @@ class BestResponseLinear(nn.Linear):
         cls, linear: nn.Linear, context: HyperContext, num_hyper: int, generator: torch.Generator
     ) -> BestResponseLinear:
         """Copy ``linear`` (weights included) and add the response weights and the gate."""
-        layer = copy.copy(linear)
-        layer._parameters, layer._modules = dict(linear._parameters), dict(linear._modules)
-        layer.__class__ = cls
-        layer.response_weight = _like(linear.weight, linear.in_features, generator)
-        layer.response_bias = _like(torch.zeros(linear.out_features), linear.in_features, generator)
-        layer.hyper_gate = _gate(linear.out_features, num_hyper, generator)
-        object.__setattr__(layer, "context", context)
-        return layer
+        return _with_response(
+            cls, linear, linear.out_features, linear.in_features, context, num_hyper, generator
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = super().forward(x)
