@@ -68,10 +68,11 @@ CNN_COST_TARGET = 1 / 8  # issue 16: the CNN case at a real cost ratio
 
 
 @contextmanager
-def count_steps():
-    """Count the weight and hyperparameter steps the STN module takes inside the block."""
+def count_steps(module=stn_module):
+    """Count the weight and hyperparameter steps ``module``'s STN takes inside the block
+    (``stn_module``: the STN MLP; ``stn_pipeline``: the best-response copy of a model)."""
     counts = {"weight": 0, "hyper": 0}
-    originals = stn_module._weight_step, stn_module._hyper_step
+    originals = module._weight_step, module._hyper_step
 
     def weight(*args, **kwargs):
         counts["weight"] += 1
@@ -81,11 +82,11 @@ def count_steps():
         counts["hyper"] += 1
         return originals[1](*args, **kwargs)
 
-    stn_module._weight_step, stn_module._hyper_step = weight, hyper
+    module._weight_step, module._hyper_step = weight, hyper
     try:
         yield counts
     finally:
-        stn_module._weight_step, stn_module._hyper_step = originals
+        module._weight_step, module._hyper_step = originals
 
 
 def run_grid(data, grid: dict, config: STNConfig) -> tuple[list[dict], dict, float]:
@@ -261,27 +262,6 @@ def fmt(values: dict) -> str:
 # --- the CNN case: the best-response copy of model=cnn (components/search/stn_pipeline.py) ---
 
 
-@contextmanager
-def count_model_steps():
-    """Count the weight and hyperparameter steps of the pipeline-model STN inside the block."""
-    counts = {"weight": 0, "hyper": 0}
-    originals = stn_pipeline._weight_step, stn_pipeline._hyper_step
-
-    def weight(*args, **kwargs):
-        counts["weight"] += 1
-        return originals[0](*args, **kwargs)
-
-    def hyper(*args, **kwargs):
-        counts["hyper"] += 1
-        return originals[1](*args, **kwargs)
-
-    stn_pipeline._weight_step, stn_pipeline._hyper_step = weight, hyper
-    try:
-        yield counts
-    finally:
-        stn_pipeline._weight_step, stn_pipeline._hyper_step = originals
-
-
 def cnn_run(data, args, config: STNConfig, tune: bool):
     """One run of the CNN's best-response copy (``tune=False``: a fixed grid point)."""
     x, y, vx, vy = (torch.as_tensor(a) for a in data)
@@ -290,7 +270,7 @@ def cnn_run(data, args, config: STNConfig, tune: bool):
     spec = ModelSpec("cnn", (1, 8, 8), 10, kwargs={"channels": tuple(args.cnn_channels)})
     torch.manual_seed(config.seed)
     start = time.perf_counter()
-    with count_model_steps() as steps:
+    with count_steps(stn_pipeline) as steps:
         result = train_stn_model(
             spec.build(),
             train,
