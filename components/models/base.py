@@ -11,13 +11,18 @@ Prototype models additionally subclass :class:`PrototypeModel`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+
+class SoftTargetsError(ValueError):
+    """A model cannot train against soft targets, or the targets do not fit the batch."""
 
 
 @dataclass
@@ -103,6 +108,10 @@ class SennModel(nn.Module):
     """
 
     supervised: bool = True
+    #: Why this model cannot train against soft targets (``None``: it can). A model whose
+    #: classification loss is not a cross-entropy through :meth:`cross_entropy` sets it.
+    soft_targets_refusal: str | None = None
+    _soft_targets: torch.Tensor | None = None
 
     def training_stages(self, epochs: int) -> list[TrainingStage]:
         """The training schedule for a run of ``epochs`` epochs; default: one plain stage."""
@@ -112,8 +121,67 @@ class SennModel(nn.Module):
         self, output: ModelOutput, x: torch.Tensor, y: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Named loss terms; ``"total"`` is the weighted sum that is optimised."""
-        ce = nn.functional.cross_entropy(output.logits, y)
+        ce = self.cross_entropy(output.logits, y)
         return {"total": ce, "ce": ce}
+
+    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean classification cross-entropy every model's loss uses for its CE term(s).
+
+        Against the hard labels ``y`` (exactly ``F.cross_entropy(logits, y)``), or, inside
+        :meth:`soft_targets`, against the batch's target distributions ``q``:
+        ``mean_i sum_c -q_ic log softmax(logits_i)_c``. ``logits`` may carry extra dimensions
+        between the batch and the classes (``(N, S, C)``: samples, branches); every row of
+        sample ``i`` shares ``y_i`` and ``q_i``, and the mean runs over all rows.
+        Label-indexed terms (cluster/separation costs, class priors) keep using ``y``.
+        """
+        targets = self._soft_targets
+        if logits.dim() > 2:
+            repeats = logits[0, ..., 0].numel()
+            logits = logits.flatten(0, -2)
+            y = y.repeat_interleave(repeats)
+            targets = None if targets is None else targets.repeat_interleave(repeats, dim=0)
+        if targets is None:
+            return nn.functional.cross_entropy(logits, y)
+        if targets.shape != logits.shape:
+            raise SoftTargetsError(
+                f"soft targets of shape {tuple(targets.shape)} do not fit logits of shape "
+                f"{tuple(logits.shape)}"
+            )
+        return nn.functional.cross_entropy(logits, targets.to(logits.dtype))
+
+    @contextlib.contextmanager
+    def soft_targets(self, targets: torch.Tensor) -> Iterator[None]:
+        """Within the block, :meth:`cross_entropy` trains against ``targets`` ``(N, C)``.
+
+        ``targets[i]`` is sample ``i``'s distribution over the classes (rows sum to 1); it
+        carries no gradient. Use it around the ``loss`` call of one batch.
+
+        Raises:
+            SoftTargetsError: the model has no cross-entropy term (unsupervised, margin loss),
+                or ``targets`` is not a ``(N, num_classes)`` float tensor.
+        """
+        self.check_soft_targets()
+        if targets.dim() != 2 or not targets.is_floating_point():
+            raise SoftTargetsError(
+                f"soft targets must be a float (N, num_classes) tensor, got {targets.dtype} "
+                f"of shape {tuple(targets.shape)}"
+            )
+        previous, self._soft_targets = self._soft_targets, targets.detach()
+        try:
+            yield
+        finally:
+            self._soft_targets = previous
+
+    def check_soft_targets(self) -> None:
+        """Raise :class:`SoftTargetsError` if this model cannot train against soft targets."""
+        reason = self.soft_targets_refusal
+        if reason is None and not self.supervised:
+            reason = "it is unsupervised: its loss ignores the labels"
+        if reason is not None:
+            raise SoftTargetsError(
+                f"model {type(self).__name__} cannot train against soft targets "
+                f"(self-distillation): {reason}"
+            )
 
 
 class PrototypeModel(SennModel):

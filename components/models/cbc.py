@@ -204,6 +204,11 @@ class CBC(PrototypeModel):
         config: hyperparameters.
     """
 
+    soft_targets_refusal = (
+        "its loss is the CBC margin (or robust) loss on the class probabilities, "
+        "not a cross-entropy"
+    )
+
     def __init__(
         self, *, input_shape: tuple[int, ...], num_classes: int, config: CBCConfig = CBCConfig()
     ) -> None:

@@ -282,10 +282,7 @@ class ProbPSENN(PrototypeModel):
     ) -> dict[str, torch.Tensor]:
         """Named terms ``nll, reconstruction, r1, r2`` and their weighted sum ``total``."""
         cfg = self.config
-        num = output.sample_logits.shape[1]
-        nll = nn.functional.cross_entropy(
-            output.sample_logits.flatten(0, 1), y.repeat_interleave(num)
-        )
+        nll = self.cross_entropy(output.sample_logits, y)  # over every prototype draw
         neg_log_density = gaussian_nll(output.latent, self.prototype_means, self.prototype_log_stds)
         own_class = self.prototype_class.unsqueeze(0) == y.unsqueeze(1)
         r2_per_input = neg_log_density.masked_fill(~own_class, math.inf).amin(dim=1)

@@ -186,7 +186,7 @@ class ProtoAE(PrototypeModel):
         """Named terms ``ce, reconstruction, r1, r2`` and their weighted sum ``total``."""
         cfg = self.config
         terms = {
-            "ce": nn.functional.cross_entropy(output.logits, y),
+            "ce": self.cross_entropy(output.logits, y),
             "reconstruction": reconstruction_loss(output.reconstruction, x),
             "r1": r1_loss(output.latent, self.prototype_vectors),
             "r2": r2_loss(output.latent, self.prototype_vectors),

@@ -567,7 +567,7 @@ class ProtoPNet(PrototypeModel):
         cfg = self.config
         d, classes = output.min_distances, self.prototype_class
         terms = {
-            "ce": F.cross_entropy(output.logits, y),
+            "ce": self.cross_entropy(output.logits, y),
             "cluster": class_masked_min(d, y, classes, own=True).mean(),
             "separation": class_masked_min(d, y, classes, own=False).mean(),
             "l1": wrong_class_l1(self.class_weights(), classes),

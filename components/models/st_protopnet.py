@@ -317,7 +317,7 @@ class STProtoPNet(PrototypeModel):
         only; the objectives use each branch's own ``ce_trivial`` / ``ce_support``. In training
         mode with gradients on, each call is one batch step of the branch alternation.
         """
-        terms = {"ce": F.cross_entropy(output.logits, y)}
+        terms = {"ce": self.cross_entropy(output.logits, y)}
         for branch in BRANCHES:
             terms.update(self._branch_terms(output, y, branch))
         c = self.num_classes
@@ -334,7 +334,7 @@ class STProtoPNet(PrototypeModel):
         sims = getattr(output, f"similarities_{branch}")
         classes = self.prototype_class
         return {
-            f"ce_{branch}": F.cross_entropy(getattr(output, f"logits_{branch}"), y),
+            f"ce_{branch}": self.cross_entropy(getattr(output, f"logits_{branch}"), y),
             f"cluster_{branch}": class_masked_max(sims, y, classes, own=True).mean(),
             f"separation_{branch}": class_masked_max(sims, y, classes, own=False).mean(),
             f"orthogonality_{branch}": orthogonality_loss(
