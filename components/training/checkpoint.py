@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from components.models import create_model
+from components.ssl.checkpoint import is_ssl_checkpoint
 from components.training import pretrained
 from components.training.errors import ModelSpecError
 
@@ -56,13 +57,17 @@ class ModelSpec:
         return model
 
     def _create(self) -> torch.nn.Module:
+        kwargs = self.kwargs
+        if is_ssl_checkpoint(str(kwargs.get("pretrained") or "")):
+            # an SSL encoder is not a torchvision trunk: the model never sees the parameter
+            kwargs = {k: v for k, v in kwargs.items() if k != "pretrained"}
         try:
             return create_model(
                 self.name,
                 input_shape=self.input_shape,
                 num_classes=self.num_classes,
                 tiny=self.tiny,
-                **self.kwargs,
+                **kwargs,
             )
         except (KeyError, TypeError, ValueError) as err:
             message = err.args[0] if err.args else str(err)

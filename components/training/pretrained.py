@@ -11,7 +11,10 @@
   ``model.backbone`` gives every trial the weights of the trunk it drew; or
 * a torchvision weights name (``IMAGENET1K_V1``, ``IMAGENET1K_V2``, ``DEFAULT``), fetched by
   torchvision into its cache (``$TORCH_HOME/hub/checkpoints``) unless already there. Without a
-  network this fails at once, with the command that gets the file onto the machine.
+  network this fails at once, with the command that gets the file onto the machine; or
+* an SSL checkpoint folder written by ``sennflow pretrain`` (it holds ``ssl.json``): its encoder
+  is loaded into the model's encoder, conv trunk or hidden layers
+  (:mod:`components.ssl.checkpoint`), for any model that has one, torchvision trunk or not.
 
 Every key of the trunk must be in the file with its shape, or the load fails naming the first
 mismatched keys: a ResNet-50 file given to a ResNet-18 trunk is an error, not a silent partial
@@ -25,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from components.ssl.checkpoint import SSLCheckpointError, is_ssl_checkpoint, load_encoder_into
+from components.ssl.encoders import EncoderError
 from components.training.errors import ModelSpecError
 
 _FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
@@ -42,6 +47,9 @@ def load_pretrained(model: nn.Module, source: str) -> None:
         PretrainedError: the file is missing or unreadable, the name unknown or not
             downloadable here, or the weights do not fit the trunk.
     """
+    if is_ssl_checkpoint(source):
+        _load_ssl(model, source)
+        return
     trunk = getattr(model, "features", None)
     arch = getattr(trunk, "arch", None)
     if arch is None:
@@ -51,6 +59,13 @@ def load_pretrained(model: nn.Module, source: str) -> None:
         )
     state = read_state_dict(source, arch)
     load_into_trunk(trunk, state, source)
+
+
+def _load_ssl(model: nn.Module, source: str) -> None:
+    try:
+        load_encoder_into(model, source)
+    except (SSLCheckpointError, EncoderError) as err:
+        raise PretrainedError(str(err)) from err
 
 
 def read_state_dict(source: str, arch: str) -> dict[str, torch.Tensor]:
