@@ -5,7 +5,9 @@ A space maps a hyperparameter name to a spec: ``{"type": "loguniform", "low": 1e
 ``{"type": "choice", "values": [...]}``. Names are ``train.<field>`` (a :class:`TrainConfig`
 field), ``model.<kwarg>`` (a model keyword argument), ``stn.<field>`` (an
 :class:`~components.search.stn.STNConfig` field: the starting point of a Self-Tuning Network) or
-``darts.<field>`` (a :class:`~components.search.darts.DartsConfig` field, or ``num_candidates``).
+``darts.<field>`` (a :class:`~components.search.darts.DartsConfig` field, or ``num_candidates``)
+or ``prune.<field>`` (a :class:`~components.pruning.imp_config.PruneConfig` field, e.g. the
+pruning rate ``prune.rate``).
 A nested mapping (``{"train": {"lr": {...}}}``, as Hydra config holds it) is flattened first.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import fields, replace
 
 from ray import tune
 
+from components.pruning.imp_config import PruneConfig
 from components.search.darts import DartsConfig
 from components.search.stn import STNConfig
 from components.training.checkpoint import ModelSpec
@@ -64,8 +67,9 @@ def group_overrides(config: Mapping, group: str) -> dict:
 
 
 def apply_train_overrides(train: TrainConfig, config: Mapping) -> TrainConfig:
-    """``train`` with a trial config's ``train.*`` values (validated as any TrainConfig)."""
-    return replace(train, **group_overrides(config, "train"))
+    """``train`` with a trial config's ``train.*`` values (validated as any TrainConfig);
+    ``train.pskd.alpha_T`` sets one key of a nested block."""
+    return train.with_overrides(group_overrides(config, "train"))
 
 
 def apply_model_overrides(spec: ModelSpec, config: Mapping) -> ModelSpec:
@@ -79,6 +83,7 @@ def _check_name(name: str) -> None:
         "train": TrainConfig.field_names(),
         "stn": [f.name for f in fields(STNConfig)],
         "darts": [f.name for f in fields(DartsConfig)] + ["num_candidates"],
+        "prune": PruneConfig.field_names(),
     }
     if (group == "model" and key) or key in known.get(group, ()):
         return
@@ -88,5 +93,5 @@ def _check_name(name: str) -> None:
         )
     raise ValueError(
         f"search space key {name!r}: use train.<field>, model.<keyword argument>, "
-        "stn.<field> or darts.<field>"
+        "stn.<field>, darts.<field> or prune.<field>"
     )

@@ -36,6 +36,7 @@ from ray.util.queue import Empty, Queue
 
 from components import atomic
 from components.data.staging import is_uri, local_dataset
+from components.training.boosted import boosted_fit, check_final_layer
 from components.training.checkpoint import (
     CheckpointError,
     ModelSpec,
@@ -45,6 +46,7 @@ from components.training.checkpoint import (
 )
 from components.training.config import TrainConfig
 from components.training.fit import DivergedError, fit
+from components.training.self_distill_rounds import Teacher, load_teacher_targets
 from components.training.worker_data import worker_batches
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class TrainOutcome:
     resumed_at: list[int]
     stopped_early: bool
     attempts: list[dict] = field(default_factory=list)
+    self_distill_rounds: list[dict] = field(default_factory=list)  # train.self_distill=iterative
 
 
 def check_resume_checkpoint(path: str | Path, spec: ModelSpec) -> None:
@@ -91,6 +94,8 @@ def train_with_ray(
     callbacks: list[UserCallback] = (),
     augment: str = "none",
     logger: logging.Logger | logging.LoggerAdapter = log,
+    teacher: Teacher | None = None,
+    model_setup: Callable[[torch.nn.Module, bool], None] | None = None,
 ) -> TrainOutcome:
     """Train ``spec`` on the dataset with Ray Train; Ray must already be initialised.
 
@@ -108,8 +113,14 @@ def train_with_ray(
         augment: image datasets: the training augmentation the workers apply.
         logger: where every epoch (with ``on_epoch``), a restarted worker group and the outcome
             are told (the train task passes Prefect's run logger).
+        teacher: a self-distillation round's frozen teacher and ground-truth weight: each
+            worker trains against its mixed targets (:mod:`components.training.self_distill_rounds`).
+        model_setup: called on each worker with the built model and whether it starts fresh
+            (no checkpoint to resume from), before training (a pruning round's start weights
+            and fixed masks: :class:`components.pruning.imp_masks.SparseStart`); picklable.
     """
     spec.build()  # a bad model config fails here, clearly, not inside every Ray worker
+    check_final_layer(spec, cfg)
     if cfg.resume_from:
         check_resume_checkpoint(cfg.resume_from, spec)
     run_dir = Path(run_dir).resolve()
@@ -124,6 +135,8 @@ def train_with_ray(
             "train": cfg,
             "marker_dir": str(run_dir),
             "augment": augment,
+            "teacher": teacher,
+            "model_setup": model_setup,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers,
@@ -368,6 +381,8 @@ def worker_loop(config: dict) -> list | None:
     elif cfg.resume_from:
         load_weights(cfg.resume_from, model)
         resume = load_state(cfg.resume_from)
+    if config.get("model_setup") is not None:
+        config["model_setup"](model, checkpoint is None and not cfg.resume_from)
 
     runtime = ray.get_runtime_context()
     placement = {"node_id": runtime.get_node_id(), "worker_id": runtime.get_actor_id()}
@@ -376,8 +391,9 @@ def worker_loop(config: dict) -> list | None:
         ckpt = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
         ray.train.report({**metrics, **placement}, checkpoint=ckpt)
 
+    train_fn = boosted_fit if cfg.final_layer == "boosted" else fit
     try:
-        fit(
+        train_fn(
             model,
             train,
             val,
@@ -389,12 +405,18 @@ def worker_loop(config: dict) -> list | None:
             resume=resume,
             is_main=rank == 0,
             on_epoch_end=_fault_injector(cfg, rank, Path(config["marker_dir"])),
+            **_teacher_targets(config.get("teacher"), device),
         )
     except DivergedError as err:
         # Raising would make Ray restart the group from the last checkpoint, only to diverge
         # again (every epoch is seeded); every rank stops at the same epoch and returns.
         return list(err.args)
     return None
+
+
+def _teacher_targets(teacher: Teacher | None, device) -> dict:
+    """``fit``'s ``targets`` argument in a self-distillation round; nothing otherwise."""
+    return {} if teacher is None else {"targets": load_teacher_targets(teacher, device)}
 
 
 def quiet_ray_train_logs() -> None:
