@@ -34,6 +34,7 @@ from flows.run import (
 from flows.run_folder import check_resumable, with_run_status
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
+from tasks.ftwt import ftwt_task
 from tasks.ingest import ingest_task
 from tasks.train import train_task
 
@@ -113,7 +114,12 @@ def pipeline(
     # folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     spec = settings.model_spec(dataset.meta)
-    spec.build()
+    model = spec.build()
+    if settings.train.dynamic_pruning == "ftwt":
+        check_gateable(model)
+    from components.training.boosted import check_final_layer
+
+    check_final_layer(spec, settings.train)
     run = open_run("pipeline", settings, cfg, resume_dir=resume_dir)
 
     started = time.perf_counter()
@@ -121,6 +127,11 @@ def pipeline(
         dataset.path, spec, settings.train, run.run_dir, settings.run, settings.data.augment
     )
     train_seconds = time.perf_counter() - started  # explain.budget_s=auto: explain within this
+    ftwt = None
+    if settings.train.dynamic_pruning == "ftwt":
+        ftwt = ftwt_task(
+            outcome.best_checkpoint, dataset.path, settings.train, run.run_dir, settings.seed
+        )
     test = evaluate_task(outcome.best_checkpoint, dataset.path, settings.seed)
     explanations = explain_task(
         outcome.best_checkpoint,
@@ -139,12 +150,14 @@ def pipeline(
         history=outcome.history,
         explanations=explanations,
         training=training_summary(outcome),
+        ftwt=ftwt,
     )
     result = finish_run(
         run,
         settings,
         report,
         metrics=metrics_json(test, outcome, dataset),
+        files={"ftwt.json": ftwt} if ftwt else None,
         tracked=TrackedModel(outcome.history, outcome.best_checkpoint),
     )
     return PipelineResult(**result.model_dump())
@@ -211,6 +224,16 @@ def _flatten(values, prefix: str = "") -> dict:
     for key, value in values.items():
         flat.update(_flatten(value, f"{prefix}{key}."))
     return flat
+
+
+def check_gateable(model) -> None:
+    """``train.dynamic_pruning=ftwt`` needs a conv trunk FTWT can gate: ``ConfigError`` if not."""
+    from components.pruning.ftwt import gated_layers
+
+    try:
+        gated_layers(model)
+    except ValueError as err:
+        raise ConfigError(f"train.dynamic_pruning=ftwt: {err}") from err
 
 
 def metrics_json(test: dict, outcome, dataset) -> dict:

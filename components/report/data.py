@@ -417,6 +417,12 @@ class ReportData:
             matrices and metrics; shown in the "Continual learning" section.
         training: how training ran (resumes, the workers' nodes); shown in the "Training"
             section.
+        ftwt: for a run with ``train.dynamic_pruning=ftwt``, FLOPs per input and accuracy with
+            and without gating (:mod:`components.report.ftwt_section`).
+        prune: for a prune run, its setup and lottery rounds
+            (:mod:`components.report.prune_section`); shown in the "Lottery tickets" section.
+        ssl: for a pretrain run, its objective, SSL history, probes and cross-correlation
+            (:mod:`components.report.ssl_section`); shown in "Self-supervised pre-training".
     """
 
     title: str
@@ -434,3 +440,6 @@ class ReportData:
     federated: FederatedSection | None = None
     continual: ContinualSection | None = None
     training: TrainingSection | None = None
+    prune: dict | None = None
+    ssl: dict | None = None
+    ftwt: dict | None = None

@@ -16,6 +16,7 @@ from components import atomic
 from components.data.spec import source_fields
 from components.report import markup
 from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
+from components.report.boosted_section import boosted_section
 from components.report.continual_section import continual_section
 from components.report.data import ReportData
 from components.report.display import InputScale
@@ -28,8 +29,11 @@ from components.report.figures import (
     learning_curves_figure,
     reliability_figure,
 )
+from components.report.ftwt_section import ftwt_section
 from components.report.posthoc_section import posthoc_parts
 from components.report.prototype_section import gallery_parts, sample_explanation_parts
+from components.report.prune_section import prune_section
+from components.report.ssl_section import ssl_section
 from components.report.search_section import search_section
 
 _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
@@ -397,14 +401,18 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     run_dir = Path(run_dir)
     figures = FigureSet(run_dir / "figures")
     # Federated and continual runs train inside their actors: no single model to show.
-    one_model = not (data.federated or data.continual)
+    one_model = not (data.federated or data.continual or data.prune or data.ssl)
     body = [
         _headline_section(data),
         search_section(data.search, figures),
         federated_section(_named_classes(data.federated, data.class_names), figures),
         continual_section(_named_classes(data.continual, data.class_names), figures),
+        prune_section(data.prune, figures),
+        ssl_section(data.ssl, figures),
         _data_section(data.data_meta),
         _training_section(data.history, data.training, figures) if one_model else "",
+        boosted_section(data.history, figures) if one_model else "",
+        ftwt_section(data.ftwt, figures),
         _metrics_section(data, figures) if one_model else "",
         _analysis_section(data, figures),
         _explanation_section(data, figures),

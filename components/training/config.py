@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from components.training.boost_config import FINAL_LAYERS, BoostConfig
+from components.training.ftwt_config import DYNAMIC_PRUNING, FtwtConfig
+from components.training.pskd_config import SELF_DISTILL, PSKDConfig
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,15 @@ class TrainConfig:
         hyper_schedule: per epoch, hyperparameters to set at its start (a learned STN
             schedule: ``dropout``, ``weight_decay``, augmentation strengths; see
             :mod:`components.training.replay`); empty: none.
+        final_layer: ``standard`` | ``boosted``: train the last hidden + output layer as a
+            gradient-boosted additive expansion (:mod:`components.training.boosted`).
+        boost: the boosted final layer's settings (``train.boost.*``).
+        self_distill: ``none`` | ``pskd``: train the cross-entropy against the model's own
+            progressively refined predictions (:mod:`components.training.pskd`).
+        pskd: PS-KD's settings (``train.pskd.alpha_T``).
+        dynamic_pruning: ``none`` | ``ftwt``: after training, learn FTWT's per-input channel
+            gates for the conv trunk (:mod:`components.pruning.ftwt_stage`).
+        ftwt: FTWT's settings (``train.ftwt.mass``, ...).
     """
 
     epochs: int = 40
@@ -65,8 +80,17 @@ class TrainConfig:
     prefetch_batches: int = 2
     compile: bool = False
     hyper_schedule: tuple[dict, ...] = ()
+    final_layer: str = "standard"
+    boost: BoostConfig = field(default_factory=BoostConfig)
+    self_distill: str = "none"
+    pskd: PSKDConfig = field(default_factory=PSKDConfig)
+    dynamic_pruning: str = "none"
+    ftwt: FtwtConfig = field(default_factory=FtwtConfig)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "boost", BoostConfig.from_value(self.boost))
+        object.__setattr__(self, "pskd", PSKDConfig.from_value(self.pskd))
+        object.__setattr__(self, "ftwt", FtwtConfig.from_value(self.ftwt))
         checks = {
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
@@ -83,6 +107,9 @@ class TrainConfig:
             "keep_checkpoints": self.keep_checkpoints >= 1,
             "decode_workers": self.decode_workers >= 0,
             "prefetch_batches": self.prefetch_batches >= 1,
+            "final_layer": self.final_layer in FINAL_LAYERS,
+            "self_distill": self.self_distill in SELF_DISTILL,
+            "dynamic_pruning": self.dynamic_pruning in DYNAMIC_PRUNING,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -91,5 +118,22 @@ class TrainConfig:
 
     @classmethod
     def field_names(cls) -> list[str]:
-        """Names of all fields, for validating user overrides."""
-        return [f.name for f in fields(cls)]
+        """Names of all fields, for validating user overrides; a nested block's settings as
+        ``block.key`` (``pskd.alpha_T``)."""
+        names = []
+        for f in fields(cls):
+            names.append(f.name)
+            default = f.default if f.default_factory is MISSING else f.default_factory()
+            if is_dataclass(default):
+                names += [f"{f.name}.{inner.name}" for inner in fields(default)]
+        return names
+
+    def with_overrides(self, values: Mapping[str, Any]) -> TrainConfig:
+        """A copy with ``values`` set (validated); ``block.key`` sets one setting of a nested
+        block (``pskd.alpha_T``: a search dimension)."""
+        top = {name: value for name, value in values.items() if "." not in name}
+        for name, value in values.items():
+            if "." in name:
+                block, _, key = name.partition(".")
+                top[block] = replace(top.get(block, getattr(self, block)), **{key: value})
+        return replace(self, **top)
