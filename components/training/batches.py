@@ -34,6 +34,8 @@ class ShardBatches:
         seed: base seed of the permutation.
         pad_to: total rows per epoch after padding (``None``: no padding).
         ids: global sample id of every row (default ``0..N-1``), yielded by :meth:`in_order`.
+        with_ids: training batches are ``(x, y, ids)`` (PS-KD's per-sample targets), not
+            ``(x, y)``.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class ShardBatches:
         seed: int = 0,
         pad_to: int | None = None,
         ids: torch.Tensor | None = None,
+        with_ids: bool = False,
     ) -> None:
         self.x = torch.as_tensor(x)
         self.y = torch.as_tensor(y)
@@ -56,6 +59,7 @@ class ShardBatches:
         self.seed = seed
         self.rows = max(pad_to or 0, len(self.x))
         self.ids = torch.arange(len(self.x)) if ids is None else torch.as_tensor(ids)
+        self.with_ids = with_ids
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -65,11 +69,11 @@ class ShardBatches:
     def __len__(self) -> int:
         return -(-self.rows // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = epoch_order(len(self.x), self.rows, self.shuffle, self.seed + self.epoch)
         for start in range(0, self.rows, self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            yield (self.x[idx], self.y[idx], self.ids[idx])[: 3 if self.with_ids else 2]
 
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Every row once, unshuffled and unpadded, with its global sample id (for a push)."""

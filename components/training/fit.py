@@ -29,9 +29,10 @@ from components.models.base import TrainingStage
 from components.training.checkpoint import ModelSpec, save_checkpoint
 from components.training.config import TrainConfig
 from components.training.optim import build_optimizer, build_scheduler
+from components.training.pskd import PSKDTargets, pskd_targets
 from components.training.push import push_prototypes
 from components.training.replay import apply_epoch, replayed_values
-from components.training.steps import all_reduce, train_epoch, unwrap, validate
+from components.training.steps import Targets, all_reduce, train_epoch, unwrap, validate
 
 Report = Callable[[dict, Path | None], None]
 
@@ -98,6 +99,7 @@ def fit(
     resume: dict | None = None,
     is_main: bool = True,
     on_epoch_end: Callable[[FitState], None] | None = None,
+    targets: Targets | None = None,
 ) -> FitState:
     """Run the model's training stages; report metrics and a checkpoint every epoch.
 
@@ -115,6 +117,8 @@ def fit(
         resume: a checkpoint's training state (``load_state``) to continue from.
         is_main: whether this rank writes checkpoints.
         on_epoch_end: hook after each epoch's report (fault injection in tests).
+        targets: each training batch's soft targets ``targets(x, y) -> (N, C)`` (a frozen
+            teacher's: :class:`components.training.self_distill_rounds.TeacherTargets`).
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
@@ -128,6 +132,8 @@ def fit(
     state = FitState(**resume["fit_state"]) if resume else FitState()
     if resume:
         state.resumed_at.append(state.epoch)
+    pskd = _pskd(cfg, model, train_batches, spec, stages, resume, targets)
+    targets = pskd or targets
     while (index := _current_stage(state, stages)) is not None:
         stage = stages[index]
         if stage.push_first and index not in state.pushed_stages:
@@ -142,14 +148,28 @@ def fit(
             sched.load_state_dict(resume["scheduler"])
         resume = None
         while _current_stage(state, stages) == index:
-            metrics = _run_epoch(model, train_batches, val_batches, opt, cfg, device, state, stage)
+            metrics = _run_epoch(
+                model, train_batches, val_batches, opt, cfg, device, state, stage, targets
+            )
             _check_finite(metrics, cfg, device)
             sched.step()
             _record(state, metrics, cfg, index, stage, is_last=index == last)
-            _report_epoch(report, metrics, model, spec, opt, sched, index, state, is_main)
+            extra = {"pskd": pskd.state_dict()} if pskd else {}  # gathered on every rank
+            _report_epoch(report, metrics, model, spec, opt, sched, index, state, is_main, extra)
             if on_epoch_end is not None:
                 on_epoch_end(state)
     return state
+
+
+def _pskd(cfg, model, train_batches, spec, stages, resume, targets) -> PSKDTargets | None:
+    """PS-KD's prediction table (``train.self_distill=pskd``), restored from ``resume``."""
+    epochs = sum(stage.epochs for stage in stages)
+    pskd = pskd_targets(cfg, unwrap(model), train_batches, spec.num_classes, epochs)
+    if pskd is not None and targets is not None:
+        raise ValueError("train.self_distill=pskd cannot also train against a teacher's targets")
+    if pskd is not None and resume and "pskd" in resume:
+        pskd.load_state_dict(resume["pskd"])
+    return pskd
 
 
 def _current_stage(state: FitState, stages: list[TrainingStage]) -> int | None:
@@ -171,7 +191,9 @@ def _last_gradient_stage(stages: list[TrainingStage]) -> int:
     return trained[-1]
 
 
-def _run_epoch(model, train_batches, val_batches, opt, cfg, device, state, stage) -> dict:
+def _run_epoch(
+    model, train_batches, val_batches, opt, cfg, device, state, stage, targets=None
+) -> dict:
     # Seeded per global epoch, so dropout noise and shuffling are the same after a resume.
     torch.manual_seed(cfg.seed * 100_003 + state.epoch)
     train_batches.set_epoch(state.epoch)
@@ -180,7 +202,10 @@ def _run_epoch(model, train_batches, val_batches, opt, cfg, device, state, stage
         unwrap(model), opt, train_batches, cfg.hyper_schedule, state.epoch, cfg.seed
     )
     start = time.perf_counter()
-    metrics = train_epoch(model, batches, opt, cfg, device)
+    epoch_info = {}
+    if isinstance(targets, PSKDTargets):
+        epoch_info["pskd_alpha"] = targets.start_epoch(state.epoch + 1)
+    metrics = train_epoch(model, batches, opt, cfg, device, targets) | epoch_info
     metrics.update(validate(model, val_batches, cfg, device))
     metrics.update(replayed_values(unwrap(model), opt, cfg.hyper_schedule, state.epoch))
     metrics.update(epoch=state.epoch + 1, stage=stage.name, lr=opt.param_groups[0]["lr"])
@@ -221,7 +246,9 @@ def _record(state: FitState, metrics: dict, cfg: TrainConfig, index: int, stage,
         state.stage_best_val_loss, state.stale_epochs = math.inf, 0
 
 
-def _report_epoch(report, metrics, model, spec, opt, sched, stage_index, state, is_main) -> None:
+def _report_epoch(
+    report, metrics, model, spec, opt, sched, stage_index, state, is_main, extra=None
+) -> None:
     if not is_main:
         report(metrics, None)
         return
@@ -230,6 +257,7 @@ def _report_epoch(report, metrics, model, spec, opt, sched, stage_index, state, 
         "scheduler": sched.state_dict(),
         "stage_index": stage_index,
         "fit_state": asdict(state),
+        **(extra or {}),
     }
     with tempfile.TemporaryDirectory(prefix="sennflow-ckpt-") as tmp:
         folder = save_checkpoint(Path(tmp), unwrap(model), spec, train_state)

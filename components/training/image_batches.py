@@ -69,6 +69,8 @@ class ImageBatches:
         workers: decoding processes (0: decode in this process).
         prefetch: batches each process prepares ahead.
         pin_memory: page-lock batches for asynchronous copies to a GPU.
+        with_ids: training batches are ``(x, y, ids)`` (PS-KD's per-sample targets), not
+            ``(x, y)``.
 
     Raises:
         ValueError: the shard is empty.
@@ -89,10 +91,13 @@ class ImageBatches:
         workers: int = 0,
         prefetch: int = 2,
         pin_memory: bool = False,
+        with_ids: bool = False,
     ) -> None:
         if len(labels) == 0:
             raise ValueError("cannot batch an empty shard")
         self.batch_size = batch_size
+        self.with_ids = with_ids
+        self.ids = torch.as_tensor(np.asarray(ids), dtype=torch.int64)
         self._options = {"num_workers": workers, "pin_memory": pin_memory}
         if workers:
             self._options["prefetch_factor"] = prefetch
@@ -108,7 +113,7 @@ class ImageBatches:
     def __len__(self) -> int:
         return -(-len(self._sampler) // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         if self._loader is None:  # built once: its decoding processes live across epochs
             persistent = self._options["num_workers"] > 0
             self._loader = DataLoader(
@@ -118,8 +123,8 @@ class ImageBatches:
                 persistent_workers=persistent,
                 **self._options,
             )
-        for x, y, _ids in self._loader:
-            yield x, y
+        for x, y, ids in self._loader:
+            yield (x, y, ids) if self.with_ids else (x, y)
 
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Every row once, unpadded, deterministically transformed, with its id (for a push)."""

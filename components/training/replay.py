@@ -133,10 +133,10 @@ class AugmentedBatches:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         generator = torch.Generator().manual_seed(self.seed)
-        for x, y in self.batches:
-            yield augment(x, self.strengths, generator), y
+        for x, y, *ids in self.batches:  # sample ids pass through (PS-KD)
+            yield augment(x, self.strengths, generator), y, *ids
 
 
 def replayed_values(model: nn.Module, opt: torch.optim.Optimizer, schedule, epoch: int) -> dict:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 from components.training.config import TrainConfig
+
+Targets = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -42,26 +44,36 @@ def all_reduce(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def train_epoch(model, batches, opt, cfg: TrainConfig, device: torch.device) -> dict:
+def train_epoch(
+    model, batches, opt, cfg: TrainConfig, device: torch.device, targets: Targets | None = None
+) -> dict:
     """One pass over ``batches``; returns the mean of every named loss term and samples/s.
 
     Gradients are cleared on the whole model (not only the optimiser's parameters) because a
     stage may train a subset; the frozen rest keeps ``requires_grad`` so DDP's reducer is unchanged.
+    ``targets(x, y)``, when given, is each batch's soft target distribution ``(N, C)``: the
+    model's cross-entropy trains against it (self-distillation from a frozen teacher). Batches
+    that carry sample ids (``(x, y, ids)``) pass them on, ``targets(x, y, ids)``, and a
+    ``targets`` with a ``record(ids, probs)`` method gets the batch's softmax after its step
+    (PS-KD's per-sample table: :mod:`components.training.pskd`).
     """
     model.train()
     freeze_untrained_norms(model, opt)
     sums: dict[str, float] = {}
     seen = 0
     start = time.perf_counter()
-    for x, y in batches:
+    for x, y, *ids in batches:
         x, y = to_device(x, device), y.to(device, non_blocking=True)
-        with autocast(device, cfg.precision):
-            terms = unwrap(model).loss(model(x), x, y)
+        with autocast(device, cfg.precision), _soft_targets(model, targets, x, y, ids):
+            output = model(x)
+            terms = unwrap(model).loss(output, x, y)
         model.zero_grad(set_to_none=True)
         terms["total"].backward()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if ids and hasattr(targets, "record"):
+            targets.record(ids[0], output.logits.detach().float().softmax(dim=1))
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(x)
         seen += len(x)
@@ -71,6 +83,12 @@ def train_epoch(model, batches, opt, cfg: TrainConfig, device: torch.device) -> 
     out["samples_per_s"] = seen / max(elapsed, 1e-9)
     out.update(_placement(model, x, device, cfg))
     return out
+
+
+def _soft_targets(model, targets: Targets | None, x: torch.Tensor, y: torch.Tensor, ids: list):
+    if targets is None:
+        return contextlib.nullcontext()
+    return unwrap(model).soft_targets(targets(x, y, *ids))
 
 
 def freeze_untrained_norms(model: nn.Module, opt: torch.optim.Optimizer) -> None:

@@ -57,6 +57,7 @@ def worker_batches(
         seed=cfg.seed * 1000 + rank,
         pad_to=math.ceil(meta.row_counts["train"] / world),
         ids=torch.arange(len(y)) * world + rank,  # read_split's shard rule: row i % world
+        with_ids=cfg.self_distill == "pskd",
     )
     vx, vy = _read_once(read_split, path, meta, "val", rank, world)
     return train, ShardBatches(vx, vy, batch_size=max(cfg.batch_size, 256), shuffle=False)
@@ -81,6 +82,7 @@ def _image_batches(path, meta: DatasetMeta, cfg, rank, world, augment, pin_memor
         shuffle=True,
         seed=cfg.seed * 1000 + rank,
         pad_to=largest,
+        with_ids=cfg.self_distill == "pskd",
         **options,
     )
     images, y, rows, _ = _read_once(read_encoded, path, meta, "val", rank, world)
