@@ -117,6 +117,8 @@ def pipeline(
     model = spec.build()
     if settings.train.dynamic_pruning == "ftwt":
         check_gateable(model)
+    if settings.train.self_distill == "pskd":
+        check_self_distillable(model)
     from components.training.boosted import check_final_layer
 
     check_final_layer(spec, settings.train)
@@ -234,6 +236,14 @@ def check_gateable(model) -> None:
         gated_layers(model)
     except ValueError as err:
         raise ConfigError(f"train.dynamic_pruning=ftwt: {err}") from err
+
+
+def check_self_distillable(model) -> None:
+    """``train.self_distill=pskd`` needs a cross-entropy to distil into: ``ConfigError`` if not."""
+    try:
+        model.check_soft_targets()
+    except ValueError as err:
+        raise ConfigError(f"train.self_distill=pskd: {err}") from err
 
 
 def metrics_json(test: dict, outcome, dataset) -> dict:

@@ -33,6 +33,7 @@ from components.report.ftwt_section import ftwt_section
 from components.report.posthoc_section import posthoc_parts
 from components.report.prototype_section import gallery_parts, sample_explanation_parts
 from components.report.prune_section import prune_section
+from components.report.pskd_section import pskd_section
 from components.report.ssl_section import ssl_section
 from components.report.search_section import search_section
 
@@ -412,6 +413,7 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
         _data_section(data.data_meta),
         _training_section(data.history, data.training, figures) if one_model else "",
         boosted_section(data.history, figures) if one_model else "",
+        pskd_section(data.history, figures) if one_model else "",
         ftwt_section(data.ftwt, figures),
         _metrics_section(data, figures) if one_model else "",
         _analysis_section(data, figures),

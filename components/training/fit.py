@@ -205,6 +205,7 @@ def _run_epoch(
     epoch_info = {}
     if isinstance(targets, PSKDTargets):
         epoch_info["pskd_alpha"] = targets.start_epoch(state.epoch + 1)
+        epoch_info["pskd_alpha_T"] = targets.alpha_T  # the report names the regime from these
     metrics = train_epoch(model, batches, opt, cfg, device, targets) | epoch_info
     metrics.update(validate(model, val_batches, cfg, device))
     metrics.update(replayed_values(unwrap(model), opt, cfg.hyper_schedule, state.epoch))

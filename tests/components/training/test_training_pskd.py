@@ -139,3 +139,13 @@ def test_alpha_T_is_a_search_dimension():
     assert cfg.pskd.alpha_T == 0.6 and cfg.self_distill == "pskd"
     with pytest.raises(ValueError, match="alpha_T=2"):
         apply_train_overrides(TrainConfig(), {"train.pskd.alpha_T": 2})
+
+
+def test_the_pipeline_refuses_pskd_for_a_model_without_cross_entropy():
+    from components.models import create_model
+    from flows.config import ConfigError
+    from flows.pipeline import check_self_distillable
+
+    cbc = create_model("cbc", input_shape=(64,), num_classes=10, tiny=True)
+    with pytest.raises(ConfigError, match="self_distill=pskd: model CBC .*margin"):
+        check_self_distillable(cbc)
