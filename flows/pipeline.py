@@ -256,6 +256,7 @@ def metrics_json(test: dict, outcome, dataset) -> dict:
             "stopped_early": outcome.stopped_early,
             "resumed_at": outcome.resumed_at,
             "attempts": outcome.attempts,
+            "self_distill_rounds": outcome.self_distill_rounds,
             "history": outcome.history,
         },
         "data": {

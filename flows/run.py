@@ -207,7 +207,11 @@ def headline_metrics(test: dict, outcome) -> dict:
 
 def training_summary(outcome) -> dict:
     """How training ran, for the report: resumes and the workers' nodes per attempt."""
-    return {"resumed_at": outcome.resumed_at, "attempts": outcome.attempts}
+    return {
+        "resumed_at": outcome.resumed_at,
+        "attempts": outcome.attempts,
+        "self_distill_rounds": getattr(outcome, "self_distill_rounds", []),
+    }
 
 
 def explanation_headline(explanations: dict) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -13,7 +14,8 @@ from tasks.progress import notify_epoch
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run, augment: str = "none"):
     """Start or join Ray (``run`` holds the address), train with
-    :func:`components.training.ray_trainer.train_with_ray`, and return the ``TrainOutcome``.
+    :func:`components.training.ray_trainer.train_with_ray` (``train.self_distill=iterative``:
+    its rounds, :mod:`components.training.self_distill_ray`), and return the ``TrainOutcome``.
 
     ``augment`` is the training augmentation of image datasets (``data.augment``). Every epoch is
     a progress event carrying ``epochs`` (``cfg.epochs``), the bar's total."""
@@ -22,7 +24,12 @@ def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run, augment: str =
     from components.training.ray_trainer import train_with_ray
 
     ensure_ray(run.ray_address, run.ray_num_cpus)
-    return train_with_ray(
+    train = train_with_ray
+    if cfg.self_distill == "iterative":  # rounds of fits, each one like the call below
+        from components.training.self_distill_ray import train_rounds_with_ray
+
+        train = functools.partial(train_rounds_with_ray, local_dataset=Path(dataset_path))
+    return train(
         dataset_path=dataset_for_workers(dataset_path, run.ray_storage_path),
         spec=spec,
         cfg=cfg,

@@ -34,8 +34,9 @@ from components.report.posthoc_section import posthoc_parts
 from components.report.prototype_section import gallery_parts, sample_explanation_parts
 from components.report.prune_section import prune_section
 from components.report.pskd_section import pskd_section
-from components.report.ssl_section import ssl_section
 from components.report.search_section import search_section
+from components.report.self_distill_section import self_distill_parts
+from components.report.ssl_section import ssl_section
 
 _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
 _IMAGE_FACTS = ("layout", "image_size", "normalization.source", "ignored_files")
@@ -112,7 +113,8 @@ def _training_section(
         return markup.section("Training", markup.paragraph("No training history.", "note"))
     caption = "Learning curves: total loss, accuracy, each loss term and learning rate per epoch"
     curves = figures.add("learning_curves", fig, caption)
-    return markup.section("Training", curves, *_recovery_parts(training or {}))
+    rounds = self_distill_parts((training or {}).get("self_distill_rounds") or [], figures)
+    return markup.section("Training", curves, *rounds, *_recovery_parts(training or {}))
 
 
 def _recovery_parts(training: Mapping) -> list[str]:

@@ -50,8 +50,12 @@ class TrainConfig:
             gradient-boosted additive expansion (:mod:`components.training.boosted`).
         boost: the boosted final layer's settings (``train.boost.*``).
         self_distill: ``none`` | ``pskd``: train the cross-entropy against the model's own
-            progressively refined predictions (:mod:`components.training.pskd`).
+            progressively refined predictions (:mod:`components.training.pskd`) |
+            ``iterative``: rounds of self-distillation with ground-truth targets.
         pskd: PS-KD's settings (``train.pskd.alpha_T``).
+        self_distill_rounds: ``self_distill=iterative``: distillation rounds after round 0, each
+            against the previous round's network with the estimated ground-truth weight
+            (:mod:`components.training.self_distill_rounds`).
         dynamic_pruning: ``none`` | ``ftwt``: after training, learn FTWT's per-input channel
             gates for the conv trunk (:mod:`components.pruning.ftwt_stage`).
         ftwt: FTWT's settings (``train.ftwt.mass``, ...).
@@ -84,6 +88,7 @@ class TrainConfig:
     boost: BoostConfig = field(default_factory=BoostConfig)
     self_distill: str = "none"
     pskd: PSKDConfig = field(default_factory=PSKDConfig)
+    self_distill_rounds: int = 3
     dynamic_pruning: str = "none"
     ftwt: FtwtConfig = field(default_factory=FtwtConfig)
 
@@ -109,6 +114,7 @@ class TrainConfig:
             "prefetch_batches": self.prefetch_batches >= 1,
             "final_layer": self.final_layer in FINAL_LAYERS,
             "self_distill": self.self_distill in SELF_DISTILL,
+            "self_distill_rounds": self.self_distill_rounds >= 1,
             "dynamic_pruning": self.dynamic_pruning in DYNAMIC_PRUNING,
         }
         bad = [name for name, ok in checks.items() if not ok]

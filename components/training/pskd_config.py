@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-SELF_DISTILL = ("none", "pskd")
+SELF_DISTILL = ("none", "pskd", "iterative")  # iterative: components.training.self_distill_rounds
 
 
 @dataclass(frozen=True)

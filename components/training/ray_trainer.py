@@ -114,7 +114,8 @@ def train_with_ray(
         logger: where every epoch (with ``on_epoch``), a restarted worker group and the outcome
             are told (the train task passes Prefect's run logger).
         teacher: a self-distillation round's frozen teacher and ground-truth weight: each
-            worker trains against its mixed targets (:mod:`components.training.self_distill_rounds`).
+            worker trains against its mixed targets
+            (:mod:`components.training.self_distill_rounds`).
         model_setup: called on each worker with the built model and whether it starts fresh
             (no checkpoint to resume from), before training (a pruning round's start weights
             and fixed masks: :class:`components.pruning.imp_masks.SparseStart`); picklable.
