@@ -117,3 +117,15 @@ def test_bad_rounds_and_weights_are_refused():
         train_rounds(0, None, None)
     with pytest.raises(ValueError, match=r"xi must lie in \[0, 1\]"):
         Teacher("ckpt", 1.5)
+
+
+def test_configs_that_cannot_self_distil_in_rounds_are_refused():
+    from components.models import SoftTargetsError
+    from components.training.self_distill_ray import check_iterative
+
+    with pytest.raises(ValueError, match=r"train.self_distill_rounds=0"):
+        TrainConfig(self_distill="iterative", self_distill_rounds=0)
+    with pytest.raises(ValueError, match=r"needs train.final_layer=standard"):
+        check_iterative(SPEC, TrainConfig(self_distill="iterative", final_layer="boosted"))
+    with pytest.raises(SoftTargetsError, match="unsupervised"):
+        check_iterative(ModelSpec("tell", (1, 8, 8), 10, tiny=True), CFG)
