@@ -119,6 +119,8 @@ def pipeline(
         check_gateable(model)
     if settings.train.self_distill == "pskd":
         check_self_distillable(model)
+    if settings.train.self_distill == "iterative":
+        check_rounds(spec, settings.train)
     from components.training.boosted import check_final_layer
 
     check_final_layer(spec, settings.train)
@@ -244,6 +246,16 @@ def check_self_distillable(model) -> None:
         model.check_soft_targets()
     except ValueError as err:
         raise ConfigError(f"train.self_distill=pskd: {err}") from err
+
+
+def check_rounds(spec, cfg) -> None:
+    """``train.self_distill=iterative``: ``ConfigError`` if this run cannot distil in rounds."""
+    from components.training.self_distill_ray import check_iterative
+
+    try:
+        check_iterative(spec, cfg)
+    except ValueError as err:
+        raise ConfigError(f"train.self_distill=iterative: {err}") from err
 
 
 def metrics_json(test: dict, outcome, dataset) -> dict:
