@@ -134,6 +134,49 @@ def _parser() -> argparse.ArgumentParser:
         example="continual.seed=1",
     )
     continual.set_defaults(handler=_group_flow)
+    prune = _command(
+        sub,
+        "prune",
+        help="lottery tickets: iterative magnitude pruning with rewinding, a Ray Train fit a round",
+        description=(
+            "Run the prune flow: train the dense model, then prune.rounds rounds of magnitude "
+            "pruning, rewinding and retraining (plus re-initialised controls); accuracy vs "
+            "remaining weights in one report. Arguments are Hydra overrides (key=value); "
+            "method=, rounds=, rate=, ... mean prune.method=, prune.rounds=, prune.rate=, ..."
+        ),
+        epilog=lambda: helps.group_help(
+            "prune",
+            "sennflow prune method=imp\n  sennflow prune method=imp model=cnn rounds=10 "
+            "train.epochs=30\n  sennflow prune method=imp rewind_epoch=2 scope=global",
+        ),
+        example="method=imp rounds=10",
+    )
+    prune.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted prune run of run.id=<id> at its next unfinished round "
+        "(same overrides as before; prune.rounds may grow)",
+    )
+    prune.set_defaults(handler=_prune)
+    pretrain = _command(
+        sub,
+        "pretrain",
+        help="self-supervised pre-training of a model's encoder: Barlow Twins, DirectPred, JEPA",
+        description=(
+            "Run the pretrain flow: train the encoder of model=<name> without labels on the "
+            "training split with ssl=barlow_twins|directpred|jepa (default barlow_twins) on Ray "
+            "Train, probe it (linear and k-NN), report. Load the encoder into a later run with "
+            "+model.params.pretrained=<run>/checkpoints/best. Arguments are Hydra overrides."
+        ),
+        epilog=lambda: helps.group_help(
+            "ssl",
+            "sennflow pretrain\n  sennflow pretrain ssl=directpred model=cnn ssl.epochs=50\n"
+            "  sennflow run +model.params.pretrained=runs/pretrain/<id>/checkpoints/best",
+            option="barlow_twins",
+        ),
+        example="ssl=directpred ssl.projector_width=512",
+    )
+    pretrain.set_defaults(handler=_pretrain)
     return parser
 
 
@@ -221,6 +264,34 @@ def _group_flow(args: argparse.Namespace) -> int:
     from sennflow.progress import step_progress
 
     return _run_flow(lambda: flow(overrides=args.overrides), step_progress(title))
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    """``sennflow pretrain``."""
+    from flows import pretrain
+    from flows.config import to_settings
+
+    if args.show_config:
+        return _show_config(
+            lambda: pretrain.compose_pretrain(args.overrides),
+            lambda cfg: (to_settings(cfg), pretrain.ssl_config(cfg)),
+        )
+    return _run_flow(lambda: pretrain.pretrain(overrides=args.overrides), contextlib.nullcontext())
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """``sennflow prune``."""
+    from flows import prune
+
+    if args.show_config:
+        return _show_config(lambda: prune.compose_prune(args.overrides), prune.prune_settings)
+    from sennflow.progress import step_progress
+
+    return _run_flow(
+        lambda: prune.prune(overrides=args.overrides, resume=args.resume),
+        step_progress("rounds"),
+        overrides=args.overrides,
+    )
 
 
 def _show_config(compose, validate) -> int:

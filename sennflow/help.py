@@ -66,12 +66,12 @@ def sweep_help() -> str:
 _BLOCKS = ("space", "stn", "darts")
 
 
-def group_help(group: str, examples: str) -> str:
+def group_help(group: str, examples: str, option: str = "default") -> str:
     """Every key of config group ``group`` (``federated``, ``continual``) as its command
-    composes it, then ``examples``."""
+    composes it (with ``group=option``), then ``examples``."""
     from flows.config import compose
 
-    values = _flat(compose([f"{group}=default"])[group], f"{group}.")
+    values = _flat(compose([f"{group}={option}"])[group], f"{group}.")
     lines = [OPTIONS_HEADER, *_listing(values)]
     lines.append("  data=<source> (see 'sennflow run --help'), run.*, ray.*, seed")
     return "\n".join(lines) + f"\n\nexamples:\n  {examples}"

@@ -3,7 +3,8 @@
 The two views' projections are batch-normalised per dimension (the reference's
 ``BatchNorm1d(affine=False)``), their cross-correlation ``C = z1n^T z2n / N`` is pulled to the
 identity: ``sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2``. The reference's lambda is
-``0.0051`` for its 8192-wide projector; ours keeps it (configurable).
+``0.0051`` for its 8192-wide projector; ours defaults to that value scaled to keep
+``lambda * width`` (``SSLConfig.off_diagonal_weight``), since our projectors are 64-1024 wide.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from components.ssl.views import ViewConfig
 Objective = Literal["barlow_twins", "directpred", "jepa"]
 OBJECTIVES = ("barlow_twins", "directpred", "jepa")
 PREDICTORS = ("direct", "linear")
+REFERENCE_LAMBDA, REFERENCE_WIDTH = 0.0051, 8192  # facebookresearch/barlowtwins main.py
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,10 @@ class SSLConfig:
         objective: ``barlow_twins``, ``directpred`` or ``jepa``.
         projector_width: width of every projector layer (Barlow Twins: 8192 in the paper).
         projector_layers: linear layers of the projector (BN + ReLU between them).
-        lambd: Barlow Twins' off-diagonal weight.
+        lambd: Barlow Twins' off-diagonal weight; ``None``: the reference's ``0.0051`` at width
+            8192 scaled to keep ``lambda * width`` (the off-diagonal terms' total weight
+            relative to the diagonal's), i.e. ``0.0051 * 8192 / projector_width``. At width
+            64 the unscaled 0.0051 leaves redundancy rising over training on digits.
         predictor: directpred/jepa: ``direct`` (set from the correlation, DirectPred) or
             ``linear`` (a bias-free linear layer trained by gradients, as BYOL/JEPA).
         ema: momentum of the target network (directpred/jepa; BYOL's tau).
@@ -37,7 +41,7 @@ class SSLConfig:
     objective: Objective = "barlow_twins"
     projector_width: int = 256
     projector_layers: int = 2
-    lambd: float = 0.0051
+    lambd: float | None = None
     predictor: str = "direct"
     ema: float = 0.99
     stop_gradient: bool = True
@@ -55,7 +59,14 @@ class SSLConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.views, dict):
-            object.__setattr__(self, "views", ViewConfig(**self.views))
+            try:
+                views = ViewConfig(**self.views)
+            except (TypeError, ValueError) as err:
+                message = str(err).replace("ViewConfig.", "SSLConfig.views.")
+                raise ValueError(
+                    message.replace("ViewConfig.__init__()", "SSLConfig.views")
+                ) from err
+            object.__setattr__(self, "views", views)
         if self.objective not in OBJECTIVES:
             raise ValueError(
                 f"SSLConfig.objective must be one of {', '.join(OBJECTIVES)}, "
@@ -75,7 +86,14 @@ class SSLConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"SSLConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("lambd", "dp_eps", "lr", "weight_decay", "probe_samples"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"SSLConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr == 0:
             raise ValueError("SSLConfig.lr must be > 0")
+
+    @property
+    def off_diagonal_weight(self) -> float:
+        """Barlow Twins' lambda: ``lambd``, or the reference's scaled to the projector width."""
+        if self.lambd is not None:
+            return float(self.lambd)
+        return REFERENCE_LAMBDA * REFERENCE_WIDTH / self.projector_width

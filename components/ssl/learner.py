@@ -82,7 +82,7 @@ class SSLNet(nn.Module):
         """Named loss terms of one pair of views (``total`` is optimised)."""
         z1, z2 = self.project(x1), self.project(x2)
         if self.cfg.objective == "barlow_twins":
-            return barlow_twins_loss(z1, z2, self.cfg.lambd)
+            return barlow_twins_loss(z1, z2, self.cfg.off_diagonal_weight)
         if isinstance(self.predictor, DirectPredictor):
             self.predictor.observe(torch.cat([z1, z2]))
         p1, p2 = self.predictor(z1), self.predictor(z2)
@@ -186,7 +186,7 @@ def train_ssl(
         net: the learner; ``train_module``: what gradients flow through when it differs
             (a DDP-wrapped ``net`` on a Ray worker).
         on_epoch: called with each epoch's metrics (loss, off-diagonal mass, embedding std,
-            effective rank).
+            effective rank), first with the untrained net's (epoch 0, ``ssl_loss`` None).
 
     Returns:
         One metrics dict per epoch, after the diagnostics of the untrained net (epoch 0).
@@ -197,7 +197,9 @@ def train_ssl(
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     module = train_module or net
     batches = max(1, len(x) // cfg.batch_size)  # drop the last partial batch (BN statistics)
-    history: list[dict] = [{"epoch": 0, "ssl_loss": float("nan"), **diagnose(net, x, cfg)}]
+    history: list[dict] = [{"epoch": 0, "ssl_loss": None, **diagnose(net, x, cfg)}]
+    if on_epoch is not None:
+        on_epoch(history[0])
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         order = torch.randperm(len(x), generator=generator)
@@ -224,19 +226,37 @@ _DIAGNOSTIC_ROWS = 512
 
 @torch.no_grad()
 def diagnose(net: SSLNet, x: torch.Tensor, cfg: SSLConfig) -> dict:
-    """Collapse diagnostics on (up to 512 rows of) clean inputs: the embedding's std and
-    effective rank, and the mean squared off-diagonal cross-correlation of two views'
-    projections (what Barlow Twins drives down)."""
+    """Collapse diagnostics on (up to 512 rows of) clean inputs: the std and effective rank of
+    the embedding (``embedding_*``) and of its projection (``projection_std``,
+    ``projection_rank``); of two views' projections, the mean squared off-diagonal and the mean
+    diagonal cross-correlation (Barlow Twins' two terms), and ``redundancy``, the mean squared
+    off-diagonal correlation among one view's projection dimensions."""
     net.eval()
     rows = x[:_DIAGNOSTIC_ROWS]
-    stats = collapse_diagnostics(net.embedder(rows).numpy())
+    embedding = net.embedder(rows)
+    stats = collapse_diagnostics(embedding.numpy())
+    projected = collapse_diagnostics(net.projector(embedding).numpy())
+    stats.update({f"projection_{k.split('_')[-1]}": v for k, v in projected.items()})
+    z1, z2 = net.project(augment(rows, cfg.views)), net.project(augment(rows, cfg.views))
+    c = cross_correlation(z1, z2)
+    stats["off_diagonal_mass"] = float(off_diagonal(c).pow(2).mean())
+    stats["diagonal_mean"] = float(torch.diagonal(c).mean())
+    stats["redundancy"] = float(off_diagonal(cross_correlation(z1, z1)).pow(2).mean())
+    net.train()
+    return stats
+
+
+@torch.no_grad()
+def cross_correlation_block(net: SSLNet, x: torch.Tensor, cfg: SSLConfig, size: int = 64):
+    """The top-left ``size x size`` block of two views' projection cross-correlation (the
+    matrix Barlow Twins pulls to the identity), on up to 512 rows, as nested lists."""
+    net.eval()
+    rows = x[:_DIAGNOSTIC_ROWS]
     c = cross_correlation(
         net.project(augment(rows, cfg.views)), net.project(augment(rows, cfg.views))
     )
-    stats["off_diagonal_mass"] = float(off_diagonal(c).pow(2).mean())
-    stats["diagonal_mean"] = float(torch.diagonal(c).mean())
     net.train()
-    return stats
+    return c[:size, :size].tolist()
 
 
 def pretrain_encoder(

@@ -1,0 +1,152 @@
+"""Self-supervised pre-training through Ray Train: the workers run
+:func:`components.ssl.learner.train_ssl` on their shard of the training split (no labels).
+
+Each worker reports every epoch's SSL metrics; at the last epoch rank 0 attaches the SSL
+checkpoint folder (:mod:`components.ssl.checkpoint`, plus ``history.json``), which the driver
+copies to ``<run>/checkpoints/best``. With ``num_workers > 1`` the learner is wrapped by
+``prepare_model`` (DDP): gradients are averaged, but Barlow Twins' cross-correlation and
+DirectPred's correlation are per-worker statistics (the reference gathers them across GPUs;
+we do not, so a worker's batch is its own ``batch_size``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray.train
+import ray.train.torch
+import torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from components import atomic
+from components.data.reader import read_split
+from components.data.staging import is_uri, local_dataset
+from components.ssl.config import SSLConfig
+from components.ssl.learner import (
+    build_learner,
+    cross_correlation_block,
+    model_spec_dict,
+    save_checkpoint,
+    train_ssl,
+)
+from components.training.ray_trainer import quiet_ray_train_logs
+
+HISTORY = "history.json"
+CROSS_CORRELATION = "cross_correlation.json"
+
+
+@dataclass(frozen=True)
+class PretrainOutcome:
+    """Where the encoder was saved, the per-epoch SSL metrics (epoch 0: untrained) and the final
+    projections' cross-correlation (its top-left 64x64 block)."""
+
+    checkpoint: Path
+    history: list[dict]
+    cross_correlation: list[list[float]]
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """The registered model whose encoder is pre-trained, as the supervised run will build it."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    tiny: bool = False
+    params: dict | None = None
+
+
+def pretrain_with_ray(
+    *,
+    dataset_path: Path | str,
+    source: SourceModel,
+    cfg: SSLConfig,
+    run_dir: Path,
+    storage_path: str | None = None,
+) -> PretrainOutcome:
+    """Pre-train ``source``'s encoder on the training split with Ray Train (Ray must be up)."""
+    run_dir = Path(run_dir).resolve()
+    build_learner(
+        source.name,
+        source.input_shape,
+        cfg,
+        num_classes=source.num_classes,
+        tiny=source.tiny,
+        model_params=source.params,
+    )  # fails here, not in a worker
+    dataset = str(dataset_path) if is_uri(dataset_path) else str(Path(dataset_path).resolve())
+    trainer = TorchTrainer(
+        train_loop_per_worker=ssl_worker_loop,
+        train_loop_config={"dataset_path": dataset, "source": source, "ssl": cfg},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=False),
+        run_config=RunConfig(
+            name="pretrain",
+            storage_path=storage_path or str(run_dir / "ray"),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"SSL pre-training returned no checkpoint: {result.error}")
+    with result.checkpoint.as_directory() as folder:
+        best = atomic.copy_tree(folder, run_dir / "checkpoints" / "best")
+    history = json.loads((best / HISTORY).read_text())
+    matrix = json.loads((best / CROSS_CORRELATION).read_text())
+    return PretrainOutcome(checkpoint=best, history=history, cross_correlation=matrix)
+
+
+def ssl_worker_loop(config: dict) -> None:
+    """``train_loop_per_worker``: this rank's shard of the training inputs through ``train_ssl``."""
+    quiet_ray_train_logs()
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    source, cfg = config["source"], config["ssl"]
+    torch.set_num_threads(1)
+    x, _ = read_split(
+        local_dataset(config["dataset_path"]), "train", shard_index=rank, num_shards=world
+    )  # the labels are read and never used
+    model, net = build_learner(
+        source.name,
+        source.input_shape,
+        cfg,
+        num_classes=source.num_classes,
+        tiny=source.tiny,
+        model_params=source.params,
+    )
+    x = torch.as_tensor(x)
+    module = ray.train.torch.prepare_model(net) if world > 1 else net
+
+    def report(metrics: dict) -> None:
+        if metrics["epoch"] < cfg.epochs:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                spec = model_spec_dict(
+                    source.name,
+                    source.input_shape,
+                    source.num_classes,
+                    source.tiny,
+                    source.params or {},
+                )
+                save_checkpoint(Path(tmp), model, spec, cfg, cfg.epochs)
+                (Path(tmp) / HISTORY).write_text(json.dumps(history, indent=1))
+                block = cross_correlation_block(net, x, cfg)
+                (Path(tmp) / CROSS_CORRELATION).write_text(json.dumps(block))
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+
+    history: list[dict] = []
+
+    def on_epoch(metrics: dict) -> None:
+        history.append(metrics)
+        if metrics["epoch"] > 0:
+            report(metrics)
+
+    train_ssl(net, x, cfg, on_epoch=on_epoch, train_module=module)

@@ -1,0 +1,45 @@
+"""Prefect task: self-supervised pre-training of a model's encoder on Ray Train, then probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+
+@task(name="pretrain", cache_policy=NO_CACHE)
+def pretrain_task(dataset_path: Path, source, config, run, run_dir: Path) -> dict:
+    """Start or join Ray, pre-train ``source``'s encoder
+    (:func:`components.training.ssl_ray.pretrain_with_ray`) into ``run_dir/checkpoints/best``,
+    probe it (:func:`components.ssl.evaluation.evaluate_encoder`) and return the report's
+    ``ssl`` dict."""
+    from dataclasses import asdict
+
+    from components.ssl.evaluation import evaluate_encoder
+    from components.training.ray_runtime import ensure_ray
+    from components.training.ssl_ray import pretrain_with_ray
+
+    ensure_ray(run.ray_address, run.ray_num_cpus)
+    logger = get_run_logger()
+    outcome = pretrain_with_ray(
+        dataset_path=dataset_path,
+        source=source,
+        cfg=config,
+        run_dir=run_dir,
+        storage_path=run.ray_storage_path,
+    )
+    last = outcome.history[-1]
+    logger.info("SSL loss %.4f, effective rank %.1f", last["ssl_loss"], last["effective_rank"])
+    probes = evaluate_encoder(
+        dataset_path, outcome.checkpoint, probe_samples=config.probe_samples, seed=config.seed
+    )
+    logger.info("linear probe %.4f, k-NN probe %.4f", probes["linear_probe"], probes["knn_probe"])
+    return {
+        "model": source.name,
+        "config": asdict(config),
+        "checkpoint": str(outcome.checkpoint),
+        "history": outcome.history,
+        "probes": probes,
+        "cross_correlation": outcome.cross_correlation,
+    }
