@@ -59,6 +59,9 @@ class TrainConfig:
         dynamic_pruning: ``none`` | ``ftwt``: after training, learn FTWT's per-input channel
             gates for the conv trunk (:mod:`components.pruning.ftwt_stage`).
         ftwt: FTWT's settings (``train.ftwt.mass``, ...).
+        label_fraction: train on a seeded (``seed``), stratified fraction of the train split's
+            labelled rows, in (0, 1]; val and test keep every label
+            (:mod:`components.training.label_fraction`).
     """
 
     epochs: int = 40
@@ -91,6 +94,7 @@ class TrainConfig:
     self_distill_rounds: int = 3
     dynamic_pruning: str = "none"
     ftwt: FtwtConfig = field(default_factory=FtwtConfig)
+    label_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "boost", BoostConfig.from_value(self.boost))
@@ -116,6 +120,7 @@ class TrainConfig:
             "self_distill": self.self_distill in SELF_DISTILL,
             "self_distill_rounds": self.self_distill_rounds >= 1,
             "dynamic_pruning": self.dynamic_pruning in DYNAMIC_PRUNING,
+            "label_fraction": 0.0 < self.label_fraction <= 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

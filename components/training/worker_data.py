@@ -17,13 +17,25 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from components.data.image_transforms import eval_transform, train_transform
-from components.data.reader import DatasetMeta, load_meta, read_encoded, read_split
+from components.data.layout import split_files
+from components.data.reader import (
+    DatasetMeta,
+    load_meta,
+    read_encoded,
+    read_labels,
+    read_split,
+    shard_rows,
+)
 from components.training.batches import ShardBatches
 from components.training.config import TrainConfig
 from components.training.image_batches import ImageBatches
+from components.training.label_fraction import shard_keep
 
 
 def worker_batches(
@@ -49,14 +61,20 @@ def worker_batches(
     if meta.is_image:
         return _image_batches(path, meta, cfg, rank, world, augment, pin_memory)
     x, y = _read_once(read_split, path, meta, "train", rank, world)
+    ids = torch.arange(len(y)) * world + rank  # read_split's shard rule: row i % world
+    pad_to = math.ceil(meta.row_counts["train"] / world)
+    if cfg.label_fraction < 1.0:
+        shards = [np.arange(k, meta.row_counts["train"], world) for k in range(world)]
+        keep, pad_to = _labelled(path, cfg, shards, rank)
+        x, y, ids = x[keep], y[keep], ids[torch.from_numpy(keep)]
     train = ShardBatches(
         x,
         y,
         batch_size=cfg.batch_size,
         shuffle=True,
         seed=cfg.seed * 1000 + rank,
-        pad_to=math.ceil(meta.row_counts["train"] / world),
-        ids=torch.arange(len(y)) * world + rank,  # read_split's shard rule: row i % world
+        pad_to=pad_to,
+        ids=ids,
         with_ids=cfg.self_distill == "pskd",
     )
     vx, vy = _read_once(read_split, path, meta, "val", rank, world)
@@ -74,6 +92,11 @@ def _image_batches(path, meta: DatasetMeta, cfg, rank, world, augment, pin_memor
         "pin_memory": pin_memory,
     }
     images, y, rows, largest = _read_once(read_encoded, path, meta, "train", rank, world)
+    if cfg.label_fraction < 1.0:
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in split_files(path, "train")]
+        shards = [shard_rows(counts, k, world) for k in range(world)]
+        keep, largest = _labelled(path, cfg, shards, rank)
+        images, y, rows = images.filter(pa.array(keep)), y[keep], rows[keep]
     train = ImageBatches(
         images,
         y,
@@ -88,6 +111,12 @@ def _image_batches(path, meta: DatasetMeta, cfg, rank, world, augment, pin_memor
     images, y, rows, _ = _read_once(read_encoded, path, meta, "val", rank, world)
     val = ImageBatches(images, y, rows, transform=deterministic, shuffle=False, **options)
     return train, val
+
+
+def _labelled(path, cfg: TrainConfig, shards: list[np.ndarray], rank: int):
+    """``train.label_fraction``: this rank's rows that keep their labels, and the largest kept
+    shard (every rank pads to it)."""
+    return shard_keep(read_labels(path, "train"), cfg.label_fraction, cfg.seed, shards, rank)
 
 
 _READS: dict[tuple, tuple] = {}
