@@ -127,7 +127,11 @@ def write_json(path: Path, payload: dict) -> None:
 STATUS = "status.json"
 RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
 DEFAULT_ROOT = "runs"
-RESUME_COMMANDS = {"pipeline": "sennflow run --resume", "sweep": "sennflow sweep --resume"}
+RESUME_COMMANDS = {
+    "pipeline": "sennflow run --resume",
+    "sweep": "sennflow sweep --resume",
+    "prune": "sennflow prune --resume",
+}
 
 _LOCK = threading.Lock()  # epoch updates come from Ray's progress thread, the end from the flow's
 _STARTED: list[Path] = []  # run folders whose status this process started, oldest first
@@ -276,7 +280,7 @@ def resume_command(flow: str, run_id: str, run_root: str | Path = DEFAULT_ROOT) 
     parts = [RESUME_COMMANDS[flow], f"run.id={run_id}"]
     if str(run_root) != DEFAULT_ROOT:
         parts.append(f"run.root={run_root}")
-    if flow == "sweep":
+    if flow in ("sweep", "prune"):
         parts.append("<the same overrides>")
     return " ".join(parts)
 
