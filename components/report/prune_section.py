@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from components.report import markup
 from components.report.figure_set import FigureSet
@@ -100,6 +101,8 @@ def _curve_figure(rounds, key: str, ylabel: str) -> Figure:
     if controls:
         ax.plot(*zip(*controls, strict=True), "s--", label="re-initialised")
     ax.set_xscale("log")
+    ax.set_xticks(x, [f"{value:.3g}" for value in x])  # the rounds' own sparsities
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)")
     ax.set_ylabel(ylabel)
