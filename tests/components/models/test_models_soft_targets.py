@@ -75,8 +75,9 @@ def test_models_without_cross_entropy_refuse_soft_targets(name, reason):
 def test_soft_targets_must_fit_the_logits():
     model = create_model("mlp", input_shape=SHAPE, num_classes=CLASSES, tiny=True)
     x = torch.randn(len(Y), *SHAPE)
-    with model.soft_targets(torch.full((len(Y), CLASSES + 1), 0.2)):
-        with pytest.raises(SoftTargetsError, match=r"shape \(5, 5\) do not fit .* \(5, 4\)"):
-            model.loss(model(x), x, Y)
+    wrong_width = torch.full((len(Y), CLASSES + 1), 0.2)
+    shape = r"shape \(5, 5\) do not fit .* \(5, 4\)"
+    with model.soft_targets(wrong_width), pytest.raises(SoftTargetsError, match=shape):
+        model.loss(model(x), x, Y)
     with pytest.raises(SoftTargetsError, match="float"), model.soft_targets(Y):
         pass
