@@ -69,6 +69,8 @@ def continual(
     """
     from components.continual.config import ContinualConfig
     from components.continual.experiment import StreamError, check_stream, continual_headline
+    from components.federated.client import check_embedding
+    from components.ssl.checkpoint import SSLCheckpointError
     from tasks.continual import continual_task
 
     cfg = compose_continual(all_overrides(options, overrides))
@@ -77,7 +79,13 @@ def continual(
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     try:
         check_stream(dataset.path, config)
-    except StreamError as err:
+        if config.federated_embedding and config.federated_clients:
+            check_embedding(
+                config.federated_embedding,
+                dataset.meta.feature_shape,
+                key="continual.federated_embedding",
+            )
+    except (StreamError, SSLCheckpointError) as err:
         raise ConfigError(str(err)) from err
     run = open_run("continual", settings, cfg)
 

@@ -74,12 +74,14 @@ def federated(
             applied after ``options``.
         options: the common knobs as a typed form (the Prefect UI renders it).
     """
+    from components.federated.client import check_embedding
     from components.federated.experiment import (
         FederatedConfig,
         PartitionError,
         check_partition,
         federated_headline,
     )
+    from components.ssl.checkpoint import SSLCheckpointError
     from tasks.federated import federated_task
 
     cfg = compose_federated(all_overrides(options, overrides))
@@ -89,7 +91,9 @@ def federated(
     spec = settings.model_spec(dataset.meta)
     try:
         check_partition(dataset.path, config)
-    except PartitionError as err:
+        if config.embedding:
+            check_embedding(config.embedding, spec.input_shape)
+    except (PartitionError, SSLCheckpointError) as err:
         raise ConfigError(str(err)) from err
     run = open_run("federated", settings, cfg)
 

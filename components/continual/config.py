@@ -26,6 +26,8 @@ class ContinualConfig:
         method_params: per-method keyword arguments, ``{method: {name: value}}``.
         federated_clients: when > 0, also run federated continual learning
             (:mod:`components.continual.federated`) with this many clients.
+        federated_embedding: an SSL checkpoint folder (``sennflow pretrain``) whose encoder is
+            the federated clients' shared embedding (``None``: the seeded, untrained one).
         max_restarts: how often a method's learner actor that dies is rebuilt from its last
             completed task before the run fails (:mod:`components.continual.experiment`).
     """
@@ -37,6 +39,7 @@ class ContinualConfig:
     learner: Mapping = field(default_factory=dict)
     method_params: Mapping = field(default_factory=dict)
     federated_clients: int = 0
+    federated_embedding: str | None = None
     max_restarts: int = 3
 
     def __post_init__(self) -> None:

@@ -277,6 +277,7 @@ def run_continual(
             config.num_tasks,
             config.seed,
             on_task=lambda i, row: _tell(on_step, "federated", _mean(row)),
+            embedding=config.federated_embedding,
         )
     return {
         "num_tasks": config.num_tasks,

@@ -13,7 +13,9 @@ every client can tell apart the union of the classes any client has seen. Here:
 - each client is an :class:`~components.continual.learners.NCMLearner` on a *shared, fixed*
   embedding: every client builds it from the same seed and never trains it (the paper's
   prototypical network is likewise fixed while clients learn; it is pre-trained on base classes,
-  which this setting does not have, so the embedding is the seeded initialisation). Prototypes
+  which this setting does not have, so the embedding is the seeded initialisation; with
+  ``continual.federated_embedding`` it is a self-supervised pre-trained encoder instead, the
+  closer match to the paper's pre-trained network). Prototypes
   from different clients are then comparable, and learning a class is accumulating its sum and
   count, with no gradient step;
 - after every task the server adds up all clients' sums and counts (count-weighted averaging of
@@ -44,12 +46,23 @@ class ContinualClient:
     """One client: an NCM learner on the shared embedding and its own stream (a Ray actor)."""
 
     def __init__(
-        self, config: LearnerConfig, x: np.ndarray, y: np.ndarray, num_tasks: int, seed: int
+        self,
+        config: LearnerConfig,
+        x: np.ndarray,
+        y: np.ndarray,
+        num_tasks: int,
+        seed: int,
+        embedding: str | None = None,
     ) -> None:
         import torch
 
         torch.set_num_threads(1)
+        body = _ssl_body(embedding, config.input_dim) if embedding else None
+        if body is not None:
+            config = dataclasses.replace(config, embedding_dim=body.dim)
         self.learner = NCMLearner(config, train_embedding="none")
+        if body is not None:
+            self.learner.net.body = body  # never trained: train_embedding="none"
         self.x, self.y = np.array(x), np.array(y)
         self.tasks = class_incremental(self.y, num_tasks, seed=seed)
 
@@ -71,6 +84,30 @@ class ContinualClient:
         return self.learner._normalized_embedding(np.array(x))
 
 
+def _ssl_body(folder: str, input_dim: int):
+    """The SSL encoder of checkpoint ``folder`` as the learner's embedding body: it reads the
+    learner's flattened rows, reshaped to the encoder's input, and returns flat embeddings."""
+    import torch
+
+    from components.ssl.checkpoint import load_encoder, read_encoder_checkpoint
+
+    shape = tuple(read_encoder_checkpoint(folder)[0]["input_shape"])
+    if int(np.prod(shape)) != input_dim:
+        raise ValueError(f"the encoder of {folder} reads {shape}, the rows have {input_dim} values")
+
+    class FlatEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = load_encoder(folder)
+            with torch.no_grad():
+                self.dim = int(self(torch.zeros(1, input_dim)).shape[1])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.encoder(x.reshape(len(x), *shape)).flatten(1)
+
+    return FlatEncoder().eval()
+
+
 def _merged_row(z_test, y_test, prototypes, tasks: list[Task]) -> list[float]:
     pred = nearest_prototype_predict(z_test, prototypes)
     return [float((pred == y_test)[np.isin(y_test, t.classes)].mean()) for t in tasks]
@@ -83,6 +120,7 @@ def run_federated_continual(
     num_tasks: int,
     seed: int,
     on_task: Callable[[int, list[float]], None] | None = None,
+    embedding: str | None = None,
 ) -> dict:
     """Run the clients through their streams, merging prototypes after every task.
 
@@ -93,6 +131,8 @@ def run_federated_continual(
         num_tasks: tasks per client stream (must divide each client's classes evenly).
         seed: seeds the row split, the reference scenario and the clients' class orders.
         on_task: optional ``on_task(i, merged_row)`` after each merge.
+        embedding: an SSL checkpoint folder whose encoder is the shared embedding (default:
+            the learners' seeded, untrained one).
 
     Returns:
         The report's ``continual["federated"]`` dict: ``num_clients``, ``method`` (``"ncm"``),
@@ -107,7 +147,7 @@ def run_federated_continual(
     reference = class_incremental(y, num_tasks, seed=seed)
     actor = ray.remote(num_cpus=0)(ContinualClient)
     clients = [
-        actor.remote(config, x[rows], y[rows], num_tasks, seed + k)
+        actor.remote(config, x[rows], y[rows], num_tasks, seed + k, embedding)
         for k, rows in enumerate(iid(y, num_clients, seed=seed))
     ]
     try:
@@ -130,6 +170,7 @@ def run_federated_continual(
     return {
         "num_clients": num_clients,
         "method": "ncm",
+        "embedding": embedding,
         "config": dataclasses.asdict(config),
         "reference_tasks": [list(t.classes) for t in reference],
         "client_tasks": {str(k): tasks for k, tasks in enumerate(client_tasks)},

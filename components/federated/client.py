@@ -11,7 +11,9 @@ Strategies:
   embedding and sends per-class embedding sums and counts; no gradient steps. The embedding is the
   model's ``encode(x)`` flattened when the model exposes an ``encode`` that returns a tensor (a
   prototype model's latent space), otherwise the standardised input itself, flattened (the
-  :class:`~components.models.mlp.MLP` has no encoder). The global payload is ignored: the
+  :class:`~components.models.mlp.MLP` has no encoder), or, with ``federated.embedding``, a
+  pre-trained self-supervised encoder's output (:func:`shared_embedding`). The global payload is
+  ignored: the
   embedding does not change between rounds, so the sums are what the client has seen so far.
 - ``"fedavg"``: FedAvg (McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks
   from Decentralized Data"): load the global weights, run ``local_epochs`` epochs of minibatch SGD
@@ -26,7 +28,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,6 +59,61 @@ def embed(model: torch.nn.Module, x: np.ndarray | Tensor) -> np.ndarray:
         if isinstance(z, Tensor):
             return z.flatten(1).double().numpy()
     return x.flatten(1).double().numpy()
+
+
+def check_embedding(
+    folder: str, input_shape: tuple[int, ...], key: str = "federated.embedding"
+) -> int:
+    """Validate ``key`` (``federated.embedding``): an SSL checkpoint whose encoder reads
+    ``input_shape``.
+
+    Returns:
+        The embedding's dimension.
+
+    Raises:
+        SSLCheckpointError: naming ``key`` and what is wrong (no such folder, not an SSL
+            checkpoint, unreadable, or an encoder for other inputs).
+    """
+    from components.ssl.checkpoint import SSLCheckpointError, load_encoder, read_encoder_checkpoint
+
+    where = f"{key}={folder!r}"
+    if not Path(folder).is_dir():
+        raise SSLCheckpointError(f"{where}: no such folder (name an SSL checkpoint folder)")
+    try:
+        spec, _, _ = read_encoder_checkpoint(folder)
+        trained_on = tuple(spec.get("input_shape", ()))
+        if trained_on != tuple(input_shape):
+            raise SSLCheckpointError(
+                f"the encoder reads inputs {trained_on}, this dataset's are {tuple(input_shape)}"
+            )
+        encoder = load_encoder(folder)
+    except SSLCheckpointError as err:
+        raise SSLCheckpointError(f"{where}: {err}") from err
+    return int(_encode(encoder, torch.zeros(1, *input_shape)).shape[1])
+
+
+def shared_embedding(
+    spec: ModelSpec, model_seed: int, embedding: str | None = None
+) -> Callable[[np.ndarray | Tensor], np.ndarray]:
+    """The fixed embedding every client and the server use for prototype averaging.
+
+    ``embedding`` (``federated.embedding``) names a pre-trained SSL encoder checkpoint
+    (:mod:`components.ssl.checkpoint`): its encoder's output, flattened. Without it,
+    :func:`embed` with the untrained ``spec`` model built from ``model_seed``.
+    """
+    if embedding:
+        from components.ssl.checkpoint import load_encoder
+
+        encoder = load_encoder(embedding)
+        return lambda x: _encode(encoder, x)
+    model = build_model(spec, model_seed)
+    return lambda x: embed(model, x)
+
+
+@torch.no_grad()
+def _encode(encoder: torch.nn.Module, x: np.ndarray | Tensor) -> np.ndarray:
+    x = torch.from_numpy(np.array(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
+    return encoder.eval()(x).flatten(1).double().numpy()
 
 
 def build_model(spec: ModelSpec, model_seed: int) -> torch.nn.Module:
@@ -96,6 +154,8 @@ class FederatedClient:
         claim_factor: test hook: every update claims this many times its samples
             (``num_samples``, or a prototype update's counts and sums, keeping its means).
         delay_s: test hook: sleep this long in each ``fit_round`` (to test timeouts and kills).
+        embedding: prototypes: an SSL checkpoint folder whose encoder embeds the shard
+            (``federated.embedding``; :func:`shared_embedding`).
 
     Raises:
         ValueError: on an unknown strategy, bad shapes or non-positive epochs/lr/batch size.
@@ -119,6 +179,7 @@ class FederatedClient:
         attack_scale: float = 1.0,
         claim_factor: int = 1,
         delay_s: float = 0.0,
+        embedding: str | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
@@ -139,6 +200,9 @@ class FederatedClient:
         # One thread per client: many clients share a few cores.
         torch.set_num_threads(1)
         self.model = build_model(self.spec, model_seed)
+        self._embed = (
+            shared_embedding(spec, model_seed, embedding) if strategy == "prototypes" else None
+        )
         self.client_id = client_id
         self.strategy = strategy
         self.local_epochs = local_epochs
@@ -184,7 +248,7 @@ class FederatedClient:
         return update
 
     def _prototype_update(self) -> dict[str, Tensor]:
-        sums, counts = class_sums(embed(self.model, self.x), self.y.numpy(), self.spec.num_classes)
+        sums, counts = class_sums(self._embed(self.x), self.y.numpy(), self.spec.num_classes)
         return prototype_update(sums, counts)
 
     def _train(self, global_state: dict[str, Tensor]) -> dict[str, Tensor]:

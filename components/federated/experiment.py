@@ -30,7 +30,7 @@ from torch import Tensor
 from components.data.decoded_memory import check_decoded_size
 from components.data.reader import read_labels, read_split
 from components.federated.aggregation import AGGREGATIONS, aggregate
-from components.federated.client import STRATEGIES, build_model, embed
+from components.federated.client import STRATEGIES, build_model, shared_embedding
 from components.federated.partition import dirichlet, disjoint_classes, iid
 from components.federated.rounds import (
     RoundRecord,
@@ -112,6 +112,8 @@ class FederatedConfig:
             values at each end of every coordinate) and ``krum`` tolerate; a round must sample
             more than ``2f`` clients (``2f + 2`` for krum).
         chaos: fault drills (off by default).
+        embedding: prototypes: an SSL checkpoint folder (``sennflow pretrain``) whose encoder
+            embeds clients' and test data instead of the untrained model / standardised input.
     """
 
     strategies: tuple[str, ...] = ("prototypes", "fedavg")
@@ -129,6 +131,7 @@ class FederatedConfig:
     aggregation: str = "mean"
     byzantine: int = 1
     chaos: ChaosConfig = ChaosConfig()
+    embedding: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.chaos, dict):
@@ -260,6 +263,7 @@ def run_experiment(
         "local_epochs": config.local_epochs,
         "aggregation": config.aggregation,
         "byzantine": config.byzantine,
+        "embedding": config.embedding,
         "clients": clients,
         "strategies": {},
     }
@@ -360,6 +364,7 @@ def _run_strategy(data, parts, spec, config, strategy, on_round) -> RoundsResult
         mu=config.mu,
         batch_size=config.batch_size,
         model_seed=config.seed,
+        embedding=config.embedding,
     )
 
     def kill(rnd: int, current: list) -> None:
@@ -375,8 +380,8 @@ def _run_strategy(data, parts, spec, config, strategy, on_round) -> RoundsResult
             fraction=config.fraction,
             seed=config.seed,
             timeout_s=config.timeout_s,
-            global_state=_initial_state(strategy, spec, x, config.seed),
-            evaluate=global_accuracy(strategy, spec, x_test, y_test, model_seed=config.seed),
+            global_state=_initial_state(strategy, spec, x, config),
+            evaluate=global_accuracy(strategy, spec, x_test, y_test, config.seed, config.embedding),
             revive=lambda i: await_actor(handles[i]),
             after_send=kill,
             on_round=(lambda record: on_round(strategy, record)) if on_round else None,
@@ -388,11 +393,11 @@ def _run_strategy(data, parts, spec, config, strategy, on_round) -> RoundsResult
             ray.kill(handle, no_restart=True)
 
 
-def _initial_state(strategy: str, spec: ModelSpec, x: np.ndarray, seed: int):
-    model = build_model(spec, seed)
+def _initial_state(strategy: str, spec: ModelSpec, x: np.ndarray, config: FederatedConfig):
     if strategy == "prototypes":
-        return initial_prototype_state(spec.num_classes, embed(model, x[:1]).shape[1])
-    return model.state_dict()
+        dim = shared_embedding(spec, config.seed, config.embedding)(x[:1]).shape[1]
+        return initial_prototype_state(spec.num_classes, dim)
+    return build_model(spec, config.seed).state_dict()
 
 
 def _summary(result: RoundsResult, clients, data, spec, strategy, config) -> dict:
@@ -401,7 +406,9 @@ def _summary(result: RoundsResult, clients, data, spec, strategy, config) -> dic
     per_client = {}
     for client in clients:
         mask = np.isin(y_test, client["classes"])
-        accuracy = global_accuracy(strategy, spec, x_test[mask], y_test[mask], config.seed)
+        accuracy = global_accuracy(
+            strategy, spec, x_test[mask], y_test[mask], config.seed, config.embedding
+        )
         per_client[str(client["client"])] = float(accuracy(state)) if mask.any() else math.nan
     return {
         "final_accuracy": result.rounds[-1].accuracy,

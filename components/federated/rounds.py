@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from components.federated.aggregation import check_sample_claim, fedavg, validate_update
-from components.federated.client import NUM_SAMPLES, FederatedClient, build_model, embed
+from components.federated.client import NUM_SAMPLES, FederatedClient, shared_embedding
 from components.federated.messages import COUNTS, SUMS, decode, encode, read_prototype_update
 from components.federated.prototypes import nearest_prototype_predict
 from components.training.checkpoint import ModelSpec
@@ -154,13 +154,18 @@ def start_clients(
 
 
 def global_accuracy(
-    strategy: str, spec: ModelSpec, x_test: np.ndarray, y_test: np.ndarray, model_seed: int = 0
+    strategy: str,
+    spec: ModelSpec,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    model_seed: int = 0,
+    embedding: str | None = None,
 ) -> Callable[[Mapping[str, Tensor]], float]:
     """``evaluate(global_state) -> accuracy`` on a test set: nearest merged prototype (in the
-    clients' shared embedding: an untrained ``spec`` model built from ``model_seed``) or the
-    global model's prediction."""
+    clients' shared embedding: the SSL encoder of checkpoint ``embedding``, else an untrained
+    ``spec`` model built from ``model_seed``) or the global model's prediction."""
     if strategy == "prototypes":
-        z_test = embed(build_model(spec, model_seed), x_test)
+        z_test = shared_embedding(spec, model_seed, embedding)(x_test)
         return lambda state: float(
             (nearest_prototype_predict(z_test, prototypes_of(state)) == y_test).mean()
         )

@@ -179,6 +179,12 @@ def _federated_parts(federated: Mapping, tasks, figures: FigureSet) -> list[str]
         "prototypes (count-weighted sums) into one model, whose R covers the union of the "
         "clients' stream steps."
     )
+    embedding = federated.get("embedding")
+    text += (
+        f" The shared embedding is the pre-trained SSL encoder {embedding}."
+        if embedding
+        else " The shared embedding is the learners' seeded, untrained one."
+    )
     if merges:
         text += (
             f" {len(merges)} merges, {sum(merges) / len(merges):.0f} bytes per merge on "

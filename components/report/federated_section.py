@@ -118,6 +118,14 @@ def _setup_text(federated: Mapping) -> str:
             f" FedAvg/FedProx merge client weights by {_AGGREGATIONS.get(aggregation, aggregation)}"
             f", robust to {markup.format_value(federated.get('byzantine'))} attacking client(s)."
         )
+    if "prototypes" in (federated.get("strategies") or {}):
+        embedding = federated.get("embedding")
+        text += (
+            f" Prototype averaging embeds with the pre-trained SSL encoder {embedding}."
+            if embedding
+            else " Prototype averaging embeds with the untrained model's encoder, or the"
+            " standardised input where the model has none (no federated.embedding)."
+        )
     return text
 
 
