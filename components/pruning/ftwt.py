@@ -7,8 +7,8 @@ Mask Prediction" (CVPR 2022); reference code github.com/selkerdawy/FTWT (``utils
 Each gated conv layer ``l`` (a convolution followed by a ReLU inside a ``nn.Sequential`` of the
 model's ``features`` trunk: ``model=cnn``, the ``conv`` and VGG trunks of the part-prototype
 models) gets a mask predictor: the layer's input (the previous layer's gated activation) is
-average-pooled to one value per channel, soft-maxed over channels and mapped by a linear layer
-(the reference's ``1Conv2dMask`` 1x1 conv) to one logit per output filter. Its target is the
+average-pooled to one value per channel and mapped by a linear layer (the reference's
+``1Conv2dMask`` 1x1 conv) to one logit per output filter. Its target is the
 per-input top-k of the layer's own output: each filter's heatmap is scored by its spatial max of
 ``|activation|`` (``get_fmap_criteria``), the scores are normalised to sum to 1 and ``k`` is the
 smallest number of filters whose scores reach ``mass`` (the heatmap-mass criterion). The
@@ -27,6 +27,10 @@ are trained, gate the trained network with its own ground-truth top-k masks at t
 Departures: ``k`` is the smallest count whose mass reaches ``mass`` (the paper's wording); the
 reference code keeps the filters whose cumulative mass stays within ``mass``, one filter fewer
 whenever ``mass`` is not hit exactly. An input whose layer output is all zero keeps no filter.
+No softmax over the pooled channels (the reference's ``--softmax 0``; its default is 1): on
+digits the softmax of small pooled ReLU activations is nearly uniform, and the predictors then
+learned only a fixed mask (second-layer mask accuracy 0.807 against 0.816 for the best fixed
+mask; 0.782 against 0.751 without it).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def mass_topk_mask(activation: torch.Tensor, mass: float) -> torch.Tensor:
 
 
 class MaskPredictor(nn.Module):
-    """Predicts a layer's top-k filters from its input: avg-pool, softmax, linear.
+    """Predicts a layer's top-k filters from its input: average pooling, then a linear layer.
 
     Args:
         in_channels: channels of the layer's input.
