@@ -96,12 +96,12 @@ class FlowSettings:
         """The configured model for the ingested data's input shape and classes."""
         from components.training.checkpoint import ModelSpec
 
-        return ModelSpec(
-            name=self.model.name,
-            input_shape=tuple(data_meta["feature_shape"]),
-            num_classes=int(data_meta["num_classes"]),
+        return ModelSpec.configured(
+            self.model.name,
+            data_meta["feature_shape"],
+            data_meta["num_classes"],
             tiny=self.model.tiny,
-            kwargs=self.model.params,
+            params=self.model.params,
         )
 
 

@@ -18,7 +18,9 @@ def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run, augment: str =
     its rounds, :mod:`components.training.self_distill_ray`), and return the ``TrainOutcome``.
 
     ``augment`` is the training augmentation of image datasets (``data.augment``). Every epoch is
-    a progress event carrying ``epochs`` (``cfg.epochs``), the bar's total."""
+    a progress event carrying ``epochs``, the bar's total: ``cfg.epochs``, or the
+    ``epochs_planned`` an epoch reports when its regime runs more (a boosted final layer's
+    steps)."""
     from components.data.staging import dataset_for_workers
     from components.training.ray_runtime import ensure_ray
     from components.training.ray_trainer import train_with_ray
@@ -34,7 +36,9 @@ def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run, augment: str =
         spec=spec,
         cfg=cfg,
         run_dir=run_dir,
-        on_epoch=lambda metrics: notify_epoch({**metrics, "epochs": cfg.epochs}),
+        on_epoch=lambda metrics: notify_epoch(
+            {**metrics, "epochs": metrics.get("epochs_planned", cfg.epochs)}
+        ),
         storage_path=run_storage(run.ray_storage_path, Path(run_dir)),
         augment=augment,
         logger=get_run_logger(),

@@ -6,8 +6,10 @@ A space maps a hyperparameter name to a spec: ``{"type": "loguniform", "low": 1e
 field), ``model.<kwarg>`` (a model keyword argument), ``stn.<field>`` (an
 :class:`~components.search.stn.STNConfig` field: the starting point of a Self-Tuning Network) or
 ``darts.<field>`` (a :class:`~components.search.darts.DartsConfig` field, or ``num_candidates``)
-or ``prune.<field>`` (a :class:`~components.pruning.imp_config.PruneConfig` field, e.g. the
-pruning rate ``prune.rate``).
+or ``ssl.<field>`` (an :class:`~components.ssl.config.SSLConfig` field of :data:`SSL_KEYS`, e.g.
+``ssl.projector_width``: each trial pre-trains its encoder with its values first, see
+:func:`check_ssl_space`). ``prune.*`` is refused by name: the sweep retrains its best trial
+through the pipeline, which does not prune, so such a dimension would be silently ignored.
 A nested mapping (``{"train": {"lr": {...}}}``, as Hydra config holds it) is flattened first.
 """
 
@@ -18,9 +20,10 @@ from dataclasses import fields, replace
 
 from ray import tune
 
-from components.pruning.imp_config import PruneConfig
 from components.search.darts import DartsConfig
 from components.search.stn import STNConfig
+from components.search.sweep_config import HYPERPARAMETER_METHODS
+from components.ssl.config import SSLConfig
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 
@@ -77,21 +80,70 @@ def apply_model_overrides(spec: ModelSpec, config: Mapping) -> ModelSpec:
     return replace(spec, kwargs={**spec.kwargs, **group_overrides(config, "model")})
 
 
+def apply_ssl_overrides(ssl: SSLConfig, config: Mapping) -> SSLConfig:
+    """``ssl`` with a trial config's ``ssl.*`` values (validated as any SSLConfig)."""
+    return replace(ssl, **group_overrides(config, "ssl"))
+
+
+# SSLConfig fields a trial's in-process pre-training uses (not num_workers: a trial pre-trains in
+# its own process; not probe_samples: trials run no probes; not views: a nested block).
+SSL_KEYS = tuple(
+    f.name for f in fields(SSLConfig) if f.name not in ("num_workers", "probe_samples", "views")
+)
+# Population methods perturb values mid-training, after a trial has pre-trained.
+_PERTURBING = ("pbt", "pb2")
+
+
+def check_ssl_space(space: Mapping, method: str, ssl_chosen: bool, num_workers: int) -> None:
+    """``ValueError`` unless the ``ssl.*`` dimensions of ``space`` can take effect: an ``ssl=``
+    group chosen, a method whose trials run the fit loop in their own process (not ``stn``,
+    ``darts``, ``random_ws``; not ``pbt`` / ``pb2``, whose mid-training perturbations of a
+    pre-training value would change nothing) and ``train.num_workers=1``."""
+    names = [name for name in flatten_space(space) if name.partition(".")[0] == "ssl"]
+    if not names:
+        return
+    shown = ", ".join(names)
+    if not ssl_chosen:
+        raise ValueError(
+            f"search space {shown}: ssl.* dimensions need an ssl=<objective> group "
+            "(barlow_twins, directpred or jepa) to pre-train with"
+        )
+    fit_methods = [m for m in HYPERPARAMETER_METHODS if m not in _PERTURBING]
+    if method not in fit_methods:
+        raise ValueError(
+            f"search space {shown}: search.method={method} does not pre-train its trials; "
+            f"ssl.* dimensions need one of {', '.join(fit_methods)}"
+        )
+    if num_workers > 1:
+        raise ValueError(
+            f"search space {shown}: ssl.* dimensions need train.num_workers=1 (each trial "
+            f"pre-trains in its own process), got {num_workers}"
+        )
+
+
+_OTHER_FLOWS = {"prune": "prune"}
+
+
 def _check_name(name: str) -> None:
     group, _, key = name.partition(".")
     known = {
         "train": TrainConfig.field_names(),
         "stn": [f.name for f in fields(STNConfig)],
         "darts": [f.name for f in fields(DartsConfig)] + ["num_candidates"],
-        "prune": PruneConfig.field_names(),
+        "ssl": list(SSL_KEYS),
     }
     if (group == "model" and key) or key in known.get(group, ()):
         return
+    if group in _OTHER_FLOWS:
+        raise ValueError(
+            f"search space key {name!r}: {group}.* belongs to `sennflow {_OTHER_FLOWS[group]}`, "
+            "which the sweep does not run (it retrains its best trial through the pipeline)"
+        )
     if group in known:
         raise ValueError(
             f"search space key {name!r}: {group}.<field> must be one of {known[group]}"
         )
     raise ValueError(
         f"search space key {name!r}: use train.<field>, model.<keyword argument>, "
-        "stn.<field>, darts.<field> or prune.<field>"
+        "stn.<field>, darts.<field> or ssl.<field>"
     )

@@ -221,6 +221,8 @@ def boosted_fit(
     """
     device = torch.device(device)
     steps = boosting_steps(model, cfg.boost)
+    planned = (cfg.epochs if final_pair(model).trunk_trains else 0) + steps
+    report = _with_planned(report, planned)
     done = resume.get("boost_steps_done") if resume else None
     if done is None:
         state = _train_trunk(
@@ -261,6 +263,12 @@ def boosted_fit(
         if on_epoch_end is not None:
             on_epoch_end(state)
     return state
+
+
+def _with_planned(report: Report, planned: int) -> Report:
+    """``report`` with ``epochs_planned``: trunk epochs plus boosting steps, each one report
+    (the progress bar's total)."""
+    return lambda metrics, folder: report({**metrics, "epochs_planned": planned}, folder)
 
 
 def _train_trunk(

@@ -31,43 +31,58 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to rebuild a registered model; stored next to its weights."""
+    """How to rebuild a registered model; stored next to its weights.
+
+    ``encoder_from`` names the SSL checkpoint folder (``sennflow pretrain``) whose encoder
+    initialised the model; it is kept apart from the model's own ``kwargs`` so a checkpoint
+    still rebuilds after that folder is gone (its weights replace the encoder's anyway).
+    """
 
     name: str
     input_shape: tuple[int, ...]
     num_classes: int
     tiny: bool = False
     kwargs: dict = field(default_factory=dict)
+    encoder_from: str | None = None
+
+    @classmethod
+    def configured(
+        cls, name: str, input_shape, num_classes: int, *, tiny: bool, params: dict
+    ) -> ModelSpec:
+        """The spec of ``model.params``: a ``pretrained`` SSL checkpoint folder becomes
+        ``encoder_from`` (it is no model keyword), anything else stays a keyword."""
+        kwargs = dict(params)
+        encoder_from = None
+        if is_ssl_checkpoint(str(kwargs.get("pretrained") or "")):
+            encoder_from = str(kwargs.pop("pretrained"))
+        return cls(name, tuple(input_shape), int(num_classes), tiny, kwargs, encoder_from)
 
     def build(self, *, load_pretrained: bool = True) -> torch.nn.Module:
         """Create the (untrained) model this spec describes.
 
         Args:
-            load_pretrained: load the trunk weights that ``kwargs["pretrained"]`` names
-                (:mod:`components.training.pretrained`); ``False`` when a checkpoint's weights
-                replace them anyway.
+            load_pretrained: load the trunk weights that ``kwargs["pretrained"]`` (or the
+                encoder that ``encoder_from``) names (:mod:`components.training.pretrained`);
+                ``False`` when a checkpoint's weights replace them anyway.
 
         Raises:
             ModelSpecError: naming the model and what is wrong with its parameters or input
                 (``PretrainedError``, a subclass, for weights that cannot be loaded).
         """
         model = self._create()
-        if load_pretrained and self.kwargs.get("pretrained"):
-            pretrained.load_pretrained(model, str(self.kwargs["pretrained"]))
+        source = self.encoder_from or self.kwargs.get("pretrained")
+        if load_pretrained and source:
+            pretrained.load_pretrained(model, str(source))
         return model
 
     def _create(self) -> torch.nn.Module:
-        kwargs = self.kwargs
-        if is_ssl_checkpoint(str(kwargs.get("pretrained") or "")):
-            # an SSL encoder is not a torchvision trunk: the model never sees the parameter
-            kwargs = {k: v for k, v in kwargs.items() if k != "pretrained"}
         try:
             return create_model(
                 self.name,
                 input_shape=self.input_shape,
                 num_classes=self.num_classes,
                 tiny=self.tiny,
-                **kwargs,
+                **self.kwargs,
             )
         except (KeyError, TypeError, ValueError) as err:
             message = err.args[0] if err.args else str(err)
@@ -103,6 +118,7 @@ def load_spec(folder: str | Path) -> ModelSpec:
             num_classes=int(raw["num_classes"]),
             tiny=bool(raw.get("tiny", False)),
             kwargs=dict(raw.get("kwargs", {})),
+            encoder_from=raw.get("encoder_from"),
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {folder / SPEC} is malformed: {err}") from err

@@ -205,7 +205,7 @@ def _logging_epochs(
         logger.info(
             "epoch %d/%d [%s] train_loss=%.4f val_loss=%.4f%s (%.0f samples/s per worker)",
             metrics["epoch"],
-            epochs,
+            metrics.get("epochs_planned", epochs),
             metrics["stage"],
             metrics["train_loss"],
             metrics["val_loss"],

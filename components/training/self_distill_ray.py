@@ -61,9 +61,15 @@ def train_rounds_with_ray(
     """
     check_iterative(spec, cfg)
     run_dir = Path(run_dir)
+    fits = 1 + 2 * cfg.self_distill_rounds  # round 0, then a probe and a round each
+    started = iter(range(fits))
+    on_epoch = train_kwargs.pop("on_epoch", None)
 
     def train_round(name: str, teacher):
         storage = f"{storage_path.rstrip('/')}/{name}" if storage_path else None
+        if on_epoch is not None:
+            offset = next(started) * cfg.epochs
+            train_kwargs["on_epoch"] = _run_wide_epochs(on_epoch, offset, fits * cfg.epochs)
         return train_with_ray(
             dataset_path=dataset_path,
             spec=spec,
@@ -96,4 +102,12 @@ def train_rounds_with_ray(
         best_checkpoint=atomic.copy_tree(outcome.best_checkpoint, out / "best"),
         last_checkpoint=atomic.copy_tree(outcome.last_checkpoint, out / "last"),
         self_distill_rounds=rows,
+    )
+
+
+def _run_wide_epochs(on_epoch, offset: int, planned: int):
+    """``on_epoch`` with a fit's epochs counted on from the ``offset`` epochs planned for the
+    fits before it, out of ``planned``: one progress bar for the whole run."""
+    return lambda metrics: on_epoch(
+        {**metrics, "epoch": offset + metrics["epoch"], "epochs_planned": planned}
     )

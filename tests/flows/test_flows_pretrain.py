@@ -44,7 +44,7 @@ def test_pretrain_saves_an_encoder_that_a_model_loads(
     report = (run / "report.html").read_text()
     assert "Self-supervised pre-training" in report and "DirectPred" in report
 
-    spec = ModelSpec("cnn", (1, 8, 8), 10, tiny=True, kwargs={"pretrained": str(folder)})
+    spec = ModelSpec.configured("cnn", (1, 8, 8), 10, tiny=True, params={"pretrained": str(folder)})
     model = spec.build()
     x, _ = read_split(digits_dataset, "test", limit=8)
     x = torch.as_tensor(x)

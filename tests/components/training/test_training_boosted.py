@@ -61,10 +61,19 @@ def test_after_every_step_the_network_is_the_sum_of_its_partial_models():
             torch.testing.assert_close(model(probe).logits, sum(ensemble), atol=1e-5, rtol=1e-5)
         seen.append(step)
 
+    reports = []
     state = boosted_fit(
-        model, train, train, cfg=cfg, spec=spec, report=lambda m, f: None, on_step=on_step
+        model,
+        train,
+        train,
+        cfg=cfg,
+        spec=spec,
+        report=lambda m, f: reports.append(m),
+        on_step=on_step,
     )
     assert seen == [0, 1, 2]
+    # one report per step, each telling the progress bar the whole run's length
+    assert [(m["epoch"], m["epochs_planned"]) for m in reports] == [(1, 3), (2, 3), (3, 3)]
     assert [h["boost_units"] for h in state.history] == [4, 8, 12]
     # every step moved the ensemble towards the labels
     losses = [h["train_loss"] for h in state.history]
