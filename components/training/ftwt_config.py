@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from components.training.settings_block import SettingsBlock
 
 DYNAMIC_PRUNING = ("none", "ftwt")
 
 
 @dataclass(frozen=True)
-class FtwtConfig:
+class FtwtConfig(SettingsBlock):
     """How FTWT's mask predictors are trained after ordinary training.
 
     Attributes:
@@ -22,6 +24,7 @@ class FtwtConfig:
         finetune_lr: the fine-tuning Adam learning rate.
     """
 
+    block = "ftwt"
     mass: float = 0.9
     epochs: int = 10
     lr: float = 0.1
@@ -29,30 +32,12 @@ class FtwtConfig:
     finetune_lr: float = 1e-4
 
     def __post_init__(self) -> None:
-        checks = {
-            "mass": 0 < self.mass <= 1,
-            "epochs": self.epochs >= 1,
-            "lr": self.lr > 0,
-            "finetune_epochs": self.finetune_epochs >= 0,
-            "finetune_lr": self.finetune_lr > 0,
-        }
-        if bad := [name for name, ok in checks.items() if not ok]:
-            values = ", ".join(f"train.ftwt.{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"invalid training config: {values}")
-
-    @classmethod
-    def from_value(cls, value) -> FtwtConfig:
-        """``value`` as a config: itself, or a mapping of its fields (from Hydra)."""
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, dict):
-            raise ValueError(
-                f"invalid training config: train.ftwt must be a mapping, got {value!r}"
-            )
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(value) - known):
-            raise ValueError(
-                f"invalid training config: unknown train.ftwt key(s) {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(known))})"
-            )
-        return cls(**value)
+        self.check(
+            {
+                "mass": 0 < self.mass <= 1,
+                "epochs": self.epochs >= 1,
+                "lr": self.lr > 0,
+                "finetune_epochs": self.finetune_epochs >= 0,
+                "finetune_lr": self.finetune_lr > 0,
+            }
+        )

@@ -98,7 +98,7 @@ def test_predictors_beat_the_best_static_mask_on_digits():
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"train\.ftwt\.mass=0"):
         TrainConfig(dynamic_pruning="ftwt", ftwt={"mass": 0})
-    with pytest.raises(ValueError, match=r"unknown train\.ftwt key\(s\) masss"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) train\.ftwt\.masss"):
         TrainConfig(ftwt={"masss": 0.9})
     with pytest.raises(ValueError, match=r"train\.dynamic_pruning='lottery'"):
         TrainConfig(dynamic_pruning="lottery")
