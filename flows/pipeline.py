@@ -1,5 +1,9 @@
 """The pipeline flow: ingest -> train (Ray Train) -> evaluate -> explain -> report.
 
+With ``ssl=barlow_twins|directpred|jepa`` (``sennflow run ssl=...``) a self-supervised stage
+pre-trains the model's encoder on the training split first (Ray Train, as ``sennflow pretrain``
+does) into ``<run>/ssl/checkpoints/best``, and training starts from it.
+
 Callable from Python (``pipeline(overrides=["model=mlp"])``), from the CLI (``sennflow run``) and
 from the Prefect UI, where :class:`PipelineOptions` renders as a form.
 
@@ -12,6 +16,7 @@ registered in the folder, then evaluate, explain and report run as usual.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -19,6 +24,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows.config import ConfigError, compose, to_settings, to_yaml
+from flows.pretrain import ssl_source, stage_config
 from flows.run import (
     FlowOptions,
     RunResult,
@@ -36,6 +42,7 @@ from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ftwt import ftwt_task
 from tasks.ingest import ingest_task
+from tasks.pretrain import pretrain_stage_task
 from tasks.train import train_task
 
 DataSource = Literal[
@@ -124,7 +131,15 @@ def pipeline(
     from components.training.boosted import check_final_layer
 
     check_final_layer(spec, settings.train)
+    ssl_cfg = stage_config(cfg, spec)  # ssl=<objective>: pre-train the encoder first
     run = open_run("pipeline", settings, cfg, resume_dir=resume_dir)
+
+    ssl = None
+    if ssl_cfg is not None:
+        ssl = pretrain_stage_task(
+            dataset.path, ssl_source(spec), ssl_cfg, settings.run, run.run_dir
+        )
+        spec = replace(spec, encoder_from=ssl["checkpoint"])
 
     started = time.perf_counter()
     outcome = train_task(
@@ -155,6 +170,7 @@ def pipeline(
         explanations=explanations,
         training=training_summary(outcome),
         ftwt=ftwt,
+        ssl=ssl,
     )
     result = finish_run(
         run,

@@ -66,6 +66,49 @@ def ssl_config(cfg):
     return to_group_config(cfg, "ssl", SSLConfig, default=DEFAULT_SSL)
 
 
+def ssl_source(spec):
+    """The ``SourceModel`` whose encoder pre-training trains: ``spec`` as the run builds it."""
+    from components.training.ssl_ray import SourceModel
+
+    return SourceModel(spec.name, spec.input_shape, spec.num_classes, spec.tiny, spec.kwargs)
+
+
+def check_pretrainable(spec, config) -> None:
+    """``ConfigError`` unless ``spec``'s encoder can be pre-trained with ``config``."""
+    from components.ssl.encoders import EncoderError
+    from components.ssl.learner import build_learner
+
+    source = ssl_source(spec)
+    try:
+        build_learner(
+            source.name,
+            source.input_shape,
+            config,
+            num_classes=source.num_classes,
+            tiny=source.tiny,
+            model_params=source.params,
+        )
+    except (EncoderError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"model={spec.name} cannot be pre-trained: {err}") from err
+
+
+def stage_config(cfg, spec):
+    """The ``SSLConfig`` of ``sennflow run|sweep ssl=<objective>`` (pre-training as a stage before
+    training), or None without an ``ssl`` group. ``ConfigError`` for a bad ``ssl`` key, a model
+    that cannot be pre-trained, or other starting weights (``model.params.pretrained``)."""
+    if cfg.get("ssl") is None:
+        return None
+    pretrained = spec.encoder_from or spec.kwargs.get("pretrained")
+    if pretrained:
+        raise ConfigError(
+            f"ssl={cfg.ssl.objective} pre-trains the encoder the run starts from, and "
+            f"model.params.pretrained={pretrained} loads another: choose one"
+        )
+    config = ssl_config(cfg)
+    check_pretrainable(spec, config)
+    return config
+
+
 @flow(name="pretrain", log_prints=True)
 @with_run_status
 def pretrain(
@@ -78,9 +121,6 @@ def pretrain(
             ``options``.
         options: the common knobs as a typed form (the Prefect UI renders it).
     """
-    from components.ssl.encoders import EncoderError
-    from components.ssl.learner import build_learner
-    from components.training.ssl_ray import SourceModel
     from tasks.pretrain import pretrain_task
 
     cfg = compose_pretrain(all_overrides(options, overrides))
@@ -88,18 +128,8 @@ def pretrain(
     config = ssl_config(cfg)
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     spec = settings.model_spec(dataset.meta)
-    source = SourceModel(spec.name, spec.input_shape, spec.num_classes, spec.tiny, spec.kwargs)
-    try:
-        build_learner(
-            source.name,
-            source.input_shape,
-            config,
-            num_classes=source.num_classes,
-            tiny=source.tiny,
-            model_params=source.params,
-        )
-    except (EncoderError, KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"model={spec.name} cannot be pre-trained: {err}") from err
+    source = ssl_source(spec)
+    check_pretrainable(spec, config)
     run = open_run("pretrain", settings, cfg)
 
     ssl = pretrain_task(dataset.path, source, config, settings.run, run.run_dir)

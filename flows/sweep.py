@@ -11,11 +11,16 @@ from the Prefect UI (the ``nightly-sweep`` deployment in ``infra/prefect.yaml``)
   learned schedule (dropout, weight decay, augmentation strengths) epoch by epoch;
 * ``darts`` / ``random_ws``: the best genotype as model ``darts_net`` (default), or as the backbone
   of ``protopnet`` / ``st_protopnet`` when one of those is the configured model.
+
+With ``ssl=<objective>`` every trial pre-trains its model's encoder first (in-process, with its
+``ssl.*`` values: :mod:`components.search.trial_ssl`), and the retrain runs the pipeline's
+pre-training stage (Ray Train) with the best trial's values before training from it.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -23,6 +28,7 @@ from prefect import flow
 from pydantic import Field
 
 from components.data.staging import join
+from components.search.space import apply_ssl_overrides
 from flows.config import (
     DEFAULT_SEARCH,
     ConfigError,
@@ -31,6 +37,7 @@ from flows.config import (
     to_settings,
     to_yaml,
 )
+from flows.pretrain import ssl_source, stage_config
 from flows.run import (
     FlowOptions,
     RunResult,
@@ -48,6 +55,7 @@ from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.history import history_task
 from tasks.ingest import ingest_task
+from tasks.pretrain import pretrain_stage_task
 from tasks.search import best_model_task, search_task
 from tasks.train import train_task
 
@@ -142,11 +150,13 @@ def sweep(
     method = search.sweep.method
     _check_storage(settings, search)
     _check_resources(settings, search)
+    _check_ssl(cfg, settings, search)
     _check_resume(settings, to_yaml(cfg), resume)  # before anything is ingested or written
     # bad data fails before the run folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     _check_data(search, dataset.path)
     _check_metrics(settings, search, dataset)
+    ssl_cfg = stage_config(cfg, settings.model_spec(dataset.meta))  # ssl=<objective>
     resume_dir = Path(settings.run.root) / "sweep" / settings.run.id if resume else None
     run = open_run("sweep", settings, cfg, resume_dir=resume_dir)
 
@@ -160,15 +170,22 @@ def sweep(
         settings.run,
         settings.data.augment,
         resume,
+        ssl=ssl_cfg,
     )
     for name, payload in search_files(outcome).items():  # kept should the retrain fail
         write_json(run.run_dir / name, payload)
     summary = search_summary(method, outcome)
     headline = {"trials": len(outcome.trials), "best_val_loss": outcome.best_metrics["val_loss"]}
     headline |= _selection_headline(search.sweep, outcome)
-    trained, test, explanations = None, {}, None
+    trained, test, explanations, ssl = None, {}, None, None
     if search.retrain:
         spec, train = best_model_task(spec, settings.train, method, outcome)
+        if ssl_cfg is not None:  # the pipeline's stage, with the best trial's ssl.* values
+            best_ssl = apply_ssl_overrides(ssl_cfg, outcome.best_config)
+            ssl = pretrain_stage_task(
+                dataset.path, ssl_source(spec), best_ssl, settings.run, run.run_dir
+            )
+            spec = replace(spec, encoder_from=ssl["checkpoint"])
         started = time.perf_counter()
         trained = train_task(
             dataset.path, spec, train, run.run_dir, settings.run, settings.data.augment
@@ -194,6 +211,7 @@ def sweep(
         explanations=explanations,
         search=summary,
         training=training_summary(trained) if trained is not None else None,
+        ssl=ssl,
     )
     model = trained.best_checkpoint if trained is not None else None
     done = finish_run(
@@ -295,6 +313,19 @@ def _check_metrics(settings, search, dataset) -> None:
     model = settings.model_spec(dataset.meta).build() if needs_model else None
     try:
         check_metrics(sweep, settings.train.num_workers, model, dataset.path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _check_ssl(cfg, settings, search) -> None:
+    """``ssl.*`` dimensions need an ``ssl=`` group, and pre-training trials (before anything
+    runs: :func:`components.search.space.check_ssl_search`)."""
+    from components.search.space import check_ssl_search
+
+    try:
+        ssl_chosen = cfg.get("ssl") is not None
+        method, workers = search.sweep.method, settings.train.num_workers
+        check_ssl_search(search.space, method, ssl_chosen, workers)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

@@ -49,11 +49,13 @@ def search_task(
     run,
     augment: str = "none",
     resume: bool = False,
+    ssl=None,
 ):
     """Start or join Ray, run (or with ``resume`` continue) the sweep, and return its
     ``SweepOutcome``.
 
-    ``augment`` is the training augmentation of image datasets (``data.augment``)."""
+    ``augment`` is the training augmentation of image datasets (``data.augment``); ``ssl`` the
+    ``SSLConfig`` each trial pre-trains its encoder with (None: none)."""
     from components.data.reader import load_meta
     from components.data.staging import dataset_for_workers
     from components.search.tune_sweep import run_sweep
@@ -73,6 +75,7 @@ def search_task(
         augment=augment,
         images=load_meta(dataset_path).is_image,
         resume=resume,
+        ssl=ssl,
         logger=get_run_logger(),
     )
 

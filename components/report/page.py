@@ -403,8 +403,10 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     """
     run_dir = Path(run_dir)
     figures = FigureSet(run_dir / "figures")
-    # Federated and continual runs train inside their actors: no single model to show.
-    one_model = not (data.federated or data.continual or data.prune or data.ssl)
+    # Federated and continual runs train inside their actors: no single model to show; nor has
+    # a pretrain run (an ssl section without training: a pipeline's pre-training stage has one).
+    pretrain_only = data.ssl and not data.training
+    one_model = not (data.federated or data.continual or data.prune or pretrain_only)
     body = [
         _headline_section(data),
         search_section(data.search, figures),

@@ -1,7 +1,8 @@
 """The report's "Self-supervised pre-training" section: the objective, its loss curve, collapse
 diagnostics per epoch, the probes, and (Barlow Twins) the cross-correlation matrix.
 
-Shown when :attr:`components.report.ReportData.ssl` is set by the pretrain flow. Data contract::
+Shown when :attr:`components.report.ReportData.ssl` is set by the pretrain flow, or by a
+pipeline's or sweep's pre-training stage (``ssl=<objective>``, ``"stage": true``). Data contract::
 
     {"model": "cnn", "config": {SSLConfig fields}, "checkpoint": "runs/pretrain/<id>/...",
      "history": [{"epoch": 0, "ssl_loss": None | 12.3, "embedding_std": 0.02,
@@ -40,7 +41,9 @@ def ssl_section(ssl: Mapping | None, figures: FigureSet) -> str:
         return ""
     config, history, probes = ssl["config"], ssl["history"], ssl["probes"]
     parts = [
-        markup.paragraph(_setup_text(ssl["model"], config, ssl.get("checkpoint"))),
+        markup.paragraph(
+            _setup_text(ssl["model"], config, ssl.get("checkpoint"), ssl.get("stage", False))
+        ),
         markup.table(
             ("probe", "pre-trained encoder", "same encoder, random init"), _probe_rows(probes)
         ),
@@ -69,7 +72,7 @@ def ssl_section(ssl: Mapping | None, figures: FigureSet) -> str:
     return markup.section("Self-supervised pre-training", *parts)
 
 
-def _setup_text(model: str, config: Mapping, checkpoint: str | None) -> str:
+def _setup_text(model: str, config: Mapping, checkpoint: str | None, stage: bool) -> str:
     objective = _OBJECTIVES[config["objective"]].format(
         lambd=_lambda(config), stop="on" if config["stop_gradient"] else "off (ablation)"
     )
@@ -79,6 +82,8 @@ def _setup_text(model: str, config: Mapping, checkpoint: str | None) -> str:
         if checkpoint
         else ""
     )
+    if stage:  # the pipeline's pre-training stage
+        use += " This run's model started its training (below) from this encoder."
     return (
         f"The encoder of {model} was trained without labels by {objective}, for "
         f"{config['epochs']} epochs at batch size {config['batch_size']}, with a projector of "

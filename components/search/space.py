@@ -8,7 +8,7 @@ field), ``model.<kwarg>`` (a model keyword argument), ``stn.<field>`` (an
 ``darts.<field>`` (a :class:`~components.search.darts.DartsConfig` field, or ``num_candidates``)
 or ``ssl.<field>`` (an :class:`~components.ssl.config.SSLConfig` field of :data:`SSL_KEYS`, e.g.
 ``ssl.projector_width``: each trial pre-trains its encoder with its values first, see
-:func:`check_ssl_space`). ``prune.*`` is refused by name: the sweep retrains its best trial
+:func:`check_ssl_search`). ``prune.*`` is refused by name: the sweep retrains its best trial
 through the pipeline, which does not prune, so such a dimension would be silently ignored.
 A nested mapping (``{"train": {"lr": {...}}}``, as Hydra config holds it) is flattened first.
 """
@@ -22,7 +22,7 @@ from ray import tune
 
 from components.search.darts import DartsConfig
 from components.search.stn import STNConfig
-from components.search.sweep_config import HYPERPARAMETER_METHODS
+from components.search.sweep_config import HYPERPARAMETER_METHODS, IN_MEMORY_METHODS
 from components.ssl.config import SSLConfig
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
@@ -94,30 +94,31 @@ SSL_KEYS = tuple(
 _PERTURBING = ("pbt", "pb2")
 
 
-def check_ssl_space(space: Mapping, method: str, ssl_chosen: bool, num_workers: int) -> None:
-    """``ValueError`` unless the ``ssl.*`` dimensions of ``space`` can take effect: an ``ssl=``
-    group chosen, a method whose trials run the fit loop in their own process (not ``stn``,
-    ``darts``, ``random_ws``; not ``pbt`` / ``pb2``, whose mid-training perturbations of a
-    pre-training value would change nothing) and ``train.num_workers=1``."""
+def check_ssl_search(space: Mapping, method: str, ssl_chosen: bool, num_workers: int) -> None:
+    """``ValueError`` unless a sweep's pre-training (an ``ssl=`` group) and its ``ssl.*``
+    dimensions take effect: the dimensions need the group; with the group, each trial must run
+    the fit loop in its own process (not ``stn``, ``darts``, ``random_ws``, which train networks
+    of their own; ``train.num_workers=1``), and the dimensions need a method that does not
+    perturb values mid-training (``pbt`` / ``pb2`` would change a value pre-training has used)."""
     names = [name for name in flatten_space(space) if name.partition(".")[0] == "ssl"]
-    if not names:
-        return
-    shown = ", ".join(names)
-    if not ssl_chosen:
+    where = f"search space {', '.join(names)}" if names else "ssl=<objective>"
+    if names and not ssl_chosen:
         raise ValueError(
-            f"search space {shown}: ssl.* dimensions need an ssl=<objective> group "
+            f"{where}: ssl.* dimensions need an ssl=<objective> group "
             "(barlow_twins, directpred or jepa) to pre-train with"
         )
-    fit_methods = [m for m in HYPERPARAMETER_METHODS if m not in _PERTURBING]
-    if method not in fit_methods:
+    if not ssl_chosen:
+        return
+    if method in IN_MEMORY_METHODS or (names and method in _PERTURBING):
+        allowed = [m for m in HYPERPARAMETER_METHODS if not names or m not in _PERTURBING]
         raise ValueError(
-            f"search space {shown}: search.method={method} does not pre-train its trials; "
-            f"ssl.* dimensions need one of {', '.join(fit_methods)}"
+            f"{where}: search.method={method} does not pre-train its trials' encoders; "
+            f"use one of {', '.join(allowed)}"
         )
     if num_workers > 1:
         raise ValueError(
-            f"search space {shown}: ssl.* dimensions need train.num_workers=1 (each trial "
-            f"pre-trains in its own process), got {num_workers}"
+            f"{where}: a pre-training sweep needs train.num_workers=1 (each trial pre-trains "
+            f"in its own process), got {num_workers}"
         )
 
 

@@ -5,7 +5,8 @@ Each function trains one trial and reports per-epoch metrics to Tune:
 * :func:`fit_trial`: the pipeline's fit loop in the trial's own process (``train.num_workers=1``),
   reading the data as one Ray Train worker does (an image dataset is decoded and augmented by
   ``train.decode_workers`` loader processes), on CUDA when the trial was given a GPU or a share
-  of one (``search.resources_per_trial``); every epoch's checkpoint goes to Tune, so ASHA
+  of one (``search.resources_per_trial``), after pre-training its encoder when the sweep has an
+  ``ssl`` group (:mod:`components.search.trial_ssl`); every epoch's checkpoint goes to Tune, so ASHA
   can stop it, PBT can clone it (a trial records whose weights it took) and the best trial can
   be reloaded. Tune reuses a finished trial's process for the next one, which then finds the
   splits already in memory (:mod:`components.training.worker_data`);
@@ -24,7 +25,8 @@ Every trainable takes Tune's sampled ``config`` and the sweep's constant ``base`
 the :class:`~components.training.checkpoint.ModelSpec` and
 :class:`~components.training.config.TrainConfig` objects built once on the driver (``spec``,
 ``train``, which a trial's ``model.*`` / ``train.*`` values override), the STN and DARTS
-settings and the augmentation.
+settings, the augmentation and the ``ssl`` group's :class:`~components.ssl.config.SSLConfig`
+(None: no pre-training; a trial's ``ssl.*`` values override it).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from components.search.space import (
 from components.search.stn import STNConfig, train_stn
 from components.search.stn_pipeline import train_stn_model
 from components.search.trial_metrics import extra_metrics
+from components.search.trial_ssl import pretrain_trial_encoder
 from components.training.checkpoint import load_state, load_weights
 from components.training.fit import fit
 from components.training.ray_trainer import quiet_ray_train_logs
@@ -74,6 +77,9 @@ def fit_trial(config: dict, base: dict) -> None:
     train, val = worker_batches(
         dataset, cfg, augment=base["augment"], pin_memory=device.type == "cuda"
     )
+    ssl = base.get("ssl") if tune.get_checkpoint() is None else None  # restored: weights given
+    folder = Path(tune.get_context().get_trial_dir()) / "ssl"
+    spec, ssl_metrics = pretrain_trial_encoder(ssl, config, spec, dataset, folder)
     torch.manual_seed(cfg.seed)
     model = spec.build()
     trial_id = tune.get_context().get_trial_id()
@@ -82,7 +88,7 @@ def fit_trial(config: dict, base: dict) -> None:
 
     def report(metrics: dict, folder: Path | None) -> None:
         extra = extra_metrics(base.get("metrics", ()), model, val, dataset)  # search.metric
-        metrics = {**metrics, **extra, "exploited_from": exploited_from}
+        metrics = {**metrics, **extra, **ssl_metrics, "exploited_from": exploited_from}
         (folder / TRIAL_FILE).write_text(json.dumps({"trial_id": trial_id}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 

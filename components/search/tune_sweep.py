@@ -52,8 +52,9 @@ from components.search.resources import (
     check_combination,
     trial_resources,
 )
-from components.search.space import tune_space
+from components.search.space import check_ssl_search, tune_space
 from components.search.sweep_config import CHECKPOINT_METHODS, IN_MEMORY_METHODS, SweepConfig
+from components.ssl.config import SSLConfig
 from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 
@@ -138,6 +139,7 @@ def run_sweep(
     augment: str = "none",
     images: bool = False,
     resume: bool = False,
+    ssl: SSLConfig | None = None,
     reuse_actors: bool = True,
     logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> SweepOutcome:
@@ -163,6 +165,8 @@ def run_sweep(
         resume: continue the interrupted experiment in ``storage_path/name`` (finished trials
             are kept, unfinished ones resume from their checkpoints); without an experiment
             there, a new one starts.
+        ssl: the ``ssl`` group: each trial pre-trains its model's encoder with it and its
+            ``ssl.*`` values first (:mod:`components.search.trial_ssl`); None: no pre-training.
         reuse_actors: a finished trial's worker process runs the next trial (Tune's actor
             reuse: no process start, and the dataset it read stays in memory, see
             :mod:`components.training.worker_data`); False starts a fresh process per trial.
@@ -177,14 +181,17 @@ def run_sweep(
     Raises:
         ValueError: the storage or the dataset does not suit the method (see
             :func:`check_storage`, :func:`check_data`; :func:`check_metrics`: the trials
-            cannot compute the metric); ``resources_per_trial`` contradicts the training set-up
-            or asks for more than the Ray cluster has (:mod:`components.search.resources`).
+            cannot compute the metric; :func:`~components.search.space.check_ssl_search`: the
+            trials cannot pre-train as asked); ``resources_per_trial`` contradicts the
+            training set-up or asks for more than the Ray cluster has
+            (:mod:`components.search.resources`).
         SweepExistsError: ``storage_path/name`` holds an experiment and ``resume`` is false.
         SweepFailedError: no trial ended with a finite value of the metric(s) it ranks by.
     """
     check_storage(storage_path, sweep.method, train.num_workers)
     check_data(sweep.method, images, stn)
     check_metrics(sweep, train.num_workers)
+    check_ssl_search(space, sweep.method, ssl is not None, train.num_workers)
     storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
     experiment = join(storage, name)
     restore = existing_experiment(storage, name) is not None
@@ -202,6 +209,7 @@ def run_sweep(
             "stn": dict(stn or {}),
             "darts": dict(darts or {}),
             "augment": augment,
+            "ssl": ssl,
             "metrics": [name for name, _ in sweep.selection],  # the extra ones cost time
         },
     )
