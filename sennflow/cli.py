@@ -198,8 +198,15 @@ def _command(sub, name: str, *, help: str, description: str, epilog, example: st
 def _run(args: argparse.Namespace) -> int:
     from flows.config import compose, to_settings
 
+    def validate(cfg):  # ssl=<objective>: the pre-training stage's group too
+        if cfg.get("ssl") is None:
+            return to_settings(cfg)
+        from flows.pretrain import ssl_config
+
+        return to_settings(cfg), ssl_config(cfg)
+
     if args.show_config and not args.resume:  # the pipeline composes with flows.config
-        return _show_config(lambda: compose(args.overrides), to_settings)
+        return _show_config(lambda: compose(args.overrides), validate)
     from flows import pipeline
 
     if args.show_config:

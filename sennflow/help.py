@@ -30,7 +30,8 @@ def run_help() -> str:
     lines += ["", OPTIONS_HEADER, *_listing(_flat(compose([])))]
     lines.append(
         "\nexamples:\n  sennflow run\n  sennflow run model=mlp data=breast_cancer "
-        "train.epochs=5 train.num_workers=2\n  sennflow run experiment=tiny"
+        "train.epochs=5 train.num_workers=2\n  sennflow run experiment=tiny\n"
+        "  sennflow run model=cnn ssl=barlow_twins ssl.epochs=30  (pre-train the encoder first)"
     )
     return "\n".join(lines)
 
@@ -53,7 +54,7 @@ def sweep_help() -> str:
                 lines.append(f"  search={method}: search.{block}.<key> ({values})")
     lines += [
         "  '+search.space.<group>.<name>={type:loguniform,low:1e-4,high:1e-2}'  "
-        "(group: train, model, stn, darts)",
+        "(group: train, model, stn, darts; ssl with ssl=<objective>)",
         "  every key of 'sennflow run --help' (data, model, train, run, ray)",
         "\nexamples:\n  sennflow sweep search=asha model=mlp search.num_samples=16\n"
         "  sennflow sweep search=stn\n  sennflow sweep search=darts search.darts.sd=true\n"
