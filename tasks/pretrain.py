@@ -19,7 +19,7 @@ def pretrain_task(dataset_path: Path, source, config, run, run_dir: Path) -> dic
     (:func:`components.training.ssl_ray.pretrain_with_ray`) into ``run_dir/checkpoints/best``,
     probe it (:func:`components.ssl.evaluation.evaluate_encoder`) and return the report's
     ``ssl`` dict."""
-    return _pretrain(dataset_path, source, config, run, run_dir)
+    return _pretrain(dataset_path, source, config, run, run_dir, run_dir)
 
 
 @task(name="pretrain-stage", cache_policy=NO_CACHE)
@@ -35,17 +35,19 @@ def pretrain_stage_task(dataset_path: Path, source, config, run, run_dir: Path) 
     if saved.is_file():
         get_run_logger().info("pre-training done before: reusing %s", folder)
         return json.loads(saved.read_text())
-    ssl = {**_pretrain(dataset_path, source, config, run, folder), "stage": True}
+    ssl = {**_pretrain(dataset_path, source, config, run, folder, Path(run_dir)), "stage": True}
     atomic.write_text(saved, json.dumps(ssl, indent=1))
     return ssl
 
 
-def _pretrain(dataset_path: Path, source, config, run, run_dir: Path) -> dict:
+def _pretrain(dataset_path: Path, source, config, run, run_dir: Path, run_folder: Path) -> dict:
+    """Pre-train into ``run_dir``; on ``ray.storage_path`` under ``run_folder``'s own place."""
     from dataclasses import asdict
 
     from components.ssl.evaluation import evaluate_encoder
     from components.training.ray_runtime import ensure_ray
     from components.training.ssl_ray import pretrain_with_ray
+    from tasks.train import run_storage
 
     ensure_ray(run.ray_address, run.ray_num_cpus)
     logger = get_run_logger()
@@ -54,7 +56,7 @@ def _pretrain(dataset_path: Path, source, config, run, run_dir: Path) -> dict:
         source=source,
         cfg=config,
         run_dir=run_dir,
-        storage_path=run.ray_storage_path,
+        storage_path=run_storage(run.ray_storage_path, Path(run_folder)),
     )
     last = outcome.history[-1]
     logger.info("SSL loss %.4f, effective rank %.1f", last["ssl_loss"], last["effective_rank"])
