@@ -21,12 +21,12 @@ from components.training.checkpoint import ModelSpec
 
 
 def pretrain_trial_encoder(
-    ssl: SSLConfig | None, config: dict, spec: ModelSpec, dataset: Path | str, folder: Path
+    ssl: SSLConfig, config: dict, spec: ModelSpec, dataset: Path | str, folder: Path
 ) -> tuple[ModelSpec, dict]:
     """Pre-train ``spec``'s encoder into ``folder`` with the trial's ``ssl.*`` values.
 
     Args:
-        ssl: the sweep's ``ssl`` group (None: no pre-training, ``spec`` is returned as is).
+        ssl: the sweep's ``ssl`` group.
         config: the trial's sampled values.
         spec: the trial's model.
         dataset: the local dataset folder (its training split's inputs; labels unused).
@@ -36,8 +36,6 @@ def pretrain_trial_encoder(
         ``spec`` starting from the pre-trained encoder, and the metrics every report of the
         trial carries: the last SSL loss and the width of the projector that was trained.
     """
-    if ssl is None:
-        return spec, {}
     cfg = apply_ssl_overrides(ssl, config)
     x, _ = read_split(dataset, "train")  # the labels are read and never used
     result = pretrain_encoder(

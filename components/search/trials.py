@@ -78,8 +78,11 @@ def fit_trial(config: dict, base: dict) -> None:
         dataset, cfg, augment=base["augment"], pin_memory=device.type == "cuda"
     )
     ssl = base.get("ssl") if tune.get_checkpoint() is None else None  # restored: weights given
-    folder = Path(tune.get_context().get_trial_dir()) / "ssl"
-    spec, ssl_metrics = pretrain_trial_encoder(ssl, config, spec, dataset, folder)
+    if ssl is not None:
+        folder = Path(tune.get_context().get_trial_dir()) / "ssl"
+        spec, ssl_metrics = pretrain_trial_encoder(ssl, config, spec, dataset, folder)
+    else:
+        ssl_metrics = {}
     torch.manual_seed(cfg.seed)
     model = spec.build()
     trial_id = tune.get_context().get_trial_id()
