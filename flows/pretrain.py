@@ -76,18 +76,10 @@ def ssl_source(spec):
 def check_pretrainable(spec, config) -> None:
     """``ConfigError`` unless ``spec``'s encoder can be pre-trained with ``config``."""
     from components.ssl.encoders import EncoderError
-    from components.ssl.learner import build_learner
 
     source = ssl_source(spec)
     try:
-        build_learner(
-            source.name,
-            source.input_shape,
-            config,
-            num_classes=source.num_classes,
-            tiny=source.tiny,
-            model_params=source.params,
-        )
+        source.learner(config)
     except (EncoderError, KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"model={spec.name} cannot be pre-trained: {err}") from err
 

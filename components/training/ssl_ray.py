@@ -59,6 +59,18 @@ class SourceModel:
     tiny: bool = False
     params: dict | None = None
 
+    def learner(self, cfg: SSLConfig):
+        """``(model, learner)``: this model and its encoder's SSL learner under ``cfg``
+        (:func:`components.ssl.learner.build_learner`)."""
+        return build_learner(
+            self.name,
+            self.input_shape,
+            cfg,
+            num_classes=self.num_classes,
+            tiny=self.tiny,
+            model_params=self.params,
+        )
+
 
 def pretrain_with_ray(
     *,
@@ -70,14 +82,7 @@ def pretrain_with_ray(
 ) -> PretrainOutcome:
     """Pre-train ``source``'s encoder on the training split with Ray Train (Ray must be up)."""
     run_dir = Path(run_dir).resolve()
-    build_learner(
-        source.name,
-        source.input_shape,
-        cfg,
-        num_classes=source.num_classes,
-        tiny=source.tiny,
-        model_params=source.params,
-    )  # fails here, not in a worker
+    source.learner(cfg)  # fails here, not in a worker
     dataset = str(dataset_path) if is_uri(dataset_path) else str(Path(dataset_path).resolve())
     trainer = TorchTrainer(
         train_loop_per_worker=ssl_worker_loop,
@@ -110,14 +115,7 @@ def ssl_worker_loop(config: dict) -> None:
     x, _ = read_split(
         local_dataset(config["dataset_path"]), "train", shard_index=rank, num_shards=world
     )  # the labels are read and never used
-    model, net = build_learner(
-        source.name,
-        source.input_shape,
-        cfg,
-        num_classes=source.num_classes,
-        tiny=source.tiny,
-        model_params=source.params,
-    )
+    model, net = source.learner(cfg)
     x = torch.as_tensor(x)
     module = ray.train.torch.prepare_model(net) if world > 1 else net
 
