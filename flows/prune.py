@@ -97,7 +97,7 @@ def prune(
         options: the common knobs as a typed form (the Prefect UI renders it).
         resume: continue the interrupted run of ``run.id`` at its next unfinished round.
     """
-    from components.pruning.lottery import lottery_headline
+    from components.pruning.lottery import lottery_headline, lottery_section
     from tasks.prune import prune_task
 
     cfg = compose_prune(all_overrides(options, overrides))
@@ -113,7 +113,7 @@ def prune(
         dataset.path, spec, settings.train, config, settings.run, run.run_dir / "prune"
     )
     headline = lottery_headline(records)
-    section = {"model": spec.name, "config": asdict(config), "rounds": records}
+    section = lottery_section(spec, config, records)
     report = report_data(
         run,
         dataset,

@@ -15,6 +15,12 @@ from the Prefect UI (the ``nightly-sweep`` deployment in ``infra/prefect.yaml``)
 With ``ssl=<objective>`` every trial pre-trains its model's encoder first (in-process, with its
 ``ssl.*`` values: :mod:`components.search.trial_ssl`), and the retrain runs the pipeline's
 pre-training stage (Ray Train) with the best trial's values before training from it.
+
+With ``prune=default`` every trial runs lottery-ticket rounds (in-process, with its ``prune.*``
+values, e.g. ``prune.rate``: :mod:`components.search.trial_prune`) and is ranked by its last,
+sparsest ticket (``search.objectives=[val_accuracy,remaining]`` trades accuracy against
+sparsity); the retrain runs the rounds of ``sennflow prune`` (Ray Train fits, controls as
+``prune.control`` says) at the best trial's values, and evaluates and explains the last ticket.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from prefect import flow
 from pydantic import Field
 
 from components.data.staging import join
-from components.search.space import apply_ssl_overrides
+from components.search.space import apply_prune_overrides, apply_ssl_overrides
 from flows.config import (
     DEFAULT_SEARCH,
     ConfigError,
@@ -38,6 +44,7 @@ from flows.config import (
     to_yaml,
 )
 from flows.pretrain import ssl_source, stage_config
+from flows.prune import prune_settings
 from flows.run import (
     FlowOptions,
     RunResult,
@@ -143,6 +150,7 @@ def sweep(
         resume: continue the interrupted sweep in the run folder of ``run.id`` (its config must
             match); finished trials are kept, unfinished ones resume from their checkpoints.
     """
+    from components.pruning.lottery import lottery_headline
     from components.search.best import search_files, search_summary
 
     cfg = compose_sweep(all_overrides(options, overrides))
@@ -151,6 +159,7 @@ def sweep(
     _check_storage(settings, search)
     _check_resources(settings, search)
     _check_ssl(cfg, settings, search)
+    prune_cfg = _check_prune(cfg, settings, search)
     _check_resume(settings, to_yaml(cfg), resume)  # before anything is ingested or written
     # bad data fails before the run folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)
@@ -171,13 +180,14 @@ def sweep(
         settings.data.augment,
         resume,
         ssl=ssl_cfg,
+        prune=prune_cfg,
     )
     for name, payload in search_files(outcome).items():  # kept should the retrain fail
         write_json(run.run_dir / name, payload)
     summary = search_summary(method, outcome)
     headline = {"trials": len(outcome.trials), "best_val_loss": outcome.best_metrics["val_loss"]}
     headline |= _selection_headline(search.sweep, outcome)
-    trained, test, explanations, ssl = None, {}, None, None
+    trained, test, explanations, ssl, lottery = None, {}, None, None, None
     if search.retrain:
         spec, train = best_model_task(spec, settings.train, method, outcome)
         if ssl_cfg is not None:  # the pipeline's stage, with the best trial's ssl.* values
@@ -187,9 +197,14 @@ def sweep(
             )
             spec = replace(spec, encoder_from=ssl["checkpoint"])
         started = time.perf_counter()
-        trained = train_task(
-            dataset.path, spec, train, run.run_dir, settings.run, settings.data.augment
-        )
+        if prune_cfg is None:
+            trained = train_task(
+                dataset.path, spec, train, run.run_dir, settings.run, settings.data.augment
+            )
+        else:
+            config = apply_prune_overrides(prune_cfg, outcome.best_config)
+            trained, lottery = _retrain_lottery(dataset.path, spec, train, config, settings, run)
+            headline |= lottery_headline(lottery["rounds"])
         train_seconds = time.perf_counter() - started  # explain.budget_s=auto keeps within it
         test = evaluate_task(trained.best_checkpoint, dataset.path, settings.seed)
         explanations = explain_task(
@@ -212,6 +227,7 @@ def sweep(
         search=summary,
         training=training_summary(trained) if trained is not None else None,
         ssl=ssl,
+        prune=lottery,
     )
     model = trained.best_checkpoint if trained is not None else None
     done = finish_run(
@@ -220,11 +236,25 @@ def sweep(
         report,
         metrics={"test": test, "search": summary},
         tracked=TrackedModel(history, model, outcome.trials),
+        files={"prune.json": lottery} if lottery else None,
     )
     if search.history:  # last: the run folder and its report are complete if it alerts
         night = _night(run, settings, dataset, method, spec, outcome, done)
         history_task(Path(settings.run.root) / "sweep", night, search.alert_drop)
     return SweepResult(**done.model_dump(), method=method, best_config=outcome.best_config)
+
+
+def _retrain_lottery(dataset_path, spec, train, config, settings, run):
+    """Lottery rounds with ``config`` (the best trial's ``prune.*`` values), each a Ray Train
+    fit as ``sennflow prune`` runs them, into ``<run>/prune``: the last ticket's training
+    outcome and the rounds' report section."""
+    from components.pruning.lottery import lottery_section
+    from components.pruning.round_trainers import ticket_outcome
+    from tasks.prune import prune_task
+
+    folder = run.run_dir / "prune"
+    records = prune_task(dataset_path, spec, train, config, settings.run, folder)
+    return ticket_outcome(folder, config.rounds), lottery_section(spec, config, records)
 
 
 def _night(run, settings, dataset, method: str, spec, outcome, done):
@@ -328,6 +358,27 @@ def _check_ssl(cfg, settings, search) -> None:
         check_ssl_search(search.space, method, ssl_chosen, workers)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def _check_prune(cfg, settings, search):
+    """The ``prune`` group's :class:`PruneConfig` (None without one), once ``prune.*``
+    dimensions, the ``remaining`` metric and the method suit lottery trials
+    (:func:`components.search.space.check_prune_search`); a ``ConfigError`` names what does
+    not."""
+    from components.search.space import check_prune_search
+
+    chosen = cfg.get("prune") is not None
+    try:
+        check_prune_search(
+            search.space,
+            search.sweep,
+            chosen,
+            cfg.get("ssl") is not None,
+            settings.train.num_workers,
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return prune_settings(cfg)[1] if chosen else None
 
 
 def _check_resources(settings, search) -> None:

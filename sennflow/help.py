@@ -54,11 +54,12 @@ def sweep_help() -> str:
                 lines.append(f"  search={method}: search.{block}.<key> ({values})")
     lines += [
         "  '+search.space.<group>.<name>={type:loguniform,low:1e-4,high:1e-2}'  "
-        "(group: train, model, stn, darts; ssl with ssl=<objective>)",
+        "(group: train, model, stn, darts; ssl with ssl=<objective>; prune with prune=default)",
         "  every key of 'sennflow run --help' (data, model, train, run, ray)",
         "\nexamples:\n  sennflow sweep search=asha model=mlp search.num_samples=16\n"
         "  sennflow sweep search=stn\n  sennflow sweep search=darts search.darts.sd=true\n"
-        "  sennflow sweep --resume run.id=<id of an interrupted sweep> search=asha",
+        "  sennflow sweep --resume run.id=<id of an interrupted sweep> search=asha\n"
+        "  sennflow sweep prune=default '+search.space.prune.rate={type:uniform,low:0.1,high:0.5}'",
     ]
     return "\n".join(lines)
 

@@ -27,9 +27,10 @@ class TrialLogger(tune.Callback):
             {"trial": trial.trial_id, "status": "finished", "total": self.total, **_numbers(result)}
         )
         get_run_logger().info(
-            "trial %s finished after %s epochs: val_loss=%s val_accuracy=%s",
+            "trial %s finished after %s %s: val_loss=%s val_accuracy=%s",
             trial.trial_id,
             result.get("training_iteration"),
+            "pruning rounds" if "prune_round" in result else "epochs",
             _fmt(result.get("val_loss")),
             _fmt(result.get("val_accuracy")),
         )
@@ -50,12 +51,14 @@ def search_task(
     augment: str = "none",
     resume: bool = False,
     ssl=None,
+    prune=None,
 ):
     """Start or join Ray, run (or with ``resume`` continue) the sweep, and return its
     ``SweepOutcome``.
 
     ``augment`` is the training augmentation of image datasets (``data.augment``); ``ssl`` the
-    ``SSLConfig`` each trial pre-trains its encoder with (None: none)."""
+    ``SSLConfig`` each trial pre-trains its encoder with, ``prune`` the ``PruneConfig`` each
+    trial runs lottery rounds with (None: none)."""
     from components.data.reader import load_meta
     from components.data.staging import dataset_for_workers
     from components.search.tune_sweep import run_sweep
@@ -76,6 +79,7 @@ def search_task(
         images=load_meta(dataset_path).is_image,
         resume=resume,
         ssl=ssl,
+        prune=prune,
         logger=get_run_logger(),
     )
 

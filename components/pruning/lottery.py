@@ -52,17 +52,20 @@ class RoundFit:
 
     Attributes:
         weights: the state dict of the best (early-stopping) checkpoint.
-        test_accuracy: its accuracy on the test split.
+        test_accuracy: its accuracy on the test split (None: not scored, as in a sweep trial).
         best_epoch: the early-stopping epoch (lowest validation loss, 1-based).
         epochs_run: epochs trained before early stopping or the epoch limit.
         rewind: the weights after epoch ``capture_epoch`` (when one was asked for).
+        val_loss: the best checkpoint's validation loss; ``val_accuracy``: its accuracy.
     """
 
     weights: dict[str, torch.Tensor]
-    test_accuracy: float
+    test_accuracy: float | None
     best_epoch: int
     epochs_run: int
     rewind: dict[str, torch.Tensor] | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
 
 
 TrainRound = Callable[[str, SparseStart, int | None], RoundFit]
@@ -120,7 +123,8 @@ def run_lottery(
     Returns:
         One record per round: ``round``, ``remaining`` (share of prunable weights alive),
         ``layers`` (share per layer), ``ticket`` and ``control`` (``test_accuracy``,
-        ``best_epoch``, ``epochs_run``; control None in round 0 or without controls).
+        ``val_loss``, ``val_accuracy``, ``best_epoch``, ``epochs_run``; control None in round 0
+        or without controls).
     """
     setup = json.loads(json.dumps({"spec": asdict(spec), "config": asdict(config)}))
     check_same_setup(store, setup)
@@ -209,9 +213,16 @@ def _record(index: int, masks: Masks, ticket: RoundFit, control: RoundFit | None
 def _outcome(fit: RoundFit) -> dict:
     return {
         "test_accuracy": fit.test_accuracy,
+        "val_loss": fit.val_loss,
+        "val_accuracy": fit.val_accuracy,
         "best_epoch": fit.best_epoch,
         "epochs_run": fit.epochs_run,
     }
+
+
+def lottery_section(spec: ModelSpec, config: PruneConfig, records: list[dict]) -> dict:
+    """What a run's ``prune.json`` and report section hold: the model, the config, the rounds."""
+    return {"model": spec.name, "config": asdict(config), "rounds": records}
 
 
 def lottery_headline(records: list[dict]) -> dict:

@@ -22,7 +22,7 @@ from components.training.batches import ShardBatches
 from components.training.checkpoint import WEIGHTS, ModelSpec, load_model
 from components.training.config import TrainConfig
 from components.training.fit import fit
-from components.training.ray_trainer import train_with_ray
+from components.training.ray_trainer import TrainOutcome, saved_outcome, train_with_ray
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -36,30 +36,50 @@ def accuracy_on(model: torch.nn.Module, x, y) -> float:
 def in_process_rounds(
     spec: ModelSpec, cfg: TrainConfig, train: Split, val: Split, test: Split
 ) -> TrainRound:
-    """A :data:`~components.pruning.lottery.TrainRound` that runs :func:`fit` in this process."""
+    """A :data:`~components.pruning.lottery.TrainRound` that runs :func:`fit` in this process on
+    arrays, scoring each round's ticket on ``test``."""
+    batches = ShardBatches(*train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_batches = ShardBatches(*val, batch_size=256, shuffle=False)
+    return batch_rounds(spec, cfg, batches, val_batches, test=test)
+
+
+def batch_rounds(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    train,
+    val,
+    *,
+    test: Split | None = None,
+    device: torch.device | str = "cpu",
+) -> TrainRound:
+    """A :data:`~components.pruning.lottery.TrainRound` that runs :func:`fit` in this process on
+    batches (:class:`ShardBatches`, or an image dataset's loaders as a sweep trial reads them),
+    on ``device``; a round's ``test_accuracy`` is None without a ``test`` split."""
 
     def train_round(tag: str, start: SparseStart, capture_epoch: int | None) -> RoundFit:
         torch.manual_seed(cfg.seed)
         model = spec.build(load_pretrained=False)
         start(model, True)
+        model.to(device)
         kept: dict = {"score": math.inf}
 
         def report(metrics: dict, folder: Path | None) -> None:
             if metrics["checkpoint_score"] < kept["score"]:
-                kept.update(score=metrics["checkpoint_score"], best=load_file(folder / WEIGHTS))
+                best = load_file(folder / WEIGHTS)
+                kept.update(score=metrics["checkpoint_score"], best=best, metrics=metrics)
             if metrics["epoch"] == capture_epoch:
                 kept["rewind"] = load_file(folder / WEIGHTS)
 
-        batches = ShardBatches(*train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
-        val_batches = ShardBatches(*val, batch_size=256, shuffle=False)
-        state = fit(model, batches, val_batches, cfg=cfg, spec=spec, report=report)
+        state = fit(model, train, val, cfg=cfg, spec=spec, report=report, device=device)
         model.load_state_dict(kept["best"])
         return RoundFit(
             weights=kept["best"],
-            test_accuracy=accuracy_on(model, *test),
+            test_accuracy=None if test is None else accuracy_on(model.cpu(), *test),
             best_epoch=state.best_epoch,
             epochs_run=len(state.history),
             rewind=kept.get("rewind"),
+            val_loss=kept["metrics"]["val_loss"],
+            val_accuracy=kept["metrics"].get("val_accuracy"),
         )
 
     return train_round
@@ -110,12 +130,22 @@ def ray_rounds(
         )
         model, _ = load_model(outcome.best_checkpoint)
         rewind = rewind_dir / WEIGHTS
+        best = next(row for row in outcome.history if row["epoch"] == outcome.best_epoch)
         return RoundFit(
             weights=load_file(outcome.best_checkpoint / WEIGHTS),
             test_accuracy=accuracy_on(model, *test),
             best_epoch=outcome.best_epoch,
             epochs_run=len(outcome.history),
             rewind=load_file(rewind) if rewind.is_file() else None,
+            val_loss=outcome.best_val_loss,
+            val_accuracy=best.get("val_accuracy"),
         )
 
     return train_round
+
+
+def ticket_outcome(folder: Path | str, index: int) -> TrainOutcome:
+    """The Ray Train outcome of round ``index``'s ticket, from the checkpoints :func:`ray_rounds`
+    left in ``folder`` (``round-<index>/ticket/checkpoints/best`` and ``last``)."""
+    checkpoints = Path(folder) / f"round-{index}" / "ticket" / "checkpoints"
+    return saved_outcome(checkpoints / "best", checkpoints / "last")

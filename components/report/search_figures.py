@@ -143,8 +143,11 @@ def trial_curves_figure(
     """Per-epoch validation curves of all trials (grey), the best one in red; None without data.
 
     One panel per key among ``metric``, ``val_loss`` and ``val_accuracy`` that some trial's
-    history reports. A trial stopped early ends in an ``x``.
+    history reports. A trial stopped early ends in an ``x``. The trials of a pruning sweep
+    report once per pruning round, not per epoch (their rows carry ``prune_round``).
     """
+    rows = [row for t in trials for row in t.get("history") or []]
+    x_label = "pruning round" if any("prune_round" in row for row in rows) else "epoch"
     keys = [
         key
         for key in dict.fromkeys((metric, "val_loss", "val_accuracy"))
@@ -156,7 +159,7 @@ def trial_curves_figure(
     for ax, key in zip(axes, keys, strict=True):
         for trial in trials:
             _trial_curve(ax, trial, key, trial.get("trial") == best)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x_label)
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         if any(t.get("trial") == best for t in trials):

@@ -117,14 +117,16 @@ def _best_parts(best: Mapping | None, picked: bool) -> str:
 def trial_table(trials: Sequence[Mapping], metric: str, best: str | None) -> str:
     """One row per trial in the given order, the best one highlighted and marked ``(best)``.
 
-    Columns: trial, status, each hyperparameter, epochs, val_loss, val_accuracy (and ``metric``
-    if it is another), exploited (PBT, when any trial reports it), error (when any trial failed).
+    Columns: trial, status, each hyperparameter, epochs (pruning rounds in a pruning sweep),
+    val_loss, val_accuracy (and ``metric`` if it is another; ``remaining`` in a pruning sweep),
+    exploited (PBT, when any trial reports it), error (when any trial failed).
     """
     params = list(dict.fromkeys(k for t in trials for k in (t.get("config") or {})))
-    metrics = list(dict.fromkeys(("val_loss", "val_accuracy", metric)))
+    pruning = any("remaining" in t for t in trials)
+    metrics = list(dict.fromkeys(("val_loss", "val_accuracy", metric, *["remaining"] * pruning)))
     exploited = any("exploited" in t for t in trials)
     errors = any(is_failed(t) or t.get("error") for t in trials)
-    header = ["trial", "status", *params, "epochs", *metrics]
+    header = ["trial", "status", *params, "rounds" if pruning else "epochs", *metrics]
     header += ["exploited"] * exploited + ["error"] * errors
     rows = [_trial_row(t, params, metrics, exploited, errors, best) for t in trials]
     marked = {i for i, t in enumerate(trials) if best is not None and t.get("trial") == best}

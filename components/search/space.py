@@ -8,9 +8,11 @@ field), ``model.<kwarg>`` (a model keyword argument), ``stn.<field>`` (an
 ``darts.<field>`` (a :class:`~components.search.darts.DartsConfig` field, or ``num_candidates``)
 or ``ssl.<field>`` (an :class:`~components.ssl.config.SSLConfig` field of :data:`SSL_KEYS`, e.g.
 ``ssl.projector_width``: each trial pre-trains its encoder with its values first, see
-:func:`check_ssl_search`). ``prune.*`` is refused by name: the sweep retrains its best trial
-through the pipeline, which does not prune, so such a dimension would be silently ignored.
-A nested mapping (``{"train": {"lr": {...}}}``, as Hydra config holds it) is flattened first.
+:func:`check_ssl_search`) or ``prune.<field>`` (a
+:class:`~components.pruning.imp_config.PruneConfig` field of :data:`PRUNE_KEYS`, e.g.
+``prune.rate``: each trial runs lottery-ticket rounds with its values, see
+:func:`check_prune_search`). A nested mapping (``{"train": {"lr": {...}}}``, as Hydra config
+holds it) is flattened first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import fields, replace
 
 from ray import tune
 
+from components.pruning.imp_config import PruneConfig
 from components.search.darts import DartsConfig
 from components.search.stn import STNConfig
 from components.search.sweep_config import HYPERPARAMETER_METHODS, IN_MEMORY_METHODS
@@ -85,11 +88,19 @@ def apply_ssl_overrides(ssl: SSLConfig, config: Mapping) -> SSLConfig:
     return replace(ssl, **group_overrides(config, "ssl"))
 
 
+def apply_prune_overrides(prune: PruneConfig, config: Mapping) -> PruneConfig:
+    """``prune`` with a trial config's ``prune.*`` values (validated as any PruneConfig)."""
+    return replace(prune, **group_overrides(config, "prune"))
+
+
 # SSLConfig fields a trial's in-process pre-training uses (not num_workers: a trial pre-trains in
 # its own process; not probe_samples: trials run no probes; not views: a nested block).
 SSL_KEYS = tuple(
     f.name for f in fields(SSLConfig) if f.name not in ("num_workers", "probe_samples", "views")
 )
+# PruneConfig fields a trial may vary: not rounds (every trial's budget, ASHA's max_t), method,
+# control (trials train no controls) or seed (the sweep's).
+PRUNE_KEYS = ("rate", "conv_rate", "output_rate", "scope", "rewind_epoch")
 # Population methods perturb values mid-training, after a trial has pre-trained.
 _PERTURBING = ("pbt", "pb2")
 
@@ -122,7 +133,35 @@ def check_ssl_search(space: Mapping, method: str, ssl_chosen: bool, num_workers:
         )
 
 
-_OTHER_FLOWS = {"prune": "prune"}
+def check_prune_search(
+    space: Mapping, sweep, prune_chosen: bool, ssl_chosen: bool, num_workers: int
+) -> None:
+    """``ValueError`` unless a pruning sweep's dimensions and ranking take effect: ``prune.*``
+    dimensions and the ``remaining`` metric need a ``prune=`` group; with the group, each trial
+    runs its lottery rounds in its own process (``train.num_workers=1``; not ``stn``,
+    ``darts``, ``random_ws``, which train networks of their own; not ``pbt`` / ``pb2``, whose
+    exploits would continue another trial's rounds at other values), without an ``ssl=`` group.
+    ``sweep`` is the :class:`~components.search.sweep_config.SweepConfig`."""
+    names = [name for name in flatten_space(space) if name.partition(".")[0] == "prune"]
+    names += [name for name, _ in sweep.selection if name == "remaining"]
+    where = ", ".join(names) if names else "prune=default"
+    if names and not prune_chosen:
+        raise ValueError(f"{where}: pruning dimensions and metrics need a prune=default group")
+    if not prune_chosen:
+        return
+    if sweep.method in (*IN_MEMORY_METHODS, *_PERTURBING):
+        allowed = [m for m in HYPERPARAMETER_METHODS if m not in _PERTURBING]
+        raise ValueError(
+            f"{where}: search.method={sweep.method} does not run lottery rounds in its trials; "
+            f"use one of {', '.join(allowed)}"
+        )
+    if num_workers > 1:
+        raise ValueError(
+            f"{where}: a pruning sweep needs train.num_workers=1 (each trial runs its rounds "
+            f"in its own process), got {num_workers}"
+        )
+    if ssl_chosen:
+        raise ValueError(f"{where}: a sweep either prunes or pre-trains (ssl=), not both")
 
 
 def _check_name(name: str) -> None:
@@ -132,19 +171,15 @@ def _check_name(name: str) -> None:
         "stn": [f.name for f in fields(STNConfig)],
         "darts": [f.name for f in fields(DartsConfig)] + ["num_candidates"],
         "ssl": list(SSL_KEYS),
+        "prune": list(PRUNE_KEYS),
     }
     if (group == "model" and key) or key in known.get(group, ()):
         return
-    if group in _OTHER_FLOWS:
-        raise ValueError(
-            f"search space key {name!r}: {group}.* belongs to `sennflow {_OTHER_FLOWS[group]}`, "
-            "which the sweep does not run (it retrains its best trial through the pipeline)"
-        )
     if group in known:
         raise ValueError(
             f"search space key {name!r}: {group}.<field> must be one of {known[group]}"
         )
     raise ValueError(
         f"search space key {name!r}: use train.<field>, model.<keyword argument>, "
-        "stn.<field>, darts.<field> or ssl.<field>"
+        "stn.<field>, darts.<field>, ssl.<field> or prune.<field>"
     )

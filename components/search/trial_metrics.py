@@ -17,6 +17,10 @@ compute it at every report (each epoch), and only those it needs, as they cost t
   :data:`CONSISTENCY_SAMPLES` val images; only for part-prototype models (``activation_maps``)
   on a dataset with part masks (``data=parts``). Higher is better.
 
+``remaining`` (the share of the prunable weights a lottery ticket keeps; lower is sparser) is
+reported by the trials of a pruning sweep (:mod:`components.search.trial_prune`) only, so
+``search.objectives=[val_accuracy,remaining]`` traces accuracy against sparsity.
+
 The fixed val subsets are read once per process (a reused trial actor reads them once).
 """
 
@@ -43,9 +47,11 @@ METRICS = {
     "val_ece": "min",
     "faithfulness": "max",
     "prototype_consistency": "max",
+    "remaining": "min",
 }
 REPORTED = ("val_loss", "val_accuracy")  # by the fit loop itself
-EXTRA = tuple(name for name in METRICS if name not in REPORTED)
+LOTTERY = ("remaining",)  # by pruning trials only
+EXTRA = tuple(name for name in METRICS if name not in (*REPORTED, *LOTTERY))
 EXPLAIN_SAMPLES = 32
 EXPLAIN_METHOD = "gradient_x_input"
 CONSISTENCY_SAMPLES = 128

@@ -26,9 +26,11 @@ ranks by raises :class:`SweepFailedError`, listing every trial's failure.
 
 Trials are ranked by ``search.metric`` (any metric of
 :data:`components.search.trial_metrics.METRICS`: ``val_loss`` by default, ``val_accuracy``,
-``val_ece``, ``faithfulness``, ``prototype_consistency``). With ``search.objectives`` (two of
-them, ``optuna`` only) the search is multi-objective and the retrained trial is the Pareto
-front's point that ``search.pick`` chooses (:mod:`components.search.pareto`).
+``val_ece``, ``faithfulness``, ``prototype_consistency``; ``remaining``, the sparsity of a
+lottery ticket, in a pruning sweep: :mod:`components.search.trial_prune`). With
+``search.objectives`` (two of them, ``optuna`` only) the search is multi-objective and the
+retrained trial is the Pareto front's point that ``search.pick`` chooses
+(:mod:`components.search.pareto`).
 """
 
 from __future__ import annotations
@@ -45,14 +47,15 @@ import ray
 from ray import tune
 
 from components.data.staging import is_uri, join
-from components.search import pareto, trial_metrics, trials
+from components.pruning.imp_config import PruneConfig
+from components.search import pareto, trial_metrics, trial_prune, trials
 from components.search.algorithms import tune_config
 from components.search.resources import (
     check_cluster,
     check_combination,
     trial_resources,
 )
-from components.search.space import check_ssl_search, tune_space
+from components.search.space import check_prune_search, check_ssl_search, tune_space
 from components.search.sweep_config import CHECKPOINT_METHODS, IN_MEMORY_METHODS, SweepConfig
 from components.ssl.config import SSLConfig
 from components.training.checkpoint import ModelSpec
@@ -140,6 +143,7 @@ def run_sweep(
     images: bool = False,
     resume: bool = False,
     ssl: SSLConfig | None = None,
+    prune: PruneConfig | None = None,
     reuse_actors: bool = True,
     logger: logging.Logger | logging.LoggerAdapter = log,
 ) -> SweepOutcome:
@@ -167,6 +171,9 @@ def run_sweep(
             there, a new one starts.
         ssl: the ``ssl`` group: each trial pre-trains its model's encoder with it and its
             ``ssl.*`` values first (:mod:`components.search.trial_ssl`); None: no pre-training.
+        prune: the ``prune`` group: each trial runs lottery-ticket rounds with it and its
+            ``prune.*`` values, one report per pruning round, and is ranked by its last
+            (sparsest) ticket (:mod:`components.search.trial_prune`); None: no pruning.
         reuse_actors: a finished trial's worker process runs the next trial (Tune's actor
             reuse: no process start, and the dataset it read stays in memory, see
             :mod:`components.training.worker_data`); False starts a fresh process per trial.
@@ -181,8 +188,9 @@ def run_sweep(
     Raises:
         ValueError: the storage or the dataset does not suit the method (see
             :func:`check_storage`, :func:`check_data`; :func:`check_metrics`: the trials
-            cannot compute the metric; :func:`~components.search.space.check_ssl_search`: the
-            trials cannot pre-train as asked); ``resources_per_trial`` contradicts the
+            cannot compute the metric; :func:`~components.search.space.check_ssl_search`,
+            :func:`~components.search.space.check_prune_search`: the trials cannot pre-train or
+            prune as asked); ``resources_per_trial`` contradicts the
             training set-up or asks for more than the Ray cluster has
             (:mod:`components.search.resources`).
         SweepExistsError: ``storage_path/name`` holds an experiment and ``resume`` is false.
@@ -192,6 +200,7 @@ def run_sweep(
     check_data(sweep.method, images, stn)
     check_metrics(sweep, train.num_workers)
     check_ssl_search(space, sweep.method, ssl is not None, train.num_workers)
+    check_prune_search(space, sweep, prune is not None, ssl is not None, train.num_workers)
     storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
     experiment = join(storage, name)
     restore = existing_experiment(storage, name) is not None
@@ -210,6 +219,7 @@ def run_sweep(
             "darts": dict(darts or {}),
             "augment": augment,
             "ssl": ssl,
+            "prune": prune,
             "metrics": [name for name, _ in sweep.selection],  # the extra ones cost time
         },
     )
@@ -225,7 +235,7 @@ def run_sweep(
         callbacks=list(callbacks),
         verbose=0,
     )
-    budget = _budget(sweep, train, stn, darts)
+    budget = prune.rounds if prune is not None else _budget(sweep, train, stn, darts)
     logger.info(
         "search %s: %d trials, at most %d at once",
         sweep.method,
@@ -245,7 +255,9 @@ def run_sweep(
             ),
             run_config=run_config,
         )
-    outcome = _outcome(tuner.fit(), experiment, sweep, budget)
+    # A lottery trial is ranked by its last, sparsest ticket, not by its best round.
+    scope = "last" if prune is not None else "all"
+    outcome = _outcome(tuner.fit(), experiment, sweep, budget, scope)
     failed = sum(t["status"] == "failed" for t in outcome.trials)
     logger.info(
         "%s trial: %s (%s); %d trials, %d failed",
@@ -345,7 +357,7 @@ def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):
         function = trials.ray_train_trial
         return tune.with_resources(tune.with_parameters(function, base=base), {"memory": 2**20})
     else:
-        function = trials.fit_trial
+        function = trials.fit_trial if base["prune"] is None else trial_prune.prune_trial
     resources = trial_resources(
         sweep.resources_per_trial,
         cpus_per_worker=train.cpus_per_worker,
@@ -366,12 +378,12 @@ def _budget(sweep: SweepConfig, train: TrainConfig, stn: dict | None, darts: dic
     return int(settings.get("epochs", 1))
 
 
-def _outcome(results, experiment: str, sweep: SweepConfig, budget: int) -> SweepOutcome:
+def _outcome(results, experiment: str, sweep: SweepConfig, budget: int, scope: str) -> SweepOutcome:
     rows = [_trial_row(result, budget) for result in results]
     names = tuple(name for name, _ in sweep.selection)
     if not any(_scored(row, names) for row in rows):
         raise SweepFailedError(rows, experiment, names)
-    best, front = _select(results, rows, sweep)
+    best, front = _select(results, rows, sweep, scope)
     outcome = SweepOutcome(
         best_config=best.config,
         best_metrics={k: v for k, v in (best.metrics or {}).items() if isinstance(v, int | float)},
@@ -393,12 +405,15 @@ def _outcome(results, experiment: str, sweep: SweepConfig, budget: int) -> Sweep
     return outcome
 
 
-def _select(results, rows: list[dict], sweep: SweepConfig) -> tuple[object, dict | None]:
-    """The trial to retrain: Tune's best by the metric, or the Pareto front's picked point
-    (over the trials' final values) with the front's description."""
+def _select(
+    results, rows: list[dict], sweep: SweepConfig, scope: str
+) -> tuple[object, dict | None]:
+    """The trial to retrain: Tune's best by the metric (over each trial's reports, ``scope``
+    ``all``, or its last one), or the Pareto front's picked point (over the trials' final
+    values) with the front's description."""
     if not sweep.objectives:
         ((metric, mode),) = sweep.selection
-        return results.get_best_result(metric=metric, mode=mode, scope="all"), None
+        return results.get_best_result(metric=metric, mode=mode, scope=scope), None
     names, modes = list(sweep.objectives), [mode for _, mode in sweep.selection]
     scored = [i for i, row in enumerate(rows) if _scored(row, names)]
     points = [[rows[i][name] for name in names] for i in scored]
@@ -428,7 +443,11 @@ def _trial_row(result, budget: int) -> dict:
         "epochs": epochs,
         "val_loss": metrics.get("val_loss"),
         "val_accuracy": metrics.get("val_accuracy"),
-        **{name: metrics.get(name) for name in trial_metrics.EXTRA if name in metrics},
+        **{
+            k: metrics[k]
+            for k in trial_metrics.METRICS
+            if k in metrics and k not in ("val_loss", "val_accuracy")
+        },
         "exploited": bool(_exploits(result)),
         "history": _history(result),
     }
@@ -438,7 +457,7 @@ def _history(result) -> list[dict]:
     frame = result.metrics_dataframe
     if frame is None:
         return []
-    names = ("epoch", "train_loss", "val_loss", "val_accuracy", *trial_metrics.EXTRA)
+    names = ("epoch", "prune_round", "train_loss", *trial_metrics.METRICS)
     columns = [c for c in names if c in frame]
     return [
         {k: float(v) for k, v in row.items() if v == v}  # drop NaN

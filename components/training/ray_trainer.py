@@ -287,6 +287,12 @@ def _collect(result, run_dir: Path, attempts: list[dict]) -> TrainOutcome:
     if diverged is not None:
         epoch, stage, losses, lr, _ = diverged
         raise DivergedError(epoch, stage, losses, lr, f"kept in {last}")
+    return saved_outcome(best, last, attempts)
+
+
+def saved_outcome(best: Path, last: Path, attempts: list[dict] = ()) -> TrainOutcome:
+    """The :class:`TrainOutcome` of a finished run from its copied ``best`` and ``last``
+    checkpoints (the history and best epoch are the last checkpoint's fit state)."""
     fit_state = load_state(last)["fit_state"]
     return TrainOutcome(
         best_checkpoint=best,
@@ -296,7 +302,7 @@ def _collect(result, run_dir: Path, attempts: list[dict]) -> TrainOutcome:
         best_val_loss=fit_state["best_val_loss"],
         resumed_at=fit_state["resumed_at"],
         stopped_early=fit_state["stopped_early"],
-        attempts=attempts,
+        attempts=list(attempts),
     )
 
 

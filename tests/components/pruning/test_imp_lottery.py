@@ -105,9 +105,12 @@ def test_rounds_keep_masks_zero_rewind_to_early_weights_and_resume(digits_datase
         run_lottery(spec, PruneConfig(rounds=2, rate=0.3, rewind_epoch=1), recording, store)
 
 
-def test_a_sweep_refuses_pruning_keys_and_config_errors_name_the_key():
-    # the sweep retrains through the pipeline, which does not prune: refused, not ignored
-    with pytest.raises(ValueError, match=r"'prune.rate': prune.\* belongs to `sennflow prune`"):
-        tune_space({"prune": {"rate": {"type": "uniform", "low": 0.1, "high": 0.3}}})
+def test_sweep_pruning_keys_and_config_errors_name_the_key():
+    assert set(tune_space({"prune": {"rate": {"type": "uniform", "low": 0.1, "high": 0.3}}})) == {
+        "prune.rate"
+    }
+    # rounds is every trial's budget: not a dimension
+    with pytest.raises(ValueError, match=r"'prune.rounds': prune.<field> must be one of"):
+        tune_space({"prune.rounds": {"type": "randint", "low": 1, "high": 3}})
     with pytest.raises(ValueError, match=r"prune.rate=1.5.*prune.scope='row'"):
         PruneConfig(rate=1.5, scope="row")
