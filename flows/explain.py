@@ -24,7 +24,14 @@ from prefect import flow, get_run_logger
 
 from components.training.checkpoint import load_spec
 from flows.config import ConfigError, as_literal, compose, to_settings
-from flows.run import RunResult, explanation_headline, finish_run, open_run, report_data
+from flows.run import (
+    RunResult,
+    check_files,
+    explanation_headline,
+    finish_run,
+    open_run,
+    report_data,
+)
 from flows.run_folder import with_run_status
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
@@ -178,7 +185,7 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
         history=history,
         explanations=explanations,
     )
-    files = {"explanations.json": _summary(explanations)}
+    files = {"explanations.json": _summary(explanations), **check_files(explanations)}
     result = finish_run(run, settings, report, metrics=None, files=files)
     return ExplainResult(**result.model_dump(), source=str(source))
 

@@ -30,6 +30,7 @@ from flows.run import (
     RunResult,
     TrackedModel,
     all_overrides,
+    check_files,
     explanation_headline,
     finish_run,
     headline_metrics,
@@ -177,7 +178,7 @@ def pipeline(
         settings,
         report,
         metrics=metrics_json(test, outcome, dataset),
-        files={"ftwt.json": ftwt} if ftwt else None,
+        files=({"ftwt.json": ftwt} if ftwt else {}) | check_files(explanations),
         tracked=TrackedModel(outcome.history, outcome.best_checkpoint),
     )
     return PipelineResult(**result.model_dump())

@@ -214,6 +214,14 @@ def training_summary(outcome) -> dict:
     }
 
 
+def check_files(explanations: dict | None) -> dict:
+    """``{"checks.json": ...}``: the trust checks' verdicts and summaries, when any ran."""
+    from components.explain.checks.runner import check_summaries
+
+    checks = (explanations or {}).get("checks")
+    return {"checks.json": check_summaries(checks)} if checks else {}
+
+
 def explanation_headline(explanations: dict) -> dict:
     """The post-hoc method the chooser recommends, when the explain stage ranked any."""
     post_hoc = explanations.get("post_hoc")

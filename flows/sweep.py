@@ -50,6 +50,7 @@ from flows.run import (
     RunResult,
     TrackedModel,
     all_overrides,
+    check_files,
     explanation_headline,
     finish_run,
     headline_metrics,
@@ -236,7 +237,7 @@ def sweep(
         report,
         metrics={"test": test, "search": summary},
         tracked=TrackedModel(history, model, outcome.trials),
-        files={"prune.json": lottery} if lottery else None,
+        files=({"prune.json": lottery} if lottery else {}) | check_files(explanations),
     )
     if search.history:  # last: the run folder and its report are complete if it alerts
         night = _night(run, settings, dataset, method, spec, outcome, done)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from components.perturbation.groups import FEATURE_GROUPS
 
@@ -65,6 +65,10 @@ class ExplainConfig:
             fit (never raising them), and reports what it chose, skipped and spent.
         num_tasks: Ray tasks the explanations fan out over (1: in the driver).
         seed: seeds every sampling method and metric (the run's global seed).
+        checks: trust checks run after the explanations, any of
+            :data:`components.explain.checks.CHECKS` (:mod:`components.explain.checks`).
+        sanity, sae, segmentation, naps, beyond: each check's own settings
+            (``explain.<check>.<key>``), validated by its module.
     """
 
     num_samples: int = 6
@@ -85,10 +89,18 @@ class ExplainConfig:
     budget_s: float | str = "auto"
     num_tasks: int = 1
     seed: int = 0
+    checks: tuple[str, ...] = ()
+    sanity: dict = field(default_factory=dict)
+    sae: dict = field(default_factory=dict)
+    segmentation: dict = field(default_factory=dict)
+    naps: dict = field(default_factory=dict)
+    beyond: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         methods = POST_HOC_METHODS if self.methods in ("all", ("all",)) else tuple(self.methods)
         object.__setattr__(self, "methods", methods)
+        object.__setattr__(self, "checks", tuple(self.checks))
+        self._validate_checks()
         unknown = [m for m in methods if m not in POST_HOC_METHODS]
         if unknown:
             raise ValueError(
@@ -120,6 +132,12 @@ class ExplainConfig:
         if bad:
             values = ", ".join(f"explain.{name}={getattr(self, name)!r}" for name in bad)
             raise ValueError(f"invalid explain config: {values}{_hints(bad)}")
+
+    def _validate_checks(self) -> None:
+        from components.explain.checks.runner import validate_checks
+
+        blocks = {name: getattr(self, name) for name in self.checks if hasattr(self, name)}
+        validate_checks(self.checks, blocks)
 
 
 _HINTS = {

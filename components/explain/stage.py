@@ -23,6 +23,7 @@ from torch import nn
 from components.data.reader import DatasetMeta, load_meta, read_masks, read_rows, read_split
 from components.evaluation.analyses import has_activation_maps
 from components.explain.because import characteristic_importance
+from components.explain.checks.runner import CheckContext, run_checks
 from components.explain.config import ExplainConfig
 from components.explain.model_explanations import explain_model
 from components.explain.posthoc.budget import resolve_budget
@@ -105,6 +106,20 @@ def explain_checkpoint(
         )
         _log_post_hoc(log, post_hoc, budget_s, train_seconds)
         result["post_hoc"] = post_hoc
+    if config.checks:
+        context = CheckContext(
+            model=model,
+            checkpoint=Path(checkpoint),
+            dataset_path=Path(dataset_path),
+            meta=meta,
+            config=config,
+            seed=seed,
+            explanations=result,
+            log=log,
+            ray_address=ray_address,
+            ray_num_cpus=ray_num_cpus,
+        )
+        result["checks"] = run_checks(context, config.checks)
     return result
 
 

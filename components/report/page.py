@@ -17,6 +17,7 @@ from components.data.spec import source_fields
 from components.report import markup
 from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
 from components.report.boosted_section import boosted_section
+from components.report.checks_section import checks_section
 from components.report.continual_section import continual_section
 from components.report.data import ReportData
 from components.report.display import InputScale
@@ -406,7 +407,9 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     # Federated and continual runs train inside their actors: no single model to show; nor has
     # a pretrain run (an ssl section without training: a pipeline's pre-training stage has one).
     pretrain_only = data.ssl and not data.training
-    one_model = not (data.federated or data.continual or data.prune or pretrain_only)
+    # A prune run's rounds are many models; a pruning sweep's retrain reports its last ticket's.
+    lottery_only = data.prune and not data.history
+    one_model = not (data.federated or data.continual or lottery_only or pretrain_only)
     body = [
         _headline_section(data),
         search_section(data.search, figures),
@@ -422,6 +425,7 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
         _metrics_section(data, figures) if one_model else "",
         _analysis_section(data, figures),
         _explanation_section(data, figures),
+        checks_section((data.explanations or {}).get("checks"), figures),
         _provenance_sections(data),
     ]
     page = markup.page(data.title, f"run {data.run_id}", body)

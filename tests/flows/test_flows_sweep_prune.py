@@ -91,7 +91,10 @@ def _prune_check(*extra: str) -> None:
         (("prune=default", "search=darts"), "search.method=darts does not run lottery rounds"),
         (("prune=default", "train.num_workers=2"), "needs train.num_workers=1"),
         (("prune=default", "ssl=jepa"), "either prunes or pre-trains"),
-        (("prune=default", "train.epochs=3", "prune.rewind_epoch=3"), "prune.rewind_epoch=3 must be below"),
+        (
+            ("prune=default", "train.epochs=3", "prune.rewind_epoch=3"),
+            "prune.rewind_epoch=3 must be below",
+        ),
     ],
 )
 def test_refused_pruning_sweeps_are_config_errors(extra, message):
