@@ -112,6 +112,7 @@ class SennModel(nn.Module):
     #: classification loss is not a cross-entropy through :meth:`cross_entropy` sets it.
     soft_targets_refusal: str | None = None
     _soft_targets: torch.Tensor | None = None
+    _sample_weights: torch.Tensor | None = None
 
     def training_stages(self, epochs: int) -> list[TrainingStage]:
         """The training schedule for a run of ``epochs`` epochs; default: one plain stage."""
@@ -133,21 +134,36 @@ class SennModel(nn.Module):
         between the batch and the classes (``(N, S, C)``: samples, branches); every row of
         sample ``i`` shares ``y_i`` and ``q_i``, and the mean runs over all rows.
         Label-indexed terms (cluster/separation costs, class priors) keep using ``y``.
+        Inside :meth:`weighted_samples` sample ``i``'s cross-entropy is multiplied by ``w_i``
+        before the mean.
         """
-        targets = self._soft_targets
+        targets, weights = self._soft_targets, self._sample_weights
         if logits.dim() > 2:
             repeats = logits[0, ..., 0].numel()
             logits = logits.flatten(0, -2)
             y = y.repeat_interleave(repeats)
             targets = None if targets is None else targets.repeat_interleave(repeats, dim=0)
-        if targets is None:
-            return nn.functional.cross_entropy(logits, y)
-        if targets.shape != logits.shape:
+            weights = None if weights is None else weights.repeat_interleave(repeats)
+        if targets is not None and targets.shape != logits.shape:
             raise SoftTargetsError(
                 f"soft targets of shape {tuple(targets.shape)} do not fit logits of shape "
                 f"{tuple(logits.shape)}"
             )
-        return nn.functional.cross_entropy(logits, targets.to(logits.dtype))
+        target = y if targets is None else targets.to(logits.dtype)
+        if weights is None:
+            return nn.functional.cross_entropy(logits, target)
+        per_sample = nn.functional.cross_entropy(logits, target, reduction="none")
+        return (per_sample * weights.to(per_sample.dtype)).mean()
+
+    @contextlib.contextmanager
+    def weighted_samples(self, weights: torch.Tensor) -> Iterator[None]:
+        """Within the block, :meth:`cross_entropy` weighs sample ``i`` by ``weights[i]``
+        ``(N,)`` (no gradient): X-NeSyL's SHAP-Backprop (:mod:`components.training.xnesyl`)."""
+        previous, self._sample_weights = self._sample_weights, weights.detach()
+        try:
+            yield
+        finally:
+            self._sample_weights = previous
 
     @contextlib.contextmanager
     def soft_targets(self, targets: torch.Tensor) -> Iterator[None]:

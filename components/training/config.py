@@ -9,6 +9,7 @@ from typing import Any
 from components.training.boost_config import FINAL_LAYERS, BoostConfig
 from components.training.ftwt_config import DYNAMIC_PRUNING, FtwtConfig
 from components.training.pskd_config import SELF_DISTILL, PSKDConfig
+from components.training.xnesyl_config import XNeSyLConfig
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class TrainConfig:
         label_fraction: train on a seeded (``seed``), stratified fraction of the train split's
             labelled rows, in (0, 1]; val and test keep every label
             (:mod:`components.training.label_fraction`).
+        xnesyl: X-NeSyL's SHAP-Backprop (``train.xnesyl.enabled``, ``graph``, ...): weight each
+            sample's cross-entropy by its part-level SHAP misattribution against a knowledge
+            graph of parts (:mod:`components.training.xnesyl`).
     """
 
     epochs: int = 40
@@ -95,11 +99,13 @@ class TrainConfig:
     dynamic_pruning: str = "none"
     ftwt: FtwtConfig = field(default_factory=FtwtConfig)
     label_fraction: float = 1.0
+    xnesyl: XNeSyLConfig = field(default_factory=XNeSyLConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "boost", BoostConfig.from_value(self.boost))
         object.__setattr__(self, "pskd", PSKDConfig.from_value(self.pskd))
         object.__setattr__(self, "ftwt", FtwtConfig.from_value(self.ftwt))
+        object.__setattr__(self, "xnesyl", XNeSyLConfig.from_value(self.xnesyl))
         checks = {
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,

@@ -100,6 +100,7 @@ def fit(
     is_main: bool = True,
     on_epoch_end: Callable[[FitState], None] | None = None,
     targets: Targets | None = None,
+    sample_weights: Callable | None = None,
 ) -> FitState:
     """Run the model's training stages; report metrics and a checkpoint every epoch.
 
@@ -119,6 +120,9 @@ def fit(
         on_epoch_end: hook after each epoch's report (fault injection in tests).
         targets: each training batch's soft targets ``targets(x, y) -> (N, C)`` (a frozen
             teacher's: :class:`components.training.self_distill_rounds.TeacherTargets`).
+        sample_weights: each training batch's per-sample loss weights, with the epoch's
+            figures from its ``epoch_metrics(device)`` (X-NeSyL's SHAP-Backprop:
+            :func:`components.training.xnesyl.xnesyl_weights`).
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
@@ -149,7 +153,16 @@ def fit(
         resume = None
         while _current_stage(state, stages) == index:
             metrics = _run_epoch(
-                model, train_batches, val_batches, opt, cfg, device, state, stage, targets
+                model,
+                train_batches,
+                val_batches,
+                opt,
+                cfg,
+                device,
+                state,
+                stage,
+                targets,
+                sample_weights,
             )
             _check_finite(metrics, cfg, device)
             sched.step()
@@ -192,7 +205,7 @@ def _last_gradient_stage(stages: list[TrainingStage]) -> int:
 
 
 def _run_epoch(
-    model, train_batches, val_batches, opt, cfg, device, state, stage, targets=None
+    model, train_batches, val_batches, opt, cfg, device, state, stage, targets=None, weights=None
 ) -> dict:
     # Seeded per global epoch, so dropout noise and shuffling are the same after a resume.
     torch.manual_seed(cfg.seed * 100_003 + state.epoch)
@@ -206,7 +219,9 @@ def _run_epoch(
     if isinstance(targets, PSKDTargets):
         epoch_info["pskd_alpha"] = targets.start_epoch(state.epoch + 1)
         epoch_info["pskd_alpha_T"] = targets.alpha_T  # the report names the regime from these
-    metrics = train_epoch(model, batches, opt, cfg, device, targets) | epoch_info
+    metrics = train_epoch(model, batches, opt, cfg, device, targets, weights) | epoch_info
+    if weights is not None:
+        metrics.update(weights.epoch_metrics(device))
     metrics.update(validate(model, val_batches, cfg, device))
     metrics.update(replayed_values(unwrap(model), opt, cfg.hyper_schedule, state.epoch))
     metrics.update(epoch=state.epoch + 1, stage=stage.name, lr=opt.param_groups[0]["lr"])

@@ -48,6 +48,7 @@ from components.training.config import TrainConfig
 from components.training.fit import DivergedError, fit
 from components.training.self_distill_rounds import Teacher, load_teacher_targets
 from components.training.worker_data import worker_batches
+from components.training.xnesyl import check_xnesyl, xnesyl_weights
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,10 @@ def train_with_ray(
             (no checkpoint to resume from), before training (a pruning round's start weights
             and fixed masks: :class:`components.pruning.imp_masks.SparseStart`); picklable.
     """
-    spec.build()  # a bad model config fails here, clearly, not inside every Ray worker
+    model = spec.build()  # a bad model config fails here, clearly, not inside every Ray worker
     check_final_layer(spec, cfg)
+    if not is_uri(dataset_path):
+        check_xnesyl(dataset_path, cfg, model)
     if cfg.resume_from:
         check_resume_checkpoint(cfg.resume_from, spec)
     run_dir = Path(run_dir).resolve()
@@ -367,8 +370,9 @@ def worker_loop(config: dict) -> list | None:
     cfg, spec = config["train"], config["spec"]
     torch.set_num_threads(cfg.cpus_per_worker)
     device = ray.train.torch.get_device()
+    dataset = local_dataset(config["dataset_path"])
     train, val = worker_batches(
-        local_dataset(config["dataset_path"]),
+        dataset,
         cfg,
         rank,
         world,
@@ -413,6 +417,7 @@ def worker_loop(config: dict) -> list | None:
             is_main=rank == 0,
             on_epoch_end=_fault_injector(cfg, rank, Path(config["marker_dir"])),
             **_teacher_targets(config.get("teacher"), device),
+            **_sample_weights(dataset, cfg),
         )
     except DivergedError as err:
         # Raising would make Ray restart the group from the last checkpoint, only to diverge
@@ -424,6 +429,12 @@ def worker_loop(config: dict) -> list | None:
 def _teacher_targets(teacher: Teacher | None, device) -> dict:
     """``fit``'s ``targets`` argument in a self-distillation round; nothing otherwise."""
     return {} if teacher is None else {"targets": load_teacher_targets(teacher, device)}
+
+
+def _sample_weights(dataset: Path, cfg: TrainConfig) -> dict:
+    """``fit``'s ``sample_weights`` with ``train.xnesyl.enabled``; nothing otherwise."""
+    weights = xnesyl_weights(dataset, cfg)
+    return {} if weights is None else {"sample_weights": weights}
 
 
 def quiet_ray_train_logs() -> None:

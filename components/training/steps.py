@@ -45,7 +45,13 @@ def all_reduce(values: torch.Tensor) -> torch.Tensor:
 
 
 def train_epoch(
-    model, batches, opt, cfg: TrainConfig, device: torch.device, targets: Targets | None = None
+    model,
+    batches,
+    opt,
+    cfg: TrainConfig,
+    device: torch.device,
+    targets: Targets | None = None,
+    weights: Callable | None = None,
 ) -> dict:
     """One pass over ``batches``; returns the mean of every named loss term and samples/s.
 
@@ -55,7 +61,9 @@ def train_epoch(
     model's cross-entropy trains against it (self-distillation from a frozen teacher). Batches
     that carry sample ids (``(x, y, ids)``) pass them on, ``targets(x, y, ids)``, and a
     ``targets`` with a ``record(ids, probs)`` method gets the batch's softmax after its step
-    (PS-KD's per-sample table: :mod:`components.training.pskd`).
+    (PS-KD's per-sample table: :mod:`components.training.pskd`). ``weights(model, x, y, ids)``,
+    when given, is each batch's per-sample cross-entropy weights ``(N,)`` (X-NeSyL's
+    SHAP-Backprop: :mod:`components.training.xnesyl`); it needs batches with sample ids.
     """
     model.train()
     freeze_untrained_norms(model, opt)
@@ -64,7 +72,11 @@ def train_epoch(
     start = time.perf_counter()
     for x, y, *ids in batches:
         x, y = to_device(x, device), y.to(device, non_blocking=True)
-        with autocast(device, cfg.precision), _soft_targets(model, targets, x, y, ids):
+        with (
+            autocast(device, cfg.precision),
+            _soft_targets(model, targets, x, y, ids),
+            _weighted(model, weights, x, y, ids),
+        ):
             output = model(x)
             terms = unwrap(model).loss(output, x, y)
         model.zero_grad(set_to_none=True)
@@ -89,6 +101,12 @@ def _soft_targets(model, targets: Targets | None, x: torch.Tensor, y: torch.Tens
     if targets is None:
         return contextlib.nullcontext()
     return unwrap(model).soft_targets(targets(x, y, *ids))
+
+
+def _weighted(model, weights: Callable | None, x: torch.Tensor, y: torch.Tensor, ids: list):
+    if weights is None:
+        return contextlib.nullcontext()
+    return unwrap(model).weighted_samples(weights(unwrap(model), x, y, ids[0]))
 
 
 def freeze_untrained_norms(model: nn.Module, opt: torch.optim.Optimizer) -> None:

@@ -75,7 +75,7 @@ def worker_batches(
         seed=cfg.seed * 1000 + rank,
         pad_to=pad_to,
         ids=ids,
-        with_ids=cfg.self_distill == "pskd",
+        with_ids=cfg.self_distill == "pskd" or cfg.xnesyl.enabled,  # per-sample tables
     )
     vx, vy = _read_once(read_split, path, meta, "val", rank, world)
     return train, ShardBatches(vx, vy, batch_size=max(cfg.batch_size, 256), shuffle=False)
