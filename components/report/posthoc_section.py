@@ -96,9 +96,25 @@ def _ranking_parts(post_hoc: Mapping, figures: FigureSet) -> list[str]:
     ranking = post_hoc.get("ranking") or {}
     rows = ranked_rows(ranking)
     parts = [recommendation(post_hoc, rows)] if post_hoc.get("recommended") else []
+    parts += _exclusion_parts(post_hoc)
     if rows:
         parts += [_ranking_table(post_hoc, ranking, rows), _ranking_figure(post_hoc, figures)]
     return ["<h3>Choosing a method</h3>", *parts] if parts else []
+
+
+def _exclusion_parts(post_hoc: Mapping) -> list[str]:
+    """Which methods a trust check kept out of the recommendation, and why (``excluded``,
+    ``exclusion_reasons``: method -> reason)."""
+    excluded = as_list(post_hoc.get("excluded"))
+    if not excluded:
+        return []
+    reasons = post_hoc.get("exclusion_reasons") or {}
+    items = "; ".join(
+        f"{method_label(post_hoc, str(m))} ({reasons.get(m, 'a trust check')})" for m in excluded
+    )
+    lead = "" if post_hoc.get("recommended") else "No method is recommended: every one is "
+    text = f"{lead or 'Not recommended, '}excluded by the trust checks: {items}."
+    return [markup.paragraph(text[0].upper() + text[1:])]
 
 
 def _ranking_table(post_hoc: Mapping, ranking: Mapping, rows: Sequence[Mapping]) -> str:
