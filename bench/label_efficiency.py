@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from bench_datasets import DATASETS, load_splits, num_classes
 
-from components.data.ingest import ingest
-from components.data.reader import read_split
-from components.data.spec import DataSpec
 from components.evaluation.metrics import accuracy
 from components.ssl.config import SSLConfig
 from components.ssl.learner import pretrain_encoder
@@ -35,11 +31,6 @@ from components.training.checkpoint import ModelSpec
 from components.training.config import TrainConfig
 from components.training.fit import fit
 from components.training.label_fraction import labelled_rows
-
-DATASETS = {
-    "digits": DataSpec(source="digits"),
-    "parts": DataSpec(source="parts", num_samples=3000, num_classes=4, feature_shape=(3, 32, 32)),
-}
 
 
 def finetune(net, splits, cfg: TrainConfig, spec: ModelSpec, rows: np.ndarray) -> float:
@@ -101,10 +92,8 @@ def main() -> None:
         f"batch 64 cosine; SSL {args.objective} {args.ssl_epochs} epochs; seeds {args.seeds}"
     )
     for name in args.datasets:
-        with tempfile.TemporaryDirectory() as tmp:
-            dataset = ingest(DATASETS[name], Path(tmp))
-            splits = [read_split(dataset.path, split) for split in ("train", "val", "test")]
-        bench(name, splits, int(max(splits[0][1]) + 1), args)
+        splits = load_splits(name)
+        bench(name, splits, num_classes(splits), args)
 
 
 if __name__ == "__main__":
