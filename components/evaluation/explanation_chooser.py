@@ -9,12 +9,19 @@ faithfulness to the model in the neighbourhood one cares about and pick the winn
 Every metric takes ``groups`` (patches or superpixels): on large images the methods are then
 compared on the interpretable features a reader looks at, at a cost set by the number of groups.
 
-Default metric: PGI (Agarwal et al. 2022, OpenXAI; higher is better). It scores what a reader of
-an explanation looks at, its top-``k`` features, and its neighbourhood is set by the ``Removal``
-(default: the zero baseline, an occlusion-style neighbourhood; ``Removal("additive_noise",
-noise_std=s)`` is a Gaussian neighbourhood as in SmoothGrad / C-LIME). PGU removes almost all
-features at once, further from the data, so it is offered but not the default. The ranking is only
-as general as that neighbourhood: rank again under the perturbations that matter for the use.
+Default metric: ``infidelity_gaussian`` (Yeh et al. 2019's infidelity under small Gaussian
+perturbations; lower is better), as the explain stage's ``explain.rank_by``
+(``conf/explain/default.yaml``, :class:`~components.explain.config.ExplainConfig`): the
+local-function-approximation loss of Han et al. in the continuous neighbourhood of SmoothGrad /
+C-LIME, which asks how well an explanation predicts the model's response to small changes of
+the input. Removal metrics (``infidelity``: random subsets removed; PGI, Agarwal et al. 2022,
+OpenXAI: the top-``k`` features removed; deletion / insertion) judge a neighbourhood of removed
+features instead, set by the ``Removal`` (default: the zero baseline); PGU removes almost all
+features at once, further from the data. The ranking is only as general as that neighbourhood,
+and the winner changes with it: on a model with a saturated input and an interaction, the
+Gaussian metric picks the gradient, random-subset removal picks IG and top-1 removal picks
+occlusion (``tests/components/evaluation/test_chooser_neighbourhood.py``). Rank again under the
+perturbations that matter for the use.
 """
 
 from __future__ import annotations
@@ -171,7 +178,7 @@ def choose_method(
     x: Any,
     attributions: Mapping[str, Any],
     *,
-    metric: str = "pgi",
+    metric: str = "infidelity_gaussian",
     k: int | None = None,
     target: Target = None,
     removal: Removal | None = None,
@@ -186,7 +193,8 @@ def choose_method(
         model: the model explained.
         x: held-out inputs ``(N, *shape)``, not the data the explainers were tuned on.
         attributions: method name -> attributions shaped like ``x``.
-        metric: a key of :data:`METRICS` (default ``pgi``; see the module docstring).
+        metric: a key of :data:`METRICS` (default ``infidelity_gaussian``, as the explain
+            stage's; see the module docstring).
         k: features in the explanation for top-k metrics (default :func:`default_k`).
         target: class explained per sample (default: the predicted class, fixed once for all
             methods).
