@@ -38,6 +38,7 @@ from components.report.pskd_section import pskd_section
 from components.report.search_section import search_section
 from components.report.self_distill_section import self_distill_parts
 from components.report.ssl_section import ssl_section
+from components.report.xnesyl_section import xnesyl_section
 
 _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
 _IMAGE_FACTS = ("layout", "image_size", "normalization.source", "ignored_files")
@@ -421,6 +422,7 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
         _training_section(data.history, data.training, figures) if one_model else "",
         boosted_section(data.history, figures) if one_model else "",
         pskd_section(data.history, figures) if one_model else "",
+        xnesyl_section(data.history, figures) if one_model else "",
         ftwt_section(data.ftwt, figures),
         _metrics_section(data, figures) if one_model else "",
         _analysis_section(data, figures),
