@@ -87,7 +87,8 @@ def analyse(
     """The check's result for ``model`` on ``(x, y)`` train and test arrays.
 
     Returns:
-        ``verdict``, ``summary``, ``applicable``; when applicable also ``layer``, ``delta``,
+        ``verdict``, ``summary``, ``applicable``; when applicable also ``layer`` (the ReLU
+        module's name; ``all``: every ReLU module's, joined by ``+``), ``delta``,
         ``patterns`` (``(C, K)`` int8), ``mined_from`` (correctly classified training inputs
         per class), ``non_exclusive`` (class pairs) and :func:`pattern_checks`' lists.
     """
@@ -109,7 +110,7 @@ def analyse(
     checks = pattern_checks(satisfaction(test_activity, patterns, counts), test[1], test_pred)
     result = {
         "applicable": True,
-        "layer": layer,
+        "layer": "+".join(chosen),
         "delta": float(delta),
         "neurons": int(patterns.shape[1]),
         "patterns": patterns,
