@@ -89,5 +89,5 @@ def score_histograms(result: Mapping) -> Figure | None:
         ax.set_title(title)
         ax.set_xlabel("score")
     axes[0].set_ylabel("density")
-    axes[-1].legend(fontsize=8, loc="upper left")
+    axes[1].legend(fontsize=8, loc="upper left")
     return fig

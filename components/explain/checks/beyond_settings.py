@@ -53,7 +53,7 @@ class BeyondSettings:
     k: int = 20
     alpha: float = 0.8
     clean_fpr: float = 0.05
-    floor: float = 0.8
+    floor: float = 0.75
     adaptive_eps: float | None = None
     adaptive_neighbours: int = 8
     adaptive_weight: float = 1.0
