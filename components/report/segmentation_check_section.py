@@ -34,7 +34,8 @@ def section(result: Mapping, figures: FigureSet) -> str:
         + figures.add(
             "segmentation_overlays",
             overlays_figure(result.get("examples", {}), kinds),
-            "Test images; ground truth (green) and each map kind's predicted mask (magenta).",
+            "Test images; on the dimmed image, the ground truth (green) and each map kind's "
+            "predicted mask (magenta).",
         )
         + figures.add(
             "segmentation_threshold",
@@ -84,7 +85,7 @@ def overlays_figure(examples: Mapping, kinds: Mapping[str, Mapping]) -> Figure |
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(columns[col], fontsize=7)
+                ax.set_title(columns[col].replace(" (", "\n("), fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -107,7 +108,9 @@ def threshold_figure(thresholds, kinds: Mapping[str, Mapping]) -> Figure:
 
 
 def _overlay(image: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    """``image`` with ``mask``'s pixels blended towards ``colour``."""
-    out = np.array(image, dtype=float)
-    out[mask] = 0.35 * out[mask] + 0.65 * colour
+    """``image`` dimmed to grey (so coloured parts cannot be mistaken for the mask) with
+    ``mask``'s pixels painted ``colour``."""
+    grey = 0.5 * np.asarray(image, dtype=float).mean(axis=2, keepdims=True)
+    out = np.repeat(grey, 3, axis=2)
+    out[mask] = 0.2 * out[mask] + 0.8 * colour
     return out
