@@ -40,6 +40,7 @@ def test_each_trial_prunes_at_its_rate_and_the_best_rate_is_retrained_as_lottery
             "~search.space.train",  # random search's own lr and weight_decay dimensions
             RATE_DIMENSION,
             "experiment=tiny",
+            "explain.methods=[gradients]",  # the retrain's explain stage is not what is tested
             "model=mlp",
             "train.epochs=2",
             "prune=default",
