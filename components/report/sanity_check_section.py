@@ -95,6 +95,7 @@ def _maps_figure(result: Mapping) -> Figure:
             grid[row][col].imshow(m, cmap="gray", vmin=0, vmax=1)
             if row == 0:
                 grid[row][col].set_title(steps[col - 1], fontsize=6)
+    grid[0][0].set_title("input (standardised)", fontsize=6)
     for ax in grid.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

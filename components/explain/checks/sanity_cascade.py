@@ -109,6 +109,8 @@ def cascade(
         seed: seeds each layer's re-initialisation.
     """
     randomised = copy.deepcopy(model).eval()
+    for parameter in randomised.parameters():  # a frozen trunk is randomised too
+        parameter.requires_grad_(True)
     inputs = as_float_tensor(x)
     with torch.no_grad():
         target = model_logits(model.eval()(inputs)).argmax(1).numpy()
