@@ -13,8 +13,8 @@ detector runs beside them as a control (``control``), which must be flagged.
 Departures: the paper reports the similarity curves and leaves the verdict to the reader; a
 pass/flag needs a threshold, here 0.8 by default (a map that keeps 80% of its similarity after
 all learned parameters are gone has not changed in substance; on the tiny ``cnn`` on digits
-gradients fall to about 0.05 SSIM, IG and gradient x input, which carry the input's own
-structure as the paper notes, to about 0.5, the edge detector stays at 1). ``similarity=auto``
+gradients fall to about 0.1 SSIM, IG and gradient x input, which carry the input's own
+structure as the paper notes, to about 0.4, the edge detector stays at 1). ``similarity=auto``
 judges images by SSIM, the paper's visual measure, which the input's pixel ranking sways less
 than Spearman, and other data by Spearman. Each method runs with the stage's own settings
 (counts, feature groups, seed) and explains the trained model's predicted class at every step.
