@@ -64,6 +64,40 @@ def test_a_finished_run_is_re_explained_into_a_new_folder(trained_run):
     assert json.loads((out / "meta.json").read_text())["source_run"] == str(run_dir.resolve())
 
 
+# Every trust check, at sizes that take seconds on a tiny mlp.
+CHECKS = (
+    "explain.checks=[sanity,sae,segmentation,naps,beyond]",
+    "explain.sanity.samples=4",
+    "explain.sae.l1=[0.03]",
+    "explain.sae.epochs=3",
+    "explain.sae.samples=300",
+    "explain.beyond.samples=32",
+    "explain.beyond.val_samples=64",
+    "explain.beyond.steps=10",
+    "explain.beyond.neighbours=10",
+    "explain.beyond.k=4",
+    "explain.beyond.ssl_epochs=2",
+    "explain.beyond.ssl_rows=300",
+)
+
+
+def test_every_trust_check_runs_on_a_finished_run_and_reports_a_verdict(trained_run):
+    run_dir, root = trained_run
+    result = explain(run_dir, root, "explain.methods=[gradients,ig]", *CHECKS)
+    out = Path(result.run_dir)
+    checks = json.loads((out / "checks.json").read_text())
+    assert list(checks) == ["sanity", "sae", "segmentation", "naps", "beyond"]
+    # digits has no part masks: segmentation says so rather than failing the run
+    assert checks["segmentation"]["verdict"].startswith("not applicable")
+    # the SAE and the transcoder were fitted (two Ray tasks) and scored
+    assert {row["kind"] for row in checks["sae"]["summary"]["frontier"]} == {"sae", "transcoder"}
+    summary = json.loads((out / "explanations.json").read_text())
+    assert summary["recommended"] in {"gradients", "ig"}
+    html = (out / "report.html").read_text()
+    assert html.count("<strong>Verdict:</strong>") == 5
+    assert "Trust checks" in html and "Neural activation patterns" in html
+
+
 def chunk_tasks() -> dict:
     """Ray's record (its state API) of every explain chunk task of this Ray, by task id."""
     import ray
@@ -115,6 +149,9 @@ def test_fanning_out_over_ray_tasks_gives_the_same_explanations(trained_run):
         (["explain.methods=[shap]"], "unknown ['shap']"),
         (["explain.nope=1"], "explain.nope"),
         (["explain.rank_by=accuracy"], "explain.rank_by"),
+        (["explain.checks=[lie_detector]"], "explain.checks: unknown 'lie_detector'"),
+        (["explain.checks=[naps]", "explain.naps.delta=0.3"], "explain.naps.delta"),
+        (["explain.checks=[sae]", "explain.sae.nope=1"], "explain.sae.nope"),
     ],
 )
 def test_bad_explain_input_exits_2_naming_it(trained_run, args, message, capsys):
