@@ -45,8 +45,9 @@ def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return others.amax(dim=1) - own
 
 
-def _project(delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Scale every row of ``delta`` back into its l2 ball of radius ``eps``."""
+def project_l2(delta: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
+    """Scale every row of ``delta`` back into its l2 ball of radius ``eps`` (one per row, or
+    one for all)."""
     norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
     factor = (eps / norms).clamp(max=1.0)
     return delta * factor.view(-1, *[1] * (delta.dim() - 1))
@@ -104,7 +105,7 @@ def pgd_l2(
                 best = torch.where(improved.view(shape), inputs + delta, best)
                 best_margin = torch.where(improved, margin, best_margin)
                 norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
-                delta = _project(delta + step.view(shape) * grad / norms, budget)
+                delta = project_l2(delta + step.view(shape) * grad / norms, budget)
     return best.detach()
 
 

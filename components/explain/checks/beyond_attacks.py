@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from components.evaluation.predict import eval_mode, model_logits
+from components.evaluation.robustness import project_l2
 from components.ssl.views import augment
 
 
@@ -83,10 +84,3 @@ def _unit(grad: torch.Tensor) -> torch.Tensor:
     """Every row of ``grad`` scaled to unit l2 norm."""
     norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
     return grad / norms.view(-1, *[1] * (grad.dim() - 1))
-
-
-def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """Every row of ``delta`` scaled back into the l2 ball of radius ``eps``."""
-    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-    factor = (eps / norms).clamp(max=1.0)
-    return delta * factor.view(-1, *[1] * (delta.dim() - 1))
