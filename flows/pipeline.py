@@ -130,8 +130,13 @@ def pipeline(
     if settings.train.self_distill == "iterative":
         check_rounds(spec, settings.train)
     from components.training.boosted import check_final_layer
+    from components.training.xnesyl import check_xnesyl
 
     check_final_layer(spec, settings.train)
+    try:
+        check_xnesyl(dataset.path, settings.train, model)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     ssl_cfg = stage_config(cfg, spec)  # ssl=<objective>: pre-train the encoder first
     run = open_run("pipeline", settings, cfg, resume_dir=resume_dir)
 

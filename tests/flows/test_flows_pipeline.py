@@ -64,6 +64,20 @@ def test_a_bad_override_fails_before_any_run_folder_is_made(prefect_harness, tmp
     assert not (tmp_path / "runs").exists()
 
 
+def test_shap_backprop_on_data_without_part_masks_fails_before_any_run_folder_is_made(
+    prefect_harness, tmp_path, digits_dataset
+):
+    overrides = [
+        "experiment=tiny",
+        f"run.root={tmp_path / 'runs'}",
+        f"run.cache_dir={digits_dataset.parent}",  # the session's ingested digits
+        "train.xnesyl.enabled=true",
+    ]
+    with pytest.raises(ConfigError, match="train.xnesyl"):
+        pipeline(overrides=overrides)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_pipeline_options_become_hydra_overrides():
     options = PipelineOptions(data="wine", model="mlp", epochs=3, use_gpu=False, num_workers=2)
     assert options.to_overrides() == [
