@@ -6,6 +6,13 @@ each one to check it (readable, at least ``image_size`` on both sides), adds the
 train rows to a per-channel histogram and writes its own Parquet part. A task holds one shard;
 the driver holds only paths and labels. The bytes are stored exactly as read, never re-encoded.
 
+An image folder with ``masks/`` (:mod:`components.data.image_folder`) also gets a ``mask``
+column: each image's mask, decoded, checked to be the image's size and brought to
+``image_size x image_size`` by the geometry of the evaluation transform (nearest-neighbour
+resize of the shorter side, centre crop), so :func:`components.data.reader.read_masks` returns
+it aligned pixel for pixel with the decoded image. A bad mask is an error whatever
+``drop_invalid`` says: masks are all or none.
+
 Normalisation statistics (``normalization.source == "dataset"``) are those of the train
 split's decoded pixels *at full resolution*, scaled to [0, 1]: exact (from per-channel
 histograms of the uint8 values) and computed without resizing anything.
@@ -26,12 +33,27 @@ import pyarrow.parquet as pq
 from dask.callbacks import Callback
 
 from components.data.errors import DataError
-from components.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, decode_rgb
-from components.data.layout import IMAGE_COLUMN, PATH_COLUMN, SPLITS, Y_COLUMN, part_name, split_dir
+from components.data.image_transforms import Transform, mask_transform
+from components.data.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageDecodeError,
+    decode_mask,
+    decode_rgb,
+)
+from components.data.layout import (
+    IMAGE_COLUMN,
+    MASK_COLUMN,
+    PATH_COLUMN,
+    SPLITS,
+    Y_COLUMN,
+    part_name,
+    split_dir,
+)
 from components.data.spec import DataSpec
 from components.data.splits import check_class_counts, stratified_split
 from components.data.stats import Moments
-from components.data.writer import build_meta
+from components.data.writer import _fixed_size_lists, build_meta
 
 # Why a row was left out (meta ``dropped_by_reason``); ``dropped_files`` has the details.
 IMAGE_DROP_REASONS = ("not_an_image", "unreadable", "too_small", "invalid_label")
@@ -81,6 +103,7 @@ class ImageRows:
         blobs: Table sources: the encoded bytes of each row (a binary Arrow column).
         rejected: Rows known to be invalid before reading (e.g. a ``.txt`` in a class folder).
         ignored: Entries of the source not meant as data (hidden files, a README).
+        masks: Folder sources with ``masks/``: each row's mask file, relative to ``root``.
     """
 
     paths: tuple[str, ...]
@@ -95,6 +118,7 @@ class ImageRows:
     blobs: pa.Array | pa.ChunkedArray | None = None
     rejected: tuple[BadImage, ...] = ()
     ignored: int = 0
+    masks: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,7 @@ class Shard:
     labels: np.ndarray
     root: Path | None = None
     blobs: pa.Array | pa.ChunkedArray | None = None
+    masks: tuple[str, ...] | None = None
 
     def read(self) -> Iterator[bytes | BadImage]:
         """Each row's encoded bytes, or why they cannot be had."""
@@ -124,12 +149,15 @@ class Shard:
 
 @dataclass(frozen=True)
 class ShardSummary:
-    """What a task reports: valid rows per class, train pixel moments, invalid rows."""
+    """What a task reports: valid rows per class, train pixel moments, invalid rows, or the
+    bad mask that stopped it (returned, not raised, so no task still writes once the ingest
+    has failed and its staging folder is being removed)."""
 
     split: str
     class_counts: np.ndarray
     moments: Moments
     bad: tuple[BadImage, ...] = field(default=())
+    mask_error: DataError | None = None
 
 
 def write_image_dataset(
@@ -154,6 +182,9 @@ def write_image_dataset(
     shards = make_shards(rows, plan, spec.partition_rows)
     progress(f"validating and writing {len(rows.paths)} images in {len(shards)} shards")
     summaries = _run_shards(shards, root, spec.image_size, len(rows.class_names), progress)
+    for summary in summaries:
+        if summary.mask_error is not None:
+            raise summary.mask_error
     bad = [*rows.rejected, *(b for s in summaries for b in s.bad)]
     if bad and not spec.drop_invalid:
         _raise_bad(bad, len(rows.paths) + len(rows.rejected), rows)
@@ -201,6 +232,7 @@ def make_shards(rows: ImageRows, plan: dict[str, np.ndarray], partition_rows: in
                     labels=rows.labels[take],
                     root=rows.root,
                     blobs=None if rows.blobs is None else rows.blobs.take(pa.array(take)),
+                    masks=None if rows.masks is None else tuple(rows.masks[i] for i in take),
                 )
             )
     return shards
@@ -223,8 +255,9 @@ def write_shard(shard: Shard, root: Path, image_size: int, num_classes: int) -> 
     Runs in a Dask worker (thread or process); it holds the shard's encoded bytes and one
     decoded image at a time.
     """
-    keep, blobs, bad = [], [], []
+    keep, blobs, masks, bad = [], [], [], []
     histogram = np.zeros((3, 256), np.int64)
+    resize = mask_transform(image_size)
     for i, data in enumerate(shard.read()):
         checked = data if isinstance(data, BadImage) else _check(shard.paths[i], data, image_size)
         if isinstance(checked, BadImage):
@@ -232,12 +265,43 @@ def write_shard(shard: Shard, root: Path, image_size: int, num_classes: int) -> 
             continue
         keep.append(i)
         blobs.append(data)
+        if shard.masks is not None:
+            try:
+                masks.append(read_mask(shard, i, checked.shape[1:], resize))
+            except DataError as err:
+                empty = np.zeros(num_classes, np.int64)
+                return ShardSummary(shard.split, empty, Moments.empty(3), mask_error=err)
         if shard.split == "train":
             histogram += _channel_histogram(checked)
     if keep:
-        _write_part(shard, keep, blobs, root)
+        _write_part(shard, keep, blobs, masks if shard.masks is not None else None, root)
     counts = np.bincount(shard.labels[keep], minlength=num_classes)
     return ShardSummary(shard.split, counts, histogram_moments(histogram), tuple(bad))
+
+
+def read_mask(shard: Shard, i: int, image_shape: tuple[int, int], resize: Transform) -> np.ndarray:
+    """The mask of row ``i`` brought to the dataset's size by ``resize`` (a
+    :func:`~components.data.image_transforms.mask_transform`), flat uint8.
+
+    Raises:
+        DataError: The mask cannot be read or decoded, or is not the size of its image.
+    """
+    assert shard.masks is not None and shard.root is not None
+    path = os.path.join(shard.root, shard.masks[i])
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            mask = decode_mask(handle.read())
+    except OSError as err:
+        raise DataError(f"cannot read the mask: {err.strerror or err}", file=path) from err
+    except ImageDecodeError as err:
+        raise DataError(f"unusable mask of {shard.paths[i]}: {err}", file=path) from err
+    if tuple(mask.shape) != tuple(image_shape):
+        raise DataError(
+            f"the mask is {mask.shape[1]}x{mask.shape[0]} pixels, its image {shard.paths[i]} "
+            f"{image_shape[1]}x{image_shape[0]}; a mask must be the size of its image",
+            file=path,
+        )
+    return resize(mask).reshape(-1).numpy()
 
 
 def _check(path: str, data: bytes, image_size: int) -> BadImage | np.ndarray:
@@ -263,14 +327,17 @@ def _channel_histogram(pixels: np.ndarray) -> np.ndarray:
     return np.bincount(flat.reshape(-1), minlength=3 * 256).reshape(3, 256)
 
 
-def _write_part(shard: Shard, keep: list[int], blobs: list[bytes], root: Path) -> None:
-    table = pa.table(
-        {
-            IMAGE_COLUMN: pa.array(blobs, pa.binary()),
-            PATH_COLUMN: pa.array([shard.paths[i] for i in keep], pa.string()),
-            Y_COLUMN: pa.array(shard.labels[keep].astype(np.int64)),
-        }
-    )
+def _write_part(
+    shard: Shard, keep: list[int], blobs: list[bytes], masks: list | None, root: Path
+) -> None:
+    columns = {
+        IMAGE_COLUMN: pa.array(blobs, pa.binary()),
+        PATH_COLUMN: pa.array([shard.paths[i] for i in keep], pa.string()),
+        Y_COLUMN: pa.array(shard.labels[keep].astype(np.int64)),
+    }
+    if masks is not None:
+        columns[MASK_COLUMN] = _fixed_size_lists(np.stack(masks), np.uint8)
+    table = pa.table(columns)
     folder = split_dir(root, shard.split)
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(
@@ -375,4 +442,6 @@ def _image_meta(
         dropped_files=[{"path": b.path, "reason": b.detail} for b in bad],
         ignored_files=rows.ignored,
     )
+    if rows.masks is not None:
+        meta["mask_shape"] = [size, size]
     return meta

@@ -40,6 +40,16 @@ def eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> Tr
     )
 
 
+def mask_transform(size: int) -> Transform:
+    """The geometry of :func:`eval_transform` for a uint8 mask ``(H, W)``: nearest-neighbour
+    resize of the shorter side to ``size``, then centre crop, so labels stay labels and every
+    mask pixel stays on its image pixel."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    steps = v2.Compose([v2.Resize(size, InterpolationMode.NEAREST), v2.CenterCrop(size)])
+    return lambda mask: steps(mask[None])[0]
+
+
 def train_transform(
     size: int, mean: Sequence[float], std: Sequence[float], augment: str
 ) -> Transform:

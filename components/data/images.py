@@ -1,4 +1,5 @@
-"""Encoded image bytes: which files are images, decoding them to RGB, reference statistics.
+"""Encoded image bytes: which files are images, decoding them to RGB (and PNG masks), reference
+statistics.
 
 Decoding uses ``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp; it detects
 truncated files) and falls back to Pillow for the formats torchvision does not read (BMP).
@@ -50,6 +51,37 @@ def decode_rgb(data: bytes | bytearray | memoryview) -> torch.Tensor:
         if _is_unsupported_format(err):
             return _decode_with_pillow(data)
         raise ImageDecodeError(_short(err)) from err
+
+
+def decode_mask(data: bytes | bytearray | memoryview) -> torch.Tensor:
+    """Decode one single-channel PNG mask (a label map or a binary mask) to uint8 ``(H, W)``.
+
+    8-bit greyscale, 1-bit and grey-palette PNGs are read as stored (a 1-bit PNG's set pixels
+    are 255); 16-bit ones only when every value fits in 8 bits.
+
+    Raises:
+        ImageDecodeError: The bytes are not a readable PNG, it has colour or alpha channels, or
+            a label above 255.
+    """
+    if len(data) == 0:
+        raise ImageDecodeError("empty file (0 bytes)")
+    from torchvision.io import ImageReadMode, decode_png
+
+    buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    try:
+        mask = decode_png(buffer, mode=ImageReadMode.UNCHANGED)
+    except RuntimeError as err:
+        raise ImageDecodeError(f"not a readable PNG: {_short(err)}") from err
+    if mask.shape[0] != 1:
+        raise ImageDecodeError(
+            f"a mask must be a single-channel (greyscale) PNG, this one has {mask.shape[0]} "
+            "channels"
+        )
+    if mask.dtype != torch.uint8:
+        if int(mask.max()) > 255:
+            raise ImageDecodeError(f"mask labels go up to {int(mask.max())}; at most 255 fit")
+        mask = mask.to(torch.uint8)
+    return mask[0]
 
 
 def _is_unsupported_format(err: RuntimeError) -> bool:

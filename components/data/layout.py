@@ -9,7 +9,8 @@ DATA_DIR = "data"
 META_FILE = "meta.json"
 X_COLUMN = "x"
 Y_COLUMN = "y"
-# Optional per-row ground truth over the pixels (synthetic sources), e.g. a part label map.
+# Optional per-row ground truth over the pixels, e.g. a part label map (the parts source, and
+# image folders with masks/).
 MASK_COLUMN = "mask"
 # Image datasets keep each file's encoded bytes and its path relative to the source root
 # instead of ``x`` (decoding happens in the training workers; see components/data/images.py).

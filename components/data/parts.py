@@ -172,6 +172,18 @@ def present_parts(masks: np.ndarray, num_parts: int) -> np.ndarray:
     return np.stack([(flat == k + 1).any(axis=1) for k in range(num_parts)], axis=1)
 
 
+def class_regions(masks: np.ndarray, y: np.ndarray, class_labels) -> np.ndarray:
+    """The region that decides each image's class: bool ``(N, H, W)``, the pixels of the parts
+    of its class, distractors excluded (the ground truth of segmentation from class evidence).
+
+    Args:
+        masks: Part label maps ``(N, H, W)``.
+        y: The class of each image.
+        class_labels: Per class, the mask labels of its parts (``k + 1`` for ``parts[k]``).
+    """
+    return np.stack([np.isin(m, class_labels[c]) for m, c in zip(masks, y, strict=True)])
+
+
 def write_parts(spec: DataSpec, root: Path, fingerprint: str) -> dict:
     """Generate the ``parts`` dataset of ``spec``, split it and write it with its masks.
 

@@ -23,11 +23,12 @@ Departures from the reference code:
 * Ground truth on ``parts``: the pixels of the two parts of the image's class; the distractor
   parts, which no class uses, count as background (:func:`.segmentation_scores.object_masks`).
   The brain-tumour masks mark the one region that decides the class, and so do these.
+  On any other dataset every nonzero mask pixel is the object.
 
-Only datasets with a mask column can be checked: the ``parts`` source writes one; an image
-folder's ``masks/`` are not ingested yet. Whether a dataset has masks is known only once the
-run's data exists, so a dataset without them gets the verdict "not applicable: ..." (no error);
-so does a dataset that is not images.
+Only datasets with a mask column can be checked: the ``parts`` source writes one, and so does
+the ingest of an image folder with a ``masks/`` folder (:mod:`components.data.image_folder`).
+Whether a dataset has masks is known only once the run's data exists, so a dataset without them
+gets the verdict "not applicable: ..." (no error); so does a dataset that is not images.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ def _not_applicable(context: CheckContext) -> str | None:
         masks = read_masks(context.dataset_path, "test")
     except DataError:
         return (
-            "the dataset has no masks (the parts source writes them; an image folder's "
-            "masks/ are not ingested yet)"
+            "the dataset has no masks (the parts source writes them; an image folder needs "
+            "a masks/ folder with one PNG per image)"
         )
     if masks.shape[1:] != shape[1:]:
         return f"the masks are {list(masks.shape[1:])}, the images {list(shape[1:])}"

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from components.data.parts import class_regions
+
 
 def threshold_grid(count: int) -> np.ndarray:
     """``count`` thresholds evenly inside ``(0, 1)``: ``k / (count + 1)``, ``k = 1..count``."""
@@ -64,4 +66,4 @@ def object_masks(labels: np.ndarray, y: np.ndarray, meta_raw: dict) -> np.ndarra
         return labels > 0
     names = list(meta_raw["parts"])
     ids = [[names.index(part) + 1 for part in parts] for parts in meta_raw["class_parts"]]
-    return np.stack([np.isin(m, ids[c]) for m, c in zip(labels, y, strict=True)])
+    return class_regions(labels, y, ids)
