@@ -10,6 +10,9 @@ chosen on validation images and Dice / IoU reported on test images.
 
 Prints per model and map kind the mean and standard deviation over seeds of test Dice (mean
 and median over images), IoU and the chosen threshold, then the check's verdicts.
+``--image-folder`` writes the parts images as PNG files with their ``masks/``
+(:func:`components.data.parts_folder.write_parts_folder`) and ingests that folder instead, so
+the check reads masks through the image-folder ingest.
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python bench/segmentation.py --seeds 0 1 2
 """
@@ -25,8 +28,11 @@ from pathlib import Path
 import torch
 
 from components.data.ingest import ingest
+from components.data.parts_folder import write_parts_folder
 from components.data.reader import load_meta, read_split
 from components.data.spec import DataSpec
+from components.evaluation import metrics
+from components.evaluation.predict import predict_logits
 from components.explain.checks import segmentation
 from components.explain.checks.runner import CheckContext
 from components.explain.config import ExplainConfig
@@ -74,6 +80,24 @@ def check(model, spec, dataset: Path, folder: Path, seed: int, samples: int) -> 
     return segmentation.run(context)
 
 
+def accuracy(model: torch.nn.Module, dataset: Path) -> float:
+    """Test accuracy of ``model`` on the whole test split."""
+    x, y = read_split(dataset, "test")
+    return metrics.accuracy(predict_logits(model, x), y)
+
+
+def dataset_of(args, tmp: Path) -> Path:
+    """The ingested ``parts`` dataset (generated, or written as an image folder with masks)."""
+    if args.image_folder:
+        folder = write_parts_folder(tmp / "images", num_samples=args.images, size=32, masks=True)
+        spec = DataSpec(source="image_folder", path=str(folder), image_size=32)
+    else:
+        spec = DataSpec(
+            source="parts", num_samples=args.images, num_classes=4, feature_shape=(3, 32, 32)
+        )
+    return ingest(spec, tmp / "data").path
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} +- {statistics.pstdev(values):.3f}"
 
@@ -85,24 +109,28 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--samples", type=int, default=256, help="val and test images each")
     parser.add_argument("--images", type=int, default=1200, help="parts images ingested")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--image-folder", action="store_true", help="ingest PNGs + masks/")
     args = parser.parse_args()
-    results: dict[str, list[dict]] = {name: [] for name in MODELS}
+    results: dict[str, list[dict]] = {name: [] for name in args.models}
     with tempfile.TemporaryDirectory() as tmp:
-        spec_data = DataSpec(
-            source="parts", num_samples=args.images, num_classes=4, feature_shape=(3, 32, 32)
-        )
-        dataset = ingest(spec_data, Path(tmp) / "data").path
+        dataset = dataset_of(args, Path(tmp))
         splits = [read_split(dataset, split) for split in ("train", "val")]
         for seed in args.seeds:
-            for name, kwargs in MODELS.items():
+            for name in args.models:
                 start = time.perf_counter()
-                spec = ModelSpec(name, (3, 32, 32), 4, kwargs=kwargs)
+                spec = ModelSpec(name, (3, 32, 32), 4, kwargs=MODELS[name])
                 model = train(spec, splits, epochs=args.epochs, lr=args.lr, seed=seed)
                 folder = Path(tmp) / f"{name}-{seed}"
-                results[name].append(check(model, spec, dataset, folder, seed, args.samples))
+                result = check(model, spec, dataset, folder, seed, args.samples)
+                results[name].append(result | {"accuracy": accuracy(model, dataset)})
                 print(f"  {name} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
-    print(f"\nparts 4 classes, {args.images} images, {args.epochs} epochs, seeds {args.seeds}, "
-          f"{args.samples} val / {args.samples} test images; mean +- std over seeds")  # fmt: skip
+    source = "image folder with masks/" if args.image_folder else "parts source"
+    print(f"\nparts 4 classes ({source}), {args.images} images, {args.epochs} epochs, seeds "
+          f"{args.seeds}, {args.samples} val / {args.samples} test images; mean +- std over "
+          "seeds")  # fmt: skip
+    for name, runs in results.items():
+        print(f"{name} test accuracy {spread([run['accuracy'] for run in runs])}")
     print(f"{'model':10} {'map':34} {'Dice':>16} {'median Dice':>16} {'IoU':>16} {'thr':>6}")
     for name, runs in results.items():
         for key in runs[0]["kinds"]:
