@@ -4,9 +4,12 @@ images far better than an untrained network, and "not applicable" on a dataset w
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from components.data.ingest import ingest
 from components.data.parts import generate_parts
@@ -20,6 +23,7 @@ from components.explain.checks.segmentation_maps import grid_evidence
 from components.explain.checks.segmentation_scores import dice_iou, object_masks
 from components.explain.config import ExplainConfig
 from components.models import create_model
+from flows.config import compose
 
 
 @pytest.mark.parametrize(
@@ -33,13 +37,14 @@ from components.models import create_model
     ],
 )
 def test_bad_settings_name_the_key(settings, key):
-    with pytest.raises(ValueError, match=key.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(key)):
         ExplainConfig(checks=("segmentation",), segmentation=settings)
 
 
-def test_defaults_are_valid():
-    segmentation.validate({})
+def test_the_configured_block_is_the_checks_defaults():
+    block = OmegaConf.to_container(compose([]).explain.segmentation)
+    assert block == segmentation.DEFAULTS
+    segmentation.validate(block)
 
 
 def test_dice_and_iou_in_closed_form():
