@@ -17,8 +17,8 @@ STAMP := $(VENV)/.sennflow-installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-cache-dir $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH)
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[dev]"
 # Prefect's local database, created now rather than by the first run's temporary server
 	$(BIN)/prefect server database upgrade -y > /dev/null
 	touch $(STAMP)
