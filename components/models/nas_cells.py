@@ -10,7 +10,7 @@ average pooling before a linear classifier. Shrunk for 8x8 digits on a 2-core CP
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -61,16 +61,26 @@ class SearchCell(_CellBase):
         c: channels of every node in this cell.
         reduce: whether this is a reduction cell.
         reduce_prev: whether the previous cell reduced (so input 0 needs downsampling).
+        ops: the candidate operations of every edge.
     """
 
     def __init__(
-        self, nodes: int, c_pp: int, c_p: int, c: int, reduce: bool, reduce_prev: bool
+        self,
+        nodes: int,
+        c_pp: int,
+        c_p: int,
+        c: int,
+        reduce: bool,
+        reduce_prev: bool,
+        *,
+        ops: Sequence[str] = PRIMITIVES,
     ) -> None:
         super().__init__(c_pp, c_p, c, reduce_prev, affine=False)
         self.nodes = nodes
         self.reduce = reduce
+        self.op_names = tuple(ops)
         self.edges = nn.ModuleList(
-            MixedOp(c, 2 if reduce and src < 2 else 1)
+            MixedOp(c, 2 if reduce and src < 2 else 1, ops=ops)
             for node in range(nodes)
             for src in range(node + 2)
         )
@@ -82,7 +92,7 @@ class SearchCell(_CellBase):
         weights: torch.Tensor | None,
         edges: tuple[tuple[str, int], ...] | None = None,
     ) -> torch.Tensor:
-        """Mix all edges by ``weights`` (``(num_edges, len(PRIMITIVES))``), or, when ``edges``
+        """Mix all edges by ``weights`` (``(num_edges, len(ops))``), or, when ``edges``
         (a genotype cell) is given, run only its chosen ops on the shared weights."""
         states = [self.pre0(s0), self.pre1(s1)]
         offset = 0
@@ -94,7 +104,7 @@ class SearchCell(_CellBase):
                 )
             else:
                 out = sum(
-                    self.edges[offset + src].ops[PRIMITIVES.index(op)](states[src])
+                    self.edges[offset + src].ops[self.op_names.index(op)](states[src])
                     for op, src in edges[2 * node : 2 * node + 2]
                 )
             offset += len(states)
@@ -162,20 +172,33 @@ class SuperNet(nn.Module):
         channels: stem / first-cell channels.
         cells: number of cells.
         nodes: intermediate nodes per cell.
+        ops: the candidate operations of every edge (the columns of the alphas).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, channels: int, cells: int, nodes: int):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        channels: int,
+        cells: int,
+        nodes: int,
+        *,
+        ops: Sequence[str] = PRIMITIVES,
+    ):
         super().__init__()
         self.nodes = nodes
+        self.ops = tuple(ops)
         self.stem = _stem(in_channels, channels)
         self.cells, c_out = _stack(
             cells,
             channels,
             nodes,
-            lambda c_pp, c_p, c, red, red_prev: SearchCell(nodes, c_pp, c_p, c, red, red_prev),
+            lambda c_pp, c_p, c, red, red_prev: SearchCell(
+                nodes, c_pp, c_p, c, red, red_prev, ops=ops
+            ),
         )
         self.classifier = nn.Linear(c_out, num_classes)
-        shape = (num_edges(nodes), len(PRIMITIVES))
+        shape = (num_edges(nodes), len(self.ops))
         # Small random init, as in the paper (1e-3 * N(0, 1)).
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))

@@ -9,6 +9,10 @@ Every normalising op takes ``norm``: ``"batch"`` (the paper's BatchNorm) or ``"g
 (GroupNorm with one group, i.e. per-sample statistics over channels and positions; Wu & He,
 ECCV 2018). The latter keeps no running statistics, which a prototype trunk needs (see
 :class:`components.models.nas_cells.GenotypeBackbone`).
+
+Beyond :data:`PRIMITIVES`, :data:`OPS` holds ``kan_conv``, a 3x3 S-ConvKAN convolution
+(:class:`~components.models.kan_layers.SelectableKANConv2d`, grid 3) followed by the norm; a
+search opts into it through its op set (``search.darts.ops``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from components.models.kan_layers import SelectableKANConv2d
 
 PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -135,7 +141,22 @@ OPS: dict[str, Callable[[int, int, bool, str], nn.Module]] = {
     "avg_pool_3x3": lambda c, stride, affine, norm: _pool(nn.AvgPool2d, c, stride, affine, norm),
     "sep_conv_3x3": lambda c, stride, affine, norm: SepConv(c, c, stride, affine, norm=norm),
     "dil_conv_3x3": lambda c, stride, affine, norm: DilConv(c, c, stride, affine, norm=norm),
+    "kan_conv": lambda c, stride, affine, norm: nn.Sequential(
+        SelectableKANConv2d(c, c, 3, stride, grid=3), make_norm(norm, c, affine)
+    ),
 }
+
+
+def check_ops(ops: Sequence[str], *, param: str) -> tuple[str, ...]:
+    """A search space's op set as a tuple; ``ValueError`` naming ``param`` if an op is unknown,
+    repeated, or no op other than ``none`` is left to choose."""
+    ops = (ops,) if isinstance(ops, str) else tuple(ops)
+    unknown = [op for op in ops if op not in OPS]
+    if unknown:
+        raise ValueError(f"{param} has unknown op {unknown[0]!r} (known: {', '.join(OPS)})")
+    if len(set(ops)) != len(ops) or not set(ops) - {"none"}:
+        raise ValueError(f"{param} needs distinct ops, at least one other than none; got {ops}")
+    return ops
 
 
 def make_op(
@@ -146,11 +167,11 @@ def make_op(
 
 
 class MixedOp(nn.Module):
-    """One edge of the supernet: every primitive, mixed by architecture weights."""
+    """One edge of the supernet: every op of ``ops``, mixed by architecture weights."""
 
-    def __init__(self, channels: int, stride: int) -> None:
+    def __init__(self, channels: int, stride: int, *, ops: Sequence[str] = PRIMITIVES) -> None:
         super().__init__()
-        self.ops = nn.ModuleList(make_op(p, channels, stride, affine=False) for p in PRIMITIVES)
+        self.ops = nn.ModuleList(make_op(p, channels, stride, affine=False) for p in ops)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Weighted sum ``sum_o w_o * o(x)`` over the primitives (DARTS eq. 2)."""
@@ -192,8 +213,8 @@ class Genotype:
                 if pair[0][1] == pair[1][1]:
                     raise ValueError(f"node {node} uses input {pair[0][1]} twice")
                 for op, src in pair:
-                    if op not in PRIMITIVES or op == "none":
-                        valid = ", ".join(p for p in PRIMITIVES if p != "none")
+                    if op not in OPS or op == "none":
+                        valid = ", ".join(p for p in OPS if p != "none")
                         raise ValueError(f"invalid op {op!r} (valid: {valid})")
                     if not 0 <= src < node + 2:
                         raise ValueError(f"node {node} reads input {src}, not an earlier node")

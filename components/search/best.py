@@ -111,7 +111,8 @@ def search_summary(method: str, outcome: SweepOutcome) -> dict:
         "replayed_schedule": list(replayed_schedule(outcome)) if method == "stn" else [],
         "genotype": outcome.genotype,
         "alphas": outcome.alphas,
-        "primitives": list(PRIMITIVES),
+        # A search over search.darts.ops records its op set with the alphas.
+        "primitives": list((outcome.alphas or {}).get("primitives") or PRIMITIVES),
     }
 
 

@@ -36,7 +36,7 @@ from torch import nn
 from torch.func import functional_call
 
 from components.models.nas_cells import DerivedNetwork, SuperNet
-from components.models.nas_ops import PRIMITIVES, Genotype
+from components.models.nas_ops import PRIMITIVES, Genotype, check_ops
 
 __all__ = [
     "DartsConfig",
@@ -74,6 +74,8 @@ class DartsConfig:
         sd_weight: weight of the distillation term.
         sd_temperature: softmax temperature of teachers and student in the distillation term.
         seed: seed of initialisation, batching and architecture sampling.
+        ops: the candidate operations of every edge (default :data:`PRIMITIVES`; any
+            ``nas_ops.OPS`` name, e.g. ``kan_conv``); a list is accepted.
     """
 
     epochs: int = 10
@@ -94,8 +96,10 @@ class DartsConfig:
     sd_weight: float = 1.0
     sd_temperature: float = 1.0
     seed: int = 0
+    ops: tuple[str, ...] = PRIMITIVES
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", check_ops(self.ops, param="DartsConfig.ops"))
         for name in ("epochs", "channels", "cells", "nodes", "batch_size", "sd_teachers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -124,28 +128,35 @@ class SearchResult:
     alphas: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
-def derive_genotype(alpha_normal: torch.Tensor, alpha_reduce: torch.Tensor) -> Genotype:
+def derive_genotype(
+    alpha_normal: torch.Tensor,
+    alpha_reduce: torch.Tensor,
+    *,
+    ops: tuple[str, ...] = PRIMITIVES,
+) -> Genotype:
     """Discretise architecture weights as in DARTS (section 2.4).
 
     Args:
-        alpha_normal: ``(num_edges, len(PRIMITIVES))`` logits of the normal cell.
+        alpha_normal: ``(num_edges, len(ops))`` logits of the normal cell.
         alpha_reduce: same for the reduction cell.
+        ops: the operations of the alphas' columns.
 
     Returns:
         The genotype with the top-2 incoming edges per node, each with its best non-``none`` op.
     """
-    return Genotype(normal=_derive_cell(alpha_normal), reduce=_derive_cell(alpha_reduce))
+    return Genotype(normal=_derive_cell(alpha_normal, ops), reduce=_derive_cell(alpha_reduce, ops))
 
 
-def _derive_cell(alpha: torch.Tensor) -> tuple[tuple[str, int], ...]:
+def _derive_cell(alpha: torch.Tensor, ops: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     weights = alpha.detach().softmax(dim=-1)
-    weights[:, PRIMITIVES.index("none")] = -1.0
+    if "none" in ops:
+        weights[:, ops.index("none")] = -1.0
     edges, offset, node = [], 0, 0
     while offset < len(weights):
         block = weights[offset : offset + node + 2]
         strongest = block.max(dim=-1).values.argsort(descending=True)[:2]
         for src in sorted(strongest.tolist()):
-            edges.append((PRIMITIVES[int(block[src].argmax())], src))
+            edges.append((ops[int(block[src].argmax())], src))
         offset, node = offset + node + 2, node + 1
     return tuple(edges)
 
@@ -175,9 +186,11 @@ def search_darts(
         The derived genotype, per-epoch history and final softmaxed architecture weights.
     """
     torch.manual_seed(config.seed)
-    data = _tensors(x_train, y_train, x_val, y_val)
-    model = SuperNet(data[0].shape[1], num_classes, config.channels, config.cells, config.nodes)
-    w_opt, sched = _weight_optimiser(model, config)
+    data = image_tensors(x_train, y_train, x_val, y_val)
+    model = SuperNet(
+        data[0].shape[1], num_classes, config.channels, config.cells, config.nodes, ops=config.ops
+    )
+    w_opt, sched = weight_optimiser(model, config)
     a_opt = torch.optim.Adam(
         model.arch_parameters(),
         config.alpha_lr,
@@ -190,8 +203,8 @@ def search_darts(
     for epoch in range(config.epochs):
         terms: dict[str, list[float]] = {"train_loss": [], "distill": []}
         for (xb, yb), (xv, yv) in zip(
-            _batches(*data[:2], config.batch_size, gen),
-            _batches(*data[2:], config.batch_size, gen, cycle=True),
+            batches(*data[:2], config.batch_size, gen),
+            batches(*data[2:], config.batch_size, gen, cycle=True),
             strict=False,
         ):
             _arch_step(model, w_opt, (xb, yb), (xv, yv), sched.get_last_lr()[0], config)
@@ -206,8 +219,9 @@ def search_darts(
     alphas = {
         "normal": model.alpha_normal.detach().softmax(-1).tolist(),
         "reduce": model.alpha_reduce.detach().softmax(-1).tolist(),
+        "primitives": list(config.ops),
     }
-    genotype = derive_genotype(model.alpha_normal, model.alpha_reduce).validate()
+    genotype = derive_genotype(model.alpha_normal, model.alpha_reduce, ops=config.ops).validate()
     return SearchResult(genotype=genotype, history=history, alphas=alphas)
 
 
@@ -243,21 +257,19 @@ def search_random_ws(
     if num_candidates < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
     torch.manual_seed(config.seed)
-    x_tr, y_tr, x_va, y_va = _tensors(x_train, y_train, x_val, y_val)
-    model = SuperNet(x_tr.shape[1], num_classes, config.channels, config.cells, config.nodes)
-    w_opt, sched = _weight_optimiser(model, config)
+    x_tr, y_tr, x_va, y_va = image_tensors(x_train, y_train, x_val, y_val)
+    model = SuperNet(
+        x_tr.shape[1], num_classes, config.channels, config.cells, config.nodes, ops=config.ops
+    )
+    w_opt, sched = weight_optimiser(model, config)
     gen = torch.Generator().manual_seed(config.seed)
     history = []
     for epoch in range(config.epochs):
         model.train()
         losses = []
-        for xb, yb in _batches(x_tr, y_tr, config.batch_size, gen):
-            loss = F.cross_entropy(model(xb, sample_genotype(config.nodes, gen)), yb)
-            w_opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.weight_parameters(), config.grad_clip)
-            w_opt.step()
-            losses.append(loss.item())
+        for xb, yb in batches(x_tr, y_tr, config.batch_size, gen):
+            genotype = sample_genotype(config.nodes, gen, ops=config.ops)
+            losses.append(shared_weight_step(model, w_opt, xb, yb, genotype, config))
         sched.step()
         entry = {
             "epoch": float(epoch),
@@ -267,7 +279,8 @@ def search_random_ws(
         history.append(entry)
         if report is not None:
             report(entry)
-    scored = _rank_candidates(model, config.nodes, num_candidates, gen, x_va, y_va)
+    candidates = [sample_genotype(config.nodes, gen, ops=config.ops) for _ in range(num_candidates)]
+    scored = rank_candidates(model, candidates, x_va, y_va)
     best_loss, best = scored[0]
     history.append(
         {
@@ -286,12 +299,15 @@ def _shared_weight_val_loss(
     """Validation loss of one sampled architecture under the shared weights (batch statistics,
     as in the training steps): the per-epoch progress signal of random search."""
     model.train()
-    return F.cross_entropy(model(x, sample_genotype(nodes, gen)), y).item()
+    return F.cross_entropy(model(x, sample_genotype(nodes, gen, ops=model.ops)), y).item()
 
 
-def sample_genotype(nodes: int, gen: torch.Generator) -> Genotype:
-    """A uniformly random genotype: 2 distinct inputs per node, a random non-``none`` op each."""
-    ops = PRIMITIVES[1:]
+def sample_genotype(
+    nodes: int, gen: torch.Generator, *, ops: tuple[str, ...] = PRIMITIVES
+) -> Genotype:
+    """A uniformly random genotype: 2 distinct inputs per node, a random non-``none`` op of
+    ``ops`` each."""
+    ops = tuple(op for op in ops if op != "none")
 
     def cell() -> tuple[tuple[str, int], ...]:
         edges = []
@@ -303,36 +319,57 @@ def sample_genotype(nodes: int, gen: torch.Generator) -> Genotype:
     return Genotype(normal=cell(), reduce=cell())
 
 
-@torch.no_grad()
-def _rank_candidates(
+def shared_weight_step(
     model: SuperNet,
-    nodes: int,
-    count: int,
-    gen: torch.Generator,
-    x_val: torch.Tensor,
-    y_val: torch.Tensor,
+    opt: torch.optim.SGD,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    genotype: Genotype,
+    config: DartsConfig,
+) -> float:
+    """One step of the shared weights through ``genotype``'s path (clipped SGD, as the weight
+    steps of DARTS); returns the cross-entropy."""
+    model.train()
+    loss = F.cross_entropy(model(x, genotype), y)
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.weight_parameters(), config.grad_clip)
+    opt.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def rank_candidates(
+    model: SuperNet, candidates: list[Genotype], x_val: torch.Tensor, y_val: torch.Tensor
 ) -> list[tuple[float, Genotype]]:
+    """``(validation loss, genotype)`` of each distinct candidate under the shared weights,
+    lowest loss first."""
     # Train-mode BN: the shared running statistics mix all sampled paths, so each candidate is
     # scored with its own batch statistics (as weight-sharing random search does).
     model.train()
     scored = {}
-    for _ in range(count):
-        genotype = sample_genotype(nodes, gen)
+    for genotype in candidates:
         if genotype not in scored:
             scored[genotype] = F.cross_entropy(model(x_val, genotype), y_val).item()
     return sorted(((loss, g) for g, loss in scored.items()), key=lambda t: t[0])
 
 
-def _tensors(*arrays: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, ...]:
+def image_tensors(*arrays: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``x_train, y_train, x_val, y_val`` as float image and long label tensors.
+
+    Raises:
+        ValueError: if the images are not ``(N, C, H, W)``.
+    """
     x_tr, y_tr, x_va, y_va = (torch.as_tensor(a) for a in arrays)
     if x_tr.ndim != 4 or x_va.ndim != 4:
         raise ValueError(f"expected (N, C, H, W) images, got {tuple(x_tr.shape)}")
     return x_tr.float(), y_tr.long(), x_va.float(), y_va.long()
 
 
-def _batches(
+def batches(
     x: torch.Tensor, y: torch.Tensor, size: int, gen: torch.Generator, *, cycle: bool = False
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled ``(x, y)`` batches of one pass (``cycle``: endless passes), drawn from ``gen``."""
     while True:
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), size):
@@ -342,9 +379,10 @@ def _batches(
             return
 
 
-def _weight_optimiser(
+def weight_optimiser(
     model: SuperNet, config: DartsConfig
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """The paper's weight optimiser: SGD with momentum, cosine-annealed over the epochs."""
     opt = torch.optim.SGD(
         model.weight_parameters(),
         lr=config.w_lr,
