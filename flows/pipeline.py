@@ -127,6 +127,8 @@ def pipeline(
         check_gateable(model)
     if settings.train.self_distill == "pskd":
         check_self_distillable(model)
+    if settings.train.mixup > 0 or settings.train.label_smoothing > 0:
+        check_self_distillable(model, "train.mixup / train.label_smoothing")
     if settings.train.self_distill == "iterative":
         check_rounds(spec, settings.train)
     from components.training.boosted import check_final_layer
@@ -262,12 +264,13 @@ def check_gateable(model) -> None:
         raise ConfigError(f"train.dynamic_pruning=ftwt: {err}") from err
 
 
-def check_self_distillable(model) -> None:
-    """``train.self_distill=pskd`` needs a cross-entropy to distil into: ``ConfigError`` if not."""
+def check_self_distillable(model, setting: str = "train.self_distill=pskd") -> None:
+    """``setting`` (PS-KD, MixUp, label smoothing) trains against soft targets, so it needs a
+    cross-entropy: ``ConfigError`` if the model has none."""
     try:
         model.check_soft_targets()
     except ValueError as err:
-        raise ConfigError(f"train.self_distill=pskd: {err}") from err
+        raise ConfigError(f"{setting}: {err}") from err
 
 
 def check_rounds(spec, cfg) -> None:

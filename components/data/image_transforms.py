@@ -14,6 +14,8 @@ Every split is resized so its shorter side is ``size`` and centre-cropped to ``s
   the slowest of the five and ProtoPNet's ablations do not single it out.
 
 Pixels become float32 in ``[0, 1]`` and are standardised per channel with ``mean``/``std``.
+Array datasets of images ``(C, H, W)`` (``parts``, ``digits`` reshaped) get the same random
+steps on their stored, already standardised samples (:func:`tensor_augmentation`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,26 @@ def train_transform(
 
     if augment == "none":
         return eval_transform(size, mean, std)
+    return v2.Compose([*_random_steps(size, augment), *_to_standardised(mean, std)])
+
+
+def tensor_augmentation(size: tuple[int, int], augment: str) -> Transform | None:
+    """The random part of :func:`train_transform` for one float ``(C, H, W)`` sample of an
+    array dataset (already standardised; ``size``: its ``(H, W)``), ``None`` for ``none``.
+
+    Raises:
+        ValueError: ``augment`` is unknown.
+    """
+    from torchvision.transforms import v2
+
+    if augment == "none":
+        return None
+    return v2.Compose(_random_steps(size, augment))
+
+
+def _random_steps(size, augment: str) -> list:
+    from torchvision.transforms import v2
+
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment={augment!r}: expected one of {AUGMENTATIONS}")
     steps = [v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True)]
@@ -76,7 +98,7 @@ def train_transform(
             )
         )
     steps.append(v2.RandomHorizontalFlip())
-    return v2.Compose([*steps, *_to_standardised(mean, std)])
+    return steps
 
 
 def _to_standardised(mean: Sequence[float], std: Sequence[float]) -> list:

@@ -5,6 +5,7 @@ from components.models import (  # noqa: F401  (imported to register)
     cnn,
     darts_net,
     mlp,
+    mlp_scaled,
     prob_psenn,
     proto_ae,
     protopnet,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ class ShardBatches:
         ids: global sample id of every row (default ``0..N-1``), yielded by :meth:`in_order`.
         with_ids: training batches are ``(x, y, ids)`` (PS-KD's per-sample targets), not
             ``(x, y)``.
+        transform: applied to every sample of the shuffled batches (training augmentation,
+            drawn from torch's global generator, which the fit loop seeds per epoch); never
+            to :meth:`in_order`.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class ShardBatches:
         pad_to: int | None = None,
         ids: torch.Tensor | None = None,
         with_ids: bool = False,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.x = torch.as_tensor(x)
         self.y = torch.as_tensor(y)
@@ -60,6 +64,7 @@ class ShardBatches:
         self.rows = max(pad_to or 0, len(self.x))
         self.ids = torch.arange(len(self.x)) if ids is None else torch.as_tensor(ids)
         self.with_ids = with_ids
+        self.transform = transform
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -73,7 +78,10 @@ class ShardBatches:
         order = epoch_order(len(self.x), self.rows, self.shuffle, self.seed + self.epoch)
         for start in range(0, self.rows, self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield (self.x[idx], self.y[idx], self.ids[idx])[: 3 if self.with_ids else 2]
+            x = self.x[idx]
+            if self.transform is not None:
+                x = torch.stack([self.transform(sample) for sample in x])
+            yield (x, self.y[idx], self.ids[idx])[: 3 if self.with_ids else 2]
 
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Every row once, unshuffled and unpadded, with its global sample id (for a push)."""

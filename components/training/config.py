@@ -66,6 +66,10 @@ class TrainConfig:
         xnesyl: X-NeSyL's SHAP-Backprop (``train.xnesyl.enabled``, ``graph``, ...): weight each
             sample's cross-entropy by its part-level SHAP misattribution against a knowledge
             graph of parts (:mod:`components.training.xnesyl`).
+        mixup: MixUp's Beta parameter ``alpha`` (0: off): every training batch is mixed with
+            a permutation of itself by one ``lam ~ Beta(alpha, alpha)``, targets too
+            (:mod:`components.training.mixup`; "Scaling MLPs" uses 0.8).
+        label_smoothing: train the cross-entropy against ``(1 - eps) q + eps / C`` (0: off).
     """
 
     epochs: int = 40
@@ -100,6 +104,8 @@ class TrainConfig:
     ftwt: FtwtConfig = field(default_factory=FtwtConfig)
     label_fraction: float = 1.0
     xnesyl: XNeSyLConfig = field(default_factory=XNeSyLConfig)
+    mixup: float = 0.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "boost", BoostConfig.from_value(self.boost))
@@ -127,11 +133,19 @@ class TrainConfig:
             "self_distill_rounds": self.self_distill_rounds >= 1,
             "dynamic_pruning": self.dynamic_pruning in DYNAMIC_PRUNING,
             "label_fraction": 0.0 < self.label_fraction <= 1.0,
+            "mixup": self.mixup >= 0,
+            "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"train.{name}={getattr(self, name)!r}" for name in bad)
             raise ValueError(f"invalid training config: {values}")
+        if self.mixup > 0 and (self.self_distill != "none" or self.xnesyl.enabled):
+            raise ValueError(
+                "invalid training config: train.mixup mixes inputs and targets, which "
+                "train.self_distill and train.xnesyl (per-sample tables) cannot follow; "
+                "set train.mixup=0 or turn those off"
+            )
 
     @classmethod
     def field_names(cls) -> list[str]:

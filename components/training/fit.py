@@ -28,6 +28,7 @@ from torch import nn
 from components.models.base import TrainingStage
 from components.training.checkpoint import ModelSpec, save_checkpoint
 from components.training.config import TrainConfig
+from components.training.mixup import batch_mix
 from components.training.optim import build_optimizer, build_scheduler
 from components.training.pskd import PSKDTargets, pskd_targets
 from components.training.push import push_prototypes
@@ -138,11 +139,15 @@ def fit(
         state.resumed_at.append(state.epoch)
     pskd = _pskd(cfg, model, train_batches, spec, stages, resume, targets)
     targets = pskd or targets
+    mix = batch_mix(cfg, spec.num_classes)
+    if mix is not None:
+        unwrap(model).check_soft_targets()  # train.mixup / label_smoothing need a CE
     while (index := _current_stage(state, stages)) is not None:
         stage = stages[index]
         if stage.push_first and index not in state.pushed_stages:
             push_prototypes(model, train_batches.in_order(), device)
             state.pushed_stages.append(index)
+        unwrap(model).start_stage(stage)
         opt = build_optimizer(model, cfg, stage)
         sched = build_scheduler(opt, cfg.lr_schedule, max(stage.epochs, 1))
         # A resume without optimiser state (PBT exploit: new hyperparameters) starts it afresh.
@@ -163,6 +168,7 @@ def fit(
                 stage,
                 targets,
                 sample_weights,
+                mix,
             )
             _check_finite(metrics, cfg, device)
             sched.step()
@@ -205,7 +211,17 @@ def _last_gradient_stage(stages: list[TrainingStage]) -> int:
 
 
 def _run_epoch(
-    model, train_batches, val_batches, opt, cfg, device, state, stage, targets=None, weights=None
+    model,
+    train_batches,
+    val_batches,
+    opt,
+    cfg,
+    device,
+    state,
+    stage,
+    targets=None,
+    weights=None,
+    mix=None,
 ) -> dict:
     # Seeded per global epoch, so dropout noise and shuffling are the same after a resume.
     torch.manual_seed(cfg.seed * 100_003 + state.epoch)
@@ -219,7 +235,7 @@ def _run_epoch(
     if isinstance(targets, PSKDTargets):
         epoch_info["pskd_alpha"] = targets.start_epoch(state.epoch + 1)
         epoch_info["pskd_alpha_T"] = targets.alpha_T  # the report names the regime from these
-    metrics = train_epoch(model, batches, opt, cfg, device, targets, weights) | epoch_info
+    metrics = train_epoch(model, batches, opt, cfg, device, targets, weights, mix) | epoch_info
     if weights is not None:
         metrics.update(weights.epoch_metrics(device))
     metrics.update(validate(model, val_batches, cfg, device))

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from components.training.config import TrainConfig
+from components.training.mixup import BatchMix
 
 Targets = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -52,6 +53,7 @@ def train_epoch(
     device: torch.device,
     targets: Targets | None = None,
     weights: Callable | None = None,
+    mix: BatchMix | None = None,
 ) -> dict:
     """One pass over ``batches``; returns the mean of every named loss term and samples/s.
 
@@ -64,6 +66,8 @@ def train_epoch(
     (PS-KD's per-sample table: :mod:`components.training.pskd`). ``weights(model, x, y, ids)``,
     when given, is each batch's per-sample cross-entropy weights ``(N,)`` (X-NeSyL's
     SHAP-Backprop: :mod:`components.training.xnesyl`); it needs batches with sample ids.
+    ``mix``, when given, replaces each batch by its MixUp / label-smoothed version and trains
+    against the mixed targets (:mod:`components.training.mixup`).
     """
     model.train()
     freeze_untrained_norms(model, opt)
@@ -72,9 +76,10 @@ def train_epoch(
     start = time.perf_counter()
     for x, y, *ids in batches:
         x, y = to_device(x, device), y.to(device, non_blocking=True)
+        x, soft = _mixed(model, mix, targets, x, y, ids)
         with (
             autocast(device, cfg.precision),
-            _soft_targets(model, targets, x, y, ids),
+            soft,
             _weighted(model, weights, x, y, ids),
         ):
             output = model(x)
@@ -95,6 +100,14 @@ def train_epoch(
     out["samples_per_s"] = seen / max(elapsed, 1e-9)
     out.update(_placement(model, x, device, cfg))
     return out
+
+
+def _mixed(model, mix: BatchMix | None, targets: Targets | None, x, y, ids: list):
+    """The batch input after ``mix`` (if any) and the soft-target context to train in."""
+    if mix is None:
+        return x, _soft_targets(model, targets, x, y, ids)
+    x, q = mix(x, y, None if targets is None else targets(x, y, *ids))
+    return x, unwrap(model).soft_targets(q)
 
 
 def _soft_targets(model, targets: Targets | None, x: torch.Tensor, y: torch.Tensor, ids: list):

@@ -22,7 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from components.data.image_transforms import eval_transform, train_transform
+from components.data.image_transforms import (
+    eval_transform,
+    tensor_augmentation,
+    train_transform,
+)
 from components.data.layout import split_files
 from components.data.reader import (
     DatasetMeta,
@@ -76,9 +80,16 @@ def worker_batches(
         pad_to=pad_to,
         ids=ids,
         with_ids=cfg.self_distill == "pskd" or cfg.xnesyl.enabled,  # per-sample tables
+        transform=_array_augmentation(meta, augment),
     )
     vx, vy = _read_once(read_split, path, meta, "val", rank, world)
     return train, ShardBatches(vx, vy, batch_size=max(cfg.batch_size, 256), shuffle=False)
+
+
+def _array_augmentation(meta: DatasetMeta, augment: str):
+    """``augment`` on an array dataset of images ``(C, H, W)``; other shapes are not images."""
+    shape = tuple(meta.feature_shape)
+    return tensor_augmentation(shape[1:], augment) if len(shape) == 3 else None
 
 
 def _image_batches(path, meta: DatasetMeta, cfg, rank, world, augment, pin_memory):
