@@ -127,8 +127,7 @@ def pipeline(
         check_gateable(model)
     if settings.train.self_distill == "pskd":
         check_self_distillable(model)
-    if settings.train.mixup > 0 or settings.train.label_smoothing > 0:
-        check_self_distillable(model, "train.mixup / train.label_smoothing")
+    check_mixup(model, settings.train)
     if settings.train.self_distill == "iterative":
         check_rounds(spec, settings.train)
     from components.training.boosted import check_final_layer
@@ -271,6 +270,13 @@ def check_self_distillable(model, setting: str = "train.self_distill=pskd") -> N
         model.check_soft_targets()
     except ValueError as err:
         raise ConfigError(f"{setting}: {err}") from err
+
+
+def check_mixup(model, cfg) -> None:
+    """``train.mixup`` / ``train.label_smoothing`` train against soft targets: ``ConfigError``
+    if they are on and the model has no cross-entropy."""
+    if cfg.mixup > 0 or cfg.label_smoothing > 0:
+        check_self_distillable(model, "train.mixup / train.label_smoothing")
 
 
 def check_rounds(spec, cfg) -> None:

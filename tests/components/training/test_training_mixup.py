@@ -59,3 +59,14 @@ def test_shard_batches_augment_training_batches_but_not_the_push_order():
     )
     assert torch.equal(torch.cat([b[0] for b in batches]), -x)
     assert torch.equal(torch.cat([b[0] for b in batches.in_order()]), x)
+
+
+def test_the_pipeline_refuses_mixup_for_a_model_without_cross_entropy():
+    from components.models import create_model
+    from flows.config import ConfigError
+    from flows.pipeline import check_mixup
+
+    cbc = create_model("cbc", input_shape=(64,), num_classes=10, tiny=True)
+    check_mixup(cbc, TrainConfig())  # both off: nothing to refuse
+    with pytest.raises(ConfigError, match=r"train\.mixup / train\.label_smoothing: model CBC"):
+        check_mixup(cbc, TrainConfig(label_smoothing=0.3))
