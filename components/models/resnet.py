@@ -35,7 +35,8 @@ class ResNetConfig:
     """Hyperparameters of :class:`TrunkClassifier`.
 
     Attributes:
-        backbone: a torchvision trunk (one of ``TORCHVISION_TRUNKS``) or ``conv``.
+        backbone: a torchvision trunk (one of ``TORCHVISION_TRUNKS``), ``conv``, or a HaloNet
+            trunk (``halonet_tiny`` / ``halonet_small``).
         pretrained: ImageNet weights for the trunk (a file or a torchvision weights name);
             ``None``: from scratch.
         backbone_channels: ``conv`` trunk only: output channels of each block.
@@ -56,7 +57,11 @@ class ResNetConfig:
         if self.backbone not in TRUNKS:
             raise ValueError(f"ResNetConfig.backbone={self.backbone!r}: choose from {list(TRUNKS)}")
         if self.pretrained and self.backbone not in TORCHVISION_TRUNKS:
-            raise ValueError("ResNetConfig.pretrained needs a torchvision backbone, not 'conv'")
+            raise ValueError(
+                "ResNetConfig.pretrained needs a torchvision backbone "
+                f"({', '.join(TORCHVISION_TRUNKS)}); backbone={self.backbone!r} is trained from "
+                "scratch"
+            )
         positive_ints(self, "backbone_channels")
         probability(self, "dropout")
         if self.features_lr_scale <= 0:

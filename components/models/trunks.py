@@ -10,7 +10,10 @@ size through ``grid_size``:
   its pooling and classifier head. The trunk's parameter names are exactly torchvision's
   (``conv1.weight``, ``layer1.0.bn1.running_mean``, ``features.0.weight`` ...), so an ImageNet
   state dict of the whole classifier loads into it once its head keys are set aside (see
-  :mod:`components.training.pretrained`; this module does no IO).
+  :mod:`components.training.pretrained`; this module does no IO);
+* ``halonet_tiny`` / ``halonet_small``: blocked local self-attention trunks
+  (:mod:`components.models.halonet`, HaloNet, Vaswani et al. 2021), from scratch only, for
+  images with any number of channels (an RGB 32x32 image gives an 8x8 grid).
 
 Every torchvision trunk downsamples by 32 (224 -> 7x7, as in the papers); the grid size is
 found by one forward pass of a blank image when first asked, so each architecture's rounding
@@ -24,9 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from components.models.backbones import ConvBackbone
+from components.models.halonet import HALONET_TRUNKS, HaloNetTrunk
 
 TORCHVISION_TRUNKS = ("resnet18", "resnet34", "resnet50", "vgg11", "vgg16", "vgg19", "densenet121")
-TRUNKS = ("conv", *TORCHVISION_TRUNKS)
+TRUNKS = ("conv", *TORCHVISION_TRUNKS, *HALONET_TRUNKS)
 _VGG_CONFIGS = {"vgg11": "A", "vgg16": "D", "vgg19": "E"}
 _RESNET_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
@@ -95,17 +99,24 @@ def build_trunk(
     """The trunk ``name`` for samples of ``input_shape``.
 
     Args:
-        name: ``conv`` or one of :data:`TORCHVISION_TRUNKS`.
+        name: ``conv``, one of :data:`TORCHVISION_TRUNKS` or of :data:`HALONET_TRUNKS`.
         input_shape: ``(C, H, W)`` images, or ``(C, L)`` signals (``conv`` only).
         channels: output channels of each ``conv`` block.
         pools: how many ``conv`` blocks halve the grid.
 
     Raises:
-        ValueError: an unknown trunk, or a torchvision trunk for input that is not 3-channel
-            images.
+        ValueError: an unknown trunk, a torchvision trunk for input that is not 3-channel
+            images, or a HaloNet trunk for input that is not images.
     """
     if name == "conv":
         return ConvBackbone(input_shape[0], channels, pools, dims=len(input_shape) - 1)
+    if name in HALONET_TRUNKS:
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"backbone {name!r} attends over 2-D images (C, H, W); got input_shape "
+                f"{tuple(input_shape)}: use backbone=conv"
+            )
+        return HaloNetTrunk(name, input_shape[0])
     if name not in TORCHVISION_TRUNKS:
         raise ValueError(f"unknown backbone {name!r}; choose from {list(TRUNKS)}")
     if len(input_shape) != 3 or input_shape[0] != 3:
