@@ -244,6 +244,8 @@ class SearchSettings:
     retrain: bool
     history: bool = False
     alert_drop: float | None = None
+    bossnas: dict = field(default_factory=dict)
+    enas: dict = field(default_factory=dict)
 
 
 def to_search_settings(cfg) -> SearchSettings:
@@ -251,7 +253,9 @@ def to_search_settings(cfg) -> SearchSettings:
     from omegaconf import OmegaConf
 
     from components.search.algorithms import pb2_bounds
+    from components.search.bossnas import bossnas_config
     from components.search.darts import DartsConfig
+    from components.search.enas import EnasConfig
     from components.search.space import tune_space
     from components.search.stn import STNConfig
     from components.search.sweep_config import SweepConfig
@@ -260,6 +264,8 @@ def to_search_settings(cfg) -> SearchSettings:
         raise ConfigError("no search method chosen: add search=<method> (see conf/search)")
     raw = OmegaConf.to_container(cfg.search, resolve=True)
     space, stn, darts = raw.pop("space") or {}, raw.pop("stn") or {}, raw.pop("darts") or {}
+    bossnas = raw.pop("bossnas", None) or {}
+    enas = raw.pop("enas", None) or {}
     retrain = bool(raw.pop("retrain"))
     history, alert_drop = _history_settings(raw.pop("history", False), raw.pop("alert_drop", None))
     if alert_drop is not None and not retrain:
@@ -267,6 +273,8 @@ def to_search_settings(cfg) -> SearchSettings:
     sweep = _build("search", SweepConfig, raw)
     _build("search.stn", STNConfig, _tupled(stn))
     _build("search.darts", DartsConfig, {k: v for k, v in darts.items() if k != "num_candidates"})
+    _build("search.bossnas", bossnas_config, bossnas)
+    _build("search.enas", EnasConfig, enas)
     try:
         tune_space(space)
         if sweep.method == "pb2":
@@ -278,6 +286,8 @@ def to_search_settings(cfg) -> SearchSettings:
         space=space,
         stn=stn,
         darts=darts,
+        bossnas=bossnas,
+        enas=enas,
         retrain=retrain,
         history=history,
         alert_drop=alert_drop,
@@ -304,7 +314,7 @@ def _resolve_genotype(params: dict) -> dict:
     """``genotype`` / ``backbone_genotype`` given as a path: read the JSON file it names."""
     import json
 
-    for key in ("genotype", "backbone_genotype"):
+    for key in ("genotype", "backbone_genotype", "architecture"):
         value = params.get(key)
         if not isinstance(value, str):
             continue

@@ -9,8 +9,9 @@ from the Prefect UI (the ``nightly-sweep`` deployment in ``infra/prefect.yaml``)
   values (best by ``search.metric``, or the Pareto front's point ``search.pick`` chose);
 * ``stn``: the configured model (default ``mlp``), its fit loop replaying the best STN trial's
   learned schedule (dropout, weight decay, augmentation strengths) epoch by epoch;
-* ``darts`` / ``random_ws``: the best genotype as model ``darts_net`` (default), or as the backbone
-  of ``protopnet`` / ``st_protopnet`` when one of those is the configured model.
+* ``darts`` / ``random_ws`` / ``enas``: the best genotype as model ``darts_net`` (default), or as
+  the backbone of ``protopnet`` / ``st_protopnet`` when one of those is the configured model;
+* ``bossnas``: the searched hybrid CNN-transformer blocks as model ``bossnas_net`` (no other).
 
 With ``ssl=<objective>`` every trial pre-trains its model's encoder first (in-process, with its
 ``ssl.*`` values: :mod:`components.search.trial_ssl`), and the retrain runs the pipeline's
@@ -68,10 +69,27 @@ from tasks.search import best_model_task, search_task
 from tasks.train import train_task
 
 SearchMethod = Literal[
-    "asha", "pbt", "optuna", "hyperband", "pb2", "bohb", "random", "stn", "darts", "random_ws"
+    "asha",
+    "pbt",
+    "optuna",
+    "hyperband",
+    "pb2",
+    "bohb",
+    "random",
+    "stn",
+    "darts",
+    "random_ws",
+    "enas",
+    "bossnas",
 ]
 # The model a method retrains when the user names none.
-DEFAULT_MODEL = {"stn": "mlp", "darts": "darts_net", "random_ws": "darts_net"}
+DEFAULT_MODEL = {
+    "stn": "mlp",
+    "darts": "darts_net",
+    "random_ws": "darts_net",
+    "enas": "darts_net",
+    "bossnas": "bossnas_net",
+}
 
 
 class SweepOptions(FlowOptions):
@@ -311,11 +329,13 @@ def _storage(settings, run_id: str) -> Path | str:
 
 
 def _check_storage(settings, search) -> None:
+    from components.search.best import check_retrain_model
     from components.search.tune_sweep import check_storage
 
     try:
         run, workers = settings.run, settings.train.num_workers
         check_storage(run.ray_storage_path, search.sweep.method, workers)
+        check_retrain_model(search.sweep.method, settings.model.name)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

@@ -74,6 +74,8 @@ def search_task(
         storage_path=storage_path,
         stn=search.stn,
         darts=search.darts,
+        bossnas=search.bossnas,
+        enas=search.enas,
         callbacks=[TrialLogger(search.sweep.num_samples)],
         augment=augment,
         images=load_meta(dataset_path).is_image,

@@ -1,15 +1,19 @@
 """Model registry and the models it holds; importing this package registers every model."""
 
 from components.models import (  # noqa: F401  (imported to register)
+    bossnas_net,
     cbc,
+    cct,
     cnn,
     darts_net,
     mlp,
     mlp_scaled,
+    pfn,
     prob_psenn,
     proto_ae,
     protopnet,
     resnet,
+    skan,
     st_protopnet,
     tell,
 )

@@ -8,8 +8,10 @@ The search method picks what is retrained (:func:`best_model`):
   ``search.pick`` chose);
 * ``stn``: the configured model, its fit loop replaying the best STN trial's learned schedule
   (dropout, weight decay, augmentation strengths) epoch by epoch;
-* ``darts`` / ``random_ws``: the best genotype as the model's ``genotype``, or as the
-  ``backbone_genotype`` of the models in :data:`GENOTYPE_BACKBONE_MODELS`.
+* ``darts`` / ``random_ws`` / ``enas``: the best genotype as the model's ``genotype``, or as the
+  ``backbone_genotype`` of the models in :data:`GENOTYPE_BACKBONE_MODELS`;
+* ``bossnas``: the searched blocks as the ``architecture`` of ``bossnas_net`` (the only model
+  that takes one: :func:`check_retrain_model` refuses others before the sweep).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ if TYPE_CHECKING:
 
 # Prototype models that take a searched cell as the backbone of their encoder.
 GENOTYPE_BACKBONE_MODELS = ("protopnet", "st_protopnet")
-GENOTYPE_METHODS = ("darts", "random_ws")
+GENOTYPE_METHODS = ("darts", "random_ws", "enas")
+# Methods whose architecture only their own model can take, by the model's name.
+ARCHITECTURE_MODELS = {"bossnas": "bossnas_net"}
 # What a replayed STN schedule sets each epoch (components/training/replay.py).
 REPLAYED = ("dropout", "weight_decay", *AUGMENTATIONS)
 
@@ -46,11 +50,25 @@ def best_model(
     """
     if method == "stn":
         return _stn_best(spec, train, outcome)
+    if method in ARCHITECTURE_MODELS:
+        architecture = {"blocks": (outcome.genotype or {}).get("blocks")}
+        return replace(spec, kwargs={**spec.kwargs, "architecture": architecture}), train
     if method in GENOTYPE_METHODS:
         key = "backbone_genotype" if spec.name in GENOTYPE_BACKBONE_MODELS else "genotype"
         return replace(spec, kwargs={**spec.kwargs, key: outcome.genotype}), train
     best = outcome.best_config
     return apply_model_overrides(spec, best), apply_train_overrides(train, best)
+
+
+def check_retrain_model(method: str, model: str) -> None:
+    """``ValueError`` when the sweep's retrain could not take the architecture ``method``
+    finds: a BossNAS architecture builds only ``bossnas_net``."""
+    wanted = ARCHITECTURE_MODELS.get(method)
+    if wanted is not None and model != wanted:
+        raise ValueError(
+            f"search={method} retrains its searched architecture as model={wanted}, not "
+            f"model={model}; leave model unset or choose model={wanted}"
+        )
 
 
 def _best_trial(outcome: SweepOutcome) -> dict:

@@ -23,7 +23,9 @@ from dataclasses import fields, replace
 from ray import tune
 
 from components.pruning.imp_config import PruneConfig
+from components.search.bossnas import BossNASConfig
 from components.search.darts import DartsConfig
+from components.search.enas import EnasConfig
 from components.search.stn import STNConfig
 from components.search.sweep_config import HYPERPARAMETER_METHODS, IN_MEMORY_METHODS
 from components.ssl.config import SSLConfig
@@ -170,6 +172,8 @@ def _check_name(name: str) -> None:
         "train": TrainConfig.field_names(),
         "stn": [f.name for f in fields(STNConfig)],
         "darts": [f.name for f in fields(DartsConfig)] + ["num_candidates"],
+        "enas": EnasConfig.field_names(),
+        "bossnas": [f.name for f in fields(BossNASConfig)],
         "ssl": list(SSL_KEYS),
         "prune": list(PRUNE_KEYS),
     }
@@ -181,5 +185,5 @@ def _check_name(name: str) -> None:
         )
     raise ValueError(
         f"search space key {name!r}: use train.<field>, model.<keyword argument>, "
-        "stn.<field>, darts.<field>, ssl.<field> or prune.<field>"
+        "stn.<field>, darts.<field>, enas.<field>, bossnas.<field>, ssl.<field> or prune.<field>"
     )

@@ -17,7 +17,7 @@ HYPERPARAMETER_METHODS = ("fifo", "random", "asha", "pbt", "optuna", "hyperband"
 # decides): Ray Train runs (train.num_workers > 1) keep their checkpoints to themselves.
 CHECKPOINT_METHODS = ("pbt", "pb2", "hyperband", "bohb")
 # Methods whose trainables hold the train and val splits in memory (their own trainables).
-IN_MEMORY_METHODS = ("stn", "darts", "random_ws")
+IN_MEMORY_METHODS = ("stn", "darts", "random_ws", "enas", "bossnas")
 METHODS = (*HYPERPARAMETER_METHODS, *IN_MEMORY_METHODS)
 
 

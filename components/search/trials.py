@@ -15,7 +15,10 @@ Each function trains one trial and reports per-epoch metrics to Tune:
 * :func:`stn_trial`: one Self-Tuning Network run; the hyperparameter schedule is reported every
   epoch and saved with the final checkpoint (``schedule.json``);
 * :func:`darts_trial` / :func:`random_ws_trial`: one (SD-)DARTS or weight-sharing random search;
-  the genotype (and DARTS' architecture weights) are saved with the final checkpoint.
+  the genotype (and DARTS' architecture weights) are saved with the final checkpoint;
+* :func:`enas_trial`: one ENAS search (``search.enas``), ranked and saved as random_ws's;
+* :func:`bossnas_trial`: one BossNAS search (block-wise self-supervised, no labels); the
+  searched architecture and every block's path ratings are saved as ``genotype.json``.
 
 DARTS and random_ws take the train and val splits as in-memory arrays, so they refuse image
 datasets (:func:`components.search.tune_sweep.check_data` says so before a sweep starts); an STN
@@ -44,7 +47,9 @@ from safetensors.torch import save_file
 from components.data.errors import DataError
 from components.data.reader import load_meta, read_split
 from components.data.staging import local_dataset
+from components.search.bossnas import bossnas_config, search_bossnas
 from components.search.darts import DartsConfig, search_darts, search_random_ws
+from components.search.enas import EnasConfig, search_enas
 from components.search.space import (
     apply_model_overrides,
     apply_train_overrides,
@@ -260,6 +265,44 @@ def random_ws_trial(config: dict, base: dict) -> None:
         "candidates": ranking["candidates"],
     }
     _report_final(row, {GENOTYPE_FILE: result.genotype.to_dict()})
+
+
+def enas_trial(config: dict, base: dict) -> None:
+    """One ENAS search (supernet from ``search.darts``, controller from ``search.enas``); the
+    final report carries the best of the trained controller's samples and the correlation of
+    its hidden states with graph distance."""
+    darts, candidates = _darts_config(config, base)
+    enas = EnasConfig(**{**base["enas"], **group_overrides(config, "enas")})
+    torch.set_num_threads(1)
+    x, y, vx, vy, num_classes = _splits(base["dataset_path"])
+    report, held = _report_epochs(darts.epochs)
+    result = search_enas(
+        x,
+        y,
+        vx,
+        vy,
+        num_classes=num_classes,
+        config=darts,
+        enas=enas,
+        num_candidates=candidates,
+        report=report,
+    )
+    ranking = result.history[-1]
+    row = {**held[-1], "val_loss": ranking["best_val_loss"]}
+    row |= {k: ranking[k] for k in ranking if k != "best_val_loss"}
+    _report_final(row, {GENOTYPE_FILE: result.genotype.to_dict()})
+
+
+def bossnas_trial(config: dict, base: dict) -> None:
+    """One BossNAS search; each epoch reports the ensemble-bootstrapping loss of the block's
+    best-rated path (``val_loss``) and a k-NN probe of its features (``val_accuracy``); the
+    final report carries the searched architecture."""
+    bossnas = bossnas_config({**base["bossnas"], **group_overrides(config, "bossnas")})
+    torch.set_num_threads(1)
+    x, y, vx, vy, _ = _splits(base["dataset_path"])
+    report, held = _report_epochs(bossnas.total_epochs)
+    result = search_bossnas(x, vx, config=bossnas, labels=(y, vy), report=report)
+    _report_final(held[-1], {GENOTYPE_FILE: result.to_dict()})
 
 
 def _darts_config(config: dict, base: dict) -> tuple[DartsConfig, int]:

@@ -12,7 +12,11 @@ Every search method is a Tune sweep over a trainable from :mod:`components.searc
 * ``bohb``: BOHB (Falkner et al., 2018): a kernel-density model proposing HyperBand's trials;
 * ``stn``: Self-Tuning Networks (MacKay et al., 2019), one trial per starting point;
 * ``darts``: (SD-)DARTS (Liu et al., 2019; Zhu et al., 2023), one trial per search setting;
-* ``random_ws``: random search with weight sharing (Li & Talwalkar, 2019).
+* ``random_ws``: random search with weight sharing (Li & Talwalkar, 2019);
+* ``enas``: ENAS (Pham et al., 2018), an LSTM controller trained by REINFORCE over the DARTS
+  cells with weight sharing, optionally with Adam & Lorraine's (2019) memory buffer;
+* ``bossnas``: BossNAS (Li et al., 2021), block-wise self-supervised search of a hybrid
+  CNN-transformer space by ensemble bootstrapping, one trial per search setting.
 
 The first eight train the pipeline's own model with its fit loop (a Ray Train ``TorchTrainer``
 per trial when ``train.num_workers > 1``), on any dataset: image datasets are decoded and
@@ -50,6 +54,7 @@ from components.data.staging import is_uri, join
 from components.pruning.imp_config import PruneConfig
 from components.search import pareto, trial_metrics, trial_prune, trials
 from components.search.algorithms import tune_config
+from components.search.bossnas import bossnas_config
 from components.search.resources import (
     check_cluster,
     check_combination,
@@ -67,6 +72,8 @@ _TRAINABLES = {
     "stn": trials.stn_trial,
     "darts": trials.darts_trial,
     "random_ws": trials.random_ws_trial,
+    "enas": trials.enas_trial,
+    "bossnas": trials.bossnas_trial,
 }
 
 
@@ -106,7 +113,8 @@ class SweepOutcome:
             (per-epoch rows) or ``error``.
         experiment_path: the Tune experiment folder (resumable).
         schedules: ``stn``: per trial, the learned hyperparameters per epoch.
-        genotype: ``darts`` / ``random_ws``: the best trial's architecture.
+        genotype: ``darts`` / ``random_ws``: the best trial's architecture (``bossnas``: its
+            blocks and path ratings, :meth:`~components.search.bossnas.BossNASResult.to_dict`).
         alphas: ``darts``: the best trial's softmaxed architecture weights.
         metric, mode: what trials were ranked by (with ``objectives``: the first objective).
         pareto: with ``objectives``: ``objectives``, ``modes``, ``front`` (the trials on the
@@ -138,6 +146,8 @@ def run_sweep(
     name: str = "sweep",
     stn: dict | None = None,
     darts: dict | None = None,
+    bossnas: dict | None = None,
+    enas: dict | None = None,
     callbacks: list[tune.Callback] = (),
     augment: str = "none",
     images: bool = False,
@@ -162,7 +172,10 @@ def run_sweep(
         name: the experiment's folder name under ``storage_path``.
         stn: :class:`~components.search.stn.STNConfig` fields for ``stn`` trials.
         darts: :class:`~components.search.darts.DartsConfig` fields (and ``num_candidates``) for
-            ``darts`` / ``random_ws`` trials.
+            ``darts`` / ``random_ws`` / ``enas`` trials.
+        enas: :class:`~components.search.enas.EnasConfig` fields for ``enas`` trials.
+        bossnas: :class:`~components.search.bossnas.BossNASConfig` fields for ``bossnas``
+            trials.
         callbacks: Tune callbacks (progress and logging on the driver).
         augment: image datasets: the training augmentation (``data.augment``).
         images: the dataset holds encoded images (:attr:`DatasetMeta.is_image`).
@@ -217,6 +230,8 @@ def run_sweep(
             "train": train,
             "stn": dict(stn or {}),
             "darts": dict(darts or {}),
+            "enas": dict(enas or {}),
+            "bossnas": dict(bossnas or {}),
             "augment": augment,
             "ssl": ssl,
             "prune": prune,
@@ -235,7 +250,7 @@ def run_sweep(
         callbacks=list(callbacks),
         verbose=0,
     )
-    budget = prune.rounds if prune is not None else _budget(sweep, train, stn, darts)
+    budget = prune.rounds if prune is not None else _budget(sweep, train, stn, darts, bossnas)
     logger.info(
         "search %s: %d trials, at most %d at once",
         sweep.method,
@@ -370,9 +385,17 @@ def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):
     return tune.with_resources(tune.with_parameters(function, base=base), resources)
 
 
-def _budget(sweep: SweepConfig, train: TrainConfig, stn: dict | None, darts: dict | None) -> int:
+def _budget(
+    sweep: SweepConfig,
+    train: TrainConfig,
+    stn: dict | None,
+    darts: dict | None,
+    bossnas: dict | None = None,
+) -> int:
     """Epochs of one full trial (ASHA's ``max_t``)."""
-    settings = {"stn": stn, "darts": darts, "random_ws": darts}.get(sweep.method)
+    if sweep.method == "bossnas":
+        return bossnas_config(bossnas or {}).total_epochs
+    settings = {"stn": stn, "darts": darts, "random_ws": darts, "enas": darts}.get(sweep.method)
     if settings is None:
         return train.epochs
     return int(settings.get("epochs", 1))

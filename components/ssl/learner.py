@@ -99,11 +99,17 @@ class SSLNet(nn.Module):
         """``target <- ema * target + (1 - ema) * online`` (BYOL), after each step."""
         if self.target is None:
             return
-        online = nn.Sequential(self.embedder, self.projector)
-        for t, o in zip(self.target.parameters(), online.parameters(), strict=True):
-            t.mul_(self.cfg.ema).add_(o.detach(), alpha=1 - self.cfg.ema)
-        for t, o in zip(self.target.buffers(), online.buffers(), strict=True):
-            t.copy_(o)
+        ema_update(self.target, nn.Sequential(self.embedder, self.projector), self.cfg.ema)
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """BYOL's momentum update: every parameter ``t <- momentum * t + (1 - momentum) * o`` of
+    ``target`` from its twin in ``online``; buffers (batch-norm statistics) are copied."""
+    for t, o in zip(target.parameters(), online.parameters(), strict=True):
+        t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
+    for t, o in zip(target.buffers(), online.buffers(), strict=True):
+        t.copy_(o)
 
 
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -4,16 +4,20 @@ import pytest
 import torch
 
 from components.models import ModelOutput, create_model, list_models
+from components.models.bossnas_net import TINY_ARCHITECTURE
 from components.models.darts_net import TINY_GENOTYPE
 
 IMAGE = (1, 8, 8)
 ODD_IMAGE = (3, 7, 5)
 TABULAR = (13,)
-IMAGE_ONLY = {"cnn", "darts_net", "protopnet", "st_protopnet", "resnet"}
+IMAGE_ONLY = {"bossnas_net", "cct", "cnn", "darts_net", "protopnet", "st_protopnet", "resnet", "skan_conv"}
 # Full-size variants on a torchvision ImageNet trunk: RGB images only.
 RGB_ONLY = {"resnet"}
 # Keyword arguments a full-size model cannot be built without (tiny variants carry their own).
-REQUIRED = {"darts_net": {"genotype": TINY_GENOTYPE}}
+REQUIRED = {
+    "darts_net": {"genotype": TINY_GENOTYPE},
+    "bossnas_net": {"architecture": TINY_ARCHITECTURE},
+}
 
 
 def _required(name, tiny):
