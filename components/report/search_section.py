@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from components.report import markup
+from components.report.bossnas_section import bossnas_parts
 from components.report.data import SearchSection
 from components.report.figure_set import FigureSet
 from components.report.pareto_figure import pareto_figure, pareto_table, pick_sentence
@@ -48,6 +49,10 @@ _METHODS = {
     "sd_darts": "SD-DARTS: DARTS with self-distillation from voting teachers (earlier supernets)",
     "random_ws": "random architecture search with weight sharing (Li & Talwalkar, 2019): random "
     "cells are trained in one shared supernet and ranked on validation data",
+    "bossnas": "BossNAS (Li et al., 2021): a hybrid CNN-transformer space searched block by block "
+    "without labels, by ensemble bootstrapping; paths rated by distance to the ensemble",
+    "enas": "ENAS (Pham et al., 2018): an LSTM controller samples cells, trained by REINFORCE on "
+    "their validation accuracy under one shared supernet; the best of its samples is kept",
 }
 
 _PBT_NOTE = " A PBT curve jumps where its trial took over a better trial's weights (exploited)."
@@ -166,7 +171,9 @@ def _figure_parts(search, trials, metric: str, best: str | None, figures: Figure
         parts.append(_schedule_part(search["schedules"], best, figures))
     if search.get("replayed_schedule"):
         parts.append(_replayed_part(search["replayed_schedule"], figures))
-    if search.get("genotype"):
+    if search.get("genotype") and "blocks" in search["genotype"]:
+        parts += bossnas_parts(search["genotype"])
+    elif search.get("genotype"):
         parts += _architecture_parts(search, figures)
     return parts
 
