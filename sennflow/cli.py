@@ -177,6 +177,25 @@ def _parser() -> argparse.ArgumentParser:
         example="ssl=directpred ssl.projector_width=512",
     )
     pretrain.set_defaults(handler=_pretrain)
+    pfn_train = _command(
+        sub,
+        "pfn-train",
+        help="fit a prior-data fitted network (a transformer) on tasks drawn from a prior",
+        description=(
+            "Run the pfn-train flow: fit a PFN on tasks drawn from prior=gp|bnn (default gp) "
+            "on Ray Train, save its weights and a report. Classify a tabular dataset with a "
+            "bnn PFN in one forward pass: sennflow run model=pfn "
+            "+model.params.pretrained=<run>. Arguments are Hydra overrides."
+        ),
+        epilog=lambda: helps.group_help(
+            "pfn",
+            "sennflow pfn-train prior=gp\n  sennflow pfn-train prior=bnn pfn.steps=3000\n"
+            "  sennflow run model=pfn data=wine +model.params.pretrained=runs/pfn/<id>",
+            option="gp",
+        ),
+        example="prior=bnn pfn.steps=500",
+    )
+    pfn_train.set_defaults(handler=_pfn_train)
     return parser
 
 
@@ -284,6 +303,23 @@ def _pretrain(args: argparse.Namespace) -> int:
             lambda cfg: (to_settings(cfg), pretrain.ssl_config(cfg)),
         )
     return _run_flow(lambda: pretrain.pretrain(overrides=args.overrides), contextlib.nullcontext())
+
+
+def _pfn_train(args: argparse.Namespace) -> int:
+    """``sennflow pfn-train``."""
+    from flows import pfn
+    from flows.config import ConfigError, to_settings
+
+    if args.show_config:
+        return _show_config(
+            lambda: pfn.compose_pfn(args.overrides),
+            lambda cfg: (to_settings(cfg), pfn.pfn_config(cfg)),
+        )
+    try:  # a bad prior or key exits before the Prefect server starts
+        pfn.pfn_config(pfn.compose_pfn(args.overrides))
+    except ConfigError as err:
+        return fail(err)
+    return _run_flow(lambda: pfn.pfn_train(overrides=args.overrides), contextlib.nullcontext())
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@
   network this fails at once, with the command that gets the file onto the machine; or
 * an SSL checkpoint folder written by ``sennflow pretrain`` (it holds ``ssl.json``): its encoder
   is loaded into the model's encoder, conv trunk or hidden layers
-  (:mod:`components.ssl.checkpoint`), for any model that has one, torchvision trunk or not.
+  (:mod:`components.ssl.checkpoint`), for any model that has one, torchvision trunk or not;
+* for ``model=pfn``: a ``sennflow pfn-train`` run folder or its ``pfn.safetensors``, the
+  prior-fitted network (:mod:`components.pfn.weights`).
 
 Every key of the trunk must be in the file with its shape, or the load fails naming the first
 mismatched keys: a ResNet-50 file given to a ResNet-18 trunk is an error, not a silent partial
@@ -28,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from components.models.pfn import PFN
+from components.pfn.weights import PFNWeightsError, load_into_model
 from components.ssl.checkpoint import SSLCheckpointError, is_ssl_checkpoint, load_encoder_into
 from components.ssl.encoders import EncoderError
 from components.training.errors import ModelSpecError
@@ -49,6 +53,12 @@ def load_pretrained(model: nn.Module, source: str) -> None:
     """
     if is_ssl_checkpoint(source):
         _load_ssl(model, source)
+        return
+    if isinstance(model, PFN):  # a prior-fitted network (sennflow pfn-train)
+        try:
+            load_into_model(model, source)
+        except PFNWeightsError as err:
+            raise PretrainedError(str(err)) from err
         return
     trunk = getattr(model, "features", None)
     arch = getattr(trunk, "arch", None)
