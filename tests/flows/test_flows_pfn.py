@@ -1,0 +1,67 @@
+"""The pfn-train flow (``sennflow pfn-train``) through Ray Train at the smallest size: its weights
+file is what model=pfn loads; a bad prior or key is a config error before anything runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from components.pfn.weights import load_pfn_network
+from components.training.checkpoint import ModelSpec
+from flows.config import ConfigError
+from flows.pfn import compose_pfn, pfn_config, pfn_train
+from sennflow.cli import main
+
+SMALL = ["pfn.d_model=8", "pfn.nhead=2", "pfn.layers=1", "pfn.d_ff=16", "pfn.seq_len=16"]
+
+
+@pytest.mark.prefect
+@pytest.mark.ray
+@pytest.mark.slow
+def test_pfn_train_writes_weights_that_model_pfn_loads(prefect_harness, ray_session, tmp_path):
+    result = pfn_train(
+        overrides=[
+            "prior=bnn",
+            f"run.root={tmp_path}",
+            *SMALL,
+            "pfn.steps=4",
+            "pfn.checkpoint_every=2",
+            "pfn.batch_size=4",
+            "pfn.eval_tasks=4",
+            "pfn.bnn.max_features=6",
+        ]
+    )
+    run = Path(result.run_dir)
+    saved = json.loads((run / "pfn.json").read_text())
+    assert [row["step"] for row in saved["history"]] == [2, 4]
+    assert result.headline["held_out_loss"] == saved["history"][-1]["val_loss"]
+    assert "pfn-train" in (run / "report.html").read_text()
+    net, metadata, _ = load_pfn_network(run)
+    assert metadata["prior"] == "bnn" and metadata["task"] == "classification"
+    params = {"d_model": 8, "nhead": 2, "layers": 1, "d_ff": 16, "max_features": 6}
+    model = ModelSpec("pfn", (4,), 3, kwargs={**params, "pretrained": str(run)}).build()
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, model.net.state_dict()[key])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["prior=mcmc"], "prior=mcmc: unknown prior, choose one of bnn, gp"),
+        (["pfn.seq_len=1"], "pfn.seq_len must be >= 2"),
+        (["pfn.gp.noise=[0,1]"], r"pfn.gp.noise must be \[low, high\] with 0 < low"),
+        (["prior=bnn", "pfn.bnn.task=ranking"], "pfn.bnn.task must be one of"),
+        (["prior=bnn", "pfn.bnn.depth=3"], "pfn.bnn.*depth"),
+    ],
+)
+def test_a_bad_prior_or_key_is_a_config_error_naming_it(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        pfn_config(compose_pfn(overrides))
+
+
+def test_the_cli_refuses_an_unknown_prior_before_running(capsys):
+    assert main(["pfn-train", "prior=mcmc"]) == 2
+    assert "prior=mcmc: unknown prior" in capsys.readouterr().err
