@@ -5,7 +5,7 @@ inverted-bottleneck MLPs improve steadily with compute, and that data augmentati
 crops, flips, MixUp) matters far more for the MLP, which has no inductive bias to fall back on,
 than for a convolutional network. For every seed this trains, with the project's fit loop
 (:func:`components.training.fit.fit`, in-process, the code a Ray worker runs), three
-``mlp_scaled`` sizes (``--sizes``: width x depth, expansion 4) and ``cnn`` (default channels),
+``mlp_scaled`` sizes (``--sizes``: width x depth, expansion 4) and ``cnn`` (``--cnn-channels``),
 each twice at equal epochs, AdamW and label smoothing 0.3:
 
 * ``plain``: no augmentation;
@@ -95,14 +95,25 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
-def models(sizes: list[str]) -> dict[str, tuple[str, dict]]:
+def models(sizes: list[str], cnn_channels: list[int]) -> dict[str, tuple[str, dict]]:
     """Label -> (registry name, params): the MLP sizes (``WxD``) and the CNN."""
     out = {}
     for size in sizes:
         width, depth = (int(n) for n in size.split("x"))
         out[f"mlp_scaled {size}"] = ("mlp_scaled", {"width": width, "depth": depth})
-    out["cnn"] = ("cnn", {})
+    out["cnn"] = ("cnn", {"channels": tuple(cnn_channels)})
     return out
+
+
+def row(label: str, by_regime: dict, seconds: float) -> str:
+    """One table line: size, compute, accuracy per regime and the paired augmentation gain."""
+    plain, aug = by_regime["plain"]["accuracy"], by_regime["aug"]["accuracy"]
+    gain = [b - a for a, b in zip(plain, aug, strict=True)]
+    return (
+        f"{label:<20}{by_regime['plain']['params'][0]:>10,}"
+        f"{by_regime['plain']['flops'][0]:>13.2e}"
+        f"{spread(plain):>16}{spread(aug):>16}{spread(gain):>16}{seconds:>7.0f}"
+    )
 
 
 def plot(results: dict, data: str, out: str) -> None:
@@ -141,7 +152,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits", choices=sorted(DATASETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--sizes", nargs="+", default=["32x1", "128x2", "256x4"])
+    parser.add_argument("--sizes", nargs="+", default=["32x1", "64x2", "128x4"])
+    parser.add_argument("--cnn-channels", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -153,24 +165,17 @@ def main() -> None:
         f"epochs, AdamW lr {args.lr}, batch {args.batch_size}, cosine, label smoothing 0.3, "
         f"seeds {args.seeds}; aug = crop + flip + MixUp 0.8"
     )
+    print(f"\n{'model':<20}{'params':>10}{'train FLOPs':>13}{'plain':>16}{'aug':>16}", end="")
+    print(f"{'gain':>16}{'s':>7}", flush=True)
     results: dict = {}
-    for label, (name, params) in models(args.sizes).items():
+    for label, (name, params) in models(args.sizes, args.cnn_channels).items():
         start = time.perf_counter()
         results[label] = {regime: {} for regime in REGIMES}
         for seed in args.seeds:
             for regime in REGIMES:
                 for key, value in run(splits, name, params, regime, args, seed).items():
                     results[label][regime].setdefault(key, []).append(value)
-        print(f"  {label}: {time.perf_counter() - start:.0f} s", flush=True)
-    print(f"\n{'model':<20}{'params':>10}{'train FLOPs':>13}{'plain':>16}{'aug':>16}{'gain':>16}")
-    for label, by_regime in results.items():
-        plain, aug = by_regime["plain"]["accuracy"], by_regime["aug"]["accuracy"]
-        gain = [b - a for a, b in zip(plain, aug, strict=True)]
-        print(
-            f"{label:<20}{by_regime['plain']['params'][0]:>10,}"
-            f"{by_regime['plain']['flops'][0]:>13.2e}"
-            f"{spread(plain):>16}{spread(aug):>16}{spread(gain):>16}"
-        )
+        print(row(label, results[label], time.perf_counter() - start), flush=True)
     plot(results, args.data, args.out or f"runs/bench/scaling_mlps_{args.data}.png")
 
 

@@ -70,3 +70,15 @@ def test_the_pipeline_refuses_mixup_for_a_model_without_cross_entropy():
     check_mixup(cbc, TrainConfig())  # both off: nothing to refuse
     with pytest.raises(ConfigError, match=r"train\.mixup / train\.label_smoothing: model CBC"):
         check_mixup(cbc, TrainConfig(label_smoothing=0.3))
+
+
+def test_data_augment_light_crops_and_flips_array_images(digits_dataset):
+    from components.training.worker_data import worker_batches
+
+    plain, _ = worker_batches(digits_dataset, TrainConfig(), augment="none")
+    light, _ = worker_batches(digits_dataset, TrainConfig(), augment="light")
+    torch.manual_seed(0)
+    x_plain, x_light = next(iter(plain))[0], next(iter(light))[0]  # same rows, same order
+    assert x_light.shape == x_plain.shape == (64, 1, 8, 8)
+    assert not torch.equal(x_light, x_plain)
+    assert torch.equal(next(light.in_order())[0], next(plain.in_order())[0])
