@@ -35,6 +35,7 @@ from flows.run import (
 from flows.run_folder import with_run_status
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
+from tasks.report import circuit_task
 
 # What may change when re-explaining: everything else is the trained run's and stays as it was.
 CHANGEABLE = ("explain", "run", "ray", "seed", "data")
@@ -184,6 +185,7 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
         metrics=metrics.get("test", {}),
         history=history,
         explanations=explanations,
+        circuit=circuit_task(checkpoint),
     )
     files = {"explanations.json": _summary(explanations), **check_files(explanations)}
     result = finish_run(run, settings, report, metrics=None, files=files)

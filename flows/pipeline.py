@@ -44,6 +44,7 @@ from tasks.explain import explain_task
 from tasks.ftwt import ftwt_task
 from tasks.ingest import ingest_task
 from tasks.pretrain import pretrain_stage_task
+from tasks.report import circuit_task
 from tasks.train import train_task
 
 DataSource = Literal[
@@ -178,6 +179,7 @@ def pipeline(
         training=training_summary(outcome),
         ftwt=ftwt,
         ssl=ssl,
+        circuit=circuit_task(outcome.best_checkpoint),
     )
     result = finish_run(
         run,

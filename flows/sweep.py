@@ -65,6 +65,7 @@ from tasks.explain import explain_task
 from tasks.history import history_task
 from tasks.ingest import ingest_task
 from tasks.pretrain import pretrain_stage_task
+from tasks.report import circuit_task
 from tasks.search import best_model_task, search_task
 from tasks.train import train_task
 
@@ -247,6 +248,7 @@ def sweep(
         training=training_summary(trained) if trained is not None else None,
         ssl=ssl,
         prune=lottery,
+        circuit=circuit_task(trained.best_checkpoint) if trained is not None else None,
     )
     model = trained.best_checkpoint if trained is not None else None
     done = finish_run(

@@ -31,5 +31,26 @@ def report_task(run_dir: Path, data) -> Path:
     return path
 
 
+@task(name="circuit", cache_policy=NO_CACHE)
+def circuit_task(checkpoint: Path | None) -> dict | None:
+    """The report's neural circuit diagram of the trained model in ``checkpoint``
+    (:func:`components.report.circuit.checkpoint_circuit`); None without a checkpoint.
+
+    A model the tracer cannot draw costs the report its diagram, not the finished run: the
+    failure is logged as a warning.
+    """
+    if checkpoint is None:
+        return None
+    from components.report.circuit import checkpoint_circuit
+
+    try:
+        return checkpoint_circuit(checkpoint)
+    except Exception as err:  # any model code may raise; the run is done
+        get_run_logger().warning(
+            "no circuit diagram in the report: %s: %s", type(err).__name__, err
+        )
+        return None
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)

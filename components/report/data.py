@@ -423,6 +423,8 @@ class ReportData:
             (:mod:`components.report.prune_section`); shown in the "Lottery tickets" section.
         ssl: for a pretrain run, its objective, SSL history, probes and cross-correlation
             (:mod:`components.report.ssl_section`); shown in "Self-supervised pre-training".
+        circuit: the trained model as a neural circuit diagram
+            (:func:`components.report.circuit.trace_circuit`); shown in the "Model" section.
     """
 
     title: str
@@ -443,3 +445,4 @@ class ReportData:
     prune: dict | None = None
     ssl: dict | None = None
     ftwt: dict | None = None
+    circuit: dict | None = None

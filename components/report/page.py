@@ -18,6 +18,7 @@ from components.report import markup
 from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
 from components.report.boosted_section import boosted_section
 from components.report.checks_section import checks_section
+from components.report.circuit_section import circuit_section
 from components.report.continual_section import continual_section
 from components.report.data import ReportData
 from components.report.display import InputScale
@@ -419,6 +420,7 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
         prune_section(data.prune, figures),
         ssl_section(data.ssl, figures),
         _data_section(data.data_meta),
+        circuit_section(data.circuit, figures),
         _training_section(data.history, data.training, figures) if one_model else "",
         boosted_section(data.history, figures) if one_model else "",
         pskd_section(data.history, figures) if one_model else "",
