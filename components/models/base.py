@@ -118,6 +118,11 @@ class SennModel(nn.Module):
         """The training schedule for a run of ``epochs`` epochs; default: one plain stage."""
         return [TrainingStage("train", epochs)]
 
+    def start_stage(self, stage: TrainingStage) -> None:
+        """Called by the fit loop before a stage's first epoch (and again when a run resumes
+        inside it), e.g. to narrow S-KAN's activation spaces; default: nothing. It must be
+        idempotent."""
+
     def loss(
         self, output: ModelOutput, x: torch.Tensor, y: torch.Tensor
     ) -> dict[str, torch.Tensor]:
