@@ -11,6 +11,7 @@ import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
@@ -57,12 +58,14 @@ def circuit_figure(circuit: dict) -> Figure:
     ax.axis("off")
     row_bottom = [-sum(rows[: r + 1]) for r in range(len(rows))]
     lanes: dict[int, int] = defaultdict(int)
+    lines: list[list[tuple[float, float]]] = []  # every wire's lines, drawn as one collection
     for wire in circuit["wires"]:
         source, target = places[wire["source"]], places[wire["target"]]
         route = _route(source, target, row_bottom, lanes)
-        _draw_wire(ax, route, wire["shape"], circuit["batch"])
+        lines += _draw_wire(ax, route, wire["shape"], circuit["batch"])
     for box in circuit["boxes"]:
-        _draw_box(ax, box, places[box["id"]], circuit)
+        lines += _draw_box(ax, box, places[box["id"]], circuit)
+    ax.add_collection(LineCollection(lines, colors="#3a3a3a", linewidths=0.7, zorder=1))
     _legend(ax, -height - 0.05, circuit)
     return fig
 
@@ -149,16 +152,15 @@ def _route(
 # --- drawing ----------------------------------------------------------------------------------
 
 
-def _draw_wire(ax, route: list[tuple[float, float]], shape: list[int], batch: int) -> None:
-    """One line per axis, offset in parallel, and the shape written on the last stretch."""
+def _draw_wire(ax, route: list[tuple[float, float]], shape: list[int], batch: int) -> list:
+    """Write the shape on the wire's last stretch; return its lines: one per axis, offset in
+    parallel."""
     count = max(1, min(len(shape), 5))
+    lines = []
     for i in range(count):
         d = (i - (count - 1) / 2) * AXIS_GAP
-        points = [
-            (x + (d if 0 < k < len(route) - 1 else 0), y + d) for k, (x, y) in enumerate(route)
-        ]
-        xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, color="#3a3a3a", lw=0.7, solid_capstyle="butt", zorder=1)
+        last = len(route) - 1
+        lines.append([(x + (d if 0 < k < last else 0), y + d) for k, (x, y) in enumerate(route)])
     (x0, y0), (x1, y1) = route[-2], route[-1]
     if len(route) > 2:
         (x0, y0) = route[0]
@@ -171,16 +173,17 @@ def _draw_wire(ax, route: list[tuple[float, float]], shape: list[int], batch: in
         fontsize=6.3,
         color="#222222",
         zorder=4,
-        bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.85},
     )
+    return lines
 
 
-def _draw_box(ax, box: dict, place: _Place, circuit: dict) -> None:
+def _draw_box(ax, box: dict, place: _Place, circuit: dict) -> list:
+    """Draw the box and its text; return the lines of the weights entering it."""
     if box["kind"] in ("input", "output"):
         ax.text(place.x, place.y, box["name"], ha="center", va="center", fontsize=8,
                 fontweight="bold", zorder=5,
                 bbox={"boxstyle": "round,pad=0.3", "fc": "#ffffff", "ec": "#888888"})  # fmt: skip
-        return
+        return []
     face, edge = STYLE.get(box["kind"], STYLE["op"])
     learned = box["params"] > 0
     if box.get("repeat", 1) > 1:  # a stack of k blocks of one kind
@@ -192,7 +195,7 @@ def _draw_box(ax, box: dict, place: _Place, circuit: dict) -> None:
             fontweight="bold", zorder=5)  # fmt: skip
     ax.text(place.x, top - 0.25, detail, ha="center", va="top", fontsize=6.2,
             color="#333333", zorder=5, linespacing=1.1)  # fmt: skip
-    _draw_weights(ax, box, place, circuit["batch"])
+    return _draw_weights(ax, box, place)
 
 
 def _rectangle(ax, place: _Place, face, edge, lw, dx=0.0, dy=0.0, zorder=3) -> None:
@@ -233,12 +236,13 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def _draw_weights(ax, box: dict, place: _Place, batch: int) -> None:
-    """Weights enter from above: the prototypes first (bold), then the others, at most two."""
+def _draw_weights(ax, box: dict, place: _Place) -> list:
+    """Weights enter from above: the prototypes first (bold), then the others, at most two;
+    returns their lines."""
     weights = sorted(box["weights"], key=lambda w: not w["prototype"])[:2]
     if box["kind"] == "module":  # a module's own weights: its parameters in small print
         weights = weights[:1]
-    top = place.y + place.h / 2
+    top, lines = place.y + place.h / 2, []
     for i, weight in enumerate(weights):
         x = place.x + (i - (len(weights) - 1) / 2) * 0.62
         sizes = "×".join(map(str, weight["shape"]))
@@ -247,10 +251,11 @@ def _draw_weights(ax, box: dict, place: _Place, batch: int) -> None:
         count = max(1, min(len(weight["shape"]), 5))
         for k in range(count):
             d = (k - (count - 1) / 2) * AXIS_GAP
-            ax.plot([x + d, x + d], [top, top + 0.2], color="#3a3a3a", lw=0.7, zorder=1)
+            lines.append([(x + d, top), (x + d, top + 0.2)])
         ax.text(x, top + 0.21, label, ha="center", va="bottom", fontsize=6.2, zorder=4,
                 color="#b35900" if prototype else "#444444",
                 fontweight="bold" if prototype else "normal", linespacing=1.0)  # fmt: skip
+    return lines
 
 
 def _legend(ax, y: float, circuit: dict) -> None:

@@ -60,6 +60,7 @@ def test_a_finished_run_is_re_explained_into_a_new_folder(trained_run):
     assert summary["recommended"] == ranked[0] == result.headline["recommended_explanation"]
     html = (out / "report.html").read_text()
     assert "Recommended for this model and data" in html
+    assert "<h2>Model</h2>" in html  # the re-explained model's circuit diagram
     assert (out / "figures" / "posthoc_attributions.png").is_file()
     assert json.loads((out / "meta.json").read_text())["source_run"] == str(run_dir.resolve())
 

@@ -71,6 +71,8 @@ def test_protopnet_on_a_pretrained_resnet18_trunk_from_an_image_folder(
         assert name in html
     assert "on the training sample it was pushed onto" in html  # the push gallery's caption
     assert "<h3>This looks like that</h3>" in html
+    # the circuit diagram of the trained model: resnet18's stages collapsed, the prototype layer
+    assert "<h2>Model</h2>" in html and "BasicBlock ×2" in html and "prototype layer" in html
 
 
 def test_trunk_weights_for_another_architecture_exit_2_before_the_run_folder(
