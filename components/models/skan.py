@@ -98,6 +98,30 @@ class SKANConfig:
         return cls(widths=(4,), spaces=("chebyshev", "rbf"), grid=3, keep=1)
 
 
+@dataclass(frozen=True)
+class SKANConvConfig(SKANConfig):
+    """:class:`SKANConfig` for ``skan_conv``: ``widths`` are the conv channels.
+
+    Attributes:
+        stride: stride of every KAN convolution (1: ConvKAN's; 2 quarters the patches each
+            block reads, which the tiny variant uses to stay cheap on 32x32 images).
+    """
+
+    widths: tuple[int, ...] = (8, 16)
+    grid: int = 3
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stride not in (1, 2):
+            raise ValueError(f"model.params.stride must be 1 or 2, got {self.stride!r}")
+
+    @classmethod
+    def tiny(cls) -> SKANConvConfig:
+        """One stride-2 conv of 4 channels, grid 3, Chebyshev and RBF, keeping 1."""
+        return cls(widths=(4,), spaces=("chebyshev", "rbf"), grid=3, keep=1, stride=2)
+
+
 class _Selectable(SennModel):
     """The S-KAN schedule shared by both models."""
 
@@ -165,7 +189,11 @@ class SKANConv(_Selectable):
     """
 
     def __init__(
-        self, *, input_shape: tuple[int, ...], num_classes: int, config: SKANConfig = SKANConfig()
+        self,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        config: SKANConvConfig = SKANConvConfig(),
     ) -> None:
         super().__init__()
         check_build_args(input_shape, num_classes, model="skan_conv")
@@ -181,7 +209,9 @@ class SKANConv(_Selectable):
         channels = input_shape[0]
         for width in config.widths:
             blocks += [
-                SelectableKANConv2d(channels, width, 3, spaces=config.spaces, grid=config.grid),
+                SelectableKANConv2d(
+                    channels, width, 3, config.stride, spaces=config.spaces, grid=config.grid
+                ),
                 nn.BatchNorm2d(width),
                 nn.MaxPool2d(2, ceil_mode=True),
             ]
@@ -209,8 +239,7 @@ def build_skan(
 def build_skan_conv(
     *, input_shape: tuple[int, ...], num_classes: int, tiny: bool = False, **kwargs
 ) -> SKANConv:
-    """Registry builder: ``kwargs`` override :class:`SKANConfig` fields (default ``widths``
-    ``(8, 16)``: the conv channels)."""
-    base = SKANConfig.tiny() if tiny else SKANConfig(widths=(8, 16), grid=3)
+    """Registry builder: ``kwargs`` override :class:`SKANConvConfig` fields."""
+    base = SKANConvConfig.tiny() if tiny else SKANConvConfig()
     config = override_config(base, kwargs, model="skan_conv")
     return SKANConv(input_shape=input_shape, num_classes=num_classes, config=config)

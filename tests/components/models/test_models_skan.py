@@ -121,6 +121,7 @@ def test_schedule_narrows_at_each_phase():
         ("skan", (5,), {"widths": [0]}, r"model\.params\.widths must be ints >= 1"),
         ("skan", (5,), {"full_fraction": 0.8, "select_fraction": 0.3}, r"full_fraction"),
         ("skan_conv", (13,), {}, r"needs image input .*use 'skan' for tabular"),
+        ("skan_conv", (1, 8, 8), {"stride": 3}, r"model\.params\.stride must be 1 or 2"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(name, shape, params, message):
