@@ -17,7 +17,9 @@ Compute is training FLOPs: ``3 x`` the forward FLOPs of one sample (torch's ``Fl
 a multiply-add counts 2; backward taken as twice the forward, as the paper's
 ``utils/get_compute.py``) ``x`` samples seen (epochs x train rows). Test accuracy is the final
 network's. Prints mean ± std over seeds and the paired augmentation gain (aug - plain) per
-model, and saves the compute-vs-accuracy plot (``--out``).
+model, and saves the compute-vs-accuracy plot (``--out``) and the results beside it (``.json``,
+rewritten after every model); ``--merge`` plots an earlier run's results beside this one's, so
+the models can be trained in separate runs (``--sizes`` with no size: the CNN only).
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python bench/scaling_mlps.py --data digits
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python bench/scaling_mlps.py --data parts
@@ -26,6 +28,7 @@ model, and saves the compute-vs-accuracy plot (``--out``).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -129,6 +132,8 @@ def plot(results: dict, data: str, out: str) -> None:
         accs = [statistics.mean(results[label][regime]["accuracy"]) for label in labels]
         sds = [statistics.pstdev(results[label][regime]["accuracy"]) for label in labels]
         ax.errorbar(flops, accs, yerr=sds, fmt=style, capsize=3, label=f"mlp_scaled, {regime}")
+        if "cnn" not in results:
+            continue
         cnn = results["cnn"][regime]
         ax.errorbar(
             cnn["flops"][0],
@@ -152,13 +157,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits", choices=sorted(DATASETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--sizes", nargs="+", default=["32x1", "64x2", "128x4"])
+    parser.add_argument("--sizes", nargs="*", default=["32x1", "64x2", "128x4"])
     parser.add_argument("--cnn-channels", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", default=None, help="plot (default runs/bench/scaling_mlps_<data>)")
+    parser.add_argument(
+        "--merge", nargs="*", default=[], help="results JSON of earlier runs to plot beside"
+    )
     args = parser.parse_args()
+    out = args.out or f"runs/bench/scaling_mlps_{args.data}.png"
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     splits = load_splits(args.data)
     print(
         f"{args.data}: {len(splits[0][1])} train / {len(splits[2][1])} test, {args.epochs} "
@@ -176,7 +186,10 @@ def main() -> None:
                 for key, value in run(splits, name, params, regime, args, seed).items():
                     results[label][regime].setdefault(key, []).append(value)
         print(row(label, results[label], time.perf_counter() - start), flush=True)
-    plot(results, args.data, args.out or f"runs/bench/scaling_mlps_{args.data}.png")
+        Path(out).with_suffix(".json").write_text(json.dumps(results))  # kept if killed later
+    for earlier in args.merge:
+        results = json.loads(Path(earlier).read_text()) | results
+    plot(results, args.data, out)
 
 
 if __name__ == "__main__":
