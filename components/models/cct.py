@@ -25,6 +25,9 @@ github.com/jyhong0304/concept_centric_transformers (``ctc/ctc.py`` ``SlotCTC`` /
    :func:`mask_concept_targets`). ``sparsity`` is the reference's entropy of the attention
    (``concepts_sparsity_cost``). Coefficients: ``expl_weight = 2`` (the reference's MNIST
    script; its parser default is 5), ``sparsity_weight = 0`` (the reference's default).
+   ``sennflow run model=cct`` trains without concept targets (the fit loop hands no part masks
+   to a loss), so there the explanation term is absent; ``bench/cct_parts.py`` trains on
+   ``parts`` with the part masks as targets and measures localisation with and without them.
 
 Departures: the slots start from learned per-concept queries (the reference's BO-QSA variant,
 ``ConceptQuerySlotAttention``, with its straight-through last iteration) instead of Gaussian
