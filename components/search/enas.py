@@ -337,6 +337,7 @@ def search_enas(
         {
             "candidates": float(len(scored)),
             "best_val_loss": scored[0][0],
+            "best_val_accuracy": child_accuracy(model, scored[0][1], x_va, y_va),
             "worst_val_loss": scored[-1][0],
             "hidden_graph_spearman": probe["spearman"],
             "hidden_graph_pearson": probe["pearson"],

@@ -289,7 +289,8 @@ def enas_trial(config: dict, base: dict) -> None:
     )
     ranking = result.history[-1]
     row = {**held[-1], "val_loss": ranking["best_val_loss"]}
-    row |= {k: ranking[k] for k in ranking if k != "best_val_loss"}
+    row |= {k: ranking[k] for k in ranking if not k.startswith("best_")}
+    row["val_accuracy"] = ranking["best_val_accuracy"]  # of the kept candidate
     _report_final(row, {GENOTYPE_FILE: result.genotype.to_dict()})
 
 
