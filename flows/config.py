@@ -273,7 +273,7 @@ def to_search_settings(cfg) -> SearchSettings:
     sweep = _build("search", SweepConfig, raw)
     _build("search.stn", STNConfig, _tupled(stn))
     _build("search.darts", DartsConfig, {k: v for k, v in darts.items() if k != "num_candidates"})
-    _build("search.bossnas", bossnas_config, bossnas)
+    _build("search.bossnas", bossnas_config, {"settings": bossnas})  # takes the mapping
     _build("search.enas", EnasConfig, enas)
     try:
         tune_space(space)

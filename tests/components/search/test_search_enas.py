@@ -149,14 +149,18 @@ def test_hidden_graph_correlation_of_a_controller_is_seeded():
     assert values[0] == values[1] and not math.isnan(values[0]["spearman"])
 
 
+def test_enas_config_refuses_bad_values_naming_the_field():
+    for bad in ({"baseline_decay": 1.0}, {"probe_samples": 2}, {"memory_weight": -1.0}):
+        with pytest.raises(ValueError, match=f"EnasConfig.{next(iter(bad))} must be"):
+            EnasConfig(**bad)
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
         ("search.enas.lr=0", "search.enas.lr"),
         ("search.enas.memory=maybe", "search.enas.memory"),
-        ("search.enas.baseline_decay=1.0", "search.enas.baseline_decay"),
         ("search.enas.aggregate=0", "search.enas.aggregate"),
-        ("search.enas.probe_samples=2", "search.enas.probe_samples"),
     ],
 )
 def test_bad_enas_settings_are_refused_naming_the_key(override, key):
