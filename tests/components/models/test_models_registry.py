@@ -10,7 +10,16 @@ from components.models.darts_net import TINY_GENOTYPE
 IMAGE = (1, 8, 8)
 ODD_IMAGE = (3, 7, 5)
 TABULAR = (13,)
-IMAGE_ONLY = {"bossnas_net", "cct", "cnn", "darts_net", "protopnet", "st_protopnet", "resnet", "skan_conv"}
+IMAGE_ONLY = {
+    "bossnas_net",
+    "cct",
+    "cnn",
+    "darts_net",
+    "protopnet",
+    "st_protopnet",
+    "resnet",
+    "skan_conv",
+}
 # Full-size variants on a torchvision ImageNet trunk: RGB images only.
 RGB_ONLY = {"resnet"}
 # Keyword arguments a full-size model cannot be built without (tiny variants carry their own).
