@@ -9,8 +9,6 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
-# Two pytest workers: the engine tests in one, the unit tests beside them (see conftest.py)
-PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sennflow-installed
@@ -29,7 +27,7 @@ run: $(STAMP)
 	$(BIN)/sennflow run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 stack: $(STAMP)
 	$(BIN)/sennflow stack up

@@ -19,31 +19,6 @@ import pytest
 # Keep tests from oversubscribing the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Tests that drive the engines (Ray, Prefect, MLflow, S3, the CLI in subprocesses).
-ENGINE_DIRS = {"flows", "ops", "sennflow"}
-ENGINE_FIXTURES = {"ray_session", "prefect_harness", "mlflow_server", "s3_server"}
-ENGINE_FILES = {"test_packaging.py"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under ``make test`` (``pytest -n 2 --dist loadgroup``) every engine test runs in one
-    worker, in collection order, exactly as a serial run would run them: they mostly wait on
-    servers, subprocesses and Ray, so the torch/numpy unit tests fill the other worker and the
-    second core. Without pytest-xdist nothing changes."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    engines = pytest.mark.xdist_group("engines")
-    for item in items:
-        path = Path(str(item.fspath))
-        if (
-            path.parent.name in ENGINE_DIRS
-            or path.name in ENGINE_FILES
-            or ENGINE_FIXTURES & set(item.fixturenames)
-            or item.get_closest_marker("ray")
-            or item.get_closest_marker("prefect")
-        ):
-            item.add_marker(engines)
-
 
 @pytest.fixture(scope="session")
 def ray_session():
