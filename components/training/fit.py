@@ -147,7 +147,9 @@ def fit(
         if stage.push_first and index not in state.pushed_stages:
             push_prototypes(model, train_batches.in_order(), device)
             state.pushed_stages.append(index)
-        unwrap(model).start_stage(stage)
+        start_stage = getattr(unwrap(model), "start_stage", None)  # SennModel's hook; plain
+        if start_stage is not None:  # modules with training_stages train as before
+            start_stage(stage)
         opt = build_optimizer(model, cfg, stage)
         sched = build_scheduler(opt, cfg.lr_schedule, max(stage.epochs, 1))
         # A resume without optimiser state (PBT exploit: new hyperparameters) starts it afresh.
