@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -254,15 +255,15 @@ def search_random_ws(
     Raises:
         ValueError: if ``num_candidates < 1``.
     """
-    if num_candidates < 1:
-        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
-    torch.manual_seed(config.seed)
-    x_tr, y_tr, x_va, y_va = image_tensors(x_train, y_train, x_val, y_val)
-    model = SuperNet(
-        x_tr.shape[1], num_classes, config.channels, config.cells, config.nodes, ops=config.ops
+    x_tr, y_tr, x_va, y_va, model, w_opt, sched, gen = start_shared_search(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        num_classes=num_classes,
+        config=config,
+        num_candidates=num_candidates,
     )
-    w_opt, sched = weight_optimiser(model, config)
-    gen = torch.Generator().manual_seed(config.seed)
     history = []
     for epoch in range(config.epochs):
         model.train()
@@ -290,6 +291,46 @@ def search_random_ws(
         }
     )
     return SearchResult(genotype=best.validate(), history=history)
+
+
+class SharedSearch(NamedTuple):
+    """What a weight-sharing search (random_ws, ENAS) starts from."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    model: SuperNet
+    optimiser: torch.optim.SGD
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR
+    gen: torch.Generator
+
+
+def start_shared_search(
+    x_train: np.ndarray | torch.Tensor,
+    y_train: np.ndarray | torch.Tensor,
+    x_val: np.ndarray | torch.Tensor,
+    y_val: np.ndarray | torch.Tensor,
+    *,
+    num_classes: int,
+    config: DartsConfig,
+    num_candidates: int,
+) -> SharedSearch:
+    """Seed, and build the shared supernet, its weight optimiser and the sampling generator.
+
+    Raises:
+        ValueError: if ``num_candidates < 1`` or the arrays are not ``(N, C, H, W)`` images.
+    """
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
+    torch.manual_seed(config.seed)
+    x_tr, y_tr, x_va, y_va = image_tensors(x_train, y_train, x_val, y_val)
+    model = SuperNet(
+        x_tr.shape[1], num_classes, config.channels, config.cells, config.nodes, ops=config.ops
+    )
+    w_opt, sched = weight_optimiser(model, config)
+    gen = torch.Generator().manual_seed(config.seed)
+    return SharedSearch(x_tr, y_tr, x_va, y_va, model, w_opt, sched, gen)
 
 
 @torch.no_grad()

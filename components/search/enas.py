@@ -55,10 +55,9 @@ from components.search.darts import (
     Report,
     SearchResult,
     batches,
-    image_tensors,
     rank_candidates,
     shared_weight_step,
-    weight_optimiser,
+    start_shared_search,
 )
 from components.search.enas_controller import Controller
 
@@ -291,15 +290,15 @@ def search_enas(
     Raises:
         ValueError: if ``num_candidates < 1``.
     """
-    if num_candidates < 1:
-        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
-    torch.manual_seed(config.seed)
-    x_tr, y_tr, x_va, y_va = image_tensors(x_train, y_train, x_val, y_val)
-    model = SuperNet(
-        x_tr.shape[1], num_classes, config.channels, config.cells, config.nodes, ops=config.ops
+    x_tr, y_tr, x_va, y_va, model, w_opt, sched, gen = start_shared_search(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        num_classes=num_classes,
+        config=config,
+        num_candidates=num_candidates,
     )
-    w_opt, sched = weight_optimiser(model, config)
-    gen = torch.Generator().manual_seed(config.seed)
     controller = Controller(
         config.nodes,
         [op for op in config.ops if op != "none"],  # as random search samples them
