@@ -26,13 +26,13 @@ the best-val-loss checkpoint is scored on the test split (269 rows, one image = 
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from nas_vs_random_ws import best_val_test_accuracy  # a sibling script: bench/ is on sys.path
 
 from components.data.ingest import ingest
 from components.data.reader import read_split
@@ -40,10 +40,7 @@ from components.data.spec import DataSpec
 from components.models.hytra import path_name
 from components.search.bossnas import BossNASConfig, search_bossnas
 from components.search.darts import DartsConfig, search_darts, search_random_ws
-from components.training.batches import ShardBatches
 from components.training.checkpoint import ModelSpec
-from components.training.config import TrainConfig
-from components.training.fit import fit
 
 METHODS = ("bossnas", "darts", "random-ws")
 
@@ -69,32 +66,8 @@ def search(method: str, splits: dict, seed: int, args) -> tuple[str, dict, float
 
 def retrain(name: str, kwargs: dict, splits: dict, seed: int, args) -> tuple[float, int]:
     """Test accuracy of the best-val-loss checkpoint, and the parameter count."""
-    x, y = splits["train"]
-    spec = ModelSpec(name, tuple(x.shape[1:]), 10, kwargs=kwargs)
-    cfg = TrainConfig(
-        epochs=args.retrain_epochs, batch_size=64, lr=0.01, early_stopping_patience=0, seed=seed
-    )
-    torch.manual_seed(seed)
-    model = spec.build()
-    best = {"val_loss": float("inf"), "state": None}
-
-    def report(metrics: dict, folder: Path | None) -> None:
-        if metrics["val_loss"] < best["val_loss"]:
-            best.update(val_loss=metrics["val_loss"], state=copy.deepcopy(model.state_dict()))
-
-    fit(
-        model,
-        ShardBatches(x, y, batch_size=64, shuffle=True, seed=seed),
-        ShardBatches(*splits["val"], batch_size=256, shuffle=False),
-        cfg=cfg,
-        spec=spec,
-        report=report,
-    )
-    model.load_state_dict(best["state"])
-    tx, ty = (torch.as_tensor(a) for a in splits["test"])
-    with torch.no_grad():
-        accuracy = (model.eval()(tx).logits.argmax(-1) == ty).float().mean().item()
-    return accuracy, sum(p.numel() for p in model.parameters())
+    spec = ModelSpec(name, tuple(splits["train"][0].shape[1:]), 10, kwargs=kwargs)
+    return best_val_test_accuracy(spec, splits, seed, args.retrain_epochs, 64, 0.01)
 
 
 def describe(name: str, kwargs: dict) -> str:

@@ -118,7 +118,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--retrain-cells", type=int, default=3)
     parser.add_argument("--retrain-lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=1)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.probe < 2:
+        parser.error("--probe must be >= 2: the correlation needs pairs of samples")
+    return args
 
 
 def main() -> None:

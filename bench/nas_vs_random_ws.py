@@ -108,24 +108,30 @@ def long_epochs(args) -> int:
 
 
 def retrain(genotype: Genotype, splits: dict, seed: int, args) -> tuple[float, int]:
-    """Train ``darts_net`` on the genotype with the pipeline's fit loop; return the test accuracy
-    of the checkpoint with the lowest val loss and the network's parameter count."""
-    x, y = splits["train"]
-    spec = ModelSpec(
-        "darts_net",
-        tuple(x.shape[1:]),
-        10,
-        kwargs={
-            "genotype": genotype.to_dict(),
-            "channels": args.retrain_channels,
-            "cells": args.retrain_cells,
-        },
+    """Train ``darts_net`` on the genotype; see :func:`best_val_test_accuracy`."""
+    x, _ = splits["train"]
+    kwargs = {
+        "genotype": genotype.to_dict(),
+        "channels": args.retrain_channels,
+        "cells": args.retrain_cells,
+    }
+    spec = ModelSpec("darts_net", tuple(x.shape[1:]), 10, kwargs=kwargs)
+    return best_val_test_accuracy(
+        spec, splits, seed, args.retrain_epochs, args.batch_size, args.retrain_lr
     )
+
+
+def best_val_test_accuracy(
+    spec: ModelSpec, splits: dict, seed: int, epochs: int, batch_size: int, lr: float
+) -> tuple[float, int]:
+    """Train ``spec`` with the pipeline's fit loop; return the test accuracy of the checkpoint
+    with the lowest val loss and the network's parameter count."""
+    x, y = splits["train"]
     cfg = TrainConfig(
-        epochs=args.retrain_epochs,
-        batch_size=args.batch_size,
-        lr=args.retrain_lr,
-        early_stopping_patience=0,  # the same budget for every genotype
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        early_stopping_patience=0,  # the same budget for every architecture
         seed=seed,
     )
     torch.manual_seed(seed)
@@ -138,7 +144,7 @@ def retrain(genotype: Genotype, splits: dict, seed: int, args) -> tuple[float, i
 
     fit(
         model,
-        ShardBatches(x, y, batch_size=args.batch_size, shuffle=True, seed=seed),
+        ShardBatches(x, y, batch_size=batch_size, shuffle=True, seed=seed),
         ShardBatches(*splits["val"], batch_size=256, shuffle=False),
         cfg=cfg,
         spec=spec,
