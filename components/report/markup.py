@@ -18,10 +18,11 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f
 h1 { margin-bottom: 0.2rem; }
 h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 0.3rem; margin-top: 2.2rem; }
 .subtitle { color: #656d76; margin-top: 0; }
-table { border-collapse: collapse; margin: 0.6rem 0 1rem; font-size: 0.92rem; }
+.table-scroll { overflow-x: auto; max-width: 100%; margin: 0.6rem 0 1rem; }
+table { border-collapse: collapse; font-size: 0.92rem; }
 th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.65rem; text-align: left; }
 th { background: #f6f8fa; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; border: 1px solid #eaeef2; }
 figcaption { color: #656d76; font-size: 0.9rem; }
@@ -71,7 +72,14 @@ def table(
         + "</tr>"
         for i, row in enumerate(rows)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return table_markup(head, body)
+
+
+def table_markup(head: str, body: str) -> str:
+    """A ``<table>`` of built header cells and body rows, in a box that scrolls sideways when
+    the table is wider than the page (many hyperparameters), so the page itself does not."""
+    table_html = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table-scroll">{table_html}</div>'
 
 
 def key_value_table(mapping: Mapping[str, Any], header: Sequence[str] = ("name", "value")) -> str:

@@ -58,7 +58,7 @@ def table(
         + "</tr>"
         for i, row in enumerate(rows)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return markup.table_markup(head, body)
 
 
 def _columns(metrics: Mapping[str, Mapping]) -> list[str]:

@@ -105,7 +105,9 @@ def test_section_names_the_scenario_and_defines_the_metrics(rendered):
 
 def test_metric_table_marks_the_best_method_and_renders_missing_values_as_na(rendered):
     section = rendered[2]
-    table = re.search(r"<h3>Metrics per method</h3>(<table>.*?</table>)", section).group(1)
+    table = re.search(
+        r'<h3>Metrics per method</h3><div class="table-scroll">(<table>.*?</table>)', section
+    ).group(1)
     ncm, finetune = _cells(table, "ncm"), _cells(table, "finetune")
     ncm_summary = _continual()["methods"]["ncm"]["summary"]
     assert ncm[0] == f"{ncm_summary['average_accuracy']:.4f} (best)"

@@ -97,7 +97,10 @@ def _section(page: str) -> str:
 
 
 def _table_after(section: str, heading: str) -> str:
-    return re.search(rf"<h3>{heading}</h3>(?:<p>[^<]*</p>)?(<table>.*?</table>)", section).group(1)
+    return re.search(
+        rf'<h3>{heading}</h3>(?:<p>[^<]*</p>)?<div class="table-scroll">(<table>.*?</table>)',
+        section,
+    ).group(1)
 
 
 def test_section_describes_setup_strategies_and_clients(rendered):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from components.report import ReportData, write_report
+from components.report.posthoc_metrics import table as posthoc_table
 from components.report.search_figures import (
     alphas_figure,
     edge_labels,
@@ -126,7 +127,9 @@ def test_search_section_lists_trials_best_first_and_failed_last(tmp_path):
     assert dict(rows)["trial_b"] == "failed"
     assert '<tr class="highlight"><td>trial_c (best)</td>' in section
     assert "ValueError: boom&lt;1&gt;" in section  # the error, escaped
-    header = re.search(r"<h3>Trials</h3><table><thead>(.*?)</thead>", section).group(1)
+    header = re.search(
+        r'<h3>Trials</h3><div class="table-scroll"><table><thead>(.*?)</thead>', section
+    ).group(1)
     for column in ("train.lr", "model.dropout", "train.optimizer", "epochs", "exploited", "error"):
         assert f"<th>{column}</th>" in header
 
@@ -157,6 +160,22 @@ def test_minimal_search_renders_table_only(tmp_path):
     section = _search_html(page.read_text(encoding="utf-8"))
     assert "<td>t0</td><td>failed</td>" in section and "boom" in section
     assert not list((tmp_path / "figures").glob("search_*.png"))
+
+
+def test_every_table_scrolls_sideways_in_its_own_box_not_the_page(tmp_path):
+    config = {f"model.params.hyperparameter_{i}": 0.001 * i for i in range(30)}
+    trials = [{"trial": f"t{i}", "status": "done", "config": config} for i in range(3)]
+    page = write_report(tmp_path, _report_data({"method": "random", "trials": trials}))
+    html = page.read_text(encoding="utf-8") + posthoc_table(("method", "a"), [("ig", 0.5)])
+    header = re.search(
+        r"<h3>Trials</h3><div class=\"table-scroll\"><table><thead>(.*?)</thead>", html
+    )
+    assert header.group(1).count("<th>model.params.hyperparameter_") == 30
+    tables = html.count("<table>")
+    assert tables >= 4  # headline, trials, data rows, posthoc
+    assert html.count('<div class="table-scroll"><table>') == tables
+    assert html.count("</table></div>") == tables
+    assert re.search(r"\.table-scroll \{[^}]*overflow-x: auto", html)
 
 
 def _texts(fig) -> list[str]:
