@@ -74,11 +74,13 @@ def pfn_config(cfg):
     return to_group_config(cfg, "pfn", PFNTrainConfig, default=DEFAULT_PRIOR)
 
 
-def _report(run, config, outcome: dict, headline: dict):
+def pfn_report_data(run, config, outcome: dict, headline: dict):
+    """The report of a pfn-train run (``run``: its ``OpenRun``): the held-out and training
+    loss per logged optimiser step (rows keyed ``step``, so the curves' axis says so)."""
     from components.report import ReportData
 
     history = [
-        {"epoch": row["step"], "stage": "prior", **{k: row[k] for k in ("train_loss", "val_loss")}}
+        {"step": row["step"], "stage": "prior", **{k: row[k] for k in ("train_loss", "val_loss")}}
         for row in outcome["history"]
     ]
     return ReportData(
@@ -124,7 +126,7 @@ def pfn_train(
         "first_held_out_loss": outcome["history"][0]["val_loss"],
         "weights": outcome["weights"],
     }
-    report = _report(run, config, outcome, headline)
+    report = pfn_report_data(run, config, outcome, headline)
     done = finish_run(
         run, settings, report, metrics={"headline": headline}, files={"pfn.json": outcome}
     )

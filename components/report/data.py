@@ -402,7 +402,8 @@ class ReportData:
         run_id: the run's id.
         headline: the few numbers shown first, name -> value.
         metrics: the evaluated split's metrics; further scalar entries are listed too.
-        history: one row per epoch.
+        history: one row per epoch (keyed ``epoch``), or per logged optimiser step (keyed
+            ``step``, no ``epoch``: ``sennflow pfn-train``); the curves' x axis says which.
         config_yaml: the resolved configuration as YAML text.
         meta: run metadata; nested dicts allowed.
         data_meta: the dataset's ``meta.json``.

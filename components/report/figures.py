@@ -92,26 +92,38 @@ def label_sample(ax, sample: Mapping, class_names: Sequence[str], fontsize: floa
     label_left(ax, text, fontsize)
 
 
-def series(history: Sequence[Mapping], key: str) -> tuple[list[float], list[float]]:
-    """(epochs, values) of ``key`` over the epochs that report it."""
+def series(
+    history: Sequence[Mapping], key: str, x: str = "epoch"
+) -> tuple[list[float], list[float]]:
+    """(epochs, values) of ``key`` over the rows that report it; the x value is each row's
+    ``x`` (``epoch``, or ``step`` for histories kept per optimiser step), else its position."""
     epochs, values = [], []
     for row, record in enumerate(history):
         if record.get(key) is not None:
-            epochs.append(float(record.get("epoch", row + 1)))
+            epochs.append(float(record.get(x, row + 1)))
             values.append(float(record[key]))
     return epochs, values
 
 
-def _plot_keys(ax, history: Sequence[Mapping], keys: Sequence[str], ylabel: str) -> bool:
-    """Plot each of ``keys`` that has data; False if none has."""
+def history_axis(history: Sequence[Mapping]) -> str:
+    """What a history's rows count: ``step`` when they carry optimiser steps and no epochs
+    (``sennflow pfn-train``), else ``epoch``."""
+    stepped = bool(history) and all("step" in row and "epoch" not in row for row in history)
+    return "step" if stepped else "epoch"
+
+
+def _plot_keys(
+    ax, history: Sequence[Mapping], keys: Sequence[str], ylabel: str, x: str = "epoch"
+) -> bool:
+    """Plot each of ``keys`` that has data against ``x``; False if none has."""
     drawn = False
     for key in keys:
-        epochs, values = series(history, key)
+        epochs, values = series(history, key, x)
         if values:
             ax.plot(epochs, values, marker="o", markersize=3, label=key)
             drawn = True
     if drawn:
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -124,8 +136,9 @@ def loss_term_keys(history: Sequence[Mapping]) -> list[str]:
     return sorted(keys - _SPLIT_KEYS)
 
 
-def learning_curves_figure(history: Sequence[Mapping]) -> Figure | None:
-    """Loss, accuracy, each loss term and learning rate per epoch; None without history."""
+def learning_curves_figure(history: Sequence[Mapping], x: str = "epoch") -> Figure | None:
+    """Loss, accuracy, each loss term and learning rate per ``x`` (the rows' ``epoch``, or
+    their ``step``: see :func:`history_axis`); None without history."""
     panels = [
         (("train_loss", "val_loss"), "loss", False),
         (("train_accuracy", "val_accuracy"), "accuracy", False),
@@ -139,8 +152,8 @@ def learning_curves_figure(history: Sequence[Mapping]) -> Figure | None:
     for ax, (keys, ylabel, log_scale) in zip(
         fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
     ):
-        _plot_keys(ax, history, keys, ylabel)
-        values = [v for k in keys for v in series(history, k)[1]]
+        _plot_keys(ax, history, keys, ylabel, x)
+        values = [v for k in keys for v in series(history, k, x)[1]]
         # loss terms differ by orders of magnitude (e.g. a summed reconstruction error vs CE)
         if log_scale and values and min(values) > 0:
             ax.set_yscale("log")

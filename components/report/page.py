@@ -28,6 +28,7 @@ from components.report.figure_set import FigureSet
 from components.report.figures import (
     class_label,
     confusion_matrix_figure,
+    history_axis,
     learning_curves_figure,
     reliability_figure,
 )
@@ -111,10 +112,11 @@ def _dropped_files_parts(dropped: Sequence[Mapping]) -> list[str]:
 def _training_section(
     history: Sequence[Mapping], training: Mapping | None, figures: FigureSet
 ) -> str:
-    fig = learning_curves_figure(history)
+    x = history_axis(history)
+    fig = learning_curves_figure(history, x)
     if fig is None:
         return markup.section("Training", markup.paragraph("No training history.", "note"))
-    caption = "Learning curves: total loss, accuracy, each loss term and learning rate per epoch"
+    caption = f"Learning curves: total loss, accuracy, each loss term and learning rate per {x}"
     curves = figures.add("learning_curves", fig, caption)
     rounds = self_distill_parts((training or {}).get("self_distill_rounds") or [], figures)
     return markup.section("Training", curves, *rounds, *_recovery_parts(training or {}))

@@ -10,9 +10,12 @@ import pytest
 import torch
 
 from components.pfn.weights import load_pfn_network
+from components.report import write_report
+from components.report.figures import history_axis, learning_curves_figure
 from components.training.checkpoint import ModelSpec
 from flows.config import ConfigError
-from flows.pfn import compose_pfn, pfn_config, pfn_train
+from flows.pfn import compose_pfn, pfn_config, pfn_report_data, pfn_train
+from flows.run import OpenRun
 from sennflow.cli import main
 
 SMALL = ["pfn.d_model=8", "pfn.nhead=2", "pfn.layers=1", "pfn.d_ff=16", "pfn.seq_len=16"]
@@ -38,7 +41,8 @@ def test_pfn_train_writes_weights_that_model_pfn_loads(prefect_harness, ray_sess
     saved = json.loads((run / "pfn.json").read_text())
     assert [row["step"] for row in saved["history"]] == [2, 4]
     assert result.headline["held_out_loss"] == saved["history"][-1]["val_loss"]
-    assert "pfn-train" in (run / "report.html").read_text()
+    html = (run / "report.html").read_text()
+    assert "pfn-train" in html and "learning rate per step" in html
     net, metadata, _ = load_pfn_network(run)
     assert metadata["prior"] == "bnn" and metadata["task"] == "classification"
     params = {"d_model": 8, "nhead": 2, "layers": 1, "d_ff": 16, "max_features": 6}
@@ -65,3 +69,17 @@ def test_a_bad_prior_or_key_is_a_config_error_naming_it(overrides, message):
 def test_the_cli_refuses_an_unknown_prior_before_running(capsys):
     assert main(["pfn-train", "prior=mcmc"]) == 2
     assert "prior=mcmc: unknown prior" in capsys.readouterr().err
+
+
+def test_the_pfn_report_plots_its_losses_per_optimiser_step_not_per_epoch(tmp_path):
+    config = pfn_config(compose_pfn(["prior=bnn"]))
+    steps = [50, 100, 150]
+    outcome = {"history": [{"step": s, "train_loss": 2 / s, "val_loss": 3 / s} for s in steps]}
+    run = OpenRun(flow="pfn", run_dir=tmp_path, meta={}, config_yaml="")
+    data = pfn_report_data(run, config, outcome, {"steps": 150})
+    html = write_report(tmp_path, data).read_text(encoding="utf-8")
+    assert "learning rate per step" in html and "per epoch" not in html
+    assert history_axis(data.history) == "step"
+    (ax,) = learning_curves_figure(data.history, history_axis(data.history)).axes
+    assert ax.get_xlabel() == "step"
+    assert [list(line.get_xdata()) for line in ax.get_lines()] == [steps, steps]
