@@ -29,6 +29,8 @@ class DirectPredictor(nn.Module):
         """Fold a batch of inputs ``(N, D)`` into ``F``; refresh ``W_p`` every ``freq`` steps."""
         f = f.detach()
         batch = f.T @ f / len(f)
+        if not torch.isfinite(batch).all():
+            return  # a diverged learner: no eigh of NaNs; its divergence check stops the run
         first = int(self.steps) == 0
         self.corr.copy_(batch if first else self.rho * self.corr + (1 - self.rho) * batch)
         if int(self.steps) % self.freq == 0:

@@ -17,6 +17,11 @@ Objectives (``SSLConfig.objective``):
 
 :func:`pretrain_encoder` is the plain, in-process entry (no Ray, no Prefect); the Ray Train
 wrapper (``components.training.ssl_ray``) runs the same :func:`train_ssl` in its workers.
+
+An epoch whose loss, embedding or projection is NaN or infinite (:data:`DIVERGENCE_KEYS`) stops
+:func:`train_ssl` before the epoch is reported, so no diverged encoder is ever saved: by
+:func:`raise_if_diverged` in-process, by the check the caller passes otherwise (the Ray Train
+wrapper's raises the supervised fit's ``DivergedError``).
 """
 
 from __future__ import annotations
@@ -178,6 +183,18 @@ def build_learner(
     return model, SSLNet(Embedder(encoder_of(model)), dim, cfg)
 
 
+DIVERGENCE_KEYS = ("ssl_loss", "embedding_std", "projection_std")
+
+
+def raise_if_diverged(metrics: dict) -> None:
+    """:func:`train_ssl`'s default check: ``FloatingPointError`` if an epoch's
+    :data:`DIVERGENCE_KEYS` are not all finite."""
+    values = {key: metrics[key] for key in DIVERGENCE_KEYS}
+    if not all(math.isfinite(value) for value in values.values()):
+        shown = ", ".join(f"{key}={value}" for key, value in values.items())
+        raise FloatingPointError(f"SSL pre-training diverged at epoch {metrics['epoch']}: {shown}")
+
+
 def train_ssl(
     net: SSLNet,
     x: torch.Tensor,
@@ -185,6 +202,7 @@ def train_ssl(
     *,
     on_epoch: Callable[[dict], None] | None = None,
     train_module: nn.Module | None = None,
+    check: Callable[[dict], None] = raise_if_diverged,
 ) -> list[dict]:
     """Run ``cfg.epochs`` epochs of the objective on the rows ``x`` (labels are never seen).
 
@@ -193,6 +211,8 @@ def train_ssl(
             (a DDP-wrapped ``net`` on a Ray worker).
         on_epoch: called with each epoch's metrics (loss, off-diagonal mass, embedding std,
             effective rank), first with the untrained net's (epoch 0, ``ssl_loss`` None).
+        check: called with each epoch's metrics before ``on_epoch``; raises to stop a diverged
+            run (:func:`raise_if_diverged` by default).
 
     Returns:
         One metrics dict per epoch, after the diagnostics of the untrained net (epoch 0).
@@ -219,8 +239,7 @@ def train_ssl(
             net.update_target()
             losses.append(float(terms["total"].detach()))
         metrics = {"epoch": epoch, "ssl_loss": float(np.mean(losses)), **diagnose(net, x, cfg)}
-        if not math.isfinite(metrics["ssl_loss"]):  # a diverged run must not save an encoder
-            raise FloatingPointError(f"SSL loss is {metrics['ssl_loss']} at epoch {epoch}")
+        check(metrics)
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics)
@@ -228,6 +247,15 @@ def train_ssl(
 
 
 _DIAGNOSTIC_ROWS = 512
+_DIAGNOSTICS = (
+    "embedding_std",
+    "effective_rank",
+    "projection_std",
+    "projection_rank",
+    "off_diagonal_mass",
+    "diagonal_mean",
+    "redundancy",
+)
 
 
 @torch.no_grad()
@@ -236,10 +264,14 @@ def diagnose(net: SSLNet, x: torch.Tensor, cfg: SSLConfig) -> dict:
     the embedding (``embedding_*``) and of its projection (``projection_std``,
     ``projection_rank``); of two views' projections, the mean squared off-diagonal and the mean
     diagonal cross-correlation (Barlow Twins' two terms), and ``redundancy``, the mean squared
-    off-diagonal correlation among one view's projection dimensions."""
+    off-diagonal correlation among one view's projection dimensions. All NaN once the embedding
+    or its projection is not finite (a diverged net: no SVD of NaNs)."""
     net.eval()
     rows = x[:_DIAGNOSTIC_ROWS]
     embedding = net.embedder(rows)
+    if not (torch.isfinite(embedding).all() and torch.isfinite(net.projector(embedding)).all()):
+        net.train()
+        return dict.fromkeys(_DIAGNOSTICS, math.nan)
     stats = collapse_diagnostics(embedding.numpy())
     projected = collapse_diagnostics(net.projector(embedding).numpy())
     stats.update({f"projection_{k.split('_')[-1]}": v for k, v in projected.items()})
@@ -274,6 +306,7 @@ def pretrain_encoder(
     tiny: bool = False,
     model_params: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    check: Callable[[dict], None] = raise_if_diverged,
 ) -> PretrainResult:
     """Pre-train the encoder of ``model_name`` on ``x_train`` in this process (no Ray, no Prefect).
 
@@ -282,6 +315,7 @@ def pretrain_encoder(
         x_train: training inputs ``(N, *input_shape)``, standardised as the datasets are.
         cfg: the objective and its hyperparameters.
         num_classes, tiny, model_params: build the model as the later supervised run will.
+        on_epoch, check: as :func:`train_ssl`'s.
 
     Returns:
         The model with its encoder trained, the embedder (``(N, ...) -> (N, D)``), the learner and
@@ -292,7 +326,7 @@ def pretrain_encoder(
     model, net = build_learner(
         model_name, tuple(x.shape[1:]), cfg, num_classes=num_classes, tiny=tiny, model_params=params
     )
-    history = train_ssl(net, x, cfg, on_epoch=on_epoch)
+    history = train_ssl(net, x, cfg, on_epoch=on_epoch, check=check)
     spec = model_spec_dict(model_name, tuple(x.shape[1:]), num_classes, tiny, params)
     embedder = net.embedder.eval()
     return PretrainResult(

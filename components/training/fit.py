@@ -47,15 +47,23 @@ class DivergedError(RuntimeError):
         epoch: the (1-based) epoch whose loss was not finite.
         stage: the training stage it belongs to.
         losses: the epoch's train and validation loss.
-        lr: the configured learning rate (``train.lr``).
+        lr: the configured learning rate (``lr_key``).
         kept: where the last finite checkpoint was kept, if the caller knows.
+        lr_key: the setting ``lr`` comes from (``ssl.lr`` for self-supervised pre-training).
     """
 
     def __init__(
-        self, epoch: int, stage: str, losses: dict[str, float], lr: float, kept: str = ""
+        self,
+        epoch: int,
+        stage: str,
+        losses: dict[str, float],
+        lr: float,
+        kept: str = "",
+        lr_key: str = "train.lr",
     ) -> None:
-        super().__init__(epoch, stage, losses, lr, kept)
+        super().__init__(epoch, stage, losses, lr, kept, lr_key)
         self.epoch, self.stage, self.losses, self.lr, self.kept = epoch, stage, losses, lr, kept
+        self.lr_key = lr_key
 
     def __str__(self) -> str:
         values = ", ".join(f"{name}={value}" for name, value in self.losses.items())
@@ -64,9 +72,10 @@ class DivergedError(RuntimeError):
         else:
             kept = f"the last finite checkpoint is epoch {self.epoch - 1}'s"
             kept += f" ({self.kept})" if self.kept else ""
+        clip = " or set train.grad_clip" if self.lr_key == "train.lr" else ""
         return (
             f"training diverged at epoch {self.epoch} (stage {self.stage!r}): {values}; {kept}; "
-            f"lower train.lr (it is {self.lr:g}) or set train.grad_clip"
+            f"lower {self.lr_key} (it is {self.lr:g}){clip}"
         )
 
 
@@ -248,14 +257,27 @@ def _run_epoch(
 
 
 def _check_finite(metrics: dict, cfg: TrainConfig, device: torch.device) -> None:
-    """Raise :class:`DivergedError` if any rank's train or validation loss is not finite.
+    """Raise :class:`DivergedError` if any rank's train or validation loss is not finite."""
+    losses = {name: metrics[name] for name in ("train_loss", "val_loss")}
+    check_finite(losses, metrics["epoch"], metrics["stage"], cfg.lr, device)
+
+
+def check_finite(
+    losses: dict[str, float],
+    epoch: int,
+    stage: str,
+    lr: float,
+    device: torch.device | str = "cpu",
+    lr_key: str = "train.lr",
+) -> None:
+    """Raise :class:`DivergedError` if any rank's ``losses`` (epoch ``epoch`` of ``stage``) has
+    a NaN or infinite value; ``lr`` and ``lr_key`` name the learning rate to lower.
 
     The flag is summed over ranks, so every rank stops at the same epoch (DDP would hang
     if one rank stopped alone)."""
-    losses = {name: metrics[name] for name in ("train_loss", "val_loss")}
     bad = float(not all(math.isfinite(value) for value in losses.values()))
     if all_reduce(torch.tensor([bad], dtype=torch.float64, device=device)).item() > 0:
-        raise DivergedError(metrics["epoch"], metrics["stage"], losses, cfg.lr)
+        raise DivergedError(epoch, stage, losses, lr, lr_key=lr_key)
 
 
 def _record(state: FitState, metrics: dict, cfg: TrainConfig, index: int, stage, *, is_last: bool):

@@ -288,8 +288,8 @@ def _collect(result, run_dir: Path, attempts: list[dict]) -> TrainOutcome:
     best = _copy_checkpoint(best_ckpt, out / "best")
     last = _copy_checkpoint(result.checkpoint, out / "last")
     if diverged is not None:
-        epoch, stage, losses, lr, _ = diverged
-        raise DivergedError(epoch, stage, losses, lr, f"kept in {last}")
+        epoch, stage, losses, lr, _, lr_key = diverged
+        raise DivergedError(epoch, stage, losses, lr, f"kept in {last}", lr_key)
     return saved_outcome(best, last, attempts)
 
 

@@ -7,12 +7,20 @@ copies to ``<run>/checkpoints/best``. With ``num_workers > 1`` the learner is wr
 ``prepare_model`` (DDP): gradients are averaged, but Barlow Twins' cross-correlation and
 DirectPred's correlation are per-worker statistics (the reference gathers them across GPUs;
 we do not, so a worker's batch is its own ``batch_size``).
+
+A diverging run (a NaN or infinite epoch loss, embedding or projection) raises the supervised
+fit's :class:`~components.training.fit.DivergedError` (stage ``ssl``, naming ``ssl.lr``) on
+the driver, as :mod:`components.training.ray_trainer` does: every rank stops at that epoch, rank
+0 saves the learner as it was after the last finite epoch, and the driver copies that to
+``<run>/checkpoints/last`` (no ``best``: the run did not finish).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,16 +35,19 @@ from components.data.reader import read_split
 from components.data.staging import is_uri, local_dataset
 from components.ssl.config import SSLConfig
 from components.ssl.learner import (
+    DIVERGENCE_KEYS,
     build_learner,
     cross_correlation_block,
     model_spec_dict,
     save_checkpoint,
     train_ssl,
 )
+from components.training.fit import DivergedError, check_finite
 from components.training.ray_trainer import quiet_ray_train_logs
 
 HISTORY = "history.json"
 CROSS_CORRELATION = "cross_correlation.json"
+SSL_STAGE = "ssl"  # the stage a diverged pre-training names
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,8 @@ def pretrain_with_ray(
         ),
     )
     result = trainer.fit()
+    if result.return_value is not None:  # rank 0's DivergedError arguments (ssl_worker_loop)
+        raise _diverged(result.return_value, result.checkpoint, run_dir)
     if result.checkpoint is None:
         raise RuntimeError(f"SSL pre-training returned no checkpoint: {result.error}")
     with result.checkpoint.as_directory() as folder:
@@ -105,8 +118,34 @@ def pretrain_with_ray(
     return PretrainOutcome(checkpoint=best, history=history, cross_correlation=matrix)
 
 
-def ssl_worker_loop(config: dict) -> None:
-    """``train_loop_per_worker``: this rank's shard of the training inputs through ``train_ssl``."""
+def _diverged(args: list, checkpoint, run_dir: Path) -> DivergedError:
+    """The :class:`DivergedError` of a worker's ``args``, naming where the last finite epoch's
+    encoder was copied (``<run>/checkpoints/last``) when one was saved."""
+    if checkpoint is None:
+        return DivergedError(*args)
+    with checkpoint.as_directory() as folder:
+        last = atomic.copy_tree(folder, run_dir / "checkpoints" / "last")
+    epoch, stage, losses, lr, _, lr_key = args
+    return DivergedError(epoch, stage, losses, lr, f"kept in {last}", lr_key)
+
+
+def divergence_check(cfg: SSLConfig) -> Callable[[dict], None]:
+    """``train_ssl``'s check: :class:`DivergedError` (stage ``ssl``, naming ``ssl.lr``) once any
+    rank's epoch metrics :data:`~components.ssl.learner.DIVERGENCE_KEYS` are not finite."""
+
+    def check(metrics: dict) -> None:
+        losses = {key: metrics[key] for key in DIVERGENCE_KEYS}
+        check_finite(losses, metrics["epoch"], SSL_STAGE, cfg.lr, lr_key="ssl.lr")
+
+    return check
+
+
+def ssl_worker_loop(config: dict) -> list | None:
+    """``train_loop_per_worker``: this rank's shard of the training inputs through ``train_ssl``.
+
+    Returns:
+        ``None``, or the arguments of the :class:`DivergedError` that stopped pre-training.
+    """
     quiet_ray_train_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -119,8 +158,8 @@ def ssl_worker_loop(config: dict) -> None:
     x = torch.as_tensor(x)
     module = ray.train.torch.prepare_model(net) if world > 1 else net
 
-    def report(metrics: dict) -> None:
-        if metrics["epoch"] < cfg.epochs:
+    def report(metrics: dict, save: bool) -> None:
+        if not save:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +172,7 @@ def ssl_worker_loop(config: dict) -> None:
                     source.tiny,
                     source.params or {},
                 )
-                save_checkpoint(Path(tmp), model, spec, cfg, cfg.epochs)
+                save_checkpoint(Path(tmp), model, spec, cfg, metrics["epoch"])
                 (Path(tmp) / HISTORY).write_text(json.dumps(history, indent=1))
                 block = cross_correlation_block(net, x, cfg)
                 (Path(tmp) / CROSS_CORRELATION).write_text(json.dumps(block))
@@ -141,10 +180,24 @@ def ssl_worker_loop(config: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
 
     history: list[dict] = []
+    finite: dict = {}  # rank 0: the learner's state after the last finite epoch
 
     def on_epoch(metrics: dict) -> None:
         history.append(metrics)
+        if 0 < metrics["epoch"] < cfg.epochs and rank == 0:
+            finite["state"] = copy.deepcopy(net.state_dict())
         if metrics["epoch"] > 0:
-            report(metrics)
+            report(metrics, save=metrics["epoch"] == cfg.epochs)
 
-    train_ssl(net, x, cfg, on_epoch=on_epoch, train_module=module)
+    check = divergence_check(cfg)
+    try:
+        train_ssl(net, x, cfg, on_epoch=on_epoch, train_module=module, check=check)
+    except DivergedError as err:
+        # Raising would fail the worker group with a long traceback; every rank stops at the
+        # same epoch (the flag is all-reduced) and rank 0 saves the last finite epoch, if any.
+        if len(history) > 1:
+            if rank == 0:
+                net.load_state_dict(finite["state"])
+            report(history[-1], save=True)
+        return list(err.args)
+    return None
