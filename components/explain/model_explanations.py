@@ -11,7 +11,7 @@ from torch import nn
 
 from components.evaluation.analyses import has_activation_maps
 from components.evaluation.arrays import as_labels
-from components.evaluation.predict import predict_logits
+from components.evaluation.predict import eval_mode, predict_logits
 from components.explain.integrated_gradients import integrated_gradients
 from components.explain.prototypes import explain_samples, prototype_gallery
 from components.explain.push_gallery import add_sample_regions, is_pushed, pushed_gallery
@@ -62,6 +62,15 @@ def _basic_samples(
     return samples
 
 
+def concept_maps(model: nn.Module, inputs: torch.Tensor) -> np.ndarray | None:
+    """The per-concept attention maps ``(N, K, h, w)`` of a concept model (one with a
+    ``concept_attention(x)`` method, e.g. ``cct``), in eval mode; None for other models."""
+    if not callable(getattr(model, "concept_attention", None)):
+        return None
+    with eval_mode(model), torch.no_grad():
+        return model.concept_attention(inputs).float().cpu().numpy()
+
+
 def explain_model(
     model: nn.Module,
     x: Any,
@@ -99,9 +108,10 @@ def explain_model(
         ``kind`` (``"prototype"`` or ``"attribution"``), ``indices`` (chosen rows of ``x``),
         ``samples`` (JSON-serialisable dicts, each with ``probability`` of the predicted class and
         ``ig_delta``), ``inputs`` (the chosen inputs), ``attributions`` (same shape),
-        ``ig_delta`` (per-sample completeness error) and ``gallery`` (pushed prototypes' source
+        ``ig_delta`` (per-sample completeness error), ``gallery`` (pushed prototypes' source
         samples, similarity maps and regions, or decoded prototypes; ``None`` for models with
-        neither). Inputs and gallery images are standardised, as the model sees them.
+        neither) and, for concept models, ``concept_maps`` (:func:`concept_maps` of the
+        chosen inputs). Inputs and gallery images are standardised, as the model sees them.
     """
     inputs_all = as_float_tensor(x)
     labels_all = as_labels(y, "y")
@@ -132,7 +142,7 @@ def explain_model(
         gallery = prototype_gallery(model)
     else:
         gallery = None
-    return {
+    result = {
         "kind": "prototype" if is_prototype else "attribution",
         "indices": [int(i) for i in indices],
         "samples": samples,
@@ -141,3 +151,7 @@ def explain_model(
         "ig_delta": delta,
         "gallery": gallery,
     }
+    maps = concept_maps(model, inputs)
+    if maps is not None:
+        result["concept_maps"] = maps
+    return result

@@ -262,6 +262,7 @@ class Explanations(TypedDict, total=False):
     gallery: Gallery | None
     because: list[dict[str, float]]
     post_hoc: PostHoc
+    concept_maps: ArrayLike  # (samples, concepts, h, w): concept models' attention per token
 
 
 # --- search, federated, continual -------------------------------------------------------------

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import Colormap, ListedColormap, Normalize
+from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
@@ -187,18 +188,28 @@ def draw_crop(ax: Axes, values, box: Sequence[int], scale: InputScale, colour: s
         spine.set_linewidth(2.0)
 
 
-def draw_similarity(ax: Axes, similarity: np.ndarray, scale: InputScale) -> None:
+def draw_similarity(
+    ax: Axes,
+    similarity: np.ndarray,
+    scale: InputScale,
+    cmap: Colormap = HEAT_CMAP,
+    norm: Normalize | None = None,
+) -> AxesImage | None:
     """Overlay a latent similarity map ``(h, w)`` on the drawn image, upsampled bicubically to
-    the image's pixels (as the region was found); warm and opaque where similarity is high."""
+    the image's pixels (as the region was found); warm and opaque where similarity is high.
+    ``cmap`` and ``norm`` (default: the map's own minimum to maximum) may say otherwise, e.g.
+    one scale for many maps. Returns the overlay (None for inputs that are no image)."""
     if not is_image(scale.feature_shape):
-        return
+        return None
     height, width = scale.feature_shape[1:]
-    ax.imshow(
+    overlay = ax.imshow(
         np.asarray(similarity, dtype=float),
-        cmap=HEAT_CMAP,
+        cmap=cmap,
+        norm=norm,
         interpolation="bicubic",
         interpolation_stage="data",
         extent=(-0.5, width - 0.5, height - 0.5, -0.5),
     )
     ax.set_xlim(-0.5, width - 0.5)
     ax.set_ylim(height - 0.5, -0.5)
+    return overlay

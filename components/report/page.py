@@ -19,6 +19,7 @@ from components.report.analysis_figures import certified_radius_figure, uncertai
 from components.report.boosted_section import boosted_section
 from components.report.checks_section import checks_section
 from components.report.circuit_section import circuit_section
+from components.report.concept_section import concept_parts
 from components.report.continual_section import continual_section
 from components.report.data import ReportData
 from components.report.display import InputScale
@@ -343,6 +344,7 @@ def _model_explanation_parts(data: ReportData, scale: InputScale, figures: Figur
         parts += [_sample_summary_table(samples, names), _top_prototype_table(samples, names)]
     if explanations.get("because"):
         parts += _because_parts(explanations["because"], gallery, names)
+    parts += concept_parts(explanations, scale, names, figures)
     if explanations.get("attributions") is not None:
         fig = attribution_figure(
             samples, inputs, np.asarray(explanations["attributions"]), scale, names
