@@ -12,7 +12,8 @@ Strategies:
   model's ``encode(x)`` flattened when the model exposes an ``encode`` that returns a tensor (a
   prototype model's latent space), otherwise the standardised input itself, flattened (the
   :class:`~components.models.mlp.MLP` has no encoder), or, with ``federated.embedding``, a
-  pre-trained self-supervised encoder's output (:func:`shared_embedding`). The global payload is
+  pre-trained self-supervised encoder's output (:func:`shared_embedding`);
+  :func:`feature_space` names which, for the flow's log and the report. The global payload is
   ignored: the
   embedding does not change between rounds, so the sums are what the client has seen so far.
 - ``"fedavg"``: FedAvg (McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks
@@ -42,6 +43,8 @@ from components.training.checkpoint import ModelSpec
 
 STRATEGIES = ("prototypes", "fedavg", "fedprox")
 NUM_SAMPLES = "num_samples"
+# The feature spaces prototype averaging can work in (:func:`feature_space`).
+SSL_EMBEDDING, MODEL_ENCODER, RAW_INPUTS = "SSL embedding", "model encoder", "raw inputs"
 
 
 @torch.no_grad()
@@ -52,13 +55,44 @@ def embed(model: torch.nn.Module, x: np.ndarray | Tensor) -> np.ndarray:
     the (already standardised) input flattened. Server and clients must use the same function.
     """
     x = torch.from_numpy(np.array(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
+    z = _model_encoding(model, x)
+    return (x if z is None else z).flatten(1).double().numpy()
+
+
+def _model_encoding(model: torch.nn.Module, x: Tensor) -> Tensor | None:
+    """``model.encode(x)`` in eval mode, or None when the model has no ``encode`` returning a
+    tensor."""
     encoder = getattr(model, "encode", None)
-    if callable(encoder):
-        model.eval()
-        z = encoder(x)
-        if isinstance(z, Tensor):
-            return z.flatten(1).double().numpy()
-    return x.flatten(1).double().numpy()
+    if not callable(encoder):
+        return None
+    model.eval()
+    z = encoder(x)
+    return z if isinstance(z, Tensor) else None
+
+
+@torch.no_grad()
+def feature_space(spec: ModelSpec, model_seed: int = 0, embedding: str | None = None) -> str:
+    """Which space :func:`shared_embedding` puts prototypes in: :data:`SSL_EMBEDDING` with
+    ``embedding`` (``federated.embedding``), :data:`MODEL_ENCODER` when ``spec``'s model has an
+    ``encode`` returning a tensor, else :data:`RAW_INPUTS`."""
+    if embedding:
+        return SSL_EMBEDDING
+    model = build_model(spec, model_seed)
+    found = _model_encoding(model, torch.zeros(2, *spec.input_shape))
+    return RAW_INPUTS if found is None else MODEL_ENCODER
+
+
+def feature_space_line(space: str, model_name: str, embedding: str | None = None) -> str:
+    """One line telling the user where prototype averaging's features live (the flow logs it)."""
+    if space == SSL_EMBEDDING:
+        return f"prototypes live in the SSL embedding of federated.embedding={embedding}"
+    if space == MODEL_ENCODER:
+        return f"prototypes live in model={model_name}'s encoder space (its untrained encode)"
+    return (
+        f"prototypes live in the raw (standardised) input space: model={model_name} has no "
+        "encode; set federated.embedding=<sennflow pretrain run>/checkpoints/best to average "
+        "in an encoder's space"
+    )
 
 
 def check_embedding(

@@ -30,7 +30,13 @@ from torch import Tensor
 from components.data.decoded_memory import check_decoded_size
 from components.data.reader import read_labels, read_split
 from components.federated.aggregation import AGGREGATIONS, aggregate
-from components.federated.client import STRATEGIES, build_model, shared_embedding
+from components.federated.client import (
+    STRATEGIES,
+    build_model,
+    feature_space,
+    feature_space_line,
+    shared_embedding,
+)
 from components.federated.partition import dirichlet, disjoint_classes, iid
 from components.federated.rounds import (
     RoundRecord,
@@ -264,6 +270,7 @@ def run_experiment(
         "aggregation": config.aggregation,
         "byzantine": config.byzantine,
         "embedding": config.embedding,
+        "feature_space": _prototype_space(spec, config),
         "clients": clients,
         "strategies": {},
     }
@@ -297,6 +304,8 @@ def run_federated(
     """
     check_decoded_size(dataset_path, HELD_SPLITS, "federated")
     data = tuple(part for split in HELD_SPLITS for part in read_split(dataset_path, split))
+    if (space := _prototype_space(spec, config)) is not None:
+        logger.info(feature_space_line(space, spec.name, config.embedding))
 
     def logged(strategy: str, record: RoundRecord) -> None:
         logger.info(
@@ -325,6 +334,13 @@ def run_federated(
                 event["reason"],
             )
     return result
+
+
+def _prototype_space(spec: ModelSpec, config: FederatedConfig) -> str | None:
+    """Where prototype averaging's features live (:func:`feature_space`); None without it."""
+    if "prototypes" not in config.strategies:
+        return None
+    return feature_space(spec, config.seed, config.embedding)
 
 
 def federated_headline(report: dict) -> dict:

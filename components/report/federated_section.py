@@ -5,6 +5,8 @@ contract (keys are strings)::
 
     {"partition": "iid" | "dirichlet" | "disjoint_classes", "alpha": 0.5 | None,
      "num_clients": 5, "rounds": 10, "fraction": 1.0, "local_epochs": 1,
+     "embedding": "<SSL checkpoint folder>" | None,
+     "feature_space": "SSL embedding" | "model encoder" | "raw inputs" | None,
      "aggregation": "mean" | "median" | "trimmed_mean" | "krum", "byzantine": 1,
      "clients": [{"client": 0, "samples": 250, "classes": [0, 1]}, ...],
      "strategies": {"<strategy>": {
@@ -119,14 +121,26 @@ def _setup_text(federated: Mapping) -> str:
             f", robust to {markup.format_value(federated.get('byzantine'))} attacking client(s)."
         )
     if "prototypes" in (federated.get("strategies") or {}):
-        embedding = federated.get("embedding")
-        text += (
-            f" Prototype averaging embeds with the pre-trained SSL encoder {embedding}."
-            if embedding
-            else " Prototype averaging embeds with the untrained model's encoder, or the"
-            " standardised input where the model has none (no federated.embedding)."
-        )
+        text += _prototype_space_text(federated)
     return text
+
+
+def _prototype_space_text(federated: Mapping) -> str:
+    """Where the prototypes live, as recorded (``feature_space``; older runs lack it)."""
+    embedding, space = federated.get("embedding"), federated.get("feature_space")
+    if embedding:
+        return f" Prototype averaging embeds with the pre-trained SSL encoder {embedding}."
+    if space == "raw inputs":
+        return (
+            " Prototypes live in the raw (standardised) input space: the model has no encoder."
+            " Set federated.embedding to an SSL encoder checkpoint to average in its space."
+        )
+    if space == "model encoder":
+        return " Prototypes live in the untrained model encoder's space (no federated.embedding)."
+    return (
+        " Prototype averaging embeds with the untrained model's encoder, or the"
+        " standardised input where the model has none (no federated.embedding)."
+    )
 
 
 def _strategy_text(name: str) -> str:
