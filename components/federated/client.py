@@ -9,9 +9,10 @@ Strategies:
 - ``"prototypes"``: Federated Reconnaissance (Hendryx et al. 2021, "Federated Reconnaissance:
   Efficient, Distributed, Class-Incremental Learning"). The client embeds its shard with a *fixed*
   embedding and sends per-class embedding sums and counts; no gradient steps. The embedding is the
-  model's ``encode(x)`` flattened when the model exposes an ``encode`` that returns a tensor (a
-  prototype model's latent space), otherwise the standardised input itself, flattened (the
-  :class:`~components.models.mlp.MLP` has no encoder), or, with ``federated.embedding``, a
+  model's :meth:`~components.models.base.SennModel.embedding` (proto_ae's autoencoder latent,
+  cnn's and st_protopnet's conv trunk, protopnet's latent grid), otherwise, for a model without
+  one, the standardised input itself, flattened (the :class:`~components.models.mlp.MLP` has no
+  encoder), or, with ``federated.embedding``, a
   pre-trained self-supervised encoder's output (:func:`shared_embedding`);
   :func:`feature_space` names which, for the flow's log and the report. The global payload is
   ignored: the
@@ -51,34 +52,34 @@ SSL_EMBEDDING, MODEL_ENCODER, RAW_INPUTS = "SSL embedding", "model encoder", "ra
 def embed(model: torch.nn.Module, x: np.ndarray | Tensor) -> np.ndarray:
     """The fixed embedding prototype averaging uses, ``(N, D)`` float64.
 
-    ``model.encode(x)`` flattened when the model has an ``encode`` returning a tensor, otherwise
-    the (already standardised) input flattened. Server and clients must use the same function.
+    ``model.embedding(x)`` (:meth:`~components.models.base.SennModel.embedding`) when the model
+    has one, otherwise the (already standardised) input flattened. Server and clients must use
+    the same function.
     """
     x = torch.from_numpy(np.array(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
-    z = _model_encoding(model, x)
+    z = _model_embedding(model, x)
     return (x if z is None else z).flatten(1).double().numpy()
 
 
-def _model_encoding(model: torch.nn.Module, x: Tensor) -> Tensor | None:
-    """``model.encode(x)`` in eval mode, or None when the model has no ``encode`` returning a
-    tensor."""
-    encoder = getattr(model, "encode", None)
-    if not callable(encoder):
+def _model_embedding(model: torch.nn.Module, x: Tensor) -> Tensor | None:
+    """``model.embedding(x)`` in eval mode, or None when the model has none (``mlp``, or a
+    plain module without the method)."""
+    embedding = getattr(model, "embedding", None)
+    if not callable(embedding):
         return None
     model.eval()
-    z = encoder(x)
-    return z if isinstance(z, Tensor) else None
+    return embedding(x)
 
 
 @torch.no_grad()
 def feature_space(spec: ModelSpec, model_seed: int = 0, embedding: str | None = None) -> str:
     """Which space :func:`shared_embedding` puts prototypes in: :data:`SSL_EMBEDDING` with
     ``embedding`` (``federated.embedding``), :data:`MODEL_ENCODER` when ``spec``'s model has an
-    ``encode`` returning a tensor, else :data:`RAW_INPUTS`."""
+    :meth:`~components.models.base.SennModel.embedding`, else :data:`RAW_INPUTS`."""
     if embedding:
         return SSL_EMBEDDING
     model = build_model(spec, model_seed)
-    found = _model_encoding(model, torch.zeros(2, *spec.input_shape))
+    found = _model_embedding(model, torch.zeros(2, *spec.input_shape))
     return RAW_INPUTS if found is None else MODEL_ENCODER
 
 
@@ -87,10 +88,10 @@ def feature_space_line(space: str, model_name: str, embedding: str | None = None
     if space == SSL_EMBEDDING:
         return f"prototypes live in the SSL embedding of federated.embedding={embedding}"
     if space == MODEL_ENCODER:
-        return f"prototypes live in model={model_name}'s encoder space (its untrained encode)"
+        return f"prototypes live in model={model_name}'s encoder space (its untrained embedding)"
     return (
         f"prototypes live in the raw (standardised) input space: model={model_name} has no "
-        "encode; set federated.embedding=<sennflow pretrain run>/checkpoints/best to average "
+        "encoder; set federated.embedding=<sennflow pretrain run>/checkpoints/best to average "
         "in an encoder's space"
     )
 

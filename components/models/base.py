@@ -114,6 +114,16 @@ class SennModel(nn.Module):
     _soft_targets: torch.Tensor | None = None
     _sample_weights: torch.Tensor | None = None
 
+    def embedding(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The model's latent representation of a batch, flattened to ``(N, D)``, or ``None``
+        when it has no encoder (the default: e.g. ``mlp``).
+
+        Federated prototype averaging (``components.federated.client``) averages class means in
+        this space. Models with an encoder (autoencoder latent, conv trunk, prototype latent
+        grid) override it.
+        """
+        return None
+
     def training_stages(self, epochs: int) -> list[TrainingStage]:
         """The training schedule for a run of ``epochs`` epochs; default: one plain stage."""
         return [TrainingStage("train", epochs)]

@@ -92,6 +92,11 @@ class CNN(SennModel):
             nn.Linear(channels * math.prod(sizes), num_classes),
         )
 
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv trunk's feature map flattened, ``(N, channels * h * w)``."""
+        check_batch(x, self.input_shape, model="cnn")
+        return self.features(x).flatten(1)
+
     def forward(self, x: torch.Tensor) -> ModelOutput:
         check_batch(x, self.input_shape, model="cnn")
         return ModelOutput(logits=self.head(self.features(x)))

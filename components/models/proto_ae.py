@@ -169,6 +169,11 @@ class ProtoAE(PrototypeModel):
         """Prototype vectors in the latent space, ``(m, latent_dim)``."""
         return self.prototype_vectors
 
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The autoencoder's latent ``(N, latent_dim)``: the space the prototypes live in."""
+        check_batch(x, self.input_shape, model="proto_ae")
+        return self.encoder(x)
+
     def forward(self, x: torch.Tensor) -> ProtoAEOutput:
         check_batch(x, self.input_shape, model="proto_ae")
         latent = self.encoder(x)

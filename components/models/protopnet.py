@@ -551,6 +551,10 @@ class ProtoPNet(PrototypeModel):
         check_batch(x, self.input_shape, model="protopnet")
         return self.add_on(as_grid(self.features(x)))
 
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent grid of :meth:`encode` flattened, ``(N, D * h * w)``."""
+        return self.encode(x).flatten(1)
+
     def forward(self, x: torch.Tensor) -> ProtoPNetOutput:
         min_distances, _ = grid_argmin(l2_distance_maps(self.encode(x), self.prototype_vectors))
         similarities = log_similarity(min_distances)

@@ -291,6 +291,12 @@ class STProtoPNet(PrototypeModel):
         shared = as_grid(self.features(x))
         return {b: getattr(self, f"add_on_{b}")(shared) for b in BRANCHES}
 
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared backbone's features flattened, ``(N, channels * h * w)``: the one latent
+        both branches read (each branch's add-on latent holds only its own prototypes)."""
+        check_batch(x, self.input_shape, model="st_protopnet")
+        return self.features(x).flatten(1)
+
     def branch_cosine_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per branch, the cosine of each prototype with each patch, ``(N, P, h, w)``."""
         latent = self.encode(x)
