@@ -6,7 +6,10 @@ checkpoint folder (:mod:`components.ssl.checkpoint`, plus ``history.json``), whi
 copies to ``<run>/checkpoints/best``. With ``num_workers > 1`` the learner is wrapped by
 ``prepare_model`` (DDP): gradients are averaged, but Barlow Twins' cross-correlation and
 DirectPred's correlation are per-worker statistics (the reference gathers them across GPUs;
-we do not, so a worker's batch is its own ``batch_size``).
+we do not, so a worker's batch is its own ``batch_size``). Every rank pads its shard to the
+largest shard's row count by repeating its own rows (:func:`equal_shard`, the supervised
+``ShardBatches`` rule), so all ranks take the same number of steps per epoch: a rank with one
+batch more would wait forever in DDP's gradient all-reduce.
 
 A diverging run (a NaN or infinite epoch loss, embedding or projection) raises the supervised
 fit's :class:`~components.training.fit.DivergedError` (stage ``ssl``, naming ``ssl.lr``) on
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from components import atomic
-from components.data.reader import read_split
+from components.data.reader import load_meta, read_split
 from components.data.staging import is_uri, local_dataset
 from components.ssl.config import SSLConfig
 from components.ssl.learner import (
@@ -42,6 +46,7 @@ from components.ssl.learner import (
     save_checkpoint,
     train_ssl,
 )
+from components.training.batches import epoch_order
 from components.training.fit import DivergedError, check_finite
 from components.training.ray_trainer import quiet_ray_train_logs
 
@@ -94,6 +99,8 @@ def pretrain_with_ray(
     """Pre-train ``source``'s encoder on the training split with Ray Train (Ray must be up)."""
     run_dir = Path(run_dir).resolve()
     source.learner(cfg)  # fails here, not in a worker
+    if not is_uri(dataset_path):
+        check_workers(load_meta(dataset_path).row_counts["train"], cfg.num_workers)
     dataset = str(dataset_path) if is_uri(dataset_path) else str(Path(dataset_path).resolve())
     trainer = TorchTrainer(
         train_loop_per_worker=ssl_worker_loop,
@@ -140,6 +147,31 @@ def divergence_check(cfg: SSLConfig) -> Callable[[dict], None]:
     return check
 
 
+def check_workers(total_rows: int, world: int) -> None:
+    """Raise ``ValueError`` naming ``ssl.num_workers`` when ``world`` workers would leave one
+    without rows of a ``total_rows``-row training split."""
+    if total_rows < world:
+        raise ValueError(
+            f"ssl.num_workers={world} leaves a worker no rows of the {total_rows}-row training "
+            "split; use fewer workers"
+        )
+
+
+def equal_shard(x: torch.Tensor, total_rows: int, world: int) -> torch.Tensor:
+    """This rank's rows ``x`` padded to the largest shard's count, ``ceil(total_rows / world)``,
+    by repeating its own rows in order (:func:`~components.training.batches.epoch_order`, as
+    the supervised ``ShardBatches`` pads every rank), so every data-parallel rank runs the same
+    number of SSL steps per epoch. :func:`~components.data.reader.read_split` deals row ``i`` to
+    shard ``i % world``, so a shard is short by at most one row.
+
+    Raises:
+        ValueError: when the shard is empty (:func:`check_workers`).
+    """
+    if len(x) == 0:
+        check_workers(total_rows, world)
+    return x[epoch_order(len(x), math.ceil(total_rows / world), shuffle=False, seed=0)]
+
+
 def ssl_worker_loop(config: dict) -> list | None:
     """``train_loop_per_worker``: this rank's shard of the training inputs through ``train_ssl``.
 
@@ -151,11 +183,11 @@ def ssl_worker_loop(config: dict) -> list | None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     source, cfg = config["source"], config["ssl"]
     torch.set_num_threads(1)
-    x, _ = read_split(
-        local_dataset(config["dataset_path"]), "train", shard_index=rank, num_shards=world
-    )  # the labels are read and never used
+    dataset = local_dataset(config["dataset_path"])
+    # the labels are read and never used
+    x, _ = read_split(dataset, "train", shard_index=rank, num_shards=world)
     model, net = source.learner(cfg)
-    x = torch.as_tensor(x)
+    x = equal_shard(torch.as_tensor(x), load_meta(dataset).row_counts["train"], world)
     module = ray.train.torch.prepare_model(net) if world > 1 else net
 
     def report(metrics: dict, save: bool) -> None:
