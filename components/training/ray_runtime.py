@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 # Train v2 paces every ``ray.train.report`` by its health-check interval (2 s by default): with
 # one report per epoch, small datasets would spend most of their time waiting.
@@ -15,6 +16,8 @@ _RAY_ENV_DEFAULTS = {
 # Ray binds its core gRPC ports (GCS, raylet, object manager, workers) on every interface and
 # offers no setting to change that; the token guards them. What can bind to loopback does.
 LOOPBACK = "127.0.0.1"
+_STATE_API = "RAY_API_SERVER_ADDRESS"
+_POINTED: list[str] = []  # the addresses _point_state_api_at set, newest last
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -43,11 +46,46 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         os.environ.setdefault(key, value)
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        _forget_local_state_api()
         env_vars = {k: os.environ[k] for k in _RAY_ENV_DEFAULTS}
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
     else:
         _require_token_auth()
-        ray.init(address="local", num_cpus=num_cpus, dashboard_host=LOOPBACK, log_to_driver=True)
+        port = _free_loopback_port()
+        _point_state_api_at(port)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            dashboard_host=LOOPBACK,
+            dashboard_port=port,
+            log_to_driver=True,
+        )
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _point_state_api_at(dashboard_port: int) -> None:
+    """Tell the state API of this process and of every worker of the Ray about to start (they
+    inherit the environment) which dashboard to ask.
+
+    Left to itself, a worker's state-API call (Ray Train's ``PlacementGroupCleaner``, which frees
+    a run's CPUs when its controller dies, e.g. when a scheduler stops a trial) looks for its
+    cluster among the Ray processes of this machine and fails with "Found multiple active Ray
+    instances" while another Ray runs here: the run's placement group then stays reserved and
+    later trials wait for CPUs forever.
+    """
+    _POINTED.append(f"http://{LOOPBACK}:{dashboard_port}")
+    os.environ[_STATE_API] = _POINTED[-1]
+
+
+def _forget_local_state_api() -> None:
+    """Drop what :func:`_point_state_api_at` set for an earlier local Ray of this process."""
+    if _POINTED and os.environ.get(_STATE_API) == _POINTED[-1]:
+        del os.environ[_STATE_API]
 
 
 def _require_token_auth() -> None:

@@ -100,3 +100,40 @@ def test_the_ray_a_run_starts_for_itself_refuses_a_client_without_the_token(ray_
     assert ask(()) == "UNAUTHENTICATED"
     assert ask(tuple(token.items())) == "OK"  # the same call with the token is answered
     assert ray._private.worker.get_dashboard_url().split(":")[0] == "127.0.0.1"
+
+
+def test_workers_find_their_own_ray_while_another_runs_on_the_machine(ray_session):
+    # Ray Train's PlacementGroupCleaner asks the state API whether a run's controller is alive
+    # (is_actor_alive) and frees the run's CPUs when it is not; with a second Ray on this machine
+    # the call used to fail with "Found multiple active Ray instances" and the CPUs stayed taken.
+    import subprocess
+    import sys
+
+    import ray
+
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, ray; ray.init(address='local', num_cpus=0, include_dashboard=False); "
+            "print('up', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline().strip() == "up"
+
+        @ray.remote(num_cpus=0)
+        class Probe:
+            def alive(self, actor_id: str) -> bool:
+                from ray.train.v2._internal.state.util import is_actor_alive
+
+                return is_actor_alive(actor_id, timeout=30)
+
+        probe = Probe.remote()
+        actor_id = probe._actor_id.hex()
+        assert ray.get(probe.alive.remote(actor_id), timeout=120) is True
+    finally:
+        other.communicate("", timeout=60)
