@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 
 # Train v2 paces every ``ray.train.report`` by its health-check interval (2 s by default): with
 # one report per epoch, small datasets would spend most of their time waiting.
@@ -17,7 +19,6 @@ _RAY_ENV_DEFAULTS = {
 # offers no setting to change that; the token guards them. What can bind to loopback does.
 LOOPBACK = "127.0.0.1"
 _STATE_API = "RAY_API_SERVER_ADDRESS"
-_POINTED: list[str] = []  # the addresses _point_state_api_at set, newest last
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -46,20 +47,19 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         os.environ.setdefault(key, value)
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        _forget_local_state_api()
         env_vars = {k: os.environ[k] for k in _RAY_ENV_DEFAULTS}
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
     else:
         _require_token_auth()
         port = _free_loopback_port()
-        _point_state_api_at(port)
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            dashboard_host=LOOPBACK,
-            dashboard_port=port,
-            log_to_driver=True,
-        )
+        with _state_api_for_workers(port):
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                dashboard_host=LOOPBACK,
+                dashboard_port=port,
+                log_to_driver=True,
+            )
 
 
 def _free_loopback_port() -> int:
@@ -68,9 +68,11 @@ def _free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def _point_state_api_at(dashboard_port: int) -> None:
-    """Tell the state API of this process and of every worker of the Ray about to start (they
-    inherit the environment) which dashboard to ask.
+@contextlib.contextmanager
+def _state_api_for_workers(dashboard_port: int) -> Iterator[None]:
+    """Within the block, ``RAY_API_SERVER_ADDRESS`` names the dashboard of the Ray about to start,
+    so its raylet, and every worker the raylet starts, inherit it; this process's environment
+    (and so any ``ray start`` or CLI it launches later) is restored afterwards.
 
     Left to itself, a worker's state-API call (Ray Train's ``PlacementGroupCleaner``, which frees
     a run's CPUs when its controller dies, e.g. when a scheduler stops a trial) looks for its
@@ -78,14 +80,15 @@ def _point_state_api_at(dashboard_port: int) -> None:
     instances" while another Ray runs here: the run's placement group then stays reserved and
     later trials wait for CPUs forever.
     """
-    _POINTED.append(f"http://{LOOPBACK}:{dashboard_port}")
-    os.environ[_STATE_API] = _POINTED[-1]
-
-
-def _forget_local_state_api() -> None:
-    """Drop what :func:`_point_state_api_at` set for an earlier local Ray of this process."""
-    if _POINTED and os.environ.get(_STATE_API) == _POINTED[-1]:
-        del os.environ[_STATE_API]
+    before = os.environ.get(_STATE_API)
+    os.environ[_STATE_API] = f"http://{LOOPBACK}:{dashboard_port}"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[_STATE_API]
+        else:
+            os.environ[_STATE_API] = before
 
 
 def _require_token_auth() -> None:

@@ -106,6 +106,7 @@ def test_workers_find_their_own_ray_while_another_runs_on_the_machine(ray_sessio
     # Ray Train's PlacementGroupCleaner asks the state API whether a run's controller is alive
     # (is_actor_alive) and frees the run's CPUs when it is not; with a second Ray on this machine
     # the call used to fail with "Found multiple active Ray instances" and the CPUs stayed taken.
+    import os
     import subprocess
     import sys
 
@@ -135,5 +136,8 @@ def test_workers_find_their_own_ray_while_another_runs_on_the_machine(ray_sessio
         probe = Probe.remote()
         actor_id = probe._actor_id.hex()
         assert ray.get(probe.alive.remote(actor_id), timeout=120) is True
+        # only the Ray's own processes carry its address: a `ray start` launched from here must
+        # not point its workers at this dashboard
+        assert "RAY_API_SERVER_ADDRESS" not in os.environ
     finally:
         other.communicate("", timeout=60)
