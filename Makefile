@@ -9,6 +9,8 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest workers (pytest-xdist): each takes whole test files (conftest.py groups them)
+PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sennflow-installed
@@ -27,7 +29,7 @@ run: $(STAMP)
 	$(BIN)/sennflow run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 stack: $(STAMP)
 	$(BIN)/sennflow stack up

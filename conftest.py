@@ -19,6 +19,22 @@ import pytest
 # Keep tests from oversubscribing the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Test files that `ray start` a cluster: `/tmp/ray/ray_current_cluster` is one file per machine,
+# so they must never run side by side.
+RAY_START_FILES = {"test_ops_stack.py", "test_flows_multinode.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``make test`` (``pytest -n 2 --dist loadgroup``) each test file goes to one worker
+    as a whole, as ``--dist loadfile`` would send it (its module fixtures are built once), except
+    that the files which ``ray start`` a cluster share one group and so run one after the other."""
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        group = "ray-start" if Path(file).name in RAY_START_FILES else file
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def ray_session():
