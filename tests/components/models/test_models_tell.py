@@ -163,15 +163,21 @@ def test_clusters_digits_above_floor(tmp_path):
     (x_train, y_train), (x_val, y_val) = read_split(path, "train"), read_split(path, "val")
     x_test, y_test = read_split(path, "test")
     spec = ModelSpec(name="tell", input_shape=(1, 8, 8), num_classes=10)
-    torch.manual_seed(0)
-    model = spec.build()
-    fit(
-        model,
-        ShardBatches(x_train, y_train, batch_size=64, shuffle=True, seed=0),
-        ShardBatches(x_val, y_val, batch_size=512, shuffle=False),
-        cfg=TrainConfig(epochs=200, lr=1e-3, seed=0, early_stopping_patience=0),
-        spec=spec,
-        report=lambda metrics, folder: None,
-    )
-    # measured 0.770 for seed 0 (0.721-0.792 over seeds 0-9)
-    assert clustering_accuracy(predict(model.eval(), x_test), y_test) >= 0.70
+    accuracies = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = spec.build()
+        fit(
+            model,
+            ShardBatches(x_train, y_train, batch_size=64, shuffle=True, seed=seed),
+            ShardBatches(x_val, y_val, batch_size=512, shuffle=False),
+            cfg=TrainConfig(epochs=200, lr=1e-3, seed=seed, early_stopping_patience=0),
+            spec=spec,
+            report=lambda metrics, folder: None,
+        )
+        accuracies.append(clustering_accuracy(predict(model.eval(), x_test), y_test))
+    # The median of three seeds: like k-means, a run can settle in a poor local optimum, and
+    # which seed does depends on the CPU's float kernels. Seed 0 measured 0.770 on the first
+    # machine it ran on and 0.643 on an AMD EPYC (AVX2), where seeds 0-5 gave 0.643, 0.777,
+    # 0.777, 0.766, 0.751, 0.773 (k-means on the standardised pixels: 0.51-0.69).
+    assert float(np.median(accuracies)) >= 0.70, accuracies
