@@ -18,6 +18,7 @@ from components.search.space import apply_ssl_overrides
 from components.ssl.config import SSLConfig
 from components.ssl.learner import pretrain_encoder
 from components.training.checkpoint import ModelSpec
+from components.training.ssl_ray import divergence_check
 
 
 def pretrain_trial_encoder(
@@ -45,6 +46,7 @@ def pretrain_trial_encoder(
         num_classes=spec.num_classes,
         tiny=spec.tiny,
         model_params=spec.kwargs,
+        check=divergence_check(cfg),  # fails the trial naming ssl.lr, as `sennflow pretrain`
     )
     saved = result.save(folder)
     metrics = {

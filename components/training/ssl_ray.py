@@ -149,11 +149,12 @@ def divergence_check(cfg: SSLConfig) -> Callable[[dict], None]:
 
 def check_workers(total_rows: int, world: int) -> None:
     """Raise ``ValueError`` naming ``ssl.num_workers`` when ``world`` workers would leave one
-    without rows of a ``total_rows``-row training split."""
-    if total_rows < world:
+    fewer than 2 rows of a ``total_rows``-row training split (padded, :func:`equal_shard`): the
+    projector's BatchNorm cannot train on a batch of one row."""
+    if math.ceil(total_rows / world) < 2:
         raise ValueError(
-            f"ssl.num_workers={world} leaves a worker no rows of the {total_rows}-row training "
-            "split; use fewer workers"
+            f"ssl.num_workers={world} leaves a worker fewer than 2 rows of the {total_rows}-row "
+            "training split (the projector's BatchNorm needs 2 per batch); use fewer workers"
         )
 
 
@@ -165,10 +166,9 @@ def equal_shard(x: torch.Tensor, total_rows: int, world: int) -> torch.Tensor:
     shard ``i % world``, so a shard is short by at most one row.
 
     Raises:
-        ValueError: when the shard is empty (:func:`check_workers`).
+        ValueError: when a shard would hold fewer than 2 rows (:func:`check_workers`).
     """
-    if len(x) == 0:
-        check_workers(total_rows, world)
+    check_workers(total_rows, world)
     return x[epoch_order(len(x), math.ceil(total_rows / world), shuffle=False, seed=0)]
 
 

@@ -51,3 +51,18 @@ def test_a_finite_run_passes_the_check(digits_rows):
     cfg = SSLConfig(projector_width=16, batch_size=32, epochs=2, lr=1e-3)
     history = pretrain_encoder("mlp", digits_rows, cfg, tiny=True, check=divergence_check(cfg))
     assert [m["epoch"] for m in history.history] == [0, 1, 2]
+
+
+def test_a_sweep_trials_diverging_pretraining_names_ssl_lr_and_saves_nothing(
+    digits_dataset, tmp_path
+):
+    # A sweep's trial pre-trains in its own process (no Ray Train): the same check applies, so
+    # the trial's failure line in the sweep report names the key to lower.
+    from components.search.trial_ssl import pretrain_trial_encoder
+    from components.training.checkpoint import ModelSpec
+
+    cfg = SSLConfig(projector_width=16, batch_size=32, epochs=2, lr=DIVERGING_LR)
+    spec = ModelSpec("mlp", (64,), 10, tiny=True)
+    with pytest.raises(DivergedError, match=r"lower ssl.lr \(it is 1e\+20\)"):
+        pretrain_trial_encoder(cfg, {}, spec, digits_dataset, tmp_path / "ssl")
+    assert not (tmp_path / "ssl").exists()

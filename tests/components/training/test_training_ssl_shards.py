@@ -100,8 +100,11 @@ def test_equal_shard_repeats_only_what_the_supervised_padding_does():
     assert sorted(torch.cat(shards).tolist()) == sorted([*range(ROWS), 1])
 
 
-def test_more_workers_than_rows_is_refused_naming_the_key():
-    with pytest.raises(ValueError, match=r"ssl.num_workers=4 leaves a worker no rows of the 3-row"):
+def test_a_worker_left_fewer_than_two_rows_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match=r"ssl.num_workers=4 leaves a worker fewer than 2 rows"):
         check_workers(3, 4)
-    with pytest.raises(ValueError, match=r"ssl.num_workers=4"):
-        equal_shard(torch.empty(0, 5), 3, 4)
+    with pytest.raises(ValueError, match=r"ssl.num_workers=4 .* of the 4-row training split"):
+        equal_shard(torch.zeros(1, 5), 4, 4)  # one row per shard: BatchNorm cannot train on it
+    with pytest.raises(ValueError, match=r"ssl.num_workers=1 .* of the 1-row"):
+        check_workers(1, 1)
+    check_workers(5, 4)  # shards of 2, 1, 1, 1 rows, each padded to 2
