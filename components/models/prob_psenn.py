@@ -260,6 +260,11 @@ class ProbPSENN(PrototypeModel):
             noise = torch.randn(shape, generator=generator, device=self.prototype_means.device)
         return self.prototype_means + noise * self.prototype_stds
 
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The autoencoder's latent, ``(N, D)``: the space the Gaussian prototypes live in."""
+        check_batch(x, self.input_shape, model="prob_psenn")
+        return self.encoder(x).flatten(1)
+
     def forward(self, x: torch.Tensor) -> ProbPSENNOutput:
         check_batch(x, self.input_shape, model="prob_psenn")
         latent = self.encoder(x)

@@ -111,10 +111,13 @@ class TrunkClassifier(SennModel):
             nn.Dropout(config.dropout), nn.Linear(self.features.out_channels, num_classes)
         )
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's features averaged over the grid, ``(N, channels)``: what the head reads."""
         check_batch(x, self.input_shape, model="resnet")
-        pooled = self.features(x).flatten(2).mean(dim=2)  # global average over the grid
-        return ModelOutput(logits=self.head(pooled))
+        return self.features(x).flatten(2).mean(dim=2)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return ModelOutput(logits=self.head(self.embedding(x)))
 
     def training_stages(self, epochs: int) -> list[TrainingStage]:
         """One stage; a pretrained trunk trains at ``features_lr_scale`` of the base rate."""

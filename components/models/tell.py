@@ -236,13 +236,14 @@ class TELL(PrototypeModel):
         """The unit-norm cluster centres ``Omega``, ``(K, embedding_dim)``."""
         return F.normalize(self.centres, dim=1)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings ``z`` of a batch, ``(N, embedding_dim)``."""
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings ``z`` of a batch, ``(N, embedding_dim)``: the space the cluster
+        centres live in."""
         check_batch(x, self.input_shape, model="tell")
         return F.normalize(self.encoder(x), dim=1)
 
     def forward(self, x: torch.Tensor) -> TELLOutput:
-        embedding = self.embed(x)
+        embedding = self.embedding(x)
         centres = self.prototypes
         return TELLOutput(
             logits=cluster_scores(embedding, centres),
@@ -303,7 +304,7 @@ class TELL(PrototypeModel):
         """
         if not 1 <= per_centre <= len(x):
             raise ValueError(f"per_centre must be in [1, {len(x)}] (rows of x), got {per_centre}")
-        distances = squared_distances(self.embed(x), self.prototypes)
+        distances = squared_distances(self.embedding(x), self.prototypes)
         nearest = distances.T.topk(per_centre, dim=1, largest=False)
         return nearest.indices, nearest.values
 

@@ -1,6 +1,6 @@
 """Prototype averaging embeds with the model's own encoder (``SennModel.embedding``) for
-proto_ae (autoencoder latent), cnn and st_protopnet (conv trunk), not with the raw inputs their
-``encode`` (a dict, or none) used to leave it with."""
+proto_ae and prob_psenn (autoencoder latent), cnn, st_protopnet and resnet (conv trunk), not
+with the raw inputs their ``encode`` (a dict, or none) used to leave it with."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ INPUT_SHAPE = (3, 8, 8)  # 192 input features: no tiny model's embedding has tha
 NUM_CLASSES = 4
 
 
-@pytest.mark.parametrize("name", ["proto_ae", "cnn", "st_protopnet"])
+@pytest.mark.parametrize("name", ["proto_ae", "cnn", "st_protopnet", "prob_psenn", "resnet"])
 def test_client_prototype_features_are_the_models_embedding(name):
     spec = ModelSpec(name, INPUT_SHAPE, NUM_CLASSES, tiny=True)
     rng = np.random.default_rng(0)
