@@ -68,15 +68,21 @@ def create_run_dir(root: str | Path, flow: str, run_id: str | None) -> Path:
 
 
 def git_sha() -> str:
-    """The checkout's commit (with ``-dirty`` for local changes), or ``unknown``."""
-    here = Path(__file__).resolve().parent
+    """The sennflow checkout's commit (with ``-dirty`` for local changes), or ``unknown`` when
+    sennflow does not run from a git checkout of its own (a wheel install: ``packages`` then
+    holds its version). A wheel installed into a virtualenv inside some other repository
+    would otherwise record that repository's commit."""
+    source = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=source, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != source:
+            return "unknown"
+        sha, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
