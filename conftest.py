@@ -3,11 +3,13 @@ real servers on loopback (S3, MLflow) for the tests that need them."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -19,21 +21,15 @@ import pytest
 # Keep tests from oversubscribing the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Test files that `ray start` a cluster: `/tmp/ray/ray_current_cluster` is one file per machine,
-# so they must never run side by side.
-RAY_START_FILES = {"test_ops_stack.py", "test_flows_multinode.py"}
 
-
-def pytest_collection_modifyitems(config, items):
-    """Under ``make test`` (``pytest -n 2 --dist loadgroup``) each test file goes to one worker
-    as a whole, as ``--dist loadfile`` would send it (its module fixtures are built once), except
-    that the files which ``ray start`` a cluster share one group and so run one after the other."""
-    if getattr(config.option, "dist", "no") != "loadgroup":
-        return
-    for item in items:
-        file = item.nodeid.split("::")[0]
-        group = "ray-start" if Path(file).name in RAY_START_FILES else file
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.fixture
+def ray_start_lock():
+    """Held by a test while it runs a ``ray start`` cluster. Ray records a machine's newest
+    cluster in one file (``/tmp/ray/ray_current_cluster``), so two such tests in parallel
+    pytest workers (``make test``) must not overlap: the second waits for the first."""
+    with (Path(tempfile.gettempdir()) / "sennflow-tests-ray-start.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -95,7 +95,7 @@ def forget_cluster(head_port: int) -> None:
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path, loopback):
+def two_node_cluster(ray_start_lock, tmp_path, loopback):
     """A Ray head (2 CPUs, resource ``head_node``) and a second node (1 CPU, resource
     ``second_node``) on loopback; yields ``(address, {resource: node id}, second node)``."""
     logs = tmp_path / "nodes"

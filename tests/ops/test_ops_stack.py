@@ -38,7 +38,7 @@ def stack_config(tmp_path, loopback, **settings) -> StackConfig:
 
 
 @pytest.fixture
-def stack(tmp_path, loopback):
+def stack(ray_start_lock, tmp_path, loopback):
     config = stack_config(tmp_path, loopback, ray_cpus=2)
     up(config)
     try:
