@@ -445,7 +445,11 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path):
     proc.wait()
     first, second = (_trial_dir(experiment, k) for k in ("_00000_", "_00001_"))
     before = trial_results(first)
-    assert len(before) == 3 and len(trial_results(second)) < 3
+    # Tune's driver copies its staged experiment folder (every trial's result.json) into the
+    # run folder every few seconds, truncating each file before it writes it: a SIGKILL inside
+    # that copy leaves the finished trial's rows empty (seen once under two pytest workers).
+    # Either way the resumed sweep must not rerun it.
+    assert len(before) in (0, 3) and len(trial_results(second)) < 3
 
     resumed = _sennflow_sweep("--resume", *args, env=env)
     out, _ = resumed.communicate(timeout=420)
