@@ -52,7 +52,7 @@ from ray import tune
 
 from components.data.staging import is_uri, join
 from components.pruning.imp_config import PruneConfig
-from components.search import pareto, trial_metrics, trial_prune, trials
+from components.search import pareto, trial_metrics, trial_prune, trial_rows, trials
 from components.search.algorithms import tune_config
 from components.search.bossnas import bossnas_config
 from components.search.resources import (
@@ -187,14 +187,13 @@ def run_sweep(
         prune: the ``prune`` group: each trial runs lottery-ticket rounds with it and its
             ``prune.*`` values, one report per pruning round, and is ranked by its last
             (sparsest) ticket (:mod:`components.search.trial_prune`); None: no pruning.
-        reuse_actors: a finished trial's worker process runs the next trial (Tune's actor
-            reuse: no process start, and the dataset it read stays in memory, see
+        reuse_actors: a finished (or paused) trial's worker process runs the next trial
+            (Tune's actor reuse: no process start, and the dataset it read stays in memory, see
             :mod:`components.training.worker_data`); False starts a fresh process per trial.
-            Not for :data:`CHECKPOINT_METHODS`: their trials are paused and restarted from
-            checkpoints, and a restarted trial's ``result.json`` is copied back from the
-            experiment folder, which may lag: with reuse, 2 of 3 PBT runs (2 trials, 3
-            epochs) kept at most one row per trial, losing the exploit records (without, at
-            most one row was lost).
+            A trial's rows come from the sweep's own copy (:mod:`components.search.trial_rows`),
+            not Tune's ``result.json``: a trial restarted on a reused process (PBT's exploits,
+            HyperBand's pauses) gets that file copied back from the experiment folder, which
+            may lag and lose rows.
         logger: where the sweep's start and its best trial are told (the search task passes
             Prefect's run logger).
 
@@ -247,7 +246,7 @@ def run_sweep(
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=None if sweep.method in ("pbt", "pb2") else 2
         ),
-        callbacks=list(callbacks),
+        callbacks=[trial_rows.TrialRows(), *callbacks],
         verbose=0,
     )
     budget = prune.rounds if prune is not None else _budget(sweep, train, stn, darts, bossnas)
@@ -266,7 +265,7 @@ def run_sweep(
             param_space=tune_space(space),
             tune_config=replace(
                 tune_config(sweep, space, budget),
-                reuse_actors=reuse_actors and sweep.method not in CHECKPOINT_METHODS,
+                reuse_actors=reuse_actors,
             ),
             run_config=run_config,
         )
@@ -477,15 +476,23 @@ def _trial_row(result, budget: int) -> dict:
 
 
 def _history(result) -> list[dict]:
-    frame = result.metrics_dataframe
-    if frame is None:
-        return []
     names = ("epoch", "prune_round", "train_loss", *trial_metrics.METRICS)
-    columns = [c for c in names if c in frame]
+    if (rows := _rows(result)) is not None:
+        rows = trial_rows.latest_per_iteration(rows)
+    elif (frame := result.metrics_dataframe) is not None:
+        rows = frame[[c for c in names if c in frame]].to_dict("records")
+    else:
+        return []
     return [
-        {k: float(v) for k, v in row.items() if v == v}  # drop NaN
-        for row in frame[columns].to_dict("records")
+        {k: float(v) for k, v in row.items() if k in names and v == v}  # drop NaN
+        for row in rows
     ]
+
+
+def _rows(result) -> list[dict] | None:
+    """The trial's rows as the sweep kept them (:mod:`components.search.trial_rows`)."""
+    local = result.path and result.filesystem.type_name == "local"
+    return trial_rows.read_rows(result.path) if local else None
 
 
 def _checkpoint_folder(result) -> str | None:
@@ -512,6 +519,8 @@ def _checkpoint_json(result, name: str):
 
 
 def _exploits(result) -> list[str]:
+    if (rows := _rows(result)) is not None:
+        return sorted({v for row in rows if (v := row.get("exploited_from"))})
     frame = result.metrics_dataframe
     if frame is None or "exploited_from" not in frame:
         return []

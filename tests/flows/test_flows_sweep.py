@@ -1,4 +1,5 @@
-"""The sweep flow (``sennflow sweep``) per search method, on digits with tiny budgets.
+"""The sweep flow (``sennflow sweep``) per hyperparameter method, on digits with tiny budgets
+(the architecture searches are in test_flows_sweep_nas.py).
 
 Each test asserts what its method must do; the flow runs in-process under Prefect's test harness
 with the session's Ray, except the CLI tests, which run the console script as a user would.
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from components.search.trial_rows import read_rows
 from flows.sweep import SweepOptions, sweep
 from sennflow.cli import main
 
@@ -132,8 +134,8 @@ def test_pbt_records_that_a_trial_copied_a_better_trials_weights(
     experiment = Path(search_json(result)["experiment_path"])
     donors = {
         row["exploited_from"]
-        for trial_dir in experiment.glob("fit_trial_*")
-        for row in trial_results(trial_dir)
+        for trial in trials
+        for row in read_rows(experiment / trial["trial"])
         if row.get("exploited_from")
     }
     assert donors  # each is the id of another trial of this sweep
@@ -189,114 +191,6 @@ def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
     assert [row["dropout"] for row in summary["replayed_schedule"]] == pytest.approx(rates)
     assert (run_dir / "figures" / "search_replayed_schedule.png").is_file()
     assert (run_dir / "figures" / "search_schedules.png").is_file()
-
-
-def retrained(result) -> tuple[dict, dict]:
-    """The sweep's valid genotype and the retrained model's spec."""
-    from components.models.nas_ops import Genotype
-
-    run_dir = Path(result.run_dir)
-    genotype = json.loads((run_dir / "genotype.json").read_text())
-    Genotype.from_dict(genotype)  # raises if invalid
-    return genotype, json.loads((run_dir / "checkpoints" / "best" / "model.json").read_text())
-
-
-def test_darts_moves_architecture_weights_and_retrains_the_genotype(
-    prefect_harness, ray_session, tmp_path
-):
-    result = sweep(
-        overrides=overrides(
-            tmp_path,
-            "search=darts",
-            "search.num_samples=1",
-            "search.darts.epochs=2",
-            "search.darts.sd=true",
-            "model.tiny=false",  # the retrain: width 16 learns in a few epochs, width 4 does not
-            "train.epochs=4",
-        )
-    )
-    genotype, spec = retrained(result)
-    experiment = Path(search_json(result)["experiment_path"])
-    (alphas_file,) = experiment.glob("darts_trial_*/checkpoint_*/alphas.json")
-    alphas = np.array(json.loads(alphas_file.read_text())["normal"])
-    uniform = np.full_like(alphas, 1.0 / alphas.shape[1])
-    assert np.abs(alphas - uniform).max() > 1e-4  # the architecture weights moved
-    (trial_dir,) = experiment.glob("darts_trial_*")
-    assert all(row["distill"] > 0 for row in trial_results(trial_dir))  # SD-DARTS term
-
-    assert spec["name"] == "darts_net" and spec["kwargs"]["genotype"] == genotype
-    assert result.headline["test_accuracy"] > 0.7  # seed 0 measured 0.85 after 8 epochs
-    assert (Path(result.run_dir) / "figures" / "search_genotype.png").is_file()
-
-
-def test_random_ws_ranks_sampled_architectures_and_retrains_the_best(
-    prefect_harness, ray_session, tmp_path
-):
-    result = sweep(
-        overrides=overrides(
-            tmp_path,
-            "search=random_ws",
-            "search.darts.epochs=2",
-            "search.darts.num_candidates=8",
-            "model=protopnet",
-        )
-    )
-    genotype, spec = retrained(result)
-    assert spec["name"] == "protopnet" and spec["kwargs"]["backbone_genotype"] == genotype
-    (trial_dir,) = Path(search_json(result)["experiment_path"]).glob("random_ws_trial_*")
-    final = trial_results(trial_dir)[-1]
-    assert final["candidates"] == 8 and final["val_loss"] <= final["worst_val_loss"]
-
-
-def test_enas_trains_its_controller_and_keeps_the_best_ranked_sample(
-    prefect_harness, ray_session, tmp_path
-):
-    result = sweep(
-        overrides=overrides(
-            tmp_path,
-            "search=enas",
-            "search.darts.epochs=1",
-            "search.darts.num_candidates=4",
-            "search.enas.controller_steps=2",
-            "search.enas.aggregate=2",
-            "search.enas.memory=true",
-            "search.enas.memory_start=0",
-            "search.enas.probe_samples=0",
-            "search.retrain=false",  # the genotype retrains as random_ws's does (tested above)
-        )
-    )
-    from components.models.nas_ops import Genotype
-
-    genotype = json.loads((Path(result.run_dir) / "genotype.json").read_text())
-    Genotype.from_dict(genotype).validate()
-    (trial_dir,) = Path(search_json(result)["experiment_path"]).glob("enas_trial_*")
-    final = trial_results(trial_dir)[-1]
-    assert final["candidates"] == 4 and final["val_loss"] <= final["worst_val_loss"]
-
-
-def test_bossnas_searches_block_by_block_and_retrains_bossnas_net(
-    prefect_harness, ray_session, tmp_path
-):
-    result = sweep(
-        overrides=overrides(
-            tmp_path,
-            "search=bossnas",
-            "model=bossnas_net",
-            "search.bossnas.epochs=1",
-            "search.bossnas.blocks=2",
-            "search.bossnas.layers=1",
-            "search.bossnas.paths=2",
-            "model.tiny=false",  # the retrain: width 16 learns in a few epochs, width 4 does not
-            "train.epochs=4",
-        )
-    )
-    run_dir = Path(result.run_dir)
-    searched = json.loads((run_dir / "genotype.json").read_text())
-    spec = json.loads((run_dir / "checkpoints" / "best" / "model.json").read_text())
-    assert spec["name"] == "bossnas_net"
-    assert spec["kwargs"]["architecture"]["blocks"] == searched["blocks"]
-    assert len(searched["blocks"]) == 2 and all(len(block) == 1 for block in searched["blocks"])
-    assert result.headline["test_accuracy"] > 0.3  # chance 0.1; seed 0 measured 0.44 in 4 epochs
 
 
 def test_trials_with_two_workers_each_train_through_ray_train(
@@ -457,6 +351,10 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path):
     trials = json.loads((experiment.parent / "search.json").read_text())["trials"]
     assert len(trials) == 4 and all(t["status"] == "done" for t in trials)
     assert trial_results(first) == before  # the finished trial was kept, not rerun
+    # the sweep's own rows (components.search.trial_rows) keep every epoch of every trial,
+    # the killed one's too, whatever the kill did to Tune's copy
+    for trial in trials:
+        assert [row["epoch"] for row in trial["history"]] == [1, 2, 3], trial["trial"]
     epochs = [row["epoch"] for row in trial_results(second)]
     assert epochs == sorted(set(epochs))  # resumed from its checkpoint, not restarted
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.pruning.imp_config import PruneConfig
 from components.search.algorithms import tune_config
 from components.search.space import group_overrides, tune_space
 from components.search.sweep_config import SweepConfig
+from components.search.trial_rows import read_rows
 from components.search.tune_sweep import (
     SweepExistsError,
     SweepFailedError,
@@ -24,7 +26,7 @@ SPEC = ModelSpec("mlp", (1, 8, 8), 10, tiny=True)
 SPACE = {"train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
 
 
-def sweep(tmp_path, dataset, method: str, *, epochs: int = 4, space=SPACE, **kwargs):
+def sweep(tmp_path, dataset, method: str, *, epochs: int = 4, space=SPACE, prune=None, **kwargs):
     return run_sweep(
         dataset_path=dataset,
         spec=SPEC,
@@ -32,6 +34,7 @@ def sweep(tmp_path, dataset, method: str, *, epochs: int = 4, space=SPACE, **kwa
         space=space,
         sweep=SweepConfig(method=method, **kwargs),
         storage_path=tmp_path,
+        prune=prune,
     )
 
 
@@ -90,6 +93,39 @@ def test_a_sweep_whose_every_trial_fails_names_each_failure(ray_session, digits_
     # The failed experiment is there: running the sweep again without resume is refused.
     with pytest.raises(SweepExistsError, match="pass --resume to continue it"):
         sweep(tmp_path, digits_dataset, "random", epochs=2, space=space, num_samples=2)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_paused_lottery_trial_resumes_at_its_next_round(ray_session, digits_dataset, tmp_path):
+    # HyperBand with max_t = 2 rounds and eta 2 fills two brackets in order: trials 0-1 run both
+    # rounds at once; trials 2-3 start at one round, the first to get there is paused until the
+    # other does, then the one with the lower val loss (rate 0.2) goes on to round 2. Tune
+    # restores it from its round-1 checkpoint (it was paused, or its checkpoint was still being
+    # saved): the trial replaces its lottery folder with the checkpoint's and must go on with
+    # round 2, not start its rounds over.
+    space = {"prune.rate": {"type": "choice", "values": [0.2, 0.9]}}
+    out = sweep(
+        tmp_path,
+        digits_dataset,
+        "hyperband",
+        epochs=2,
+        space=space,
+        num_samples=4,
+        reduction_factor=2,
+        max_concurrent=1,
+        prune=PruneConfig(rounds=2, scope="global", control=False),
+    )
+    rows = {t["trial"]: read_rows(Path(out.experiment_path) / t["trial"]) for t in out.trials}
+    rounds = [[row["prune_round"] for row in rows[t["trial"]]] for t in out.trials]
+    assert rounds[:2] == [[1, 2], [1, 2]]
+    rates = [t["config"]["prune.rate"] for t in out.trials]
+    assert sorted(rates[2:]) == [0.2, 0.9]  # one trial of each rate in the pausing bracket
+    assert rounds[2:] == ([[1, 2], [1]] if rates[2] == 0.2 else [[1], [1, 2]])
+    (restored,) = [t for t in out.trials[2:] if t["config"]["prune.rate"] == 0.2]
+    # one report per round: a rerun of round 1 would have reported it again
+    assert [row["training_iteration"] for row in rows[restored["trial"]]] == [1, 2]
+    assert restored["remaining"] == pytest.approx(0.8**2, abs=0.01)
 
 
 # search=optuna's space (lr and weight decay, log-uniform), and a cheap objective over it whose

@@ -1,0 +1,49 @@
+"""The sweep's own copy of every trial's rows (components/search/trial_rows.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ray import tune
+
+from components.search.trial_rows import TrialRows, latest_per_iteration, read_rows, rows_path
+
+
+def _three_reports(config):
+    for epoch in (1, 2, 3):
+        tune.report({"epoch": epoch, "val_loss": config["x"] / epoch, "ignored": "not kept"})
+
+
+@pytest.mark.ray
+def test_every_reported_row_is_appended_as_the_driver_receives_it(ray_session, tmp_path):
+    results = tune.Tuner(
+        _three_reports,
+        param_space={"x": tune.grid_search([1.0, 6.0])},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), callbacks=[TrialRows()], verbose=0),
+    ).fit()
+    for result in results:
+        rows = read_rows(result.path)
+        assert rows_path(result.path).parent == Path(results.experiment_path) / "trial_rows"
+        assert [(r["training_iteration"], r["epoch"]) for r in rows] == [(1, 1), (2, 2), (3, 3)]
+        expected = [result.config["x"] / epoch for epoch in (1, 2, 3)]
+        assert [r["val_loss"] for r in rows] == pytest.approx(expected)
+        assert all("ignored" not in r for r in rows)
+
+
+def test_a_line_cut_short_by_a_kill_is_skipped_and_a_reported_again_iteration_replaces_the_first(
+    tmp_path,
+):
+    trial = tmp_path / "sweep" / "fit_trial_00000"
+    path = rows_path(trial)
+    path.parent.mkdir(parents=True)
+    first = [{"training_iteration": i, "epoch": i, "val_loss": 1.0 / i} for i in (1, 2, 3)]
+    # killed while writing iteration 3; the resumed trial restarts from its iteration-1 checkpoint
+    again = [{"training_iteration": i, "epoch": i, "val_loss": 0.5 / i} for i in (2, 3)]
+    text = "".join(json.dumps(r) + "\n" for r in first)[:-9] + "\n"
+    path.write_text(text + "".join(json.dumps(r) + "\n" for r in again))
+    rows = read_rows(trial)
+    assert rows == first[:2] + again
+    assert latest_per_iteration(rows) == [first[0], *again]
+    assert read_rows(tmp_path / "sweep" / "fit_trial_00001") is None
