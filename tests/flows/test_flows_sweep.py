@@ -26,15 +26,6 @@ from sennflow.cli import main
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
 
-def overrides(tmp_path, *extra: str) -> list[str]:
-    return [
-        "experiment=tiny",
-        f"run.root={tmp_path / 'runs'}",
-        f"run.cache_dir={tmp_path / 'cache'}",
-        *extra,
-    ]
-
-
 def search_json(result) -> dict:
     return json.loads((Path(result.run_dir) / "search.json").read_text())
 
@@ -44,11 +35,10 @@ def trial_results(trial_dir: Path) -> list[dict]:
 
 
 def test_asha_stops_trials_early_then_retrains_evaluates_and_reports(
-    prefect_harness, ray_session, mlflow_server, tmp_path
+    prefect_harness, ray_session, mlflow_server, tmp_path, tiny_run
 ):
     result = sweep(
-        overrides=overrides(
-            tmp_path,
+        overrides=tiny_run(
             "model=mlp",
             "train.epochs=4",
             "search.reduction_factor=2",
@@ -115,11 +105,10 @@ def assert_tracked_in_mlflow(url: str, experiment: str, result, trials: list[dic
 
 
 def test_pbt_records_that_a_trial_copied_a_better_trials_weights(
-    prefect_harness, ray_session, tmp_path
+    prefect_harness, ray_session, tiny_run
 ):
     result = sweep(
-        overrides=overrides(
-            tmp_path,
+        overrides=tiny_run(
             "search=pbt",
             "model=mlp",
             "train.epochs=3",
@@ -143,7 +132,7 @@ def test_pbt_records_that_a_trial_copied_a_better_trials_weights(
 
 
 def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
-    prefect_harness, ray_session, tmp_path
+    prefect_harness, ray_session, tmp_path, tiny_run
 ):
     from components.data.reader import read_split
     from components.search.stn import STNConfig, train_fixed
@@ -156,8 +145,7 @@ def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
         "seed": 0,
     }
     result = sweep(
-        overrides=overrides(
-            tmp_path,
+        overrides=tiny_run(
             "search=stn",
             "search.num_samples=1",
             "search.space.stn.dropout.values=[0.9]",
@@ -194,11 +182,10 @@ def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
 
 
 def test_trials_with_two_workers_each_train_through_ray_train(
-    prefect_harness, ray_session, tmp_path
+    prefect_harness, ray_session, tiny_run
 ):
     result = sweep(
-        overrides=overrides(
-            tmp_path,
+        overrides=tiny_run(
             "model=mlp",
             "train.epochs=2",
             "train.num_workers=2",
@@ -252,7 +239,7 @@ def test_bad_sweep_input_exits_2_naming_the_key(args, message, capsys, tmp_path)
 
 
 def test_a_reused_run_id_without_resume_is_refused_before_anything_is_written(
-    prefect_harness, tmp_path
+    prefect_harness, tmp_path, tiny_run
 ):
     from flows.config import ConfigError
 
@@ -262,7 +249,7 @@ def test_a_reused_run_id_without_resume_is_refused_before_anything_is_written(
     experiment = storage / "sweep" / "nightly" / "sweep"
     experiment.mkdir(parents=True)
     (experiment / "tuner.pkl").write_bytes(b"")
-    args = overrides(tmp_path, "run.id=nightly", f"ray.storage_path={storage}")
+    args = tiny_run("run.id=nightly", f"ray.storage_path={storage}")
     with pytest.raises(
         ConfigError, match=rf"{re.escape(str(experiment))} already holds .* --resume"
     ):
@@ -270,12 +257,14 @@ def test_a_reused_run_id_without_resume_is_refused_before_anything_is_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["storage"]  # no run folder, no cache
 
 
-def test_resuming_a_finished_sweep_is_refused_and_leaves_it_alone(prefect_harness, tmp_path):
+def test_resuming_a_finished_sweep_is_refused_and_leaves_it_alone(
+    prefect_harness, tmp_path, tiny_run
+):
     from flows.config import ConfigError, to_yaml
     from flows.run_folder import update_status
     from flows.sweep import compose_sweep
 
-    args = overrides(tmp_path, "run.id=done")
+    args = tiny_run("run.id=done")
     run_dir = tmp_path / "runs" / "sweep" / "done"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(to_yaml(compose_sweep(args)))
@@ -313,13 +302,13 @@ def _reported(experiment: Path, key: str) -> bool:
     )
 
 
-def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path):
+def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, tiny_run):
     from prefect.settings import PREFECT_API_URL
 
     # the sweeps use this session's Prefect server rather than each starting a temporary one
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     args = [
-        *overrides(tmp_path, "search=random", "model=mlp", "train.epochs=3"),
+        *tiny_run("search=random", "model=mlp", "train.epochs=3"),
         # ~0.3 s epochs: trials start at once on a reused worker, and the kill below must land
         # between a trial's first and last report
         "train.batch_size=2",

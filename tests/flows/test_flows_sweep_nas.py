@@ -14,15 +14,6 @@ from flows.sweep import sweep
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
 
-def overrides(tmp_path, *extra: str) -> list[str]:
-    return [
-        "experiment=tiny",
-        f"run.root={tmp_path / 'runs'}",
-        f"run.cache_dir={tmp_path / 'cache'}",
-        *extra,
-    ]
-
-
 def only_trial(result, pattern: str) -> tuple[Path, list[dict]]:
     """The folder of the sweep's one trial and the rows Tune kept in it."""
     experiment = json.loads((Path(result.run_dir) / "search.json").read_text())["experiment_path"]
@@ -41,11 +32,10 @@ def retrained(result) -> tuple[dict, dict]:
 
 
 def test_darts_moves_architecture_weights_and_retrains_the_genotype(
-    prefect_harness, ray_session, tmp_path
+    prefect_harness, ray_session, tiny_run
 ):
     result = sweep(
-        overrides=overrides(
-            tmp_path,
+        overrides=tiny_run(
             "search=darts",
             "search.num_samples=1",
             "search.darts.epochs=2",
@@ -68,11 +58,10 @@ def test_darts_moves_architecture_weights_and_retrains_the_genotype(
 
 
 def test_random_ws_ranks_sampled_architectures_and_retrains_the_best(
-    prefect_harness, ray_session, tmp_path
+    prefect_harness, ray_session, tiny_run
 ):
     result = sweep(
-        overrides=overrides(
-            tmp_path,
+        overrides=tiny_run(
             "search=random_ws",
             "search.darts.epochs=2",
             "search.darts.num_candidates=8",
@@ -86,11 +75,10 @@ def test_random_ws_ranks_sampled_architectures_and_retrains_the_best(
 
 
 def test_enas_trains_its_controller_and_keeps_the_best_ranked_sample(
-    prefect_harness, ray_session, tmp_path
+    prefect_harness, ray_session, tiny_run
 ):
     result = sweep(
-        overrides=overrides(
-            tmp_path,
+        overrides=tiny_run(
             "search=enas",
             "search.darts.epochs=1",
             "search.darts.num_candidates=4",
@@ -111,11 +99,10 @@ def test_enas_trains_its_controller_and_keeps_the_best_ranked_sample(
 
 
 def test_bossnas_searches_block_by_block_and_retrains_bossnas_net(
-    prefect_harness, ray_session, tmp_path
+    prefect_harness, ray_session, tiny_run
 ):
     result = sweep(
-        overrides=overrides(
-            tmp_path,
+        overrides=tiny_run(
             "search=bossnas",
             "model=bossnas_net",
             "search.bossnas.epochs=1",
