@@ -1,4 +1,4 @@
-"""Each trial's reported rows, kept by the sweep itself: ``<experiment>/trial_rows/<trial>.jsonl``.
+"""Each trial's reported rows, kept by the sweep itself in ``<experiment>-rows/<trial>.jsonl``.
 
 Tune keeps a trial's rows in its ``result.json``, which the driver writes in a staging folder
 and copies into the experiment folder every few seconds. That copy truncates each file before
@@ -6,7 +6,8 @@ writing it, so a driver killed inside it leaves a finished trial's rows empty, a
 experiment state still counts the trial as done and a resumed sweep does not rerun it.
 :class:`TrialRows` appends every result the driver receives to a file of its own, one JSON line
 each, so the rows survive a kill and a resumed sweep continues the same file. On storage that
-is not a local filesystem (``s3://...``) it writes nothing and the rows are Tune's.
+is not a local filesystem (``s3://...``) it writes nothing and the rows are Tune's. The files
+sit beside the experiment folder, not in it: every folder in there is one of Tune's trials.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from ray import tune
 
 from components.search.trial_metrics import METRICS
 
-FOLDER = "trial_rows"
+SUFFIX = "-rows"
 FIELDS = ("training_iteration", "epoch", "prune_round", "train_loss", "exploited_from", *METRICS)
 
 
 def rows_path(trial_path: str | Path) -> Path:
     """Where the rows of the trial in folder ``trial_path`` are kept."""
     trial = Path(trial_path)
-    return trial.parent / FOLDER / f"{trial.name}.jsonl"
+    experiment = trial.parent
+    return experiment.with_name(experiment.name + SUFFIX) / f"{trial.name}.jsonl"
 
 
 class TrialRows(tune.Callback):

@@ -25,7 +25,8 @@ def test_every_reported_row_is_appended_as_the_driver_receives_it(ray_session, t
     ).fit()
     for result in results:
         rows = read_rows(result.path)
-        assert rows_path(result.path).parent == Path(results.experiment_path) / "trial_rows"
+        # beside the experiment, whose folders are all trials
+        assert rows_path(result.path).parent == Path(results.experiment_path + "-rows")
         assert [(r["training_iteration"], r["epoch"]) for r in rows] == [(1, 1), (2, 2), (3, 3)]
         expected = [result.config["x"] / epoch for epoch in (1, 2, 3)]
         assert [r["val_loss"] for r in rows] == pytest.approx(expected)
