@@ -31,7 +31,8 @@ def rows_path(trial_path: str | Path) -> Path:
 
 
 class TrialRows(tune.Callback):
-    """A Tune callback appending each reported result's :data:`FIELDS` to :func:`rows_path`."""
+    """A Tune callback appending each reported result's :data:`FIELDS` and the ``config`` it
+    was trained with to :func:`rows_path`."""
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if trial.storage.storage_filesystem.type_name != "local":
@@ -39,8 +40,9 @@ class TrialRows(tune.Callback):
         path = rows_path(trial.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         row = {k: _plain(result[k]) for k in FIELDS if result.get(k) is not None}
+        row["config"] = result.get("config", {})
         with path.open("a") as rows:
-            rows.write(json.dumps(row) + "\n")
+            rows.write(json.dumps(row, default=str) + "\n")
 
 
 def read_rows(trial_path: str | Path) -> list[dict] | None:

@@ -457,6 +457,11 @@ def _trial_row(result, budget: int) -> dict:
         error = str(result.error).strip().splitlines()
         return {**row, "status": "failed", "error": (error[-1] if error else "")[:300]}
     metrics = result.metrics or {}
+    if rows := _rows(result):
+        # Tune's last result can be another trial's: a PBT exploit at the final perturbation
+        # gives the trial the clone's config and result, though it never trains on them.
+        metrics = trial_rows.latest_per_iteration(rows)[-1]
+        row["config"] = metrics.get("config", result.config)
     epochs = metrics.get("training_iteration") or 0
     return {
         **row,

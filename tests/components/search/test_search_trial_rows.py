@@ -48,3 +48,26 @@ def test_a_line_cut_short_by_a_kill_is_skipped_and_a_reported_again_iteration_re
     assert rows == first[:2] + again
     assert latest_per_iteration(rows) == [first[0], *again]
     assert read_rows(tmp_path / "sweep" / "fit_trial_00001") is None
+
+
+def test_a_trial_whose_tune_result_is_a_clones_is_reported_by_its_own_last_report(tmp_path):
+    # A PBT exploit at the last perturbation hands the trial the clone's config and result, as
+    # Tune's last result, though the trial never trains on them: its row keeps its own.
+    from ray.air import Result
+
+    from components.search.tune_sweep import _trial_row
+
+    trial = tmp_path / "sweep" / "fit_trial_00001"
+    trial.mkdir(parents=True)
+    own = {"train.lr": 3e-4}
+    reports = [
+        {"training_iteration": i, "epoch": i, "val_loss": 2.3 - 0.01 * i, "config": own}
+        for i in (1, 2)
+    ]
+    rows_path(trial).parent.mkdir()
+    rows_path(trial).write_text("".join(json.dumps(r) + "\n" for r in reports))
+    clone = {"training_iteration": 2, "val_loss": 1.89, "config": {"train.lr": 1.9e-3}}
+    row = _trial_row(Result(metrics=clone, checkpoint=None, error=None, path=str(trial)), 2)
+    assert row["config"] == own
+    assert row["val_loss"] == pytest.approx(2.28) and row["epochs"] == 2
+    assert [h["val_loss"] for h in row["history"]] == pytest.approx([2.29, 2.28])
