@@ -72,12 +72,8 @@ def check_retrain_model(method: str, model: str) -> None:
 
 
 def _best_trial(outcome: SweepOutcome) -> dict:
-    """The row of :attr:`SweepOutcome.trials` retrained: the picked front point of a
-    multi-objective sweep, else the one whose config is the best one ({} if none)."""
-    picked = (outcome.pareto or {}).get("picked")
-    if picked is not None:
-        return next((t for t in outcome.trials if t["trial"] == picked), {})
-    return next((t for t in outcome.trials if t["config"] == outcome.best_config), {})
+    """The row of :attr:`SweepOutcome.trials` retrained ({} if none)."""
+    return next((t for t in outcome.trials if t["trial"] == outcome.best_trial), {})
 
 
 def _stn_best(

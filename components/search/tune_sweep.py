@@ -106,6 +106,7 @@ class SweepOutcome:
 
     Attributes:
         best_config: the best trial's sampled values (``group.name -> value``).
+        best_trial: the best trial's name (its ``trial`` in ``trials``).
         best_metrics: the best trial's last reported numbers.
         best_checkpoint: folder of the best trial's checkpoint (None if it has none).
         trials: per trial ``trial``, ``status`` (``done`` | ``stopped early`` | ``failed``),
@@ -123,6 +124,7 @@ class SweepOutcome:
     """
 
     best_config: dict
+    best_trial: str
     best_metrics: dict
     best_checkpoint: str | None
     trials: list[dict] = field(default_factory=list)
@@ -406,8 +408,11 @@ def _outcome(results, experiment: str, sweep: SweepConfig, budget: int, scope: s
     if not any(_scored(row, names) for row in rows):
         raise SweepFailedError(rows, experiment, names)
     best, front = _select(results, rows, sweep, scope)
+    # By name: PBT's trials can share a config (an exploit copies the clone's values).
+    best_row = next(row for row in rows if row["trial"] == Path(best.path).name)
     outcome = SweepOutcome(
-        best_config=best.config,
+        best_config=best_row["config"],
+        best_trial=best_row["trial"],
         best_metrics={k: v for k, v in (best.metrics or {}).items() if isinstance(v, int | float)},
         best_checkpoint=_checkpoint_folder(best),
         trials=rows,

@@ -17,7 +17,7 @@ GENOTYPE = {"normal": [["skip_connect", 0]], "concat": [2]}
 
 def outcome(best: dict, **fields) -> SweepOutcome:
     trials = [{"trial": "t0", "config": {"train.lr": 0.5}}, {"trial": "t1", "config": best}]
-    return SweepOutcome(best, {"val_loss": 0.25}, None, trials, "/x/sweep", **fields)
+    return SweepOutcome(best, "t1", {"val_loss": 0.25}, None, trials, "/x/sweep", **fields)
 
 
 def test_trial_overrides_replace_only_their_fields_and_are_validated():
@@ -58,6 +58,14 @@ def test_stn_retrains_replaying_the_best_trials_schedule_with_twice_the_weight_d
         {"epoch": 1, "dropout": 0.2, "weight_decay": 0.02, "brightness": 0.3},
     )
     assert search_summary("stn", best)["replayed_schedule"] == list(train.hyper_schedule)
+
+
+def test_the_best_trial_is_named_not_found_by_its_config():
+    # PBT's exploits copy configs: t0 holds the same values as the best trial t1
+    shared = {"train.lr": 0.02}
+    trials = [{"trial": t, "config": shared, "val_loss": v} for t, v in (("t0", 0.9), ("t1", 0.2))]
+    best = SweepOutcome(shared, "t1", {"val_loss": 0.2}, None, trials, "/x/sweep")
+    assert search_summary("pbt", best)["best"]["trial"] == "t1"
 
 
 def test_the_run_folder_keeps_a_genotype_or_schedules_only_when_the_method_made_them():
