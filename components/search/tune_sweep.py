@@ -413,7 +413,7 @@ def _outcome(results, experiment: str, sweep: SweepConfig, budget: int, scope: s
     outcome = SweepOutcome(
         best_config=best_row["config"],
         best_trial=best_row["trial"],
-        best_metrics={k: v for k, v in (best.metrics or {}).items() if isinstance(v, int | float)},
+        best_metrics={k: v for k, v in _last_report(best).items() if isinstance(v, int | float)},
         best_checkpoint=_checkpoint_folder(best),
         trials=rows,
         experiment_path=experiment,
@@ -461,12 +461,8 @@ def _trial_row(result, budget: int) -> dict:
     if result.error is not None:
         error = str(result.error).strip().splitlines()
         return {**row, "status": "failed", "error": (error[-1] if error else "")[:300]}
-    metrics = result.metrics or {}
-    if rows := _rows(result):
-        # Tune's last result can be another trial's: a PBT exploit at the final perturbation
-        # gives the trial the clone's config and result, though it never trains on them.
-        metrics = trial_rows.latest_per_iteration(rows)[-1]
-        row["config"] = metrics.get("config", result.config)
+    metrics = _last_report(result)
+    row["config"] = metrics.get("config", result.config)
     epochs = metrics.get("training_iteration") or 0
     return {
         **row,
@@ -483,6 +479,15 @@ def _trial_row(result, budget: int) -> dict:
         "exploited": bool(_exploits(result)),
         "history": _history(result),
     }
+
+
+def _last_report(result) -> dict:
+    """The trial's own last report, with the ``config`` it ran under where the sweep kept its
+    rows. Tune's last result can be another trial's: a PBT exploit at the final perturbation
+    gives the trial the clone's config and result, though it never trains on them."""
+    if rows := _rows(result):
+        return trial_rows.latest_per_iteration(rows)[-1]
+    return result.metrics or {}
 
 
 def _history(result) -> list[dict]:

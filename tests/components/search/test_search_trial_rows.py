@@ -50,12 +50,21 @@ def test_a_line_cut_short_by_a_kill_is_skipped_and_a_reported_again_iteration_re
     assert read_rows(tmp_path / "sweep" / "fit_trial_00001") is None
 
 
+class _Grid(list):
+    """Tune's ResultGrid as ``_outcome`` reads it: the results and the best one."""
+
+    def get_best_result(self, **_):
+        return self[0]
+
+
 def test_a_trial_whose_tune_result_is_a_clones_is_reported_by_its_own_last_report(tmp_path):
     # A PBT exploit at the last perturbation hands the trial the clone's config and result, as
-    # Tune's last result, though the trial never trains on them: its row keeps its own.
+    # Tune's last result, though the trial never trains on them: its row, and the best trial's
+    # config and numbers where it is the best, keep its own.
     from ray.air import Result
 
-    from components.search.tune_sweep import _trial_row
+    from components.search.sweep_config import SweepConfig
+    from components.search.tune_sweep import _outcome
 
     trial = tmp_path / "sweep" / "fit_trial_00001"
     trial.mkdir(parents=True)
@@ -67,7 +76,11 @@ def test_a_trial_whose_tune_result_is_a_clones_is_reported_by_its_own_last_repor
     rows_path(trial).parent.mkdir()
     rows_path(trial).write_text("".join(json.dumps(r) + "\n" for r in reports))
     clone = {"training_iteration": 2, "val_loss": 1.89, "config": {"train.lr": 1.9e-3}}
-    row = _trial_row(Result(metrics=clone, checkpoint=None, error=None, path=str(trial)), 2)
+    result = Result(metrics=clone, checkpoint=None, error=None, path=str(trial))
+    outcome = _outcome(_Grid([result]), str(trial.parent), SweepConfig(method="pbt"), 2, "last")
+    (row,) = outcome.trials
+    assert outcome.best_trial == "fit_trial_00001"
+    assert outcome.best_config == own and outcome.best_metrics["val_loss"] == pytest.approx(2.28)
     assert row["config"] == own
     assert row["val_loss"] == pytest.approx(2.28) and row["epochs"] == 2
     assert [h["val_loss"] for h in row["history"]] == pytest.approx([2.29, 2.28])
