@@ -4,7 +4,8 @@
 # image folder through the pipeline and through a plain torch loop (images/s, GPU busy share,
 # peak memory, side by side); then fractional GPUs: a tiny sweep with 0.25 GPU per trial, printing
 # how many trials ran on the GPU at once. On a machine without the project's packages, wheels in .whl/
-# (see BENCHMARKS.md) are installed to /tmp/site first; a pre-ingested dataset can be passed as $1.
+# (built here by bench/gpu_wheels.sh) are installed to /tmp/site first; a pre-ingested dataset
+# can be passed as $1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then
