@@ -101,9 +101,25 @@ def _summary_parts(search: Mapping, trials: Sequence[Mapping], metric: str, mode
         )
         + "; the sections below describe that model.",
     ]
+    if note := _picked_earlier(search, trials, metric):
+        lines.append(note)
     if search.get("experiment_path"):
         lines.append(f"Ray Tune experiment: {search['experiment_path']}")
     return [markup.paragraph(line) for line in lines]
+
+
+def _picked_earlier(search: Mapping, trials: Sequence[Mapping], metric: str) -> str:
+    """A sentence when the best trial was selected on an epoch before its last (a sweep ranks
+    each trial by its best epoch), whose numbers the trial table, showing final ones, lacks."""
+    best = search.get("best") or {}
+    trial = next((t for t in trials if t.get("trial") == best.get("trial")), {})
+    epoch, epochs = best.get("epoch"), trial.get("epochs")
+    if epoch is None or epochs is None or epoch >= epochs:
+        return ""
+    return (
+        f"The best trial was selected on its best {metric}, at epoch {epoch:g} of {epochs:g} "
+        "(the Best trial table); the Trials table shows each trial's final values."
+    )
 
 
 def _best_parts(best: Mapping | None, picked: bool) -> str:

@@ -115,10 +115,7 @@ def search_summary(method: str, outcome: SweepOutcome) -> dict:
         "best": {
             "trial": best.get("trial"),
             "config": outcome.best_config,
-            **{
-                name: outcome.best_metrics.get(name)
-                for name in dict.fromkeys(("val_loss", "val_accuracy", *ranked_by))
-            },
+            **_selected_numbers(outcome.best_metrics, ranked_by),
         },
         "pareto": outcome.pareto,
         "schedules": outcome.schedules,
@@ -128,6 +125,13 @@ def search_summary(method: str, outcome: SweepOutcome) -> dict:
         # A search over search.darts.ops records its op set with the alphas.
         "primitives": list((outcome.alphas or {}).get("primitives") or PRIMITIVES),
     }
+
+
+def _selected_numbers(metrics: dict, ranked_by: list[str]) -> dict:
+    """The best trial's numbers for the report: the epoch it was selected at (a pruning
+    trial's report has rounds instead), val loss and accuracy, and what it was ranked by."""
+    names = dict.fromkeys(("epoch", "val_loss", "val_accuracy", *ranked_by))
+    return {name: metrics.get(name) for name in names if name != "epoch" or "epoch" in metrics}
 
 
 def search_files(outcome: SweepOutcome) -> dict[str, object]:

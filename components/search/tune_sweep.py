@@ -107,7 +107,8 @@ class SweepOutcome:
     Attributes:
         best_config: the best trial's sampled values (``group.name -> value``).
         best_trial: the best trial's name (its ``trial`` in ``trials``).
-        best_metrics: the best trial's last reported numbers.
+        best_metrics: the best trial's numbers in the report it was selected on: its best
+            epoch by the metric, or its last report (a pruning sweep, a Pareto pick).
         best_checkpoint: folder of the best trial's checkpoint (None if it has none).
         trials: per trial ``trial``, ``status`` (``done`` | ``stopped early`` | ``failed``),
             ``config``, ``epochs``, ``val_loss``, ``val_accuracy``, ``exploited``, ``history``
@@ -413,7 +414,11 @@ def _outcome(results, experiment: str, sweep: SweepConfig, budget: int, scope: s
     outcome = SweepOutcome(
         best_config=best_row["config"],
         best_trial=best_row["trial"],
-        best_metrics={k: v for k, v in _last_report(best).items() if isinstance(v, int | float)},
+        best_metrics={
+            k: v
+            for k, v in _selected_report(best, sweep, scope).items()
+            if isinstance(v, int | float)
+        },
         best_checkpoint=_checkpoint_folder(best),
         trials=rows,
         experiment_path=experiment,
@@ -488,6 +493,19 @@ def _last_report(result) -> dict:
     if rows := _rows(result):
         return trial_rows.latest_per_iteration(rows)[-1]
     return result.metrics or {}
+
+
+def _selected_report(result, sweep: SweepConfig, scope: str) -> dict:
+    """The trial's own report it was selected on: its best by the metric over all its reports
+    (``scope`` ``all``), else (``last``, or a Pareto pick over final values) its last one."""
+    rows = _rows(result)
+    if not rows or scope != "all" or sweep.objectives:
+        return _last_report(result)
+    ((metric, mode),) = sweep.selection
+    scored = [row for row in trial_rows.latest_per_iteration(rows) if _finite(row.get(metric))]
+    if not scored:
+        return _last_report(result)
+    return (min if mode == "min" else max)(scored, key=lambda row: row[metric])
 
 
 def _history(result) -> list[dict]:

@@ -134,6 +134,17 @@ def test_search_section_lists_trials_best_first_and_failed_last(tmp_path):
         assert f"<th>{column}</th>" in header
 
 
+@pytest.mark.parametrize("epoch", [4, 6])
+def test_a_best_trial_selected_before_its_last_epoch_is_said_so(tmp_path, epoch):
+    search = _search()
+    search["best"] |= {"epoch": epoch, "val_loss": 0.28}
+    section = _search_html(write_report(tmp_path, _report_data(search)).read_text("utf-8"))
+    note = "selected on its best val_loss, at epoch 4 of 6 (the Best trial table)"
+    assert (note in section) == (epoch == 4)
+    best = section.split("<h3>Best trial</h3>")[1].split("</table>")[0]
+    assert f'<td>epoch</td><td class="num">{epoch}</td>' in best
+
+
 def test_search_figures_are_written_and_inlined(tmp_path):
     write_report(tmp_path, _report_data(_search()))
     names = {p.stem for p in (tmp_path / "figures").glob("*.png")}

@@ -84,3 +84,30 @@ def test_a_trial_whose_tune_result_is_a_clones_is_reported_by_its_own_last_repor
     assert row["config"] == own
     assert row["val_loss"] == pytest.approx(2.28) and row["epochs"] == 2
     assert [h["val_loss"] for h in row["history"]] == pytest.approx([2.29, 2.28])
+
+
+@pytest.mark.parametrize(("scope", "epoch", "val_loss"), [("all", 2, 0.3), ("last", 3, 0.4)])
+def test_the_best_trials_numbers_are_those_of_the_report_it_was_selected_on(
+    tmp_path, scope, epoch, val_loss
+):
+    # Over all reports (scope all) the trial was selected for its epoch-2 val loss, not its last.
+    from ray.air import Result
+
+    from components.search.best import search_summary
+    from components.search.sweep_config import SweepConfig
+    from components.search.tune_sweep import _outcome
+
+    trial = tmp_path / "sweep" / "fit_trial_00000"
+    trial.mkdir(parents=True)
+    rows_path(trial).parent.mkdir()
+    reports = [
+        {"training_iteration": i, "epoch": i, "val_loss": loss, "config": {"train.lr": 0.01}}
+        for i, loss in ((1, 0.5), (2, 0.3), (3, 0.4))
+    ]
+    rows_path(trial).write_text("".join(json.dumps(r) + "\n" for r in reports))
+    last = {"training_iteration": 3, "epoch": 3, "val_loss": 0.4, "config": {"train.lr": 0.01}}
+    result = Result(metrics=last, checkpoint=None, error=None, path=str(trial))
+    outcome = _outcome(_Grid([result]), str(trial.parent), SweepConfig(), 3, scope)
+    assert outcome.best_metrics["val_loss"] == pytest.approx(val_loss)
+    best = search_summary("asha", outcome)["best"]
+    assert (best["epoch"], best["val_loss"]) == (epoch, pytest.approx(val_loss))
