@@ -73,11 +73,12 @@ def epoch_progress() -> Iterator[None]:
 
 @contextlib.contextmanager
 def trial_progress() -> Iterator[None]:
-    """Show a bar of finished search trials (with the best validation loss so far); its total
-    is the ``total`` of the first trial event."""
+    """Show a bar of finished search trials (with the best value of the sweep's metric so far,
+    each trial's as the sweep selects on it); its total is the ``total`` of the first trial
+    event."""
     from tasks.progress import trial_listener
 
-    best = {"val_loss": float("inf"), "failed": 0}
+    best: dict = {"value": None, "failed": 0}
     bar = _bar("[bold]search trials")
     task = bar.add_task("search", total=None, status="")
     with _shown_when_used(bar) as show:
@@ -85,9 +86,12 @@ def trial_progress() -> Iterator[None]:
         def update(info: dict) -> None:
             if show():
                 bar.update(task, total=info["total"])
-            best["val_loss"] = min(best["val_loss"], info.get("val_loss", float("inf")))
+            if (value := info.get("value")) is not None:
+                better = min if info["mode"] == "min" else max
+                best["value"] = value if best["value"] is None else better(best["value"], value)
+                best["metric"] = info["metric"]
             best["failed"] += info["status"] == "failed"
-            status = f"best val_loss={best['val_loss']:.4f}" if best["val_loss"] < 1e308 else ""
+            status = "" if best["value"] is None else f"best {best['metric']}={best['value']:.4f}"
             if best["failed"]:
                 status += f" failed={best['failed']}"
             bar.advance(task)

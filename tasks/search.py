@@ -12,27 +12,52 @@ from tasks.progress import notify_trial
 
 
 class TrialLogger(tune.Callback):
-    """Logs every finished or failed trial to the Prefect run (and so to the CLI and the UI).
+    """Logs every finished or failed trial to the Prefect run (and so to the CLI and the UI),
+    with the trial's best ``metric`` over its reports (``over_epochs``; else its last one), as
+    the sweep selects the best trial.
 
-    It holds only the sweep's number of trials (each progress event's ``total``), so Tune can
-    pickle it with the experiment and a resumed sweep keeps it.
+    A trial's numbers are those of its own last report: Tune's last result of a trial can be
+    another's (a PBT exploit at the final perturbation hands over the clone's). The logger holds
+    only the sweep's number of trials (each progress event's ``total``), the metric and a few
+    numbers per trial, so Tune can pickle it with the experiment and a resumed sweep keeps it.
     """
 
-    def __init__(self, total: int) -> None:
-        self.total = total
+    KEPT = ("training_iteration", "prune_round", "val_loss", "val_accuracy")
+
+    def __init__(
+        self, total: int, metric: str = "val_loss", mode: str = "min", over_epochs: bool = True
+    ) -> None:
+        self.total, self.metric, self.mode, self.over_epochs = total, metric, mode, over_epochs
+        self.best: dict[str, float] = {}
+        self.last: dict[str, dict] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self.last[trial.trial_id] = {k: result[k] for k in self.KEPT if k in result}
+        value = result.get(self.metric)
+        if not isinstance(value, int | float) or value != value:  # absent or NaN
+            return
+        seen = self.best.get(trial.trial_id)
+        better = min if self.mode == "min" else max
+        keep = seen is None or not self.over_epochs
+        self.best[trial.trial_id] = value if keep else better(seen, value)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        result = trial.last_result or {}
-        notify_trial(
-            {"trial": trial.trial_id, "status": "finished", "total": self.total, **_numbers(result)}
-        )
+        result = self.last.get(trial.trial_id) or trial.last_result or {}
+        value = self.best.get(trial.trial_id)
+        event = {"trial": trial.trial_id, "status": "finished", "total": self.total}
+        if value is not None:
+            event |= {"metric": self.metric, "mode": self.mode, "value": value}
+        notify_trial(event)
         get_run_logger().info(
-            "trial %s finished after %s %s: val_loss=%s val_accuracy=%s",
+            "trial %s finished after %s %s: val_loss=%s val_accuracy=%s (%s %s=%s)",
             trial.trial_id,
             result.get("training_iteration"),
             "pruning rounds" if "prune_round" in result else "epochs",
             _fmt(result.get("val_loss")),
             _fmt(result.get("val_accuracy")),
+            "best" if self.over_epochs else "last",
+            self.metric,
+            _fmt(value),
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -76,7 +101,9 @@ def search_task(
         darts=search.darts,
         bossnas=search.bossnas,
         enas=search.enas,
-        callbacks=[TrialLogger(search.sweep.num_samples)],
+        callbacks=[
+            TrialLogger(search.sweep.num_samples, *search.sweep.selection[0], prune is None)
+        ],
         augment=augment,
         images=load_meta(dataset_path).is_image,
         resume=resume,
@@ -103,10 +130,6 @@ def best_model_task(spec, train, method: str, outcome):
             train.hyper_schedule[-1],
         )
     return spec, train
-
-
-def _numbers(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k in ("val_loss", "val_accuracy")}
 
 
 def _fmt(value) -> str:

@@ -12,14 +12,16 @@ def epoch(n: int) -> dict:
 
 def test_each_bar_is_sized_by_its_events(capsys):
     with trial_progress():
-        notify_trial({"trial": "t0", "status": "finished", "total": 4, "val_loss": 0.25})
+        accuracy = {"status": "finished", "total": 4, "metric": "val_accuracy", "mode": "max"}
+        notify_trial({"trial": "t0", "value": 0.75, **accuracy})
         notify_trial({"trial": "t1", "status": "failed", "total": 4})
+        notify_trial({"trial": "t2", "value": 0.5, **accuracy})
     with step_progress("rounds"):
         notify_step({"label": "fedavg", "accuracy": 0.5, "total": 5})
         notify_step({"label": "prototypes", "accuracy": 0.75, "total": 7})
         notify_step({"label": "fedavg", "accuracy": 0.625, "total": 5})
     out = capsys.readouterr().out
-    assert "2/4" in out and "best val_loss=0.2500 failed=1" in out
+    assert "3/4" in out and "best val_accuracy=0.7500 failed=1" in out
     assert "rounds fedavg" in out and "2/5" in out and "1/7" in out
 
 
