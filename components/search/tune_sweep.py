@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -486,39 +487,41 @@ def _trial_row(result, budget: int) -> dict:
     }
 
 
+def _reports(result) -> list[dict]:
+    """The trial's own reports, one per iteration: the sweep's copy where it kept one (local
+    storage; :mod:`components.search.trial_rows`), else Tune's."""
+    if (rows := _rows(result)) is not None:
+        return trial_rows.latest_per_iteration(rows)
+    if (frame := result.metrics_dataframe) is None:
+        return []
+    return frame.drop(columns=[c for c in frame if c.startswith("config/")]).to_dict("records")
+
+
 def _last_report(result) -> dict:
     """The trial's own last report, with the ``config`` it ran under where the sweep kept its
     rows. Tune's last result can be another trial's: a PBT exploit at the final perturbation
     gives the trial the clone's config and result, though it never trains on them."""
-    if rows := _rows(result):
-        return trial_rows.latest_per_iteration(rows)[-1]
-    return result.metrics or {}
+    rows = _rows(result)
+    return trial_rows.latest_per_iteration(rows)[-1] if rows else (result.metrics or {})
 
 
 def _selected_report(result, sweep: SweepConfig, scope: str) -> dict:
     """The trial's own report it was selected on: its best by the metric over all its reports
     (``scope`` ``all``), else (``last``, or a Pareto pick over final values) its last one."""
-    rows = _rows(result)
-    if not rows or scope != "all" or sweep.objectives:
+    if scope != "all" or sweep.objectives:
         return _last_report(result)
     ((metric, mode),) = sweep.selection
-    scored = [row for row in trial_rows.latest_per_iteration(rows) if _finite(row.get(metric))]
+    scored = [report for report in _reports(result) if _finite(report.get(metric))]
     if not scored:
         return _last_report(result)
-    return (min if mode == "min" else max)(scored, key=lambda row: row[metric])
+    return (min if mode == "min" else max)(scored, key=lambda report: report[metric])
 
 
 def _history(result) -> list[dict]:
     names = ("epoch", "prune_round", "train_loss", *trial_metrics.METRICS)
-    if (rows := _rows(result)) is not None:
-        rows = trial_rows.latest_per_iteration(rows)
-    elif (frame := result.metrics_dataframe) is not None:
-        rows = frame[[c for c in names if c in frame]].to_dict("records")
-    else:
-        return []
     return [
-        {k: float(v) for k, v in row.items() if k in names and v == v}  # drop NaN
-        for row in rows
+        {k: float(v) for k, v in report.items() if k in names and _finite(v)}
+        for report in _reports(result)
     ]
 
 
@@ -570,7 +573,7 @@ def _scored(row: dict, names: Sequence[str]) -> bool:
 
 
 def _finite(value) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 def _fmt(value) -> str:

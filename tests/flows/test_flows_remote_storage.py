@@ -63,6 +63,12 @@ def test_a_sweep_keeps_its_results_on_s3_and_the_driver_reads_them(
     run_dir = tmp_path / "runs" / "sweep" / "remote"
     sweep = json.loads((run_dir / "search.json").read_text())
     assert sweep["experiment_path"] == f"{STORE}/sweep/remote/sweep"
+    # Tune's rows, read from the bucket: the best trial's numbers are those of its best epoch
+    best = min((h for t in sweep["trials"] for h in t["history"]), key=lambda h: h["val_loss"])
+    assert (sweep["best_metrics"]["epoch"], sweep["best_metrics"]["val_loss"]) == (
+        best["epoch"],
+        best["val_loss"],
+    )
     assert (run_dir / "checkpoints" / "best" / "model.safetensors").is_file()  # read back
     assert (run_dir / "report.html").is_file()
     assert not (tmp_path / "s3:").exists()  # no local folder named after the URI
