@@ -185,6 +185,7 @@ def sweep(
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     _check_data(search, dataset.path)
     _check_metrics(settings, search, dataset)
+    _check_capacity(settings, search)
     ssl_cfg = stage_config(cfg, settings.model_spec(dataset.meta))  # ssl=<objective>
     resume_dir = Path(settings.run.root) / "sweep" / settings.run.id if resume else None
     run = open_run("sweep", settings, cfg, resume_dir=resume_dir)
@@ -409,6 +410,19 @@ def _check_resources(settings, search) -> None:
 
     try:
         check_resources(search.sweep, settings.train.num_workers)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _check_capacity(settings, search) -> None:
+    """Start or join Ray, and refuse a trial the cluster cannot hold before the run folder
+    exists (:func:`components.search.tune_sweep.check_capacity`)."""
+    from components.search.tune_sweep import check_capacity
+    from components.training.ray_runtime import ensure_ray
+
+    ensure_ray(settings.run.ray_address, settings.run.ray_num_cpus)
+    try:
+        check_capacity(search.sweep, settings.train)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

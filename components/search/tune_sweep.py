@@ -352,37 +352,51 @@ def check_metrics(
 
 
 def check_resources(sweep: SweepConfig, num_workers: int) -> None:
-    """``ValueError`` when ``search.resources_per_trial`` contradicts the training set-up: a GPU
-    for trials that train on the CPU, or any request for Ray Train trials (``num_workers > 1``),
-    whose groups reserve their own workers' resources."""
+    """``ValueError`` when the search and the training set-up contradict each other: a method
+    whose trials restart from Tune checkpoints with Ray Train trials (``num_workers > 1``), a GPU
+    in ``search.resources_per_trial`` for trials that train on the CPU, or any request for Ray
+    Train trials, whose groups reserve their own workers' resources."""
     in_memory = sweep.method in IN_MEMORY_METHODS
+    if num_workers > 1 and sweep.method in CHECKPOINT_METHODS:
+        raise ValueError(
+            f"search.method={sweep.method} needs train.num_workers=1: its trials restart "
+            "from Tune checkpoints (cloned or paused), which Ray Train runs keep to themselves"
+        )
     check_combination(sweep.resources_per_trial, num_workers=num_workers, in_memory=in_memory)
 
 
-def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):
+def check_capacity(sweep: SweepConfig, train: TrainConfig) -> None:
+    """``ValueError`` when the connected Ray cluster cannot hold even one trial (Tune would
+    wait forever); a Ray Train trial's group is left to Ray Train."""
+    if (resources := _trial_resources(sweep, train)) is not None:
+        check_cluster(resources, ray.cluster_resources())
+
+
+def _trial_resources(sweep: SweepConfig, train: TrainConfig) -> dict | None:
+    """What one trial reserves; None for a Ray Train trial (its driver takes none)."""
     in_memory = sweep.method in IN_MEMORY_METHODS
-    check_resources(sweep, train.num_workers)
-    if in_memory:
-        function = _TRAINABLES[sweep.method]
-    elif train.num_workers > 1:
-        if sweep.method in CHECKPOINT_METHODS:
-            raise ValueError(
-                f"search.method={sweep.method} needs train.num_workers=1: its trials restart "
-                "from Tune checkpoints (cloned or paused), which Ray Train runs keep to themselves"
-            )
-        # The trial's driver only waits and takes no CPU (Tune refuses an empty request, hence
-        # a token of memory); the TorchTrainer reserves its workers' resources itself.
-        function = trials.ray_train_trial
-        return tune.with_resources(tune.with_parameters(function, base=base), {"memory": 2**20})
-    else:
-        function = trials.fit_trial if base["prune"] is None else trial_prune.prune_trial
-    resources = trial_resources(
+    if train.num_workers > 1 and not in_memory:
+        return None
+    return trial_resources(
         sweep.resources_per_trial,
         cpus_per_worker=train.cpus_per_worker,
         num_workers=train.num_workers,
         in_memory=in_memory,
     )
-    check_cluster(resources, ray.cluster_resources())
+
+
+def _trainable(sweep: SweepConfig, train: TrainConfig, base: dict):
+    check_resources(sweep, train.num_workers)
+    check_capacity(sweep, train)
+    if (resources := _trial_resources(sweep, train)) is None:
+        # The trial's driver only waits and takes no CPU (Tune refuses an empty request, hence
+        # a token of memory); the TorchTrainer reserves its workers' resources itself.
+        function = trials.ray_train_trial
+        return tune.with_resources(tune.with_parameters(function, base=base), {"memory": 2**20})
+    if sweep.method in IN_MEMORY_METHODS:
+        function = _TRAINABLES[sweep.method]
+    else:
+        function = trials.fit_trial if base["prune"] is None else trial_prune.prune_trial
     # A trial given a GPU (or a share of one) trains on it: Ray makes it the only one visible.
     base = {**base, "device": "cuda" if resources.get("gpu", 0) > 0 else "cpu"}
     return tune.with_resources(tune.with_parameters(function, base=base), resources)

@@ -226,6 +226,7 @@ def test_sweep_options_become_hydra_overrides():
         (["--resume"], "run.id"),
         (["train.num_workers=2", "ray.storage_path=s3://b/x"], "filesystem every node mounts"),
         (["search.resources_per_trial={cpu:1,gpu:1.5}"], "search.resources_per_trial.gpu must"),
+        (["search=pbt", "train.num_workers=2"], "search.method=pbt needs train.num_workers=1"),
         (
             ["train.num_workers=2", "search.resources_per_trial={cpu:1,gpu:0.5}"],
             "with train.num_workers=2 each trial is a Ray Train group",
@@ -236,6 +237,17 @@ def test_bad_sweep_input_exits_2_naming_the_key(args, message, capsys, tmp_path)
     assert main(["sweep", *args, f"run.root={tmp_path}"]) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing was written
+
+
+@pytest.mark.ray
+@pytest.mark.prefect
+def test_a_trial_the_cluster_cannot_hold_is_refused_before_the_run_folder_exists(
+    prefect_harness, ray_session, tmp_path, tiny_run, capsys
+):
+    args = tiny_run("search.resources_per_trial={cpu:1,gpu:0.5}")
+    assert main(["sweep", *args]) == 2
+    assert "a trial asks for 0.5 GPU" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_reused_run_id_without_resume_is_refused_before_anything_is_written(
