@@ -31,6 +31,7 @@ from flows.run import (
     TrackedModel,
     all_overrides,
     check_files,
+    check_training_fits,
     explanation_headline,
     finish_run,
     headline_metrics,
@@ -140,6 +141,7 @@ def pipeline(
     except ValueError as err:
         raise ConfigError(str(err)) from err
     ssl_cfg = stage_config(cfg, spec)  # ssl=<objective>: pre-train the encoder first
+    check_training_fits(settings)
     run = open_run("pipeline", settings, cfg, resume_dir=resume_dir)
 
     ssl = None

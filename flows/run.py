@@ -22,7 +22,7 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from components import atomic
-from flows.config import to_yaml
+from flows.config import ConfigError, to_yaml
 from flows.run_folder import create_run_dir, start_status, write_json, write_run_files
 from tasks.report import report_task
 from tasks.tracking import track_task
@@ -84,6 +84,20 @@ class TrackedModel:
     history: list[dict]
     model_dir: Path | None
     trials: list[dict] = field(default_factory=list)
+
+
+def check_training_fits(settings: FlowSettings) -> None:
+    """Start or join Ray, and refuse (``ConfigError``), before the run folder exists, a Ray
+    Train group of ``settings.train`` that a Ray this process started cannot hold: Ray Train
+    would wait for it forever (:func:`components.training.ray_runtime.check_group_fits`)."""
+    from components.training.ray_runtime import check_group_fits, ensure_ray
+
+    ensure_ray(settings.run.ray_address, settings.run.ray_num_cpus)
+    train = settings.train
+    try:
+        check_group_fits(train.num_workers, train.cpus_per_worker, train.use_gpu)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def open_run(

@@ -52,6 +52,7 @@ from flows.run import (
     TrackedModel,
     all_overrides,
     check_files,
+    check_training_fits,
     explanation_headline,
     finish_run,
     headline_metrics,
@@ -415,12 +416,11 @@ def _check_resources(settings, search) -> None:
 
 
 def _check_capacity(settings, search) -> None:
-    """Start or join Ray, and refuse a trial the cluster cannot hold before the run folder
-    exists (:func:`components.search.tune_sweep.check_capacity`)."""
+    """Start or join Ray, and refuse a trial or a Ray Train group the cluster cannot hold before
+    the run folder exists (:func:`components.search.tune_sweep.check_capacity`)."""
     from components.search.tune_sweep import check_capacity
-    from components.training.ray_runtime import ensure_ray
 
-    ensure_ray(settings.run.ray_address, settings.run.ray_num_cpus)
+    check_training_fits(settings)  # the retrain, and each trial's Ray Train group
     try:
         check_capacity(search.sweep, settings.train)
     except ValueError as err:

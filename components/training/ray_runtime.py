@@ -46,6 +46,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     for key, value in _RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     address = address or os.environ.get("RAY_ADDRESS")
+    global _started_here
+    _started_here = False
     if address:
         env_vars = {k: os.environ[k] for k in _RAY_ENV_DEFAULTS}
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
@@ -60,6 +62,34 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                 dashboard_port=port,
                 log_to_driver=True,
             )
+        _started_here = True
+
+
+# Whether the running Ray is one ensure_ray started (a fixed size), not a joined cluster.
+_started_here = False
+
+
+def check_group_fits(num_workers: int, cpus_per_worker: int, use_gpu: bool) -> None:
+    """``ValueError`` when a Ray Train group of ``num_workers`` (each ``cpus_per_worker`` CPUs
+    and, with ``use_gpu``, a GPU) cannot fit on the Ray this process started: Ray Train would
+    wait for the resources forever. A joined cluster may grow (an autoscaler), so it is not
+    checked. Call after :func:`ensure_ray`."""
+    import ray
+
+    if not (_started_here and ray.is_initialized()):
+        return
+    have = ray.cluster_resources()
+    cpus, gpus = num_workers * cpus_per_worker, num_workers if use_gpu else 0
+    if cpus > have.get("CPU", 0):
+        raise ValueError(
+            f"train.num_workers={num_workers} x train.cpus_per_worker={cpus_per_worker} needs "
+            f"{cpus} CPUs, but the local Ray has {have.get('CPU', 0):g} (ray.num_cpus)"
+        )
+    if gpus > have.get("GPU", 0):
+        raise ValueError(
+            f"train.use_gpu=true with train.num_workers={num_workers} needs {gpus} GPU(s), but "
+            f"the local Ray has {have.get('GPU', 0):g}: no CUDA GPU is visible to it"
+        )
 
 
 def _free_loopback_port() -> int:

@@ -78,6 +78,29 @@ def test_shap_backprop_on_data_without_part_masks_fails_before_any_run_folder_is
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.ray
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.num_workers=3", "needs 3 CPUs, but the local Ray has 2"),
+        ("train.use_gpu=true", "needs 1 GPU.*the local Ray has 0: no CUDA GPU"),
+    ],
+)
+def test_a_training_group_the_local_ray_cannot_hold_fails_before_any_run_folder_is_made(
+    prefect_harness, ray_session, tmp_path, digits_dataset, override, message
+):
+    # Ray Train would wait for the workers forever (measured: still waiting after 240 s)
+    overrides = [
+        "experiment=tiny",
+        f"run.root={tmp_path / 'runs'}",
+        f"run.cache_dir={digits_dataset.parent}",
+        override,
+    ]
+    with pytest.raises(ConfigError, match=message):
+        pipeline(overrides=overrides)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_pipeline_options_become_hydra_overrides():
     options = PipelineOptions(data="wine", model="mlp", epochs=3, use_gpu=False, num_workers=2)
     assert options.to_overrides() == [
