@@ -19,6 +19,8 @@ _RAY_ENV_DEFAULTS = {
 # offers no setting to change that; the token guards them. What can bind to loopback does.
 LOOPBACK = "127.0.0.1"
 _STATE_API = "RAY_API_SERVER_ADDRESS"
+# Whether the running Ray is one ensure_ray started (a fixed size), not a joined cluster.
+_started_here = False
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -63,10 +65,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                 log_to_driver=True,
             )
         _started_here = True
-
-
-# Whether the running Ray is one ensure_ray started (a fixed size), not a joined cluster.
-_started_here = False
 
 
 def check_group_fits(num_workers: int, cpus_per_worker: int, use_gpu: bool) -> None:
