@@ -31,6 +31,11 @@ class TrialLogger(tune.Callback):
         self.best: dict[str, float] = {}
         self.last: dict[str, dict] = {}
 
+    def __setstate__(self, state: dict) -> None:
+        # A sweep interrupted under an older version pickled only ``total``: resumable still.
+        self.__init__(state["total"])
+        self.__dict__.update(state)
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.last[trial.trial_id] = {k: result[k] for k in self.KEPT if k in result}
         value = result.get(self.metric)

@@ -47,3 +47,13 @@ def test_a_trial_handed_a_clones_result_is_reported_with_its_own():
         logger.on_trial_complete(3, [], trial)
     assert events[0]["value"] == 0.8
     assert logger.last["t0"] == {"training_iteration": 2, "val_accuracy": 0.8}
+
+
+def test_a_logger_pickled_by_an_older_version_resumes_with_the_defaults():
+    import pickle
+
+    logger = TrialLogger(5, "val_accuracy", "max")
+    assert pickle.loads(pickle.dumps(logger)).__dict__ == logger.__dict__
+    old = TrialLogger.__new__(TrialLogger)
+    old.__setstate__({"total": 3})  # what a sweep interrupted before 2026-12-06 holds
+    assert (old.total, old.metric, old.mode, old.best, old.last) == (3, "val_loss", "min", {}, {})
