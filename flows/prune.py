@@ -23,7 +23,15 @@ from prefect import flow
 from pydantic import Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings
-from flows.run import FlowOptions, RunResult, all_overrides, finish_run, open_run, report_data
+from flows.run import (
+    FlowOptions,
+    RunResult,
+    all_overrides,
+    check_training_fits,
+    finish_run,
+    open_run,
+    report_data,
+)
 from flows.run_folder import check_resumable, with_run_status
 from tasks.ingest import ingest_task
 
@@ -107,6 +115,7 @@ def prune(
     spec = settings.model_spec(dataset.meta)
     if resume_dir is not None:
         _check_same_setup(resume_dir / "prune", spec, config)
+    check_training_fits(settings)
     run = open_run("prune", settings, cfg, resume_dir=resume_dir)
 
     records = prune_task(
