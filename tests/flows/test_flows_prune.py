@@ -14,6 +14,18 @@ from sennflow.cli import main
 pytestmark = [pytest.mark.prefect, pytest.mark.ray, pytest.mark.slow]
 
 
+def test_rounds_on_a_gpu_the_local_ray_lacks_are_refused_before_the_run_folder(
+    prefect_harness, ray_session, tmp_path, digits_dataset
+):
+    from flows.config import ConfigError
+    from flows.prune import prune
+
+    overrides = ["train.use_gpu=true", f"run.root={tmp_path / 'runs'}"]
+    with pytest.raises(ConfigError, match="train.use_gpu=true with train.num_workers=1 needs 1"):
+        prune(overrides=[*overrides, f"run.cache_dir={digits_dataset.parent}"])
+    assert not (tmp_path / "runs").exists()
+
+
 def test_prune_command_runs_two_rounds_and_refuses_a_changed_resume(
     prefect_harness, ray_session, tmp_path, capsys, digits_dataset
 ):
@@ -42,12 +54,3 @@ def test_prune_command_runs_two_rounds_and_refuses_a_changed_resume(
     capsys.readouterr()
     assert main(["prune", "--resume", *args[:2], "rate=0.3", *args[3:]]) == 2
     assert "prune.rate" in capsys.readouterr().err
-
-
-def test_rounds_on_a_gpu_the_local_ray_lacks_are_refused_before_the_run_folder(
-    prefect_harness, ray_session, tmp_path, capsys, digits_dataset
-):
-    args = ["train.use_gpu=true", f"run.root={tmp_path / 'runs'}"]
-    assert main(["prune", *args, f"run.cache_dir={digits_dataset.parent}"]) == 2
-    assert "train.use_gpu=true with train.num_workers=1 needs 1 GPU" in capsys.readouterr().err
-    assert not (tmp_path / "runs").exists()
