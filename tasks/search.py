@@ -91,7 +91,7 @@ def search_task(
     trial runs lottery rounds with (None: none)."""
     from components.data.reader import load_meta
     from components.data.staging import dataset_for_workers
-    from components.search.tune_sweep import run_sweep
+    from components.search.tune_sweep import run_sweep, selects_on_best_epoch
     from components.training.ray_runtime import ensure_ray
 
     ensure_ray(run.ray_address, run.ray_num_cpus)
@@ -107,7 +107,11 @@ def search_task(
         bossnas=search.bossnas,
         enas=search.enas,
         callbacks=[
-            TrialLogger(search.sweep.num_samples, *search.sweep.selection[0], prune is None)
+            TrialLogger(
+                search.sweep.num_samples,
+                *search.sweep.selection[0],
+                over_epochs=selects_on_best_epoch(search.sweep, prune),
+            )
         ],
         augment=augment,
         images=load_meta(dataset_path).is_image,

@@ -519,6 +519,12 @@ def _last_report(result) -> dict:
     return trial_rows.latest_per_iteration(rows)[-1] if rows else (result.metrics or {})
 
 
+def selects_on_best_epoch(sweep: SweepConfig, prune) -> bool:
+    """Whether the best trial is chosen on each trial's best report by the metric, not its last:
+    not for a pruning sweep (``prune``: its rounds) nor a Pareto pick (final values)."""
+    return prune is None and not sweep.objectives
+
+
 def _selected_report(result, sweep: SweepConfig, scope: str) -> dict:
     """The trial's own report it was selected on: its best by the metric over all its reports
     (``scope`` ``all``), else (``last``, or a Pareto pick over final values) its last one."""
