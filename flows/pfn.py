@@ -17,7 +17,14 @@ from prefect import flow
 from pydantic import Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings
-from flows.run import FlowOptions, RunResult, all_overrides, finish_run, open_run
+from flows.run import (
+    FlowOptions,
+    RunResult,
+    all_overrides,
+    check_training_fits,
+    finish_run,
+    open_run,
+)
 from flows.run_folder import with_run_status
 
 DEFAULT_PRIOR = "gp"
@@ -115,6 +122,7 @@ def pfn_train(
     cfg = compose_pfn(all_overrides(options, overrides))
     settings = to_settings(cfg)
     config = pfn_config(cfg)
+    check_training_fits(settings, train=False, pfn=config)
     run = open_run("pfn", settings, cfg)
     outcome = pfn_train_task(config, settings.run, run.run_dir)
     last = outcome["history"][-1]

@@ -141,7 +141,7 @@ def pipeline(
     except ValueError as err:
         raise ConfigError(str(err)) from err
     ssl_cfg = stage_config(cfg, spec)  # ssl=<objective>: pre-train the encoder first
-    check_training_fits(settings)
+    check_training_fits(settings, ssl=ssl_cfg)
     run = open_run("pipeline", settings, cfg, resume_dir=resume_dir)
 
     ssl = None

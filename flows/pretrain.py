@@ -20,7 +20,15 @@ from prefect import flow
 from pydantic import Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings
-from flows.run import FlowOptions, RunResult, all_overrides, finish_run, open_run, report_data
+from flows.run import (
+    FlowOptions,
+    RunResult,
+    all_overrides,
+    check_training_fits,
+    finish_run,
+    open_run,
+    report_data,
+)
 from flows.run_folder import with_run_status
 from tasks.ingest import ingest_task
 
@@ -122,6 +130,7 @@ def pretrain(
     spec = settings.model_spec(dataset.meta)
     source = ssl_source(spec)
     check_pretrainable(spec, config)
+    check_training_fits(settings, train=False, ssl=config)
     run = open_run("pretrain", settings, cfg)
 
     ssl = pretrain_task(dataset.path, source, config, settings.run, run.run_dir)

@@ -86,18 +86,27 @@ class TrackedModel:
     trials: list[dict] = field(default_factory=list)
 
 
-def check_training_fits(settings: FlowSettings) -> None:
+def check_training_fits(settings: FlowSettings, *, train: bool = True, ssl=None, pfn=None) -> None:
     """Start or join Ray, and refuse (``ConfigError``), before the run folder exists, a Ray
-    Train group of ``settings.train`` that a Ray this process started cannot hold: Ray Train
-    would wait for it forever (:func:`components.training.ray_runtime.check_group_fits`)."""
+    Train group that a Ray this process started cannot hold: Ray Train would wait for it
+    forever (:func:`components.training.ray_runtime.check_group_fits`). The groups: the
+    ``train`` one (unless ``train=False``), and those of an ``ssl`` or ``pfn`` config given
+    (one CPU per worker, no GPU)."""
     from components.training.ray_runtime import check_group_fits, ensure_ray
 
     ensure_ray(settings.run.ray_address, settings.run.ray_num_cpus)
-    train = settings.train
-    try:
-        check_group_fits(train.num_workers, train.cpus_per_worker, train.use_gpu)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    groups = {}
+    if train:
+        t = settings.train
+        groups["train"] = (t.num_workers, t.cpus_per_worker, t.use_gpu)
+    for key, config in (("ssl", ssl), ("pfn", pfn)):
+        if config is not None:
+            groups[key] = (config.num_workers, 1, False)
+    for key, group in groups.items():
+        try:
+            check_group_fits(*group, key=key)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
 
 def open_run(

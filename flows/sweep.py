@@ -186,8 +186,8 @@ def sweep(
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     _check_data(search, dataset.path)
     _check_metrics(settings, search, dataset)
-    _check_capacity(settings, search)
     ssl_cfg = stage_config(cfg, settings.model_spec(dataset.meta))  # ssl=<objective>
+    _check_capacity(settings, search, ssl_cfg)
     resume_dir = Path(settings.run.root) / "sweep" / settings.run.id if resume else None
     run = open_run("sweep", settings, cfg, resume_dir=resume_dir)
 
@@ -415,12 +415,12 @@ def _check_resources(settings, search) -> None:
         raise ConfigError(str(err)) from err
 
 
-def _check_capacity(settings, search) -> None:
+def _check_capacity(settings, search, ssl_cfg) -> None:
     """Start or join Ray, and refuse a trial or a Ray Train group the cluster cannot hold before
     the run folder exists (:func:`components.search.tune_sweep.check_capacity`)."""
     from components.search.tune_sweep import check_capacity
 
-    check_training_fits(settings)  # the retrain, and each trial's Ray Train group
+    check_training_fits(settings, ssl=ssl_cfg)  # the retrain, and each trial's Ray Train group
     try:
         check_capacity(search.sweep, settings.train)
     except ValueError as err:

@@ -67,11 +67,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _started_here = True
 
 
-def check_group_fits(num_workers: int, cpus_per_worker: int, use_gpu: bool) -> None:
+def check_group_fits(
+    num_workers: int, cpus_per_worker: int = 1, use_gpu: bool = False, key: str = "train"
+) -> None:
     """``ValueError`` when a Ray Train group of ``num_workers`` (each ``cpus_per_worker`` CPUs
     and, with ``use_gpu``, a GPU) cannot fit on the Ray this process started: Ray Train would
-    wait for the resources forever. A joined cluster may grow (an autoscaler), so it is not
-    checked. Call after :func:`ensure_ray`."""
+    wait for the resources forever. ``key`` is the config group the numbers come from
+    (``train``, ``ssl``, ``pfn``), for the message. A joined cluster may grow (an autoscaler),
+    so it is not checked. Call after :func:`ensure_ray`."""
     import ray
 
     if not (_started_here and ray.is_initialized()):
@@ -80,12 +83,12 @@ def check_group_fits(num_workers: int, cpus_per_worker: int, use_gpu: bool) -> N
     cpus, gpus = num_workers * cpus_per_worker, num_workers if use_gpu else 0
     if cpus > have.get("CPU", 0):
         raise ValueError(
-            f"train.num_workers={num_workers} x train.cpus_per_worker={cpus_per_worker} needs "
-            f"{cpus} CPUs, but the local Ray has {have.get('CPU', 0):g} (ray.num_cpus)"
+            f"{key}.num_workers={num_workers} needs {cpus} CPUs ({cpus_per_worker} per worker), "
+            f"but the local Ray has {have.get('CPU', 0):g} (ray.num_cpus)"
         )
     if gpus > have.get("GPU", 0):
         raise ValueError(
-            f"train.use_gpu=true with train.num_workers={num_workers} needs {gpus} GPU(s), but "
+            f"{key}.use_gpu=true with {key}.num_workers={num_workers} needs {gpus} GPU(s), but "
             f"the local Ray has {have.get('GPU', 0):g}: no CUDA GPU is visible to it"
         )
 

@@ -83,3 +83,15 @@ def test_the_pfn_report_plots_its_losses_per_optimiser_step_not_per_epoch(tmp_pa
     (ax,) = learning_curves_figure(data.history, history_axis(data.history)).axes
     assert ax.get_xlabel() == "step"
     assert [list(line.get_xdata()) for line in ax.get_lines()] == [steps, steps]
+
+
+@pytest.mark.prefect
+@pytest.mark.ray
+def test_more_pfn_workers_than_the_local_ray_has_cpus_fail_before_any_run_folder_is_made(
+    prefect_harness, ray_session, tmp_path
+):
+    # Ray Train would wait for the workers forever (measured: still waiting after 90 s)
+    overrides = [f"run.root={tmp_path / 'runs'}", *SMALL, "pfn.num_workers=3"]
+    with pytest.raises(ConfigError, match="pfn.num_workers=3 needs 3 CPUs.*local Ray has 2"):
+        pfn_train(overrides=overrides)
+    assert not (tmp_path / "runs").exists()

@@ -82,7 +82,10 @@ def test_shap_backprop_on_data_without_part_masks_fails_before_any_run_folder_is
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("train.num_workers=3", "needs 3 CPUs, but the local Ray has 2"),
+        (
+            "train.num_workers=3",
+            r"train.num_workers=3 needs 3 CPUs \(1 per worker\), but the local Ray has 2",
+        ),
         ("train.use_gpu=true", "needs 1 GPU.*the local Ray has 0: no CUDA GPU"),
     ],
 )

@@ -13,6 +13,7 @@ from components.data.reader import read_split
 from components.ssl.checkpoint import load_encoder
 from components.training.checkpoint import ModelSpec
 from flows.config import ConfigError
+from flows.pipeline import pipeline
 from flows.pretrain import compose_pretrain, pretrain, ssl_config
 
 
@@ -65,3 +66,26 @@ def test_pretrain_saves_an_encoder_that_a_model_loads(
 def test_a_bad_ssl_key_is_a_config_error_naming_it(override, message):
     with pytest.raises(ConfigError, match=message):
         ssl_config(compose_pretrain([override]))
+
+
+@pytest.mark.prefect
+@pytest.mark.ray
+def test_more_ssl_workers_than_the_local_ray_has_cpus_fail_before_any_run_folder_is_made(
+    prefect_harness, ray_session, tmp_path, digits_dataset
+):
+    # Ray Train would wait for the workers forever, in `sennflow pretrain` and in the pipeline's
+    # pre-training stage alike
+    overrides = [
+        f"run.root={tmp_path / 'runs'}",
+        f"run.cache_dir={Path(digits_dataset).parent}",
+        "model=cnn",
+        "model.tiny=true",
+        "ssl=directpred",
+        "ssl.num_workers=3",
+    ]
+    message = "ssl.num_workers=3 needs 3 CPUs.*local Ray has 2"
+    with pytest.raises(ConfigError, match=message):
+        pretrain(overrides=overrides)
+    with pytest.raises(ConfigError, match=message):
+        pipeline(overrides=overrides)
+    assert not (tmp_path / "runs").exists()
