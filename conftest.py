@@ -21,6 +21,12 @@ import pytest
 # Keep tests from oversubscribing the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Importing `prefect.main` sets up Prefect's logging, whose console handler keeps the sys.stderr
+# of that moment. Here that is the session's stream; first imported inside a test (`main([...])`
+# imports the flows lazily) it would be that test's capsys stream, closed when the test ends,
+# and every later Prefect log line in the process would fail on it.
+import prefect.main  # noqa: E402,F401
+
 
 @pytest.fixture
 def ray_start_lock():

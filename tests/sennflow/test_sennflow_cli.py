@@ -10,9 +10,6 @@ import sys
 
 import pytest
 
-# Imported before any test captures output: importing a flow sets up Prefect's console handler,
-# which keeps writing to the stream it was created with (a closed capsys stream otherwise).
-import flows.pipeline  # noqa: F401
 from sennflow.cli import main
 
 
