@@ -175,8 +175,8 @@ def write_image_dataset(
     """
     if rows.ignored:
         progress(
-            f"ignored {rows.ignored} files: hidden files, files outside class folders "
-            "(hidden folders count as one)"
+            f"ignored {rows.ignored} file{'s' if rows.ignored != 1 else ''}: hidden files, "
+            "files outside class folders (hidden folders count as one)"
         )
     plan = plan_splits(rows, spec)
     shards = make_shards(rows, plan, spec.partition_rows)

@@ -130,7 +130,7 @@ def model_scores(model: nn.Module, x: torch.Tensor, output: str = "prob") -> tor
         raise ValueError(f"output must be 'prob' or 'logit', got {output!r}")
     device, chunks = model_device(model), []
     with eval_mode(model), torch.no_grad():
-        for batch in x.split(rows_per_call(x.shape[1:], _BATCH)):
+        for batch in x.split(rows_per_call(x.shape[1:], _BATCH, device)):
             logits = model_logits(model(batch.to(device))).float()
             chunks.append(logits.softmax(dim=1) if output == "prob" else logits)
     return torch.cat(chunks).cpu()

@@ -14,9 +14,12 @@ import torch
 import torch.nn.functional as F
 
 REPLACEMENTS = ("baseline", "mean", "noise", "blur")
-# Bytes of input per batched model call: 1,024 rows of digits or 32x32 images, about a hundred
-# 224x224 RGB images, whose activations would otherwise take gigabytes per call.
+# Bytes of input per batched model call on a GPU: 1,024 rows of digits or 32x32 images, about a
+# hundred 224x224 RGB images, whose activations would otherwise take gigabytes per call.
 CALL_BYTES = 64 * 2**20
+# On a CPU far fewer: a conv net's activations then outgrow the caches, and a row cost 1.2-2x more
+# in calls of hundreds of rows than of tens (ProtoPNet at 32, 64 and 224 px; BENCHMARKS.md).
+CPU_CALL_BYTES = 2 * 2**20
 
 
 def remove_features(
@@ -108,8 +111,10 @@ def top_k_mask(attributions: torch.Tensor, k: int, *, largest: bool = True) -> t
     return mask.reshape(attributions.shape)
 
 
-def rows_per_call(feature_shape, limit: int) -> int:
-    """Rows of ``feature_shape`` (float32) per batched model call: ``limit``, fewer for large
-    inputs so one call holds at most :data:`CALL_BYTES` of input."""
+def rows_per_call(feature_shape, limit: int, device: torch.device | str = "cpu") -> int:
+    """Rows of ``feature_shape`` (float32) per batched model call on ``device``: ``limit``, fewer
+    for large inputs so one call holds at most :data:`CALL_BYTES` of input
+    (:data:`CPU_CALL_BYTES` on a CPU)."""
     row_bytes = 4 * math.prod(int(s) for s in feature_shape)
-    return max(1, min(int(limit), CALL_BYTES // max(row_bytes, 1)))
+    budget = CPU_CALL_BYTES if torch.device(device).type == "cpu" else CALL_BYTES
+    return max(1, min(int(limit), budget // max(row_bytes, 1)))

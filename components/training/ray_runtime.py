@@ -19,6 +19,7 @@ _RAY_ENV_DEFAULTS = {
 # offers no setting to change that; the token guards them. What can bind to loopback does.
 LOOPBACK = "127.0.0.1"
 _STATE_API = "RAY_API_SERVER_ADDRESS"
+_PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # Whether the running Ray is one ensure_ray started (a fixed size), not a joined cluster.
 _started_here = False
 
@@ -55,6 +56,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
     else:
         _require_token_auth()
+        # One node that cannot be preempted: Ray Train's preemption watcher (an actor per training
+        # run, for spot nodes) would only cost a process start and log an error about restarts.
+        os.environ.setdefault(_PREEMPTION_WATCHER, "0")
         port = _free_loopback_port()
         with _state_api_for_workers(port):
             ray.init(

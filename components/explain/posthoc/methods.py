@@ -139,7 +139,7 @@ def attribute(
             baseline=resolve_baseline(inputs, baseline),
             num_samples=num_samples or DEFAULT_NUM_SAMPLES.get(method, 0),
             feature_mask=feature_mask,
-            batch_size=batch_size or rows_per_call(inputs.shape[1:], DEFAULT_BATCH_SIZE),
+            batch_size=batch_size or rows_per_call(inputs.shape[1:], DEFAULT_BATCH_SIZE, device),
             seed=seed,
             options=options,
         )

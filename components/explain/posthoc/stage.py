@@ -43,6 +43,7 @@ from components.evaluation.faithfulness import (
     infidelity,
     insertion_auc,
     mean_score,
+    model_device,
     pgi,
     pgu,
 )
@@ -255,7 +256,9 @@ class _Stage:
         than they are on 224x224 images, so each unit is the faster of two calls unless the
         first alone took :data:`PILOT_SHARE` of the budget.
         """
-        rows = x[: min(len(x), rows_per_call(x.shape[1:], PILOT_BATCH * 4))]
+        rows = x[
+            : min(len(x), rows_per_call(x.shape[1:], PILOT_BATCH * 4, model_device(self.model)))
+        ]
         forward = self._unit(predict_logits, self.model, rows)[0] / len(rows)
         count = self._pilot_samples(len(x), forward, num_groups(groups))
         batch, batch_groups = x[:count], _first(groups, count)

@@ -124,7 +124,7 @@ def fit_global_surrogate(
         raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
     inputs = as_float_tensor(x).cpu()
     labels = _shared_labels(groups, inputs.shape[1:])
-    batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024)
+    batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024, _device(model))
     train, holdout = _split(inputs, x_holdout, holdout_fraction, seed)
     width = inputs[0].numel() if labels is None else num_groups(labels)
     if not 1 <= top_k <= width:
@@ -184,7 +184,7 @@ def feature_importance(
     if method not in IMPORTANCES:
         raise ValueError(f"unknown importance {method!r}; one of {IMPORTANCES}")
     inputs = as_float_tensor(x).to(_device(model))
-    batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024)
+    batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024, inputs.device)
     predicted = predict_logits(model, inputs, batch_size=batch_size, device=inputs.device).argmax(1)
     baseline, removal = None, {"replacement": replacement}
     if method == "permutation":

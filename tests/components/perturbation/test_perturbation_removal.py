@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from components.perturbation.removal import gaussian_blur, remove_features, top_k_mask
+from components.perturbation.removal import (
+    gaussian_blur,
+    remove_features,
+    rows_per_call,
+    top_k_mask,
+)
 
 
 @pytest.fixture
@@ -103,3 +108,17 @@ def test_top_k_mask_breaks_ties_by_feature_order_and_keeps_the_shape():
 def test_top_k_mask_rejects_k_out_of_range(k):
     with pytest.raises(ValueError, match=r"k must lie in \[0, 4\]"):
         top_k_mask(torch.ones(2, 4), k)
+
+
+@pytest.mark.parametrize(
+    ("shape", "cpu", "gpu"),
+    [
+        ((64,), 1024, 1024),  # digits: the limit on both
+        ((3, 64, 64), 42, 1024),  # 48 KiB rows: 2 MiB of input per call on a CPU
+        ((3, 224, 224), 3, 111),  # 588 KiB rows: 64 MiB per call on a GPU
+    ],
+)
+def test_a_cpu_call_holds_megabytes_of_input_and_a_gpu_call_tens_of_them(shape, cpu, gpu):
+    assert rows_per_call(shape, 1024) == cpu
+    assert rows_per_call(shape, 1024, torch.device("cuda", 0)) == gpu
+    assert rows_per_call(shape, 2, "cuda") == 2
