@@ -20,12 +20,14 @@ per part.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from components.evaluation.explanation_chooser import METRICS, rank_methods
@@ -269,9 +271,13 @@ class _Stage:
                 continue
             full = _model_calls(method, config)
             calls = None if full is None else min(full, PILOT_SAMPLES)
-            seconds, result = self._unit(
-                attribute_with, self.model, method, batch, batch_groups, config, None, calls
-            )
+            with warnings.catch_warnings():
+                # LIME's Lasso on 16 perturbations of more features need not converge; the
+                # pilot only times it (its attributions are not used)
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                seconds, result = self._unit(
+                    attribute_with, self.model, method, batch, batch_groups, config, None, calls
+                )
             attribution[method] = seconds / count * (1.0 if full is None else full / calls)
             first = result if first is None else first
         masks = None if self.masks is None else self.masks[:count]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from components.explain.config import POST_HOC_METHODS, ExplainConfig
@@ -257,3 +259,28 @@ def test_the_explain_stage_reads_each_test_row_once_and_only_the_rows_it_needs(
     np.testing.assert_array_equal(
         stage._first_test_rows(path, first, 100, count), read_split(path, "test", limit=100)[0]
     )
+
+
+def test_the_pilot_keeps_the_warnings_of_its_short_lime_fits_to_itself():
+    """The pilot fits LIME's Lasso to 16 perturbations of 64 patches, which need not converge
+    (scikit-learn warns); the pilot only times it, so the user must not see the warning."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(192, 3)).eval()
+    with torch.no_grad():
+        model[2].weight.mul_(10)  # a response 16 perturbations cannot fit (measured: it warns)
+    x = _images(4, 32)
+    config = ExplainConfig(
+        methods=("lime",), eval_samples=4, robustness_samples=1, surrogate_samples=4
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = explain_post_hoc(
+            model,
+            x,
+            np.zeros(4, int),
+            config=config,
+            num_shown=1,
+            surrogate_data=(x, x),
+            budget_s=60,
+        )
+    assert result["methods"] == ["lime"] and result["budget"]["chosen"]["eval_samples"] == 4
