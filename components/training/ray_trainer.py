@@ -177,9 +177,10 @@ def train_with_ray(
             queue.shutdown()
         outcome = _collect(result, run_dir, attempts.attempts)
     logger.info(
-        "best epoch %d (val_loss %.4f), %d epochs run%s%s",
+        "best epoch %d (val_loss %.4f%s), %d epochs run%s%s",
         outcome.best_epoch,
         outcome.best_val_loss,
+        best_epoch_scope(outcome.history),
         len(outcome.history),
         ", stopped early" if outcome.stopped_early else "",
         _recovery_note(outcome.resumed_at),
@@ -218,6 +219,15 @@ def _logging_epochs(
         on_epoch(metrics)
 
     return forward
+
+
+def best_epoch_scope(history: list[dict]) -> str:
+    """Where the best epoch was chosen, for a model trained in stages: only in the last one
+    (ProtoPNet's after its last push, the model its gallery shows); "" for one stage."""
+    stages = [row.get("stage") for row in history]
+    if len(set(stages)) <= 1:
+        return ""
+    return f", chosen in the last stage, {stages[-1]}"
 
 
 def _recovery_note(resumed_at: list[int]) -> str:

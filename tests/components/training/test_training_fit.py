@@ -15,6 +15,7 @@ from components.training.checkpoint import ModelSpec, load_model, load_state, lo
 from components.training.config import TrainConfig
 from components.training.fit import DivergedError, fit
 from components.training.optim import lr_factor
+from components.training.ray_trainer import best_epoch_scope
 
 SPEC = ModelSpec(name="mlp", input_shape=(8,), num_classes=3, tiny=True)
 
@@ -262,6 +263,9 @@ def test_stages_train_only_their_parameters_at_their_rates():
     # Only the last stage's epochs can be the "best" checkpoint.
     assert [m["checkpoint_score"] == float("inf") for m in seen] == [True, True, False, False]
     assert state.best_epoch in (3, 4)
+    # and the log says so, as a reader seeing a lower val_loss in an earlier stage would ask
+    assert best_epoch_scope(seen) == ", chosen in the last stage, all"
+    assert best_epoch_scope(seen[:2]) == ""
 
 
 def test_a_stage_prefix_that_matches_nothing_is_an_error():
