@@ -230,6 +230,7 @@ class _Stage:
     def __init__(self, model: nn.Module, masks, attribute_fn: Attribute, clock: Clock) -> None:
         self.model, self.masks, self.attribute_fn, self.clock = model, masks, attribute_fn, clock
         self.scale = 1.0  # chosen / configured perturbation samples
+        self.drift = 1.0  # how far the explained methods overran the pilot's estimates (>= 1)
 
     def plan(self, x, groups, config: ExplainConfig, requested: Counts):
         """The counts that fit the budget, the pilot's unit costs, the methods still in."""
@@ -311,8 +312,7 @@ class _Stage:
         masks = None if self.masks is None else self.masks[: len(x)]
         for method in methods:
             estimate = self._estimate(costs, method, len(x))
-            drift = max(1.0, spent / estimated) if estimated else 1.0
-            if attributions and not self.clock.fits(estimate * drift):
+            if attributions and not self.clock.fits(estimate * self.drift):
                 self.clock.skip(f"{method} (explained and scored)")
                 continue
             start = time.perf_counter()
@@ -322,6 +322,7 @@ class _Stage:
             with self.clock.part("metrics"):
                 scores[method] = _scores(self.model, x, attributions[method], config, masks, groups)
             spent, estimated = spent + time.perf_counter() - start, estimated + estimate
+            self.drift = max(1.0, spent / estimated) if estimated else 1.0
         return attributions, timings, scores
 
     def _per_sample(self, costs: UnitCosts, method: str) -> float:
@@ -360,10 +361,11 @@ class _Stage:
         return out, count
 
     def surrogate(self, data, x, groups, config, counts: Counts, costs) -> dict | None:
-        """The global surrogate's summary, or None when it does not fit the budget."""
+        """The global surrogate's summary, or None when it does not fit the budget: its estimate
+        is scaled by how far the methods overran theirs, as theirs were."""
         width = _surrogate_width(config, groups, x.shape[1:])
         probes, rows = counts.surrogate_probes, counts.surrogate_rows
-        estimate = 0.0 if costs is None else costs.surrogate(probes, rows, width)
+        estimate = 0.0 if costs is None else costs.surrogate(probes, rows, width) * self.drift
         if probes == 0 or not self.clock.fits(estimate):
             self.clock.skip("the global surrogate")
             return None

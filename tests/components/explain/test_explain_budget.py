@@ -19,12 +19,13 @@ from components.explain.posthoc.budget import (
     AUTO_FLOOR_S,
     AUTO_UNKNOWN_S,
     MIN_PERTURBATIONS,
+    Clock,
     Counts,
     UnitCosts,
     choose_counts,
     resolve_budget,
 )
-from components.explain.posthoc.stage import LABELS, budget_line, explain_post_hoc
+from components.explain.posthoc.stage import LABELS, _Stage, budget_line, explain_post_hoc
 from components.explain.posthoc.surrogate import feature_importance, fit_global_surrogate
 from components.perturbation.groups import group_labels
 
@@ -284,3 +285,19 @@ def test_the_pilot_keeps_the_warnings_of_its_short_lime_fits_to_itself():
             budget_s=60,
         )
     assert result["methods"] == ["lime"] and result["budget"]["chosen"]["eval_samples"] == 4
+
+
+@pytest.mark.parametrize(("drift", "runs"), [(1.0, True), (2.0, False)])
+def test_the_surrogate_is_skipped_when_the_methods_overran_by_more_than_it_has_left(drift, runs):
+    """8 probes x 65 patches + 2 x 8 rows at 1 ms a row: 0.54 s estimated, 0.8 s left. After
+    the methods took twice their estimates (a machine busier than during the pilot) the
+    surrogate's estimate doubles too, and it no longer fits."""
+    x = _images(8, 32)
+    config = ExplainConfig()
+    groups = group_labels(x, config.feature_groups, config.patch_size)
+    costs = UnitCosts({"ig": 0.1}, metrics=0.01, forward_row=0.001, robustness_factor=12)
+    stage = _Stage(Tiny().eval(), None, None, Clock(0.8))
+    stage.drift = drift
+    summary = stage.surrogate((x, x), x, groups, config, Counts(8, 0, 200, 8, 8), costs)
+    assert (summary is not None) == runs
+    assert stage.clock.skipped == ([] if runs else ["the global surrogate"])
