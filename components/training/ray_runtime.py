@@ -71,9 +71,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _started_here = True
 
 
-def check_group_fits(
-    num_workers: int, cpus_per_worker: int = 1, use_gpu: bool = False, key: str = "train"
-) -> None:
+def check_group_fits(num_workers: int, cpus_per_worker: int, use_gpu: bool, key: str) -> None:
     """``ValueError`` when a Ray Train group of ``num_workers`` (each ``cpus_per_worker`` CPUs
     and, with ``use_gpu``, a GPU) cannot fit on the Ray this process started: Ray Train would
     wait for the resources forever. ``key`` is the config group the numbers come from
