@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flows.config_types import checked_values, scalar_problem
+
 if TYPE_CHECKING:
     from components.data.spec import DataSpec
     from components.explain.config import ExplainConfig
@@ -195,26 +197,20 @@ def to_settings(cfg) -> FlowSettings:
         raise ConfigError(f"missing required config value {err.full_key}: {hint}") from err
     except OmegaConfBaseException as err:  # e.g. ${oc.env:NAME} of an unset variable
         raise ConfigError(f"cannot resolve the config: {err}") from err
-    seed = int(raw["seed"])
+    seed = _scalar("seed", raw["seed"], int)
     model = raw["model"]
+    _scalar("model.tiny", model["tiny"], bool)
     data_values = _resolve_normalization(_tupled(raw["data"]), model.get("params") or {})
     data = _build("data", DataSpec, data_values, seed=seed)
     train = _build("train", TrainConfig, raw["train"], seed=seed)
     explain = _build("explain", ExplainConfig, raw["explain"], seed=seed)
     _check_storage_path(raw["ray"]["storage_path"])
-    run = RunSettings(
-        root=raw["run"]["root"],
-        id=check_run_id(raw["run"]["id"]),
-        cache_dir=raw["run"]["cache_dir"],
-        ray_address=raw["ray"]["address"],
-        ray_num_cpus=raw["ray"]["num_cpus"],
-        ray_storage_path=raw["ray"]["storage_path"],
-    )
+    run = _run_settings(raw["run"], raw["ray"])
     return FlowSettings(
         data=data,
         model=ModelChoice(
             name=model["name"],
-            tiny=bool(model["tiny"]),
+            tiny=model["tiny"],
             params=_resolve_genotype(dict(model.get("params") or {})),
         ),
         train=train,
@@ -223,6 +219,23 @@ def to_settings(cfg) -> FlowSettings:
         seed=seed,
         tracking=to_tracking_config(raw.get("tracking")),
     )
+
+
+def _run_settings(run: dict, ray: dict) -> RunSettings:
+    values = {"root": run["root"], "id": check_run_id(run["id"]), "cache_dir": run["cache_dir"]}
+    values |= {f"ray_{key}": ray[key] for key in ("address", "num_cpus", "storage_path")}
+    values, problems = checked_values(RunSettings, values, "run")
+    if problems:  # named by their config keys: ray.num_cpus, not run.ray_num_cpus
+        raise ConfigError("invalid config: " + "; ".join(problems).replace("run.ray_", "ray."))
+    return RunSettings(**values)
+
+
+def _scalar(key: str, value, kind: type):
+    """``value`` when it is a ``kind`` (an int is a float), else ``ConfigError`` naming ``key``."""
+    problem = scalar_problem(key, value, (kind,))
+    if problem:
+        raise ConfigError(f"invalid config: {problem}")
+    return value
 
 
 def to_tracking_config(raw: dict | None) -> TrackingConfig:
@@ -266,7 +279,7 @@ def to_search_settings(cfg) -> SearchSettings:
     space, stn, darts = raw.pop("space") or {}, raw.pop("stn") or {}, raw.pop("darts") or {}
     bossnas = raw.pop("bossnas", None) or {}
     enas = raw.pop("enas", None) or {}
-    retrain = bool(raw.pop("retrain"))
+    retrain = _scalar("search.retrain", raw.pop("retrain"), bool)
     history, alert_drop = _history_settings(raw.pop("history", False), raw.pop("alert_drop", None))
     if alert_drop is not None and not retrain:
         raise ConfigError("search.alert_drop needs search.retrain=true: it compares test accuracy")
@@ -342,6 +355,9 @@ def _tupled(values: dict) -> dict:
 
 
 def _build(group: str, cls, values: dict, **extra):
+    values, problems = checked_values(cls, values, group)
+    if problems:
+        raise ConfigError(f"invalid {group} config: " + "; ".join(problems))
     try:
         return cls(**values, **extra)
     except (TypeError, ValueError) as err:

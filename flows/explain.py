@@ -159,7 +159,11 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     source = Path(run_dir)
     overrides = list(overrides or [])
     cfg = load_run_config(source, overrides)
-    settings = to_settings(cfg)
+    try:
+        settings = to_settings(cfg)
+    except ConfigError as err:  # a value of the saved config, or one overriding it
+        given = f" and the overrides {overrides}" if overrides else ""
+        raise ConfigError(f"{err} (from {source / 'config.yaml'}{given})") from err
     dataset = _dataset(source, settings, data_overridden(overrides))
     get_run_logger().info("re-explaining %s", source)
     meta_extra = {"source_run": str(source.resolve())}

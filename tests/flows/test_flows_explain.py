@@ -153,6 +153,7 @@ def test_fanning_out_over_ray_tasks_gives_the_same_explanations(trained_run):
         (["explain.checks=[lie_detector]"], "explain.checks: unknown 'lie_detector'"),
         (["explain.checks=[naps]", "explain.naps.delta=0.3"], "explain.naps.delta"),
         (["explain.checks=[sae]", "explain.sae.nope=1"], "explain.sae.nope"),
+        (["explain.num_samples=many"], "explain.num_samples='many': expected an integer (from "),
     ],
 )
 def test_bad_explain_input_exits_2_naming_it(trained_run, args, message, capsys):

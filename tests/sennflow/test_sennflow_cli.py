@@ -131,6 +131,7 @@ def test_show_config_applies_overrides(capsys):
         ("ray.storage_path=ftp://host/x", "ray.storage_path='ftp://host/x'"),
         ("ray.storage_path=s3://", "no bucket"),
         ("tracking=bogus", "tracking"),
+        ("seed=abc", "seed='abc': expected an integer"),  # was a ValueError traceback
     ],
 )
 @pytest.mark.prefect

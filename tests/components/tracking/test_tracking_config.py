@@ -64,7 +64,7 @@ def test_tracking_is_off_by_default_and_mlflow_is_chosen_by_group():
     ("overrides", "key"),
     [
         (["tracking=bogus"], "tracking/bogus"),
-        (["tracking=mlflow", "tracking.uri=5"], "tracking.uri=5"),
+        (["tracking=mlflow", "tracking.uri=5"], "tracking.uri='5'"),
         (["tracking=mlflow", "tracking.uri=/no/scheme"], "tracking.uri="),
         (["tracking=mlflow", "tracking.timeout_s=0"], "tracking.timeout_s=0"),
         (["tracking.backend=wandb"], "tracking.backend="),
