@@ -180,7 +180,10 @@ def write_image_dataset(
         )
     plan = plan_splits(rows, spec)
     shards = make_shards(rows, plan, spec.partition_rows)
-    progress(f"validating and writing {len(rows.paths)} images in {len(shards)} shards")
+    progress(
+        f"validating and writing {len(rows.paths)} images in {len(shards)} "
+        f"shard{'s' if len(shards) != 1 else ''}"
+    )
     summaries = _run_shards(shards, root, spec.image_size, len(rows.class_names), progress)
     for summary in summaries:
         if summary.mask_error is not None:

@@ -74,10 +74,10 @@ def tensor_augmentation(size: tuple[int, int], augment: str) -> Transform | None
     Raises:
         ValueError: ``augment`` is unknown.
     """
+    if augment == "none":  # before importing torchvision: an array dataset may never need it
+        return None
     from torchvision.transforms import v2
 
-    if augment == "none":
-        return None
     return v2.Compose(_random_steps(size, augment))
 
 
