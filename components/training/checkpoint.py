@@ -19,6 +19,7 @@ from components.models import create_model
 from components.ssl.checkpoint import is_ssl_checkpoint
 from components.training import pretrained
 from components.training.errors import ModelSpecError
+from components.training.torch_files import TorchFileError, load_tensors
 
 WEIGHTS = "model.safetensors"
 SPEC = "model.json"
@@ -141,8 +142,8 @@ def load_state(folder: str | Path) -> dict:
     """Load the training state (``weights_only=True``: no code is unpickled)."""
     path = Path(folder) / STATE
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
+        return load_tensors(path)
+    except TorchFileError as err:
         raise CheckpointError(f"cannot read training state {path}: {err}") from err
 
 

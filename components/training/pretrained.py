@@ -35,6 +35,7 @@ from components.pfn.weights import PFNWeightsError, load_into_model
 from components.ssl.checkpoint import SSLCheckpointError, is_ssl_checkpoint, load_encoder_into
 from components.ssl.encoders import EncoderError
 from components.training.errors import ModelSpecError
+from components.training.torch_files import load_tensors
 
 _FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 _SHOWN_KEYS = 5
@@ -153,8 +154,8 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch and safetensors raise many types for corrupt files
+            state = load_tensors(path)
+    except Exception as err:  # safetensors raises many types for corrupt files
         raise PretrainedError(f"cannot read weights file {path}: {err}") from err
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

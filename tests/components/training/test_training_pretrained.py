@@ -69,12 +69,22 @@ def test_missing_corrupt_and_pickled_files_are_refused(tmp_path):
         _spec(tmp_path / "nope.pth").build()
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a zip archive")
-    with pytest.raises(PretrainedError, match="cannot read weights file"):
+    with pytest.raises(PretrainedError, match="cannot read weights file") as refused:
         _spec(corrupt).build()
+    assert "not a file torch.save wrote" in str(refused.value)
     pickled = tmp_path / "code.pth"
     torch.save({"conv1.weight": torch.zeros(1), "hook": os.getcwd}, pickled)  # a function
-    with pytest.raises(PretrainedError, match="cannot read weights file"):
+    with pytest.raises(PretrainedError, match="cannot read weights file") as refused:
         _spec(pickled).build()  # weights_only=True refuses to unpickle code
+    assert f"it holds code ({os.getcwd.__module__}.getcwd)" in str(refused.value)
+    # one line, and not torch's advice to load it with weights_only=False
+    assert "\n" not in str(refused.value) and "weights_only" not in str(refused.value)
+    truncated = tmp_path / "truncated.pth"
+    torch.save({"conv1.weight": torch.zeros(64)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(PretrainedError, match="failed reading zip archive") as refused:
+        _spec(truncated).build()
+    assert "\n" not in str(refused.value)
 
 
 def test_a_weights_name_loads_from_torchvisions_cache(tmp_path, monkeypatch):
