@@ -17,7 +17,6 @@ says which of the two it is.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -32,7 +31,7 @@ from flows.run import (
     open_run,
     report_data,
 )
-from flows.run_folder import with_run_status
+from flows.run_folder import read_run_config, read_run_json, with_run_status
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
 from tasks.report import circuit_task
@@ -133,17 +132,9 @@ def _checked_cache(folder: Path, row_counts: dict | None):
 
 def _saved_config(source: Path):
     """The folder's ``config.yaml`` as data: every ``${...}`` in it stays text."""
-    import yaml
-    from omegaconf import DictConfig, OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf import OmegaConf
 
-    path = source / "config.yaml"
-    try:
-        saved = OmegaConf.load(path)
-    except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
-        raise ConfigError(f"cannot read {path}: {err}") from err
-    if not isinstance(saved, DictConfig):
-        raise ConfigError(f"{path} is not a config mapping")
+    saved = read_run_config(source)
     return OmegaConf.create(as_literal(OmegaConf.to_container(saved, resolve=False)))
 
 
@@ -213,8 +204,7 @@ def _dataset(source: Path, settings, overridden: bool):
 
 
 def _source_metrics(source: Path) -> dict:
-    path = source / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_run_json(source / "metrics.json") or {}
 
 
 def _headline(explanations: dict) -> dict:

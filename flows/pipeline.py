@@ -39,7 +39,7 @@ from flows.run import (
     report_data,
     training_summary,
 )
-from flows.run_folder import check_resumable, with_run_status
+from flows.run_folder import check_resumable, read_run_config, with_run_status
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ftwt import ftwt_task
@@ -217,7 +217,7 @@ def resume_config(overrides: list[str]):
         raise ConfigError("--resume needs run.id=<id of the run to resume>")
     run_dir = Path(run.root) / "pipeline" / run.id
     check_resumable(run_dir)
-    saved = OmegaConf.load(run_dir / "config.yaml")
+    saved = read_run_config(run_dir)
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
     if any(not _resume_changeable(key) for key in keys):
         changed = _changed_keys(saved, OmegaConf.create(to_yaml(fresh)))

@@ -13,7 +13,6 @@ is written, then
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -23,7 +22,13 @@ from pydantic import BaseModel
 
 from components import atomic
 from flows.config import ConfigError, to_yaml
-from flows.run_folder import create_run_dir, start_status, write_json, write_run_files
+from flows.run_folder import (
+    create_run_dir,
+    read_run_json,
+    start_status,
+    write_json,
+    write_run_files,
+)
 from tasks.report import report_task
 from tasks.tracking import track_task
 
@@ -126,7 +131,8 @@ def open_run(
     run's meta (e.g. the run an explain flow re-explains).
 
     Raises:
-        ConfigError: ``run.id`` is no safe name or ``run.root`` cannot be written.
+        ConfigError: ``run.id`` is no safe name, ``run.root`` cannot be written, or a resumed
+            run's ``meta.json`` is missing or unreadable.
         FileExistsError: a new run's folder exists already.
     """
     config_yaml = to_yaml(cfg)
@@ -142,11 +148,13 @@ def open_run(
             write_json(run_dir / "meta.json", meta)
     else:
         run_dir = resume_dir
+        meta = read_run_json(run_dir / "meta.json")  # before the folder is touched
+        if meta is None:
+            raise ConfigError(f"cannot resume {run_dir}: its meta.json (provenance) is missing")
         status = start_status(run_dir, flow, run_root=settings.run.root)
         if status["last_completed_epoch"] is not None:
             get_run_logger().info("resuming after epoch %s", status["last_completed_epoch"])
         atomic.write_text(run_dir / "config.yaml", config_yaml)
-        meta = json.loads((run_dir / "meta.json").read_text())
     get_run_logger().info("run folder %s", run_dir)
     return OpenRun(flow=flow, run_dir=run_dir, meta=meta, config_yaml=config_yaml)
 

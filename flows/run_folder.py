@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 from components import atomic
+from flows.config import ConfigError
 
 PACKAGES = (
     "sennflow",
@@ -154,11 +155,48 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def read_status(run_dir: Path | str) -> dict | None:
-    """The run's ``status.json``, or ``None`` for a folder without one."""
+    """The run's ``status.json``, or ``None`` for a folder without one (``ConfigError`` when it
+    is no JSON object)."""
+    return read_run_json(Path(run_dir) / STATUS)
+
+
+def read_run_json(path: Path) -> dict | None:
+    """A run folder's JSON file (``status.json``, ``meta.json``, ``metrics.json``) as a dict, or
+    ``None`` when there is no such file.
+
+    Raises:
+        ConfigError: the file is not a JSON object (cut short, edited by hand); the message
+            names it, and the file is left as it is.
+    """
     try:
-        return json.loads((Path(run_dir) / STATUS).read_text())
+        value = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read it as JSON ({err}); repair or restore it") from err
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def read_run_config(run_dir: Path):
+    """The run folder's ``config.yaml`` as a ``DictConfig``, its ``${...}`` unresolved.
+
+    Raises:
+        ConfigError: no such file, or not a YAML mapping; the message names the file.
+    """
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        saved = OmegaConf.load(path)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"cannot read {path}: {' '.join(str(err).split())}") from err
+    if not isinstance(saved, DictConfig):
+        raise ConfigError(f"{path} is not a config mapping")
+    return saved
 
 
 def update_status(run_dir: Path | str, **fields) -> dict:
@@ -249,8 +287,6 @@ def check_resumable(run_dir: Path) -> dict:
     Raises:
         ConfigError: saying why the run cannot be resumed.
     """
-    from flows.config import ConfigError
-
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"cannot resume {run_dir}: no such run folder (no config.yaml)")
     status = read_status(run_dir) or {}
