@@ -25,7 +25,7 @@ from components.data.errors import DataError
 from components.data.file_source import open_checked, read_table
 from components.data.image_ingest import BadImage, ImageRows
 from components.data.spec import DataSpec
-from components.data.validation import parse_labels
+from components.data.validation import class_name_labels, parse_labels
 
 _HF_METADATA_KEY = b"huggingface"
 
@@ -89,7 +89,11 @@ def table_rows(spec: DataSpec, column: str) -> ImageRows:
     labels, bad = parse_labels(table.column(spec.label_column), spec.label_column, spec.path)
     names = hf_class_names(table.schema, spec.label_column)
     expected = "an integer"
-    if names is None:
+    named = None if names is not None else class_name_labels(table.column(spec.label_column))
+    if named is not None:  # a column of class names
+        labels, bad, names = named
+        classes, expected = np.arange(len(names)), "a class name"
+    elif names is None:
         classes = np.unique(labels[~bad])
         names = tuple(str(c) for c in classes.tolist())
     else:

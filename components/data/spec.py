@@ -28,7 +28,8 @@ class DataSpec:
             subfolder per class, optionally under ``train/``, ``val/``, ``test/``).
         path: For ``parquet``/``csv``: a local path or an fsspec URL (``file://``, ``memory://``,
             ``s3://`` ...); for ``image_folder``: the folder.
-        label_column: For ``parquet``/``csv``: the column holding integer class labels.
+        label_column: For ``parquet``/``csv``: the column holding the class labels (integers, or
+            class names: text with no numbers in it).
         feature_columns: For ``parquet``/``csv``: either one list-typed column or several scalar
             numeric columns; ``None`` means every column except the label.
         feature_shape: Optional shape of one sample (e.g. ``(1, 8, 8)``); its product must equal

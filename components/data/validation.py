@@ -49,6 +49,7 @@ class _Checked:
     unparsable: dict[str, _Unparsable]
     ragged_lengths: list[int]
     label_examples: list
+    label_names: tuple[str, ...] | None = None  # a column of class names: labels index these
 
 
 def table_to_labeled(
@@ -63,8 +64,11 @@ def table_to_labeled(
     """Validate ``table`` and extract features and labels.
 
     Features come from one list-typed column (fixed-size, or variable-size with one common
-    length) or from several scalar numeric columns. Labels must be integers; they are mapped
-    to ``0..C-1`` in sorted order and the original values become the class names.
+    length) or from several scalar numeric columns. Labels are integers, or class names: a text
+    column none of whose values is a number (``cat``, ``dog``); either way they are mapped to
+    ``0..C-1`` in sorted order and the original values become the class names. A column that
+    mixes numbers and other text is refused (``"labels must be integers"``): a stray word among
+    class indices is more likely a mistake than a class.
 
     Args:
         table: The file's contents.
@@ -117,9 +121,12 @@ def batches_to_labeled(
     if not keep.any():
         raise DataError("no valid rows left after dropping invalid ones", file=file, rows=0)
     classes, y = np.unique(checked.labels[keep], return_inverse=True)
+    named = checked.label_names
+    class_names = tuple(named[c] if named else str(c) for c in classes)
     if len(classes) < 2:
         raise DataError(
-            f"only one class ({classes[0]}) in the label column; classification needs at least 2",
+            f"only one class ({class_names[0]}) in the label column; classification needs at "
+            "least 2",
             file=file,
             column=label_column,
             rows=int(keep.sum()),
@@ -128,7 +135,7 @@ def batches_to_labeled(
     return LabeledArrays(
         x=np.ascontiguousarray(x),
         y=y.astype(np.int64),
-        class_names=tuple(str(c) for c in classes),
+        class_names=class_names,
         feature_shape=(x.shape[1],),
         dropped_by_reason=dropped,
     )
@@ -139,7 +146,7 @@ def _check_batches(
 ) -> _Checked:
     """Extract and check every batch, then join them into one :class:`_Checked`."""
     names: list[str] | None = None
-    xs, labels, ragged_lengths, label_examples = [], [], set(), []
+    xs, labels, ragged_lengths, label_examples, raw_labels = [], [], set(), [], []
     masks: dict[str, list[np.ndarray]] = {reason: [] for reason in DROP_REASONS}
     unparsable: dict[str, _Unparsable] = {}
     start = 0
@@ -161,10 +168,11 @@ def _check_batches(
             label_examples += bad.slice(0, _EXAMPLES - len(label_examples)).to_pylist()
         xs.append(x)
         labels.append(batch_labels)
+        raw_labels.append(batch.column(label_column))
         start += batch.num_rows
     if names is None:
         raise DataError("file has no rows", file=file, rows=0)
-    return _Checked(
+    checked = _Checked(
         names=names,
         x=xs[0] if len(xs) == 1 else np.concatenate(xs),
         labels=np.concatenate(labels),
@@ -173,6 +181,12 @@ def _check_batches(
         ragged_lengths=sorted(ragged_lengths),
         label_examples=label_examples,
     )
+    # decided on the whole column, and only where some labels are no integers
+    invalid = checked.masks["invalid_label"].any()
+    named = class_name_labels(pa.chunked_array(raw_labels)) if invalid else None
+    if named is not None:
+        checked.labels, checked.masks["invalid_label"], checked.label_names = named
+    return checked
 
 
 def _feature_column_names(
@@ -300,6 +314,27 @@ def parse_numbers(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nda
     return numbers, np.isnan(numbers) & text.notna().to_numpy() & ~spelled_nan
 
 
+def class_name_labels(
+    column: pa.ChunkedArray | pa.Array,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]] | None:
+    """A label column of class names: ``(codes, missing, names)``, the names sorted, each row's
+    code its name's index (0 where missing: null or blank); ``None`` unless the column is text
+    (or dictionary-encoded text) holding at least one name and no number at all."""
+    if pa.types.is_dictionary(column.type) and _is_text(column.type.value_type):
+        column = pc.cast(column, column.type.value_type)
+    if not _is_text(column.type):
+        return None
+    text = pc.utf8_trim_whitespace(column)
+    present = pc.fill_null(pc.greater(pc.utf8_length(text), 0), False).to_numpy(
+        zero_copy_only=False
+    )
+    if not present.any() or not parse_numbers(text)[1][present].all():
+        return None
+    names = tuple(sorted(pc.unique(text.filter(pa.array(present))).to_pylist()))
+    codes = pc.index_in(text, value_set=pa.array(names, pa.string()))
+    return pc.fill_null(codes, 0).to_numpy(zero_copy_only=False).astype(np.int64), ~present, names
+
+
 def parse_labels(
     column: pa.ChunkedArray | pa.Array, name: str, file: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -311,6 +346,8 @@ def parse_labels(
     Raises:
         DataError: The column's type cannot hold integer labels at all.
     """
+    if pa.types.is_dictionary(column.type):  # e.g. a pandas categorical: its values count
+        column = pc.cast(column, column.type.value_type)
     kind = column.type
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         bad = column.is_null().to_numpy(zero_copy_only=False)
@@ -378,10 +415,18 @@ def _raise_first_problem(
             positions=np.flatnonzero(non_finite),
             **where,
         )
+    if bad_label.any() and checked.label_names:
+        raise DataError(
+            f"labels are missing (empty or null) in {int(bad_label.sum())} of {total} rows{hint}",
+            column=label_column,
+            rows=int(bad_label.sum()),
+            positions=np.flatnonzero(bad_label),
+            **where,
+        )
     if bad_label.any():
         raise DataError(
-            f"labels must be integers; {int(bad_label.sum())} of {total} rows are not "
-            f"(e.g. {checked.label_examples}){hint}",
+            f"labels must be integers (class indices) or all class names; {int(bad_label.sum())} "
+            f"of {total} rows are not integers (e.g. {checked.label_examples}){hint}",
             column=label_column,
             rows=int(bad_label.sum()),
             positions=np.flatnonzero(bad_label),

@@ -97,6 +97,21 @@ def test_labels_must_be_integers(tmp_path, bad_labels):
     _expect(error, file=path, column="label", rows=2, at="lines 2, 7")
 
 
+def test_a_missing_class_name_names_its_line_and_drop_invalid_drops_it(tmp_path):
+    frame = _frame().astype({"label": object})
+    frame["label"] = np.array(["cat", "dog", "eel"])[_frame()["label"].to_numpy()]
+    frame.loc[4, "label"] = " "  # blank: no class
+    path = _csv(tmp_path, frame)
+    missing = r"labels are missing \(empty or null\) in 1 of 15"
+    with pytest.raises(DataError, match=missing) as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="label", rows=1, at="line 6")
+
+    result = ingest(DataSpec(source="csv", path=path, drop_invalid=True), tmp_path / "cache")
+    assert result.meta["class_names"] == ["cat", "dog", "eel"]
+    assert sum(result.meta["row_counts"].values()) == 14
+
+
 def _ragged_parquet(tmp_path) -> str:
     lists = [[float(i)] * 4 for i in range(15)]
     lists[3], lists[8] = [1.0, 2.0], [1.0] * 7

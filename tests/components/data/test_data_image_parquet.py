@@ -140,3 +140,16 @@ def test_an_image_column_mixed_with_numeric_features_is_an_error(images, tmp_pat
 
     with pytest.raises(DataError, match=r"image column 'png' is mixed with other feature"):
         _ingest(table, tmp_path, feature_columns=["png", "size"])
+
+
+def test_a_column_of_class_names_labels_the_images(images, image_tools, tmp_path):
+    blobs, labels = images  # e.g. a dataset exported from pandas with its label names
+    names = pa.array([NAMES[y] for y in labels]).dictionary_encode()  # a categorical column
+    table = pa.table({"image": pa.array(blobs, pa.binary()), "label": names})
+
+    result = _ingest(table, tmp_path)
+
+    assert result.meta["class_names"] == NAMES  # sorted, as integer labels are
+    rows = [r for split in image_tools.all_rows(result.path).values() for r in split]
+    assert len(rows) == 18
+    assert all(row["y"] == labels[int(row["path"])] for row in rows)

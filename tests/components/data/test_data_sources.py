@@ -138,6 +138,36 @@ def test_csv_with_scalar_columns_maps_labels_to_class_indices(tmp_path):
     )  # fmt: skip
 
 
+def test_a_csv_column_of_class_names_becomes_the_class_names(tmp_path):
+    frame = _frame(labels=(0, 1, 2))
+    names = np.array([" setosa", "versicolor", "virginica "])  # stray spaces are trimmed
+    numbered = frame["label"].to_numpy()
+    frame["label"] = names[numbered]
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+
+    result = ingest(DataSpec(source="csv", path=str(tmp_path / "iris.csv")), tmp_path / "cache")
+
+    assert result.meta["class_names"] == ["setosa", "versicolor", "virginica"]
+    x, y = _read_all(result.path)
+    features = frame.filter(like="f").to_numpy(np.float32)
+    assert _same_rows(np.column_stack([x, y]), np.column_stack([features, numbered]))
+
+
+def test_a_categorical_parquet_label_column_gives_its_categories(tmp_path):
+    frame = _frame(labels=(0, 1))
+    numbered = frame["label"].to_numpy()
+    frame["label"] = pd.Categorical(np.where(numbered == 0, "dog", "cat"))
+    frame.to_parquet(tmp_path / "pets.parquet")
+
+    spec = DataSpec(source="parquet", path=str(tmp_path / "pets.parquet"))
+    result = ingest(spec, tmp_path / "cache")
+
+    assert result.meta["class_names"] == ["cat", "dog"]
+    x, y = _read_all(result.path)
+    features = frame.filter(like="f").to_numpy(np.float32)
+    assert _same_rows(np.column_stack([x, y]), np.column_stack([features, 1 - numbered]))
+
+
 def test_csv_feature_columns_select_a_subset(tmp_path):
     _frame().to_csv(tmp_path / "data.csv", index=False)
     spec = DataSpec(source="csv", path=str(tmp_path / "data.csv"), feature_columns=["f2", "f0"])
