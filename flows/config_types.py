@@ -19,6 +19,7 @@ import typing
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 _NAMES[type(None)] = "null"
+_PLURALS = {int: "integers", float: "numbers", bool: "true/false values", str: "strings"}
 
 
 def checked_values(cls, values: dict, prefix: str) -> tuple[dict, list[str]]:
@@ -38,13 +39,52 @@ def checked_values(cls, values: dict, prefix: str) -> tuple[dict, list[str]]:
             values[spec.name], found = checked_values(nested, value, key)
             problems += found
             continue
-        allowed = scalar_types(spec.type)
-        if allowed and str in allowed and not {int, float} & set(allowed) and _holds(int, value):
-            values[spec.name] = value = str(value)
-        problem = scalar_problem(key, value, allowed)
+        element = sequence_type(spec.type)
+        if element is not None:
+            values[spec.name], problem = _checked_sequence(key, value, *element)
+        else:
+            allowed = scalar_types(spec.type)
+            if allowed and _names_only(allowed) and _holds(int, value):
+                values[spec.name] = value = str(value)
+            problem = scalar_problem(key, value, allowed)
         if problem:
             problems.append(problem)
     return values, problems
+
+
+def sequence_type(annotation) -> tuple[type, bool] | None:
+    """``(element type, None allowed)`` of a ``tuple[<scalar>, ...]`` annotation (a string, as
+    ``from __future__`` leaves it), optionally ``| None``; None for anything else."""
+    if not isinstance(annotation, str):
+        return None
+    parts = [part.strip() for part in annotation.split("|")]
+    nullable = "None" in parts
+    rest = [part for part in parts if part != "None"]
+    if len(rest) != 1 or not (rest[0].startswith("tuple[") and rest[0].endswith(", ...]")):
+        return None
+    element = _SCALARS.get(rest[0].removeprefix("tuple[").removesuffix(", ...]"))
+    return (element, nullable) if element not in (None, type(None)) else None
+
+
+def _checked_sequence(key: str, value, element: type, nullable: bool):
+    """``value`` as a list field of ``element`` takes it (integers for names become text), and
+    the problem, if any. One text value is let through for a list of text: the classes take
+    shorthands such as ``explain.methods=all``."""
+    if (value is None and nullable) or (element is str and isinstance(value, str)):
+        return value, None
+    if isinstance(value, list | tuple):
+        if _names_only((element,)):
+            value = type(value)(str(v) if _holds(int, v) else v for v in value)
+        if all(_holds(element, v) for v in value):
+            return value, None
+    expected = f"a list of {_PLURALS[element]}" + (" or null" if nullable else "")
+    shown = list(value) if isinstance(value, tuple) else value  # as the override was written
+    return value, f"{key}={shown!r}: expected {expected}"
+
+
+def _names_only(allowed) -> bool:
+    """Whether a field takes text and no number (a name, a path): an integer there is text."""
+    return str in allowed and not {int, float} & set(allowed)
 
 
 def scalar_problem(key: str, value, allowed: tuple[type, ...] | None) -> str | None:

@@ -75,6 +75,8 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         # Configs arrive with lists (YAML); store tuples so the spec stays hashable.
+        if isinstance(self.feature_columns, str):  # one column named: a list column
+            object.__setattr__(self, "feature_columns", (self.feature_columns,))
         for name in ("feature_columns", "feature_shape"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):

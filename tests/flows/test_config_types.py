@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from flows.config import ConfigError, compose, to_group_config, to_search_settings, to_settings
-from flows.config_types import checked_values, scalar_types
+from flows.config_types import checked_values, scalar_types, sequence_type
 
 
 @pytest.mark.parametrize(
@@ -23,6 +23,9 @@ from flows.config_types import checked_values, scalar_types
         ("model.tiny=no", "model.tiny='no': expected true or false"),
         ("ray.num_cpus=two", "ray.num_cpus='two': expected an integer or null"),
         ("explain.num_samples=[1]", "explain.num_samples=[1]: expected an integer"),
+        ("data.feature_shape=[a,b]", "data.feature_shape=['a', 'b']: expected a list of integers"),
+        ("data.feature_shape=64", "data.feature_shape=64: expected a list of integers or null"),
+        ("explain.checks=5", "explain.checks=5: expected a list of strings"),
     ],
 )
 def test_a_value_of_the_wrong_type_names_its_key(override, message):
@@ -92,3 +95,17 @@ def test_a_number_given_for_a_name_becomes_its_text():
     # Hydra parses data.label_column=64 as an int; a CSV's header names the column "64"
     settings = to_settings(compose(["data.label_column=64", "run.root=2026"]))
     assert (settings.data.label_column, settings.run.root) == ("64", "2026")
+    columns = to_settings(compose(["data.feature_columns=[1,x]"])).data.feature_columns
+    assert columns == ("1", "x")
+
+
+def test_one_name_for_a_list_of_names_is_kept_whole():
+    # explain.methods=all is a shorthand the class takes; one feature column is a list column
+    assert to_settings(compose(["explain.methods=all"])).explain.methods
+    assert to_settings(compose(["data.feature_columns=pixels"])).data.feature_columns == ("pixels",)
+
+
+def test_list_annotations_name_their_element_type():
+    assert sequence_type("tuple[int, ...] | None") == (int, True)
+    assert sequence_type("tuple[str, ...]") == (str, False)
+    assert sequence_type("tuple[dict, ...]") is None and sequence_type("int") is None
