@@ -1,13 +1,13 @@
-"""Config values checked against the scalar types the typed settings declare.
+"""Config values checked against the types the typed settings declare.
 
 Hydra parses an override by its text (``train.batch_size=abc`` is a string, ``seed=1.5`` a
 float) and the settings are plain dataclasses, which take any value: without this check a
 string reaches a comparison and fails with Python's ``TypeError``, ``"no"`` switches a flag on
-(``bool("no")`` is true) and ``1.5`` becomes seed 1. Only fields declared as ``int``, ``float``,
-``bool``, ``str`` or a union of those (with ``None``) are checked; the classes validate the rest
-(ranges, choices, nested shapes) themselves. A field whose default is a dataclass (e.g.
-``train.boost``) is checked the same way when it is given as a mapping. An integer given for a
-text field becomes its text (a column or folder named ``64``).
+(``bool("no")`` is true) and ``1.5`` becomes seed 1. Fields declared as ``int``, ``float``,
+``bool``, ``str``, a union of those (with ``None``) or a ``tuple[<one of those>, ...]`` are
+checked; the classes validate the rest (ranges, choices, nested shapes) themselves. A field whose
+default is a dataclass (e.g. ``train.boost``) is checked the same way when it is given as a
+mapping. An integer given for a text field becomes its text (a column or folder named ``64``).
 """
 
 from __future__ import annotations
@@ -39,17 +39,20 @@ def checked_values(cls, values: dict, prefix: str) -> tuple[dict, list[str]]:
             values[spec.name], found = checked_values(nested, value, key)
             problems += found
             continue
-        element = sequence_type(spec.type)
-        if element is not None:
-            values[spec.name], problem = _checked_sequence(key, value, *element)
-        else:
-            allowed = scalar_types(spec.type)
-            if allowed and _names_only(allowed) and _holds(int, value):
-                values[spec.name] = value = str(value)
-            problem = scalar_problem(key, value, allowed)
+        values[spec.name], problem = _checked_field(key, value, spec.type)
         if problem:
             problems.append(problem)
     return values, problems
+
+
+def _checked_field(key: str, value, annotation):
+    element = sequence_type(annotation)
+    if element is not None:
+        return _checked_sequence(key, value, *element)
+    allowed = scalar_types(annotation)
+    if allowed and _names_only(allowed) and _holds(int, value):
+        value = str(value)
+    return value, scalar_problem(key, value, allowed)
 
 
 def sequence_type(annotation) -> tuple[type, bool] | None:
