@@ -204,8 +204,8 @@ def to_settings(cfg) -> FlowSettings:
     data = _build("data", DataSpec, data_values, seed=seed)
     train = _build("train", TrainConfig, raw["train"], seed=seed)
     explain = _build("explain", ExplainConfig, raw["explain"], seed=seed)
-    _check_storage_path(raw["ray"]["storage_path"])
     run = _run_settings(raw["run"], raw["ray"])
+    _check_storage_path(run.ray_storage_path)
     return FlowSettings(
         data=data,
         model=ModelChoice(
