@@ -1,4 +1,5 @@
-"""Input batches as tensors: the one conversion every stage that feeds a model shares.
+"""Input batches as tensors, and the device a model is on: what every stage that feeds a model
+shares.
 
 It lives outside every component package so that evaluation, explanation and perturbation can
 all use it without importing one another.
@@ -23,3 +24,9 @@ def as_float_tensor(x: Any, name: str = "x") -> torch.Tensor:
             f"{name}: expected a batch of shape (N, *input_shape), got {tuple(x.shape)}"
         )
     return x.float()
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (the CPU for a model without parameters)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")

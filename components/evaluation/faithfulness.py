@@ -41,7 +41,7 @@ from components.perturbation.groups import (
     num_groups,
 )
 from components.perturbation.removal import remove_features, rows_per_call, top_k_mask
-from components.tensors import as_float_tensor
+from components.tensors import as_float_tensor, model_device
 
 Target = int | Sequence[int] | np.ndarray | torch.Tensor | None
 _BATCH = 512
@@ -117,11 +117,6 @@ def as_attributions(attributions: Any, x: torch.Tensor, name: str = "attribution
     if attr.shape != x.shape:
         raise ValueError(f"{name}: shape {tuple(attr.shape)} differs from x {tuple(x.shape)}")
     return attr
-
-
-def model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def model_scores(model: nn.Module, x: torch.Tensor, output: str = "prob") -> torch.Tensor:

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from components.evaluation.arrays import as_labels, as_numpy
 from components.evaluation.predict import eval_mode
 from components.models.base import PrototypeModel
-from components.tensors import as_float_tensor
+from components.tensors import as_float_tensor, model_device
 
 PAPER_THRESHOLD = 0.8
 PAPER_NOISE_STD = 0.2
@@ -68,7 +68,7 @@ def activated_parts(
     inputs, labels = _check_inputs(x, masks)
     num_parts = int(labels.max(initial=0)) if num_parts is None else num_parts
     half_size = _half_size(half_size, labels)
-    device = _device(model)
+    device = model_device(model)
     chunks = []
     with eval_mode(model), torch.no_grad():
         for start in range(0, len(inputs), batch_size):
@@ -271,11 +271,6 @@ def _half_size(half_size: int | None, masks: Any) -> int:
     if half_size is not None:
         return half_size
     return paper_half_size(*as_numpy(masks, "masks").shape[1:3])
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _mean(values: np.ndarray) -> float:

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from components.evaluation.predict import eval_mode
 from components.models.base import PrototypeModel
-from components.tensors import as_float_tensor
+from components.tensors import as_float_tensor, model_device
 
 CHARACTERISTICS = ("hue", "saturation", "contrast", "texture", "shape")
 COLOUR_CHARACTERISTICS = ("hue", "saturation")
@@ -206,7 +206,7 @@ def _batch_drops(
     strengths: Perturbations,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Original best similarities ``(B, P)`` and, per characteristic, the drops ``(B, P)``."""
-    device = _device(model)
+    device = model_device(model)
     maps = model.activation_maps(batch.to(device)).flatten(2).float()
     best, where = maps.max(dim=2)
     images = scale.to_unit(batch)
@@ -295,8 +295,3 @@ def _hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor
         k = torch.remainder(n + 6 * hue, 6)
         channels.append(value - value * saturation * torch.clamp(torch.minimum(k, 4 - k), 0, 1))
     return torch.stack(channels, dim=1)
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")

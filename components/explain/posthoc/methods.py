@@ -49,7 +49,7 @@ from components.explain.integrated_gradients import resolve_baseline, resolve_ta
 from components.explain.posthoc import lfa
 from components.perturbation.groups import as_labels, spread_groups
 from components.perturbation.removal import remove_features, rows_per_call
-from components.tensors import as_float_tensor
+from components.tensors import as_float_tensor, model_device
 
 METHODS = (
     "lime",
@@ -129,7 +129,7 @@ def attribute(
         ValueError: Unknown method or option, or a count below 1.
     """
     _check(method, options, num_samples, batch_size)
-    device = _device(model)
+    device = model_device(model)
     inputs = as_float_tensor(x).to(device)
     with eval_mode(model):
         request = _Request(
@@ -370,11 +370,6 @@ def _engine(request: _Request) -> str:
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     return engine
-
-
-def _device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 @contextlib.contextmanager

@@ -45,7 +45,6 @@ from components.evaluation.faithfulness import (
     infidelity,
     insertion_auc,
     mean_score,
-    model_device,
     pgi,
     pgu,
 )
@@ -72,6 +71,7 @@ from components.perturbation.groups import (
     num_groups,
 )
 from components.perturbation.removal import rows_per_call
+from components.tensors import model_device
 
 LABELS = {
     "ig": "Integrated Gradients",

@@ -33,7 +33,7 @@ from components.evaluation.predict import eval_mode, model_logits, predict_logit
 from components.explain.posthoc.lfa import group_occlusion
 from components.perturbation.groups import as_labels, group_sizes, group_sums, num_groups
 from components.perturbation.removal import rows_per_call
-from components.tensors import as_float_tensor
+from components.tensors import as_float_tensor, model_device
 
 KINDS = ("tree", "sparse_linear")
 IMPORTANCES = ("removal", "permutation")
@@ -124,7 +124,7 @@ def fit_global_surrogate(
         raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
     inputs = as_float_tensor(x).cpu()
     labels = _shared_labels(groups, inputs.shape[1:])
-    batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024, _device(model))
+    batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024, model_device(model))
     train, holdout = _split(inputs, x_holdout, holdout_fraction, seed)
     width = inputs[0].numel() if labels is None else num_groups(labels)
     if not 1 <= top_k <= width:
@@ -183,7 +183,7 @@ def feature_importance(
     """
     if method not in IMPORTANCES:
         raise ValueError(f"unknown importance {method!r}; one of {IMPORTANCES}")
-    inputs = as_float_tensor(x).to(_device(model))
+    inputs = as_float_tensor(x).to(model_device(model))
     batch_size = batch_size or rows_per_call(inputs.shape[1:], 1024, inputs.device)
     predicted = predict_logits(model, inputs, batch_size=batch_size, device=inputs.device).argmax(1)
     baseline, removal = None, {"replacement": replacement}
@@ -268,7 +268,7 @@ def _split(inputs: torch.Tensor, x_holdout: Any, fraction: float, seed: int):
 
 
 def _labels(model: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
-    logits = predict_logits(model, x, batch_size=batch_size, device=_device(model))
+    logits = predict_logits(model, x, batch_size=batch_size, device=model_device(model))
     return logits.argmax(1).numpy()
 
 
@@ -300,11 +300,6 @@ def _rules(estimator: Any, names: list[str]) -> str:
 def _sklearn_at_least(major: int, minor: int) -> bool:
     version = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
     return version >= (major, minor)
-
-
-def _device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _generator(seed: int) -> torch.Generator:
