@@ -6,11 +6,13 @@ dataclasses (``DataSpec``, ``TrainConfig``, ...), never a config object.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flows.config_errors import OPEN_MAPPINGS, override_problem
 from flows.config_types import checked_values, scalar_problem
 
 if TYPE_CHECKING:
@@ -115,14 +117,44 @@ def compose(overrides: list[str] | tuple[str, ...] = ()):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    _check_deletions(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="sennflow"):
             return hydra_compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"bad config override in {list(overrides)}: {err}") from err
+        without = functools.partial(_composed_without, list(overrides))
+        raise ConfigError(override_problem(err, overrides, without)) from err
     finally:
         GlobalHydra.instance().clear()
+
+
+def _check_deletions(overrides) -> None:
+    """A ``~key`` override may delete a model parameter or a search dimension (keys a user
+    adds); a setting the flows read cannot be deleted, only set."""
+    for override in overrides:
+        key = override.split("=", 1)[0].removeprefix("~") if override.startswith("~") else None
+        if key is not None and not key.startswith(tuple(f"{m}." for m in OPEN_MAPPINGS)):
+            raise ConfigError(
+                f"{override}: only a model parameter or a search dimension can be deleted "
+                f"(~model.params.<name>, ~search.space.<name>); to use {key}'s default, leave "
+                "out the override"
+            )
+
+
+def _composed_without(overrides: list[str], key: str) -> dict | None:
+    """The config, as plain data, composed without the overrides of ``key``'s top-level group
+    (where the refused one is), or None when even that cannot be composed."""
+    top = key.split(".", 1)[0]
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".", 1)[0] != top]
+    if key != top:  # keep the group's choice, e.g. model=protopnet for model.params.x
+        kept += [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == top]
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(compose(kept), resolve=False)
+    except ConfigError:
+        return None
 
 
 def compose_with_defaults(overrides: list[str], defaults: dict[str, str]):
@@ -200,6 +232,11 @@ def to_settings(cfg) -> FlowSettings:
     seed = _scalar("seed", raw["seed"], int)
     model = raw["model"]
     _scalar("model.tiny", model["tiny"], bool)
+    if not isinstance(model.get("params") or {}, dict):
+        raise ConfigError(
+            f"model.params={model['params']!r}: expected the model's parameters as a mapping; "
+            "set one with +model.params.<name>=<value>"
+        )
     data_values = _resolve_normalization(_tupled(raw["data"]), model.get("params") or {})
     data = _build("data", DataSpec, data_values, seed=seed)
     train = _build("train", TrainConfig, raw["train"], seed=seed)

@@ -16,6 +16,8 @@ import dataclasses
 import types
 import typing
 
+from flows.config_errors import unknown_setting
+
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 _NAMES[type(None)] = "null"
@@ -24,12 +26,15 @@ _PLURALS = {int: "integers", float: "numbers", bool: "true/false values", str: "
 
 def checked_values(cls, values: dict, prefix: str) -> tuple[dict, list[str]]:
     """``values`` for dataclass ``cls``, and ``"<prefix>.<field>=<value>: expected <type>"`` for
-    each value a scalar field cannot hold (nested dataclass fields included). An integer given
+    each value a scalar field cannot hold (nested dataclass fields included), or a problem naming
+    each key that is no field of ``cls`` (e.g. ``+train.epoch=3``). An integer given
     for a field that only takes text (a path, a column name) becomes its text: Hydra parses
     ``data.label_column=64`` as a number."""
     if not dataclasses.is_dataclass(cls):
         return values, []
     values, problems = dict(values), []
+    names = [spec.name for spec in dataclasses.fields(cls) if spec.init]
+    problems += [unknown_setting(prefix, key, names) for key in values if key not in names]
     for spec in dataclasses.fields(cls):
         if spec.name not in values:
             continue

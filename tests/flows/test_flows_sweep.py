@@ -216,7 +216,7 @@ def test_sweep_options_become_hydra_overrides():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["search=nope"], "Could not find 'search/nope'"),
+        (["search=nope"], "search=nope: there is no conf/search/nope.yaml"),
         (["search.num_samples=0"], "search.num_samples"),
         (["+search.space.train.lrr={type:uniform,low:0,high:1}"], "train.lrr"),
         (["+search.space.train.lr={type:gauss}"], "type 'gauss'"),

@@ -122,8 +122,8 @@ def test_show_config_applies_overrides(capsys):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("train.epochz=3", "Could not override 'train.epochz'"),
-        ("model=nope", "Could not find 'model/nope'"),
+        ("train.epochz=3", "train has no key 'epochz'; did you mean train.epochs?"),
+        ("model=nope", "model=nope: there is no conf/model/nope.yaml"),
         ("train.epochs=-1", "train.epochs=-1"),
         ("train.optimizer=lbfgs", "train.optimizer='lbfgs'"),
         ("data=csv", "data.path"),

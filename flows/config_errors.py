@@ -1,0 +1,120 @@
+"""One-line messages for the overrides Hydra refuses, naming the nearest valid key or option.
+
+Hydra's own messages span several lines and point the wrong way for a typo:
+``train.epoch=3`` gets "Could not override 'train.epoch'. To append to your config use
++train.epoch=3", which only moves the error to the settings class; ``model=mlpp`` gets the
+config search path. Here a misspelt key or option is answered with the closest valid ones
+(``difflib``), and the ``+`` hint is kept for the mappings that take new keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+# Mappings whose keys are the user's to add (with a leading +): a model's parameters, the
+# search space's dimensions. Every other group is a settings class with fixed fields.
+OPEN_MAPPINGS = ("model.params", "search.space")
+
+_UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")
+_NOT_TO_DELETE = re.compile(r"Could not delete from config\. '([^']+)' does not exist")
+_MISSING_OPTION = re.compile(r"Could not find '([^']+)'")
+_PARSE_ERROR = "See https://hydra.cc"
+# Option files that other options include, not choices of their own.
+_NOT_CHOICES = ("base",)
+
+
+def did_you_mean(word: str, options, group: str = "") -> str:
+    """``"; did you mean group.a?"`` for the ``options`` (keys of ``group``) closest to
+    ``word``, else ``" (group keys: ...)"`` listing them all; empty when there are none."""
+    options = sorted(str(option) for option in options)
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    if close:
+        names = [f"{group}.{c}".lstrip(".") for c in close]
+        listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        return f"; did you mean {listed}?"
+    return f" ({group or 'top-level'} keys: {', '.join(options)})" if options else ""
+
+
+def unknown_setting(group: str, key: str, names) -> str:
+    """``group.key`` names no field of the settings ``group`` has (``names``)."""
+    return f"{group}.{key} is not a setting of {group}{did_you_mean(key, names, group)}"
+
+
+def override_problem(err: Exception, overrides, composed_without) -> str:
+    """A one-line account of why Hydra refused ``overrides`` (``err``, its exception).
+
+    ``composed_without(key)`` returns the config as plain data, composed without the
+    overrides that touch ``key``'s group (None when that cannot be composed either).
+    """
+    text = str(err)
+    if match := _UNKNOWN_KEY.search(text):
+        key = match[1]
+        return _unknown_key(key, _written(key, overrides), composed_without(key) or {})
+    if match := _NOT_TO_DELETE.search(text):
+        key = match[1]
+        return _unknown_key(key, f"~{key}", composed_without(key) or {}, deleting=True)
+    if match := _MISSING_OPTION.search(text):
+        return _missing_option(match[1], text)
+    if _PARSE_ERROR in text:
+        return _parse_problem(text, overrides)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "bad config override: " + "; ".join(lines)
+
+
+def _unknown_key(key: str, written: str, config: dict, deleting: bool = False) -> str:
+    """The first part of dotted ``key`` that ``config`` lacks, and its nearest siblings."""
+    parent, node, parts = "", config, key.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            break
+        parent, node = f"{parent}.{part}".lstrip("."), node[part]
+    name = parts[len(parent.split(".")) if parent else 0]
+    known = list(node) if isinstance(node, dict) else []
+    hint = did_you_mean(name, known, parent)
+    if deleting:
+        return f"{written}: {parent or 'the config'} has no {name!r} to delete{hint}"
+    if parent in OPEN_MAPPINGS:
+        close = hint if hint.startswith(";") else ""
+        return f"{written}: {parent} has no {name!r} to change{close}; to add it, write +{written}"
+    return f"{written}: {parent or 'the config'} has no key {name!r}{hint}"
+
+
+def _missing_option(path: str, text: str) -> str:
+    group, _, option = path.rpartition("/")
+    listed = text.split("Available options in", 1)[-1].split("Config search path", 1)[0]
+    options = [line.strip() for line in listed.splitlines()[1:] if line.startswith("\t")]
+    options = [option for option in options if option not in _NOT_CHOICES]
+    close = did_you_mean(option, options).replace(" (top-level keys:", " (choose from:")
+    return f"{group}={option}: there is no conf/{path}.yaml{close}"
+
+
+def _parse_problem(text: str, overrides) -> str:
+    reason = [line for line in text.splitlines() if line.strip() and _PARSE_ERROR not in line]
+    bad = _unparsable(overrides)
+    where = f"cannot parse the override {bad!r}" if bad else "cannot parse an override"
+    return (
+        f"{where}: {reason[-1].strip() if reason else text}; overrides are key=value, "
+        "e.g. train.epochs=5 or data.feature_shape=[1,8,8]"
+    )
+
+
+def _unparsable(overrides) -> str | None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except HydraException:
+            return override
+    return None
+
+
+def _written(key: str, overrides) -> str:
+    """The override as the user wrote it, found by its key."""
+    for override in overrides:
+        if override.split("=", 1)[0].lstrip("+~") == key:
+            return override
+    return key
