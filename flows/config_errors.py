@@ -4,7 +4,9 @@ Hydra's own messages span several lines and point the wrong way for a typo:
 ``train.epoch=3`` gets "Could not override 'train.epoch'. To append to your config use
 +train.epoch=3", which only moves the error to the settings class; ``model=mlpp`` gets the
 config search path. Here a misspelt key or option is answered with the closest valid ones
-(``difflib``), and the ``+`` hint is kept for the mappings that take new keys.
+(``difflib``), and the ``+`` hint is kept for the mappings that take new keys. A value Hydra
+cannot read unquoted (a path with spaces, commas or non-ASCII letters) is answered with the
+quoted override, made by :func:`hydra_string`, which the flows' option forms use too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ OPEN_MAPPINGS = ("model.params", "search.space")
 _UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")
 _NOT_TO_DELETE = re.compile(r"Could not delete from config\. '([^']+)' does not exist")
 _MISSING_OPTION = re.compile(r"Could not find '([^']+)'")
+_AMBIGUOUS = re.compile(r"Ambiguous value for argument '([^']+)'")
 _PARSE_ERROR = "See https://hydra.cc"
 # Option files that other options include, not choices of their own.
 _NOT_CHOICES = ("base",)
@@ -56,6 +59,12 @@ def override_problem(err: Exception, overrides, composed_without) -> str:
         return _unknown_key(key, f"~{key}", composed_without(key) or {}, deleting=True)
     if match := _MISSING_OPTION.search(text):
         return _missing_option(match[1], text)
+    if match := _AMBIGUOUS.search(text):
+        key, _, value = match[1].partition("=")
+        return (
+            f"{match[1]}: a comma makes a list; write {key}=[{value}] for one, or quote the "
+            f'value for text: "{key}={hydra_string(value)}" (the double quotes are for the shell)'
+        )
     if _PARSE_ERROR in text:
         return _parse_problem(text, overrides)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -90,16 +99,38 @@ def _missing_option(path: str, text: str) -> str:
 
 
 def _parse_problem(text: str, overrides) -> str:
-    reason = [line for line in text.splitlines() if line.strip() and _PARSE_ERROR not in line]
-    bad = _unparsable(overrides)
-    where = f"cannot parse the override {bad!r}" if bad else "cannot parse an override"
+    found = _unparsable(overrides)
+    if found is None:
+        reason = [line for line in text.splitlines() if line.strip() and _PARSE_ERROR not in line]
+        return f"cannot parse an override: {reason[0].strip() if reason else text}"
+    override, reason = found
+    key, equals, value = override.partition("=")
+    if not equals:
+        return (
+            f"cannot parse the override {override!r}: overrides are key=value, e.g. train.epochs=5"
+        )
+    if value.lstrip().startswith(("[", "{")):
+        return (
+            f"cannot parse the override {override!r} ({reason}); a list is written [1,8,8], "
+            "a mapping {cpu:1,gpu:0.5}"
+        )
     return (
-        f"{where}: {reason[-1].strip() if reason else text}; overrides are key=value, "
-        "e.g. train.epochs=5 or data.feature_shape=[1,8,8]"
+        f"cannot parse the override {override!r} ({reason}); quote a value that holds spaces, "
+        f"commas, brackets, quotes, '=', '#' or non-ASCII letters: \"{key}={hydra_string(value)}\""
+        " (the double quotes are for the shell)"
     )
 
 
-def _unparsable(overrides) -> str | None:
+def hydra_string(text: str) -> str:
+    """``text`` as a quoted Hydra override value that parses back to exactly ``text``: inside
+    single quotes a quote is escaped, and so are the backslashes before a quote or the end."""
+    escaped = re.sub(r"(\\*)'", lambda m: m[1] * 2 + "\\'", text)
+    escaped = re.sub(r"(\\+)$", lambda m: m[1] * 2, escaped)
+    return f"'{escaped}'"
+
+
+def _unparsable(overrides) -> tuple[str, str] | None:
+    """The first override Hydra's parser refuses, and why."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -107,8 +138,8 @@ def _unparsable(overrides) -> str | None:
     for override in overrides:
         try:
             parser.parse_override(override)
-        except HydraException:
-            return override
+        except HydraException as err:
+            return override, str(err).strip().splitlines()[0]
     return None
 
 

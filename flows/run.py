@@ -13,6 +13,7 @@ is written, then
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 
 from components import atomic
 from flows.config import ConfigError, to_yaml
+from flows.config_errors import hydra_string
 from flows.run_folder import (
     create_run_dir,
     read_run_json,
@@ -59,8 +61,21 @@ def all_overrides(options: FlowOptions | None, overrides: list[str] | None) -> l
     return [*(options.to_overrides() if options else []), *(overrides or [])]
 
 
+# Text Hydra reads back as that same text without quotes (not a number, bool or null).
+_PLAIN_TEXT = re.compile(r"[A-Za-z_/.][\w./:@%+-]*", re.ASCII)
+
+
 def _hydra_value(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    """``value`` as override text: a path or URL with spaces, commas, brackets, quotes or
+    non-ASCII letters, and text that would read as a number or ``null``, is quoted."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        plain = _PLAIN_TEXT.fullmatch(value) and value.lower() not in ("true", "false", "null")
+        return value if plain else hydra_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_hydra_value(item) for item in value) + "]"
+    return str(value)
 
 
 class RunResult(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flows.config import ConfigError, compose, compose_with_defaults, to_settings
-from flows.config_errors import did_you_mean
+from flows.config_errors import did_you_mean, hydra_string
 
 
 @pytest.mark.parametrize(
@@ -28,9 +28,14 @@ from flows.config_errors import did_you_mean
             "model.params has no 'backbone' to change; to add it, write "
             "+model.params.backbone=resnet18",
         ),
-        (["data.path"], "cannot parse the override 'data.path': missing EQUAL"),
+        (["data.path"], "cannot parse the override 'data.path': overrides are key=value"),
         (["train.epochs=3", "seed=[1"], "cannot parse the override 'seed=[1'"),
         (["model=mlp", "~model.params.hiden"], "~model.params.hiden: model.params has no 'hiden'"),
+        # values Hydra cannot read unquoted: the message shows the quoted override
+        (["data.path=/data/Vögel"], "(token recognition error at: 'ö'); quote a value"),
+        (["data.path=/data/Vögel"], '"data.path=\'/data/Vögel\'"'),
+        (["data.path=/data/a,b"], "a comma makes a list; write data.path=[/data/a,b] for one"),
+        (["data.feature_shape=[1,8"], "a list is written [1,8,8]"),
     ],
 )
 def test_a_refused_override_is_named_with_the_nearest_valid_one(overrides, message):
@@ -78,3 +83,8 @@ def test_did_you_mean_names_the_closest_keys_or_lists_them_all():
     assert did_you_mean("epoch", ["epochs", "lr"], "train") == "; did you mean train.epochs?"
     assert did_you_mean("qq", ["b", "a"], "train") == " (train keys: a, b)"
     assert did_you_mean("qq", []) == ""
+
+
+@pytest.mark.parametrize("text", ["/data/Vögel 2024", "it's", "a\\", "a\\'b", "x,[y](z)#=", ""])
+def test_a_quoted_value_reads_back_as_exactly_its_text(text):
+    assert compose(["data=csv", f"data.path={hydra_string(text)}"]).data.path == text

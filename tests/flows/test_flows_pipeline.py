@@ -115,6 +115,19 @@ def test_pipeline_options_become_hydra_overrides():
     ]
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/data/Vögel 2024", "/data/birds, cleaned (v2)", "/data/it's #1 = [best]", "/data/a\\", "5"],
+)
+def test_a_form_path_of_any_text_reaches_the_config_as_written(path):
+    # the Prefect UI form takes any text: quoted where Hydra would not read it back as it is
+    from flows.config import compose
+
+    options = PipelineOptions(data="image_folder", data_path=path, backbone="resnet18")
+    cfg = compose(options.to_overrides())
+    assert (cfg.data.path, cfg.model.params.backbone) == (path, "resnet18")
+
+
 def test_pipeline_options_reject_invalid_values():
     from pydantic import ValidationError
 
