@@ -33,7 +33,7 @@ from flows.config_errors import did_you_mean, hydra_string
         (["model=mlp", "~model.params.hiden"], "~model.params.hiden: model.params has no 'hiden'"),
         # values Hydra cannot read unquoted: the message shows the quoted override
         (["data.path=/data/Vögel"], "(token recognition error at: 'ö'); quote a value"),
-        (["data.path=/data/Vögel"], '"data.path=\'/data/Vögel\'"'),
+        (["data.path=/data/Vögel"], "\"data.path='/data/Vögel'\""),
         (["data.path=/data/a,b"], "a comma makes a list; write data.path=[/data/a,b] for one"),
         (["data.feature_shape=[1,8"], "a list is written [1,8,8]"),
     ],
