@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from collections.abc import Iterator
 
@@ -21,6 +22,10 @@ _HASH_CHUNK_BYTES = 8 << 20
 # consumer (its background reader's queue), so the block size bounds memory: 1 MiB keeps the
 # raw text held at once near 32 MiB whatever the file's size, at full parsing speed.
 CSV_BLOCK_BYTES = 1 << 20
+# The delimiters a CSV file may use, the default first; what the header line splits on is used.
+_DELIMITERS = (",", ";", "\t", "|")
+# Enough of a file's start to hold its header line.
+_SNIFF_BYTES = 1 << 16
 _READERS = {"parquet": pq.read_table, "csv": pa_csv.read_csv}
 
 
@@ -83,30 +88,75 @@ def read_table(path: str, file_format: str, columns: list[str] | None = None) ->
     return table
 
 
-def csv_batches(path: str, block_bytes: int = CSV_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+def csv_batches(
+    path: str, block_bytes: int = CSV_BLOCK_BYTES, encoding: str = "utf-8"
+) -> Iterator[pa.RecordBatch]:
     """Stream a CSV file as record batches, one per block of about ``block_bytes`` of text.
 
-    Every column arrives as text (empty and ``NA``-like cells as nulls): types inferred from
-    the first block would break on a later block whose values differ (integers, then floats
-    or words), so the validation parses the numbers itself.
+    The delimiter is the one of ``,`` ``;`` tab ``|`` that splits the header line into the
+    most columns (a spreadsheet's "CSV" is often ``;``-separated); a file named ``.gz``,
+    ``.bz2``, ``.xz`` or ``.zip`` (its first file) is decompressed as it is read;
+    ``encoding`` is the text's (Arrow transcodes anything else to UTF-8). Every column arrives
+    as text (empty and ``NA``-like cells as nulls): types inferred from the first block would
+    break on a later block whose values differ (integers, then floats or words), so the
+    validation parses the numbers itself.
 
     Raises:
-        DataError: The file is missing, empty or not valid CSV (e.g. a row with too many cells).
+        DataError: The file is missing, empty, not text in ``encoding`` or not valid CSV (e.g.
+            a row with too many cells).
     """
     fs, fs_path = open_checked(path)
     try:
-        with fs.open(fs_path, "rb") as handle:
-            names = _open_csv(handle, block_bytes, None).schema.names
-        with fs.open(fs_path, "rb") as handle:
-            yield from _open_csv(handle, block_bytes, dict.fromkeys(names, pa.string()))
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"cannot be read as csv: {err}", file=path) from err
+        with _open_decompressed(fs, fs_path) as handle:
+            delimiter = _sniff_delimiter(handle.read(_SNIFF_BYTES), encoding)
+        with _open_decompressed(fs, fs_path) as handle:
+            names = _open_csv(handle, block_bytes, None, delimiter, encoding).schema.names
+        with _open_decompressed(fs, fs_path) as handle:
+            types = dict.fromkeys(names, pa.string())
+            yield from _open_csv(handle, block_bytes, types, delimiter, encoding)
+    except UnicodeDecodeError as err:
+        where = f"byte {err.object[err.start : err.start + 1].hex()} at offset {err.start}"
+        raise _not_text(path, encoding, where) from err
+    except (pa.ArrowInvalid, OSError, EOFError) as err:
+        if "invalid UTF8" in str(err):
+            raise _not_text(path, encoding, _first_line(err)) from err
+        raise DataError(f"cannot be read as csv: {_first_line(err)}", file=path) from err
 
 
-def _open_csv(handle, block_bytes: int, types: dict | None) -> pa_csv.CSVStreamingReader:
-    read = pa_csv.ReadOptions(block_size=block_bytes)
+def _not_text(path: str, encoding: str, where: str) -> DataError:
+    return DataError(
+        f"is not {encoding} text ({where}); set data.encoding to the file's encoding, e.g. "
+        "data.encoding=latin-1",
+        file=path,
+    )
+
+
+def _open_decompressed(fs: AbstractFileSystem, fs_path: str):
+    """The file's bytes, decompressed when its name says so (``.gz``, ``.bz2``, ...)."""
+    return fs.open(fs_path, "rb", compression="infer")
+
+
+def _sniff_delimiter(head: bytes, encoding: str) -> str:
+    """The candidate delimiter that splits the first line into the most fields (``,`` on a
+    tie: a one-column file)."""
+    text = head.decode(encoding, errors="ignore")
+    header = text.splitlines()[0] if text else ""
+    return max(_DELIMITERS, key=lambda d: len(next(csv.reader([header], delimiter=d), [])))
+
+
+def _open_csv(
+    handle, block_bytes: int, types: dict | None, delimiter: str, encoding: str
+) -> pa_csv.CSVStreamingReader:
+    read = pa_csv.ReadOptions(block_size=block_bytes, encoding=encoding)
+    parse = pa_csv.ParseOptions(delimiter=delimiter)
     convert = pa_csv.ConvertOptions(column_types=types or {}, strings_can_be_null=True)
-    return pa_csv.open_csv(handle, read_options=read, convert_options=convert)
+    return pa_csv.open_csv(handle, read_options=read, parse_options=parse, convert_options=convert)
+
+
+def _first_line(err: Exception) -> str:
+    """The error's first line, cut to 200 characters (Arrow quotes the offending row)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= 200 else text[:200] + " ..."
 
 
 def load_file(spec: DataSpec, *, csv_block_bytes: int = CSV_BLOCK_BYTES) -> LabeledArrays:
@@ -123,6 +173,6 @@ def load_file(spec: DataSpec, *, csv_block_bytes: int = CSV_BLOCK_BYTES) -> Labe
         "drop_invalid": spec.drop_invalid,
     }
     if spec.source == "csv":
-        batches = csv_batches(spec.path, csv_block_bytes)
+        batches = csv_batches(spec.path, csv_block_bytes, spec.encoding)
         return batches_to_labeled(batches, numbering=CSV_LINES, **fields)
     return table_to_labeled(read_table(spec.path, spec.source), **fields)

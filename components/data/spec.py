@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class DataSpec:
         seed: Seeds the split assignment and the synthetic generator.
         drop_invalid: Drop rows with NaN/inf/missing features, non-integer labels or ragged
             feature lists (counted in the dataset's meta) instead of raising ``DataError``.
+        encoding: CSV only: the text encoding of the file (any Python codec name, e.g.
+            ``latin-1``, ``cp1252``, ``utf-16``).
         num_samples: Synthetic and parts: number of rows.
         num_features: Synthetic only: features per row.
         num_classes: Synthetic and parts: number of classes (parts: 2 to 6).
@@ -64,6 +67,7 @@ class DataSpec:
     test_fraction: float = 0.15
     seed: int = 0
     drop_invalid: bool = False
+    encoding: str = "utf-8"
     num_samples: int = 10_000
     num_features: int = 32
     num_classes: int = 4
@@ -97,6 +101,13 @@ class DataSpec:
                 f"DataSpec.val_fraction + test_fraction = "
                 f"{self.val_fraction + self.test_fraction}: must be < 1 to leave a train split"
             )
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(
+                f"DataSpec.encoding={self.encoding!r}: not a text encoding Python knows "
+                "(e.g. utf-8, latin-1, cp1252, utf-16)"
+            ) from None
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"DataSpec.augment={self.augment!r}: expected one of {AUGMENTATIONS}")
         if self.normalization not in NORMALIZATIONS:
@@ -140,7 +151,7 @@ _SOURCE_FIELDS = {
     "synthetic": ("num_samples", "num_features", "num_classes", "class_sep"),
     "parts": ("num_samples", "num_classes"),
     "parquet": ("path", "label_column", "feature_columns", "drop_invalid"),
-    "csv": ("path", "label_column", "feature_columns", "drop_invalid"),
+    "csv": ("path", "label_column", "feature_columns", "drop_invalid", "encoding"),
     "image_folder": ("path", "drop_invalid", "image_size", "normalization"),
 }
 

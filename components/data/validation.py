@@ -9,6 +9,7 @@ rows as the file counts them (:class:`RowNumbering`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -372,6 +373,10 @@ def parse_labels(
     return np.where(bad, 0, values).astype(np.int64), bad
 
 
+# A number written with a decimal comma (5,1 or -0,25), as spreadsheets in many locales export.
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
+
+
 def _raise_unparsable(checked: _Checked, file: str, numbering: RowNumbering) -> None:
     """Text that is not a number in a feature column is an error even with ``drop_invalid``."""
     for name in checked.names:
@@ -379,9 +384,12 @@ def _raise_unparsable(checked: _Checked, file: str, numbering: RowNumbering) -> 
         if found is None:
             continue
         positions = np.concatenate(found.positions)
+        examples = found.examples[:_EXAMPLES]
+        comma = any(_DECIMAL_COMMA.fullmatch(str(value).strip()) for value in examples)
+        hint = "; a decimal comma? save the file with '.' as the decimal point" if comma else ""
         raise DataError(
             f"feature column is not numeric (type {found.kind}): values such as "
-            f"{found.examples[:_EXAMPLES]} are not numbers",
+            f"{examples} are not numbers{hint}",
             file=file,
             column=name,
             rows=len(positions),

@@ -153,6 +153,54 @@ def test_a_csv_column_of_class_names_becomes_the_class_names(tmp_path):
     assert _same_rows(np.column_stack([x, y]), np.column_stack([features, numbered]))
 
 
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("semicolons.csv", {"sep": ";"}),  # a spreadsheet's export in many locales
+        ("tabs.tsv", {"sep": "\t"}),
+        ("pipes.csv", {"sep": "|"}),
+        ("packed.csv.gz", {"compression": "gzip"}),
+        ("packed.csv.bz2", {"compression": "bz2"}),
+        ("packed.zip", {"compression": {"method": "zip", "archive_name": "data.csv"}}),
+        ("latin.csv", {"encoding": "latin-1"}),
+    ],
+)
+def test_csv_delimiter_compression_and_encoding_are_read_as_the_file_has_them(
+    tmp_path, name, write
+):
+    frame = _frame(labels=(0, 1))
+    frame["label"] = np.where(frame["label"] == 0, "café", "thé")  # non-ASCII class names
+    path = tmp_path / name
+    frame.to_csv(path, index=False, **write)
+    encoding = write.get("encoding", "utf-8")
+
+    result = ingest(DataSpec(source="csv", path=str(path), encoding=encoding), tmp_path / "c")
+
+    assert result.meta["class_names"] == ["café", "thé"]
+    x, y = _read_all(result.path)
+    numbered = (frame["label"] == "thé").to_numpy().astype(int)
+    features = frame.filter(like="f").to_numpy(np.float32)
+    assert _same_rows(np.column_stack([x, y]), np.column_stack([features, numbered]))
+
+
+def test_a_csv_not_in_its_encoding_names_the_byte_and_the_setting(tmp_path):
+    path = tmp_path / "latin.csv"
+    _frame(labels=(0, 1)).assign(label=lambda f: f["label"].map({0: "café", 1: "thé"})).to_csv(
+        path, index=False, encoding="latin-1"
+    )
+    with pytest.raises(DataError, match=r"is not utf-8 text .*set data\.encoding"):
+        ingest(DataSpec(source="csv", path=str(path)), tmp_path / "cache")
+    with pytest.raises(ValueError, match="DataSpec.encoding='klingon'"):
+        DataSpec(source="csv", path=str(path), encoding="klingon")
+
+
+def test_decimal_commas_are_named_as_the_likely_cause(tmp_path):
+    path = tmp_path / "excel.csv"
+    _frame(labels=(0, 1)).to_csv(path, index=False, sep=";", decimal=",")
+    with pytest.raises(DataError, match=r"not numbers; a decimal comma\?"):
+        ingest(DataSpec(source="csv", path=str(path)), tmp_path / "cache")
+
+
 def test_a_categorical_parquet_label_column_gives_its_categories(tmp_path):
     frame = _frame(labels=(0, 1))
     numbered = frame["label"].to_numpy()
