@@ -1,9 +1,11 @@
-"""User files (Parquet or CSV) from a local path or any fsspec URL."""
+"""User files from a local path or any fsspec URL: a CSV file, or Parquet as one file, a
+folder of part files or a glob."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from collections.abc import Iterator
 
 import fsspec
@@ -26,7 +28,8 @@ CSV_BLOCK_BYTES = 1 << 20
 _DELIMITERS = (",", ";", "\t", "|")
 # Enough of a file's start to hold its header line.
 _SNIFF_BYTES = 1 << 16
-_READERS = {"parquet": pq.read_table, "csv": pa_csv.read_csv}
+# A path holding one of these is a glob (data.path='/data/train-*.parquet').
+_GLOB_CHARS = "*?["
 
 
 def open_checked(path: str) -> tuple[AbstractFileSystem, str]:
@@ -35,14 +38,15 @@ def open_checked(path: str) -> tuple[AbstractFileSystem, str]:
     Raises:
         DataError: The path cannot be resolved, does not exist, is a folder or has 0 bytes.
     """
-    try:
-        fs, fs_path = fsspec.core.url_to_fs(path)
-    except (ValueError, ImportError) as err:
-        raise DataError(f"cannot open this path or URL: {err}", file=path) from err
+    fs, fs_path = _resolve(path)
     if not fs.exists(fs_path):
         raise DataError("file does not exist", file=path)
     if fs.isdir(fs_path):
-        raise DataError("is a folder; expected a single Parquet or CSV file", file=path)
+        raise DataError(
+            "is a folder; expected a CSV file (a folder of Parquet files is read with "
+            "data=parquet)",
+            file=path,
+        )
     if fs.size(fs_path) == 0:
         raise DataError("file is empty (0 bytes)", file=path, rows=0)
     return fs, fs_path
@@ -54,38 +58,115 @@ def hash_file(path: str) -> str:
     Raises:
         DataError: As :func:`open_checked`, or the file cannot be read (e.g. permissions).
     """
-    fs, fs_path = open_checked(path)
+    return _sha256(*open_checked(path), shown=path)
+
+
+def _sha256(fs: AbstractFileSystem, fs_path: str, shown: str) -> str:
     digest = hashlib.sha256()
     try:
         with fs.open(fs_path, "rb") as handle:
             while chunk := handle.read(_HASH_CHUNK_BYTES):
                 digest.update(chunk)
     except OSError as err:
-        raise DataError(f"cannot be read: {err.strerror or err}", file=path) from err
+        raise DataError(f"cannot be read: {err.strerror or err}", file=shown) from err
     return digest.hexdigest()
 
 
-def read_table(path: str, file_format: str, columns: list[str] | None = None) -> pa.Table:
-    """Read a whole Parquet or CSV file into an Arrow table.
-
-    Args:
-        path: Local path or fsspec URL.
-        file_format: ``parquet`` or ``csv``.
-        columns: Parquet only: read just these columns (``None``: all).
+def parquet_files(path: str) -> tuple[AbstractFileSystem, list[str]]:
+    """The Parquet files ``path`` names: one file, every ``*.parquet`` under a folder (as
+    Spark, Dask and Hugging Face write datasets: ``part-0.parquet``, ``train-00000-of-00004
+    .parquet``; names starting with ``.`` or ``_`` are skipped), or a glob's matches; sorted.
 
     Raises:
-        DataError: The file is missing, empty, unparsable, or has no rows.
+        DataError: Nothing is there, a folder or glob holds no Parquet file, or one is empty.
     """
-    fs, fs_path = open_checked(path)
-    with fs.open(fs_path, "rb") as handle:
-        try:
-            options = {"columns": columns} if columns is not None else {}
-            table = _READERS[file_format](handle, **options)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise DataError(f"cannot be read as {file_format}: {err}", file=path) from err
+    if not any(char in path for char in _GLOB_CHARS):
+        fs, fs_path = _resolve(path)
+        if not fs.isdir(fs_path):
+            return open_checked(path)[0], [fs_path]
+        files = [f for f in fs.find(fs_path) if _is_part(f.removeprefix(fs_path))]
+        where = "the folder holds no .parquet file"
+    else:
+        fs, fs_path = _resolve(path)
+        files = [f for f in fs.glob(fs_path) if fs.isfile(f)]
+        where = "no file matches this pattern"
+    if not files:
+        raise DataError(where, file=path)
+    empty = [f for f in files if fs.size(f) == 0]
+    if empty:
+        raise DataError(f"{len(empty)} of its Parquet files are empty (0 bytes)", file=empty[0])
+    return fs, sorted(files)
+
+
+def hash_parquet(path: str) -> str:
+    """:func:`hash_file` of one Parquet file; of a folder or glob, SHA-256 over each file's
+    name (relative to their common folder) and bytes: a renamed or changed part is a new
+    dataset, a moved folder is not."""
+    fs, files = parquet_files(path)
+    if len(files) == 1 and files[0] == _resolve(path)[1]:
+        return hash_file(path)
+    base = _common_folder(files)
+    digest = hashlib.sha256()
+    for file in files:
+        name = file.removeprefix(base)
+        digest.update(f"{name}\0{_sha256(fs, file, fs.unstrip_protocol(file))}\0".encode())
+    return digest.hexdigest()
+
+
+def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet file, or every file of a folder or glob (:func:`parquet_files`) as one
+    table, rows in file-name order.
+
+    Args:
+        path: Local path or fsspec URL of a file, a folder or a glob.
+        columns: Read just these columns (``None``: all).
+
+    Raises:
+        DataError: Missing, empty or unreadable files, files whose columns differ from the
+            first's, or no rows.
+    """
+    fs, files = parquet_files(path)
+    tables = []
+    for file in files:
+        shown = path if len(files) == 1 else fs.unstrip_protocol(file)
+        with fs.open(file, "rb") as handle:
+            try:
+                table = pq.read_table(handle, columns=columns)
+            except (pa.ArrowInvalid, OSError) as err:
+                raise DataError(f"cannot be read as parquet: {err}", file=shown) from err
+        if tables and table.column_names != tables[0].column_names:
+            raise DataError(
+                f"has columns {table.column_names}, the dataset's first file "
+                f"{fs.unstrip_protocol(files[0])} {tables[0].column_names}",
+                file=shown,
+            )
+        tables.append(table)
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise DataError(f"its Parquet files' column types differ: {err}", file=path) from err
     if table.num_rows == 0:
-        raise DataError("file has no rows", file=path, rows=0)
+        raise DataError("file has no rows" if len(files) == 1 else "no rows", file=path, rows=0)
     return table
+
+
+def _resolve(path: str) -> tuple[AbstractFileSystem, str]:
+    try:
+        return fsspec.core.url_to_fs(path)
+    except (ValueError, ImportError) as err:
+        raise DataError(f"cannot open this path or URL: {err}", file=path) from err
+
+
+def _is_part(relative: str) -> bool:
+    """A data file of a Parquet dataset folder, not its metadata (``_SUCCESS``, ``.crc``)."""
+    names = relative.strip("/").split("/")
+    return names[-1].endswith(".parquet") and not any(n.startswith((".", "_")) for n in names)
+
+
+def _common_folder(files: list[str]) -> str:
+    """The longest folder path (ending in ``/``) all ``files`` lie under."""
+    prefix = os.path.commonprefix(files)
+    return prefix[: prefix.rfind("/") + 1]
 
 
 def csv_batches(
@@ -175,4 +256,4 @@ def load_file(spec: DataSpec, *, csv_block_bytes: int = CSV_BLOCK_BYTES) -> Labe
     if spec.source == "csv":
         batches = csv_batches(spec.path, csv_block_bytes, spec.encoding)
         return batches_to_labeled(batches, numbering=CSV_LINES, **fields)
-    return table_to_labeled(read_table(spec.path, spec.source), **fields)
+    return table_to_labeled(read_parquet(spec.path), **fields)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from components.data.file_source import hash_file
+from components.data.file_source import hash_file, hash_parquet
 from components.data.image_folder import folder_digest, scan_folder
 from components.data.image_table import find_image_column
 from components.data.spec import FILE_SOURCES, DataSpec, source_fields
@@ -45,7 +45,8 @@ def fingerprint(spec: DataSpec) -> str:
         payload["files_sha256"] = folder_digest(scan_folder(spec.path))
     elif spec.source in FILE_SOURCES:
         assert spec.path is not None
-        payload["file_sha256"] = hash_file(spec.path)
+        digest = hash_parquet if spec.source == "parquet" else hash_file
+        payload["file_sha256"] = digest(spec.path)
     payload["spec"] = content_fields(spec, images=find_image_column(spec) is not None)
     encoded = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(encoded).hexdigest()

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.data.errors import DataError
-from components.data.file_source import open_checked, read_table
+from components.data.file_source import parquet_files, read_parquet
 from components.data.image_ingest import BadImage, ImageRows
 from components.data.spec import DataSpec
 from components.data.validation import class_name_labels, parse_labels
@@ -132,9 +132,10 @@ def hf_class_names(schema: pa.Schema, label_column: str) -> tuple[str, ...] | No
 
 
 def _read_schema(path: str) -> pa.Schema | None:
-    fs, fs_path = open_checked(path)
+    """The schema of the (first) Parquet file ``path`` names; None when it is not Parquet."""
+    fs, files = parquet_files(path)
     try:
-        with fs.open(fs_path, "rb") as handle:
+        with fs.open(files[0], "rb") as handle:
             return pq.read_schema(handle)
     except (pa.ArrowInvalid, OSError):
         return None
@@ -148,7 +149,7 @@ def _read_columns(path: str, column: str, label_column: str) -> pa.Table:
             file=path,
             column=label_column,
         )
-    return read_table(path, "parquet", columns=[column, label_column])
+    return read_parquet(path, columns=[column, label_column])
 
 
 def _paths(images: pa.ChunkedArray) -> list[str]:

@@ -28,7 +28,8 @@ class DataSpec:
             ``parquet`` or ``csv`` (a user file), ``image_folder`` (a folder of image files, one
             subfolder per class, optionally under ``train/``, ``val/``, ``test/``).
         path: For ``parquet``/``csv``: a local path or an fsspec URL (``file://``, ``memory://``,
-            ``s3://`` ...); for ``image_folder``: the folder.
+            ``s3://`` ...), for ``parquet`` also a folder of part files or a glob; for
+            ``image_folder``: the folder.
         label_column: For ``parquet``/``csv``: the column holding the class labels (integers, or
             class names: text with no numbers in it).
         feature_columns: For ``parquet``/``csv``: either one list-typed column or several scalar

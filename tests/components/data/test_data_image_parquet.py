@@ -153,3 +153,24 @@ def test_a_column_of_class_names_labels_the_images(images, image_tools, tmp_path
     rows = [r for split in image_tools.all_rows(result.path).values() for r in split]
     assert len(rows) == 18
     assert all(row["y"] == labels[int(row["path"])] for row in rows)
+
+
+def test_a_hugging_face_folder_of_shards_is_one_dataset(images, image_tools, tmp_path):
+    # as the Hub stores a dataset: data/train-0000K-of-0000N.parquet, class names in each
+    blobs, labels = images
+    table = _hf_table(blobs, labels)
+    folder = tmp_path / "hub" / "data"
+    folder.mkdir(parents=True)
+    for k, start in enumerate(range(0, 18, 6)):
+        pq.write_table(table.slice(start, 6), folder / f"train-{k:05d}-of-00003.parquet")
+    spec = DataSpec(source="parquet", path=str(tmp_path / "hub"), image_size=SIZE)
+
+    result = ingest(spec, tmp_path / "cache")
+
+    assert result.meta["class_names"] == NAMES
+    rows = [row for split in image_tools.all_rows(result.path).values() for row in split]
+    assert sorted(row["image"] for row in rows) == sorted(blobs)
+    assert ingest(spec, tmp_path / "cache").cache_hit
+    pq.write_table(table.slice(0, 5), folder / "train-00000-of-00003.parquet")  # a row less
+    changed = ingest(spec, tmp_path / "cache")
+    assert not changed.cache_hit and sum(changed.meta["row_counts"].values()) == 17

@@ -261,6 +261,41 @@ def _csv_file(path, rows: list[str]) -> DataSpec:
     return DataSpec(source="csv", path=str(path))
 
 
+def test_a_folder_or_glob_of_parquet_parts_is_read_as_one_table(tmp_path):
+    # as Spark and Dask write a dataset: part files, a _SUCCESS marker, hidden .crc files
+    frame = _frame(labels=(0, 1, 2), per_class=12)
+    folder = tmp_path / "spark"
+    folder.mkdir()
+    shuffled = frame.sample(frac=1, random_state=0)
+    for k, part in enumerate((shuffled[:12], shuffled[12:24], shuffled[24:])):
+        part.to_parquet(folder / f"part-{k:05d}.parquet", index=False)
+        (folder / f".part-{k:05d}.parquet.crc").write_bytes(b"crc")
+    (folder / "_SUCCESS").write_bytes(b"")
+    expected = np.column_stack([frame.filter(like="f").to_numpy(np.float32), frame["label"]])
+
+    for path in (folder, folder / "part-*.parquet"):
+        result = ingest(DataSpec(source="parquet", path=str(path)), tmp_path / "cache")
+        x, y = _read_all(result.path)
+        assert _same_rows(np.column_stack([x, y]), expected)
+
+    moved = tmp_path / "moved"
+    folder.rename(moved)  # the same bytes under the same names: the same dataset
+    assert ingest(DataSpec(source="parquet", path=str(moved)), tmp_path / "cache").cache_hit
+
+
+def test_parquet_parts_that_disagree_or_a_folder_without_parts_name_the_problem(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    with pytest.raises(DataError, match="the folder holds no .parquet file"):
+        ingest(DataSpec(source="parquet", path=str(folder)), tmp_path / "cache")
+    with pytest.raises(DataError, match="no file matches this pattern"):
+        ingest(DataSpec(source="parquet", path=str(folder / "*.parquet")), tmp_path / "cache")
+    _frame().to_parquet(folder / "a.parquet", index=False)
+    _frame().rename(columns={"f0": "g0"}).to_parquet(folder / "b.parquet", index=False)
+    with pytest.raises(DataError, match=r"b\.parquet: has columns \['g0'"):
+        ingest(DataSpec(source="parquet", path=str(folder)), tmp_path / "cache")
+
+
 def test_csv_streams_in_blocks_whose_values_change_type(tmp_path):
     # Integers for the first blocks, then floats and whole-number floats as labels: a type
     # inferred from the first block would reject the later ones.
