@@ -110,7 +110,14 @@ def scan_folder(path: str | Path) -> FolderListing:
         )
     folders, ignored = _subfolders(root)
     masks = folders.pop(MASKS_FOLDER, None)
-    if any(name.lower() == "train" for name in folders):
+    has_train = any(name.lower() == "train" for name in folders)
+    if folders and not has_train and all(name.lower() in SPLIT_FOLDERS for name in folders):
+        raise DataError(
+            f"has split folders {sorted(folders)} but no train/: put the training images in "
+            "train/<class>/<image> (or use class folders at the top level)",
+            file=str(path),
+        )
+    if has_train:
         listing = _scan_split_folders(root, folders, ignored)
     else:
         listing = _scan_class_folders(root, folders, ignored)
@@ -249,6 +256,7 @@ def _scan_split_folders(root: Path, folders: dict[str, Path], ignored: int) -> F
         classes[split], split_ignored = _subfolders(folder)
         ignored += split_ignored
     class_names = _check_classes(root, sorted({c for cs in classes.values() for c in cs}), ignored)
+    _check_trained(root, by_split, classes)
     files: dict[str, tuple[str, ...]] = {}
     rows, not_images = [], []
     for split, per_class in classes.items():
@@ -322,6 +330,27 @@ def _check_classes(root: Path, names: list[str], ignored: int) -> tuple[str, ...
         "(<folder>/<class>/<image>, or <folder>/train/<class>/<image> with test/)",
         file=str(root),
     )
+
+
+def _check_trained(
+    root: Path, by_split: dict[str, Path], classes: dict[str, dict[str, Path]]
+) -> None:
+    """Raise naming the class folders of val/ or test/ that train/ lacks: a class the model
+    never trains on can only be wrong."""
+    untrained = sorted(
+        f"{by_split[split].name}/{name}/"
+        for split, per_class in classes.items()
+        for name in per_class
+        if name not in classes.get("train", {})
+    )
+    if untrained:
+        raise DataError(
+            f"{len(untrained)} class folder(s) have no counterpart under "
+            f"{by_split['train'].name}/: {', '.join(untrained[:10])}"
+            f"{' ...' if len(untrained) > 10 else ''}; a model cannot learn a class it never "
+            "trains on: add its training images or remove the folder",
+            file=str(root),
+        )
 
 
 def _check_not_empty(root: Path, files: dict[str, tuple[str, ...]]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from components.data.errors import DataError
@@ -173,6 +175,25 @@ def test_val_and_validation_folders_together_are_ambiguous(parts_folder, ingest_
     (folder / "validation").mkdir()
 
     with pytest.raises(DataError, match=r"several folders name the same split"):
+        ingest_folder(folder)
+
+
+def test_a_class_of_test_or_val_that_train_lacks_is_named(parts_folder, ingest_folder):
+    folder = parts_folder(layout="split_folders", num_samples=40)
+    classes = sorted(p.name for p in (folder / "train").iterdir())
+    (folder / "train" / classes[0]).rename(folder.parent / "spare")  # test/<it>/ stays
+
+    with pytest.raises(
+        DataError, match=rf"no counterpart under train/: test/{re.escape(classes[0])}/;"
+    ):
+        ingest_folder(folder)
+
+
+def test_split_folders_without_train_are_no_classes(parts_folder, ingest_folder):
+    folder = parts_folder(layout="split_folders", num_samples=40)
+    (folder / "train").rename(folder.parent / "elsewhere")  # test/ alone: not one class
+
+    with pytest.raises(DataError, match=r"has split folders \['test'\] but no train/"):
         ingest_folder(folder)
 
 
