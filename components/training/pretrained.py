@@ -114,9 +114,9 @@ def load_into_trunk(trunk: nn.Module, state: dict, source: str) -> None:
     Raises:
         PretrainedError: naming the first missing, unexpected or mis-shaped keys.
     """
-    state = {_strip(key): value for key, value in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith(tuple(trunk.head_prefixes))}
     own = trunk.state_dict()
+    state = _unwrapped(state, own)
+    state = {k: v for k, v in state.items() if not k.startswith(tuple(trunk.head_prefixes))}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
@@ -140,9 +140,15 @@ def load_into_trunk(trunk: nn.Module, state: dict, source: str) -> None:
     trunk.load_state_dict(state, strict=True)
 
 
-def _strip(key: str) -> str:
-    """Keys saved from a DDP-wrapped model start with ``module.``."""
-    return key.removeprefix("module.")
+def _unwrapped(state: dict, own: dict) -> dict:
+    """``state`` without the prefixes all its keys share (``module.`` of DDP, ``model.`` of a
+    Lightning checkpoint, ``backbone.`` or ``encoder.`` of self-supervised libraries), as many
+    as bring its keys closest to the trunk's ``own`` (none when none does)."""
+    candidates = [state]
+    while all("." in key for key in state) and len({k.split(".", 1)[0] for k in state}) == 1:
+        state = {key.split(".", 1)[1]: value for key, value in state.items()}
+        candidates.append(state)
+    return max(candidates, key=lambda c: len(c.keys() & own.keys()))  # the first of a tie
 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:

@@ -46,12 +46,31 @@ def test_saved_trunk_loads_exactly_and_the_head_is_set_aside(tmp_path, suffix, m
         assert torch.equal(value, state[key]), key
 
 
-def test_ddp_prefixed_keys_load(tmp_path):
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda state: {f"module.{k}": v for k, v in state.items()},  # DDP
+        # a Lightning checkpoint: the module's attribute, inside "state_dict", beside the epoch
+        lambda state: {"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 9},
+        lambda state: {f"module.backbone.{k}": v for k, v in state.items()},  # an SSL library's
+    ],
+)
+def test_wrapped_keys_load(tmp_path, wrap):
     _, state = _classifier_file(tmp_path)
-    path = tmp_path / "ddp.pth"
-    torch.save({f"module.{k}": v for k, v in state.items()}, path)
+    path = tmp_path / "wrapped.pth"
+    torch.save(wrap(state), path)
     net = _spec(path).build()
-    assert torch.equal(net.features.conv1.weight, state["conv1.weight"])
+    for key, value in net.features.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_a_prefix_is_kept_when_dropping_it_fits_no_better(tmp_path):
+    # a VGG file of its feature layers only: "features." is the trunk's own, not a wrapper
+    _, state = _classifier_file(tmp_path, arch="vgg11")
+    path = tmp_path / "vgg_features.pth"
+    torch.save({k: v for k, v in state.items() if k.startswith("features.")}, path)
+    net = _spec(path, backbone="vgg11").build()
+    assert torch.equal(net.features.features[0].weight, state["features.0.weight"])
 
 
 def test_wrong_architecture_names_the_first_mismatched_keys(tmp_path):
