@@ -121,7 +121,7 @@ def _checked_cache(folder: Path, row_counts: dict | None):
     try:
         meta = load_meta(folder)
     except DataError as err:
-        return None, str(err)
+        return None, str(err).removeprefix(f"{folder}: ")  # the caller names the folder
     source = (meta.raw.get("source") or {}).get("source")
     if folder.name != f"{source}-{meta.fingerprint[:16]}":
         return None, "not a fingerprinted dataset cache (its name does not match its meta.json)"
