@@ -75,21 +75,21 @@ def _sha256(fs: AbstractFileSystem, fs_path: str, shown: str) -> str:
 def parquet_files(path: str) -> tuple[AbstractFileSystem, list[str]]:
     """The Parquet files ``path`` names: one file, every ``*.parquet`` under a folder (as
     Spark, Dask and Hugging Face write datasets: ``part-0.parquet``, ``train-00000-of-00004
-    .parquet``; names starting with ``.`` or ``_`` are skipped), or a glob's matches; sorted.
+    .parquet``; names starting with ``.`` or ``_`` are skipped), or a glob's matches (a path
+    that exists is never a glob); sorted.
 
     Raises:
         DataError: Nothing is there, a folder or glob holds no Parquet file, or one is empty.
     """
-    if not any(char in path for char in _GLOB_CHARS):
-        fs, fs_path = _resolve(path)
-        if not fs.isdir(fs_path):
-            return open_checked(path)[0], [fs_path]
+    fs, fs_path = _resolve(path)
+    if fs.isdir(fs_path):
         files = [f for f in fs.find(fs_path) if _is_part(f.removeprefix(fs_path))]
         where = "the folder holds no .parquet file"
-    else:
-        fs, fs_path = _resolve(path)
+    elif any(char in path for char in _GLOB_CHARS) and not fs.exists(fs_path):
         files = [f for f in fs.glob(fs_path) if fs.isfile(f)]
         where = "no file matches this pattern"
+    else:
+        return open_checked(path)[0], [fs_path]
     if not files:
         raise DataError(where, file=path)
     empty = [f for f in files if fs.size(f) == 0]
