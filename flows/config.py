@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flows.config_errors import OPEN_MAPPINGS, override_problem
+from flows.config_errors import OPEN_MAPPINGS, override_key, override_problem
 from flows.config_types import checked_values, scalar_problem
 
 if TYPE_CHECKING:
@@ -133,8 +133,8 @@ def _check_deletions(overrides) -> None:
     """A ``~key`` override may delete a model parameter or a search dimension (keys a user
     adds); a setting the flows read cannot be deleted, only set."""
     for override in overrides:
-        key = override.split("=", 1)[0].removeprefix("~") if override.startswith("~") else None
-        if key is not None and not key.startswith(tuple(f"{m}." for m in OPEN_MAPPINGS)):
+        key = override_key(override)
+        if override.startswith("~") and not key.startswith(tuple(f"{m}." for m in OPEN_MAPPINGS)):
             raise ConfigError(
                 f"{override}: only a model parameter or a search dimension can be deleted "
                 f"(~model.params.<name>, ~search.space.<name>); to use {key}'s default, leave "
@@ -145,13 +145,13 @@ def _check_deletions(overrides) -> None:
 def _composed_without(overrides: list[str], key: str) -> dict | None:
     """The config, as plain data, composed without the overrides of ``key``'s top-level group
     (where the refused one is), or None when even that cannot be composed."""
-    top = key.split(".", 1)[0]
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".", 1)[0] != top]
-    if key != top:  # keep the group's choice, e.g. model=protopnet for model.params.x
-        kept += [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == top]
-    try:
-        from omegaconf import OmegaConf
+    from omegaconf import OmegaConf
 
+    top = key.split(".", 1)[0]
+    kept = [o for o in overrides if override_key(o).split(".", 1)[0] != top]
+    if key != top:  # keep the group's choice, e.g. model=protopnet for model.params.x
+        kept += [o for o in overrides if override_key(o) == top]
+    try:
         return OmegaConf.to_container(compose(kept), resolve=False)
     except ConfigError:
         return None
@@ -160,7 +160,7 @@ def _composed_without(overrides: list[str], key: str) -> dict | None:
 def compose_with_defaults(overrides: list[str], defaults: dict[str, str]):
     """:func:`compose` with ``group=option`` of ``defaults`` added for each group the
     overrides do not choose (e.g. ``{"federated": "default"}``)."""
-    chosen = {o.split("=")[0].lstrip("+~") for o in overrides}
+    chosen = {override_key(o) for o in overrides}
     extra = [f"{g}={v}" for g, v in defaults.items() if g not in chosen]
     return compose([*extra, *overrides])
 

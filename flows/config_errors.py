@@ -27,6 +27,11 @@ _PARSE_ERROR = "See https://hydra.cc"
 _NOT_CHOICES = ("base",)
 
 
+def override_key(override: str) -> str:
+    """The key an override sets, adds or deletes: ``train.epochs`` of ``+train.epochs=3``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def did_you_mean(word: str, options, group: str = "") -> str:
     """``"; did you mean group.a?"`` for the ``options`` (keys of ``group``) closest to
     ``word``, else ``" (group keys: ...)"`` listing them all; empty when there are none."""
@@ -146,6 +151,6 @@ def _unparsable(overrides) -> tuple[str, str] | None:
 def _written(key: str, overrides) -> str:
     """The override as the user wrote it, found by its key."""
     for override in overrides:
-        if override.split("=", 1)[0].lstrip("+~") == key:
+        if override_key(override) == key:
             return override
     return key

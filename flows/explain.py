@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger
 
 from components.training.checkpoint import load_spec
 from flows.config import ConfigError, as_literal, compose, to_settings
+from flows.config_errors import override_key
 from flows.run import (
     RunResult,
     check_files,
@@ -139,7 +140,7 @@ def _saved_config(source: Path):
 
 
 def _group(override: str) -> str:
-    return override.split("=")[0].lstrip("+~").split(".")[0]
+    return override_key(override).split(".")[0]
 
 
 @flow(name="explain", log_prints=True)

@@ -24,6 +24,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows.config import ConfigError, compose, to_settings, to_yaml
+from flows.config_errors import override_key
 from flows.pretrain import ssl_source, stage_config
 from flows.run import (
     FlowOptions,
@@ -218,7 +219,7 @@ def resume_config(overrides: list[str]):
     run_dir = Path(run.root) / "pipeline" / run.id
     check_resumable(run_dir)
     saved = read_run_config(run_dir)
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    keys = [override_key(o) for o in overrides]
     if any(not _resume_changeable(key) for key in keys):
         changed = _changed_keys(saved, OmegaConf.create(to_yaml(fresh)))
         if changed := [key for key in changed if not _resume_changeable(key)]:

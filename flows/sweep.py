@@ -44,6 +44,7 @@ from flows.config import (
     to_settings,
     to_yaml,
 )
+from flows.config_errors import override_key
 from flows.pretrain import ssl_source, stage_config
 from flows.prune import prune_settings
 from flows.run import (
@@ -145,7 +146,7 @@ def compose_sweep(overrides: list[str]):
     default model unless one is chosen. Each ``conf/search/<method>.yaml`` sets
     ``search.method=<method>``, so the chosen option names the method."""
     method = next(
-        (o.split("=", 1)[1] for o in overrides if o.split("=")[0].lstrip("+~") == "search"),
+        (o.split("=", 1)[1] for o in overrides if override_key(o) == "search"),
         None,
     )
     if method is None:
