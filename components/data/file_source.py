@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -16,6 +18,7 @@ from fsspec import AbstractFileSystem
 
 from components.data.errors import CSV_LINES, DataError
 from components.data.labeled import LabeledArrays
+from components.data.layout import SPLIT_NAMES
 from components.data.spec import DataSpec
 from components.data.validation import batches_to_labeled, table_to_labeled
 
@@ -28,6 +31,8 @@ CSV_BLOCK_BYTES = 1 << 20
 _DELIMITERS = (",", ";", "\t", "|")
 # Enough of a file's start to hold its header line.
 _SNIFF_BYTES = 1 << 16
+# A file or folder name that names a split: "train-00000-of-00004.parquet", "test/", "val.parquet".
+_SPLIT_NAME = re.compile(rf"({'|'.join(SPLIT_NAMES)})(?=$|[-_.])", re.IGNORECASE)
 # A path holding one of these is a glob (data.path='/data/train-*.parquet').
 _GLOB_CHARS = "*?["
 
@@ -96,6 +101,51 @@ def parquet_files(path: str) -> tuple[AbstractFileSystem, list[str]]:
     if empty:
         raise DataError(f"{len(empty)} of its Parquet files are empty (0 bytes)", file=empty[0])
     return fs, sorted(files)
+
+
+def parquet_splits(path: str) -> np.ndarray | None:
+    """Per row of :func:`read_parquet`, the split its file's name fixes, or None when no file
+    name does (one file; part files). A name fixes a split when a part of its path, relative
+    to the files' common folder, is or starts with ``train``, ``val``, ``valid``,
+    ``validation`` or ``test`` then ``-``, ``_`` or ``.``: the Hugging Face Hub's
+    ``train-00000-of-00004.parquet`` / ``test-...``, or ``train/`` and ``test/`` folders.
+
+    Raises:
+        DataError: Some files name a split and others none, or none names train.
+    """
+    fs, files = parquet_files(path)
+    base = _common_folder(files)
+    names = [_split_named(file.removeprefix(base)) for file in files]
+    if len(files) == 1 or not any(names):
+        return None
+    unnamed = [file.removeprefix(base) for file, name in zip(files, names, strict=True) if not name]
+    if unnamed:
+        raise DataError(
+            f"{len(unnamed)} of its {len(files)} Parquet files name no split "
+            f"({', '.join(unnamed[:3])}{' ...' if len(unnamed) > 3 else ''}) while the others "
+            "do (train, val, test); choose the files with a glob, e.g. "
+            "data.path='<folder>/**/train-*.parquet'",
+            file=path,
+        )
+    if "train" not in names:
+        raise DataError(
+            f"its Parquet files name the splits {sorted(set(names))} but none is train",
+            file=path,
+        )
+    rows = []
+    for file in files:
+        with fs.open(file, "rb") as handle:
+            rows.append(pq.read_metadata(handle).num_rows)
+    return np.repeat(np.array(names), rows)
+
+
+def _split_named(relative: str) -> str | None:
+    """The split a Parquet file's relative path names (its own name first), if any."""
+    for part in reversed(relative.split("/")):
+        match = _SPLIT_NAME.match(part)
+        if match:
+            return SPLIT_NAMES[match[1].lower()]
+    return None
 
 
 def hash_parquet(path: str) -> str:
@@ -256,4 +306,4 @@ def load_file(spec: DataSpec, *, csv_block_bytes: int = CSV_BLOCK_BYTES) -> Labe
     if spec.source == "csv":
         batches = csv_batches(spec.path, csv_block_bytes, spec.encoding)
         return batches_to_labeled(batches, numbering=CSV_LINES, **fields)
-    return table_to_labeled(read_parquet(spec.path), **fields)
+    return table_to_labeled(read_parquet(spec.path), splits=parquet_splits(spec.path), **fields)

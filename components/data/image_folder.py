@@ -44,15 +44,8 @@ import numpy as np
 from components.data.errors import DataError
 from components.data.image_ingest import BadImage, ImageRows
 from components.data.images import IMAGE_SUFFIXES
+from components.data.layout import SPLIT_NAMES
 
-# Folder names (case-insensitive) that fix a split, and the split each one names.
-SPLIT_FOLDERS = {
-    "train": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-}
 # The root folder holding the masks (a reserved name: never a class or split folder).
 MASKS_FOLDER = "masks"
 # Measured on 100,000 small files (2 cores): batches of 1,000 files on 4 threads hash about
@@ -111,7 +104,7 @@ def scan_folder(path: str | Path) -> FolderListing:
     folders, ignored = _subfolders(root)
     masks = folders.pop(MASKS_FOLDER, None)
     has_train = any(name.lower() == "train" for name in folders)
-    if folders and not has_train and all(name.lower() in SPLIT_FOLDERS for name in folders):
+    if folders and not has_train and all(name.lower() in SPLIT_NAMES for name in folders):
         raise DataError(
             f"has split folders {sorted(folders)} but no train/: put the training images in "
             "train/<class>/<image> (or use class folders at the top level)",
@@ -283,7 +276,7 @@ def _scan_split_folders(root: Path, folders: dict[str, Path], ignored: int) -> F
 
 def _split_folders(root: Path, folders: dict[str, Path]) -> dict[str, Path]:
     """The split folders by split name; anything else at the root makes the layout ambiguous."""
-    others = sorted(name for name in folders if name.lower() not in SPLIT_FOLDERS)
+    others = sorted(name for name in folders if name.lower() not in SPLIT_NAMES)
     if others:
         raise DataError(
             f"has a train/ folder, so its folders must be split folders (train, val, test), but "
@@ -292,7 +285,7 @@ def _split_folders(root: Path, folders: dict[str, Path]) -> dict[str, Path]:
         )
     by_split: dict[str, list[str]] = {}
     for name in folders:
-        by_split.setdefault(SPLIT_FOLDERS[name.lower()], []).append(name)
+        by_split.setdefault(SPLIT_NAMES[name.lower()], []).append(name)
     twice = {split: sorted(names) for split, names in by_split.items() if len(names) > 1}
     if twice:
         raise DataError(f"several folders name the same split: {twice}", file=str(root))

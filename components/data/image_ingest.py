@@ -51,7 +51,7 @@ from components.data.layout import (
     split_dir,
 )
 from components.data.spec import DataSpec
-from components.data.splits import check_class_counts, stratified_split
+from components.data.splits import planned_split
 from components.data.stats import Moments
 from components.data.writer import _fixed_size_lists, build_meta
 
@@ -196,29 +196,21 @@ def write_image_dataset(
 
 
 def plan_splits(rows: ImageRows, spec: DataSpec) -> dict[str, np.ndarray]:
-    """Row indices of each split, each in a seeded random order.
-
-    Without fixed splits: the stratified split of :func:`stratified_split`. With them: the
-    fixed rows (shuffled), and the splits without a folder carved out of train.
+    """Row indices of each split (:func:`~components.data.splits.planned_split`).
 
     Raises:
         DataError: A class has fewer rows than the (carved) splits need.
     """
-    rng = np.random.default_rng(spec.seed)
-    if rows.splits is None:
-        _check_counts(rows, np.arange(len(rows.labels)), spec.num_splits_needed)
-        return stratified_split(rows.labels, spec.val_fraction, spec.test_fraction, rng)
-    fixed = np.asarray(rows.splits)
-    train = np.flatnonzero(fixed == "train")
-    carve = {s: getattr(spec, f"{s}_fraction") * (s not in rows.given_splits) for s in SPLITS[1:]}
-    _check_counts(rows, train, 1 + sum(f > 0 for f in carve.values()))
-    carved = stratified_split(rows.labels[train], carve["val"], carve["test"], rng)
-    return {
-        split: train[carved[split]]
-        if split == "train" or split not in rows.given_splits
-        else rng.permutation(np.flatnonzero(fixed == split))
-        for split in SPLITS
-    }
+    return planned_split(
+        rows.labels,
+        rows.splits,
+        spec.val_fraction,
+        spec.test_fraction,
+        np.random.default_rng(spec.seed),
+        class_names=rows.class_names,
+        file=rows.where,
+        given=rows.given_splits,
+    )
 
 
 def make_shards(rows: ImageRows, plan: dict[str, np.ndarray], partition_rows: int) -> list[Shard]:
@@ -378,10 +370,6 @@ class _Progress(Callback):
         self._done += 1
         if self._done % self._every == 0 or self._done == self._total:
             self._say(f"images: {self._done}/{self._total} shards written")
-
-
-def _check_counts(rows: ImageRows, idx: np.ndarray, needed: int) -> None:
-    check_class_counts(rows.labels[idx], rows.class_names, needed, file=rows.where, column=None)
 
 
 def _raise_bad(bad: list[BadImage], total: int, rows: ImageRows) -> None:

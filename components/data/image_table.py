@@ -22,8 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.data.errors import DataError
-from components.data.file_source import parquet_files, read_parquet
+from components.data.file_source import parquet_files, parquet_splits, read_parquet
 from components.data.image_ingest import BadImage, ImageRows
+from components.data.layout import SPLITS
 from components.data.spec import DataSpec
 from components.data.validation import class_name_labels, parse_labels
 
@@ -109,6 +110,7 @@ def table_rows(spec: DataSpec, column: str) -> ImageRows:
             rows=int((~bad).sum()),
         )
     keep = np.flatnonzero(~bad)
+    splits = parquet_splits(spec.path)
     return ImageRows(
         paths=tuple(paths[i] for i in keep),
         labels=np.searchsorted(classes, labels[keep]).astype(np.int64),
@@ -117,6 +119,8 @@ def table_rows(spec: DataSpec, column: str) -> ImageRows:
         where=spec.path,
         unit="rows",
         blobs=_bytes(images).take(pa.array(keep)),
+        splits=None if splits is None else tuple(splits[keep].tolist()),
+        given_splits=() if splits is None else tuple(s for s in SPLITS if s in set(splits)),
         rejected=_bad_labels(table.column(spec.label_column), paths, bad, expected),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,11 @@ from components.data.image_folder import folder_rows, scan_folder
 from components.data.image_ingest import ImageRows, write_image_dataset
 from components.data.image_table import find_image_column, table_rows
 from components.data.labeled import LabeledArrays
+from components.data.layout import SPLITS
 from components.data.manifest import FILES_KEY, file_manifest, read_meta
 from components.data.parts import write_parts
 from components.data.spec import EMBEDDED_SOURCES, DataSpec, resolve_feature_shape
-from components.data.splits import check_class_counts, stratified_split
+from components.data.splits import planned_split
 from components.data.stats import Moments
 from components.data.synthetic import write_synthetic
 from components.data.validation import DROP_REASONS
@@ -114,14 +116,27 @@ def _build(spec: DataSpec, root: Path, fingerprint: str, say: Progress) -> dict:
         say(f"generating {spec.num_samples} parts images")
         meta = write_parts(spec, root, fingerprint)
     elif (images := _image_rows(spec, say)) is not None:
+        _say_fixed_splits(say, images.splits)
         meta = write_image_dataset(spec, images, root, fingerprint, say)
     else:
         say(f"reading {spec.source}")
         data = load_embedded(spec.source) if spec.source in EMBEDDED_SOURCES else load_file(spec)
+        _say_fixed_splits(say, data.splits)
         meta = _write_in_memory(spec, data, root, fingerprint)
     meta[FILES_KEY] = file_manifest(root)
     write_meta(root, meta)
     return meta
+
+
+def _say_fixed_splits(say: Progress, splits) -> None:
+    """Log the splits the source fixes (split folders, split file names), if any."""
+    if splits is not None:
+        counts = Counter(splits)
+        fixed = ", ".join(f"{split} {counts[split]}" for split in SPLITS if split in counts)
+        say(
+            f"splits fixed by the source's folder or file names (rows): {fixed}; a split it "
+            "does not name is carved out of train"
+        )
 
 
 def _image_rows(spec: DataSpec, say: Progress) -> ImageRows | None:
@@ -139,15 +154,15 @@ def _image_rows(spec: DataSpec, say: Progress) -> ImageRows | None:
 
 def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprint: str) -> dict:
     feature_shape = resolve_feature_shape(spec.feature_shape, data.feature_shape, file=spec.path)
-    check_class_counts(
+    rows = planned_split(
         data.y,
-        data.class_names,
-        spec.num_splits_needed,
+        data.splits,
+        spec.val_fraction,
+        spec.test_fraction,
+        np.random.default_rng(spec.seed),
+        class_names=data.class_names,
         file=spec.path,
         column=spec.label_column if spec.path else None,
-    )
-    rows = stratified_split(
-        data.y, spec.val_fraction, spec.test_fraction, np.random.default_rng(spec.seed)
     )
     for split, idx in rows.items():
         write_split(root, split, data.x[idx], data.y[idx], spec.partition_rows)

@@ -17,6 +17,8 @@ class LabeledArrays:
         class_names: Name of each class index.
         feature_shape: Natural shape of one sample; its product is ``F``.
         dropped_by_reason: Rows removed by validation, per reason.
+        splits: Per row, the split its source fixes (Parquet files named for their split),
+            or ``None``: a seeded stratified split.
     """
 
     x: np.ndarray
@@ -24,3 +26,4 @@ class LabeledArrays:
     class_names: tuple[str, ...]
     feature_shape: tuple[int, ...]
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    splits: np.ndarray | None = None

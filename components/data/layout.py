@@ -5,6 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 SPLITS = ("train", "val", "test")
+# Names (case-insensitive) by which a source's folders or files fix a split, and the split each
+# one names: image folders' train/, val/, test/; Parquet files such as train-00000-of-00004.
+SPLIT_NAMES = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
 DATA_DIR = "data"
 META_FILE = "meta.json"
 X_COLUMN = "x"

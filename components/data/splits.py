@@ -61,6 +61,52 @@ def stratified_split(
     }
 
 
+def planned_split(
+    y: np.ndarray,
+    fixed: Sequence[str] | None,
+    val_fraction: float,
+    test_fraction: float,
+    rng: np.random.Generator,
+    *,
+    class_names: Sequence[str],
+    file: str | None,
+    column: str | None = None,
+    given: Sequence[str] = (),
+) -> dict[str, np.ndarray]:
+    """Row indices of each split, each in a seeded random order.
+
+    Without ``fixed`` (each row's split as its source fixes it: split folders, split files):
+    :func:`stratified_split`. With it: the fixed rows of each split the source names
+    (shuffled), and the splits it does not name carved out of train as
+    :func:`stratified_split` does. ``given``: the splits the source names (default: those in
+    ``fixed``; a split folder may exist and hold no row).
+
+    Raises:
+        DataError: A class has fewer rows than the (carved) splits need
+            (:func:`check_class_counts`).
+    """
+    if fixed is None:
+        needed = 1 + (val_fraction > 0) + (test_fraction > 0)
+        check_class_counts(y, class_names, needed, file=file, column=column)
+        return stratified_split(y, val_fraction, test_fraction, rng)
+    fixed = np.asarray(fixed)
+    given = set(given or fixed.tolist())
+    train = np.flatnonzero(fixed == "train")
+    carve = {
+        "val": val_fraction * ("val" not in given),
+        "test": test_fraction * ("test" not in given),
+    }
+    needed = 1 + sum(f > 0 for f in carve.values())
+    check_class_counts(y[train], class_names, needed, file=file, column=column)
+    carved = stratified_split(y[train], carve["val"], carve["test"], rng)
+    return {
+        split: train[carved[split]]
+        if split == "train" or split not in given
+        else rng.permutation(np.flatnonzero(fixed == split))
+        for split in SPLITS
+    }
+
+
 def check_class_counts(
     y: np.ndarray,
     class_names: Sequence[str],

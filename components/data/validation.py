@@ -61,6 +61,7 @@ def table_to_labeled(
     feature_columns: Sequence[str] | None,
     drop_invalid: bool,
     numbering: RowNumbering = ROW_INDICES,
+    splits: np.ndarray | None = None,
 ) -> LabeledArrays:
     """Validate ``table`` and extract features and labels.
 
@@ -78,6 +79,7 @@ def table_to_labeled(
         feature_columns: Feature columns; ``None`` means all but the label.
         drop_invalid: Drop bad rows instead of raising.
         numbering: How error messages name rows (row indices, or CSV line numbers).
+        splits: Per row, the split its source fixes (kept for the rows kept), or ``None``.
 
     Raises:
         DataError: Naming the file, the column, the number of affected rows and the first few.
@@ -89,6 +91,7 @@ def table_to_labeled(
         feature_columns=feature_columns,
         drop_invalid=drop_invalid,
         numbering=numbering,
+        splits=splits,
     )
 
 
@@ -100,6 +103,7 @@ def batches_to_labeled(
     feature_columns: Sequence[str] | None,
     drop_invalid: bool,
     numbering: RowNumbering = ROW_INDICES,
+    splits: np.ndarray | None = None,
 ) -> LabeledArrays:
     """:func:`table_to_labeled` for a table that arrives as consecutive batches of rows.
 
@@ -139,6 +143,7 @@ def batches_to_labeled(
         class_names=class_names,
         feature_shape=(x.shape[1],),
         dropped_by_reason=dropped,
+        splits=None if splits is None else np.asarray(splits)[keep],
     )
 
 

@@ -174,3 +174,22 @@ def test_a_hugging_face_folder_of_shards_is_one_dataset(images, image_tools, tmp
     pq.write_table(table.slice(0, 5), folder / "train-00000-of-00003.parquet")  # a row less
     changed = ingest(spec, tmp_path / "cache")
     assert not changed.cache_hit and sum(changed.meta["row_counts"].values()) == 17
+
+
+def test_the_hubs_test_files_are_the_test_split_and_val_is_carved_from_train(
+    images, image_tools, tmp_path
+):
+    blobs, labels = images
+    table = _hf_table(blobs, labels)
+    folder = tmp_path / "hub" / "data"
+    folder.mkdir(parents=True)
+    pq.write_table(table.slice(0, 12), folder / "train-00000-of-00001.parquet")
+    pq.write_table(table.slice(12, 6), folder / "test-00000-of-00001.parquet")
+    spec = DataSpec(source="parquet", path=str(tmp_path / "hub"), image_size=SIZE)
+
+    result = ingest(spec, tmp_path / "cache")
+
+    rows = image_tools.all_rows(result.path)
+    test = {row["path"] for row in rows["test"]}
+    assert test == {f"img_{k}.png" for k in range(12, 18)}  # exactly the test file's rows
+    assert len(rows["train"]) + len(rows["val"]) == 12 and len(rows["val"]) == 3

@@ -296,6 +296,32 @@ def test_parquet_parts_that_disagree_or_a_folder_without_parts_name_the_problem(
         ingest(DataSpec(source="parquet", path=str(folder)), tmp_path / "cache")
 
 
+def test_parquet_files_named_for_their_split_fix_it(tmp_path):
+    # train/ and test/ folders of part files: the test rows stay the test split
+    train, test = _frame(labels=(0, 1), per_class=10), _frame(labels=(0, 1), per_class=4, seed=1)
+    for split, frame in (("train", train), ("test", test)):
+        (tmp_path / "ds" / split).mkdir(parents=True)
+        frame.to_parquet(tmp_path / "ds" / split / "part-0.parquet", index=False)
+
+    result = ingest(DataSpec(source="parquet", path=str(tmp_path / "ds")), tmp_path / "cache")
+
+    assert result.meta["row_counts"] == {"train": 16, "val": 4, "test": 8}  # val: 15% of train
+    x, _ = read_split(result.path, "test", normalize=False)
+    assert _same_rows(x.reshape(8, -1), test.filter(like="f").to_numpy(np.float32))
+
+
+def test_split_names_on_some_files_only_or_without_train_are_refused(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    _frame().to_parquet(folder / "test-00000.parquet", index=False)
+    _frame().to_parquet(folder / "validation-00000.parquet", index=False)
+    with pytest.raises(DataError, match=r"name the splits \['test', 'val'\] but none is train"):
+        ingest(DataSpec(source="parquet", path=str(folder)), tmp_path / "cache")
+    _frame().to_parquet(folder / "extra-00000.parquet", index=False)
+    with pytest.raises(DataError, match=r"1 of its 3 Parquet files name no split \(extra-00000"):
+        ingest(DataSpec(source="parquet", path=str(folder)), tmp_path / "cache")
+
+
 def test_csv_streams_in_blocks_whose_values_change_type(tmp_path):
     # Integers for the first blocks, then floats and whole-number floats as labels: a type
     # inferred from the first block would reject the later ones.
