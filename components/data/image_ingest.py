@@ -94,7 +94,8 @@ class ImageRows:
         paths: The ``path`` value of each row.
         labels: int64 class index of each row.
         class_names: Name of each class index.
-        layout: ``class_folders``, ``split_folders`` or ``parquet`` (recorded in the meta).
+        layout: ``class_folders``, ``split_folders``, ``parquet`` or ``parquet_split_files``
+            (files named for their split) (recorded in the meta).
         where: The source (folder or file), for messages.
         unit: What a row is called in messages (``files`` or ``rows``).
         splits: Per row, the split its source fixes, or ``None`` for a stratified split.

@@ -115,7 +115,7 @@ def table_rows(spec: DataSpec, column: str) -> ImageRows:
         paths=tuple(paths[i] for i in keep),
         labels=np.searchsorted(classes, labels[keep]).astype(np.int64),
         class_names=names,
-        layout="parquet",
+        layout="parquet" if splits is None else "parquet_split_files",
         where=spec.path,
         unit="rows",
         blobs=_bytes(images).take(pa.array(keep)),

@@ -166,7 +166,7 @@ def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprin
     )
     for split, idx in rows.items():
         write_split(root, split, data.x[idx], data.y[idx], spec.partition_rows)
-    return build_meta(
+    meta = build_meta(
         spec=spec,
         fingerprint=fingerprint,
         feature_shape=feature_shape,
@@ -175,6 +175,9 @@ def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprin
         row_counts={split: len(idx) for split, idx in rows.items()},
         dropped_by_reason={**dict.fromkeys(DROP_REASONS, 0), **data.dropped_by_reason},
     )
+    if data.splits is not None:  # the report says where the splits came from
+        meta["layout"] = "parquet_split_files"
+    return meta
 
 
 def _cached(folder: Path, fingerprint: str) -> tuple[dict | None, str | None]:

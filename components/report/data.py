@@ -141,8 +141,9 @@ class DataMeta(TypedDict, total=False):
 
     ``normalization``'s ``mean`` and ``std`` undo the standardisation of every input drawn
     (:class:`~components.report.display.InputScale`); ``source`` is the data config (only the
-    keys of the source used are shown) or a plain string; ``kind``, ``layout``,
-    ``image_size``, ``ignored_files`` and ``dropped_files`` belong to image datasets.
+    keys of the source used are shown) or a plain string; ``kind``, ``image_size``,
+    ``ignored_files`` and ``dropped_files`` belong to image datasets, ``layout`` to them and to
+    Parquet files named for their split.
     """
 
     source: dict[str, Scalar | list] | str
