@@ -2,7 +2,8 @@
 statistics.
 
 Decoding uses ``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp; it detects
-truncated files) and falls back to Pillow for the formats torchvision does not read (BMP).
+truncated files) and falls back to Pillow for the formats torchvision does not read (BMP) and
+for animated WebP (its first frame).
 Greyscale, palette and RGBA images all come out as 3-channel RGB (alpha is dropped), and camera
 photos are turned upright by their EXIF orientation. torchvision 0.29 announces that its
 decoders will move to TorchCodec (which needs FFmpeg on the machine); until then the pinned
@@ -48,7 +49,7 @@ def decode_rgb(data: bytes | bytearray | memoryview) -> torch.Tensor:
     try:
         return decode_image(buffer, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     except RuntimeError as err:
-        if _is_unsupported_format(err):
+        if _is_unsupported_format(err) or _is_animated(err):
             return _decode_with_pillow(data)
         raise ImageDecodeError(_short(err)) from err
 
@@ -87,6 +88,11 @@ def decode_mask(data: bytes | bytearray | memoryview) -> torch.Tensor:
 def _is_unsupported_format(err: RuntimeError) -> bool:
     """torchvision says "Unsupported image file" for formats it does not know (BMP, TIFF...)."""
     return "Unsupported image file" in str(err)
+
+
+def _is_animated(err: RuntimeError) -> bool:
+    """torchvision refuses animated WebP; Pillow reads its first frame."""
+    return "Animated webp" in str(err)
 
 
 def _decode_with_pillow(data: bytes | bytearray | memoryview) -> torch.Tensor:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from components.data.images import decode_rgb
 from components.data.layout import split_files
@@ -179,14 +180,17 @@ def test_grey_rgba_palette_bmp_and_webp_images_are_read_as_rgb(
     image_tools.write_image(folder / "b" / "plain.bmp", pixels)
     image_tools.write_image(folder / "b" / "lossless.webp", pixels, lossless=True)
     image_tools.write_image(folder / "b" / "photo.JPG", pixels)
+    second = Image.fromarray(image_tools.random_pixels(1))  # an animation: the first frame is read
+    options = {"lossless": True, "save_all": True, "append_images": [second]}
+    image_tools.write_image(folder / "b" / "animated.webp", pixels, **options)
 
     result = ingest_folder(folder, val_fraction=0.0, test_fraction=0.0)
 
-    assert result.meta["row_counts"]["train"] == 6
+    assert result.meta["row_counts"]["train"] == 7
     x, _ = read_split(result.path, "train", normalize=False)
     paths = [r["path"] for r in image_tools.split_rows(result.path, "train")]
     by_path = dict(zip(paths, x, strict=True))
-    for exact in ("a/rgba.png", "b/plain.bmp", "b/lossless.webp"):
+    for exact in ("a/rgba.png", "b/plain.bmp", "b/lossless.webp", "b/animated.webp"):
         np.testing.assert_allclose(by_path[exact] * 255, pixels.transpose(2, 0, 1), atol=1e-3)
     grey_pixels = by_path[grey.relative_to(folder).as_posix()]
     assert np.array_equal(grey_pixels[0], grey_pixels[1])
