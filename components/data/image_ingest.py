@@ -179,7 +179,14 @@ def write_image_dataset(
             f"ignored {rows.ignored} file{'s' if rows.ignored != 1 else ''}: hidden files, "
             "files outside class folders (hidden folders count as one)"
         )
-    plan = plan_splits(rows, spec)
+    plan = planned_split(
+        spec,
+        rows.labels,
+        rows.splits,
+        class_names=rows.class_names,
+        file=rows.where,
+        given=rows.given_splits,
+    )
     shards = make_shards(rows, plan, spec.partition_rows)
     progress(
         f"validating and writing {len(rows.paths)} images in {len(shards)} "
@@ -194,24 +201,6 @@ def write_image_dataset(
         _raise_bad(bad, len(rows.paths) + len(rows.rejected), rows)
     counts = _check_left(rows, plan, summaries)
     return _image_meta(spec, rows, fingerprint, summaries, counts, bad)
-
-
-def plan_splits(rows: ImageRows, spec: DataSpec) -> dict[str, np.ndarray]:
-    """Row indices of each split (:func:`~components.data.splits.planned_split`).
-
-    Raises:
-        DataError: A class has fewer rows than the (carved) splits need.
-    """
-    return planned_split(
-        rows.labels,
-        rows.splits,
-        spec.val_fraction,
-        spec.test_fraction,
-        np.random.default_rng(spec.seed),
-        class_names=rows.class_names,
-        file=rows.where,
-        given=rows.given_splits,
-    )
 
 
 def make_shards(rows: ImageRows, plan: dict[str, np.ndarray], partition_rows: int) -> list[Shard]:

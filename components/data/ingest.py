@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from components.data.embedded import load_embedded
 from components.data.errors import StorageError
 from components.data.file_source import load_file
@@ -155,11 +153,9 @@ def _image_rows(spec: DataSpec, say: Progress) -> ImageRows | None:
 def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprint: str) -> dict:
     feature_shape = resolve_feature_shape(spec.feature_shape, data.feature_shape, file=spec.path)
     rows = planned_split(
+        spec,
         data.y,
         data.splits,
-        spec.val_fraction,
-        spec.test_fraction,
-        np.random.default_rng(spec.seed),
         class_names=data.class_names,
         file=spec.path,
         column=spec.label_column if spec.path else None,

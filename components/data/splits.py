@@ -9,6 +9,7 @@ import numpy as np
 
 from components.data.errors import DataError
 from components.data.layout import SPLITS
+from components.data.spec import DataSpec
 
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
@@ -62,18 +63,17 @@ def stratified_split(
 
 
 def planned_split(
+    spec: DataSpec,
     y: np.ndarray,
     fixed: Sequence[str] | None,
-    val_fraction: float,
-    test_fraction: float,
-    rng: np.random.Generator,
     *,
     class_names: Sequence[str],
     file: str | None,
     column: str | None = None,
     given: Sequence[str] = (),
 ) -> dict[str, np.ndarray]:
-    """Row indices of each split, each in a seeded random order.
+    """Row indices of each split, each in an order seeded by ``spec.seed``, with the spec's
+    ``val_fraction`` and ``test_fraction``.
 
     Without ``fixed`` (each row's split as its source fixes it: split folders, split files):
     :func:`stratified_split`. With it: the fixed rows of each split the source names
@@ -85,6 +85,8 @@ def planned_split(
         DataError: A class has fewer rows than the (carved) splits need
             (:func:`check_class_counts`).
     """
+    rng = np.random.default_rng(spec.seed)
+    val_fraction, test_fraction = spec.val_fraction, spec.test_fraction
     if fixed is None:
         needed = 1 + (val_fraction > 0) + (test_fraction > 0)
         check_class_counts(y, class_names, needed, file=file, column=column)
