@@ -51,7 +51,7 @@ from components.data.layout import (
     split_dir,
 )
 from components.data.spec import DataSpec
-from components.data.splits import planned_split
+from components.data.splits import fixed_splits, planned_split
 from components.data.stats import Moments
 from components.data.writer import _fixed_size_lists, build_meta
 
@@ -423,6 +423,8 @@ def _image_meta(
         dropped_files=[{"path": b.path, "reason": b.detail} for b in bad],
         ignored_files=rows.ignored,
     )
+    if rows.splits is not None:
+        meta["fixed_splits"] = fixed_splits(rows.given_splits or rows.splits)
     if rows.masks is not None:
         meta["mask_shape"] = [size, size]
     return meta

@@ -22,7 +22,7 @@ from components.data.layout import SPLITS
 from components.data.manifest import FILES_KEY, file_manifest, read_meta
 from components.data.parts import write_parts
 from components.data.spec import EMBEDDED_SOURCES, DataSpec, resolve_feature_shape
-from components.data.splits import planned_split
+from components.data.splits import fixed_splits, planned_split
 from components.data.stats import Moments
 from components.data.synthetic import write_synthetic
 from components.data.validation import DROP_REASONS
@@ -172,7 +172,7 @@ def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprin
         dropped_by_reason={**dict.fromkeys(DROP_REASONS, 0), **data.dropped_by_reason},
     )
     if data.splits is not None:  # the report says where the splits came from
-        meta["layout"] = "parquet_split_files"
+        meta.update(layout="parquet_split_files", fixed_splits=fixed_splits(data.splits))
     return meta
 
 

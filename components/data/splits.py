@@ -62,6 +62,13 @@ def stratified_split(
     }
 
 
+def fixed_splits(named: Sequence[str]) -> list[str]:
+    """The splits among ``named`` (a source's split of each row, or the splits it names), in
+    train/val/test order: what ``meta.json`` records as ``fixed_splits``."""
+    present = set(named)
+    return [split for split in SPLITS if split in present]
+
+
 def planned_split(
     spec: DataSpec,
     y: np.ndarray,

@@ -143,7 +143,8 @@ class DataMeta(TypedDict, total=False):
     (:class:`~components.report.display.InputScale`); ``source`` is the data config (only the
     keys of the source used are shown) or a plain string; ``kind``, ``image_size``,
     ``ignored_files`` and ``dropped_files`` belong to image datasets, ``layout`` to them and to
-    Parquet files named for their split.
+    Parquet files named for their split; ``fixed_splits``: the splits the source's folder or file
+    names fixed (their ``*_fraction`` keys are not shown).
     """
 
     source: dict[str, Scalar | list] | str
@@ -155,6 +156,7 @@ class DataMeta(TypedDict, total=False):
     normalization: dict[str, list[float] | str]
     kind: str
     layout: str
+    fixed_splits: list[str]
     image_size: int | list[int]
     ignored_files: int
     dropped_files: list[DroppedFile]

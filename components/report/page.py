@@ -59,7 +59,7 @@ def _data_section(data_meta: Mapping) -> str:
     parts = []
     source = data_meta.get("source")
     if isinstance(source, Mapping):
-        rows = {**_used_source_fields(source), **_image_facts(data_meta)}
+        rows = {**_used_source_fields(source, data_meta), **_image_facts(data_meta)}
         if rows.get("feature_shape") is None and "feature_shape" in data_meta:
             rows["feature_shape"] = data_meta["feature_shape"]  # the source's own shape
         parts.append(markup.key_value_table(rows, ("source", "value")))
@@ -78,11 +78,13 @@ def _data_section(data_meta: Mapping) -> str:
     return markup.section("Data", *parts)
 
 
-def _used_source_fields(source: Mapping) -> dict:
-    """The data config keys that mean something for the source used (``source_fields``)."""
+def _used_source_fields(source: Mapping, data_meta: Mapping) -> dict:
+    """The data config keys that mean something for the source used (``source_fields``), less
+    the fraction of each split the source fixed by its folder or file names."""
     name = source.get("source")
     used = source_fields(name) if isinstance(name, str) else tuple(source)
-    return {key: source[key] for key in used if key in source}
+    unused = {f"{split}_fraction" for split in data_meta.get("fixed_splits") or ()}
+    return {key: source[key] for key in used if key in source and key not in unused}
 
 
 def _image_facts(data_meta: Mapping) -> dict:

@@ -109,6 +109,9 @@ def test_split_folders_fix_the_split_and_val_is_carved_from_train(
 
     rows = image_tools.all_rows(result.path)
     assert result.meta["layout"] == "split_folders"
+    assert result.meta["fixed_splits"] == (
+        ["train", "val", "test"] if val_folder else ["train", "test"]
+    )
     assert {r["path"] for r in rows["test"]} == {f"test/{f}" for f in _files(folder / "test")}
     if val_folder:
         assert {r["path"] for r in rows["val"]} == {

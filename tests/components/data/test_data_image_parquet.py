@@ -194,3 +194,4 @@ def test_the_hubs_test_files_are_the_test_split_and_val_is_carved_from_train(
     assert test == {f"img_{k}.png" for k in range(12, 18)}  # exactly the test file's rows
     assert len(rows["train"]) + len(rows["val"]) == 12 and len(rows["val"]) == 3
     assert result.meta["layout"] == "parquet_split_files"
+    assert result.meta["fixed_splits"] == ["train", "test"]

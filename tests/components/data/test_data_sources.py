@@ -307,6 +307,7 @@ def test_parquet_files_named_for_their_split_fix_it(tmp_path):
 
     assert result.meta["row_counts"] == {"train": 16, "val": 4, "test": 8}  # val: 15% of train
     assert result.meta["layout"] == "parquet_split_files"
+    assert result.meta["fixed_splits"] == ["train", "test"]
     x, _ = read_split(result.path, "test", normalize=False)
     assert _same_rows(x.reshape(8, -1), test.filter(like="f").to_numpy(np.float32))
 

@@ -103,12 +103,14 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
     for key in ("image_size", "path", "num_features", "class_sep", "label_column"):
         assert f"<td>{key}</td>" not in page
     assert "Rows dropped during validation: 0" in page
+    assert "<td>test_fraction</td>" in page  # a seeded split: both fractions were used
 
     spec = DataSpec(source="image_folder", path="/data/birds", drop_invalid=True).to_dict()
     image_meta = {
         "source": spec,
         "kind": "image",
         "layout": "split folders",
+        "fixed_splits": ["train", "test"],  # val/ absent: carved out of train
         "image_size": 224,
         "normalization": {"mean": [0.4, 0.5, 0.6], "std": [0.2] * 3, "source": "imagenet"},
         "ignored_files": 3,
@@ -130,6 +132,7 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
     ):
         assert row in page
     assert "<td>num_classes</td>" not in page and "Dropped files (2)" in page
+    assert "<td>test_fraction</td>" not in page and "<td>val_fraction</td>" in page
     assert "Image files dropped during validation: 2" in page
 
 
