@@ -106,6 +106,11 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, spec: ModelSpec, state
 def load_spec(folder: str | Path) -> ModelSpec:
     """Read the model spec of a checkpoint, with a clear error for a bad folder."""
     folder = Path(folder)
+    if folder.is_file():
+        raise CheckpointError(
+            f"checkpoint {folder} is a file; name the checkpoint folder that holds it "
+            f"({folder.parent}: {WEIGHTS}, {SPEC} and {STATE})"
+        )
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     missing = [name for name in (WEIGHTS, SPEC, STATE) if not (folder / name).is_file()]

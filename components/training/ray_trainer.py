@@ -69,7 +69,8 @@ class TrainOutcome:
 
 
 def check_resume_checkpoint(path: str | Path, spec: ModelSpec) -> None:
-    """Fail fast on the driver if ``path`` cannot resume a run of ``spec``."""
+    """Fail fast on the driver if ``path`` cannot resume a run of ``spec``: its model, its
+    weights (readable, every key and shape of ``spec``'s model) and its training state."""
     found = load_spec(path)
     if (found.name, found.input_shape, found.num_classes) != (
         spec.name,
@@ -81,6 +82,7 @@ def check_resume_checkpoint(path: str | Path, spec: ModelSpec) -> None:
             f"{found.num_classes} classes; this run needs {spec.name!r} for input "
             f"{spec.input_shape} and {spec.num_classes} classes"
         )
+    load_weights(path, spec.build(load_pretrained=False))
     load_state(path)
 
 

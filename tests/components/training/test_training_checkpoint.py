@@ -41,6 +41,12 @@ def test_missing_folder(tmp_path):
         load_model(tmp_path / "nope")
 
 
+def test_a_file_inside_the_folder_names_the_folder_to_give(checkpoint):
+    folder, _ = checkpoint
+    with pytest.raises(CheckpointError, match=f"is a file; name the checkpoint folder .*{folder}"):
+        load_model(folder / "model.safetensors")
+
+
 def test_incomplete_folder_names_the_missing_file(checkpoint):
     folder, _ = checkpoint
     (folder / "state.pt").unlink()
@@ -88,6 +94,17 @@ def test_resume_checkpoint_for_another_model_is_rejected(checkpoint):
     other = ModelSpec(name="mlp", input_shape=(1, 8, 8), num_classes=10, tiny=True)
     with pytest.raises(CheckpointError, match="holds model 'proto_ae'"):
         check_resume_checkpoint(folder, other)
+
+
+def test_resume_checkpoint_is_checked_on_the_driver_down_to_its_weights(checkpoint):
+    folder, _ = checkpoint
+    check_resume_checkpoint(folder, SPEC)  # a good checkpoint passes
+    wider = ModelSpec(**{**SPEC.__dict__, "kwargs": {"num_prototypes": 7}})
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        check_resume_checkpoint(folder, wider)  # same model name, other settings
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="cannot read weights"):
+        check_resume_checkpoint(folder, SPEC)  # truncated: refused before any Ray worker
 
 
 @pytest.mark.parametrize(
