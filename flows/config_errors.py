@@ -23,6 +23,7 @@ _NOT_TO_DELETE = re.compile(r"Could not delete from config\. '([^']+)' does not 
 _MISSING_OPTION = re.compile(r"Could not find '([^']+)'")
 _AMBIGUOUS = re.compile(r"Ambiguous value for argument '([^']+)'")
 _PARSE_ERROR = "See https://hydra.cc"
+_FULL_KEY = re.compile(r"full_key: (\S+)")
 # Option files that other options include, not choices of their own.
 _NOT_CHOICES = ("base",)
 
@@ -58,6 +59,9 @@ def override_problem(err: Exception, overrides, composed_without) -> str:
     text = str(err)
     if match := _UNKNOWN_KEY.search(text):
         key = match[1]
+        inner = _FULL_KEY.search(str(err.__cause__ or ""))
+        if inner and inner[1].startswith(f"{key}."):  # a mapping value with a key ``key`` lacks
+            return _unknown_inner_key(key, inner[1], _written(key, overrides), composed_without)
         return _unknown_key(key, _written(key, overrides), composed_without(key) or {})
     if match := _NOT_TO_DELETE.search(text):
         key = match[1]
@@ -92,6 +96,27 @@ def _unknown_key(key: str, written: str, config: dict, deleting: bool = False) -
         close = hint if hint.startswith(";") else ""
         return f"{written}: {parent} has no {name!r} to change{close}; to add it, write +{written}"
     return f"{written}: {parent or 'the config'} has no key {name!r}{hint}"
+
+
+def _unknown_inner_key(key: str, inner: str, written: str, composed_without) -> str:
+    """``written`` sets ``key`` to a mapping holding ``inner``'s last part, which the mapping
+    at ``key`` lacks; a search dimension or model parameter can be replaced instead."""
+    name = inner.removeprefix(f"{key}.").split(".")[0]
+    if key.startswith(tuple(f"{m}." for m in OPEN_MAPPINGS)):
+        value = written.partition("=")[2]
+        return (
+            f"{written}: a mapping is merged into {key}, which has no key {name!r}; to replace "
+            f"{key}, delete it first: ~{key} '+{key}={value}'"
+        )
+    node = composed_without(key) or {}
+    for part in key.split("."):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    known = list(node) if isinstance(node, dict) else []
+    hint = did_you_mean(name, known, key)
+    if key in OPEN_MAPPINGS:
+        close = hint if hint.startswith(";") else ""
+        return f"{written}: {key} has no key {name!r}{close}; to add it, write +{key}.{name}=..."
+    return f"{written}: {key} has no key {name!r}{hint}"
 
 
 def _missing_option(path: str, text: str) -> str:

@@ -182,17 +182,19 @@ def sweep(
     _check_resources(settings, search)
     _check_ssl(cfg, settings, search)
     prune_cfg = _check_prune(cfg, settings, search)
+    _check_space(settings, search, spec=None)  # train.* values, before the data is read
     _check_resume(settings, to_yaml(cfg), resume)  # before anything is ingested or written
     # bad data fails before the run folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)
+    spec = settings.model_spec(dataset.meta)
     _check_data(search, dataset.path)
     _check_metrics(settings, search, dataset)
-    ssl_cfg = stage_config(cfg, settings.model_spec(dataset.meta))  # ssl=<objective>
+    _check_space(settings, search, spec=spec)  # and model.* values, for the data's shape
+    ssl_cfg = stage_config(cfg, spec)  # ssl=<objective>
     _check_capacity(settings, search, ssl_cfg)
     resume_dir = Path(settings.run.root) / "sweep" / settings.run.id if resume else None
     run = open_run("sweep", settings, cfg, resume_dir=resume_dir)
 
-    spec = settings.model_spec(dataset.meta)
     outcome = search_task(
         dataset.path,
         spec,
@@ -369,6 +371,20 @@ def _check_metrics(settings, search, dataset) -> None:
     model = settings.model_spec(dataset.meta).build() if needs_model else None
     try:
         check_metrics(sweep, settings.train.num_workers, model, dataset.path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _check_space(settings, search, spec) -> None:
+    """Every value a ``train.*`` (and, given the model ``spec`` the trials train, ``model.*``)
+    dimension can draw is one its settings accept
+    (:func:`components.search.space.check_space_values`)."""
+    from components.search.space import check_space_values
+    from components.search.sweep_config import HYPERPARAMETER_METHODS
+
+    trains_spec = search.sweep.method in HYPERPARAMETER_METHODS
+    try:
+        check_space_values(search.space, settings.train, spec if trains_spec else None)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

@@ -17,7 +17,8 @@ holds it) is flattened first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 
 from ray import tune
@@ -40,14 +41,22 @@ _BUILDERS = {
 }
 
 
-def flatten_space(space: Mapping[str, Mapping]) -> dict[str, Mapping]:
-    """``{"train": {"lr": spec}}`` -> ``{"train.lr": spec}`` (flat names pass through)."""
+def flatten_space(space: Mapping[str, Mapping], prefix: str = "") -> dict[str, Mapping]:
+    """``{"train": {"lr": spec}}`` -> ``{"train.lr": spec}`` (flat names pass through);
+    ``ValueError`` for an entry that is no mapping (a fixed value where a spec belongs)."""
     flat: dict[str, Mapping] = {}
     for name, value in space.items():
+        full = f"{prefix}{name}"
+        if not isinstance(value, Mapping):
+            fixed = f"; to fix it for every trial, set {full}={value}" if "." in full else ""
+            raise ValueError(
+                f"search space {full!r}: expected a spec such as {{type: loguniform, low: 1e-4, "
+                f"high: 0.1}} or {{type: choice, values: [...]}}, got {value!r}{fixed}"
+            )
         if "." in name or "type" in value:
-            flat[name] = value
+            flat[full] = value
         else:
-            flat |= {f"{name}.{key}": spec for key, spec in flatten_space(value).items()}
+            flat |= flatten_space(value, f"{full}.")
     return flat
 
 
@@ -62,10 +71,64 @@ def tune_space(space: Mapping[str, Mapping]) -> dict:
                 f"search space {name!r}: type {kind!r} is not one of {list(_BUILDERS)}"
             )
         try:
+            _check_bounds(name, kind, spec)
             domains[name] = _BUILDERS[kind](spec)
         except KeyError as err:
             raise ValueError(f"search space {name!r}: missing {err.args[0]!r}") from err
     return domains
+
+
+def _check_bounds(name: str, kind: str, spec: Mapping) -> None:
+    """A range needs numbers ``low < high`` (integers for ``randint``, ``low > 0`` for
+    ``loguniform``); a choice needs a non-empty list."""
+    if kind == "choice":
+        values = spec["values"]
+        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"search space {name!r}: choice needs a non-empty list of values")
+        return
+    low, high = spec["low"], spec["high"]
+    number = int if kind == "randint" else (int, float)
+    for bound, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, number):
+            wanted = "an integer" if kind == "randint" else "a number"
+            raise ValueError(f"search space {name!r}: {bound} must be {wanted}, got {value!r}")
+    if low >= high:
+        hint = " (high is excluded: randint draws low..high-1)" if kind == "randint" else ""
+        raise ValueError(f"search space {name!r}: needs low < high, got {low} and {high}{hint}")
+    if kind == "loguniform" and low <= 0:
+        raise ValueError(f"search space {name!r}: loguniform needs low > 0, got {low}")
+
+
+def check_space_values(space: Mapping, train: TrainConfig, spec: ModelSpec | None) -> None:
+    """``ValueError`` naming the dimension and the value when a value that a ``train.*`` or
+    ``model.*`` dimension can draw is refused by the settings it applies to, before any trial
+    runs: a range's ends and every choice are tried, one dimension at a time, the others at
+    their configured values (the model is built, without pretrained weights). ``spec``: the
+    model the trials train; None skips ``model.*`` (methods that train networks of their
+    own)."""
+    for name, dimension in flatten_space(space).items():
+        group = name.partition(".")[0]
+        if group not in ("train", "model") or (group == "model" and spec is None):
+            continue
+        for value in _drawable(dimension):
+            try:
+                if group == "train":
+                    apply_train_overrides(train, {name: value})
+                else:
+                    apply_model_overrides(spec, {name: value}).build(load_pretrained=False)
+            except (ValueError, TypeError) as err:  # ModelSpecError is a ValueError
+                message = f"search space {name!r} can draw {value!r}, refused: {err}"
+                raise ValueError(message) from err
+
+
+def _drawable(dimension: Mapping) -> list:
+    """The extreme values a dimension can draw: every choice, a range's ends (Tune excludes
+    ``high``: the float below it, or ``high - 1`` for ``randint``)."""
+    kind = dimension["type"]
+    if kind == "choice":
+        return list(dimension["values"])
+    low, high = dimension["low"], dimension["high"]
+    return [low, high - 1 if kind == "randint" else math.nextafter(high, low)]
 
 
 def group_overrides(config: Mapping, group: str) -> dict:

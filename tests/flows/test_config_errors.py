@@ -36,6 +36,18 @@ from flows.config_errors import did_you_mean, hydra_string
         (["data.path=/data/Vögel"], "\"data.path='/data/Vögel'\""),
         (["data.path=/data/a,b"], "a comma makes a list; write data.path=[/data/a,b] for one"),
         (["data.feature_shape=[1,8"], "a list is written [1,8,8]"),
+        # a mapping value is merged into the mapping there: its unknown key is the one named
+        (["train.pskd={alpa:1}"], "train.pskd={alpa:1}: train.pskd has no key 'alpa'; did you"),
+        (
+            ["model=protopnet", "model.params={protoypes:3}"],
+            "model.params has no key 'protoypes'; to add it, write +model.params.protoypes=...",
+        ),
+        (
+            ["search=asha", "search.space.train.lr={type:choice,values:[1]}"],
+            "a mapping is merged into search.space.train.lr, which has no key 'values'; to "
+            "replace search.space.train.lr, delete it first: ~search.space.train.lr "
+            "'+search.space.train.lr={type:choice,values:[1]}'",
+        ),
     ],
 )
 def test_a_refused_override_is_named_with_the_nearest_valid_one(overrides, message):
@@ -88,3 +100,10 @@ def test_did_you_mean_names_the_closest_keys_or_lists_them_all():
 @pytest.mark.parametrize("text", ["/data/Vögel 2024", "it's", "a\\", "a\\'b", "x,[y](z)#=", ""])
 def test_a_quoted_value_reads_back_as_exactly_its_text(text):
     assert compose(["data=csv", f"data.path={hydra_string(text)}"]).data.path == text
+
+
+def test_the_suggested_delete_and_add_replaces_a_search_dimension():
+    cfg = compose(
+        ["search=asha", "~search.space.train.lr", "+search.space.train.lr={type:choice,values:[1]}"]
+    )
+    assert dict(cfg.search.space.train.lr) == {"type": "choice", "values": [1]}

@@ -220,6 +220,20 @@ def test_sweep_options_become_hydra_overrides():
         (["search.num_samples=0"], "search.num_samples"),
         (["+search.space.train.lrr={type:uniform,low:0,high:1}"], "train.lrr"),
         (["+search.space.train.lr={type:gauss}"], "type 'gauss'"),
+        (["search.space.train.lr={type:uniform,low:0.1,high:0.01}"], "needs low < high"),
+        (["search.space.train.lr=0.01"], "to fix it for every trial, set train.lr=0.01"),
+        (
+            ["search.space.train.lr={type:choice,values:[0.1,0.01]}"],
+            "to replace search.space.train.lr, delete it first: ~search.space.train.lr",
+        ),
+        (
+            ["+search.space.train.batch_size={type:choice,values:[0,32]}"],
+            "search space 'train.batch_size' can draw 0, refused: invalid training config",
+        ),
+        (
+            ["+search.space.model.num_prototypes={type:randint,low:0,high:4}"],
+            "'model.num_prototypes' can draw 0, refused: cannot build model 'proto_ae'",
+        ),
         (["search=stn", "search.stn.dropout=0.99"], "dropout must lie in"),
         (["search=darts", "search.darts.order=3"], "order must be 1 or 2"),
         (["model=darts_net", "+model.params.genotype=/no/such/genotype.json"], "genotype"),

@@ -4,6 +4,7 @@ the sweep flow, tests/flows/test_flows_sweep.py)."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 
 from components.pruning.imp_config import PruneConfig
 from components.search.algorithms import tune_config
-from components.search.space import group_overrides, tune_space
+from components.search.space import check_space_values, group_overrides, tune_space
 from components.search.sweep_config import SweepConfig
 from components.search.trial_rows import read_rows
 from components.search.tune_sweep import (
@@ -53,6 +54,45 @@ def test_space_names_must_be_known_fields_or_model_kwargs():
     config = {"train.lr": 0.1, "model.dropout": 0.2}
     assert group_overrides(config, "train") == {"lr": 0.1}
     assert group_overrides(config, "model") == {"dropout": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("dimension", "message"),
+    [
+        ({"type": "uniform", "low": 0.5, "high": 0.1}, "needs low < high, got 0.5 and 0.1"),
+        ({"type": "randint", "low": 2, "high": 2}, "high is excluded"),
+        ({"type": "randint", "low": 1.5, "high": 4}, "low must be an integer, got 1.5"),
+        ({"type": "loguniform", "low": 0.0, "high": 0.1}, "loguniform needs low > 0"),
+        ({"type": "uniform", "low": "a", "high": 0.1}, "low must be a number"),
+        ({"type": "choice", "values": []}, "choice needs a non-empty list"),
+        ({"type": "choice", "values": "sgd"}, "choice needs a non-empty list"),
+        (0.01, "got 0.01; to fix it for every trial, set train.lr=0.01"),
+    ],
+)
+def test_a_dimension_tune_could_not_sample_names_itself_and_the_problem(dimension, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        tune_space({"train": {"lr": dimension}})
+    assert "'train.lr'" in str(caught.value)
+
+
+def test_each_value_a_dimension_can_draw_is_checked_against_its_settings():
+    spec = ModelSpec(name="mlp", input_shape=(1, 8, 8), num_classes=10, tiny=True)
+    good = {
+        "train.batch_size": {"type": "choice", "values": [16, 64]},
+        "train.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+        "model.dropout": {"type": "uniform", "low": 0.0, "high": 1.0},  # 1.0 is never drawn
+    }
+    check_space_values(good, TrainConfig(), spec)
+    bad = {
+        "train.batch_size": ({"type": "choice", "values": [16, 0]}, "can draw 0"),
+        "model.dropout": ({"type": "uniform", "low": 0.0, "high": 1.5}, "can draw 1.4999"),
+        "model.widht": ({"type": "randint", "low": 1, "high": 3}, "can draw 1, .*unknown keyword"),
+    }
+    for name, (dimension, message) in bad.items():
+        with pytest.raises(ValueError, match=rf"search space '{name}' {message}"):
+            check_space_values({**good, name: dimension}, TrainConfig(), spec)
+    # model.* dimensions are left to methods that train networks of their own (spec None)
+    check_space_values({"model.widht": bad["model.widht"][0]}, TrainConfig(), None)
 
 
 @pytest.mark.ray
