@@ -20,7 +20,7 @@ from pydantic import Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings
 from flows.run import FlowOptions, RunResult, all_overrides, finish_run, open_run, report_data
-from flows.run_folder import with_run_status
+from flows.run_folder import check_run_dir_free, with_run_status
 from tasks.ingest import ingest_task
 
 Method = Literal["finetune", "joint", "ncm", "prd", "napa_vq", "protocl"]
@@ -75,6 +75,7 @@ def continual(
 
     cfg = compose_continual(all_overrides(options, overrides))
     settings = to_settings(cfg)
+    check_run_dir_free(settings.run.root, "continual", settings.run.id)
     config = to_group_config(cfg, "continual", ContinualConfig)
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     try:

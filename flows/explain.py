@@ -32,7 +32,7 @@ from flows.run import (
     open_run,
     report_data,
 )
-from flows.run_folder import read_run_config, read_run_json, with_run_status
+from flows.run_folder import check_run_dir_free, read_run_config, read_run_json, with_run_status
 from tasks.explain import explain_task
 from tasks.ingest import ingest_task
 from tasks.report import circuit_task
@@ -156,6 +156,7 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     except ConfigError as err:  # a value of the saved config, or one overriding it
         given = f" and the overrides {overrides}" if overrides else ""
         raise ConfigError(f"{err} (from {source / 'config.yaml'}{given})") from err
+    check_run_dir_free(settings.run.root, "explain", settings.run.id)
     dataset = _dataset(source, settings, data_overridden(overrides))
     get_run_logger().info("re-explaining %s", source)
     meta_extra = {"source_run": str(source.resolve())}

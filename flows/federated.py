@@ -19,7 +19,7 @@ from pydantic import Field
 
 from flows.config import ConfigError, compose_with_defaults, to_group_config, to_settings
 from flows.run import FlowOptions, RunResult, all_overrides, finish_run, open_run, report_data
-from flows.run_folder import with_run_status
+from flows.run_folder import check_run_dir_free, with_run_status
 from tasks.ingest import ingest_task
 
 # The model clients build when the user names none: FedAvg then trains the MLP, and prototype
@@ -86,6 +86,7 @@ def federated(
 
     cfg = compose_federated(all_overrides(options, overrides))
     settings = to_settings(cfg)
+    check_run_dir_free(settings.run.root, "federated", settings.run.id)
     config = to_group_config(cfg, "federated", FederatedConfig)
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     spec = settings.model_spec(dataset.meta)

@@ -25,7 +25,7 @@ from flows.run import (
     finish_run,
     open_run,
 )
-from flows.run_folder import with_run_status
+from flows.run_folder import check_run_dir_free, with_run_status
 
 DEFAULT_PRIOR = "gp"
 
@@ -121,6 +121,7 @@ def pfn_train(
 
     cfg = compose_pfn(all_overrides(options, overrides))
     settings = to_settings(cfg)
+    check_run_dir_free(settings.run.root, "pfn", settings.run.id)
     config = pfn_config(cfg)
     check_training_fits(settings, train=False, pfn=config)
     run = open_run("pfn", settings, cfg)

@@ -40,7 +40,7 @@ from flows.run import (
     report_data,
     training_summary,
 )
-from flows.run_folder import check_resumable, read_run_config, with_run_status
+from flows.run_folder import check_resumable, check_run_dir_free, read_run_config, with_run_status
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ftwt import ftwt_task
@@ -121,6 +121,8 @@ def pipeline(
     """
     cfg, resume_dir = compose_pipeline(all_overrides(options, overrides), resume)
     settings = to_settings(cfg)
+    if resume_dir is None:
+        check_run_dir_free(settings.run.root, "pipeline", settings.run.id)
     # bad data, a model that does not fit it or unloadable trunk weights fail before the run
     # folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)

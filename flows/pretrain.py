@@ -29,7 +29,7 @@ from flows.run import (
     open_run,
     report_data,
 )
-from flows.run_folder import with_run_status
+from flows.run_folder import check_run_dir_free, with_run_status
 from tasks.ingest import ingest_task
 
 DEFAULT_SSL = "barlow_twins"
@@ -125,6 +125,7 @@ def pretrain(
 
     cfg = compose_pretrain(all_overrides(options, overrides))
     settings = to_settings(cfg)
+    check_run_dir_free(settings.run.root, "pretrain", settings.run.id)
     config = ssl_config(cfg)
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     spec = settings.model_spec(dataset.meta)

@@ -32,7 +32,7 @@ from flows.run import (
     open_run,
     report_data,
 )
-from flows.run_folder import check_resumable, with_run_status
+from flows.run_folder import check_resumable, check_run_dir_free, with_run_status
 from tasks.ingest import ingest_task
 
 DEFAULT_MODEL = "mlp"
@@ -111,6 +111,8 @@ def prune(
     cfg = compose_prune(all_overrides(options, overrides))
     settings, config = prune_settings(cfg)
     resume_dir = _resume_dir(settings) if resume else None
+    if resume_dir is None:
+        check_run_dir_free(settings.run.root, "prune", settings.run.id)
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     spec = settings.model_spec(dataset.meta)
     if resume_dir is not None:

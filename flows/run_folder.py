@@ -45,6 +45,25 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
+def check_run_dir_free(root: str | Path, flow: str, run_id: str | None) -> None:
+    """Before any work: the run folder :func:`create_run_dir` will make can be made (the same
+    errors, raised before the data is read and Ray starts)."""
+    from flows.config import ConfigError, check_run_id
+
+    run_dir = Path(root) / flow / (check_run_id(run_id) or "")
+    if run_id is not None and run_dir.is_dir():
+        raise FileExistsError(_exists_message(run_dir))
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"run.root={root}: cannot create {run_dir}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"run.root={root}: cannot create {run_dir}: {existing} is read-only")
+
+
+def _exists_message(run_dir: Path) -> str:
+    return f"run folder {run_dir} already exists; choose another run.id or leave it unset"
+
+
 def create_run_dir(root: str | Path, flow: str, run_id: str | None) -> Path:
     """Create a fresh run folder; never reuse one, so nothing written earlier is overwritten.
 
@@ -61,9 +80,7 @@ def create_run_dir(root: str | Path, flow: str, run_id: str | None) -> Path:
         run_dir.mkdir()
     except OSError as err:  # read-only, full, or a file in the way: exit 2, naming the path
         if isinstance(err, FileExistsError) and run_dir.is_dir():
-            raise FileExistsError(
-                f"run folder {run_dir} already exists; choose another run.id or leave it unset"
-            ) from err
+            raise FileExistsError(_exists_message(run_dir)) from err
         raise ConfigError(f"run.root={root}: cannot create {run_dir}: {err.strerror}") from err
     return run_dir
 

@@ -61,7 +61,7 @@ from flows.run import (
     report_data,
     training_summary,
 )
-from flows.run_folder import check_resumable, with_run_status, write_json
+from flows.run_folder import check_resumable, check_run_dir_free, with_run_status, write_json
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.history import history_task
@@ -184,6 +184,8 @@ def sweep(
     prune_cfg = _check_prune(cfg, settings, search)
     _check_space(settings, search, spec=None)  # train.* values, before the data is read
     _check_resume(settings, to_yaml(cfg), resume)  # before anything is ingested or written
+    if not resume:
+        check_run_dir_free(settings.run.root, "sweep", settings.run.id)
     # bad data fails before the run folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     spec = settings.model_spec(dataset.meta)
