@@ -259,11 +259,28 @@ def _sweep(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from flows.explain import explain_run
 
+    try:
+        run_dir, overrides = _run_folder_first([args.run_dir, *args.overrides])
+    except ValueError as err:
+        return fail(err)
     return _run_flow(
-        lambda: explain_run(run_dir=args.run_dir, overrides=args.overrides),
+        lambda: explain_run(run_dir=run_dir, overrides=overrides),
         contextlib.nullcontext(),
         lambda result: f"re-explained {result.source}",
     )
+
+
+def _run_folder_first(tokens: list[str]) -> tuple[str, list[str]]:
+    """The run folder among ``tokens`` wherever it was written (``explain run.root=x <folder>``
+    too), and the overrides in their order: an existing folder, else the one token that is no
+    override (``key=value``, ``+key``, ``~key``)."""
+    folders = [t for t in tokens if Path(t).is_dir()]
+    if len(folders) != 1:
+        folders = [t for t in tokens if "=" not in t and not t.startswith(("+", "~"))]
+    if len(folders) != 1:
+        found = f"; got {', '.join(folders)}" if folders else ", before or after the overrides"
+        raise ValueError(f"explain takes one run folder (runs/pipeline/<id>){found}")
+    return folders[0], [t for t in tokens if t != folders[0]]
 
 
 def _group_flow(args: argparse.Namespace) -> int:

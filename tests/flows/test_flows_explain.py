@@ -162,6 +162,21 @@ def test_bad_explain_input_exits_2_naming_it(trained_run, args, message, capsys)
     assert message in capsys.readouterr().err
 
 
+def test_the_run_folder_may_follow_the_overrides(trained_run, tmp_path, capsys):
+    run_dir, root = trained_run
+    # the folder is found after the overrides: the refusal is of the override, not the folder
+    assert main(["explain", f"run.root={tmp_path}", "explain.nope=1", str(run_dir)]) == 2
+    assert "explain.nope" in capsys.readouterr().err
+    assert main(["explain", f"run.root={tmp_path}", "explain.methods=all"]) == 2
+    assert "explain takes one run folder (runs/pipeline/<id>), before or after" in (
+        capsys.readouterr().err
+    )
+    assert main(["explain", str(run_dir), str(tmp_path)]) == 2
+    assert f"explain takes one run folder (runs/pipeline/<id>); got {run_dir}, {tmp_path}" in (
+        capsys.readouterr().err
+    )
+
+
 def test_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
     assert main(["explain", str(tmp_path)]) == 2
     assert "is not a finished run folder" in capsys.readouterr().err
