@@ -64,7 +64,10 @@ def load_run_config(source: Path, overrides: list[str]):
 
     for name in ("config.yaml", "checkpoints/best/model.safetensors"):
         if not (source / name).is_file():
-            raise ConfigError(f"{source} is not a finished run folder: {source / name} is missing")
+            raise ConfigError(
+                f"{source} is not a finished run folder: {source / name} is missing"
+                + _enclosing_run_hint(source)
+            )
     bad = [o for o in overrides if _group(o) not in CHANGEABLE]
     if bad:
         raise ConfigError(
@@ -137,6 +140,15 @@ def _saved_config(source: Path):
 
     saved = read_run_config(source)
     return OmegaConf.create(as_literal(OmegaConf.to_container(saved, resolve=False)))
+
+
+def _enclosing_run_hint(path: Path) -> str:
+    """``"; did you mean <run folder>?"`` when ``path`` lies inside a run folder (a checkpoint
+    folder or the report named instead of the run)."""
+    for parent in list(path.parents)[:3]:
+        if (parent / "config.yaml").is_file() and (parent / "checkpoints").is_dir():
+            return f"; did you mean the run folder {parent}?"
+    return ""
 
 
 def _group(override: str) -> str:

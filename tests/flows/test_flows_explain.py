@@ -177,6 +177,13 @@ def test_the_run_folder_may_follow_the_overrides(trained_run, tmp_path, capsys):
     )
 
 
+def test_a_path_inside_a_run_folder_names_the_run_folder(trained_run, capsys):
+    run_dir, _ = trained_run
+    for inside in (run_dir / "checkpoints" / "best", run_dir / "report.html"):
+        assert main(["explain", str(inside)]) == 2
+        assert f"did you mean the run folder {run_dir}?" in capsys.readouterr().err
+
+
 def test_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
     assert main(["explain", str(tmp_path)]) == 2
     assert "is not a finished run folder" in capsys.readouterr().err
