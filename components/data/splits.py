@@ -116,6 +116,21 @@ def planned_split(
     }
 
 
+SHORT_LISTED = 10  # short classes named in the message; the rest are counted
+
+
+def _not_a_class_hint(classes: int, rows: int) -> str:
+    """A label column with nearly as many values as rows holds no classes (a measurement, an
+    id): say so, since its many one-row "classes" are the symptom, not the cause."""
+    if classes < 20 or classes * 4 < rows:
+        return ""
+    return (
+        f". The label column holds {classes} distinct values in {rows} rows, so it looks like "
+        "a measurement or an id rather than a class: sennflow trains classifiers; name the "
+        "class column with data.label_column, or bin the values into classes first"
+    )
+
+
 def check_class_counts(
     y: np.ndarray,
     class_names: Sequence[str],
@@ -133,10 +148,12 @@ def check_class_counts(
     short = [(class_names[k], int(c)) for k, c in enumerate(counts) if c < needed]
     if not short:
         return
-    listed = ", ".join(f"class {name!r} has {count}" for name, count in short)
+    listed = ", ".join(f"class {name!r} has {count}" for name, count in short[:SHORT_LISTED])
+    if len(short) > SHORT_LISTED:
+        listed += f" and {len(short) - SHORT_LISTED} more classes"
     raise DataError(
         f"too few rows per class: {listed}; each class needs at least {needed} "
-        f"(one for each of the {needed} non-empty splits)",
+        f"(one for each of the {needed} non-empty splits){_not_a_class_hint(len(counts), len(y))}",
         file=file,
         column=column,
         rows=sum(count for _, count in short),

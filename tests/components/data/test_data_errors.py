@@ -168,6 +168,32 @@ def test_class_too_small_for_the_splits(tmp_path):
     _ingest_csv(path, tmp_path / "cache", test_fraction=0.0)
 
 
+def test_a_continuous_label_column_is_named_as_no_class_column(tmp_path):
+    # a regression target: 100 distinct values in 120 rows
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(120, 2)), columns=["a", "b"])
+    frame["label"] = np.r_[np.arange(100), np.arange(20)]
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError) as error:
+        _ingest_csv(path, tmp_path / "cache")
+    message = str(error.value)
+    assert "and 90 more classes; each class needs at least 3" in message  # 10 named, not 100
+    assert message.count("class '") == 10
+    assert "holds 100 distinct values in 120 rows, so it looks like a measurement or an id" in (
+        message
+    )
+    # a few short classes among many rows get no such hint
+    assert "looks like" not in _short_class_message(tmp_path)
+
+
+def _short_class_message(tmp_path) -> str:
+    frame = _frame()
+    frame = frame[(frame["label"] != 2) | (frame.index < 12)]
+    with pytest.raises(DataError) as error:
+        _ingest_csv(_csv(tmp_path, frame, "short.csv"), tmp_path / "cache2")
+    return str(error.value)
+
+
 def test_drop_invalid_drops_and_counts_each_bad_row_once(tmp_path):
     frame = _frame(per_class=6).astype({"label": object})
     frame.loc[[0, 7], "a"] = np.nan
