@@ -79,11 +79,13 @@ class BadImage:
         path: Its ``path`` value (relative to the folder, or the table's path / row index).
         reason: One of :data:`IMAGE_DROP_REASONS`.
         detail: What is wrong, in words.
+        side: ``too_small``: the image's shorter side in pixels.
     """
 
     path: str
     reason: str
     detail: str
+    side: int | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def write_image_dataset(
             raise summary.mask_error
     bad = [*rows.rejected, *(b for s in summaries for b in s.bad)]
     if bad and not spec.drop_invalid:
-        _raise_bad(bad, len(rows.paths) + len(rows.rejected), rows)
+        _raise_bad(bad, len(rows.paths) + len(rows.rejected), rows, spec.image_size)
     counts = _check_left(rows, plan, summaries)
     return _image_meta(spec, rows, fingerprint, summaries, counts, bad)
 
@@ -297,9 +299,8 @@ def _check(path: str, data: bytes, image_size: int) -> BadImage | np.ndarray:
         return BadImage(path, "unreadable", str(err))
     height, width = pixels.shape[1:]
     if min(height, width) < image_size:
-        return BadImage(
-            path, "too_small", f"{width}x{height} pixels, smaller than image_size={image_size}"
-        )
+        detail = f"{width}x{height} pixels, smaller than image_size={image_size}"
+        return BadImage(path, "too_small", detail, side=min(height, width))
     return pixels
 
 
@@ -362,11 +363,18 @@ class _Progress(Callback):
             self._say(f"images: {self._done}/{self._total} shards written")
 
 
-def _raise_bad(bad: list[BadImage], total: int, rows: ImageRows) -> None:
+def _raise_bad(bad: list[BadImage], total: int, rows: ImageRows, image_size: int) -> None:
     shown = "; ".join(f"{b.path} ({b.detail})" for b in bad[:_SHOWN_BAD])
     more = f"; and {len(bad) - _SHOWN_BAD} more" if len(bad) > _SHOWN_BAD else ""
+    small = [b.side for b in bad if b.side is not None]
+    smaller = (
+        f"; {len(small)} of them are smaller than data.image_size={image_size}: "
+        f"data.image_size={min(small)} keeps every one, or"
+        if small
+        else ";"
+    )
     raise DataError(
-        f"{len(bad)} of {total} {rows.unit} are not usable images: {shown}{more}; "
+        f"{len(bad)} of {total} {rows.unit} are not usable images: {shown}{more}{smaller} "
         "set data.drop_invalid=true to drop them",
         file=rows.where,
     )

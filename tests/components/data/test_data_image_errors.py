@@ -59,6 +59,10 @@ def test_a_bad_file_is_a_data_error_naming_it_and_nothing_is_written(
     text = str(error.value)
     assert f"1 of {total} files are not usable images: {bad} (" in text
     assert message in text and "drop_invalid=true" in text
+    if case == "too small":  # the size that keeps it: its shorter side
+        assert "1 of them are smaller than data.image_size=16: data.image_size=12 keeps" in text
+    else:
+        assert "data.image_size=" not in text
     assert error.value.file == str(folder)
     assert image_tools.cache_is_clean(tmp_path / "cache")
 
