@@ -60,6 +60,10 @@ def _data_section(data_meta: Mapping) -> str:
     source = data_meta.get("source")
     if isinstance(source, Mapping):
         rows = {**_used_source_fields(source, data_meta), **_image_facts(data_meta)}
+        if "normalization.source" in rows and rows["normalization.source"] == rows.get(
+            "normalization"
+        ):
+            del rows["normalization.source"]  # the data config's own value, shown above it
         if rows.get("feature_shape") is None and "feature_shape" in data_meta:
             rows["feature_shape"] = data_meta["feature_shape"]  # the source's own shape
         parts.append(markup.key_value_table(rows, ("source", "value")))

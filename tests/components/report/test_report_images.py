@@ -105,7 +105,9 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
     assert "Rows dropped during validation: 0" in page
     assert "<td>test_fraction</td>" in page  # a seeded split: both fractions were used
 
-    spec = DataSpec(source="image_folder", path="/data/birds", drop_invalid=True).to_dict()
+    spec = DataSpec(
+        source="image_folder", path="/data/birds", drop_invalid=True, normalization="imagenet"
+    ).to_dict()
     image_meta = {
         "source": spec,
         "kind": "image",
@@ -125,7 +127,7 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
         "<td>path</td><td>/data/birds</td>",
         "<td>layout</td><td>split folders</td>",
         '<td>image_size</td><td class="num">224</td>',
-        "<td>normalization.source</td><td>imagenet</td>",
+        "<td>normalization</td><td>imagenet</td>",
         '<td>ignored_files</td><td class="num">3</td>',
         "<tr><td>wren/broken.jpg</td><td>truncated JPEG</td></tr>",
         "<tr><td>jay/empty.png</td><td>zero-byte file</td></tr>",
@@ -133,6 +135,7 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
         assert row in page
     assert "<td>num_classes</td>" not in page and "Dropped files (2)" in page
     assert "<td>test_fraction</td>" not in page and "<td>val_fraction</td>" in page
+    assert "<td>normalization.source</td>" not in page  # the same as normalization: once
     assert "Image files dropped during validation: 2" in page
 
 
