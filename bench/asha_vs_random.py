@@ -19,9 +19,14 @@ in its process), reading the data, building the model, the first checkpoint. Tri
 worker processes (Tune's actor reuse), so only the first trial of each process is cold; "reused"
 is the mean over the others, "(in trial)" its part inside the trainable (the first
 ``time_this_iter_s`` less ``epoch_time_s``). Each sweep runs on a Ray started for it just
-before (``--shared-ray``: one for both), as a sweep run meets it: its first trials land on the
-idle workers Ray starts with it, which the second sweep of a shared Ray no longer finds (the
-sweeps would not start alike). Also printed:
+before (``--shared-ray``: one for both), as a sweep run meets it. Its first trials start new
+worker processes: Tune registers its trainable with a ``runtime_env`` (environment variables
+such as ``PL_DISABLE_FORK``), and Ray serves no such actor from the idle workers it pre-starts.
+``--preload`` measures what it would take to start trials warm, which sennflow does not do:
+Tune's trainable registered without a ``runtime_env`` (a patch of Tune's private actor class
+cache) and Ray's workers importing torch, ``torch._dynamo``, Ray Tune and the trial module
+before accepting work (``RAY_preload_python_modules``); ``--warm-s`` waits that long after
+starting Ray, as a long-running Ray (the stack's head, a cluster) would be. Also printed:
 the seconds per later epoch spent training and validating, and the rest of each Tune iteration
 (checkpoint, driver round trip).
 Target (issue 16): start-up < 0.5 s per trial on a reused process, and ASHA's wall time <= 0.6x
@@ -40,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -198,6 +204,14 @@ def parse_args() -> argparse.Namespace:
         "--no-reuse", action="store_true", help="a fresh worker per trial (before issue 16)"
     )
     parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="what-if: trials on Ray's pre-started workers, which import the trial's modules first",
+    )
+    parser.add_argument(
+        "--warm-s", type=float, default=0.0, help="wait after starting Ray (a long-running Ray)"
+    )
+    parser.add_argument(
         "--shared-ray",
         action="store_true",
         help="both sweeps on one Ray (the second finds no warm idle workers left)",
@@ -205,8 +219,29 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+PRELOAD = "torch,torch._dynamo,ray.tune,components.search.trials"
+
+
+def _trials_on_idle_workers() -> None:
+    """What-if, not sennflow's behaviour: Ray's pre-started workers import the trial's modules
+    before taking work, and Tune's trainable has no ``runtime_env``, so Ray may lease them to it
+    (Tune 2.60's ``_ActorClassCache.get`` always adds one: ``{"env_vars": {"PL_DISABLE_FORK":
+    "1", ...}}``)."""
+    from ray.tune.execution import class_cache
+
+    def get(self, trainable_cls):
+        if trainable_cls not in self._cache:
+            self._cache[trainable_cls] = ray.remote(trainable_cls)
+        return self._cache[trainable_cls]
+
+    os.environ["RAY_preload_python_modules"] = PRELOAD  # noqa: SIM112 (Ray's own spelling)
+    class_cache._ActorClassCache.get = get
+
+
 def main() -> None:
     args = parse_args()
+    if args.preload:
+        _trials_on_idle_workers()
     with tempfile.TemporaryDirectory(prefix="sennflow-asha-") as tmp:
         root = Path(tmp)
         dataset = ingest(DataSpec(source="digits"), root / "cache").path
@@ -223,6 +258,7 @@ def main() -> None:
             # each sweep meets Ray as a sweep run does: just started, with its idle workers
             if not args.shared_ray or not ray.is_initialized():
                 ensure_ray(num_cpus=args.cpus)
+                time.sleep(args.warm_s)
             rows.append(sweep(method, args, dataset, spec, train, root))
             if not args.shared_ray:
                 ray.shutdown()
