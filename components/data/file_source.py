@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 
 import fsspec
 import numpy as np
@@ -183,7 +184,9 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
             try:
                 table = pq.read_table(handle, columns=columns)
             except (pa.ArrowInvalid, OSError) as err:
-                raise DataError(f"cannot be read as parquet: {err}", file=shown) from err
+                hint = _other_format_hint(file, "parquet")
+                reason = str(err).rstrip(".")
+                raise DataError(f"cannot be read as parquet: {reason}{hint}", file=shown) from err
         if tables and table.column_names != tables[0].column_names:
             raise DataError(
                 f"has columns {table.column_names}, the dataset's first file "
@@ -251,7 +254,21 @@ def csv_batches(
     except (pa.ArrowInvalid, OSError, EOFError) as err:
         if "invalid UTF8" in str(err):
             raise _not_text(path, encoding, _first_line(err)) from err
-        raise DataError(f"cannot be read as csv: {_first_line(err)}", file=path) from err
+        hint = _other_format_hint(fs_path, "csv")
+        raise DataError(f"cannot be read as csv: {_first_line(err)}{hint}", file=path) from err
+
+
+_SUFFIX_SOURCES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _other_format_hint(path: str, source: str) -> str:
+    """``"; its name says csv: use data=csv"`` when the file's suffix names the other source
+    (``bc.csv`` read with ``data=parquet``)."""
+    suffixes = [suffix.lower() for suffix in PurePosixPath(path).suffixes]
+    named = next((_SUFFIX_SOURCES[s] for s in reversed(suffixes) if s in _SUFFIX_SOURCES), None)
+    if named is None or named == source:
+        return ""
+    return f"; its name says {named}: use data={named}"
 
 
 def _not_text(path: str, encoding: str, where: str) -> DataError:

@@ -194,6 +194,18 @@ def _short_class_message(tmp_path) -> str:
     return str(error.value)
 
 
+def test_a_file_read_as_the_other_format_names_the_source_its_name_says(tmp_path):
+    frame = _frame()
+    frame.to_parquet(tmp_path / "x.parquet")
+    with pytest.raises(DataError, match="its name says csv: use data=csv$"):
+        ingest(DataSpec(source="parquet", path=_csv(tmp_path, frame, "x.csv")), tmp_path / "c")
+    with pytest.raises(DataError, match="its name says parquet: use data=parquet$"):
+        _ingest_csv(str(tmp_path / "x.parquet"), tmp_path / "c")
+    with pytest.raises(DataError) as error:  # a name that says nothing gets no hint
+        ingest(DataSpec(source="parquet", path=_csv(tmp_path, frame, "x.data")), tmp_path / "c")
+    assert "its name says" not in str(error.value)
+
+
 def test_drop_invalid_drops_and_counts_each_bad_row_once(tmp_path):
     frame = _frame(per_class=6).astype({"label": object})
     frame.loc[[0, 7], "a"] = np.nan
