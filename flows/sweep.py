@@ -182,6 +182,7 @@ def sweep(
     _check_resources(settings, search)
     _check_ssl(cfg, settings, search)
     prune_cfg = _check_prune(cfg, settings, search)
+    _check_budget(settings, search, prune_cfg)
     _check_space(settings, search, spec=None)  # train.* values, before the data is read
     _check_resume(settings, to_yaml(cfg), resume)  # before anything is ingested or written
     if not resume:
@@ -423,6 +424,21 @@ def _check_prune(cfg, settings, search):
     except ValueError as err:
         raise ConfigError(str(err)) from err
     return prune_settings(cfg)[1] if chosen else None
+
+
+def _check_budget(settings, search, prune_cfg) -> None:
+    """ASHA's first rung lies within a trial's budget (epochs, or a pruning sweep's rounds)."""
+    from components.search.sweep_config import check_budget
+
+    budget, key = (
+        (prune_cfg.rounds, "prune.rounds")
+        if prune_cfg is not None
+        else (settings.train.epochs, "train.epochs")
+    )
+    try:
+        check_budget(search.sweep, budget, key)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _check_resources(settings, search) -> None:

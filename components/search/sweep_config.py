@@ -86,9 +86,24 @@ class SweepConfig:
         return [(self.metric, self.mode or trial_metrics.metric_mode(self.metric))]
 
 
+def check_budget(sweep: SweepConfig, budget: int, key: str) -> None:
+    """``ValueError`` when ASHA's first rung (``search.grace_period``) lies beyond a trial's
+    budget (``key=budget``: ``train.epochs``, or ``prune.rounds`` of a pruning sweep)."""
+    if sweep.method == "asha" and sweep.grace_period > budget:
+        raise ValueError(
+            f"search.grace_period={sweep.grace_period} is more than a trial's budget, "
+            f"{key}={budget} (ASHA's max_t): lower it, or raise {key}"
+        )
+
+
 def _check_selection(sweep: SweepConfig) -> None:
     """``ValueError`` naming the ``search.*`` key when the metric, mode, objectives or pick rule
     cannot rank this sweep's trials."""
+    if isinstance(sweep.objectives, str):
+        raise ValueError(
+            "search.objectives takes a list of two metrics, e.g. [val_accuracy,faithfulness]; "
+            f"got {sweep.objectives!r}"
+        )
     object.__setattr__(sweep, "objectives", tuple(sweep.objectives))  # Hydra gives a list
     names = sweep.objectives or (sweep.metric,)
     key = "search.objectives" if sweep.objectives else "search.metric"

@@ -223,6 +223,11 @@ def test_sweep_options_become_hydra_overrides():
         (["search.space.train.lr={type:uniform,low:0.1,high:0.01}"], "needs low < high"),
         (["search.space.train.lr=0.01"], "to fix it for every trial, set train.lr=0.01"),
         (
+            ["search.grace_period=20", "train.epochs=3"],
+            "search.grace_period=20 is more than a trial's budget, train.epochs=3",
+        ),
+        (["search=optuna", "search.objectives=val_accuracy"], "takes a list of two metrics"),
+        (
             ["search.space.train.lr={type:choice,values:[0.1,0.01]}"],
             "to replace search.space.train.lr, delete it first: ~search.space.train.lr",
         ),
