@@ -76,10 +76,12 @@ def sequence_type(annotation) -> tuple[type, bool] | None:
 
 def _checked_sequence(key: str, value, element: type, nullable: bool):
     """``value`` as a list field of ``element`` takes it (integers for names become text), and
-    the problem, if any. One text value is let through for a list of text: the classes take
-    shorthands such as ``explain.methods=all``."""
-    if (value is None and nullable) or (element is str and isinstance(value, str)):
+    the problem, if any. One text value for a list of text is a list of it
+    (``federated.strategies=fedavg``; ``explain.methods=all`` is the class's shorthand)."""
+    if value is None and nullable:
         return value, None
+    if element is str and isinstance(value, str):
+        return (value,), None
     if isinstance(value, list | tuple):
         if _names_only((element,)):
             value = type(value)(str(v) if _holds(int, v) else v for v in value)

@@ -99,10 +99,22 @@ def test_a_number_given_for_a_name_becomes_its_text():
     assert columns == ("1", "x")
 
 
-def test_one_name_for_a_list_of_names_is_kept_whole():
+def test_one_name_for_a_list_of_names_is_a_list_of_it():
+    from components.continual.config import ContinualConfig
+    from components.explain.config import POST_HOC_METHODS
+    from components.federated.experiment import FederatedConfig
+    from flows.continual import compose_continual
+    from flows.federated import compose_federated
+
     # explain.methods=all is a shorthand the class takes; one feature column is a list column
-    assert to_settings(compose(["explain.methods=all"])).explain.methods
+    assert to_settings(compose(["explain.methods=all"])).explain.methods == POST_HOC_METHODS
     assert to_settings(compose(["data.feature_columns=pixels"])).data.feature_columns == ("pixels",)
+    assert to_settings(compose(["explain.checks=sanity"])).explain.checks == ("sanity",)
+    # once iterated letter by letter: "federated.strategies=['f', 'e', 'd', ...]"
+    federated = compose_federated(["federated.strategies=fedavg"])
+    assert to_group_config(federated, "federated", FederatedConfig).strategies == ("fedavg",)
+    continual = compose_continual(["continual.methods=ncm"])
+    assert to_group_config(continual, "continual", ContinualConfig).methods == ("ncm",)
 
 
 def test_list_annotations_name_their_element_type():
