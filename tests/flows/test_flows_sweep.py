@@ -226,7 +226,7 @@ def test_sweep_options_become_hydra_overrides():
             ["search.grace_period=20", "train.epochs=3"],
             "search.grace_period=20 is more than a trial's budget, train.epochs=3",
         ),
-        (["search=optuna", "search.objectives=val_accuracy"], "takes a list of two metrics"),
+        (["search=optuna", "search.objectives=val_accuracy"], "takes two different metrics"),
         (
             ["search.space.train.lr={type:choice,values:[0.1,0.01]}"],
             "to replace search.space.train.lr, delete it first: ~search.space.train.lr",
