@@ -260,7 +260,7 @@ def _explain(args: argparse.Namespace) -> int:
     from flows.explain import explain_run
 
     try:
-        run_dir, overrides = _run_folder_first([args.run_dir, *args.overrides])
+        run_dir, overrides = _run_folder_and_overrides([args.run_dir, *args.overrides])
     except ValueError as err:
         return fail(err)
     return _run_flow(
@@ -270,7 +270,7 @@ def _explain(args: argparse.Namespace) -> int:
     )
 
 
-def _run_folder_first(tokens: list[str]) -> tuple[str, list[str]]:
+def _run_folder_and_overrides(tokens: list[str]) -> tuple[str, list[str]]:
     """The run folder among ``tokens`` wherever it was written (``explain run.root=x <folder>``
     too), and the overrides in their order: an existing folder, else the one token that is no
     override (``key=value``, ``+key``, ``~key``)."""
