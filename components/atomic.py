@@ -16,7 +16,7 @@ from pathlib import Path
 def write_bytes(path: Path | str, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary sibling and a rename."""
     path = Path(path)
-    tmp = _sibling(path, "tmp")
+    tmp = sibling(path, "tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -39,11 +39,11 @@ def copy_tree(source: Path | str, dest: Path | str) -> Path:
     exist on disk, under ``.<name>.old-*`` and ``.<name>.tmp-*``.
     """
     dest = Path(dest)
-    tmp = _sibling(dest, "tmp")
+    tmp = sibling(dest, "tmp")
     try:
         shutil.copytree(source, tmp)
         if dest.exists():
-            old = _sibling(dest, "old")
+            old = sibling(dest, "old")
             os.replace(dest, old)
             os.replace(tmp, dest)
             shutil.rmtree(old)
@@ -54,6 +54,6 @@ def copy_tree(source: Path | str, dest: Path | str) -> Path:
     return dest
 
 
-def _sibling(path: Path, kind: str) -> Path:
+def sibling(path: Path, kind: str) -> Path:
     """A hidden, unique name beside ``path`` (concurrent writers never share one)."""
     return path.with_name(f".{path.name}.{kind}-{secrets.token_hex(4)}")

@@ -181,6 +181,19 @@ def to_yaml(cfg) -> str:
     return yaml.safe_dump(resolved, default_flow_style=False, allow_unicode=True, sort_keys=False)
 
 
+def changed_keys(a, b) -> dict[str, tuple]:
+    """The dotted keys whose values differ between configs ``a`` and ``b`` (either may lack
+    the key, shown as None), sorted, each with its two values."""
+    from omegaconf import OmegaConf
+
+    from components.tracking.params import flatten
+
+    flat_a = flatten(OmegaConf.to_container(a, resolve=False))
+    flat_b = flatten(OmegaConf.to_container(b, resolve=False))
+    keys = sorted(k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k) != flat_b.get(k))
+    return {k: (flat_a.get(k), flat_b.get(k)) for k in keys}
+
+
 def as_literal(values):
     """Nested plain data with every ``${...}`` escaped: an untrusted config (a downloaded run
     folder's) is data, never interpolated, so it cannot read the environment."""

@@ -23,7 +23,7 @@ from typing import ClassVar, Literal
 from prefect import flow
 from pydantic import Field
 
-from flows.config import ConfigError, compose, to_settings, to_yaml
+from flows.config import ConfigError, changed_keys, compose, to_settings, to_yaml
 from flows.config_errors import override_key
 from flows.pretrain import ssl_source, stage_config
 from flows.run import (
@@ -223,7 +223,7 @@ def resume_config(overrides: list[str]):
     saved = read_run_config(run_dir)
     keys = [override_key(o) for o in overrides]
     if any(not _resume_changeable(key) for key in keys):
-        changed = _changed_keys(saved, OmegaConf.create(to_yaml(fresh)))
+        changed = changed_keys(saved, OmegaConf.create(to_yaml(fresh)))
         if changed := [key for key in changed if not _resume_changeable(key)]:
             shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
             raise ConfigError(
@@ -240,24 +240,6 @@ def resume_config(overrides: list[str]):
 
 def _resume_changeable(key: str) -> bool:
     return key == "train.epochs" or key.startswith(RESUME_CHANGEABLE[:2])
-
-
-def _changed_keys(a, b) -> list[str]:
-    """Dotted keys whose values differ between two configs (either may lack the key)."""
-    from omegaconf import OmegaConf
-
-    flat_a = _flatten(OmegaConf.to_container(a, resolve=False))
-    flat_b = _flatten(OmegaConf.to_container(b, resolve=False))
-    return sorted(k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k) != flat_b.get(k))
-
-
-def _flatten(values, prefix: str = "") -> dict:
-    if not isinstance(values, dict) or not values:
-        return {prefix.rstrip("."): values}
-    flat: dict = {}
-    for key, value in values.items():
-        flat.update(_flatten(value, f"{prefix}{key}."))
-    return flat
 
 
 def check_gateable(model) -> None:

@@ -39,6 +39,7 @@ from components.search.space import apply_prune_overrides, apply_ssl_overrides
 from flows.config import (
     DEFAULT_SEARCH,
     ConfigError,
+    changed_keys,
     compose,
     to_search_settings,
     to_settings,
@@ -61,7 +62,13 @@ from flows.run import (
     report_data,
     training_summary,
 )
-from flows.run_folder import check_resumable, check_run_dir_free, with_run_status, write_json
+from flows.run_folder import (
+    check_resumable,
+    check_run_dir_free,
+    read_run_config,
+    with_run_status,
+    write_json,
+)
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.history import history_task
@@ -323,11 +330,28 @@ def _check_resumable(settings, config_yaml: str) -> None:
     if not saved.exists():
         raise ConfigError(f"cannot resume: {saved} does not exist")
     if saved.read_text() != config_yaml:
+        from omegaconf import OmegaConf
+
+        changed = changed_keys(read_run_config(run_dir), OmegaConf.create(config_yaml))
+        shown = ", ".join(f"{k} (saved {a}, now {b})" for k, (a, b) in list(changed.items())[:3])
         raise ConfigError(
-            f"cannot resume {run_dir}: its config.yaml differs from this sweep's config; "
+            f"cannot resume {run_dir}: its config.yaml differs from this sweep's config"
+            f"{' in ' + shown if shown else ''}{', ...' if len(changed) > 3 else ''}; "
             "pass the same overrides as the interrupted run"
         )
     check_resumable(run_dir)  # refuses a finished sweep, and one still running
+    _check_tune_state(settings)
+
+
+def _check_tune_state(settings) -> None:
+    from components.search.storage import check_state
+    from components.search.tune_sweep import existing_experiment
+
+    if (experiment := existing_experiment(_storage(settings, settings.run.id))) is not None:
+        try:
+            check_state(experiment)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def _storage(settings, run_id: str) -> Path | str:

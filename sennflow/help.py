@@ -102,17 +102,9 @@ def _flat(cfg, prefix: str = "") -> dict:
     mapping is a leaf)."""
     from omegaconf import OmegaConf
 
-    return _flatten(OmegaConf.to_container(cfg, resolve=False), prefix)
+    from components.tracking.params import flatten
 
-
-def _flatten(values: dict, prefix: str) -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return flatten(OmegaConf.to_container(cfg, resolve=False), prefix)
 
 
 def _listing(values: dict, indent: str = "  ") -> list[str]:

@@ -28,6 +28,7 @@ from components import atomic
 from components.data.staging import local_dataset
 from components.pruning.lottery import LotteryStore, run_lottery
 from components.pruning.round_trainers import batch_rounds
+from components.search import storage
 from components.search.space import (
     apply_model_overrides,
     apply_prune_overrides,
@@ -52,7 +53,7 @@ def prune_trial(config: dict, base: dict) -> None:
     )
     store = LotteryStore(Path(tune.get_context().get_trial_dir()) / "lottery")
     if (checkpoint := tune.get_checkpoint()) is not None:
-        with checkpoint.as_directory() as folder:
+        with storage.checkpoint_folder(checkpoint) as folder:
             atomic.copy_tree(folder, store.folder)
 
     def report(record: dict) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ray import tune
 
+from components.search import storage
 from components.search.trial_metrics import METRICS
 
 SUFFIX = "-rows"
@@ -35,7 +36,7 @@ class TrialRows(tune.Callback):
     was trained with to :func:`rows_path`."""
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if trial.storage.storage_filesystem.type_name != "local":
+        if not storage.is_local(trial.storage.storage_filesystem):
             return
         path = rows_path(trial.path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ from safetensors.torch import save_file
 from components.data.errors import DataError
 from components.data.reader import load_meta, read_split
 from components.data.staging import local_dataset
+from components.search import storage
 from components.search.bossnas import bossnas_config, search_bossnas
 from components.search.darts import DartsConfig, search_darts, search_random_ws
 from components.search.enas import EnasConfig, search_enas
@@ -121,7 +122,7 @@ def _restore(model, trial_id: str) -> tuple[dict | None, str]:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None, ""
-    with checkpoint.as_directory() as folder:
+    with storage.checkpoint_folder(checkpoint) as folder:
         load_weights(folder, model)
         state = load_state(folder)
         donor = json.loads((Path(folder) / TRIAL_FILE).read_text())["trial_id"]

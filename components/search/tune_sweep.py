@@ -53,7 +53,7 @@ from ray import tune
 
 from components.data.staging import is_uri, join
 from components.pruning.imp_config import PruneConfig
-from components.search import pareto, trial_metrics, trial_prune, trial_rows, trials
+from components.search import pareto, storage, trial_metrics, trial_prune, trial_rows, trials
 from components.search.algorithms import tune_config
 from components.search.bossnas import bossnas_config
 from components.search.resources import (
@@ -217,9 +217,10 @@ def run_sweep(
     check_metrics(sweep, train.num_workers)
     check_ssl_search(space, sweep.method, ssl is not None, train.num_workers)
     check_prune_search(space, sweep, prune is not None, ssl is not None, train.num_workers)
-    storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
-    experiment = join(storage, name)
-    restore = existing_experiment(storage, name) is not None
+    root = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
+    experiment = join(root, name)
+    filesystem = storage.filesystem(root)
+    restore = existing_experiment(root, name) is not None
     if restore and not resume:
         raise SweepExistsError(existing_experiment_message(experiment))
     trainable = _trainable(
@@ -245,7 +246,8 @@ def run_sweep(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     run_config = tune.RunConfig(
         name=name,
-        storage_path=storage,
+        storage_path=root,
+        storage_filesystem=filesystem,
         # PBT clones other trials' checkpoints: deleting old ones would break exploits.
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=None if sweep.method in ("pbt", "pb2") else 2
@@ -262,7 +264,15 @@ def run_sweep(
     )
     if restore:
         # The saved run config (callbacks included) comes back with the experiment.
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=False)
+        # Tune keeps no search space in the experiment; one it cannot read it silently
+        # replaces with an empty one, so the sweep's own space goes back in.
+        tuner = tune.Tuner.restore(
+            experiment,
+            trainable=trainable,
+            param_space=tune_space(space),
+            resume_errored=False,
+            storage_filesystem=filesystem,
+        )
     else:
         tuner = tune.Tuner(
             trainable,
@@ -290,8 +300,8 @@ def run_sweep(
 
 def existing_experiment(storage_path: Path | str, name: str = "sweep") -> str | None:
     """The experiment folder ``storage_path/name`` if it holds a Tune experiment, else None."""
-    storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
-    experiment = join(storage, name)
+    root = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
+    experiment = join(root, name)
     return experiment if tune.Tuner.can_restore(experiment) else None
 
 
@@ -547,7 +557,7 @@ def _history(result) -> list[dict]:
 
 def _rows(result) -> list[dict] | None:
     """The trial's rows as the sweep kept them (:mod:`components.search.trial_rows`)."""
-    local = result.path and result.filesystem.type_name == "local"
+    local = result.path and storage.is_local(result.filesystem)
     return trial_rows.read_rows(result.path) if local else None
 
 
@@ -556,7 +566,7 @@ def _checkpoint_folder(result) -> str | None:
     may stop the trial before the trainer returns, so the trainer's own result is not used).
     A checkpoint on remote storage is downloaded to a local temporary folder."""
     if result.checkpoint is not None:
-        if result.checkpoint.filesystem.type_name != "local":
+        if not storage.is_local(result.checkpoint.filesystem):
             return result.checkpoint.to_directory()
         return result.checkpoint.path
     frame = result.metrics_dataframe
@@ -569,7 +579,7 @@ def _checkpoint_folder(result) -> str | None:
 def _checkpoint_json(result, name: str):
     if result.checkpoint is None:
         return None
-    with result.checkpoint.as_directory() as folder:
+    with storage.checkpoint_folder(result.checkpoint) as folder:
         path = Path(folder) / name
         return json.loads(path.read_text()) if path.exists() else None
 

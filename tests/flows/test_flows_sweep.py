@@ -365,6 +365,19 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, t
     # Either way the resumed sweep must not rerun it.
     assert len(before) in (0, 3) and len(trial_results(second)) < 3
 
+    # Tune's state as a killed sweep of an older sennflow could leave it (Tune copied it over
+    # with truncating writes): the resume names the file instead of starting an empty search
+    (state,) = experiment.glob("experiment_state-*.json")
+    whole = state.read_bytes()
+    state.write_bytes(whole[: len(whole) // 2])
+    refused = _sennflow_sweep("--resume", *args, env=env)
+    out, _ = refused.communicate(timeout=120)
+    assert refused.returncode == 2, out[-3000:]
+    assert f"Tune's saved state {state} is unreadable" in out and "new run.id" in out
+    assert state.read_bytes() == whole[: len(whole) // 2]  # nothing was run or rewritten
+    assert sorted(experiment.glob("experiment_state-*.json")) == [state]
+    state.write_bytes(whole)
+
     resumed = _sennflow_sweep("--resume", *args, env=env)
     out, _ = resumed.communicate(timeout=420)
     assert resumed.returncode == 0, out[-3000:]
@@ -380,4 +393,6 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, t
 
     again = _sennflow_sweep("--resume", *args[:-2], "run.id=nightly", "train.epochs=5", env=env)
     out, _ = again.communicate(timeout=120)
-    assert again.returncode == 2 and "config.yaml differs" in out
+    assert again.returncode == 2, out[-3000:]
+    assert "config.yaml differs from this sweep's config in " in out
+    assert "train.epochs (saved 3, now 5); pass the same overrides" in out
