@@ -3,7 +3,7 @@ against the adaptive attack, over seeds (issue 18 item 6).
 
 Per seed: an ``mlp`` trained on digits (15 epochs), a Barlow Twins ``mlp`` encoder trained on
 the same training split (20 epochs, the check's default when a run has no SSL stage), then
-:func:`components.explain.checks.beyond_evaluation.evaluate_detector` with the check's default
+:func:`components.explain.checks.beyond.evaluation.evaluate_detector` with the check's default
 settings (200 test inputs, 50 neighbours, k=20, alpha=0.8, eps 1 and 2, 50 PGD steps).
 Prints, per attack, the success rate and the AUROCs (combined score, label consistency alone,
 representation similarity alone) as mean +- std over the seeds, side by side in one run.
@@ -24,9 +24,9 @@ import torch
 from components.data.ingest import ingest
 from components.data.reader import read_split
 from components.data.spec import DataSpec
-from components.explain.checks.beyond_encoder import ssl_model
-from components.explain.checks.beyond_evaluation import evaluate_detector
-from components.explain.checks.beyond_settings import BeyondSettings
+from components.explain.checks.beyond.encoder import ssl_model
+from components.explain.checks.beyond.evaluation import evaluate_detector
+from components.explain.checks.beyond.settings import BeyondSettings
 from components.models import create_model
 from components.training.checkpoint import ModelSpec
 

@@ -1,7 +1,7 @@
 """The sanity check's headline (Adebayo et al. 2018, model-parameter randomisation) over seeds.
 
 For every seed this trains a ``cnn`` on digits (1x8x8) with the project's fit loop, then runs
-the cascade of :mod:`components.explain.checks.sanity_cascade` on the first ``--samples`` test
+the cascade of :mod:`components.explain.checks.sanity.cascade` on the first ``--samples`` test
 inputs for the post-hoc methods (each as the explain stage runs it) and, side by side in the same
 run, the model-independent Sobel edge detector (the paper's baseline). Prints each method's mean
 ± standard deviation over seeds of SSIM and Spearman (|attribution|) to its trained-model maps
@@ -26,8 +26,8 @@ from components.data.ingest import ingest
 from components.data.reader import read_split
 from components.data.spec import DataSpec
 from components.explain.checks.sanity import CONTROL, DEFAULTS
-from components.explain.checks.sanity_cascade import cascade
-from components.explain.checks.sanity_controls import edge_detector
+from components.explain.checks.sanity.cascade import cascade
+from components.explain.checks.sanity.controls import edge_detector
 from components.explain.config import ExplainConfig
 from components.explain.posthoc.stage import attribute_with
 from components.perturbation.groups import group_labels

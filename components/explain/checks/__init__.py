@@ -1,7 +1,8 @@
 """Trust checks of a trained model, run by the explain stage when ``explain.checks`` names them.
 
-Each check is a module of this package named as the check (``sanity``, ``sae``,
-``segmentation``, ``naps``, ``beyond``) with
+Each check is a package here named as the check (``sanity``, ``sae``, ``segmentation``,
+``naps``, ``beyond``); its ``__init__`` holds the check's entry points and its other modules the
+parts (``sae.dictionary``, ``beyond.attacks``, ...). The entry points:
 
 * ``validate(settings: dict) -> None``: ``ValueError`` naming ``explain.<check>.<key>`` when its
   config block (``explain.<check>``, ``conf/explain/default.yaml``) is wrong; called when the

@@ -12,14 +12,14 @@ from torch import nn
 
 from components.data.reader import load_meta, read_split
 from components.explain.checks import beyond
-from components.explain.checks.beyond_detector import (
+from components.explain.checks.beyond.detector import (
     NeighbourScores,
     detection_auroc,
     fit_thresholds,
     neighbour_scores,
 )
-from components.explain.checks.beyond_encoder import SSLModel, run_ssl_folder, ssl_model
-from components.explain.checks.beyond_settings import BeyondSettings, parse_settings
+from components.explain.checks.beyond.encoder import SSLModel, run_ssl_folder, ssl_model
+from components.explain.checks.beyond.settings import BeyondSettings, parse_settings
 from components.explain.checks.runner import CheckContext
 from components.explain.config import ExplainConfig
 from components.models import create_model

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from components.explain.checks import naps
-from components.explain.checks.naps_patterns import (
+from components.explain.checks.naps.patterns import (
     ACTIVE,
     FREE,
     INACTIVE,

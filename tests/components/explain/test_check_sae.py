@@ -13,12 +13,12 @@ from torch import nn
 
 from components.explain.checks import sae
 from components.explain.checks.runner import CheckContext
-from components.explain.checks.sae_dictionary import (
+from components.explain.checks.sae.dictionary import (
     SparseDictionary,
     dictionary_stats,
     fit_dictionary,
 )
-from components.explain.checks.sae_metrics import (
+from components.explain.checks.sae.metrics import (
     circuit_weights,
     encoder_in_raw_units,
     loss_recovered,
@@ -28,7 +28,7 @@ from components.explain.checks.sae_metrics import (
     spliced_loss,
     zero_ablation,
 )
-from components.explain.checks.sae_sites import collect, find_sites, input_rows, pick_site
+from components.explain.checks.sae.sites import collect, find_sites, input_rows, pick_site
 from components.models.base import ModelOutput
 
 

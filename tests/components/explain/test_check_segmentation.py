@@ -18,9 +18,9 @@ from components.data.reader import load_meta
 from components.data.spec import DataSpec
 from components.explain.checks import segmentation
 from components.explain.checks.runner import CheckContext
-from components.explain.checks.segmentation_eval import Split, map_kinds, segment
-from components.explain.checks.segmentation_maps import grid_evidence
-from components.explain.checks.segmentation_scores import dice_iou, object_masks
+from components.explain.checks.segmentation.eval import Split, map_kinds, segment
+from components.explain.checks.segmentation.maps import grid_evidence
+from components.explain.checks.segmentation.scores import dice_iou, object_masks
 from components.explain.config import ExplainConfig
 from components.models import create_model
 from flows.config import compose

@@ -7,7 +7,7 @@ classification" (Neurocomputing 2026, arXiv:2206.05148; reference code soumickmj
 thresholding its heatmap of the predicted class; the paper reports a median Dice of 0.67 +- 0.08
 on BraTS. Here the heatmaps are the class-evidence maps of ProtoPNet / ST-ProtoPNet and the CAM
 of the ``cnn`` / ``resnet`` baselines, beside Integrated Gradients and an untrained network of
-the same architecture (:mod:`.segmentation_maps`); Dice and IoU are measured against the
+the same architecture (:mod:`.maps`); Dice and IoU are measured against the
 dataset's masks. The claim checked: the trained model's own maps segment better (higher mean
 test Dice) than IG and than the untrained network.
 
@@ -21,7 +21,7 @@ Departures from the reference code:
   gets the same rule and nothing is tuned on test.
 * Dice and IoU without the reference's +1 smoothing (1 when both masks are empty).
 * Ground truth on ``parts``: the pixels of the two parts of the image's class; the distractor
-  parts, which no class uses, count as background (:func:`.segmentation_scores.object_masks`).
+  parts, which no class uses, count as background (:func:`.scores.object_masks`).
   The brain-tumour masks mark the one region that decides the class, and so do these.
   On any other dataset every nonzero mask pixel is the object.
 
@@ -39,8 +39,8 @@ import torch
 from components.data.errors import DataError
 from components.data.reader import read_masks, read_split
 from components.explain.checks.runner import CheckContext
-from components.explain.checks.segmentation_eval import Split, map_kinds, segment
-from components.explain.checks.segmentation_scores import object_masks
+from components.explain.checks.segmentation.eval import Split, map_kinds, segment
+from components.explain.checks.segmentation.scores import object_masks
 from components.training.checkpoint import load_spec
 
 DEFAULTS = {"val_samples": 128, "test_samples": 128, "thresholds": 19, "shown": 4}

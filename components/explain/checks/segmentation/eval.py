@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from components.explain.checks.segmentation_maps import (
+from components.explain.checks.segmentation.maps import (
     evidence_kind,
     evidence_maps,
     ig_maps,
     predicted_classes,
     unit_maps,
 )
-from components.explain.checks.segmentation_scores import (
+from components.explain.checks.segmentation.scores import (
     choose_threshold,
     dice_by_threshold,
     scores_at,

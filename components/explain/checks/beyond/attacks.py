@@ -42,7 +42,7 @@ def adaptive_attack(
 
     Args:
         classifier: the attacked model.
-        ssl: the detector's :class:`~components.explain.checks.beyond_encoder.SSLModel`.
+        ssl: the detector's :class:`~components.explain.checks.beyond.encoder.SSLModel`.
         x, y: ``(N, *input_shape)`` inputs and their true labels.
         eps: l2 budget.
         views: the neighbours' augmentations.

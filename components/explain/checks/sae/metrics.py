@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.explain.checks.sae_dictionary import SparseDictionary
-from components.explain.checks.sae_sites import Site, spliced
+from components.explain.checks.sae.dictionary import SparseDictionary
+from components.explain.checks.sae.sites import Site, spliced
 
 
 @torch.no_grad()

@@ -7,10 +7,10 @@ attacks test inputs with PGD at two l2 budgets and with an adaptive attack that 
 the detector, and reports the detection AUROC (clean vs adversarial) of each, the attacks'
 success rates, and the paper's threshold rule set on clean validation inputs.
 
-Pieces: :mod:`~components.explain.checks.beyond_encoder` (the SSL encoder: the run's
-pre-training stage output, else one trained here), :mod:`~components.explain.checks
-.beyond_detector` (scores, rule, AUROC), :mod:`~components.explain.checks.beyond_attacks`
-(the adaptive attack), :mod:`~components.explain.checks.beyond_evaluation`; each names its
+Pieces: :mod:`~components.explain.checks.beyond.encoder` (the SSL encoder: the run's
+pre-training stage output, else one trained here), :mod:`~components.explain.checks.beyond.detector`
+(scores, rule, AUROC), :mod:`~components.explain.checks.beyond.attacks`
+(the adaptive attack), :mod:`~components.explain.checks.beyond.evaluation`; each names its
 departures from the paper. It applies to every classifier (image or row inputs); when too
 few test inputs are classified right, or no attack succeeds, the verdict says so.
 """
@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 
 from components.data.reader import read_split
-from components.explain.checks.beyond_encoder import run_ssl_folder, ssl_model
-from components.explain.checks.beyond_evaluation import evaluate_detector, summary
-from components.explain.checks.beyond_settings import BeyondSettings, parse_settings
+from components.explain.checks.beyond.encoder import run_ssl_folder, ssl_model
+from components.explain.checks.beyond.evaluation import evaluate_detector, summary
+from components.explain.checks.beyond.settings import BeyondSettings, parse_settings
 from components.training.checkpoint import load_spec
 
 MIN_CLEAN = 10  # correctly classified test inputs below which an AUROC means little

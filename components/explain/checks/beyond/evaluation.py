@@ -3,7 +3,7 @@
 Clean inputs are the test inputs the classifier gets right; an attack's adversarial inputs are
 those it turned wrong (the reference keeps exactly these two sets). Attacks: untargeted PGD
 (:func:`components.evaluation.robustness.pgd_l2`) at the two budgets, and the adaptive attack
-(:mod:`components.explain.checks.beyond_attacks`) that also targets the detector.
+(:mod:`components.explain.checks.beyond.attacks`) that also targets the detector.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import torch
 
 from components.evaluation.predict import eval_mode, model_logits
 from components.evaluation.robustness import pgd_l2
-from components.explain.checks.beyond_attacks import adaptive_attack
-from components.explain.checks.beyond_detector import (
+from components.explain.checks.beyond.attacks import adaptive_attack
+from components.explain.checks.beyond.detector import (
     NeighbourScores,
     Thresholds,
     detection_auroc,
     fit_thresholds,
     neighbour_scores,
 )
-from components.explain.checks.beyond_settings import BeyondSettings
+from components.explain.checks.beyond.settings import BeyondSettings
 
 
 def evaluate_detector(

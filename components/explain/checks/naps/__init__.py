@@ -28,8 +28,8 @@ import numpy as np
 from torch import nn
 
 from components.data.reader import read_split
-from components.explain.checks.naps_layers import layer_activity, relu_layers
-from components.explain.checks.naps_patterns import (
+from components.explain.checks.naps.layers import layer_activity, relu_layers
+from components.explain.checks.naps.patterns import (
     ACTIVE,
     INACTIVE,
     mine_patterns,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from components.explain.checks.sae_dictionary import SparseDictionary, fit_dictionary
+from components.explain.checks.sae.dictionary import SparseDictionary, fit_dictionary
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from torch import nn
 
 from components.data.errors import DataError
 from components.data.reader import DatasetMeta, read_masks, read_split
-from components.explain.checks.sae_dictionary import SparseDictionary, dictionary_stats
-from components.explain.checks.sae_fits import Fit, fit_all
-from components.explain.checks.sae_metrics import (
+from components.explain.checks.sae.dictionary import SparseDictionary, dictionary_stats
+from components.explain.checks.sae.fits import Fit, fit_all
+from components.explain.checks.sae.metrics import (
     circuit_weights,
     encoder_in_raw_units,
     loss_recovered,
@@ -27,7 +27,7 @@ from components.explain.checks.sae_metrics import (
     top_inputs,
     zero_ablation,
 )
-from components.explain.checks.sae_sites import Site, collect, find_sites
+from components.explain.checks.sae.sites import Site, collect, find_sites
 
 MAX_ROWS = 60_000  # activation rows a dictionary trains on (conv layers: samples x locations)
 GALLERY_FEATURES = 6

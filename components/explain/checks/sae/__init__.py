@@ -82,7 +82,7 @@ def validate(settings: Mapping) -> None:
 
 def settings_of(settings: Mapping):
     """The typed settings of a (validated) block."""
-    from components.explain.checks.sae_analysis import SaeSettings
+    from components.explain.checks.sae.analysis import SaeSettings
 
     s = {**_DEFAULTS, **settings}
     return SaeSettings(**{**s, "l1": tuple(float(v) for v in s["l1"])})
@@ -90,8 +90,8 @@ def settings_of(settings: Mapping):
 
 def run(context: CheckContext) -> dict:
     """Fit and measure the dictionaries; ``verdict``, ``summary`` and the report's arrays."""
-    from components.explain.checks.sae_analysis import analyse
-    from components.explain.checks.sae_sites import pick_site
+    from components.explain.checks.sae.analysis import analyse
+    from components.explain.checks.sae.sites import pick_site
 
     settings = settings_of(context.settings)
     try:

@@ -58,10 +58,10 @@ def neighbour_scores(
 
     Args:
         classifier: the attacked model (its predicted label is what neighbours must agree with).
-        ssl: :class:`~components.explain.checks.beyond_encoder.SSLModel`.
+        ssl: :class:`~components.explain.checks.beyond.encoder.SSLModel`.
         x: ``(N, *input_shape)`` inputs.
         views: :class:`~components.ssl.views.ViewConfig` of the neighbours.
-        neighbours, k, alpha: see :class:`~components.explain.checks.beyond_settings
+        neighbours, k, alpha: see :class:`~components.explain.checks.beyond.settings
             .BeyondSettings`.
         seed: seeds the augmentations (the same draws for clean and adversarial inputs).
     """

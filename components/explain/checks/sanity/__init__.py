@@ -3,7 +3,7 @@
 
 Every post-hoc method the explain stage ranked is re-run on the first ``samples`` test inputs
 after each step of a cascading randomisation of the model's layers from the top down
-(:mod:`components.explain.checks.sanity_cascade`), and compared with its explanation of the
+(:mod:`components.explain.checks.sanity.cascade`), and compared with its explanation of the
 trained model (:mod:`components.evaluation.attribution_similarity`: Spearman rank correlation of
 the absolute maps; SSIM of the normalised maps on images). A method whose maps are still more
 similar than ``threshold`` once every layer is randomised does not depend on what the model
@@ -33,8 +33,8 @@ import numpy as np
 from components.data.reader import read_split
 from components.evaluation.attribution_similarity import is_image
 from components.explain.checks.runner import CheckContext
-from components.explain.checks.sanity_cascade import Cascade, cascade
-from components.explain.checks.sanity_controls import edge_detector
+from components.explain.checks.sanity.cascade import Cascade, cascade
+from components.explain.checks.sanity.controls import edge_detector
 from components.explain.posthoc.stage import attribute_with
 from components.perturbation.groups import group_labels
 

@@ -1,6 +1,6 @@
 """Masks from thresholded unit maps, their Dice and IoU, and the threshold chosen on validation.
 
-Maps are in ``[0, 1]`` (:func:`~components.explain.checks.segmentation_maps.unit_maps`); a pixel
+Maps are in ``[0, 1]`` (:func:`~components.explain.checks.segmentation.maps.unit_maps`); a pixel
 is in the predicted mask when its value is above the threshold. Dice
 ``2|A n B| / (|A| + |B|)`` and IoU ``|A n B| / |A u B|`` are per image (1 when both masks are
 empty), averaged over the images.
