@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickletools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from components import atomic
 from components.data.staging import is_uri
 
 LOCAL_FILES = "sennflow-local"
+_PARTIAL = re.compile(r"\..+\.tmp-[0-9a-f]{8}")  # atomic.sibling(path, "tmp")
 # The state files Tune resumes an experiment from, and how each is written (the searchers'
 # are pickles whatever their suffix); of each kind Tune reads the newest name.
 STATE_FILES = {
@@ -51,6 +53,18 @@ def checkpoint_folder(checkpoint) -> Iterator[str]:
     else:
         with checkpoint.as_directory() as folder:
             yield folder
+
+
+def remove_partial_files(experiment: str) -> int:
+    """Delete the temporary files a kill left in the local ``experiment`` (a :class:`LocalFiles`
+    write that never reached its rename), so a resume does not carry them along; returns how
+    many. The files they were meant to replace are whole."""
+    if is_uri(experiment):
+        return 0
+    partial = [p for p in Path(experiment).rglob(".*.tmp-*") if _PARTIAL.fullmatch(p.name)]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return len(partial)
 
 
 def check_state(experiment: str) -> None:

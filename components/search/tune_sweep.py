@@ -263,9 +263,10 @@ def run_sweep(
         sweep.max_concurrent,
     )
     if restore:
-        # The saved run config (callbacks included) comes back with the experiment.
-        # Tune keeps no search space in the experiment; one it cannot read it silently
-        # replaces with an empty one, so the sweep's own space goes back in.
+        storage.remove_partial_files(experiment)
+        # The saved run config (callbacks included) comes back with the experiment. Its search
+        # space does not: Tune replaces a state it cannot read with an empty search, so the
+        # sweep's own space goes back in.
         tuner = tune.Tuner.restore(
             experiment,
             trainable=trainable,

@@ -50,6 +50,16 @@ def test_a_write_killed_midway_leaves_the_old_file_whole(tmp_path):
     with pytest.raises(ValueError):
         json.loads(plain.read_bytes())
     assert json.loads(atomic.read_bytes()) == {"trials": 2}
+    # the kill left its temporary file; a resume deletes it, and only it
+    (partial,) = [p for p in tmp_path.iterdir() if p.name.startswith(".atomic.json.tmp-")]
+    assert partial.stat().st_size == 3 << 20
+    (tmp_path / ".keep.tmp-notours").write_text("")
+    assert storage.remove_partial_files(str(tmp_path)) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".keep.tmp-notours",
+        "atomic.json",
+        "plain.json",
+    ]
 
 
 def test_copied_folders_arrive_whole_and_replace_what_was_there(tmp_path):
