@@ -80,6 +80,13 @@ def override_problem(err: Exception, overrides, composed_without) -> str:
     return "bad config override: " + "; ".join(lines)
 
 
+def unknown_key_problem(key: str, overrides, config: dict) -> str:
+    """Why the override of dotted ``key`` in ``overrides`` names no key of ``config`` (plain
+    data), in the words :func:`override_problem` uses: the first missing part, its nearest
+    siblings."""
+    return _unknown_key(key, _written(key, overrides), config)
+
+
 def _unknown_key(key: str, written: str, config: dict, deleting: bool = False) -> str:
     """The first part of dotted ``key`` that ``config`` lacks, and its nearest siblings."""
     parent, node, parts = "", config, key.split(".")
@@ -174,8 +181,12 @@ def _unparsable(overrides) -> tuple[str, str] | None:
 
 
 def _written(key: str, overrides) -> str:
-    """The override as the user wrote it, found by its key."""
-    for override in overrides:
-        if override_key(override) == key:
+    """The override as the user wrote it, found by its key (or a key inside it)."""
+    keys = [override_key(override) for override in overrides]
+    for override, written in zip(overrides, keys, strict=True):
+        if written == key:
+            return override
+    for override, written in zip(overrides, keys, strict=True):
+        if written.startswith(f"{key}."):
             return override
     return key

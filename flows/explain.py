@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 
 from components.training.checkpoint import load_spec
 from flows.config import ConfigError, as_literal, compose, to_settings
-from flows.config_errors import override_key
+from flows.config_errors import override_key, unknown_key_problem
 from flows.run import (
     RunResult,
     check_files,
@@ -60,7 +60,7 @@ def load_run_config(source: Path, overrides: list[str]):
             the run's dataset cache cannot be used and no ``data`` override names another.
     """
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
     for name in ("config.yaml", "checkpoints/best/model.safetensors"):
         if not (source / name).is_file():
@@ -82,6 +82,9 @@ def load_run_config(source: Path, overrides: list[str]):
     rest = [o for o in overrides if _group(o) not in (*INVOCATION, "data")]
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(rest))
+    except ConfigKeyError as err:  # a key the run's config lacks
+        plain = OmegaConf.to_container(cfg, resolve=False)
+        raise ConfigError(unknown_key_problem(err.full_key, rest, plain)) from None
     except OmegaConfBaseException as err:
         raise ConfigError(f"bad override in {overrides}: {err}") from err
     if not data_overridden(overrides):

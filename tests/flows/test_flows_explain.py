@@ -148,11 +148,14 @@ def test_fanning_out_over_ray_tasks_gives_the_same_explanations(trained_run):
     [
         (["model=cnn"], "cannot change ['model=cnn']"),
         (["explain.methods=[shap]"], "unknown ['shap']"),
-        (["explain.nope=1"], "explain.nope"),
+        (["explain.nope=1"], "explain.nope=1: explain has no key 'nope' (explain keys: "),
+        (["explain.num_sample=3"], "explain.num_sample=3: explain has no key 'num_sample'; did"),
+        (["explain.sanity.sample=3"], "did you mean explain.sanity.samples?"),
+        (["explain.foo.bar=1"], "explain.foo.bar=1: explain has no key 'foo' (explain keys:"),
         (["explain.rank_by=accuracy"], "explain.rank_by"),
         (["explain.checks=[lie_detector]"], "explain.checks: unknown 'lie_detector'"),
         (["explain.checks=[naps]", "explain.naps.delta=0.3"], "explain.naps.delta"),
-        (["explain.checks=[sae]", "explain.sae.nope=1"], "explain.sae.nope"),
+        (["explain.checks=[sae]", "explain.sae.nope=1"], "explain.sae has no key 'nope'"),
         (["explain.num_samples=many"], "explain.num_samples='many': expected an integer (from "),
     ],
 )
