@@ -31,11 +31,24 @@ def main(argv: list[str] | None = None) -> int:
     # spot; without it, SIGTERM reaches Python and the run is marked interrupted (exit 143).
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
     return args.handler(args)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with overrides on both sides of a flag (``sennflow sweep a=1 --resume
+    b=2``): argparse takes only the first run of positionals, and its intermixed parsing does
+    not work with subcommands. Anything else it cannot place is its usual error (exit 2)."""
+    args, extra = parser.parse_known_args(argv)
+    unknown = extra if not hasattr(args, "overrides") else [e for e in extra if e[:1] == "-"]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # exits 2
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 def _parser() -> argparse.ArgumentParser:

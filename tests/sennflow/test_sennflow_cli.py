@@ -119,6 +119,20 @@ def test_show_config_applies_overrides(capsys):
     assert "name: mlp" in out and "epochs: 5" in out
 
 
+def test_overrides_may_stand_on_both_sides_of_a_flag(capsys):
+    # argparse alone takes the overrides before the flag and refuses those after it
+    assert main(["run", "model=mlp", "--show-config", "train.epochs=7", "train.epochs=9"]) == 0
+    out = capsys.readouterr().out
+    assert "name: mlp" in out and "epochs: 9" in out  # in the order written: the last one wins
+    with pytest.raises(SystemExit) as exit:
+        main(["run", "model=mlp", "--bogus", "train.epochs=7"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("unrecognized arguments: --bogus")
+    with pytest.raises(SystemExit):
+        main(["stack", "up", "extra"])  # a command without overrides takes no extra words
+    assert "unrecognized arguments: extra" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
