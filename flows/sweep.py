@@ -219,7 +219,7 @@ def sweep(
     )
     for name, payload in search_files(outcome).items():  # kept should the retrain fail
         write_json(run.run_dir / name, payload)
-    summary = search_summary(method, outcome)
+    summary = search_summary(method, outcome, retrained=search.retrain)
     headline = {"trials": len(outcome.trials), "best_val_loss": outcome.best_metrics["val_loss"]}
     headline |= _selection_headline(search.sweep, outcome)
     trained, test, explanations, ssl, lottery = None, {}, None, None, None

@@ -94,18 +94,23 @@ def _summary_parts(search: Mapping, trials: Sequence[Mapping], metric: str, mode
     lines = [
         f"Method: {method}" + (f" — {about}." if about else "."),
         f"{len(trials)} trials ({by_status}), ranked by {metric} ({ranking} is better). "
-        + (
-            "The Pareto front's picked configuration was retrained"
-            if search.get("pareto")
-            else "The best configuration was retrained"
-        )
-        + "; the sections below describe that model.",
+        + _retrain_sentence(search),
     ]
     if note := _picked_earlier(search, trials, metric):
         lines.append(note)
     if search.get("experiment_path"):
         lines.append(f"Ray Tune experiment: {search['experiment_path']}")
     return [markup.paragraph(line) for line in lines]
+
+
+def _retrain_sentence(search: Mapping) -> str:
+    picked = "The Pareto front's picked" if search.get("pareto") else "The best"
+    if search.get("retrained", True):
+        return f"{picked} configuration was retrained; the sections below describe that model."
+    return (
+        f"{picked} configuration was not retrained (search.retrain=false), so no model is "
+        "evaluated or explained below; its values are in the Best trial table."
+    )
 
 
 def _picked_earlier(search: Mapping, trials: Sequence[Mapping], metric: str) -> str:

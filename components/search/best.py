@@ -102,12 +102,14 @@ def replayed_schedule(outcome: SweepOutcome) -> tuple[dict, ...]:
     return tuple(rows)
 
 
-def search_summary(method: str, outcome: SweepOutcome) -> dict:
-    """The report's ``search`` section (see ``components.report``) and ``metrics.json``'s."""
+def search_summary(method: str, outcome: SweepOutcome, retrained: bool = True) -> dict:
+    """The report's ``search`` section (see ``components.report``) and ``metrics.json``'s;
+    ``retrained``: whether the sweep goes on to retrain its pick (``search.retrain``)."""
     best = _best_trial(outcome)
     ranked_by = [outcome.metric, *((outcome.pareto or {}).get("objectives") or [])]
     return {
         "method": method,
+        "retrained": retrained,
         "metric": outcome.metric,
         "mode": outcome.mode,
         "experiment_path": outcome.experiment_path,

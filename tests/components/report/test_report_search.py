@@ -134,6 +134,15 @@ def test_search_section_lists_trials_best_first_and_failed_last(tmp_path):
         assert f"<th>{column}</th>" in header
 
 
+@pytest.mark.parametrize("retrained", [True, False])
+def test_the_summary_says_whether_the_pick_was_retrained(tmp_path, retrained):
+    search = _search() | {"retrained": retrained}
+    section = _search_html(write_report(tmp_path, _report_data(search)).read_text("utf-8"))
+    said = "The best configuration was retrained; the sections below describe that model."
+    assert (said in section) is retrained
+    assert ("was not retrained (search.retrain=false)" in section) is not retrained
+
+
 @pytest.mark.parametrize("epoch", [4, 6])
 def test_a_best_trial_selected_before_its_last_epoch_is_said_so(tmp_path, epoch):
     search = _search()
