@@ -360,10 +360,10 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, t
     first, second = (_trial_dir(experiment, k) for k in ("_00000_", "_00001_"))
     before = trial_results(first)
     # Tune's driver copies its staged experiment folder (every trial's result.json) into the
-    # run folder every few seconds, truncating each file before it writes it: a SIGKILL inside
-    # that copy leaves the finished trial's rows empty (seen once under two pytest workers).
-    # Either way the resumed sweep must not rerun it.
-    assert len(before) in (0, 3) and len(trial_results(second)) < 3
+    # run folder, file by file, whole (components.search.storage): a SIGKILL between two files
+    # of one copy leaves the finished trial's rows as the copy before left them, epochs
+    # short. Either way the resumed sweep must not rerun it.
+    assert len(before) <= 3 and len(trial_results(second)) < 3
 
     # Tune's state as a killed sweep of an older sennflow could leave it (Tune copied it over
     # with truncating writes): the resume names the file instead of starting an empty search
