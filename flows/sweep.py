@@ -65,7 +65,9 @@ from flows.run import (
 from flows.run_folder import (
     check_resumable,
     check_run_dir_free,
+    new_run_id,
     read_run_config,
+    read_run_json,
     with_run_status,
     write_json,
 )
@@ -184,6 +186,8 @@ def sweep(
 
     cfg = compose_sweep(all_overrides(options, overrides))
     settings, search = to_settings(cfg), to_search_settings(cfg)
+    if settings.run.id is None and not resume:  # fixed now: meta.json records its experiment
+        settings = replace(settings, run=replace(settings.run, id=new_run_id()))
     method = search.sweep.method
     _check_storage(settings, search)
     _check_resources(settings, search)
@@ -203,7 +207,8 @@ def sweep(
     ssl_cfg = stage_config(cfg, spec)  # ssl=<objective>
     _check_capacity(settings, search, ssl_cfg)
     resume_dir = Path(settings.run.root) / "sweep" / settings.run.id if resume else None
-    run = open_run("sweep", settings, cfg, resume_dir=resume_dir)
+    experiment = {META_EXPERIMENT: _experiment(settings)}
+    run = open_run("sweep", settings, cfg, resume_dir=resume_dir, meta_extra=experiment)
 
     outcome = search_task(
         dataset.path,
@@ -322,6 +327,13 @@ def _check_resume(settings, config_yaml: str, resume: bool) -> None:
         raise ConfigError(existing_experiment_message(experiment))
 
 
+# The key of a sweep's meta.json that says where its Tune experiment was started.
+META_EXPERIMENT = "tune_experiment"
+# What a sweep's ``--resume`` may change: where the run folders and Ray are, not the search.
+# (``run.id`` and ``run.root`` locate the folder: a sweep started without ``run.id`` saved none).
+RESUME_CHANGEABLE = ("run.id", "run.root", "ray.address", "ray.num_cpus")
+
+
 def _check_resumable(settings, config_yaml: str) -> None:
     if settings.run.id is None:
         raise ConfigError("resuming a sweep needs run.id=<id of the interrupted sweep>")
@@ -333,14 +345,38 @@ def _check_resumable(settings, config_yaml: str) -> None:
         from omegaconf import OmegaConf
 
         changed = changed_keys(read_run_config(run_dir), OmegaConf.create(config_yaml))
+        changed = {k: v for k, v in changed.items() if k not in RESUME_CHANGEABLE}
         shown = ", ".join(f"{k} (saved {a}, now {b})" for k, (a, b) in list(changed.items())[:3])
-        raise ConfigError(
-            f"cannot resume {run_dir}: its config.yaml differs from this sweep's config"
-            f"{' in ' + shown if shown else ''}{', ...' if len(changed) > 3 else ''}; "
-            "pass the same overrides as the interrupted run"
-        )
+        if changed:
+            raise ConfigError(
+                f"cannot resume {run_dir}: its config.yaml differs from this sweep's config "
+                f"in {shown}{', ...' if len(changed) > 3 else ''}; pass the same overrides as "
+                "the interrupted run"
+            )
     check_resumable(run_dir)  # refuses a finished sweep, and one still running
+    _check_not_moved(run_dir, _experiment(settings))
     _check_tune_state(settings)
+
+
+def _experiment(settings) -> str:
+    from components.search.tune_sweep import experiment_path
+
+    return experiment_path(_storage(settings, settings.run.id))
+
+
+def _check_not_moved(run_dir: Path, experiment: str) -> None:
+    """Refuse a sweep whose Tune experiment was moved (its run root renamed, copied elsewhere):
+    Tune's saved search state keeps the old folder, and the trials it has yet to start would
+    be written there. A sweep whose ``meta.json`` has no ``tune_experiment`` (an older
+    sennflow's) is not checked."""
+    started = (read_run_json(run_dir / "meta.json") or {}).get(META_EXPERIMENT)
+    if started is not None and started != experiment:
+        raise ConfigError(
+            f"cannot resume {run_dir}: its Tune experiment was started in {started} and is now "
+            f"in {experiment}; Ray Tune's saved search state holds the old folder and would "
+            "start the remaining trials there. Move it back to resume it, or start a new sweep "
+            "(another run.id)"
+        )
 
 
 def _check_tune_state(settings) -> None:

@@ -217,8 +217,8 @@ def run_sweep(
     check_metrics(sweep, train.num_workers)
     check_ssl_search(space, sweep.method, ssl is not None, train.num_workers)
     check_prune_search(space, sweep, prune is not None, ssl is not None, train.num_workers)
-    root = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
-    experiment = join(root, name)
+    root = _absolute(storage_path)
+    experiment = experiment_path(root, name)
     filesystem = storage.filesystem(root)
     restore = existing_experiment(root, name) is not None
     if restore and not resume:
@@ -227,9 +227,7 @@ def run_sweep(
         sweep,
         train,
         {
-            "dataset_path": (
-                str(dataset_path) if is_uri(dataset_path) else str(Path(dataset_path).resolve())
-            ),
+            "dataset_path": _absolute(dataset_path),
             "spec": spec,
             "train": train,
             "stn": dict(stn or {}),
@@ -301,9 +299,17 @@ def run_sweep(
 
 def existing_experiment(storage_path: Path | str, name: str = "sweep") -> str | None:
     """The experiment folder ``storage_path/name`` if it holds a Tune experiment, else None."""
-    root = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).resolve())
-    experiment = join(root, name)
+    experiment = experiment_path(storage_path, name)
     return experiment if tune.Tuner.can_restore(experiment) else None
+
+
+def experiment_path(storage_path: Path | str, name: str = "sweep") -> str:
+    """Where a sweep at ``storage_path`` keeps its Tune experiment: an absolute path or a URI."""
+    return join(_absolute(storage_path), name)
+
+
+def _absolute(path: Path | str) -> str:
+    return str(path) if is_uri(path) else str(Path(path).resolve())
 
 
 def existing_experiment_message(experiment: str) -> str:

@@ -346,17 +346,21 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, t
         "search.num_samples=4",
         "search.max_concurrent=1",
         "search.retrain=false",
-        "run.id=nightly",
         "ray.num_cpus=2",
     ]
-    experiment = tmp_path / "runs" / "sweep" / "nightly" / "sweep"
-    proc = _sennflow_sweep(*args, env=env)
+    proc = _sennflow_sweep(*args, env=env)  # no run.id: the sweep picks one
     deadline = time.monotonic() + 240
-    while not _reported(experiment, "_00001_"):  # one trial done, the next one under way
+    # wait until one trial is done and the next one under way
+    while not (found := list((tmp_path / "runs").glob("sweep/*/sweep"))) or not _reported(
+        found[0], "_00001_"
+    ):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    (experiment,) = found
+    # the resume names the sweep the first run picked, and may spell run.root another way
+    args += [f"run.id={experiment.parent.name}", f"run.root={tmp_path / 'runs/../runs'}"]
     first, second = (_trial_dir(experiment, k) for k in ("_00000_", "_00001_"))
     before = trial_results(first)
     # Tune's driver copies its staged experiment folder (every trial's result.json) into the
@@ -378,6 +382,17 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, t
     assert sorted(experiment.glob("experiment_state-*.json")) == [state]
     state.write_bytes(whole)
 
+    # a copy elsewhere cannot go on: Tune's search state would start its trials in the original
+    moved = tmp_path / "moved"
+    subprocess.run(["cp", "-a", tmp_path / "runs", moved], check=True)
+    files = sorted(moved.rglob("*"))
+    refused = _sennflow_sweep("--resume", *args, f"run.root={moved}", env=env)
+    out, _ = refused.communicate(timeout=120)
+    assert refused.returncode == 2, out[-3000:]
+    said = " ".join(out.split())
+    assert f"was started in {experiment.resolve()} and is now in {moved.resolve()}/" in said
+    assert sorted(moved.rglob("*")) == files
+
     resumed = _sennflow_sweep("--resume", *args, env=env)
     out, _ = resumed.communicate(timeout=420)
     assert resumed.returncode == 0, out[-3000:]
@@ -395,7 +410,7 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, t
     epochs = [row["epoch"] for row in trial_results(second)]
     assert epochs == sorted(set(epochs))  # resumed from its checkpoint, not restarted
 
-    again = _sennflow_sweep("--resume", *args[:-2], "run.id=nightly", "train.epochs=5", env=env)
+    again = _sennflow_sweep("--resume", *args, "train.epochs=5", env=env)
     out, _ = again.communicate(timeout=120)
     assert again.returncode == 2, out[-3000:]
     assert "config.yaml differs from this sweep's config in " in out
