@@ -35,7 +35,8 @@ class ImageDecodeError(ValueError):
 
 
 def decode_rgb(data: bytes | bytearray | memoryview) -> torch.Tensor:
-    """Decode one encoded image to a uint8 RGB tensor ``(3, H, W)``.
+    """Decode one encoded image to an RGB tensor ``(3, H, W)``: uint8, or uint16 for a 16-bit
+    PNG (the transforms' ``ToDtype(scale=True)`` scales either to [0, 1]).
 
     Raises:
         ImageDecodeError: The bytes are empty, truncated, corrupt or not an image format that

@@ -186,10 +186,13 @@ def test_grey_rgba_palette_bmp_and_webp_images_are_read_as_rgb(
     second = Image.fromarray(image_tools.random_pixels(1))  # an animation: the first frame is read
     options = {"lossless": True, "save_all": True, "append_images": [second]}
     image_tools.write_image(folder / "b" / "animated.webp", pixels, **options)
+    # a 16-bit greyscale PNG (scans, microscopy) holding the grey image's values times 257
+    deep = np.asarray(Image.open(grey), dtype=np.uint16) * 257
+    Image.fromarray(deep).save(folder / "a" / "grey16.png")
 
     result = ingest_folder(folder, val_fraction=0.0, test_fraction=0.0)
 
-    assert result.meta["row_counts"]["train"] == 7
+    assert result.meta["row_counts"]["train"] == 8
     x, _ = read_split(result.path, "train", normalize=False)
     paths = [r["path"] for r in image_tools.split_rows(result.path, "train")]
     by_path = dict(zip(paths, x, strict=True))
@@ -198,6 +201,7 @@ def test_grey_rgba_palette_bmp_and_webp_images_are_read_as_rgb(
     grey_pixels = by_path[grey.relative_to(folder).as_posix()]
     assert np.array_equal(grey_pixels[0], grey_pixels[1])
     assert np.array_equal(grey_pixels[1], grey_pixels[2])
+    np.testing.assert_allclose(by_path["a/grey16.png"], grey_pixels, atol=1e-6)
 
 
 def test_nested_subfolders_of_a_class_belong_to_that_class(ingest_folder, image_tools, tmp_path):
