@@ -104,7 +104,9 @@ def trial_progress() -> Iterator[None]:
 @contextlib.contextmanager
 def step_progress(title: str) -> Iterator[None]:
     """One bar per label (a federated strategy's rounds, a continual method's tasks), each with
-    the latest accuracy; a label's bar appears with its first event, sized by its ``total``."""
+    the latest accuracy; a label's bar appears with its first event, sized by its ``total``.
+    An event with ``done`` sets how many are finished (a resumed run's earlier rounds count),
+    else it advances the bar by one."""
     from tasks.progress import step_listener
 
     bar = _bar(f"[bold]{title}" + " {task.description}")
@@ -118,8 +120,11 @@ def step_progress(title: str) -> Iterator[None]:
                 tasks[label] = bar.add_task(label, total=info["total"], status="")
             accuracy = info.get("accuracy")
             status = "" if accuracy is None else f"accuracy={accuracy:.4f}"
-            bar.advance(tasks[label])
-            bar.update(tasks[label], status=status)
+            if "done" in info:
+                bar.update(tasks[label], completed=info["done"], status=status)
+            else:
+                bar.advance(tasks[label])
+                bar.update(tasks[label], status=status)
 
         with step_listener(update):
             yield

@@ -16,7 +16,8 @@ def prune_task(dataset_path: Path, spec, train, config, run, folder: Path) -> li
     :func:`components.pruning.lottery.run_lottery` in ``folder``, each trained by
     :func:`components.pruning.round_trainers.ray_rounds`; return the round records.
 
-    Every finished round is a progress step, out of ``config.rounds + 1``."""
+    Every finished round is a progress step, out of ``config.rounds + 1`` (a resumed run's
+    earlier rounds count as done)."""
     from components.data.staging import dataset_for_workers
     from components.pruning.lottery import LotteryStore, run_lottery
     from components.pruning.round_trainers import ray_rounds
@@ -48,6 +49,7 @@ def prune_task(dataset_path: Path, spec, train, config, run, folder: Path) -> li
             {
                 "label": "ticket",
                 "accuracy": record["ticket"]["test_accuracy"],
+                "done": record["round"] + 1,
                 "total": config.rounds + 1,
             }
         )

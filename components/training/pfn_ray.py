@@ -23,7 +23,7 @@ from components import atomic
 from components.pfn.config import PFNTrainConfig
 from components.pfn.train import build_network, train_pfn
 from components.pfn.weights import FILE, save_pfn_weights
-from components.training.ray_trainer import quiet_ray_train_logs
+from components.training.ray_trainer import fit_in_thread, quiet_ray_train_logs
 
 STATE = "state.pt"
 HISTORY = "history.json"
@@ -53,7 +53,7 @@ def pfn_train_with_ray(
             failure_config=FailureConfig(max_failures=cfg.max_failures),
         ),
     )
-    result = trainer.fit()
+    result = fit_in_thread(trainer)
     if result.checkpoint is None:
         raise RuntimeError(f"PFN training returned no checkpoint: {result.error}")
     folder = run_dir / "checkpoints"

@@ -165,7 +165,7 @@ def train_with_ray(
         ),
     )
     if queue is None:
-        outcome = _collect(trainer.fit(), run_dir, [])
+        outcome = _collect(fit_in_thread(trainer), run_dir, [])
     else:
         attempts = AttemptLog(_logging_epochs(on_epoch, logger, cfg.epochs))
         stop = threading.Event()
@@ -240,10 +240,12 @@ def _recovery_note(resumed_at: list[int]) -> str:
 
 
 def fit_in_thread(trainer: TorchTrainer):
-    """``trainer.fit()`` in a helper thread, while the calling thread waits.
+    """``trainer.fit()`` in a helper thread, while the calling thread waits: every Ray Train
+    fit of the project runs through here.
 
-    On the main thread, Ray Train installs its own SIGINT handler for the whole process: Ctrl-C
-    then aborts the run and exits with status 0, as if training had succeeded. From a helper
+    On the main thread, Ray Train installs its own SIGINT handler for the whole process (and
+    keeps it after the fit): Ctrl-C then aborts the run, and the command ended as if training
+    had succeeded, or as a failure, never as interrupted. From a helper
     thread it installs none, so SIGINT and SIGTERM reach the caller as exceptions and the caller
     decides (the CLI shuts Ray down and marks the run interrupted).
     """

@@ -48,7 +48,7 @@ from components.ssl.learner import (
 )
 from components.training.batches import epoch_order
 from components.training.fit import DivergedError, check_finite
-from components.training.ray_trainer import quiet_ray_train_logs
+from components.training.ray_trainer import fit_in_thread, quiet_ray_train_logs
 
 HISTORY = "history.json"
 CROSS_CORRELATION = "cross_correlation.json"
@@ -113,7 +113,7 @@ def pretrain_with_ray(
             failure_config=FailureConfig(max_failures=0),
         ),
     )
-    result = trainer.fit()
+    result = fit_in_thread(trainer)
     if result.return_value is not None:  # rank 0's DivergedError arguments (ssl_worker_loop)
         raise _diverged(result.return_value, result.checkpoint, run_dir)
     if result.checkpoint is None:

@@ -4,6 +4,7 @@ file is what model=pfn loads; a bad prior or key is a config error before anythi
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ SMALL = ["pfn.d_model=8", "pfn.nhead=2", "pfn.layers=1", "pfn.d_ff=16", "pfn.seq
 @pytest.mark.ray
 @pytest.mark.slow
 def test_pfn_train_writes_weights_that_model_pfn_loads(prefect_harness, ray_session, tmp_path):
+    handler = signal.getsignal(signal.SIGINT)
     result = pfn_train(
         overrides=[
             "prior=bnn",
@@ -37,6 +39,7 @@ def test_pfn_train_writes_weights_that_model_pfn_loads(prefect_harness, ray_sess
             "pfn.bnn.max_features=6",
         ]
     )
+    assert signal.getsignal(signal.SIGINT) is handler  # Ray Train installed none of its own
     run = Path(result.run_dir)
     saved = json.loads((run / "pfn.json").read_text())
     assert [row["step"] for row in saved["history"]] == [2, 4]

@@ -4,6 +4,7 @@ into a model through ``model.params.pretrained``; config errors without training
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from flows.pretrain import compose_pretrain, pretrain, ssl_config
 def test_pretrain_saves_an_encoder_that_a_model_loads(
     prefect_harness, ray_session, tmp_path, digits_dataset
 ):
+    handler = signal.getsignal(signal.SIGINT)
     result = pretrain(
         overrides=[
             f"run.root={tmp_path / 'runs'}",
@@ -34,6 +36,8 @@ def test_pretrain_saves_an_encoder_that_a_model_loads(
             "ssl.projector_width=32",
         ]
     )
+    # Ray Train installed no SIGINT handler of its own: Ctrl-C stays the CLI's (interrupted)
+    assert signal.getsignal(signal.SIGINT) is handler
     run = Path(result.run_dir)
     folder = run / "checkpoints" / "best"
     saved = json.loads((run / "ssl.json").read_text())

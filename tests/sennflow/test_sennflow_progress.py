@@ -32,3 +32,10 @@ def test_the_epoch_bar_ends_at_the_epoch_reached(capsys):
         notify_epoch(epoch(2))
         notify_epoch(epoch(3))  # then early stopping: 3 of 30
     assert "3/3" in capsys.readouterr().out
+
+
+def test_a_resumed_run_counts_its_earlier_rounds_as_done(capsys):
+    with step_progress("rounds"):  # a prune run resumed after 3 of its 7 rounds
+        for done in (4, 5):
+            notify_step({"label": "ticket", "accuracy": 0.5, "done": done, "total": 7})
+    assert "5/7" in capsys.readouterr().out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from components.training.checkpoint import ModelSpec, load_model, load_state
@@ -30,12 +32,16 @@ def test_two_cpu_workers_train_and_keep_best_and_last(ray_session, digits_datase
 
 
 def test_resume_from_continues_the_epoch_count(ray_session, digits_dataset, tmp_path):
+    handler = signal.getsignal(signal.SIGINT)
     first = train_with_ray(
         dataset_path=digits_dataset,
         spec=SPEC,
         cfg=TrainConfig(epochs=4, lr=0.01, early_stopping_patience=0),
         run_dir=tmp_path / "a",
     )
+    # without an epoch listener too, Ray Train installed no SIGINT handler of its own (a
+    # pruning round's fit): Ctrl-C stays the CLI's, which marks the run interrupted
+    assert signal.getsignal(signal.SIGINT) is handler
     # Extend the finished 4-epoch run to 6 epochs from its last checkpoint.
     resumed = train_with_ray(
         dataset_path=digits_dataset,
