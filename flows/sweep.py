@@ -186,8 +186,6 @@ def sweep(
 
     cfg = compose_sweep(all_overrides(options, overrides))
     settings, search = to_settings(cfg), to_search_settings(cfg)
-    if settings.run.id is None and not resume:  # fixed now: meta.json records its experiment
-        settings = replace(settings, run=replace(settings.run, id=new_run_id()))
     method = search.sweep.method
     _check_storage(settings, search)
     _check_resources(settings, search)
@@ -196,6 +194,8 @@ def sweep(
     _check_budget(settings, search, prune_cfg)
     _check_space(settings, search, spec=None)  # train.* values, before the data is read
     _check_resume(settings, to_yaml(cfg), resume)  # before anything is ingested or written
+    if settings.run.id is None and not resume:  # fixed now: meta.json records its experiment
+        settings = replace(settings, run=replace(settings.run, id=new_run_id()))
     if not resume:
         check_run_dir_free(settings.run.root, "sweep", settings.run.id)
     # bad data fails before the run folder exists
