@@ -329,8 +329,8 @@ def _check_resume(settings, config_yaml: str, resume: bool) -> None:
 
 # The key of a sweep's meta.json that says where its Tune experiment was started.
 META_EXPERIMENT = "tune_experiment"
-# What a sweep's ``--resume`` may change: where the run folders and Ray are, not the search.
-# (``run.id`` and ``run.root`` locate the folder: a sweep started without ``run.id`` saved none).
+# What a sweep's ``--resume`` may change: where the run folders and Ray are, not the search
+# (``run.id`` and ``run.root`` locate the folder; a sweep started without ``run.id`` saved none).
 RESUME_CHANGEABLE = ("run.id", "run.root", "ray.address", "ray.num_cpus")
 
 
@@ -345,9 +345,8 @@ def _check_resumable(settings, config_yaml: str) -> None:
         from omegaconf import OmegaConf
 
         changed = changed_keys(read_run_config(run_dir), OmegaConf.create(config_yaml))
-        changed = {k: v for k, v in changed.items() if k not in RESUME_CHANGEABLE}
-        shown = ", ".join(f"{k} (saved {a}, now {b})" for k, (a, b) in list(changed.items())[:3])
-        if changed:
+        if changed := {k: v for k, v in changed.items() if k not in RESUME_CHANGEABLE}:
+            shown = ", ".join(f"{k} (saved {a}, now {b})" for k, (a, b) in [*changed.items()][:3])
             raise ConfigError(
                 f"cannot resume {run_dir}: its config.yaml differs from this sweep's config "
                 f"in {shown}{', ...' if len(changed) > 3 else ''}; pass the same overrides as "
