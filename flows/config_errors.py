@@ -166,6 +166,17 @@ def hydra_string(text: str) -> str:
     return f"'{escaped}'"
 
 
+def shell_override(key: str, value: str) -> str:
+    """``key=value`` as one shell word that Hydra parses back to exactly ``value``: a value
+    of other than letters, digits and ``_./~+:@%-`` is quoted for Hydra, then for the shell."""
+    import shlex
+
+    if re.fullmatch(r"[A-Za-z0-9_./~+:@%-]+", value):
+        return f"{key}={value}"
+    word = f"{key}={hydra_string(value)}"
+    return shlex.quote(word) if re.search(r'["$`\\!]', word) else f'"{word}"'
+
+
 def _unparsable(overrides) -> tuple[str, str] | None:
     """The first override Hydra's parser refuses, and why."""
     from hydra.core.override_parser.overrides_parser import OverridesParser

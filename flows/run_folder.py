@@ -333,12 +333,15 @@ def _after(run_dir: Path) -> str:
 
 
 def resume_command(flow: str, run_id: str, run_root: str | Path = DEFAULT_ROOT) -> str | None:
-    """The command that resumes a run of ``flow`` (``None``: the flow cannot resume)."""
+    """The command that resumes a run of ``flow``, ready for a shell (``None``: the flow cannot
+    resume)."""
     if flow not in RESUME_COMMANDS:
         return None
+    from flows.config_errors import shell_override
+
     parts = [RESUME_COMMANDS[flow], f"run.id={run_id}"]
     if str(run_root) != DEFAULT_ROOT:
-        parts.append(f"run.root={run_root}")
+        parts.append(shell_override("run.root", str(run_root)))
     if flow in ("sweep", "prune"):
         parts.append("<the same overrides>")
     return " ".join(parts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def resume_hint(status: dict, overrides: list[str]) -> str:
     command = status.get("resume")
     if command is None:
         return f"a {status.get('flow', 'run')} run cannot be resumed; start it again"
-    same = [o for o in overrides if not o.startswith(("run.id=", "run.root="))]
+    same = [shlex.quote(o) for o in overrides if not o.startswith(("run.id=", "run.root="))]
     command = command.replace("<the same overrides>", " ".join(same)).rstrip()
     return f"resume with: {command}"
 

@@ -77,6 +77,26 @@ def test_a_signal_marks_the_run_interrupted_and_prints_how_to_resume(
     assert signal.getsignal(signum) is handler  # restored
 
 
+@pytest.mark.parametrize("root", ["/data/my runs é", "/data/it's", "/data/a$b, c", "runs"])
+def test_the_resume_hint_survives_a_shell_and_hydra_unchanged(root):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from flows.run_folder import resume_command
+    from sennflow.interrupts import resume_hint
+
+    space = "search.space.train.lr={type:uniform,low:0.1,high:1}"
+    hint = resume_hint({"resume": resume_command("sweep", "r1", root)}, ["model=mlp", space])
+    command = hint.removeprefix("resume with: sennflow sweep ")
+    words = subprocess.run(
+        ["bash", "-c", f"printf '%s\\0' {command}"], capture_output=True, check=True, text=True
+    ).stdout.split("\0")[:-1]
+    parsed = OverridesParser.create().parse_overrides(words[1:])
+    given = {o.key_or_group: o.value() for o in parsed}
+    assert words[0] == "--resume" and given["run.id"] == "r1"
+    assert given.get("run.root", "runs") == root and given["model"] == "mlp"
+    assert given["search.space.train.lr"] == {"type": "uniform", "low": 0.1, "high": 1}
+
+
 def test_only_an_unfinished_run_whose_process_is_gone_can_be_resumed(tmp_path):
     run_dir = _run_folder(tmp_path)
     start_status(run_dir, "pipeline")  # this test's process: alive
