@@ -26,6 +26,7 @@ from pathlib import Path
 
 from components import atomic
 from flows.config import ConfigError
+from flows.config_errors import shell_override
 
 PACKAGES = (
     "sennflow",
@@ -328,7 +329,8 @@ def _after(run_dir: Path) -> str:
         return "Start a new sweep (another run.id) to search again."
     return (
         "To train it further, start a new run from its checkpoint: sennflow run "
-        f"train.resume_from={run_dir}/checkpoints/last train.epochs=<more epochs>"
+        f"{shell_override('train.resume_from', f'{run_dir}/checkpoints/last')} "
+        "train.epochs=<more epochs>"
     )
 
 
@@ -337,8 +339,6 @@ def resume_command(flow: str, run_id: str, run_root: str | Path = DEFAULT_ROOT) 
     resume)."""
     if flow not in RESUME_COMMANDS:
         return None
-    from flows.config_errors import shell_override
-
     parts = [RESUME_COMMANDS[flow], f"run.id={run_id}"]
     if str(run_root) != DEFAULT_ROOT:
         parts.append(shell_override("run.root", str(run_root)))
