@@ -7,10 +7,12 @@ copies its state into the folder leaves every file whole and ``--resume`` can re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickletools
 import re
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,6 +67,32 @@ def remove_partial_files(experiment: str) -> int:
     for path in partial:
         path.unlink(missing_ok=True)
     return len(partial)
+
+
+@contextmanager
+def stale_checkpoints_noted(note: Callable[[str], None]) -> Iterator[None]:
+    """While a resumed sweep runs, a trial's first new checkpoint may make Tune delete an old
+    one it had deleted already: its saved state lagged the deletes when the sweep stopped.
+    Tune then logs a ``FileNotFoundError`` traceback as an ERROR, although it has registered
+    the new checkpoint and the trial goes on; ``note`` gets one line about it instead."""
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+
+    def gone(record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, FileNotFoundError):
+            return True
+        frames = traceback.extract_tb(error.__traceback__)
+        if not any(frame.name == "_delete_fs_path" for frame in frames):
+            return True
+        trial = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        note(f"{trial}: an old checkpoint was gone already (deleted before the sweep stopped)")
+        return False
+
+    controller.addFilter(gone)
+    try:
+        yield
+    finally:
+        controller.removeFilter(gone)
 
 
 def check_state(experiment: str) -> None:

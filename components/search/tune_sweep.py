@@ -284,7 +284,8 @@ def run_sweep(
         )
     # A lottery trial is ranked by its last, sparsest ticket, not by its best round.
     scope = "last" if prune is not None else "all"
-    outcome = _outcome(tuner.fit(), experiment, sweep, budget, scope)
+    with storage.stale_checkpoints_noted(logger.info):
+        outcome = _outcome(tuner.fit(), experiment, sweep, budget, scope)
     failed = sum(t["status"] == "failed" for t in outcome.trials)
     logger.info(
         "%s trial: %s (%s); %d trials, %d failed",

@@ -133,3 +133,34 @@ def test_only_the_newest_state_file_counts(tmp_path):
     (experiment / "experiment_state-2026-12-05_01-00-00.json").write_text('{"trial_da')
     storage.check_state(str(experiment))
     storage.check_state("s3://bucket/runs/sweep")  # remote state is not read here
+
+
+def test_deleting_a_checkpoint_that_is_gone_is_one_note_not_an_error_traceback(tmp_path):
+    import logging
+
+    from ray.train._internal.storage import _delete_fs_path
+
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    controller.addHandler(handler)
+    notes: list[str] = []
+    try:
+        with storage.stale_checkpoints_noted(notes.append):
+            gone = str(tmp_path / "fit_trial_0" / "checkpoint_000000")
+            try:  # what Tune's checkpoint manager does with a checkpoint its state still lists
+                _delete_fs_path(fs=pafs.PyFileSystem(storage.LocalFiles()), fs_path=gone)
+            except FileNotFoundError:
+                controller.exception("Trial %s: Error handling checkpoint %s", "trial_0", gone)
+            try:  # any other error while handling a checkpoint is still Tune's ERROR
+                (tmp_path / "missing.json").read_text()
+            except FileNotFoundError:
+                controller.exception("Trial %s: Error handling checkpoint %s", "trial_1", "x")
+        controller.exception("Trial %s: Error handling checkpoint %s", "trial_2", "after")
+    finally:
+        controller.removeHandler(handler)
+    assert notes == [
+        "trial_0: an old checkpoint was gone already (deleted before the sweep stopped)"
+    ]
+    assert [record.args[0] for record in logged] == ["trial_1", "trial_2"]
