@@ -73,12 +73,11 @@ def epoch_progress() -> Iterator[None]:
 
 @contextlib.contextmanager
 def trial_progress() -> Iterator[None]:
-    """Show a bar of finished search trials (with the best value of the sweep's metric so far,
-    each trial's as the sweep selects on it); its total is the ``total`` of the first trial
-    event."""
+    """Show a bar of ended search trials with the best value of the sweep's metric so far and
+    the failures, as each trial event says them (a resumed sweep's earlier trials count); its
+    total is the ``total`` of the first trial event."""
     from tasks.progress import trial_listener
 
-    best: dict = {"value": None, "failed": 0}
     bar = _bar("[bold]search trials")
     task = bar.add_task("search", total=None, status="")
     with _shown_when_used(bar) as show:
@@ -86,16 +85,11 @@ def trial_progress() -> Iterator[None]:
         def update(info: dict) -> None:
             if show():
                 bar.update(task, total=info["total"])
-            if (value := info.get("value")) is not None:
-                better = min if info["mode"] == "min" else max
-                best["value"] = value if best["value"] is None else better(best["value"], value)
-                best["metric"] = info["metric"]
-            best["failed"] += info["status"] == "failed"
-            status = "" if best["value"] is None else f"best {best['metric']}={best['value']:.4f}"
-            if best["failed"]:
-                status += f" failed={best['failed']}"
-            bar.advance(task)
-            bar.update(task, status=status)
+            best = info["best"]
+            status = "" if best is None else f"best {info['metric']}={best:.4f}"
+            if info["failed"]:
+                status += f" failed={info['failed']}"
+            bar.update(task, completed=info["done"], status=status)
 
         with trial_listener(update):
             yield

@@ -49,9 +49,9 @@ class TrialLogger(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = self.last.get(trial.trial_id) or trial.last_result or {}
         value = self.best.get(trial.trial_id)
-        event = {"trial": trial.trial_id, "status": "finished", "total": self.total}
+        event = self._event(trials, trial, "finished")
         if value is not None:
-            event |= {"metric": self.metric, "mode": self.mode, "value": value}
+            event["value"] = value
         notify_trial(event)
         get_run_logger().info(
             "trial %s finished after %s %s: val_loss=%s val_accuracy=%s (%s %s=%s)",
@@ -66,8 +66,27 @@ class TrialLogger(tune.Callback):
         )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        notify_trial({"trial": trial.trial_id, "status": "failed", "total": self.total})
+        notify_trial(self._event(trials, trial, "failed"))
         get_run_logger().warning("trial %s failed; the sweep goes on", trial.trial_id)
+
+    def _event(self, trials, trial, status: str) -> dict:
+        """A progress event for ``trial``, with the sweep's state over all of ``trials``, those
+        a resumed sweep finished before it stopped included: how many are done and failed, and
+        the best value of the metric so far."""
+        ended = {t.trial_id: t.status for t in trials if t.status in ("TERMINATED", "ERROR")}
+        ended[trial.trial_id] = "ERROR" if status == "failed" else "TERMINATED"
+        values = [self.best[i] for i, s in ended.items() if s == "TERMINATED" and i in self.best]
+        better = min if self.mode == "min" else max
+        return {
+            "trial": trial.trial_id,
+            "status": status,
+            "total": self.total,
+            "done": len(ended),
+            "failed": sum(s == "ERROR" for s in ended.values()),
+            "metric": self.metric,
+            "mode": self.mode,
+            "best": better(values) if values else None,
+        }
 
 
 @task(name="search", cache_policy=NO_CACHE)

@@ -12,10 +12,10 @@ def epoch(n: int) -> dict:
 
 def test_each_bar_is_sized_by_its_events(capsys):
     with trial_progress():
-        accuracy = {"status": "finished", "total": 4, "metric": "val_accuracy", "mode": "max"}
-        notify_trial({"trial": "t0", "value": 0.75, **accuracy})
-        notify_trial({"trial": "t1", "status": "failed", "total": 4})
-        notify_trial({"trial": "t2", "value": 0.5, **accuracy})
+        accuracy = {"total": 4, "metric": "val_accuracy", "mode": "max"}
+        notify_trial({"trial": "t0", "done": 1, "failed": 0, "best": 0.75, **accuracy})
+        notify_trial({"trial": "t1", "done": 2, "failed": 1, "best": 0.75, **accuracy})
+        notify_trial({"trial": "t2", "done": 3, "failed": 1, "best": 0.75, **accuracy})
     with step_progress("rounds"):
         notify_step({"label": "fedavg", "accuracy": 0.5, "total": 5})
         notify_step({"label": "prototypes", "accuracy": 0.75, "total": 7})

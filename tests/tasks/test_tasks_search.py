@@ -30,7 +30,29 @@ def test_a_finished_trial_is_reported_with_its_best_epoch_or_its_last(
             run_config=tune.RunConfig(storage_path=str(tmp_path), callbacks=[logger], verbose=0),
         ).fit()
     assert [e["value"] for e in events] == pytest.approx(expected)
+    assert [e["best"] for e in events] == pytest.approx([expected[0]] * 2)  # the lower loss
+    assert [(e["done"], e["failed"]) for e in events] == [(1, 0), (2, 0)]
     assert all((e["metric"], e["mode"], e["total"]) == ("val_loss", "min", 2) for e in events)
+
+
+def test_a_resumed_sweeps_events_count_the_trials_it_ended_before():
+    from types import SimpleNamespace
+
+    logger = TrialLogger(5, "val_accuracy", "max")
+    logger.best = {"t0": 0.91, "t1": 0.95, "t3": 0.5}  # as pickled with the stopped sweep
+    trials = [
+        SimpleNamespace(trial_id="t0", status="TERMINATED"),
+        SimpleNamespace(trial_id="t1", status="ERROR"),  # failed after reporting 0.95
+        SimpleNamespace(trial_id="t2", status="TERMINATED"),  # no value of the metric
+        SimpleNamespace(trial_id="t3", status="RUNNING"),
+        SimpleNamespace(trial_id="t4", status="PENDING"),
+    ]
+    events: list[dict] = []
+    with disable_run_logger(), trial_listener(events.append):
+        logger.on_trial_result(1, trials, trials[3], {"val_accuracy": 0.93})
+        logger.on_trial_complete(2, trials, trials[3])
+    (event,) = events
+    assert (event["done"], event["failed"], event["best"], event["value"]) == (4, 1, 0.93, 0.93)
 
 
 def test_a_trial_handed_a_clones_result_is_reported_with_its_own():
