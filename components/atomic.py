@@ -8,8 +8,11 @@ reader that already opened the old file keeps reading it whole.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
+import socket
+import time
 from pathlib import Path
 
 
@@ -57,3 +60,43 @@ def copy_tree(source: Path | str, dest: Path | str) -> Path:
 def sibling(path: Path, kind: str) -> Path:
     """A hidden, unique name beside ``path`` (concurrent writers never share one)."""
     return path.with_name(f".{path.name}.{kind}-{secrets.token_hex(4)}")
+
+
+# A folder being built in place of a whole dataset: ".tmp-<host>-<pid>-<hex>" (host: its letters
+# and digits), or ".tmp-<32 hex>" as sennflow named them before 2026-12-07.
+_BUILDING = re.compile(r"\.tmp-(?:(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-)?[0-9a-f]{8,32}")
+_LEGACY_AGE_S = 24 * 3600
+
+
+def building_dir(parent: Path) -> Path:
+    """A new hidden folder in ``parent`` to build a dataset in before renaming it into place;
+    its name says which process on which host builds it (:func:`remove_abandoned`)."""
+    path = parent / f".tmp-{_host()}-{os.getpid()}-{secrets.token_hex(8)}"
+    path.mkdir(parents=True)
+    return path
+
+
+def remove_abandoned(parent: Path) -> int:
+    """Delete the folders of :func:`building_dir` in ``parent`` whose process, on this host, is
+    gone: a killed or interrupted build leaves one behind, and it can hold most of a dataset.
+    Another host's are left alone; an unnamed older one only once it is a day old. Returns how
+    many were deleted."""
+    import psutil
+
+    removed = 0
+    for path in parent.glob(".tmp-*") if parent.is_dir() else ():
+        match = _BUILDING.fullmatch(path.name)
+        if match is None or not path.is_dir():
+            continue
+        if match["pid"] is None:
+            gone = time.time() - path.stat().st_mtime > _LEGACY_AGE_S
+        else:
+            gone = match["host"] == _host() and not psutil.pid_exists(int(match["pid"]))
+        if gone:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40]

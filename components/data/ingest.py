@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from components import atomic
 from components.data.embedded import load_embedded
 from components.data.errors import StorageError
 from components.data.file_source import load_file
@@ -82,16 +82,18 @@ def ingest(
         return IngestResult(final, cached, cache_hit=True)
     if problem is not None:
         say(f"cached dataset {final} is damaged ({problem}); ingesting it again")
-    staging = cache_dir / f".tmp-{uuid.uuid4().hex}"
+    staging = None
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
+        if removed := atomic.remove_abandoned(cache_dir):
+            say(f"deleted {removed} unfinished dataset folder(s) that stopped ingests left")
+        staging = atomic.building_dir(cache_dir)
         meta = _build(spec, staging, fingerprint, say)
         _publish(staging, final, fingerprint)
     except OSError as err:  # sources report their own read errors as DataError
         raise StorageError(str(cache_dir), "the dataset cache (run.cache_dir)", err) from err
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     say(f"wrote {final}: {meta['row_counts']}")
     return IngestResult(final, meta, cache_hit=False)
 

@@ -16,11 +16,11 @@ import contextlib
 import os
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from components import atomic
 from components.data.errors import DataError
 from components.data.manifest import read_meta
 
@@ -93,8 +93,8 @@ def local_dataset(path: str) -> Path:
     target = cache / path.rstrip("/").rsplit("/", 1)[-1]
     if target.is_dir():
         return target
-    partial = cache / f".tmp-{uuid.uuid4().hex}"
-    partial.mkdir(parents=True)
+    atomic.remove_abandoned(cache)
+    partial = atomic.building_dir(cache)
     try:
         fs, remote = pafs.FileSystem.from_uri(path)
         pafs.copy_files(remote, str(partial), source_filesystem=fs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,6 +100,36 @@ def test_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
         ingest(DataSpec(source="synthetic", num_samples=400, partition_rows=100), tmp_path)
 
     assert _datasets(tmp_path) == []
+
+
+def test_folders_that_killed_ingests_left_are_deleted_by_the_next_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from components import atomic
+
+    cache = tmp_path / "cache"
+    # a process that started building a dataset, then died without cleaning up (a SIGKILL)
+    folder = f"pathlib.Path({str(cache)!r})"
+    build = f"import pathlib, components.atomic as a; print(a.building_dir({folder}))"
+    dead = subprocess.run(
+        [sys.executable, "-c", build], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (Path(dead) / "part-0.parquet").write_bytes(b"half a dataset")
+    alive = atomic.building_dir(cache)  # this process's: still building
+    elsewhere = cache / f".tmp-otherhost-{os.getpid() + 1}-{'a' * 16}"
+    old, recent = cache / f".tmp-{'1' * 32}", cache / f".tmp-{'2' * 32}"  # unnamed, older kinds
+    for folder in (elsewhere, old, recent):
+        folder.mkdir()
+    os.utime(old, (time.time() - 2 * 24 * 3600,) * 2)
+    messages: list[str] = []
+
+    result = ingest(DataSpec(source="wine"), cache, progress=messages.append)
+
+    assert _datasets(cache) == sorted(p.name for p in (alive, elsewhere, recent, result.path))
+    assert "deleted 2 unfinished dataset folder(s) that stopped ingests left" in messages
 
 
 def test_incomplete_folder_at_the_final_name_is_replaced(tmp_path):
