@@ -94,7 +94,7 @@ def remove_abandoned(parent: Path) -> int:
             gone = match["host"] == _host() and not psutil.pid_exists(int(match["pid"]))
         if gone:
             shutil.rmtree(path, ignore_errors=True)
-            removed += 1
+            removed += not path.exists()
     return removed
 
 

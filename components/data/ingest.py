@@ -53,10 +53,11 @@ def ingest(
 
     The folder is written under a temporary name inside ``cache_dir`` and renamed into place
     only when complete, so a failure leaves neither a partial dataset nor a temporary folder,
-    and never touches an existing cached dataset. A cached dataset is used only when its
-    parts still match the sizes and row counts recorded in its ``meta.json``; a damaged one
-    (a part deleted or truncated, ``meta.json`` mangled) is reported through ``progress`` and
-    ingested again.
+    and never touches an existing cached dataset; the temporary folders a killed ingest left
+    are deleted by the next (:func:`components.atomic.remove_abandoned`). A cached dataset is
+    used only when its parts still match the sizes and row counts recorded in its
+    ``meta.json``; a damaged one (a part deleted or truncated, ``meta.json`` mangled) is
+    reported through ``progress`` and ingested again.
 
     Args:
         spec: The source and how to split it.
