@@ -242,6 +242,10 @@ def run_sweep(
     )
     # Every epoch's checkpoint triggers a state snapshot; Tune warns about each burst of them.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's newer console output prints its experiment table and a TensorBoard path into Ray's
+    # temporary session folder even at verbose=0; its older one then prints nothing (the sweep
+    # logs every trial itself, and the CLI shows a bar).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     run_config = tune.RunConfig(
         name=name,
         storage_path=root,

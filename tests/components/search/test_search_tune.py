@@ -98,10 +98,13 @@ def test_each_value_a_dimension_can_draw_is_checked_against_its_settings():
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_crashing_trial_is_reported_failed_and_the_sweep_goes_on(
-    ray_session, digits_dataset, tmp_path
+    ray_session, digits_dataset, tmp_path, capsys
 ):
     space = {"train.optimizer": {"type": "choice", "values": ["adam", "lbfgs"]}}
     out = sweep(tmp_path, digits_dataset, "random", epochs=1, space=space, num_samples=4, seed=1)
+    # Tune's own console tables stay out of the sweep's output (it logs each trial itself)
+    printed = capsys.readouterr().out
+    assert "Configuration for experiment" not in printed and "tensorboard" not in printed
     status = {t["config"]["train.optimizer"]: t["status"] for t in out.trials}
     assert status == {"adam": "done", "lbfgs": "failed"}
     failed = next(t for t in out.trials if t["status"] == "failed")
