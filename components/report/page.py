@@ -421,7 +421,11 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     pretrain_only = data.ssl and not data.training
     # A prune run's rounds are many models; a pruning sweep's retrain reports its last ticket's.
     lottery_only = data.prune and not data.history
-    one_model = not (data.federated or data.continual or lottery_only or pretrain_only)
+    # A sweep with search.retrain=false trained no model past its trials.
+    search_only = data.search and data.search.get("retrained") is False
+    one_model = not (
+        data.federated or data.continual or lottery_only or pretrain_only or search_only
+    )
     body = [
         _headline_section(data),
         search_section(data.search, figures),

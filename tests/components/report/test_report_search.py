@@ -1,6 +1,7 @@
 """The report's "Search" section: trial table, figures, searched cell; absent without a search."""
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -141,6 +142,15 @@ def test_the_summary_says_whether_the_pick_was_retrained(tmp_path, retrained):
     said = "The best configuration was retrained; the sections below describe that model."
     assert (said in section) is retrained
     assert ("was not retrained (search.retrain=false)" in section) is not retrained
+
+
+def test_a_search_without_retrain_shows_no_training_or_metrics_sections(tmp_path):
+    search = _search() | {"retrained": False}
+    data = replace(_report_data(search), metrics={}, history=[])
+    page = write_report(tmp_path, data).read_text("utf-8")
+    assert "<h2>Search</h2>" in page and "<h2>Data</h2>" in page
+    assert "<h2>Training</h2>" not in page and "No training history" not in page
+    assert "<h2>Evaluation</h2>" not in page and "<h2>Explanations</h2>" not in page
 
 
 @pytest.mark.parametrize("epoch", [4, 6])
