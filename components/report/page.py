@@ -143,12 +143,17 @@ def _recovery_parts(training: Mapping) -> list[str]:
         )
     attempts = training.get("attempts") or []
     if attempts:
-        rows = [
-            (a["attempt"], f"{a['first_epoch']}-{a['last_epoch']}", ", ".join(a["nodes"]))
+        rows = [  # node ids shortened as the training log shows them; `ray list nodes` lists all
+            (a["attempt"], f"{a['first_epoch']}-{a['last_epoch']}", _node_ids(a["nodes"]))
             for a in attempts
         ]
         parts.append(markup.table(("attempt", "epochs", "Ray node of each rank"), rows))
     return parts
+
+
+def _node_ids(nodes: Sequence[str]) -> str:
+    """Ray node ids (56 hex digits) by their first 8, as the training log names them."""
+    return ", ".join(node[:8] for node in nodes)
 
 
 def _per_class_table(metrics: Mapping, class_names: Sequence[str]) -> str:

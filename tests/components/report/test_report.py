@@ -115,13 +115,17 @@ def test_report_handles_a_missing_class_in_the_per_class_table(tmp_path):
     assert "<td>two&lt;3</td><td>n/a</td>" in page
 
 
+NODE_A = "add9c9815ec266413fd28bbf947e7d0c4116d2245fc455241c6b2962"
+NODE_B = "5f0e21b7" + "0" * 48
+
+
 def test_training_section_lists_each_attempt_and_the_checkpoint_it_resumed_from(tmp_path):
     data = _report_data("mlp", (6,), history=HISTORY)
     training = {
         "resumed_at": [1],
         "attempts": [
-            {"attempt": 1, "first_epoch": 1, "last_epoch": 1, "nodes": ["node-a", "node-b"]},
-            {"attempt": 2, "first_epoch": 2, "last_epoch": 3, "nodes": ["node-a", "node-a"]},
+            {"attempt": 1, "first_epoch": 1, "last_epoch": 1, "nodes": [NODE_A, NODE_B]},
+            {"attempt": 2, "first_epoch": 2, "last_epoch": 3, "nodes": [NODE_A, NODE_A]},
         ],
     }
     data = replace(data, training=training)
@@ -129,7 +133,8 @@ def test_training_section_lists_each_attempt_and_the_checkpoint_it_resumed_from(
     training = page[page.index("Training") : page.index("Evaluation")]
     assert "Resumed 1 time(s) from a checkpoint, after epoch 1" in training
     rows = re.findall(r"<tr><td[^>]*>(\d)</td><td>([\d-]+)</td><td>([^<]+)</td></tr>", training)
-    assert rows == [("1", "1-1", "node-a, node-b"), ("2", "2-3", "node-a, node-a")]
+    # as the training log names them: the first 8 of the 56 hex digits
+    assert rows == [("1", "1-1", "add9c981, 5f0e21b7"), ("2", "2-3", "add9c981, add9c981")]
 
     data = replace(data, training={"resumed_at": [], "attempts": []})  # shows neither
     page = write_report(tmp_path, data).read_text(encoding="utf-8")
