@@ -158,9 +158,9 @@ def open_run(
         meta = write_run_files(
             run_dir, config_yaml=config_yaml, seed=settings.seed, use_gpu=use_gpu
         )
-        if meta_extra:
-            meta = {**meta, **meta_extra}
-            write_json(run_dir / "meta.json", meta)
+        meta_extra = {"prefect_flow_run": _name_flow_run(run_dir.name), **(meta_extra or {})}
+        meta = {**meta, **meta_extra}
+        write_json(run_dir / "meta.json", meta)
     else:
         run_dir = resume_dir
         meta = read_run_json(run_dir / "meta.json")  # before the folder is touched
@@ -170,8 +170,27 @@ def open_run(
         if status["last_completed_epoch"] is not None:
             get_run_logger().info("resuming after epoch %s", status["last_completed_epoch"])
         atomic.write_text(run_dir / "config.yaml", config_yaml)
+        _name_flow_run(run_dir.name)
     get_run_logger().info("run folder %s", run_dir)
     return OpenRun(flow=flow, run_dir=run_dir, meta=meta, config_yaml=config_yaml)
+
+
+def _name_flow_run(run_id: str) -> str | None:
+    """Name the Prefect flow run this runs in after its run folder (the UI lists flow runs by
+    name, and Prefect's own names are random words); return the flow run's id (None outside
+    one). A server that refuses is a warning: the run matters more than its name."""
+    import httpx
+    from prefect import get_client
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return None
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, name=run_id)
+    except httpx.HTTPError as err:
+        get_run_logger().warning("could not name flow run %s %r: %s", flow_run.id, run_id, err)
+    return flow_run.id
 
 
 def report_data(

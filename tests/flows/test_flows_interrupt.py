@@ -222,6 +222,7 @@ def test_a_killed_run_resumes_from_its_newest_checkpoint(
     with SIGTERM, and resume it again to completion: no registered epoch is trained twice or
     lost. The commands join this session's Ray, so no run pays for starting one."""
     import ray
+    from prefect import get_client
     from prefect.settings import PREFECT_API_URL
 
     from flows.pipeline import pipeline
@@ -260,8 +261,12 @@ def test_a_killed_run_resumes_from_its_newest_checkpoint(
 
     newest = _checkpoint_epochs(run_dir)[-1]
     handler = signal.getsignal(signal.SIGINT)
-    pipeline(overrides=[*place[:2], f"train.epochs={newest + 2}"], resume=True)
+    state = pipeline(
+        overrides=[*place[:2], f"train.epochs={newest + 2}"], resume=True, return_state=True
+    )
     assert signal.getsignal(signal.SIGINT) is handler  # Ray Train installed none of its own
+    with get_client(sync_client=True) as client:  # the resuming flow run is named for its run
+        assert client.read_flow_run(state.state_details.flow_run_id).name == "k"
 
     status = read_status(run_dir)
     assert (status["state"], status["last_completed_epoch"]) == ("completed", newest + 2)
