@@ -407,7 +407,7 @@ def _raise_first_problem(
     checked: _Checked, label_column: str, file: str, numbering: RowNumbering
 ) -> None:
     total = len(checked.labels)
-    hint = "; set drop_invalid=True to drop such rows"
+    hint = "; set data.drop_invalid=true to drop such rows"
     ragged, non_finite, bad_label = (checked.masks[r] for r in DROP_REASONS)
     names, x = checked.names, checked.x
     where = {"file": file, "numbering": numbering}

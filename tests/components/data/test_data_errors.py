@@ -76,6 +76,7 @@ def test_non_finite_features(tmp_path, bad):
     with pytest.raises(DataError, match="NaN, inf or missing") as error:
         _ingest_csv(path, tmp_path / "cache")
     _expect(error, file=path, column="c", rows=3, at="lines 3, 6, 11")
+    assert str(error.value).endswith("; set data.drop_invalid=true to drop such rows")
 
 
 def test_feature_values_overflowing_float32_count_as_non_finite(tmp_path):
