@@ -28,6 +28,7 @@ from flows.run_folder import (
     create_run_dir,
     read_run_json,
     start_status,
+    update_status,
     write_json,
     write_run_files,
 )
@@ -235,6 +236,7 @@ def finish_run(
         write_json(run.run_dir / name, payload)
     if metrics is not None:
         write_json(run.run_dir / "metrics.json", metrics)
+    update_status(run.run_dir, headline=report.headline)  # what `sennflow runs` shows
     path = report_task(run.run_dir, report)
     if settings.tracking.enabled and tracked is not None:
         track_task(

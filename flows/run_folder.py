@@ -151,6 +151,7 @@ def write_json(path: Path, payload: dict) -> None:
 
 STATUS = "status.json"
 RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
+KILLED = "killed"  # shown for a run left running by a process gone from this host
 DEFAULT_ROOT = "runs"
 RESUME_COMMANDS = {
     "pipeline": "sennflow run --resume",
@@ -321,6 +322,15 @@ def check_resumable(run_dir: Path) -> dict:
             f"cannot resume {run_dir}: it is still running (pid {status['pid']}); stop it first"
         )
     return status
+
+
+def shown_state(status: dict) -> str:
+    """The state of ``status``, with a run left ``running`` by a process that no longer lives on
+    this host shown as :data:`KILLED` (a run on another host cannot be told apart: running)."""
+    state = status.get("state") or "unknown"
+    if state == RUNNING and status.get("host") == socket.gethostname() and not _alive(status):
+        return KILLED
+    return state
 
 
 def _after(run_dir: Path) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flows.config import DEFAULT_SEARCH
 from sennflow import help as helps
+from sennflow.runs_command import runs_command
 from sennflow.stack_command import stack_command
 
 EXIT_BAD_INPUT = 2
@@ -111,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("run_dir", help="a finished run folder")
     explain.add_argument("overrides", nargs="*", help="e.g. explain.methods=all")
     explain.set_defaults(handler=_explain)
+    runs_command(sub)
     stack_command(sub)
     federated = _command(
         sub,

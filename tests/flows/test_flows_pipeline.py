@@ -56,6 +56,8 @@ def test_tiny_pipeline_writes_a_complete_run_folder(prefect_harness, ray_session
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=run_key))}
     assert {f"report-{run_dir.name.lower()}", f"metrics-{run_dir.name.lower()}"} <= keys
+    status = json.loads((run_dir / "status.json").read_text())  # for `sennflow runs`
+    assert status["headline"]["test_accuracy"] == result.headline["test_accuracy"]
     # the UI lists the flow run by the run folder's name, and meta.json names the flow run
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(meta["prefect_flow_run"]).name == run_dir.name

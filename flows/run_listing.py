@@ -1,0 +1,80 @@
+"""The runs under a run root (``runs/<flow>/<run-id>/``), oldest first: what ``sennflow runs``
+lists. Only reads: a run folder whose ``status.json`` cannot be read is listed as unreadable,
+with why, and the others are listed as usual."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.config import ConfigError
+from flows.run_folder import COMPLETED, FAILED, INTERRUPTED, KILLED, read_status, shown_state
+
+RESUMABLE = (INTERRUPTED, FAILED, KILLED)
+UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run folder as listed.
+
+    Attributes:
+        flow: the flow folder it is in (``pipeline``, ``sweep``, ...).
+        run_id: the run folder's name.
+        state: :func:`~flows.run_folder.shown_state` of its status (``killed`` for a process
+            gone from this host), ``unreadable``, or, for a folder without ``status.json``,
+            ``completed`` when it has a report and ``unknown`` otherwise.
+        started: when the run first started (ISO 8601, UTC), if recorded.
+        epoch: the last completed training epoch, if any.
+        headline: the headline metrics a finished run recorded.
+        resume: the command that resumes it, for a run that stopped before completing.
+        problem: why its status could not be read.
+    """
+
+    flow: str
+    run_id: str
+    state: str
+    started: str | None = None
+    epoch: int | None = None
+    headline: dict = field(default_factory=dict)
+    resume: str | None = None
+    problem: str | None = None
+
+
+def list_runs(root: Path | str) -> list[RunRow]:
+    """Every run folder (a folder with ``config.yaml``) under ``root``, oldest first.
+
+    Raises:
+        ConfigError: ``root`` is no folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no such folder of runs (the run.root runs were written to)")
+    rows = [
+        _row(run_dir)
+        for flow_dir in root.iterdir()
+        if flow_dir.is_dir()
+        for run_dir in flow_dir.iterdir()
+        if (run_dir / "config.yaml").is_file()
+    ]
+    return sorted(rows, key=lambda row: (row.started or "", row.flow, row.run_id))
+
+
+def _row(run_dir: Path) -> RunRow:
+    named = {"flow": run_dir.parent.name, "run_id": run_dir.name}
+    try:
+        status = read_status(run_dir)
+    except ConfigError as err:
+        return RunRow(**named, state=UNREADABLE, problem=str(err))
+    if status is None:  # written before runs kept a status
+        state = COMPLETED if (run_dir / "report.html").is_file() else "unknown"
+        return RunRow(**named, state=state)
+    state = shown_state(status)
+    return RunRow(
+        **named,
+        state=state,
+        started=status.get("started"),
+        epoch=status.get("last_completed_epoch"),
+        headline=status.get("headline") or {},
+        resume=status.get("resume") if state in RESUMABLE else None,
+    )
