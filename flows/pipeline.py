@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from prefect import flow
 from pydantic import Field
 
-from flows.config import ConfigError, changed_keys, compose, to_settings, to_yaml
-from flows.config_errors import override_key
+from flows.config import ConfigError, compose, to_settings
 from flows.pretrain import ssl_source, stage_config
 from flows.run import (
     FlowOptions,
@@ -38,9 +36,10 @@ from flows.run import (
     headline_metrics,
     open_run,
     report_data,
+    resumed_config,
     training_summary,
 )
-from flows.run_folder import check_resumable, check_run_dir_free, read_run_config, with_run_status
+from flows.run_folder import check_run_dir_free, with_run_status
 from tasks.evaluate import evaluate_task
 from tasks.explain import explain_task
 from tasks.ftwt import ftwt_task
@@ -202,44 +201,10 @@ RESUME_CHANGEABLE = ("run.", "ray.", "train.epochs")
 
 
 def resume_config(overrides: list[str]):
-    """The config and run folder of the interrupted pipeline run ``run.id``.
-
-    The run's saved ``config.yaml`` is the config. Overrides of ``run.*``, ``ray.*`` and
-    ``train.epochs`` apply to it (``run.root`` and ``run.id`` locate the folder); any other
-    override must leave it as it was, so repeating the original overrides is allowed.
-
-    Raises:
-        ConfigError: no ``run.id``, no such run folder, the run completed or is still running,
-            or an override would change the run's config.
-    """
-    from omegaconf import OmegaConf
-
-    fresh = compose(overrides)
-    run = to_settings(fresh).run
-    if run.id is None:
-        raise ConfigError("--resume needs run.id=<id of the run to resume>")
-    run_dir = Path(run.root) / "pipeline" / run.id
-    check_resumable(run_dir)
-    saved = read_run_config(run_dir)
-    keys = [override_key(o) for o in overrides]
-    if any(not _resume_changeable(key) for key in keys):
-        changed = changed_keys(saved, OmegaConf.create(to_yaml(fresh)))
-        if changed := [key for key in changed if not _resume_changeable(key)]:
-            shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
-            raise ConfigError(
-                f"cannot resume {run_dir} with other settings ({shown} would change): resume "
-                "uses the run's config.yaml; pass only run.*, ray.* and train.epochs overrides, "
-                "or exactly the overrides the run started with"
-            )
-    for key in keys:
-        if _resume_changeable(key):
-            OmegaConf.update(saved, key, OmegaConf.select(fresh, key), force_add=True)
-    saved.run.root, saved.run.id = run.root, run.id
-    return saved, run_dir
-
-
-def _resume_changeable(key: str) -> bool:
-    return key == "train.epochs" or key.startswith(RESUME_CHANGEABLE[:2])
+    """The config and run folder of the interrupted pipeline run ``run.id``: its saved
+    ``config.yaml`` with the overrides of :data:`RESUME_CHANGEABLE` applied
+    (:func:`flows.run.resumed_config`)."""
+    return resumed_config("pipeline", compose(overrides), overrides, RESUME_CHANGEABLE)
 
 
 def check_gateable(model) -> None:

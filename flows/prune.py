@@ -9,8 +9,8 @@ trains the same masks from a fresh initialisation as the control
 
 The run folder holds ``prune/`` (initial and rewind weights, every round's masks, its ticket's
 weights and its Ray Train checkpoints, ``state.json`` with the finished rounds), ``prune.json``,
-``metrics.json`` and the report. ``--resume`` with ``run.id=<id>`` and the same overrides
-continues an interrupted run at its next unfinished round (``prune.rounds`` may grow).
+``metrics.json`` and the report. ``--resume`` with ``run.id=<id>`` continues an interrupted run
+in its saved config at its next unfinished round (``prune.rounds`` may grow).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from flows.run import (
     finish_run,
     open_run,
     report_data,
+    resumed_config,
 )
-from flows.run_folder import check_resumable, check_run_dir_free, with_run_status
+from flows.run_folder import check_run_dir_free, with_run_status
 from tasks.ingest import ingest_task
 
 DEFAULT_MODEL = "mlp"
@@ -75,6 +76,20 @@ def compose_prune(overrides: list[str]):
     return compose_with_defaults(qualify(overrides), {"prune": "default", "model": DEFAULT_MODEL})
 
 
+# What ``--resume`` may change: where runs and Ray are, and how many rounds to prune.
+RESUME_CHANGEABLE = ("run.", "ray.", "prune.rounds")
+
+
+def prune_config(overrides: list[str], resume: bool = False):
+    """The prune run's config (one composition) and, resuming, the run folder it continues: its
+    saved config with the overrides of :data:`RESUME_CHANGEABLE` applied
+    (:func:`flows.run.resumed_config`)."""
+    cfg = compose_prune(overrides)
+    if not resume:
+        return cfg, None
+    return resumed_config("prune", cfg, qualify(overrides), RESUME_CHANGEABLE)
+
+
 def prune_settings(cfg):
     """The flow's settings and the validated :class:`PruneConfig`; ``ConfigError`` names the
     key (a rewind epoch the dense round may not reach included)."""
@@ -108,9 +123,8 @@ def prune(
     from components.pruning.lottery import lottery_headline, lottery_section
     from tasks.prune import prune_task
 
-    cfg = compose_prune(all_overrides(options, overrides))
+    cfg, resume_dir = prune_config(all_overrides(options, overrides), resume)
     settings, config = prune_settings(cfg)
-    resume_dir = _resume_dir(settings) if resume else None
     if resume_dir is None:
         check_run_dir_free(settings.run.root, "prune", settings.run.id)
     dataset = ingest_task(settings.data, settings.run.cache_dir)
@@ -135,14 +149,6 @@ def prune(
     files = {"prune.json": section}
     done = finish_run(run, settings, report, metrics={"headline": headline}, files=files)
     return PruneResult(**done.model_dump())
-
-
-def _resume_dir(settings) -> Path:
-    if settings.run.id is None:
-        raise ConfigError("--resume needs run.id=<id of the prune run to resume>")
-    run_dir = Path(settings.run.root) / "prune" / settings.run.id
-    check_resumable(run_dir)
-    return run_dir
 
 
 def _check_same_setup(folder: Path, spec, config) -> None:

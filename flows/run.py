@@ -22,10 +22,12 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from components import atomic
-from flows.config import ConfigError, to_yaml
-from flows.config_errors import hydra_string
+from flows.config import ConfigError, changed_keys, to_settings, to_yaml
+from flows.config_errors import hydra_string, override_key
 from flows.run_folder import (
+    check_resumable,
     create_run_dir,
+    read_run_config,
     read_run_json,
     start_status,
     update_status,
@@ -192,6 +194,45 @@ def _name_flow_run(run_id: str) -> str | None:
     except httpx.HTTPError as err:
         get_run_logger().warning("could not name flow run %s %r: %s", flow_run.id, run_id, err)
     return flow_run.id
+
+
+def resumed_config(flow: str, fresh, overrides: list[str], changeable: tuple[str, ...]):
+    """The config and run folder of resuming the run ``run.id`` of ``flow``: its saved
+    ``config.yaml``, with the overrides of ``changeable`` keys (``"run."`` stands for every
+    ``run.*`` key) taken from ``fresh``, the config ``overrides`` compose. Any other override
+    must leave the saved config as it was, so the run's own overrides may be repeated or left
+    out; ``run.root`` and ``run.id`` locate the folder.
+
+    Raises:
+        ConfigError: no ``run.id``, no such run folder, the run completed or is still running,
+            or an override would change the run's config.
+    """
+    from omegaconf import OmegaConf
+
+    run = to_settings(fresh).run
+    if run.id is None:
+        raise ConfigError(f"--resume needs run.id=<id of the {flow} run to resume>")
+    run_dir = Path(run.root) / flow / run.id
+    check_resumable(run_dir)
+    saved = read_run_config(run_dir)
+    keys = [override_key(o) for o in overrides]
+    may_change = [key for key in keys if key.startswith(changeable)]
+    if len(may_change) < len(keys):
+        changed = changed_keys(saved, OmegaConf.create(to_yaml(fresh)))
+        if changed := {k: v for k, v in changed.items() if not k.startswith(changeable)}:
+            shown = ", ".join(f"{k} (saved {a}, now {b})" for k, (a, b) in [*changed.items()][:3])
+            allowed = [f"{key}*" if key.endswith(".") else key for key in changeable]
+            allowed = f"{', '.join(allowed[:-1])} and {allowed[-1]}"
+            raise ConfigError(
+                f"cannot resume {run_dir} with other settings: {shown}"
+                f"{', ...' if len(changed) > 3 else ''} would change. Resume uses the run's "
+                f"config.yaml; pass only {allowed} overrides, or exactly the overrides the run "
+                "started with"
+            )
+    for key in may_change:
+        OmegaConf.update(saved, key, OmegaConf.select(fresh, key), force_add=True)
+    saved.run.root, saved.run.id = run.root, run.id
+    return saved, run_dir
 
 
 def report_data(

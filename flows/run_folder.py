@@ -352,8 +352,6 @@ def resume_command(flow: str, run_id: str, run_root: str | Path = DEFAULT_ROOT) 
     parts = [RESUME_COMMANDS[flow], f"run.id={run_id}"]
     if str(run_root) != DEFAULT_ROOT:
         parts.append(shell_override("run.root", str(run_root)))
-    if flow in ("sweep", "prune"):
-        parts.append("<the same overrides>")
     return " ".join(parts)
 
 

@@ -39,11 +39,9 @@ from components.search.space import apply_prune_overrides, apply_ssl_overrides
 from flows.config import (
     DEFAULT_SEARCH,
     ConfigError,
-    changed_keys,
     compose,
     to_search_settings,
     to_settings,
-    to_yaml,
 )
 from flows.config_errors import override_key
 from flows.pretrain import ssl_source, stage_config
@@ -60,13 +58,12 @@ from flows.run import (
     headline_metrics,
     open_run,
     report_data,
+    resumed_config,
     training_summary,
 )
 from flows.run_folder import (
-    check_resumable,
     check_run_dir_free,
     new_run_id,
-    read_run_config,
     read_run_json,
     with_run_status,
     write_json,
@@ -165,6 +162,13 @@ def compose_sweep(overrides: list[str]):
     return compose(overrides)
 
 
+def sweep_config(overrides: list[str], resume: bool = False):
+    """The sweep's config (one composition); resuming, the interrupted sweep's saved config with
+    the overrides of :data:`RESUME_CHANGEABLE` applied (:func:`flows.run.resumed_config`)."""
+    cfg = compose_sweep(overrides)
+    return resumed_config("sweep", cfg, overrides, RESUME_CHANGEABLE)[0] if resume else cfg
+
+
 @flow(name="sweep", log_prints=True)
 @with_run_status
 def sweep(
@@ -184,7 +188,7 @@ def sweep(
     from components.pruning.lottery import lottery_headline
     from components.search.best import search_files, search_summary
 
-    cfg = compose_sweep(all_overrides(options, overrides))
+    cfg = sweep_config(all_overrides(options, overrides), resume)
     settings, search = to_settings(cfg), to_search_settings(cfg)
     method = search.sweep.method
     _check_storage(settings, search)
@@ -193,7 +197,7 @@ def sweep(
     prune_cfg = _check_prune(cfg, settings, search)
     _check_budget(settings, search, prune_cfg)
     _check_space(settings, search, spec=None)  # train.* values, before the data is read
-    _check_resume(settings, to_yaml(cfg), resume)  # before anything is ingested or written
+    _check_resume(settings, resume)  # before anything is ingested or written
     if settings.run.id is None and not resume:  # fixed now: meta.json records its experiment
         settings = replace(settings, run=replace(settings.run, id=new_run_id()))
     if not resume:
@@ -313,14 +317,16 @@ def _night(run, settings, dataset, method: str, spec, outcome, done):
     )
 
 
-def _check_resume(settings, config_yaml: str, resume: bool) -> None:
-    """``--resume`` continues only an unfinished sweep of the same config; without it, a Tune
-    experiment left under ``run.id`` is refused (Tune would silently continue it, also when
-    ``ray.storage_path`` outlived the run folder)."""
+def _check_resume(settings, resume: bool) -> None:
+    """``--resume`` continues only a sweep whose folder and Tune state are where and as they were
+    (its config is the folder's: :func:`sweep_config`); without it, a Tune experiment left under
+    ``run.id`` is refused (Tune would silently continue it, also when ``ray.storage_path``
+    outlived the run folder)."""
     from components.search.tune_sweep import existing_experiment, existing_experiment_message
 
     if resume:
-        _check_resumable(settings, config_yaml)
+        _check_not_moved(Path(settings.run.root) / "sweep" / settings.run.id, _experiment(settings))
+        _check_tune_state(settings)
         return
     run_id = settings.run.id
     if run_id is not None and (experiment := existing_experiment(_storage(settings, run_id))):
@@ -332,29 +338,6 @@ META_EXPERIMENT = "tune_experiment"
 # What a sweep's ``--resume`` may change: where the run folders and Ray are, not the search
 # (``run.id`` and ``run.root`` locate the folder; a sweep started without ``run.id`` saved none).
 RESUME_CHANGEABLE = ("run.id", "run.root", "ray.address", "ray.num_cpus")
-
-
-def _check_resumable(settings, config_yaml: str) -> None:
-    if settings.run.id is None:
-        raise ConfigError("resuming a sweep needs run.id=<id of the interrupted sweep>")
-    run_dir = Path(settings.run.root) / "sweep" / settings.run.id
-    saved = run_dir / "config.yaml"
-    if not saved.exists():
-        raise ConfigError(f"cannot resume: {saved} does not exist")
-    if saved.read_text() != config_yaml:
-        from omegaconf import OmegaConf
-
-        changed = changed_keys(read_run_config(run_dir), OmegaConf.create(config_yaml))
-        if changed := {k: v for k, v in changed.items() if k not in RESUME_CHANGEABLE}:
-            shown = ", ".join(f"{k} (saved {a}, now {b})" for k, (a, b) in [*changed.items()][:3])
-            raise ConfigError(
-                f"cannot resume {run_dir}: its config.yaml differs from this sweep's config "
-                f"in {shown}{', ...' if len(changed) > 3 else ''}; pass the same overrides as "
-                "the interrupted run"
-            )
-    check_resumable(run_dir)  # refuses a finished sweep, and one still running
-    _check_not_moved(run_dir, _experiment(settings))
-    _check_tune_state(settings)
 
 
 def _experiment(settings) -> str:

@@ -91,7 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted sweep of run.id=<id> (same overrides as before)",
+        help=(
+            "continue the interrupted, killed or failed sweep of run.id=<id> in its run folder "
+            "(its config.yaml; only run.id, run.root, ray.address and ray.num_cpus may change)"
+        ),
     )
     sweep.set_defaults(handler=_sweep)
     explain = sub.add_parser(
@@ -170,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the interrupted prune run of run.id=<id> at its next unfinished round "
-        "(same overrides as before; prune.rounds may grow)",
+        "(its config.yaml; only run.*, ray.* and prune.rounds, which may grow, may change)",
     )
     prune.set_defaults(handler=_prune)
     pretrain = _command(
@@ -258,7 +261,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.show_config:
         return _show_config(
-            lambda: sweep.compose_sweep(args.overrides),
+            lambda: sweep.sweep_config(args.overrides, args.resume),
             lambda cfg: (to_settings(cfg), to_search_settings(cfg)),
         )
     from sennflow.progress import trial_progress
@@ -267,7 +270,6 @@ def _sweep(args: argparse.Namespace) -> int:
         lambda: sweep.sweep(overrides=args.overrides, resume=args.resume),
         trial_progress(),
         lambda result: f"best configuration ({result.method}): {result.best_config}",
-        overrides=args.overrides,
     )
 
 
@@ -359,13 +361,14 @@ def _prune(args: argparse.Namespace) -> int:
     from flows import prune
 
     if args.show_config:
-        return _show_config(lambda: prune.compose_prune(args.overrides), prune.prune_settings)
+        return _show_config(
+            lambda: prune.prune_config(args.overrides, args.resume)[0], prune.prune_settings
+        )
     from sennflow.progress import step_progress
 
     return _run_flow(
         lambda: prune.prune(overrides=args.overrides, resume=args.resume),
         step_progress("rounds"),
-        overrides=args.overrides,
     )
 
 
@@ -403,11 +406,11 @@ def _run_failures() -> tuple[type[Exception], ...]:
     return DivergedError, SweepFailedError, AccuracyDropAlert
 
 
-def _run_flow(call, progress, intro=None, overrides: list[str] = ()) -> int:
+def _run_flow(call, progress, intro=None) -> int:
     """Run ``call()`` (a flow) inside ``progress``; input errors exit 2 with one message, run
     failures (:func:`_run_failures`) exit 1 with one message, SIGINT/SIGTERM exit 130/143
     (:func:`sennflow.interrupts.interrupted`), else print the result (after ``intro(result)``
-    when given). ``overrides``: the command's, for a sweep's resume hint."""
+    when given)."""
     from flows.run_folder import signal_of, started_runs
     from sennflow import interrupts
 
@@ -424,7 +427,7 @@ def _run_flow(call, progress, intro=None, overrides: list[str] = ()) -> int:
         if signal_of(err) is None:  # a plain sys.exit
             raise
         runs = started_runs()[before:]
-        return interrupts.interrupted(err, runs, overrides, stop_ray=not ray_was_up)
+        return interrupts.interrupted(err, runs, stop_ray=not ray_was_up)
     if intro is not None:
         print(intro(result))
     _print_result(result)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -42,9 +41,7 @@ def interrupts() -> tuple[type[BaseException], ...]:
     return KeyboardInterrupt, TerminationSignal, SystemExit
 
 
-def interrupted(
-    err: BaseException, run_dirs: list[Path], overrides: list[str], *, stop_ray: bool
-) -> int:
+def interrupted(err: BaseException, run_dirs: list[Path], *, stop_ray: bool) -> int:
     """Mark the run interrupted, shut down the Ray the command started (``stop_ray``) and
     with it the workers, say how to resume; return 128 + the signal's number."""
     from flows.run_folder import mark_interrupted, signal_of
@@ -65,18 +62,15 @@ def interrupted(
         print(f"sennflow: {name}: stopped before the run folder was created", file=sys.stderr)
     for run_dir, status in zip(run_dirs, statuses, strict=True):
         print(f"sennflow: {name}: run {run_dir} marked interrupted", file=sys.stderr)
-        print(f"sennflow: {resume_hint(status, overrides)}", file=sys.stderr)
+        print(f"sennflow: {resume_hint(status)}", file=sys.stderr)
     return 128 + signum
 
 
-def resume_hint(status: dict, overrides: list[str]) -> str:
-    """How to resume the run whose ``status.json`` is ``status``, with the command's
-    ``overrides`` in place of ``<the same overrides>``."""
+def resume_hint(status: dict) -> str:
+    """How to resume the run whose ``status.json`` is ``status``."""
     command = status.get("resume")
     if command is None:
         return f"a {status.get('flow', 'run')} run cannot be resumed; start it again"
-    same = [shlex.quote(o) for o in overrides if not o.startswith(("run.id=", "run.root="))]
-    command = command.replace("<the same overrides>", " ".join(same)).rstrip()
     return f"resume with: {command}"
 
 

@@ -84,8 +84,7 @@ def test_the_resume_hint_survives_a_shell_and_hydra_unchanged(root):
     from flows.run_folder import resume_command
     from sennflow.interrupts import resume_hint
 
-    space = "search.space.train.lr={type:uniform,low:0.1,high:1}"
-    hint = resume_hint({"resume": resume_command("sweep", "r1", root)}, ["model=mlp", space])
+    hint = resume_hint({"resume": resume_command("sweep", "r1", root)})
     command = hint.removeprefix("resume with: sennflow sweep ")
     words = subprocess.run(
         ["bash", "-c", f"printf '%s\\0' {command}"], capture_output=True, check=True, text=True
@@ -93,8 +92,7 @@ def test_the_resume_hint_survives_a_shell_and_hydra_unchanged(root):
     parsed = OverridesParser.create().parse_overrides(words[1:])
     given = {o.key_or_group: o.value() for o in parsed}
     assert words[0] == "--resume" and given["run.id"] == "r1"
-    assert given.get("run.root", "runs") == root and given["model"] == "mlp"
-    assert given["search.space.train.lr"] == {"type": "uniform", "low": 0.1, "high": 1}
+    assert given.get("run.root", "runs") == root and len(given) == 1 + (root != "runs")
 
 
 def test_only_an_unfinished_run_whose_process_is_gone_can_be_resumed(tmp_path):
@@ -138,7 +136,7 @@ def test_resume_uses_the_saved_config_and_refuses_other_settings(tmp_path):
     assert (cfg.ray.num_cpus, cfg.run.id) == (1, "r1")
     same, _ = resume_config(["run.id=r1", root, "model=mlp", "train.lr=0.05", "train.epochs=3"])
     assert same.train.lr == 0.05  # the original overrides again: allowed
-    with pytest.raises(ConfigError, match=r"train\.lr would change"):
+    with pytest.raises(ConfigError, match=r"train\.lr \(saved 0\.05, now 0\.1\) would change"):
         resume_config(["run.id=r1", root, "model=mlp", "train.lr=0.1", "train.epochs=3"])
     with pytest.raises(ConfigError, match="--resume needs run.id"):
         resume_config([root])

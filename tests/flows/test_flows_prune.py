@@ -26,7 +26,7 @@ def test_rounds_on_a_gpu_the_local_ray_lacks_are_refused_before_the_run_folder(
     assert not (tmp_path / "runs").exists()
 
 
-def test_prune_command_runs_two_rounds_and_refuses_a_changed_resume(
+def test_prune_command_runs_two_rounds_refuses_a_changed_resume_and_resumes_by_id(
     prefect_harness, ray_session, tmp_path, capsys, digits_dataset
 ):
     args = [
@@ -53,4 +53,8 @@ def test_prune_command_runs_two_rounds_and_refuses_a_changed_resume(
     update_status(run_dir, state="interrupted")  # as a killed run leaves it
     capsys.readouterr()
     assert main(["prune", "--resume", *args[:2], "rate=0.3", *args[3:]]) == 2
-    assert "prune.rate" in capsys.readouterr().err
+    assert "prune.rate (saved 0.5, now 0.3) would change" in capsys.readouterr().err
+    # its config.yaml is the config: the folder and one more round are all a resume names
+    assert main(["prune", "--resume", *args[6:8], "rounds=2"]) == 0
+    rounds = json.loads((run_dir / "prune.json").read_text())["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2] and rounds[2]["remaining"] < 0.3

@@ -393,7 +393,14 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, t
     assert f"was started in {experiment.resolve()} and is now in {moved.resolve()}/" in said
     assert sorted(moved.rglob("*")) == files
 
-    resumed = _sennflow_sweep("--resume", *args, env=env)
+    changed = _sennflow_sweep("--resume", *args, "train.epochs=5", env=env)
+    out, _ = changed.communicate(timeout=120)
+    assert changed.returncode == 2, out[-3000:]
+    said = " ".join(out.split())
+    assert "with other settings: train.epochs (saved 3, now 5) would change" in said
+
+    # the run folder's config.yaml is the config: where the sweep is, is all a resume needs
+    resumed = _sennflow_sweep("--resume", *args[-2:], env=env)
     out, _ = resumed.communicate(timeout=420)
     assert resumed.returncode == 0, out[-3000:]
     trials = json.loads((experiment.parent / "search.json").read_text())["trials"]
@@ -410,8 +417,7 @@ def test_a_sweep_resumes_after_its_driver_is_killed(prefect_harness, tmp_path, t
     epochs = [row["epoch"] for row in trial_results(second)]
     assert epochs == sorted(set(epochs))  # resumed from its checkpoint, not restarted
 
-    again = _sennflow_sweep("--resume", *args, "train.epochs=5", env=env)
+    again = _sennflow_sweep("--resume", *args, env=env)
     out, _ = again.communicate(timeout=120)
     assert again.returncode == 2, out[-3000:]
-    assert "config.yaml differs from this sweep's config in " in out
-    assert "train.epochs (saved 3, now 5); pass the same overrides" in out
+    assert "the run already completed. Start a new sweep" in " ".join(out.split())
