@@ -182,8 +182,9 @@ def sweep(
         overrides: Hydra overrides, e.g. ``["search=pbt", "model=mlp"]``; applied after
             ``options``.
         options: the common knobs as a typed form (the Prefect UI renders it).
-        resume: continue the interrupted sweep in the run folder of ``run.id`` (its config must
-            match); finished trials are kept, unfinished ones resume from their checkpoints.
+        resume: continue the interrupted sweep in the run folder of ``run.id``, in its saved
+            config (:func:`sweep_config`); finished trials are kept, unfinished ones resume
+            from their checkpoints.
     """
     from components.pruning.lottery import lottery_headline
     from components.search.best import search_files, search_summary
