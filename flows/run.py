@@ -161,7 +161,7 @@ def open_run(
         meta = write_run_files(
             run_dir, config_yaml=config_yaml, seed=settings.seed, use_gpu=use_gpu
         )
-        meta_extra = {"prefect_flow_run": _name_flow_run(run_dir.name), **(meta_extra or {})}
+        meta_extra = {"prefect_flow_run": link_flow_run(run_dir), **(meta_extra or {})}
         meta = {**meta, **meta_extra}
         write_json(run_dir / "meta.json", meta)
     else:
@@ -173,26 +173,31 @@ def open_run(
         if status["last_completed_epoch"] is not None:
             get_run_logger().info("resuming after epoch %s", status["last_completed_epoch"])
         atomic.write_text(run_dir / "config.yaml", config_yaml)
-        _name_flow_run(run_dir.name)
+        link_flow_run(run_dir)
     get_run_logger().info("run folder %s", run_dir)
     return OpenRun(flow=flow, run_dir=run_dir, meta=meta, config_yaml=config_yaml)
 
 
-def _name_flow_run(run_id: str) -> str | None:
+def link_flow_run(run_dir: Path) -> str | None:
     """Name the Prefect flow run this runs in after its run folder (the UI lists flow runs by
-    name, and Prefect's own names are random words); return the flow run's id (None outside
-    one). A server that refuses is a warning: the run matters more than its name."""
+    name, and Prefect's own names are random words) and record its id in ``status.json`` (an
+    interrupted run's flow run is then marked cancelled: :mod:`sennflow.interrupts`); return
+    the id (None outside a flow run). A server that refuses is a warning: the run matters more
+    than its name."""
     import httpx
     from prefect import get_client
     from prefect.runtime import flow_run
 
     if not flow_run.id:
         return None
+    update_status(run_dir, prefect_flow_run=flow_run.id)
     try:
         with get_client(sync_client=True) as client:
-            client.update_flow_run(flow_run.id, name=run_id)
+            client.update_flow_run(flow_run.id, name=run_dir.name)
     except httpx.HTTPError as err:
-        get_run_logger().warning("could not name flow run %s %r: %s", flow_run.id, run_id, err)
+        get_run_logger().warning(
+            "could not name flow run %s %r: %s", flow_run.id, run_dir.name, err
+        )
     return flow_run.id
 
 

@@ -52,6 +52,8 @@ def interrupted(err: BaseException, run_dirs: list[Path], *, stop_ray: bool) -> 
         signal.signal(sig, lambda number, frame: os._exit(128 + number))
     try:
         statuses = [mark_interrupted(run_dir, signum) for run_dir in run_dirs]
+        for status in statuses:
+            cancel_flow_run(status)
         if stop_ray:
             shutdown_ray()
     finally:
@@ -64,6 +66,26 @@ def interrupted(err: BaseException, run_dirs: list[Path], *, stop_ray: bool) -> 
         print(f"sennflow: {name}: run {run_dir} marked interrupted", file=sys.stderr)
         print(f"sennflow: {resume_hint(status)}", file=sys.stderr)
     return 128 + signum
+
+
+def cancel_flow_run(status: dict) -> None:
+    """Mark the Prefect flow run of the interrupted run whose ``status.json`` is ``status``
+    cancelled, saying by which signal and how to resume it: Prefect's engine records an
+    interrupted flow run as crashed, which the UI (and an automation watching for crashes) would
+    take for a failure. A server that cannot be reached leaves it crashed, with a warning."""
+    import httpx
+    from prefect import get_client
+    from prefect.states import Cancelled
+
+    flow_run = status.get("prefect_flow_run")
+    if status.get("state") != "interrupted" or not flow_run:
+        return
+    message = f"interrupted by {status.get('signal')}; {resume_hint(status)}"
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run, Cancelled(message=message), force=True)
+    except httpx.HTTPError as err:
+        logging.getLogger(__name__).warning("flow run %s stays crashed: %s", flow_run, err)
 
 
 def resume_hint(status: dict) -> str:

@@ -77,6 +77,37 @@ def test_a_signal_marks_the_run_interrupted_and_prints_how_to_resume(
     assert signal.getsignal(signum) is handler  # restored
 
 
+@pytest.mark.prefect
+def test_an_interrupted_flow_run_is_cancelled_in_prefect_saying_how_to_resume(
+    prefect_harness, tmp_path, capsys
+):
+    from prefect import flow, get_client
+
+    from flows.run import link_flow_run
+
+    run_dir = _run_folder(tmp_path)
+
+    @flow
+    @with_run_status
+    def stopped():
+        start_status(run_dir, "pipeline", run_root=tmp_path / "runs")
+        link_flow_run(run_dir)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("the signal did not stop the run")
+
+    assert _run_flow(stopped, contextlib.nullcontext()) == 130
+    status = read_status(run_dir)
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(status["prefect_flow_run"])
+    assert flow_run.name == "r1"  # named after its run folder
+    assert flow_run.state.is_cancelled(), flow_run.state  # not "crashed", as Prefect left it
+    assert flow_run.state.message == (
+        f"interrupted by SIGINT; resume with: sennflow run --resume run.id=r1 "
+        f"run.root={tmp_path / 'runs'}"
+    )
+
+
 @pytest.mark.parametrize("root", ["/data/my runs é", "/data/it's", "/data/a$b, c", "runs"])
 def test_the_resume_hint_survives_a_shell_and_hydra_unchanged(root):
     from hydra.core.override_parser.overrides_parser import OverridesParser
