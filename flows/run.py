@@ -25,6 +25,7 @@ from components import atomic
 from flows.config import ConfigError, changed_keys, to_settings, to_yaml
 from flows.config_errors import hydra_string, override_key
 from flows.run_folder import (
+    STATUS,
     check_resumable,
     create_run_dir,
     read_run_config,
@@ -181,24 +182,37 @@ def open_run(
 def link_flow_run(run_dir: Path) -> str | None:
     """Name the Prefect flow run this runs in after its run folder (the UI lists flow runs by
     name, and Prefect's own names are random words) and record its id in ``status.json`` (an
-    interrupted run's flow run is then marked cancelled: :mod:`sennflow.interrupts`); return
-    the id (None outside a flow run). A server that refuses is a warning: the run matters more
-    than its name."""
+    interrupted run's flow run is then marked cancelled: :mod:`sennflow.interrupts`); a resumed
+    run's previous flow run, left running by a killed process, is marked crashed. Return the id
+    (None outside a flow run). A server that refuses is a warning: the run matters more than
+    how Prefect lists it."""
     import httpx
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
     from prefect.runtime import flow_run
 
     if not flow_run.id:
         return None
+    previous = (read_run_json(run_dir / STATUS) or {}).get("prefect_flow_run")
     update_status(run_dir, prefect_flow_run=flow_run.id)
     try:
         with get_client(sync_client=True) as client:
             client.update_flow_run(flow_run.id, name=run_dir.name)
-    except httpx.HTTPError as err:
-        get_run_logger().warning(
-            "could not name flow run %s %r: %s", flow_run.id, run_dir.name, err
-        )
+            if previous not in (None, flow_run.id):
+                _end_killed_flow_run(client, previous, flow_run.id)
+    except (httpx.HTTPError, ObjectNotFound) as err:
+        get_run_logger().warning("could not update Prefect's flow runs of this run: %s", err)
     return flow_run.id
+
+
+def _end_killed_flow_run(client, killed: str, resuming: str) -> None:
+    """Mark the flow run of a killed run (left running: nobody could end it) crashed."""
+    from prefect.states import Crashed
+
+    state = client.read_flow_run(killed).state
+    if state is not None and not state.is_final():
+        message = f"its process ended without a word (killed); resumed by flow run {resuming}"
+        client.set_flow_run_state(killed, Crashed(message=message), force=True)
 
 
 def resumed_config(flow: str, fresh, overrides: list[str], changeable: tuple[str, ...]):

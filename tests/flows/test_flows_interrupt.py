@@ -282,6 +282,11 @@ def test_a_killed_run_resumes_from_its_newest_checkpoint(
 
     second = _sennflow(["run", "--resume", *place], env, log)
     stopped_after = _epoch_after(run_dir, newest_killed, second, log)
+    with get_client(sync_client=True) as client:  # the killed one's flow run, left running
+        killed = client.read_flow_run(
+            json.loads((run_dir / "meta.json").read_text())["prefect_flow_run"]
+        )
+    assert killed.state.is_crashed() and "resumed by flow run" in killed.state.message
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=120) == 143, log.read_text()[-3000:]
     status = read_status(run_dir)
