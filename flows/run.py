@@ -235,10 +235,10 @@ def resumed_config(flow: str, fresh, overrides: list[str], changeable: tuple[str
     check_resumable(run_dir)
     saved = read_run_config(run_dir)
     keys = [override_key(o) for o in overrides]
-    may_change = [key for key in keys if key.startswith(changeable)]
+    may_change = [key for key in keys if _matches(key, changeable)]
     if len(may_change) < len(keys):
         changed = changed_keys(saved, OmegaConf.create(to_yaml(fresh)))
-        if changed := {k: v for k, v in changed.items() if not k.startswith(changeable)}:
+        if changed := {k: v for k, v in changed.items() if not _matches(k, changeable)}:
             shown = ", ".join(f"{k} (saved {a}, now {b})" for k, (a, b) in [*changed.items()][:3])
             allowed = [f"{key}*" if key.endswith(".") else key for key in changeable]
             allowed = f"{', '.join(allowed[:-1])} and {allowed[-1]}"
@@ -252,6 +252,11 @@ def resumed_config(flow: str, fresh, overrides: list[str], changeable: tuple[str
         OmegaConf.update(saved, key, OmegaConf.select(fresh, key), force_add=True)
     saved.run.root, saved.run.id = run.root, run.id
     return saved, run_dir
+
+
+def _matches(key: str, keys: tuple[str, ...]) -> bool:
+    """Whether ``key`` is one of ``keys``, where ``"run."`` stands for every ``run.*`` key."""
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
 
 
 def report_data(
