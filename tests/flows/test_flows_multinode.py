@@ -184,4 +184,4 @@ def test_training_spreads_over_two_nodes_and_survives_losing_one(
     assert "worker group restarted (attempt 2): recovered from the checkpoint of epoch" in output
     report = (run_dir / "report.html").read_text()
     assert "time(s) from a checkpoint, after epoch" in report
-    assert second in report and head in report
+    assert second[:8] in report and head[:8] in report  # as the training log names them
