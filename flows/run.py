@@ -239,7 +239,12 @@ def resumed_config(flow: str, fresh, overrides: list[str], changeable: tuple[str
     if len(may_change) < len(keys):
         changed = changed_keys(saved, OmegaConf.create(to_yaml(fresh)))
         if changed := {k: v for k, v in changed.items() if not _matches(k, changeable)}:
-            shown = ", ".join(f"{k} (saved {a}, now {b})" for k, (a, b) in [*changed.items()][:3])
+            # the keys this command's overrides name first: those are what the user changed
+            given = (*keys, *(f"{key}." for key in keys))  # a group override: its keys
+            named = sorted(changed, key=lambda k: not _matches(k, given))
+            shown = ", ".join(
+                f"{k} (saved {changed[k][0]}, now {changed[k][1]})" for k in named[:3]
+            )
             allowed = [f"{key}*" if key.endswith(".") else key for key in changeable]
             allowed = f"{', '.join(allowed[:-1])} and {allowed[-1]}"
             raise ConfigError(

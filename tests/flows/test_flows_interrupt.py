@@ -169,6 +169,9 @@ def test_resume_uses_the_saved_config_and_refuses_other_settings(tmp_path):
     assert same.train.lr == 0.05  # the original overrides again: allowed
     with pytest.raises(ConfigError, match=r"train\.lr \(saved 0\.05, now 0\.1\) would change"):
         resume_config(["run.id=r1", root, "model=mlp", "train.lr=0.1", "train.epochs=3"])
+    # the override the user changed is named first, before the keys they did not repeat
+    with pytest.raises(ConfigError, match=r"other settings: train\.lr \(saved 0\.05, now 0\.1\), "):
+        resume_config(["run.id=r1", root, "train.lr=0.1"])
     with pytest.raises(ConfigError, match="--resume needs run.id"):
         resume_config([root])
 
