@@ -52,12 +52,19 @@ def list_runs(root: Path | str) -> list[RunRow]:
         raise ConfigError(f"{root}: no such folder of runs (the run.root runs were written to)")
     rows = [
         _row(run_dir)
-        for flow_dir in root.iterdir()
+        for flow_dir in _listed(root)
         if flow_dir.is_dir()
-        for run_dir in flow_dir.iterdir()
+        for run_dir in _listed(flow_dir)
         if (run_dir / "config.yaml").is_file()
     ]
     return sorted(rows, key=lambda row: (row.started or "", row.flow, row.run_id))
+
+
+def _listed(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as err:
+        raise ConfigError(f"{folder}: cannot list it ({err.strerror or err})") from err
 
 
 def _row(run_dir: Path) -> RunRow:
@@ -70,11 +77,16 @@ def _row(run_dir: Path) -> RunRow:
         state = COMPLETED if (run_dir / "report.html").is_file() else "unknown"
         return RunRow(**named, state=state)
     state = shown_state(status)
-    return RunRow(
+    resume = status.get("resume") if state in RESUMABLE else None
+    return RunRow(  # a hand-edited status may hold anything: only values of the right type
         **named,
-        state=state,
-        started=status.get("started"),
-        epoch=status.get("last_completed_epoch"),
-        headline=status.get("headline") or {},
-        resume=status.get("resume") if state in RESUMABLE else None,
+        state=str(state),
+        started=_typed(status.get("started"), str),
+        epoch=_typed(status.get("last_completed_epoch"), int),
+        headline=_typed(status.get("headline"), dict) or {},
+        resume=_typed(resume, str),
     )
+
+
+def _typed(value, kind: type):
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None

@@ -72,9 +72,11 @@ def cancel_flow_run(status: dict) -> None:
     """Mark the Prefect flow run of the interrupted run whose ``status.json`` is ``status``
     cancelled, saying by which signal and how to resume it: Prefect's engine records an
     interrupted flow run as crashed, which the UI (and an automation watching for crashes) would
-    take for a failure. A server that cannot be reached leaves it crashed, with a warning."""
+    take for a failure. A server that cannot be reached, or does not know the flow run, leaves it
+    crashed, with a warning."""
     import httpx
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
     from prefect.states import Cancelled
 
     flow_run = status.get("prefect_flow_run")
@@ -84,7 +86,7 @@ def cancel_flow_run(status: dict) -> None:
     try:
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(flow_run, Cancelled(message=message), force=True)
-    except httpx.HTTPError as err:
+    except (httpx.HTTPError, ObjectNotFound, ValueError) as err:  # another server's, or no id
         logging.getLogger(__name__).warning("flow run %s stays crashed: %s", flow_run, err)
 
 

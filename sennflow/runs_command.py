@@ -46,8 +46,8 @@ def _runs(args: argparse.Namespace) -> int:
     rows = [row for row in rows if args.flow in (None, row.flow)]
     rows = [row for row in rows if args.state in (None, row.state)]
     if not rows:
-        found = f" (flows there: {', '.join(flows)})" if flows else ""
-        print(f"no such runs under {args.root}{found}")
+        found = f"no such runs under {args.root} (flows there: {', '.join(flows)})"
+        print(found if flows else f"no runs under {args.root}")
         return 0
     _print_rows(rows)
     for row in rows:

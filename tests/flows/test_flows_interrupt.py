@@ -108,6 +108,40 @@ def test_an_interrupted_flow_run_is_cancelled_in_prefect_saying_how_to_resume(
     )
 
 
+@pytest.mark.prefect
+@pytest.mark.parametrize("flow_run", ["6b1f4c52-0000-4000-8000-000000000000", "not-an-id"])
+def test_a_flow_run_this_server_does_not_know_is_a_warning_not_an_error(
+    prefect_harness, flow_run, caplog
+):
+    from sennflow.interrupts import cancel_flow_run
+
+    # a run folder copied from another machine, or a status edited by hand
+    cancel_flow_run({"state": "interrupted", "signal": "SIGINT", "prefect_flow_run": flow_run})
+    assert f"flow run {flow_run} stays crashed" in caplog.text
+
+
+@pytest.mark.prefect
+def test_resuming_a_run_whose_flow_run_id_is_garbage_still_names_the_new_flow_run(
+    prefect_harness, tmp_path
+):
+    from prefect import flow, get_client
+
+    from flows.run import link_flow_run
+
+    run_dir = _run_folder(tmp_path)
+    start_status(run_dir, "pipeline")
+    update_status(run_dir, prefect_flow_run="not-an-id")  # edited by hand
+
+    @flow
+    def resumed():
+        return link_flow_run(run_dir)
+
+    flow_run = resumed()
+    assert read_status(run_dir)["prefect_flow_run"] == flow_run
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(flow_run).name == "r1"
+
+
 @pytest.mark.parametrize("root", ["/data/my runs é", "/data/it's", "/data/a$b, c", "runs"])
 def test_the_resume_hint_survives_a_shell_and_hydra_unchanged(root):
     from hydra.core.override_parser.overrides_parser import OverridesParser

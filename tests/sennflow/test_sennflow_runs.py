@@ -122,6 +122,28 @@ def test_a_root_that_is_no_folder_is_one_error_and_exit_2(tmp_path, capsys):
     assert main(["runs", str(tmp_path / "file")]) == 2
 
 
+def test_a_hand_edited_status_of_wrong_types_is_listed_without_them(tmp_path, capsys):
+    root = tmp_path / "runs"
+    odd = {"last_completed_epoch": "x", "headline": [1], "resume": 3}
+    run_dir = _run(root, "pipeline", "odd", "", state="interrupted", **odd)
+    update_status(run_dir, started=5)
+    (row,) = list_runs(root)
+    assert (row.state, row.started, row.epoch, row.headline, row.resume) == (
+        "interrupted",
+        None,
+        None,
+        {},
+        None,
+    )
+    assert main(["runs", str(root)]) == 0
+    assert "pipeline/odd  interrupted" in capsys.readouterr().out
+
+
+def test_an_empty_root_says_it_has_no_runs(tmp_path, capsys):
+    assert main(["runs", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"no runs under {tmp_path}\n"
+
+
 def test_the_listing_writes_nothing(root):
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     main(["runs", str(root)])
