@@ -27,7 +27,8 @@ def load_embedded(name: str) -> LabeledArrays:
         name: ``digits``, ``breast_cancer`` or ``wine``.
 
     Returns:
-        The whole dataset; class names are the dataset's target names as strings.
+        The whole dataset; class names are the dataset's target names as strings, feature
+        names its feature names (none for the digit images).
     """
     if name not in _LOADERS:
         raise ValueError(f"unknown embedded dataset {name!r}: expected one of {list(_LOADERS)}")
@@ -37,4 +38,5 @@ def load_embedded(name: str) -> LabeledArrays:
         y=np.asarray(bunch.target, dtype=np.int64),
         class_names=tuple(str(t) for t in bunch.target_names),
         feature_shape=_SHAPES[name],
+        feature_names=None if name == "digits" else tuple(map(str, bunch.feature_names)),
     )

@@ -19,6 +19,7 @@ class LabeledArrays:
         dropped_by_reason: Rows removed by validation, per reason.
         splits: Per row, the split its source fixes (Parquet files named for their split),
             or ``None``: a seeded stratified split.
+        feature_names: Name of each flattened feature (a table's column names), or ``None``.
     """
 
     x: np.ndarray
@@ -27,3 +28,4 @@ class LabeledArrays:
     feature_shape: tuple[int, ...]
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     splits: np.ndarray | None = None
+    feature_names: tuple[str, ...] | None = None

@@ -73,6 +73,15 @@ class DatasetMeta:
         return self.raw.get("kind") == "image"
 
     @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """Each feature's name (a table's column names) when ``meta.json`` records one per
+        feature; ``None`` otherwise (images, signals, datasets ingested before names were kept)."""
+        names = self.raw.get("feature_names")
+        if not isinstance(names, list) or len(names) != self.num_features:
+            return None
+        return tuple(str(name) for name in names)
+
+    @property
     def channel_mean(self) -> np.ndarray:
         """Per-channel mean ``(C,)`` of an image dataset (pixels in [0, 1])."""
         return self.mean.reshape(self.feature_shape[0], -1)[:, 0]

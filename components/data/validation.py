@@ -144,7 +144,15 @@ def batches_to_labeled(
         feature_shape=(x.shape[1],),
         dropped_by_reason=dropped,
         splits=None if splits is None else np.asarray(splits)[keep],
+        feature_names=_feature_names(checked.names, x.shape[1]),
     )
+
+
+def _feature_names(columns: list[str], width: int) -> tuple[str, ...]:
+    """Each feature's name: its column's, or ``column[i]`` for the elements of a list column."""
+    if len(columns) == width:
+        return tuple(columns)
+    return tuple(f"{columns[0]}[{i}]" for i in range(width))
 
 
 def _check_batches(

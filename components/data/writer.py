@@ -86,9 +86,11 @@ def build_meta(
     train_moments: Moments,
     row_counts: dict[str, int],
     dropped_by_reason: dict[str, int],
+    feature_names: tuple[str, ...] | None = None,
 ) -> dict:
-    """The ``meta.json`` contents (see the dataset contract in DESIGN.md)."""
-    return {
+    """The ``meta.json`` contents (see the dataset contract in DESIGN.md); ``feature_names``
+    (a table's column names, one per feature) only when given."""
+    meta = {
         "feature_shape": list(feature_shape),
         "dtype": "float32",
         "num_features": math.prod(feature_shape),
@@ -105,6 +107,9 @@ def build_meta(
         "dropped_by_reason": dict(dropped_by_reason),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if feature_names is not None:
+        meta["feature_names"] = list(feature_names)
+    return meta
 
 
 def write_meta(root: Path, meta: dict) -> None:

@@ -250,7 +250,6 @@ class PostHoc(TypedDict, total=False):
     sp_lime: dict[str, object]
     timings: dict[str, float]
     budget: dict[str, object]
-    feature_names: list[str]
     input_scale: InputScale  # added by the page: how its figures draw inputs
 
 

@@ -12,7 +12,7 @@ units, so natural-scale bars would show only the largest feature.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from matplotlib import colormaps
@@ -61,12 +61,15 @@ class InputScale:
         std: normalisation std, same shape rules as ``mean``.
         value_range: natural ``(low, high)`` of the data: images are drawn with ``low`` black
             and ``high`` white (clipped); None scales each picture by its own min and max.
+        feature_names: the name of each feature of a flat (tabular) sample, e.g. its column's,
+            or None (figures then write ``x<i>``).
     """
 
     feature_shape: tuple[int, ...]
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     value_range: tuple[float, float] | None = None
+    feature_names: tuple[str, ...] | None = None
 
     @classmethod
     def from_meta(
@@ -75,7 +78,8 @@ class InputScale:
         """The scale of a dataset from its ``meta.json`` contents.
 
         Args:
-            data_meta: the dataset's meta (``normalization.mean/std``, ``kind``).
+            data_meta: the dataset's meta (``normalization.mean/std``, ``kind``,
+                ``feature_names``).
             feature_shape: shape of one sample.
             shown: standardised inputs drawn in the report; their de-normalised range is the
                 natural range of data that is not ``kind: image`` (e.g. 0..16 for digits).
@@ -86,14 +90,14 @@ class InputScale:
         mean, std = (_broadcast(normalization.get(k), shape) for k in ("mean", "std"))
         if mean is None or std is None:
             mean = std = None
-        scale = cls(shape, mean, std)
+        scale = cls(shape, mean, std, feature_names=_feature_names(data_meta, shape))
         if data_meta.get("kind") == "image":
-            return cls(shape, mean, std, (0.0, 1.0))
+            return replace(scale, value_range=(0.0, 1.0))
         if shown is not None and np.size(shown):
             natural = scale.denormalize(np.asarray(shown, dtype=float).reshape(-1, *shape))
             low, high = float(np.min(natural)), float(np.max(natural))
             if high > low:
-                return cls(shape, mean, std, (low, high))
+                return replace(scale, value_range=(low, high))
         return scale
 
     def denormalize(self, values) -> np.ndarray:
@@ -116,6 +120,14 @@ class InputScale:
         if high <= low:
             return np.zeros_like(natural)
         return np.clip((natural - low) / (high - low), 0.0, 1.0)
+
+
+def _feature_names(data_meta: Mapping, shape: tuple[int, ...]) -> tuple[str, ...] | None:
+    """The meta's ``feature_names`` when it names every feature of a flat sample."""
+    names = data_meta.get("feature_names")
+    if len(shape) != 1 or not isinstance(names, list) or len(names) != shape[0]:
+        return None
+    return tuple(str(name) for name in names)
 
 
 def identity_scale(feature_shape: Sequence[int]) -> InputScale:

@@ -85,9 +85,10 @@ def attribution_figure(
     attributions: np.ndarray,
     scale: InputScale,
     class_names: Sequence[str],
+    top_k: int = 10,
 ) -> Figure:
     """Inputs (drawn by ``scale``) beside their Integrated Gradients maps for the predicted
-    class."""
+    class; tabular samples show their ``top_k`` features, named by ``scale.feature_names``."""
     cols = 2 * min(len(samples), 3)
     rows = -(-2 * len(samples) // cols)
     fig, axes = _grid(rows, cols)
@@ -96,7 +97,9 @@ def attribution_figure(
         image_ax, attribution_ax = flat_axes[2 * i], flat_axes[2 * i + 1]
         draw_sample(image_ax, inputs[i], scale)
         label_sample(image_ax, sample, class_names)
-        draw_attribution(attribution_ax, attributions[i], scale.feature_shape)
+        draw_attribution(
+            attribution_ax, attributions[i], scale.feature_shape, top_k, scale.feature_names
+        )
         attribution_ax.set_title(f"IG, sum={float(np.sum(attributions[i])):+.3g}", fontsize=8)
     for ax in flat_axes[2 * len(samples) :]:
         ax.set_axis_off()
@@ -109,14 +112,13 @@ def attribution_grid_figure(
     scale: InputScale,
     row_labels: Sequence[str],
     top_k: int = 10,
-    feature_names: Sequence[str] | None = None,
 ) -> Figure:
     """One row per sample: its input, then one attribution map per column title in ``maps``.
 
     ``maps`` holds, per column title, the samples' attributions (``(n, *feature_shape)`` or
     ``(n, D)``); ``scale`` draws the inputs and gives the feature shape. Each cell has its own
     symmetric colour scale, written under it (``±limit``); tabular samples show their ``top_k``
-    features by magnitude as horizontal bars.
+    features by magnitude as horizontal bars, named by ``scale.feature_names``.
     """
     feature_shape = scale.feature_shape
     image = is_image(feature_shape)
@@ -126,7 +128,9 @@ def attribution_grid_figure(
         label_left(axes[row, 0], row_labels[row])
         for col, (title, attributions) in enumerate(maps.items(), start=1):
             ax = axes[row, col]
-            limit = draw_attribution(ax, attributions[row], feature_shape, top_k, feature_names)
+            limit = draw_attribution(
+                ax, attributions[row], feature_shape, top_k, scale.feature_names
+            )
             if image:
                 ax.set_xlabel(f"±{limit:.2g}", fontsize=7)
             if row == 0:

@@ -46,6 +46,7 @@ from components.report.xnesyl_section import xnesyl_section
 _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
 _IMAGE_FACTS = ("layout", "image_size", "normalization.source", "ignored_files")
 DROPPED_FILES_SHOWN = 50  # dropped image files listed by name; the rest are counted
+FEATURES_SHOWN = 100  # a table's features listed by name with their statistics
 CONFUSED_PAIRS = 5  # most frequent (true, predicted) mistakes listed by class name
 
 
@@ -69,6 +70,7 @@ def _data_section(data_meta: Mapping) -> str:
         parts.append(markup.key_value_table(rows, ("source", "value")))
     elif source is not None:
         parts.append(markup.paragraph(f"Source: {markup.format_value(source)}"))
+    parts += _feature_parts(data_meta)
     row_counts = data_meta.get("row_counts") or {}
     if row_counts:
         parts.append(markup.table(("split", "rows"), row_counts.items()))
@@ -80,6 +82,25 @@ def _data_section(data_meta: Mapping) -> str:
         parts.append(markup.table(("reason", f"{unit} dropped"), by_reason.items()))
     parts += _dropped_files_parts(data_meta.get("dropped_files") or [])
     return markup.section("Data", *parts)
+
+
+def _feature_parts(data_meta: Mapping) -> list[str]:
+    """A table's features by name, with the training split's mean and std of each."""
+    names = data_meta.get("feature_names")
+    if not isinstance(names, list) or not names:
+        return []
+    normalization = data_meta.get("normalization") or {}
+    mean, std = (normalization.get(key) for key in ("mean", "std"))
+    if not all(isinstance(v, list) and len(v) == len(names) for v in (mean, std)):
+        mean = std = [None] * len(names)  # statistics per channel, or none: names alone
+    rows = list(zip(names, mean, std, strict=True))
+    shown = rows[:FEATURES_SHOWN]
+    more = len(rows) - len(shown)
+    note = f" (the first {FEATURES_SHOWN})" if more else ""
+    return [
+        f"<h3>Features ({len(names)}){note}</h3>",
+        markup.table(("feature", "train mean", "train std"), shown),
+    ]
 
 
 def _used_source_fields(source: Mapping, data_meta: Mapping) -> dict:

@@ -69,9 +69,8 @@ def posthoc_attribution_figure(
     if not len(inputs) or not maps:
         return None
     labels = [_row_label(post_hoc, row, class_names) for row in range(len(inputs))]
-    names = post_hoc.get("feature_names")
     scale = post_hoc.get("input_scale") or identity_scale(feature_shape)
-    return attribution_grid_figure(inputs, maps, scale, labels, TOP_FEATURES, names)
+    return attribution_grid_figure(inputs, maps, scale, labels, TOP_FEATURES)
 
 
 def _interval(row: Mapping) -> tuple[float, float, float] | None:

@@ -11,10 +11,11 @@ attribution figure is optional and left out when its data is missing.
 ``metric_directions`` (metric -> ``"higher"``/``"lower"``), ``ranking`` (``metric``,
 ``higher_is_better``, ``num_samples``, ``confidence``, ``rows`` of ``method``, ``mean``,
 ``ci_low``, ``ci_high``, ``p_best``, ``rank``), ``recommended``, ``surrogate`` (``kind``,
-``fidelity``, ``features``, ``rules``, ``top_k``), ``sp_lime`` (``method``, ``picked``,
+``fidelity``, ``features``, ``rules``, ``units``, ``top_k``), ``sp_lime`` (``method``, ``picked``,
 ``coverage``), ``timings`` (method -> seconds), ``budget`` (``budget_s``, ``spent_s``,
 ``seconds`` per part, ``chosen`` / ``requested`` counts, ``skipped``, ``feature_groups``; see
-:func:`components.explain.posthoc.stage.explain_post_hoc`) and, for tabular data, ``feature_names``.
+:func:`components.explain.posthoc.stage.explain_post_hoc`). Tabular features are named by the
+dataset's ``feature_names`` (through the page's ``input_scale``).
 """
 
 from __future__ import annotations
@@ -189,6 +190,8 @@ def _surrogate_parts(post_hoc: Mapping) -> list[str]:
         lines.append(f"Top {count} features it uses, most important first: {names}")
     parts = ["<h3>Surrogate model</h3>", *(markup.paragraph(line) for line in lines)]
     if surrogate.get("rules"):
+        if surrogate.get("units") == "data":
+            parts.append(markup.paragraph("Its rules, in the data's own units:"))
         parts.append(markup.preformatted(str(surrogate["rules"])))
     return parts
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -150,6 +150,9 @@ def explain_post_hoc(
     attribute_fn: Attribute | None = None,
     surrogate_data: SurrogateData | None = None,
     budget_s: float | None = None,
+    feature_names: Sequence[str] | None = None,
+    feature_units: tuple[Any, Any] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict:
     """Explain ``x`` with every method, score, rank, and summarise the model, within a budget.
 
@@ -167,6 +170,10 @@ def explain_post_hoc(
             ``rows -> (fit, holdout)`` that reads at most ``rows`` of each (so only the rows the
             budget affords are read); default: ``x``, a quarter held out.
         budget_s: seconds this call may take; None: no limit (the config's counts as given).
+        feature_names, feature_units, class_names: what the global surrogate's rules call the
+            features and classes, and the ``(mean, std)`` that write its thresholds in the
+            user's units (flat features only; see
+            :func:`~components.explain.posthoc.surrogate.fit_global_surrogate`).
 
     Returns:
         The report's ``post_hoc`` dict (see ``components.report.posthoc_section``), with
@@ -174,6 +181,11 @@ def explain_post_hoc(
     """
     model = model.eval()
     stage = _Stage(model, masks, attribute_fn or local_attribute(model), Clock(budget_s))
+    stage.rule_names = {
+        "feature_names": feature_names,
+        "feature_units": feature_units,
+        "class_names": class_names,
+    }
     with stage.clock.part("feature groups"):
         groups = group_labels(x[: config.eval_samples], config.feature_groups, config.patch_size)
     requested = _requested(config, x, surrogate_data)
@@ -231,6 +243,7 @@ class _Stage:
         self.model, self.masks, self.attribute_fn, self.clock = model, masks, attribute_fn, clock
         self.scale = 1.0  # chosen / configured perturbation samples
         self.drift = 1.0  # how far the explained methods overran the pilot's estimates (>= 1)
+        self.rule_names: dict = {}  # how the surrogate's rules name features (and units), classes
 
     def plan(self, x, groups, config: ExplainConfig, requested: Counts):
         """The counts that fit the budget, the pilot's unit costs, the methods still in."""
@@ -372,6 +385,9 @@ class _Stage:
         with self.clock.part("surrogate"):
             fit, holdout = _surrogate_inputs(data, rows)
             labels = _surrogate_groups(config, groups, x.shape[1:])
+            names = dict(self.rule_names)
+            if labels is not None:  # groups: named by the boxes they fill, in the model's units
+                names.update(feature_names=None, feature_units=None)
             surrogate = fit_global_surrogate(
                 self.model,
                 fit,
@@ -381,6 +397,7 @@ class _Stage:
                 groups=labels,
                 probe_samples=probes,
                 seed=config.seed,
+                **names,
             )
         return surrogate.summary()
 
@@ -501,11 +518,14 @@ def _ranking(scores: dict[str, dict[str, np.ndarray]], config: ExplainConfig) ->
 
 def _surrogate_groups(config: ExplainConfig, groups: torch.Tensor, shape) -> torch.Tensor | None:
     """The surrogate's features: the stage's groups, or the patch grid where those differ per
-    sample (superpixels cannot be global features); None (every element) for ``none``."""
+    sample (superpixels cannot be global features); None (every element) for ``none`` and for
+    groups of one element each, in order (a table's columns: named by the data)."""
     if config.feature_groups == "none":
         return None
     if len(groups) > 1:
         return feature_groups(tuple(shape), config.patch_size)[None]
+    if torch.equal(groups.flatten(), torch.arange(groups.numel(), device=groups.device)):
+        return None
     return groups
 
 

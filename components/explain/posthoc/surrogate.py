@@ -19,6 +19,8 @@ global features: they mean a different region in every image.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,8 @@ class GlobalSurrogate:
         rules: The surrogate as text: the tree's rules, or each class's non-zero weights.
         estimator: The fitted scikit-learn model (takes the selected features).
         groups: The ``(1, *feature_shape)`` group labels when features are groups, else None.
+        units: ``data`` when the rules are written in the units ``feature_units`` gave, else
+            ``model`` (the values the model takes).
     """
 
     kind: str
@@ -64,6 +68,7 @@ class GlobalSurrogate:
     rules: str
     estimator: Any = field(repr=False)
     groups: torch.Tensor | None = field(default=None, repr=False)
+    units: str = "model"
 
     def predict(self, x: Any) -> np.ndarray:
         """The surrogate's class for each input ``(N, *feature_shape)``."""
@@ -76,6 +81,7 @@ class GlobalSurrogate:
             "fidelity": self.fidelity,
             "features": list(self.feature_names),
             "rules": self.rules,
+            "units": self.units,
             "top_k": len(self.features),
         }
 
@@ -90,7 +96,9 @@ def fit_global_surrogate(
     importance: str = "removal",
     max_depth: int = 4,
     l1_strength: float = 1.0,
-    feature_names: list[str] | None = None,
+    feature_names: Sequence[str] | None = None,
+    feature_units: tuple[Any, Any] | None = None,
+    class_names: Sequence[str] | None = None,
     groups: Any = None,
     holdout_fraction: float = 0.25,
     probe_samples: int = 256,
@@ -109,6 +117,10 @@ def fit_global_surrogate(
             regression with inverse strength ``l1_strength``; smaller is sparser).
         importance: ``removal`` or ``permutation`` (see :func:`feature_importance`).
         feature_names: One per feature; default :func:`default_feature_names`.
+        feature_units: ``(mean, std)`` of every flattened feature (not with ``groups``): the
+            rules' thresholds and weights are then written for ``value * std + mean``, the
+            user's own units when ``x`` is standardised. The fit is unchanged.
+        class_names: The name of each class index, for the rules.
         groups: Group labels shared by all inputs (broadcastable to ``feature_shape``): the
             features are then the groups, each read as its mean value. None: every element.
         holdout_fraction: Share of ``x`` held out when ``x_holdout`` is None.
@@ -129,9 +141,10 @@ def fit_global_surrogate(
     width = inputs[0].numel() if labels is None else num_groups(labels)
     if not 1 <= top_k <= width:
         raise ValueError(f"top_k must lie in [1, {width}], got {top_k}")
-    names = feature_names or default_feature_names(inputs.shape[1:], labels)
+    names = list(feature_names or default_feature_names(inputs.shape[1:], labels))
     if len(names) != width:
         raise ValueError(f"feature_names has {len(names)} names for {width} features")
+    units = _units(feature_units, width, labels)
     probes = train[torch.randperm(len(train), generator=_generator(seed))[:probe_samples]]
     scores = feature_importance(
         model,
@@ -154,9 +167,10 @@ def fit_global_surrogate(
         importance=scores,
         fidelity=float(np.mean(estimator.predict(columns[1]) == targets[1])),
         train_fidelity=float(np.mean(estimator.predict(columns[0]) == targets[0])),
-        rules=_rules(estimator, chosen),
+        rules=_rules(estimator, chosen, _selected(units, selected), class_names),
         estimator=estimator,
         groups=labels,
+        units="model" if units is None else "data",
     )
 
 
@@ -282,19 +296,65 @@ def _estimator(kind: str, max_depth: int, l1_strength: float, seed: int):
     )
 
 
-def _rules(estimator: Any, names: list[str]) -> str:
+def _units(feature_units, width: int, groups) -> tuple[np.ndarray, np.ndarray] | None:
+    """``feature_units`` as two ``(width,)`` float arrays, checked."""
+    if feature_units is None:
+        return None
+    if groups is not None:
+        raise ValueError("feature_units name the units of single features, not of groups")
+    mean, std = (np.asarray(a, dtype=np.float64).ravel() for a in feature_units)
+    if mean.shape != (width,) or std.shape != (width,):
+        raise ValueError(f"feature_units need {width} means and stds, got {mean.size}, {std.size}")
+    return mean, std
+
+
+def _selected(units, selected: list[int]):
+    return None if units is None else (units[0][selected], units[1][selected])
+
+
+def _rules(
+    estimator: Any,
+    names: list[str],
+    units: tuple[np.ndarray, np.ndarray] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> str:
+    """The fitted surrogate as text, in ``units`` (``value * std + mean``) when given."""
+    classes = [_class_name(c, class_names) for c in estimator.classes_]
     if isinstance(estimator, DecisionTreeClassifier):
-        return export_text(estimator, feature_names=names)
-    classes = estimator.classes_
-    rows = estimator.coef_
+        return export_text(
+            _tree_in_units(estimator, units), feature_names=names, class_names=classes
+        )
+    rows, biases = estimator.coef_, estimator.intercept_
+    if units is not None:  # w * (v - mean) / std = (w / std) * v - w * mean / std
+        mean, std = units
+        rows, biases = rows / std, biases - (rows * mean / std).sum(axis=1)
     # Two classes: sklearn keeps one weight row, the logit of the second class.
     labels = classes[1:] if len(rows) == 1 else classes
     lines = []
-    for label, weights, bias in zip(labels, rows, estimator.intercept_, strict=True):
-        order = [j for j in np.argsort(-np.abs(weights), kind="stable") if weights[j] != 0]
+    for label, weights, bias, ranked in zip(labels, rows, biases, estimator.coef_, strict=True):
+        # ranked by the fitted weights: per-unit weights of unlike units do not compare
+        order = [j for j in np.argsort(-np.abs(ranked), kind="stable") if ranked[j] != 0]
         terms = " ".join(f"{weights[j]:+.3g} * {names[j]}" for j in order)
         lines.append(f"class {label}: {bias:+.3g} {terms}".rstrip())
     return "\n".join(lines)
+
+
+def _class_name(label, class_names: Sequence[str] | None) -> str:
+    index = int(label)
+    return str(class_names[index]) if class_names and 0 <= index < len(class_names) else str(index)
+
+
+def _tree_in_units(tree: DecisionTreeClassifier, units) -> DecisionTreeClassifier:
+    """A copy of ``tree`` whose thresholds are in ``units`` (for its text only)."""
+    if units is None:
+        return tree
+    shown = copy.deepcopy(tree)
+    split = shown.tree_.feature >= 0  # leaves have feature -2
+    feature = shown.tree_.feature[split]
+    shown.tree_.threshold[split] = (
+        shown.tree_.threshold[split] * units[1][feature] + units[0][feature]
+    )
+    return shown
 
 
 def _sklearn_at_least(major: int, minor: int) -> bool:

@@ -111,3 +111,12 @@ def test_load_meta_rejects_missing_or_malformed_folders(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"feature_shape": [3]}))
     with pytest.raises(DataError, match="lacks the keys"):
         load_meta(tmp_path)
+
+
+def test_feature_names_that_do_not_name_every_feature_are_ignored(tmp_path):
+    path = ingest(DataSpec(source="wine"), tmp_path).path
+    meta_file = path / "meta.json"
+    raw = json.loads(meta_file.read_text())
+    for names in (raw["feature_names"][:-1], "alcohol", None):
+        meta_file.write_text(json.dumps({**raw, "feature_names": names}))
+        assert load_meta(path).feature_names is None  # a hand-edited list: x[i] names instead

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import fsspec
 import numpy as np
@@ -67,6 +68,18 @@ def test_embedded_sources_keep_every_row_with_natural_shape(tmp_path, source, sh
     x, y = read_split(result.path, "train")
     assert x.shape == (meta["row_counts"]["train"], *shape) and x.dtype == np.float32
     assert y.dtype == np.int64 and set(np.unique(y)) == set(range(len(names)))
+
+
+def test_tables_keep_their_feature_names_and_images_have_none(tmp_path):
+    cancer = load_meta(ingest(DataSpec(source="breast_cancer"), tmp_path).path)
+    assert cancer.feature_names[:2] == ("mean radius", "mean texture")
+    assert len(cancer.feature_names) == 30
+    assert load_meta(ingest(DataSpec(source="wine"), tmp_path).path).feature_names[0] == "alcohol"
+    assert "feature_names" not in ingest(DataSpec(source="digits"), tmp_path).meta
+    # a reshaped row has positions, not named features
+    reshaped = ingest(DataSpec(source="breast_cancer", feature_shape=(5, 6)), tmp_path)
+    assert "feature_names" not in reshaped.meta
+    assert load_meta(reshaped.path).feature_names is None
 
 
 def test_digits_stores_the_raw_pixels_of_every_image(tmp_path):
@@ -226,6 +239,20 @@ def test_csv_feature_columns_select_a_subset(tmp_path):
     assert _same_rows(x, frame[["f2", "f0"]].to_numpy(np.float32))
 
 
+def test_a_csv_names_its_features_by_column_in_the_chosen_order(tmp_path):
+    frame = _frame().rename(columns={"f1": "blood pressure"})
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    every = ingest(DataSpec(source="csv", path=str(tmp_path / "data.csv")), tmp_path / "cache")
+    chosen = ingest(
+        DataSpec(source="csv", path=str(tmp_path / "data.csv"), feature_columns=["f3", "f0"]),
+        tmp_path / "cache",
+    )
+
+    assert every.meta["feature_names"] == ["f0", "blood pressure", "f2", "f3"]
+    assert chosen.meta["feature_names"] == ["f3", "f0"]
+    assert load_meta(chosen.path).feature_names == ("f3", "f0")
+
+
 @pytest.mark.parametrize("list_type", [pa.list_(pa.float64(), 6), pa.list_(pa.float32())])
 def test_parquet_list_column_with_custom_label_and_shape(tmp_path, list_type):
     rng = np.random.default_rng(0)
@@ -241,8 +268,11 @@ def test_parquet_list_column_with_custom_label_and_shape(tmp_path, list_type):
     result = ingest(spec, tmp_path / "cache")
 
     assert result.meta["feature_shape"] == [2, 3]
+    assert "feature_names" not in result.meta  # a (2, 3) row has positions
     x_read, _ = _read_all(result.path)
     assert _same_rows(x_read, x.astype(np.float32))
+    flat = ingest(replace(spec, feature_shape=None), tmp_path / "cache")
+    assert flat.meta["feature_names"] == [f"pixels[{i}]" for i in range(6)]
 
 
 def test_fsspec_url_source(tmp_path):

@@ -4,6 +4,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -28,6 +29,13 @@ class TwoFeatureModel(nn.Module):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         score = self.scale * (3 * x[:, 3] - 2 * x[:, 7])
         return ModelOutput(logits=torch.stack([torch.zeros_like(score), score], dim=1))
+
+
+class ThresholdModel(nn.Module):
+    """Class 1 exactly where ``x[3] > 0``."""
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return ModelOutput(logits=torch.stack([torch.zeros_like(x[:, 3]), x[:, 3]], dim=1))
 
 
 @pytest.fixture
@@ -71,8 +79,67 @@ def test_tree_rules_are_sklearn_text_and_the_summary_feeds_the_report(tabular):
         "fidelity": surrogate.fidelity,
         "features": surrogate.feature_names,
         "rules": surrogate.rules,
+        "units": "model",
         "top_k": 3,
     }
+
+
+def _raw_units(width: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Means and stds of 20 features in unlike units (feature 3 around 50, in tens)."""
+    mean = np.arange(width, dtype=np.float64) * 7.0
+    mean[3] = 50.0
+    std = np.linspace(0.5, 4.0, width)
+    std[3] = 10.0
+    return mean, std
+
+
+def test_tree_rules_in_the_data_units_split_where_the_model_does(tabular):
+    # the black box's class turns on x[3] alone at 0 (standardised): 50 in the data's units
+    probe = ThresholdModel()
+    names = [f"gene{i}" for i in range(20)]
+    units = _raw_units()
+    plain = fit_global_surrogate(probe, tabular, top_k=1, max_depth=1, feature_names=names)
+    shown = fit_global_surrogate(
+        probe,
+        tabular,
+        top_k=1,
+        max_depth=1,
+        feature_names=names,
+        feature_units=units,
+        class_names=["healthy", "ill"],
+    )
+
+    threshold = float(shown.rules.split("|--- gene3 <= ")[1].split()[0])
+    assert abs(threshold - 50.0) < 0.5  # within 0.05 std of the model's split
+    assert "class: healthy" in shown.rules and "class: ill" in shown.rules
+    assert shown.summary()["units"] == "data" and plain.summary()["units"] == "model"
+    # only the text changes: the fitted tree and its fidelity are the same
+    np.testing.assert_array_equal(shown.predict(tabular), plain.predict(tabular))
+    assert shown.fidelity == plain.fidelity == 1.0
+    assert abs(float(plain.rules.split("|--- gene3 <= ")[1].split()[0])) < 0.05
+
+
+def test_linear_rules_in_the_data_units_give_the_fitted_logit(tabular):
+    mean, std = _raw_units()
+    surrogate = fit_global_surrogate(
+        TwoFeatureModel(),
+        tabular,
+        top_k=2,
+        kind="sparse_linear",
+        feature_names=[f"f{i}" for i in range(20)],
+        feature_units=(mean, std),
+        class_names=["no", "yes"],
+    )
+    line = surrogate.rules.splitlines()[0]
+    assert line.startswith("class yes: ")
+    tokens = line.removeprefix("class yes: ").split()
+    bias, terms = float(tokens[0]), tokens[1:]
+    weights = {terms[i + 2]: float(terms[i]) for i in range(0, len(terms), 3)}
+    assert set(weights) == {"f3", "f7"}
+    raw = tabular[:50] * std + mean  # the same points in the data's units
+    written = bias + sum(w * raw[:, int(name[1:])] for name, w in weights.items())
+    fitted = surrogate.estimator.decision_function(tabular[:50][:, surrogate.features])
+    np.testing.assert_allclose(written, fitted, rtol=0.02, atol=0.05)  # rules print 3 digits
 
 
 def test_surrogate_of_an_image_model_with_held_out_data():
@@ -106,6 +173,12 @@ def test_surrogate_rejects_bad_arguments(tabular):
         fit_global_surrogate(model, tabular, top_k=21)
     with pytest.raises(ValueError, match="feature_names"):
         fit_global_surrogate(model, tabular, feature_names=["a"])
+    with pytest.raises(ValueError, match="feature_units need 20"):
+        fit_global_surrogate(model, tabular, feature_units=(np.zeros(3), np.ones(3)))
+    with pytest.raises(ValueError, match="not of groups"):
+        fit_global_surrogate(
+            model, tabular, feature_units=_raw_units(), groups=np.arange(20) // 5, top_k=2
+        )
     with pytest.raises(ValueError, match="unknown importance"):
         feature_importance(model, tabular, method="shap")
 
@@ -165,3 +238,42 @@ def test_submodular_pick_rejects_bad_budget_or_top_k():
         submodular_pick(W, budget=5)
     with pytest.raises(ValueError, match="top_k"):
         submodular_pick(W, budget=1, top_k=0)
+
+
+def test_the_explain_stage_writes_a_csv_model_s_rules_by_column_in_its_units(tmp_path):
+    """A model that learned ``hot = temperature > 300`` from a CSV: the surrogate's rules name
+    the column and split near 300 (the standardised data would split near 0)."""
+    from components.data.ingest import ingest
+    from components.data.reader import read_split
+    from components.data.spec import DataSpec
+    from components.explain.config import ExplainConfig
+    from components.explain.stage import explain_checkpoint
+    from components.training.checkpoint import ModelSpec, save_checkpoint
+
+    rng = np.random.default_rng(0)
+    temperature = rng.uniform(280, 320, 400)
+    frame = pd.DataFrame({"humidity": rng.uniform(0, 100, 400), "temperature": temperature})
+    frame["state"] = np.where(temperature > 300, "hot", "cold")
+    frame.to_csv(tmp_path / "weather.csv", index=False)
+    path = ingest(DataSpec(source="csv", path=str(tmp_path / "weather.csv"), label_column="state"),
+                  tmp_path / "cache").path  # fmt: skip
+    torch.manual_seed(0)
+    spec = ModelSpec("mlp", (2,), 2, tiny=True)
+    model = spec.build()
+    x, y = (torch.as_tensor(a) for a in read_split(path, "train"))
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(150):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(model(x).logits, y).backward()
+        optimiser.step()
+    save_checkpoint(tmp_path / "ckpt", model, spec, {})
+    config = ExplainConfig(
+        methods=("gradients",), eval_samples=8, surrogate_top_k=1, surrogate_depth=1, budget_s=60
+    )
+
+    surrogate = explain_checkpoint(tmp_path / "ckpt", path, config)["post_hoc"]["surrogate"]
+
+    assert surrogate["features"] == ["temperature"] and surrogate["units"] == "data"
+    threshold = float(surrogate["rules"].split("|--- temperature <= ")[1].split()[0])
+    assert abs(threshold - 300) < 2.0
+    assert "class: hot" in surrogate["rules"] and "class: cold" in surrogate["rules"]

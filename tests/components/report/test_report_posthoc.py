@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from components.report import ReportData, write_report
+from components.report.display import InputScale
+from components.report.explanation_figures import attribution_figure
 from components.report.posthoc_figures import posthoc_attribution_figure, ranking_figure
 from components.report.posthoc_metrics import metric_table
 
@@ -176,7 +178,9 @@ def test_rgb_maps_sum_the_channels():
 
 
 def test_tabular_samples_get_bar_charts_of_their_top_features(tmp_path):
-    post_hoc = _post_hoc((6,)) | {"feature_names": ["age", "bmi", "bp", "s1", "s2", "s3"]}
+    names = ["age", "bmi", "bp", "s1", "s2", "s3"]
+    scale = InputScale.from_meta({"feature_names": names}, (6,))
+    post_hoc = _post_hoc((6,)) | {"input_scale": scale}
     fig = posthoc_attribution_figure(post_hoc, (6,), CLASS_NAMES)
     assert len(fig.axes) == 2 * (len(METHODS) + 1) and not _heat_axes(fig)
     method_axes = [ax for i, ax in enumerate(fig.axes) if i % (len(METHODS) + 1)]
@@ -184,11 +188,35 @@ def test_tabular_samples_get_bar_charts_of_their_top_features(tmp_path):
     method_ax = method_axes[0]
     widths = [abs(p.get_width()) for p in method_ax.patches]
     assert widths == sorted(widths, reverse=True)  # largest magnitude on top
-    assert {t.get_text() for t in method_ax.get_yticklabels()} == set(post_hoc["feature_names"])
+    assert {t.get_text() for t in method_ax.get_yticklabels()} == set(names)
 
-    page = write_report(tmp_path, _data((6,), post_hoc)).read_text("utf-8")
+    page = write_report(tmp_path, _data((6,), _post_hoc((6,)))).read_text("utf-8")
     assert (tmp_path / "figures" / "posthoc_attributions.png").exists()
     assert "Each method&#x27;s 10 largest attributions." in page
+
+
+def test_a_table_s_features_are_named_in_the_data_section_figures_and_rules(tmp_path):
+    names = ["age", "bmi", "blood <pressure>", "s1", "s2", "s3"]
+    normalization = {"mean": [40.0, 25.0, 80.0, 0.0, 0.0, 0.0], "std": [12.0, 4.0, 9.0, 1, 1, 1]}
+    data_meta = {"feature_names": names, "normalization": normalization}
+    scale = InputScale.from_meta(data_meta, (6,))
+    assert scale.feature_names == tuple(names)
+    rng = np.random.default_rng(2)
+    samples = [{"index": 1, "true": 0, "predicted": 1}, {"index": 2, "true": 1, "predicted": 1}]
+    fig = attribution_figure(samples, rng.normal(size=(2, 6)), rng.normal(size=(2, 6)), scale, [])
+    labels = {t.get_text() for ax in fig.axes[1::2] for t in ax.get_yticklabels()}
+    assert labels == set(names)  # Integrated Gradients' bars, by name
+    assert InputScale.from_meta(data_meta, (2, 3)).feature_names is None  # not a flat row
+    assert InputScale.from_meta({"feature_names": names[:5]}, (6,)).feature_names is None
+
+    post_hoc = _post_hoc((6,))
+    post_hoc["surrogate"] |= {"features": ["bmi"], "rules": "|--- bmi <= 31.5", "units": "data"}
+    data = replace(_data((6,), post_hoc), data_meta=data_meta)
+    page = write_report(tmp_path, data).read_text("utf-8")
+    data_part = re.search(r"<section><h2>Data</h2>.*?</section>", page, re.S).group(0)
+    assert "<h3>Features (6)</h3>" in data_part
+    assert "<td>blood &lt;pressure&gt;</td>" in data_part and NUM.format("80.0000") in data_part
+    assert "Its rules, in the data&#x27;s own units:" in _explanations(page)
 
 
 def test_report_without_post_hoc_is_unchanged(tmp_path):
