@@ -319,6 +319,7 @@ def load_file(spec: DataSpec, *, csv_block_bytes: int = CSV_BLOCK_BYTES) -> Labe
         "label_column": spec.label_column,
         "feature_columns": spec.feature_columns,
         "drop_invalid": spec.drop_invalid,
+        "max_categories": spec.max_categories,
     }
     if spec.source == "csv":
         batches = csv_batches(spec.path, csv_block_bytes, spec.encoding)

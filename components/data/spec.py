@@ -15,6 +15,7 @@ FILE_SOURCES = ("parquet", "csv")
 SOURCES = (*EMBEDDED_SOURCES, "synthetic", "parts", *FILE_SOURCES, "image_folder")
 NORMALIZATIONS = ("dataset", "imagenet")
 AUGMENTATIONS = ("none", "light", "protopnet")
+MAX_CATEGORIES = 50  # distinct words a categorical feature column may hold, by default
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,10 @@ class DataSpec:
         label_column: For ``parquet``/``csv``: the column holding the class labels (integers, or
             class names: text with no numbers in it).
         feature_columns: For ``parquet``/``csv``: either one list-typed column or several scalar
-            numeric columns; ``None`` means every column except the label.
+            columns; ``None`` means every column except the label. A scalar column of words
+            (text none of whose values is a number) is categorical: one 0/1 feature per word.
+        max_categories: For ``parquet``/``csv``: the most distinct words a categorical column
+            may hold (more is refused: an id or free text, not categories).
         feature_shape: Optional shape of one sample (e.g. ``(1, 8, 8)``); its product must equal
             the number of features. ``None`` keeps the source's natural shape. For ``parts`` it
             is the generated image shape ``(3, H, W)`` (default ``(3, 32, 32)``).
@@ -63,6 +67,7 @@ class DataSpec:
     path: str | None = None
     label_column: str = "label"
     feature_columns: tuple[str, ...] | None = None
+    max_categories: int = MAX_CATEGORIES
     feature_shape: tuple[int, ...] | None = None
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -115,7 +120,13 @@ class DataSpec:
             raise ValueError(
                 f"DataSpec.normalization={self.normalization!r}: expected one of {NORMALIZATIONS}"
             )
-        for name in ("num_samples", "num_features", "partition_rows", "image_size"):
+        for name in (
+            "num_samples",
+            "num_features",
+            "partition_rows",
+            "image_size",
+            "max_categories",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"DataSpec.{name}={getattr(self, name)}: must be >= 1")
         if self.num_classes < 2:
@@ -151,8 +162,15 @@ _COMMON_FIELDS = (
 _SOURCE_FIELDS = {
     "synthetic": ("num_samples", "num_features", "num_classes", "class_sep"),
     "parts": ("num_samples", "num_classes"),
-    "parquet": ("path", "label_column", "feature_columns", "drop_invalid"),
-    "csv": ("path", "label_column", "feature_columns", "drop_invalid", "encoding"),
+    "parquet": ("path", "label_column", "feature_columns", "max_categories", "drop_invalid"),
+    "csv": (
+        "path",
+        "label_column",
+        "feature_columns",
+        "max_categories",
+        "drop_invalid",
+        "encoding",
+    ),
     "image_folder": ("path", "drop_invalid", "image_size", "normalization"),
 }
 

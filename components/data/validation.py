@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from components.data.errors import ROW_INDICES, DataError, RowNumbering
 from components.data.labeled import LabeledArrays
+from components.data.spec import MAX_CATEGORIES
 
 # Order matters: a row bad for several reasons is counted under the first one only, so the
 # per-reason counts add up to the number of dropped rows.
@@ -32,11 +33,31 @@ Batch = pa.Table | pa.RecordBatch
 
 @dataclass
 class _Unparsable:
-    """Text values of one feature column that are not numbers."""
+    """Text values of one feature column that are not numbers, and the categories they name
+    (their first ``limit + 1`` distinct values are counted: enough to tell too many)."""
 
     positions: list[np.ndarray] = field(default_factory=list)
     examples: list = field(default_factory=list)
     kind: pa.DataType | None = None
+    categories: dict[str, int] = field(default_factory=dict)  # in order of first sight
+    codes: list[np.ndarray] = field(default_factory=list)  # per position, into categories
+
+    def add(self, text: pa.Array, start: int, bad: np.ndarray, limit: int) -> None:
+        """Record the values of ``text`` (a batch's column from row ``start``) where ``bad``."""
+        self.positions.append(start + np.flatnonzero(bad))
+        words = pc.utf8_trim_whitespace(text.filter(pa.array(bad)))
+        if len(self.examples) < _EXAMPLES:
+            self.examples += words.slice(0, _EXAMPLES - len(self.examples)).to_pylist()
+        if len(self.categories) > limit:
+            return  # too many to encode: the column is refused whatever the rest holds
+        encoded = pc.dictionary_encode(words)
+        ids = [
+            self.categories.setdefault(w, len(self.categories))
+            for w in encoded.dictionary.to_pylist()
+        ]
+        self.codes.append(
+            np.asarray(ids, dtype=np.int64)[encoded.indices.to_numpy(zero_copy_only=False)]
+        )
 
 
 @dataclass
@@ -51,6 +72,7 @@ class _Checked:
     ragged_lengths: list[int]
     label_examples: list
     label_names: tuple[str, ...] | None = None  # a column of class names: labels index these
+    categories: dict[str, list[str]] = field(default_factory=dict)  # column -> its words
 
 
 def table_to_labeled(
@@ -62,6 +84,7 @@ def table_to_labeled(
     drop_invalid: bool,
     numbering: RowNumbering = ROW_INDICES,
     splits: np.ndarray | None = None,
+    max_categories: int = MAX_CATEGORIES,
 ) -> LabeledArrays:
     """Validate ``table`` and extract features and labels.
 
@@ -80,6 +103,7 @@ def table_to_labeled(
         drop_invalid: Drop bad rows instead of raising.
         numbering: How error messages name rows (row indices, or CSV line numbers).
         splits: Per row, the split its source fixes (kept for the rows kept), or ``None``.
+        max_categories: The most distinct words a categorical feature column may hold.
 
     Raises:
         DataError: Naming the file, the column, the number of affected rows and the first few.
@@ -92,6 +116,7 @@ def table_to_labeled(
         drop_invalid=drop_invalid,
         numbering=numbering,
         splits=splits,
+        max_categories=max_categories,
     )
 
 
@@ -104,6 +129,7 @@ def batches_to_labeled(
     drop_invalid: bool,
     numbering: RowNumbering = ROW_INDICES,
     splits: np.ndarray | None = None,
+    max_categories: int = MAX_CATEGORIES,
 ) -> LabeledArrays:
     """:func:`table_to_labeled` for a table that arrives as consecutive batches of rows.
 
@@ -113,7 +139,8 @@ def batches_to_labeled(
     Raises:
         DataError: As :func:`table_to_labeled`; ``"file has no rows"`` when no batch has one.
     """
-    checked = _check_batches(batches, file, label_column, feature_columns)
+    checked = _check_batches(batches, file, label_column, feature_columns, max_categories)
+    _encode_categories(checked, file, max_categories)
     _raise_unparsable(checked, file, numbering)
     masks = checked.masks
     if not drop_invalid:
@@ -137,6 +164,7 @@ def batches_to_labeled(
             rows=int(keep.sum()),
         )
     x = checked.x if keep.all() else checked.x[keep]  # no copy of a clean table's features
+    x, names = _one_hot(x, checked.names, checked.categories)
     return LabeledArrays(
         x=np.ascontiguousarray(x),
         y=y.astype(np.int64),
@@ -144,19 +172,69 @@ def batches_to_labeled(
         feature_shape=(x.shape[1],),
         dropped_by_reason=dropped,
         splits=None if splits is None else np.asarray(splits)[keep],
-        feature_names=_feature_names(checked.names, x.shape[1]),
+        feature_names=names,
     )
 
 
-def _feature_names(columns: list[str], width: int) -> tuple[str, ...]:
-    """Each feature's name: its column's, or ``column[i]`` for the elements of a list column."""
-    if len(columns) == width:
-        return tuple(columns)
-    return tuple(f"{columns[0]}[{i}]" for i in range(width))
+def _one_hot(
+    x: np.ndarray, columns: list[str], categories: dict[str, list[str]]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``x`` with each categorical column's codes spread into one 0/1 feature per category
+    (``column=category``, in the column's place), and every feature's name: its column's, or
+    ``column[i]`` for the elements of a list column."""
+    if len(columns) != x.shape[1]:
+        return x, tuple(f"{columns[0]}[{i}]" for i in range(x.shape[1]))
+    if not categories:
+        return x, tuple(columns)
+    blocks, names = [], []
+    for j, column in enumerate(columns):
+        words = categories.get(column)
+        if words is None:
+            blocks.append(x[:, j : j + 1])
+            names.append(column)
+            continue
+        blocks.append((x[:, j : j + 1] == np.arange(len(words))).astype(np.float32))
+        names += [f"{column}={word}" for word in words]
+    return np.concatenate(blocks, axis=1), tuple(names)
+
+
+def _encode_categories(checked: _Checked, file: str, limit: int) -> None:
+    """Turn each feature column of words (text none of whose values is a number, e.g. ``red``,
+    ``blue``) into its categories' codes, the categories sorted; a row without a word (empty,
+    null) stays NaN, a missing value. A column that mixes words and numbers stays unparsable.
+
+    Raises:
+        DataError: A column of words holds more than ``limit`` distinct ones.
+    """
+    for j, name in enumerate(checked.names):
+        found = checked.unparsable.get(name)
+        if found is None or np.isfinite(checked.x[:, j]).any() or _numbers_with_commas(found):
+            continue
+        if len(found.categories) > limit:
+            raise DataError(
+                f"feature column holds more than {limit} distinct words (e.g. "
+                f"{found.examples}), too many to encode as categories: leave it out with "
+                "data.feature_columns, or raise data.max_categories",
+                file=file,
+                column=name,
+            )
+        words = sorted(found.categories)
+        rank = np.empty(len(words), dtype=np.int64)
+        rank[[found.categories[word] for word in words]] = np.arange(len(words))
+        checked.x[np.concatenate(found.positions), j] = rank[np.concatenate(found.codes)]
+        checked.categories[name] = words
+        del checked.unparsable[name]
+    if checked.categories:
+        finite = np.isfinite(checked.x).all(axis=1)
+        checked.masks["non_finite_features"] = ~finite & ~checked.masks["ragged_features"]
 
 
 def _check_batches(
-    batches: Iterable[Batch], file: str, label_column: str, feature_columns: Sequence[str] | None
+    batches: Iterable[Batch],
+    file: str,
+    label_column: str,
+    feature_columns: Sequence[str] | None,
+    max_categories: int,
 ) -> _Checked:
     """Extract and check every batch, then join them into one :class:`_Checked`."""
     names: list[str] | None = None
@@ -169,7 +247,7 @@ def _check_batches(
             continue
         if names is None:
             names = _feature_column_names(batch, label_column, feature_columns, file)
-        x, ragged = _features(batch, names, file, start, unparsable)
+        x, ragged = _features(batch, names, file, start, unparsable, max_categories)
         batch_labels, bad_label = parse_labels(batch.column(label_column), label_column, file)
         masks["ragged_features"].append(ragged)
         masks["non_finite_features"].append(~np.isfinite(x).all(axis=1) & ~ragged)
@@ -240,25 +318,40 @@ def _feature_column_names(
 
 
 def _features(
-    table: Batch, names: list[str], file: str, start: int, unparsable: dict[str, _Unparsable]
+    table: Batch,
+    names: list[str],
+    file: str,
+    start: int,
+    unparsable: dict[str, _Unparsable],
+    max_categories: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(N, F)`` float32 (NaN where missing) and the mask of ragged rows.
 
     Text values that are not numbers are recorded in ``unparsable`` (by column, with their
-    positions counted from ``start``) and read as NaN.
+    positions counted from ``start`` and their categories, up to ``max_categories + 1``) and
+    read as NaN.
     """
     if len(names) == 1 and _is_list(table.schema.field(names[0]).type):
         return _list_features(table.column(names[0]), names[0], file)
     x = np.empty((table.num_rows, len(names)), dtype=np.float32)
     for j, name in enumerate(names):
-        column = table.column(name)
+        column = _undictionary(table.column(name))
         x[:, j], bad = _numeric(column, name, file, what="feature column")
         if bad is not None and bad.any():
             found = unparsable.setdefault(name, _Unparsable(kind=column.type))
-            found.positions.append(start + np.flatnonzero(bad))
-            if len(found.examples) < _EXAMPLES:
-                found.examples += column.filter(pa.array(bad)).to_pylist()[:_EXAMPLES]
+            found.add(_one_array(column), start, bad, max_categories)
     return x, np.zeros(table.num_rows, dtype=bool)
+
+
+def _undictionary(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A dictionary-encoded column (a pandas categorical) as its values."""
+    if pa.types.is_dictionary(column.type):
+        return pc.cast(column, column.type.value_type)
+    return column
+
+
+def _one_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 def _list_features(
@@ -390,24 +483,42 @@ def parse_labels(
 _DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
 
 
+def _numbers_with_commas(found: _Unparsable) -> bool:
+    """Whether a column's words include numbers written with a decimal comma: a file saved
+    in another locale, not categories."""
+    return any(_DECIMAL_COMMA.fullmatch(word) for word in found.categories)
+
+
 def _raise_unparsable(checked: _Checked, file: str, numbering: RowNumbering) -> None:
-    """Text that is not a number in a feature column is an error even with ``drop_invalid``."""
-    for name in checked.names:
+    """Text that is neither a number nor a category in a feature column is an error even with
+    ``drop_invalid``: numbers with a decimal comma, or a column that mixes numbers and words
+    (named by whichever is rarer: the odd ones out)."""
+    for j, name in enumerate(checked.names):
         found = checked.unparsable.get(name)
         if found is None:
             continue
-        positions = np.concatenate(found.positions)
+        words = np.concatenate(found.positions)
         examples = found.examples[:_EXAMPLES]
-        comma = any(_DECIMAL_COMMA.fullmatch(str(value).strip()) for value in examples)
-        hint = "; a decimal comma? save the file with '.' as the decimal point" if comma else ""
+        numbers = np.flatnonzero(np.isfinite(checked.x[:, j]))
+        if _numbers_with_commas(found):
+            message = (
+                f"feature column is not numeric (type {found.kind}): values such as {examples} "
+                "are not numbers; a decimal comma? save the file with '.' as the decimal point"
+            )
+        elif len(numbers) < len(words):
+            message = (
+                f"feature column of words (such as {examples}) holds {len(numbers)} numbers: "
+                "a column of words becomes one feature per word, so correct or remove the "
+                "numbers, or leave the column out with data.feature_columns"
+            )
+            words = numbers
+        else:
+            message = (
+                f"feature column of numbers holds {len(words)} words such as {examples}: correct "
+                "or remove them, or leave the column out with data.feature_columns"
+            )
         raise DataError(
-            f"feature column is not numeric (type {found.kind}): values such as "
-            f"{examples} are not numbers{hint}",
-            file=file,
-            column=name,
-            rows=len(positions),
-            positions=positions,
-            numbering=numbering,
+            message, file=file, column=name, rows=len(words), positions=words, numbering=numbering
         )
 
 

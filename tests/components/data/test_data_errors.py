@@ -59,13 +59,36 @@ def test_missing_label_column(tmp_path):
     _expect(error, file=path, column="label", rows=None)  # a header problem: no row count
 
 
-def test_non_numeric_feature_column(tmp_path):
+def test_words_among_numbers_are_named_by_line(tmp_path):
     frame = _frame().astype({"b": object})
     frame.loc[[2, 7], "b"] = ["abc", "n/a?"]
     path = _csv(tmp_path, frame)
-    with pytest.raises(DataError, match=r"not numeric .*'abc'") as error:
+    with pytest.raises(
+        DataError, match=r"column of numbers holds 2 words such as \['abc'"
+    ) as error:
         _ingest_csv(path, tmp_path / "cache")
     _expect(error, file=path, column="b", rows=2, at="lines 4, 9")
+
+
+def test_numbers_among_words_are_named_by_line(tmp_path):
+    frame = _frame().astype({"b": object})
+    frame["b"] = ["red", "blue", "green"] * 5
+    frame.loc[[3, 11], "b"] = ["7", "0.5"]  # a column of colours with two stray numbers
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match=r"column of words \(such as .*\) holds 2 numbers") as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="b", rows=2, at="lines 5, 13")
+
+
+def test_a_column_of_too_many_words_is_refused_as_no_categories(tmp_path):
+    frame = _frame().astype({"b": object})
+    frame["b"] = [f"user{i}" for i in range(len(frame))]  # an id column, not a category
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match="more than 10 distinct words") as error:
+        ingest(DataSpec(source="csv", path=path, max_categories=10), tmp_path / "cache")
+    _expect(error, file=path, column="b", rows=None)
+    assert "data.feature_columns, or raise data.max_categories" in str(error.value)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -375,11 +375,44 @@ def test_csv_errors_name_lines_in_later_blocks(tmp_path):
     rows = [f"{i % 7},{i % 5},{i % 3}" for i in range(2000)]
     rows[1900], rows[1950] = "1,abc,0", "2,n/a?,1"
     spec = _csv_file(tmp_path / "bad.csv", rows)
-    # Text that is no number at all is an error even when dropping bad rows.
+    # Words among numbers are an error even when dropping bad rows.
     spec = DataSpec(source="csv", path=spec.path, drop_invalid=True)
     where = r"'f1', 2 rows \(lines 1902, 1952\): .*\['abc', 'n/a\?'\]"
     with pytest.raises(DataError, match=where):
         load_file(spec, csv_block_bytes=2 << 10)
+
+
+def test_a_csv_column_of_words_becomes_one_feature_per_word_across_blocks(tmp_path):
+    # The words change from block to block, and the column is empty in the first rows: the
+    # categories are the whole column's, sorted, and each row's 1 sits under its own word.
+    colours = ["red", "green", "blue"]
+    rows = [f"{i % 7},{colours[(i // 700) % 3] if i >= 40 else ''},{i % 3}" for i in range(2000)]
+    spec = replace(_csv_file(tmp_path / "data.csv", rows), drop_invalid=True)
+
+    data = load_file(spec, csv_block_bytes=2 << 10)
+
+    assert data.feature_names == ("f0", "f1=blue", "f1=green", "f1=red")
+    assert data.dropped_by_reason["non_finite_features"] == 40  # no word: a missing value
+    expected = pd.read_csv(spec.path).iloc[40:]
+    assert np.array_equal(data.x[:, 0], expected["f0"].to_numpy(np.float32))
+    words = np.array(["blue", "green", "red"])[data.x[:, 1:].argmax(axis=1)]
+    assert np.array_equal(words, expected["f1"].to_numpy()) and (data.x[:, 1:].sum(1) == 1).all()
+    with pytest.raises(DataError, match="features are NaN, inf or missing") as error:
+        load_file(replace(spec, drop_invalid=False), csv_block_bytes=2 << 10)
+    assert error.value.column == "f1" and error.value.rows == 40
+
+
+def test_a_parquet_categorical_feature_is_encoded_like_words(tmp_path):
+    frame = _frame(labels=(0, 1), per_class=6)
+    frame["size"] = pd.Categorical(["small", "large", " medium"] * 4)
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+
+    result = ingest(DataSpec(source="parquet", path=str(tmp_path / "data.parquet")), tmp_path)
+
+    names = [f"f{j}" for j in range(4)] + ["size=large", "size=medium", "size=small"]
+    assert result.meta["feature_names"] == names and result.meta["feature_shape"] == [7]
+    x, _ = _read_all(result.path)
+    assert sorted(x[:, 4:].sum(axis=0).tolist()) == [4.0, 4.0, 4.0]
 
 
 def test_csv_is_read_a_block_at_a_time(tmp_path):
