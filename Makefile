@@ -17,10 +17,18 @@ STAMP := $(VENV)/.sennflow-installed
 
 .PHONY: run test lint bench stack stack-down clean-venv
 
+# uv installs in about 35 s what pip installs in about 3 minutes (same versions). uv does not
+# read pip's configuration (an index mirror, a certificate set only there): where uv fails,
+# pip installs the same.
+define install
+$(BIN)/uv pip install --quiet --no-cache --python $(BIN)/python $(1) || $(BIN)/python -m pip install --quiet --no-cache-dir $(1)
+endef
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-cache-dir $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH)
-	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-cache-dir "uv==0.13.*"
+	$(call install,$(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH))
+	$(call install,-e ".[dev]")
 # Prefect's local database, created now rather than by the first run's temporary server
 	$(BIN)/prefect server database upgrade -y > /dev/null
 	touch $(STAMP)

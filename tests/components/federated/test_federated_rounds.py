@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -149,6 +150,7 @@ def test_killed_client_is_dropped_and_rejoins(ray_session, digits):
     # while it sleeps in fit_round, and Ray restarts it for the next round.
     clients = _clients(digits, "prototypes", actor=client_actor(max_restarts=1), delay={3: 3.0})
     ray.kill(clients[1], no_restart=True)
+    _wait_until_dead(clients[1])  # the kill is asynchronous: a call sent at once may still run
     timer = threading.Timer(1.0, lambda: ray.kill(clients[3], no_restart=False))
     timer.start()
     try:
@@ -175,6 +177,19 @@ def test_killed_client_is_dropped_and_rejoins(ray_session, digits):
     assert second.participants == [0, 2, 3, 4]
     counts = result.global_state["counts"].numpy()
     assert counts.sum() == sum(len(digits[4][i]) for i in (0, 2, 3, 4))
+
+
+def _wait_until_dead(handle, timeout_s: float = 30.0) -> None:
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(handle.num_samples.remote(), timeout=timeout_s)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the actor still answers {timeout_s} s after ray.kill")
 
 
 def test_slow_client_times_out_and_round_completes(ray_session, digits):
