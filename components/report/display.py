@@ -6,7 +6,9 @@ in its colours. :class:`InputScale` undoes the standardisation, once, for every 
 an input, a decoded prototype or a pushed prototype's source. Images ``(C, H, W)`` with 1 or 3
 channels are drawn as pictures, signals ``(C, L)`` as one line per channel (the first few), and
 other shapes (tabular rows) as bars of their standardised values: their features have unrelated
-units, so natural-scale bars would show only the largest feature.
+units, so natural-scale bars would show only the largest feature. A row of up to
+:data:`NAMED_BARS` named features (a table's columns) gets one horizontal bar per feature,
+named.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def _broadcast(values, feature_shape: tuple[int, ...]) -> np.ndarray | None:
         return None
     array = per_feature(np.ravel(values), feature_shape).astype(float)
     return array.reshape(feature_shape) if array.size == int(np.prod(feature_shape)) else None
+
+
+NAMED_BARS = 16  # a tabular sample with at most this many named features: one named bar each
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,14 @@ def draw_sample(ax: Axes, values, scale: InputScale) -> None:
         _no_ticks(ax)
     elif is_signal(shape):
         draw_signal(ax, scale.denormalize(values), 0)
+    elif scale.feature_names and len(scale.feature_names) <= NAMED_BARS:
+        flat = np.asarray(values, dtype=float).ravel()
+        rows = np.arange(flat.size)
+        ax.barh(rows, flat, color="#4c8bc9")
+        ax.set_yticks(rows, scale.feature_names)
+        ax.invert_yaxis()  # the first column on top, as the file has them
+        ax.axvline(0.0, color="#666666", linewidth=0.6)
+        ax.tick_params(labelsize=5)
     else:
         flat = np.asarray(values, dtype=float).ravel()
         ax.bar(np.arange(flat.size), flat, color="#4c8bc9")

@@ -5,9 +5,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from components.report import ReportData, write_report
-from components.report.display import InputScale
+from components.report.display import InputScale, draw_sample
 from components.report.explanation_figures import attribution_figure
 from components.report.posthoc_figures import posthoc_attribution_figure, ranking_figure
 from components.report.posthoc_metrics import metric_table
@@ -206,6 +207,13 @@ def test_a_table_s_features_are_named_in_the_data_section_figures_and_rules(tmp_
     fig = attribution_figure(samples, rng.normal(size=(2, 6)), rng.normal(size=(2, 6)), scale, [])
     labels = {t.get_text() for ax in fig.axes[1::2] for t in ax.get_yticklabels()}
     assert labels == set(names)  # Integrated Gradients' bars, by name
+    inputs = fig.axes[0::2]
+    assert [t.get_text() for t in inputs[0].get_yticklabels()] == names  # the sample, by name
+    wide = InputScale.from_meta({"feature_names": [f"g{i}" for i in range(40)]}, (40,))
+    ax = Figure().subplots()
+    draw_sample(ax, np.ones(40), wide)  # too many to name: one upright bar each, as before
+    labels = {t.get_text() for t in [*ax.get_xticklabels(), *ax.get_yticklabels()]}
+    assert len(ax.patches) == 40 and "g0" not in labels
     assert InputScale.from_meta(data_meta, (2, 3)).feature_names is None  # not a flat row
     assert InputScale.from_meta({"feature_names": names[:5]}, (6,)).feature_names is None
 
