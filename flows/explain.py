@@ -17,6 +17,7 @@ says which of the two it is.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -106,7 +107,7 @@ def recorded_dataset(source: Path, cache_dir: str | Path):
         ConfigError: no such dataset; the message says how to name the data instead.
     """
     data = _source_metrics(source).get("data") or {}
-    hint = "name the data to explain on, as for sennflow run: data=<source> data.path=<path>"
+    hint = f"name the data to explain on, as for sennflow run: {_data_overrides(source)}"
     if not isinstance(data.get("path"), str):
         raise ConfigError(f"{source / 'metrics.json'} records no dataset: {hint}")
     recorded = Path(data["path"])
@@ -117,6 +118,43 @@ def recorded_dataset(source: Path, cache_dir: str | Path):
             return folder, meta
         problems.append(f"{folder}: {problem}")
     raise ConfigError(f"the run's dataset cannot be used ({'; '.join(problems)}); {hint}")
+
+
+def _data_overrides(source: Path) -> str:
+    """The ``data`` overrides of the run's saved config that differ from the defaults, as one
+    could type them (``data=csv data.path=/data/loans.csv data.label_column=decision``); a value
+    that would read the environment (``${...}``, from a folder that may be a stranger's) is left
+    as ``<key>``. ``data=<source> data.path=<path>`` when the config names no data."""
+    from omegaconf import OmegaConf
+
+    from components.data.spec import SOURCES, DataSpec, source_fields
+    from flows.config_errors import shell_override
+
+    try:
+        saved = OmegaConf.to_container(read_run_config(source), resolve=False).get("data")
+    except ConfigError:  # no config.yaml to read
+        saved = None
+    if not isinstance(saved, dict):
+        saved = {}
+    name = saved.get("source")
+    if name not in SOURCES:
+        return "data=<source> data.path=<path>"
+    defaults = DataSpec().to_dict()
+    words = [f"data={name}"]
+    for key in source_fields(name):
+        value = saved.get(key)
+        if key == "source" or value is None or value == defaults.get(key):
+            continue
+        text = f"[{','.join(map(str, value))}]" if isinstance(value, list) else str(value)
+        if "${" in text:
+            words.append(f"data.{key}=<{key}>")
+        elif isinstance(value, list | bool | int | float):
+            words.append(
+                shlex.quote(f"data.{key}={text.lower() if isinstance(value, bool) else text}")
+            )
+        else:
+            words.append(shell_override(f"data.{key}", text))
+    return " ".join(words)
 
 
 def _checked_cache(folder: Path, row_counts: dict | None):

@@ -151,7 +151,12 @@ def test_explain_refuses_a_folder_whose_recorded_data_is_no_dataset_cache(
     (folder / "metrics.json").write_text(json.dumps({"data": {"path": str(tmp_path)}}))
     mine = tmp_path / "mine"
     assert main(["explain", str(folder), f"run.root={mine}"]) == 2
-    assert "the run's dataset cannot be used" in capsys.readouterr().err
+    said = " ".join(capsys.readouterr().err.split())
+    assert "the run's dataset cannot be used" in said
+    # the data as the run named it, to type again; the label column would read the environment
+    private = yaml.safe_load((folder / "config.yaml").read_text())["data"]["path"]
+    again = f"data=csv data.path={private} data.label_column=<label_column>"
+    assert f"as for sennflow run: {again}" in said and "oc.env" not in said
     assert not mine.exists() and not elsewhere.exists()
 
 
