@@ -180,12 +180,13 @@ def explain_post_hoc(
         ``budget`` (see :func:`budget_line`).
     """
     model = model.eval()
-    stage = _Stage(model, masks, attribute_fn or local_attribute(model), Clock(budget_s))
-    stage.rule_names = {
+    rule_names = {
         "feature_names": feature_names,
         "feature_units": feature_units,
         "class_names": class_names,
     }
+    attribute_fn = attribute_fn or local_attribute(model)
+    stage = _Stage(model, masks, attribute_fn, Clock(budget_s), rule_names)
     with stage.clock.part("feature groups"):
         groups = group_labels(x[: config.eval_samples], config.feature_groups, config.patch_size)
     requested = _requested(config, x, surrogate_data)
@@ -239,11 +240,19 @@ def budget_line(budget: dict) -> str:
 class _Stage:
     """The parts of the post-hoc stage that the budget times, plans and may skip."""
 
-    def __init__(self, model: nn.Module, masks, attribute_fn: Attribute, clock: Clock) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        masks,
+        attribute_fn: Attribute,
+        clock: Clock,
+        rule_names: dict | None = None,
+    ) -> None:
         self.model, self.masks, self.attribute_fn, self.clock = model, masks, attribute_fn, clock
         self.scale = 1.0  # chosen / configured perturbation samples
         self.drift = 1.0  # how far the explained methods overran the pilot's estimates (>= 1)
-        self.rule_names: dict = {}  # how the surrogate's rules name features (and units), classes
+        # how the surrogate's rules name features (and their units) and classes
+        self.rule_names = rule_names or {}
 
     def plan(self, x, groups, config: ExplainConfig, requested: Counts):
         """The counts that fit the budget, the pilot's unit costs, the methods still in."""

@@ -15,6 +15,11 @@ patches of :func:`~components.perturbation.groups.feature_groups`): probing then
 model call per group and probe (64 patches of a 224x224 image instead of its 150,528 values), and
 the surrogate reads each selected patch's mean value. Per-input groups (superpixels) cannot be
 global features: they mean a different region in every image.
+
+The rules name features and classes as the data does and, given each feature's normalisation
+statistics, are written in the data's own units (``income <= 60541.5`` rather than a
+standardised ``x[1] <= 0.85``): the surrogate is fitted on what the model takes, and only its
+text is converted, exactly (a tree's thresholds, a linear model's weights and bias).
 """
 
 from __future__ import annotations
