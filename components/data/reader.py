@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,10 +76,7 @@ class DatasetMeta:
     def feature_names(self) -> tuple[str, ...] | None:
         """Each feature's name (a table's column names) when ``meta.json`` records one per
         feature; ``None`` otherwise (images, signals, datasets ingested before names were kept)."""
-        names = self.raw.get("feature_names")
-        if not isinstance(names, list) or len(names) != self.num_features:
-            return None
-        return tuple(str(name) for name in names)
+        return named_features(self.raw, self.feature_shape)
 
     @property
     def channel_mean(self) -> np.ndarray:
@@ -132,6 +129,16 @@ def load_meta(path: str | Path) -> DatasetMeta:
                 file=str(meta_file),
             )
     return meta
+
+
+def named_features(raw: Mapping, feature_shape) -> tuple[str, ...] | None:
+    """The ``feature_names`` of a ``meta.json``'s contents when they name every feature of a
+    flat sample; ``None`` otherwise (none recorded, a reshaped sample, a hand-edited list)."""
+    names = raw.get("feature_names")
+    shape = tuple(int(d) for d in feature_shape)
+    if len(shape) != 1 or not isinstance(names, list) or len(names) != shape[0]:
+        return None
+    return tuple(str(name) for name in names)
 
 
 def per_feature(values, feature_shape) -> np.ndarray:

@@ -24,7 +24,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from components.data.reader import per_feature
+from components.data.reader import named_features, per_feature
 
 SIGNAL_CHANNELS = 3  # channels of a signal drawn as lines; the rest are left out
 _LINE_COLOURS = ("#1f4e79", "#c0392b", "#2e8b57")
@@ -95,7 +95,7 @@ class InputScale:
         mean, std = (_broadcast(normalization.get(k), shape) for k in ("mean", "std"))
         if mean is None or std is None:
             mean = std = None
-        scale = cls(shape, mean, std, feature_names=_feature_names(data_meta, shape))
+        scale = cls(shape, mean, std, feature_names=named_features(data_meta, shape))
         if data_meta.get("kind") == "image":
             return replace(scale, value_range=(0.0, 1.0))
         if shown is not None and np.size(shown):
@@ -125,14 +125,6 @@ class InputScale:
         if high <= low:
             return np.zeros_like(natural)
         return np.clip((natural - low) / (high - low), 0.0, 1.0)
-
-
-def _feature_names(data_meta: Mapping, shape: tuple[int, ...]) -> tuple[str, ...] | None:
-    """The meta's ``feature_names`` when it names every feature of a flat sample."""
-    names = data_meta.get("feature_names")
-    if len(shape) != 1 or not isinstance(names, list) or len(names) != shape[0]:
-        return None
-    return tuple(str(name) for name in names)
 
 
 def identity_scale(feature_shape: Sequence[int]) -> InputScale:
