@@ -19,7 +19,7 @@ STAMP := $(VENV)/.sennflow-installed
 
 # uv installs in about 50 s what pip installs in about 3 minutes (same versions). It compiles
 # the bytecode as pip does: with PYTHONDONTWRITEBYTECODE set, every process would otherwise
-# compile what it imports (measured: the test suite took 40 minutes instead of 24). uv does not
+# compile what it imports (measured: the test suite took 40 minutes instead of 21). uv does not
 # read pip's configuration (an index mirror, a certificate set only there): where uv fails,
 # pip installs the same.
 define install
