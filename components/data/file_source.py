@@ -318,6 +318,7 @@ def load_file(spec: DataSpec, *, csv_block_bytes: int = CSV_BLOCK_BYTES) -> Labe
         "file": spec.path,
         "label_column": spec.label_column,
         "feature_columns": spec.feature_columns,
+        "drop_columns": spec.drop_columns,
         "drop_invalid": spec.drop_invalid,
         "max_categories": spec.max_categories,
     }

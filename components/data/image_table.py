@@ -55,7 +55,7 @@ def find_image_column(spec: DataSpec) -> str | None:
     images = [
         name
         for name in (spec.feature_columns or schema.names)
-        if name in schema.names and name != spec.label_column
+        if name in schema.names and name != spec.label_column and name not in spec.drop_columns
         and is_image_type(schema.field(name).type)
     ]  # fmt: skip
     if spec.feature_columns is not None and images and len(spec.feature_columns) > 1:

@@ -175,6 +175,7 @@ def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprin
         dropped_by_reason={**dict.fromkeys(DROP_REASONS, 0), **data.dropped_by_reason},
         # names of flat features only: a reshaped row (signals, images) has positions instead
         feature_names=data.feature_names if len(feature_shape) == 1 else None,
+        categories=data.categories,
     )
     if data.splits is not None:  # the report says where the splits came from
         meta.update(layout="parquet_split_files", fixed_splits=fixed_splits(data.splits))

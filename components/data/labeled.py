@@ -20,6 +20,8 @@ class LabeledArrays:
         splits: Per row, the split its source fixes (Parquet files named for their split),
             or ``None``: a seeded stratified split.
         feature_names: Name of each flattened feature (a table's column names), or ``None``.
+        categories: Each categorical column's words, in the order of its 0/1 features
+            (``column=word``); empty when no column is categorical.
     """
 
     x: np.ndarray
@@ -29,3 +31,4 @@ class LabeledArrays:
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     splits: np.ndarray | None = None
     feature_names: tuple[str, ...] | None = None
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)

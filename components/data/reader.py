@@ -79,6 +79,22 @@ class DatasetMeta:
         return named_features(self.raw, self.feature_shape)
 
     @property
+    def categorical(self) -> dict[str, tuple[str, str]]:
+        """The 0/1 features that one-hot encode a categorical column, by name: ``column=word``
+        -> ``(column, word)``; empty for datasets without (or ingested before) categories."""
+        names = set(self.feature_names or ())
+        categories = self.raw.get("categories")
+        if not names or not isinstance(categories, dict):
+            return {}
+        pairs = {
+            f"{column}={word}": (str(column), str(word))
+            for column, words in categories.items()
+            if isinstance(words, list)
+            for word in words
+        }
+        return {name: pair for name, pair in pairs.items() if name in names}
+
+    @property
     def channel_mean(self) -> np.ndarray:
         """Per-channel mean ``(C,)`` of an image dataset (pixels in [0, 1])."""
         return self.mean.reshape(self.feature_shape[0], -1)[:, 0]

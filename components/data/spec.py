@@ -36,6 +36,8 @@ class DataSpec:
         feature_columns: For ``parquet``/``csv``: either one list-typed column or several scalar
             columns; ``None`` means every column except the label. A scalar column of words
             (text none of whose values is a number) is categorical: one 0/1 feature per word.
+        drop_columns: For ``parquet``/``csv``: columns left out of the features (an id, a
+            date, free text), the others kept; not together with ``feature_columns``.
         max_categories: For ``parquet``/``csv``: the most distinct words a categorical column
             may hold (more is refused: an id or free text, not categories).
         feature_shape: Optional shape of one sample (e.g. ``(1, 8, 8)``); its product must equal
@@ -67,6 +69,7 @@ class DataSpec:
     path: str | None = None
     label_column: str = "label"
     feature_columns: tuple[str, ...] | None = None
+    drop_columns: tuple[str, ...] = ()
     max_categories: int = MAX_CATEGORIES
     feature_shape: tuple[int, ...] | None = None
     val_fraction: float = 0.15
@@ -85,9 +88,10 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         # Configs arrive with lists (YAML); store tuples so the spec stays hashable.
-        if isinstance(self.feature_columns, str):  # one column named: a list column
-            object.__setattr__(self, "feature_columns", (self.feature_columns,))
-        for name in ("feature_columns", "feature_shape"):
+        for name in ("feature_columns", "drop_columns"):  # one column named: a list of one
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, (getattr(self, name),))
+        for name in ("feature_columns", "drop_columns", "feature_shape"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -137,6 +141,11 @@ class DataSpec:
             raise ValueError(f"DataSpec.feature_shape={self.feature_shape}: dims must be >= 1")
         if self.feature_columns is not None and not self.feature_columns:
             raise ValueError("DataSpec.feature_columns is empty: use None for 'all but label'")
+        if self.feature_columns is not None and self.drop_columns:
+            raise ValueError(
+                "DataSpec.feature_columns and DataSpec.drop_columns are both set: name the "
+                "columns to use, or the columns to leave out, not both"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready plain data (tuples become lists)."""
@@ -162,11 +171,19 @@ _COMMON_FIELDS = (
 _SOURCE_FIELDS = {
     "synthetic": ("num_samples", "num_features", "num_classes", "class_sep"),
     "parts": ("num_samples", "num_classes"),
-    "parquet": ("path", "label_column", "feature_columns", "max_categories", "drop_invalid"),
+    "parquet": (
+        "path",
+        "label_column",
+        "feature_columns",
+        "drop_columns",
+        "max_categories",
+        "drop_invalid",
+    ),
     "csv": (
         "path",
         "label_column",
         "feature_columns",
+        "drop_columns",
         "max_categories",
         "drop_invalid",
         "encoding",

@@ -26,6 +26,12 @@ from components.data.spec import MAX_CATEGORIES
 # per-reason counts add up to the number of dropped rows.
 DROP_REASONS = ("ragged_features", "non_finite_features", "invalid_label")
 
+# A date (year first or last, 4 digits), with or without a time of day, or a time alone.
+_DATE_OR_TIME = re.compile(
+    r"(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
+    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?|\d{1,2}:\d{2}(:\d{2})?"
+)
+
 _NAN_SPELLINGS = frozenset({"nan", "+nan", "-nan"})
 _EXAMPLES = 3
 Batch = pa.Table | pa.RecordBatch
@@ -85,6 +91,7 @@ def table_to_labeled(
     numbering: RowNumbering = ROW_INDICES,
     splits: np.ndarray | None = None,
     max_categories: int = MAX_CATEGORIES,
+    drop_columns: Sequence[str] = (),
 ) -> LabeledArrays:
     """Validate ``table`` and extract features and labels.
 
@@ -100,6 +107,7 @@ def table_to_labeled(
         file: Path or URL of the file, for error messages.
         label_column: Column with the integer labels.
         feature_columns: Feature columns; ``None`` means all but the label.
+        drop_columns: Columns left out of the features (with ``feature_columns=None``).
         drop_invalid: Drop bad rows instead of raising.
         numbering: How error messages name rows (row indices, or CSV line numbers).
         splits: Per row, the split its source fixes (kept for the rows kept), or ``None``.
@@ -113,6 +121,7 @@ def table_to_labeled(
         file=file,
         label_column=label_column,
         feature_columns=feature_columns,
+        drop_columns=drop_columns,
         drop_invalid=drop_invalid,
         numbering=numbering,
         splits=splits,
@@ -130,6 +139,7 @@ def batches_to_labeled(
     numbering: RowNumbering = ROW_INDICES,
     splits: np.ndarray | None = None,
     max_categories: int = MAX_CATEGORIES,
+    drop_columns: Sequence[str] = (),
 ) -> LabeledArrays:
     """:func:`table_to_labeled` for a table that arrives as consecutive batches of rows.
 
@@ -139,7 +149,8 @@ def batches_to_labeled(
     Raises:
         DataError: As :func:`table_to_labeled`; ``"file has no rows"`` when no batch has one.
     """
-    checked = _check_batches(batches, file, label_column, feature_columns, max_categories)
+    columns = (feature_columns, tuple(drop_columns))
+    checked = _check_batches(batches, file, label_column, columns, max_categories)
     _encode_categories(checked, file, max_categories)
     _raise_unparsable(checked, file, numbering)
     masks = checked.masks
@@ -173,6 +184,7 @@ def batches_to_labeled(
         dropped_by_reason=dropped,
         splits=None if splits is None else np.asarray(splits)[keep],
         feature_names=names,
+        categories={column: tuple(words) for column, words in checked.categories.items()},
     )
 
 
@@ -210,11 +222,13 @@ def _encode_categories(checked: _Checked, file: str, limit: int) -> None:
         found = checked.unparsable.get(name)
         if found is None or np.isfinite(checked.x[:, j]).any() or _numbers_with_commas(found):
             continue
+        if all(_DATE_OR_TIME.fullmatch(word) for word in found.categories):
+            raise DataError(_dates(f"e.g. {found.examples}"), file=file, column=name)
         if len(found.categories) > limit:
             raise DataError(
                 f"feature column holds more than {limit} distinct words (e.g. "
                 f"{found.examples}), too many to encode as categories: leave it out with "
-                "data.feature_columns, or raise data.max_categories",
+                "data.drop_columns, or raise data.max_categories",
                 file=file,
                 column=name,
             )
@@ -233,7 +247,7 @@ def _check_batches(
     batches: Iterable[Batch],
     file: str,
     label_column: str,
-    feature_columns: Sequence[str] | None,
+    columns: tuple[Sequence[str] | None, Sequence[str]],
     max_categories: int,
 ) -> _Checked:
     """Extract and check every batch, then join them into one :class:`_Checked`."""
@@ -246,7 +260,7 @@ def _check_batches(
         if batch.num_rows == 0:
             continue
         if names is None:
-            names = _feature_column_names(batch, label_column, feature_columns, file)
+            names = _feature_column_names(batch, label_column, *columns, file)
         x, ragged = _features(batch, names, file, start, unparsable, max_categories)
         batch_labels, bad_label = parse_labels(batch.column(label_column), label_column, file)
         masks["ragged_features"].append(ragged)
@@ -282,7 +296,11 @@ def _check_batches(
 
 
 def _feature_column_names(
-    table: Batch, label_column: str, feature_columns: Sequence[str] | None, file: str
+    table: Batch,
+    label_column: str,
+    feature_columns: Sequence[str] | None,
+    drop_columns: Sequence[str],
+    file: str,
 ) -> list[str]:
     columns = table.schema.names
     if label_column not in columns:
@@ -291,8 +309,16 @@ def _feature_column_names(
             file=file,
             column=label_column,
         )
+    absent = [c for c in drop_columns if c not in columns]
+    if absent:
+        raise DataError(
+            f"data.drop_columns names {absent}, which the file does not have; it has columns "
+            f"{columns}",
+            file=file,
+            column=absent[0],
+        )
     if feature_columns is None:
-        names = [c for c in columns if c != label_column]
+        names = [c for c in columns if c != label_column and c not in drop_columns]
     else:
         names = list(feature_columns)
     missing = [c for c in names if c not in columns]
@@ -393,6 +419,8 @@ def _numeric(
         values, unparsable = parse_numbers(array)
     elif _is_numeric(array.type):
         values = pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    elif pa.types.is_temporal(array.type):
+        raise DataError(_dates(f"type {array.type}"), file=file, column=name)
     else:
         raise DataError(
             f"{what} is not numeric (type {array.type})",
@@ -483,6 +511,15 @@ def parse_labels(
 _DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
 
 
+def _dates(seen: str) -> str:
+    """Why a column of dates (``seen``: examples, or its type) is refused, and what to do."""
+    return (
+        f"feature column holds dates or times ({seen}), which are neither numbers nor "
+        "categories: turn it into numbers first (e.g. days since a reference date), or leave "
+        "it out with data.drop_columns"
+    )
+
+
 def _numbers_with_commas(found: _Unparsable) -> bool:
     """Whether a column's words include numbers written with a decimal comma: a file saved
     in another locale, not categories."""
@@ -509,13 +546,13 @@ def _raise_unparsable(checked: _Checked, file: str, numbering: RowNumbering) -> 
             message = (
                 f"feature column of words (such as {examples}) holds {len(numbers)} numbers: "
                 "a column of words becomes one feature per word, so correct or remove the "
-                "numbers, or leave the column out with data.feature_columns"
+                "numbers, or leave the column out with data.drop_columns"
             )
             words = numbers
         else:
             message = (
                 f"feature column of numbers holds {len(words)} words such as {examples}: correct "
-                "or remove them, or leave the column out with data.feature_columns"
+                "or remove them, or leave the column out with data.drop_columns"
             )
         raise DataError(
             message, file=file, column=name, rows=len(words), positions=words, numbering=numbering

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,9 +88,11 @@ def build_meta(
     row_counts: dict[str, int],
     dropped_by_reason: dict[str, int],
     feature_names: tuple[str, ...] | None = None,
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> dict:
     """The ``meta.json`` contents (see the dataset contract in DESIGN.md); ``feature_names``
-    (a table's column names, one per feature) only when given."""
+    (a table's column names, one per feature) and ``categories`` (each categorical column's
+    words, whose 0/1 features are named ``column=word``) only when given."""
     meta = {
         "feature_shape": list(feature_shape),
         "dtype": "float32",
@@ -109,6 +112,8 @@ def build_meta(
     }
     if feature_names is not None:
         meta["feature_names"] = list(feature_names)
+    if categories:
+        meta["categories"] = {column: list(words) for column, words in categories.items()}
     return meta
 
 

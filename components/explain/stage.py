@@ -168,6 +168,7 @@ def _post_hoc(model, dataset_path, meta, config, x, y, attribute_fn, budget_s: f
         feature_names=meta.feature_names,
         feature_units=(meta.mean, meta.std),  # the surrogate's rules in the data's own units
         class_names=meta.class_names,
+        categorical=meta.categorical,
     )
 
 

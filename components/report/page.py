@@ -85,7 +85,8 @@ def _data_section(data_meta: Mapping) -> str:
 
 
 def _feature_parts(data_meta: Mapping) -> list[str]:
-    """A table's features by name, with the training split's mean and std of each."""
+    """A table's features by name, with the training split's mean and std of each (and what
+    the 0/1 features of its word columns mean)."""
     names = data_meta.get("feature_names")
     if not isinstance(names, list) or not names:
         return []
@@ -97,10 +98,16 @@ def _feature_parts(data_meta: Mapping) -> list[str]:
     shown = rows[:FEATURES_SHOWN]
     more = len(rows) - len(shown)
     note = f" (the first {FEATURES_SHOWN})" if more else ""
-    return [
-        f"<h3>Features ({len(names)}){note}</h3>",
-        markup.table(("feature", "train mean", "train std"), shown),
-    ]
+    parts = [f"<h3>Features ({len(names)}){note}</h3>"]
+    if data_meta.get("categories"):
+        words = ", ".join(map(str, data_meta["categories"]))
+        parts.append(
+            markup.paragraph(
+                f"Columns of words ({words}) are one 0/1 feature per word, named column=word; "
+                "its train mean is the share of training rows with that word."
+            )
+        )
+    return [*parts, markup.table(("feature", "train mean", "train std"), shown)]
 
 
 def _used_source_fields(source: Mapping, data_meta: Mapping) -> dict:

@@ -183,17 +183,34 @@ def _surrogate_parts(post_hoc: Mapping) -> list[str]:
     lines = [f"A global surrogate ({kind}) fitted to mimic the model's predictions."]
     if number(surrogate.get("fidelity")) is not None:
         lines.append(f"Fidelity (agreement with the model): {format_metric(surrogate['fidelity'])}")
-    features = as_list(surrogate.get("features"))
-    if features:
-        count = surrogate.get("top_k") or len(features)
-        names = "; ".join(str(f) for f in features)
-        lines.append(f"Top {count} features it uses, most important first: {names}")
+    lines += _surrogate_feature_lines(surrogate)
     parts = ["<h3>Surrogate model</h3>", *(markup.paragraph(line) for line in lines)]
     if surrogate.get("rules"):
         if surrogate.get("units") == "data":
             parts.append(markup.paragraph("Its rules, in the data's own units:"))
         parts.append(markup.preformatted(str(surrogate["rules"])))
     return parts
+
+
+def _surrogate_feature_lines(surrogate: Mapping) -> list[str]:
+    """Which features the surrogate was given (the model's most important) and which of them
+    its fit uses; explanations written before ``used`` was recorded say only the first."""
+    features = [str(f) for f in as_list(surrogate.get("features"))]
+    if not features:
+        return []
+    count = surrogate.get("top_k") or len(features)
+    given = f"the model's {count} most important features, most important first: "
+    if "used" not in surrogate:
+        return [f"It was given {given}{'; '.join(features)}"]
+    used = [str(f) for f in as_list(surrogate.get("used"))]
+    lines = [f"It was given {given}{'; '.join(features)}."]
+    if len(used) == len(features):
+        lines.append("It uses all of them.")
+    elif used:
+        lines.append(f"It uses {len(used)} of them: {'; '.join(used)}.")
+    else:
+        lines.append("It uses none of them: it predicts one class everywhere.")
+    return lines
 
 
 def _sp_lime_parts(post_hoc: Mapping) -> list[str]:

@@ -97,6 +97,7 @@ def test_a_number_given_for_a_name_becomes_its_text():
     assert (settings.data.label_column, settings.run.root) == ("64", "2026")
     columns = to_settings(compose(["data.feature_columns=[1,x]"])).data.feature_columns
     assert columns == ("1", "x")
+    assert to_settings(compose(["data.drop_columns=[2024]"])).data.drop_columns == ("2024",)
 
 
 def test_one_name_for_a_list_of_names_is_a_list_of_it():
@@ -109,6 +110,7 @@ def test_one_name_for_a_list_of_names_is_a_list_of_it():
     # explain.methods=all is a shorthand the class takes; one feature column is a list column
     assert to_settings(compose(["explain.methods=all"])).explain.methods == POST_HOC_METHODS
     assert to_settings(compose(["data.feature_columns=pixels"])).data.feature_columns == ("pixels",)
+    assert to_settings(compose(["data.drop_columns=id"])).data.drop_columns == ("id",)
     assert to_settings(compose(["explain.checks=sanity"])).explain.checks == ("sanity",)
     # once iterated letter by letter: "federated.strategies=['f', 'e', 'd', ...]"
     federated = compose_federated(["federated.strategies=fedavg"])

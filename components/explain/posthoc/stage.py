@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -153,6 +153,7 @@ def explain_post_hoc(
     feature_names: Sequence[str] | None = None,
     feature_units: tuple[Any, Any] | None = None,
     class_names: Sequence[str] | None = None,
+    categorical: Mapping[str, tuple[str, str]] | None = None,
 ) -> dict:
     """Explain ``x`` with every method, score, rank, and summarise the model, within a budget.
 
@@ -174,6 +175,8 @@ def explain_post_hoc(
             features and classes, and the ``(mean, std)`` that write its thresholds in the
             user's units (flat features only; see
             :func:`~components.explain.posthoc.surrogate.fit_global_surrogate`).
+        categorical: the features that one-hot encode a categorical column, by name
+            (``column=word`` -> ``(column, word)``): the rules read ``column is word``.
 
     Returns:
         The report's ``post_hoc`` dict (see ``components.report.posthoc_section``), with
@@ -184,6 +187,7 @@ def explain_post_hoc(
         "feature_names": feature_names,
         "feature_units": feature_units,
         "class_names": class_names,
+        "categorical": categorical,
     }
     attribute_fn = attribute_fn or local_attribute(model)
     stage = _Stage(model, masks, attribute_fn, Clock(budget_s), rule_names)
@@ -396,7 +400,7 @@ class _Stage:
             labels = _surrogate_groups(config, groups, x.shape[1:])
             names = dict(self.rule_names)
             if labels is not None:  # groups: named by the boxes they fill, in the model's units
-                names.update(feature_names=None, feature_units=None)
+                names.update(feature_names=None, feature_units=None, categorical=None)
             surrogate = fit_global_surrogate(
                 self.model,
                 fit,

@@ -19,13 +19,15 @@ global features: they mean a different region in every image.
 The rules name features and classes as the data does and, given each feature's normalisation
 statistics, are written in the data's own units (``income <= 60541.5`` rather than a
 standardised ``x[1] <= 0.85``): the surrogate is fitted on what the model takes, and only its
-text is converted, exactly (a tree's thresholds, a linear model's weights and bias).
+text is converted, exactly (a tree's thresholds, a linear model's weights and bias). A tree's
+split on the 0/1 feature of a one-hot encoded category reads ``work class is Private`` / ``work
+class is not Private`` rather than ``work class=Private > 0.50``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +56,8 @@ class GlobalSurrogate:
         kind: ``tree`` or ``sparse_linear``.
         features: The selected features (flattened elements, or groups), most important first.
         feature_names: Their names.
+        used: The names of those the fitted surrogate relies on (a tree's splits, a linear
+            model's non-zero weights), most important first.
         importance: The black box's importance of every feature.
         fidelity: Share of held-out inputs on which surrogate and black box agree.
         train_fidelity: The same on the inputs the surrogate was fitted on.
@@ -67,6 +71,7 @@ class GlobalSurrogate:
     kind: str
     features: list[int]
     feature_names: list[str]
+    used: list[str]
     importance: np.ndarray
     fidelity: float
     train_fidelity: float
@@ -80,11 +85,12 @@ class GlobalSurrogate:
         return self.estimator.predict(feature_values(x, self.groups)[:, self.features])
 
     def summary(self) -> dict[str, Any]:
-        """What a report shows: kind, fidelity, top-k feature names and rules."""
+        """What a report shows: kind, fidelity, top-k feature names, those used, and rules."""
         return {
             "kind": self.kind,
             "fidelity": self.fidelity,
             "features": list(self.feature_names),
+            "used": list(self.used),
             "rules": self.rules,
             "units": self.units,
             "top_k": len(self.features),
@@ -104,6 +110,7 @@ def fit_global_surrogate(
     feature_names: Sequence[str] | None = None,
     feature_units: tuple[Any, Any] | None = None,
     class_names: Sequence[str] | None = None,
+    categorical: Mapping[str, tuple[str, str]] | None = None,
     groups: Any = None,
     holdout_fraction: float = 0.25,
     probe_samples: int = 256,
@@ -126,6 +133,8 @@ def fit_global_surrogate(
             rules' thresholds and weights are then written for ``value * std + mean``, the
             user's own units when ``x`` is standardised. The fit is unchanged.
         class_names: The name of each class index, for the rules.
+        categorical: The 0/1 features that one-hot encode a category, by name (``column=word``
+            -> ``(column, word)``): a tree's split on one reads ``column is (not) word``.
         groups: Group labels shared by all inputs (broadcastable to ``feature_shape``): the
             features are then the groups, each read as its mean value. None: every element.
         holdout_fraction: Share of ``x`` held out when ``x_holdout`` is None.
@@ -165,14 +174,16 @@ def fit_global_surrogate(
     columns = [feature_values(part, labels)[:, selected] for part in (train, holdout)]
     estimator = _estimator(kind, max_depth, l1_strength, seed).fit(columns[0], targets[0])
     chosen = [names[i] for i in selected]
+    rules = _rules(estimator, chosen, _selected(units, selected), class_names)
     return GlobalSurrogate(
         kind=kind,
         features=selected,
         feature_names=chosen,
+        used=[chosen[j] for j in _used_columns(estimator)],
         importance=scores,
         fidelity=float(np.mean(estimator.predict(columns[1]) == targets[1])),
         train_fidelity=float(np.mean(estimator.predict(columns[0]) == targets[0])),
-        rules=_rules(estimator, chosen, _selected(units, selected), class_names),
+        rules=_categories_in_words(rules, categorical) if kind == "tree" else rules,
         estimator=estimator,
         groups=labels,
         units="model" if units is None else "data",
@@ -342,6 +353,33 @@ def _rules(
         terms = " ".join(f"{weights[j]:+.3g} * {names[j]}" for j in order)
         lines.append(f"class {label}: {bias:+.3g} {terms}".rstrip())
     return "\n".join(lines)
+
+
+def _used_columns(estimator: Any) -> list[int]:
+    """The input columns the fitted surrogate reads, in column order."""
+    if isinstance(estimator, DecisionTreeClassifier):
+        split = estimator.tree_.feature
+        return sorted({int(j) for j in split[split >= 0]})
+    return [int(j) for j in np.flatnonzero(np.any(estimator.coef_ != 0, axis=0))]
+
+
+def _categories_in_words(rules: str, categorical: Mapping[str, tuple[str, str]] | None) -> str:
+    """``export_text`` lines that split a one-hot 0/1 feature, written as ``column is (not)
+    word``: the feature takes only two values, so any threshold between them means the same."""
+    if not categorical:
+        return rules
+    lines = []
+    for line in rules.splitlines():
+        branch, sep, test = line.partition("|--- ")
+        condition = test.rsplit(" ", 1)[0].rstrip()  # "name <=" or "name >" before the value
+        for operator, verb in ((" <=", "is not"), (" >", "is")):
+            name = condition.removesuffix(operator)
+            if sep and condition.endswith(operator) and name in categorical:
+                column, word = categorical[name]
+                line = f"{branch}{sep}{column} {verb} {word}"
+                break
+        lines.append(line)
+    return "\n".join(lines) + ("\n" if rules.endswith("\n") else "")
 
 
 def _class_name(label, class_names: Sequence[str] | None) -> str:

@@ -87,8 +87,67 @@ def test_a_column_of_too_many_words_is_refused_as_no_categories(tmp_path):
     with pytest.raises(DataError, match="more than 10 distinct words") as error:
         ingest(DataSpec(source="csv", path=path, max_categories=10), tmp_path / "cache")
     _expect(error, file=path, column="b", rows=None)
-    assert "data.feature_columns, or raise data.max_categories" in str(error.value)
+    assert "data.drop_columns, or raise data.max_categories" in str(error.value)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    # left out, the id column is no feature, and the rest of the file ingests
+    result = ingest(DataSpec(source="csv", path=path, drop_columns=("b",)), tmp_path / "cache")
+    assert result.meta["feature_names"] == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    "days",
+    [
+        ["2024-01-03", "2024-02-29"],  # ISO dates: few enough to pass as categories
+        ["03/01/2024", "29.02.2024"],
+        ["2024-01-03 10:00:00", "2024-01-03T10:00:00.5+01:00"],
+        ["10:30", "7:05:59"],
+    ],
+)
+def test_a_column_of_dates_is_refused_not_taken_for_categories(tmp_path, days):
+    frame = _frame().astype({"b": object})
+    frame["b"] = (days * 8)[: len(frame)]
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match=r"holds dates or times \(e.g. \[") as error:
+        _ingest_csv(path, tmp_path / "cache")
+    _expect(error, file=path, column="b", rows=None)
+    assert "leave it out with data.drop_columns" in str(error.value)
+
+
+def test_words_that_only_look_like_dates_stay_categories(tmp_path):
+    frame = _frame().astype({"b": object})
+    frame["b"] = ["1.2.3", "2024-Q1", "v10:30b"] * 5  # versions, quarters, codes
+    path = _csv(tmp_path, frame)
+    result = ingest(DataSpec(source="csv", path=path), tmp_path / "cache")
+    assert result.meta["categories"] == {"b": ["1.2.3", "2024-Q1", "v10:30b"]}
+
+
+def test_a_parquet_date_column_is_refused_by_its_type(tmp_path):
+    frame = _frame()
+    frame["when"] = pd.date_range("2024-01-01", periods=len(frame), freq="D")
+    frame.to_parquet(tmp_path / "dated.parquet", index=False)
+    path = str(tmp_path / "dated.parquet")
+    with pytest.raises(DataError, match=r"holds dates or times \(type timestamp") as error:
+        ingest(DataSpec(source="parquet", path=path), tmp_path / "cache")
+    _expect(error, file=path, column="when", rows=None)
+    kept = ingest(DataSpec(source="parquet", path=path, drop_columns=["when"]), tmp_path / "c")
+    assert kept.meta["feature_names"] == ["a", "b", "c"]
+
+
+def test_drop_columns_must_name_columns_of_the_file(tmp_path):
+    path = _csv(tmp_path, _frame())
+    with pytest.raises(
+        DataError, match=r"data.drop_columns names \['d'\], which the file"
+    ) as error:
+        _ingest_csv(path, tmp_path / "cache", drop_columns=["a", "d"])
+    _expect(error, file=path, column="d", rows=None)
+    with pytest.raises(DataError, match="no feature columns besides the label"):
+        _ingest_csv(path, tmp_path / "cache", drop_columns=["a", "b", "c"])
+    with pytest.raises(ValueError, match="feature_columns and DataSpec.drop_columns are both"):
+        DataSpec(source="csv", path=path, feature_columns=["a"], drop_columns="b")
+    # what is left out is part of the dataset: no cache hit for another choice
+    for dropped, kept in (("a", ["b", "c"]), ("b", ["a", "c"])):
+        spec = DataSpec(source="csv", path=path, drop_columns=dropped)
+        assert ingest(spec, tmp_path / "cache").meta["feature_names"] == kept
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -120,3 +120,20 @@ def test_feature_names_that_do_not_name_every_feature_are_ignored(tmp_path):
     for names in (raw["feature_names"][:-1], "alcohol", None):
         meta_file.write_text(json.dumps({**raw, "feature_names": names}))
         assert load_meta(path).feature_names is None  # a hand-edited list: x[i] names instead
+
+
+def test_categories_mark_only_the_features_meta_names(tmp_path):
+    path = ingest(DataSpec(source="wine"), tmp_path).path
+    meta_file = path / "meta.json"
+    raw = json.loads(meta_file.read_text())
+    assert "categories" not in raw and load_meta(path).categorical == {}  # no word columns
+    names = raw["feature_names"]
+    names[:2] = ["kind=red", "kind=white"]
+    both = {"kind=red": ("kind", "red"), "kind=white": ("kind", "white")}
+    for categories, expected in (
+        ({"kind": ["red", "white", "rose"]}, both),  # "kind=rose" is no feature: not marked
+        ({"kind": "red"}, {}),  # a hand-edited value that is not a list of words
+        ([], {}),
+    ):
+        meta_file.write_text(json.dumps({**raw, "feature_names": names, "categories": categories}))
+        assert load_meta(path).categorical == expected

@@ -392,6 +392,7 @@ def test_a_csv_column_of_words_becomes_one_feature_per_word_across_blocks(tmp_pa
     data = load_file(spec, csv_block_bytes=2 << 10)
 
     assert data.feature_names == ("f0", "f1=blue", "f1=green", "f1=red")
+    assert data.categories == {"f1": ("blue", "green", "red")}
     assert data.dropped_by_reason["non_finite_features"] == 40  # no word: a missing value
     expected = pd.read_csv(spec.path).iloc[40:]
     assert np.array_equal(data.x[:, 0], expected["f0"].to_numpy(np.float32))
@@ -411,6 +412,10 @@ def test_a_parquet_categorical_feature_is_encoded_like_words(tmp_path):
 
     names = [f"f{j}" for j in range(4)] + ["size=large", "size=medium", "size=small"]
     assert result.meta["feature_names"] == names and result.meta["feature_shape"] == [7]
+    assert result.meta["categories"] == {"size": ["large", "medium", "small"]}
+    assert load_meta(result.path).categorical == {
+        f"size={word}": ("size", word) for word in ("large", "medium", "small")
+    }
     x, _ = _read_all(result.path)
     assert sorted(x[:, 4:].sum(axis=0).tolist()) == [4.0, 4.0, 4.0]
 

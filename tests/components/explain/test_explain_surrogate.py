@@ -78,10 +78,59 @@ def test_tree_rules_are_sklearn_text_and_the_summary_feeds_the_report(tabular):
         "kind": "tree",
         "fidelity": surrogate.fidelity,
         "features": surrogate.feature_names,
+        "used": surrogate.used,
         "rules": surrogate.rules,
         "units": "model",
         "top_k": 3,
     }
+
+
+@pytest.mark.parametrize("kind", ["tree", "sparse_linear"])
+def test_the_surrogate_says_which_of_its_features_it_uses(tabular, kind):
+    # given 4 features, a fit on a black box that reads only x[3] uses that one alone
+    surrogate = fit_global_surrogate(
+        ThresholdModel(), tabular, top_k=4, kind=kind, max_depth=3, l1_strength=0.05
+    )
+    assert surrogate.feature_names[0] == "x[3]" and len(surrogate.feature_names) == 4
+    assert surrogate.used == ["x[3]"]
+    assert surrogate.summary()["used"] == ["x[3]"]
+
+
+class OneHotModel(nn.Module):
+    """Class 1 exactly where the colour is red: feature 1 of the one-hot ``colour`` features
+    0-2 (standardised), whatever the number in feature 3."""
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        red = x[:, 1]
+        return ModelOutput(logits=torch.stack([torch.zeros_like(red), 10 * red], dim=1))
+
+
+def test_tree_rules_on_a_one_hot_category_read_as_words():
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 3, size=400)
+    raw = np.concatenate([np.eye(3)[colour], rng.normal(50, 10, size=(400, 1))], axis=1)
+    mean, std = raw.mean(0), raw.std(0)
+    x = ((raw - mean) / std).astype(np.float32)
+    names = ["colour=blue", "colour=red", "colour=green", "weight"]
+    categorical = {"colour=blue": ("colour", "blue"), "colour=red": ("colour", "red")}
+    categorical["colour=green"] = ("colour", "green")
+    kwargs = {"top_k": 2, "max_depth": 1, "feature_names": names, "class_names": ["no", "yes"]}
+    plain = fit_global_surrogate(OneHotModel(), x, feature_units=(mean, std), **kwargs)
+    worded = fit_global_surrogate(
+        OneHotModel(), x, feature_units=(mean, std), categorical=categorical, **kwargs
+    )
+
+    assert "|--- colour=red <= 0.50" in plain.rules  # the midpoint of 0 and 1, in data units
+    assert worded.rules.splitlines() == [
+        "|--- colour is not red",
+        "|   |--- class: no",
+        "|--- colour is red",
+        "|   |--- class: yes",
+    ]
+    assert worded.fidelity == plain.fidelity == 1.0
+    # in the model's units (no feature_units) the split means the same, so it reads the same
+    model_units = fit_global_surrogate(OneHotModel(), x, categorical=categorical, **kwargs)
+    assert model_units.rules == worded.rules
 
 
 def _raw_units(width: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -277,3 +326,36 @@ def test_the_explain_stage_writes_a_csv_model_s_rules_by_column_in_its_units(tmp
     threshold = float(surrogate["rules"].split("|--- temperature <= ")[1].split()[0])
     assert abs(threshold - 300) < 2.0
     assert "class: hot" in surrogate["rules"] and "class: cold" in surrogate["rules"]
+
+
+def test_the_explain_stage_writes_a_tables_categories_as_words(tmp_path, monkeypatch):
+    """A table's word column reaches the rules as words: ingest records its categories, the
+    explain stage hands them to the surrogate with the data's units and class names."""
+    import components.explain.stage as stage
+    from components.data.ingest import ingest
+    from components.data.spec import DataSpec
+    from components.explain.config import ExplainConfig
+
+    rng = np.random.default_rng(0)
+    colour = rng.choice(["blue", "red", "green"], size=300)
+    frame = pd.DataFrame({"colour": colour, "weight": rng.normal(50, 10, 300)})
+    frame["verdict"] = np.where(colour == "red", "yes", "no")
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    spec = DataSpec(source="csv", path=str(tmp_path / "table.csv"), label_column="verdict")
+    path = ingest(spec, tmp_path).path
+    # features: colour=blue, colour=green, colour=red, weight; the black box reads colour=red
+    red = nn.Linear(4, 2)
+    with torch.no_grad():
+        red.weight.copy_(torch.tensor([[0.0, 0, -5, 0], [0, 0, 5, 0]]))
+        red.bias.zero_()
+    monkeypatch.setattr(stage, "load_trained", lambda checkpoint, dataset: (red, None))
+    config = ExplainConfig(
+        methods=("gradients",), eval_samples=8, robustness_samples=1, surrogate_samples=200
+    )
+
+    result = stage.explain_checkpoint(tmp_path / "ckpt", path, config, train_seconds=60)
+
+    surrogate = result["post_hoc"]["surrogate"]
+    assert surrogate["features"][0] == "colour=red" and surrogate["used"] == ["colour=red"]
+    assert surrogate["rules"].startswith("|--- colour is not red\n|   |--- class: no\n")
+    assert "|--- colour is red\n|   |--- class: yes" in surrogate["rules"]

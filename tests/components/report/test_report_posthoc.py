@@ -131,7 +131,10 @@ def test_report_shows_every_post_hoc_part(tmp_path):
 
     assert "<h3>Surrogate model</h3>" in section
     assert "Fidelity (agreement with the model): 0.93" in section
-    assert "pixel 3,4; pixel 2,2" in section
+    assert (
+        "the model&#x27;s 2 most important features, most important first: pixel 3,4; pixel 2,2"
+        in section
+    )
     assert "|--- feature_3 &lt;= 0.5\n|   |--- class: &lt;b&gt;one&lt;/b&gt;" in section
     assert "<b>one</b>" not in page
     assert (
@@ -225,6 +228,32 @@ def test_a_table_s_features_are_named_in_the_data_section_figures_and_rules(tmp_
     assert "<h3>Features (6)</h3>" in data_part
     assert "<td>blood &lt;pressure&gt;</td>" in data_part and NUM.format("80.0000") in data_part
     assert "Its rules, in the data&#x27;s own units:" in _explanations(page)
+    assert "Columns of words" not in data_part
+
+    names[3:] = ["sex=female", "sex=male", "sex=other"]
+    data_meta["categories"] = {"sex": ["female", "male", "other"]}
+    page = write_report(tmp_path / "words", data).read_text("utf-8")
+    assert (
+        "<p>Columns of words (sex) are one 0/1 feature per word, named column=word; its train "
+        "mean is the share of training rows with that word.</p>"
+    ) in page
+
+
+@pytest.mark.parametrize(
+    ("used", "said"),
+    [
+        (["pixel 2,2"], "It uses 1 of them: pixel 2,2."),
+        (["pixel 3,4", "pixel 2,2"], "It uses all of them."),
+        ([], "It uses none of them: it predicts one class everywhere."),
+    ],
+)
+def test_the_surrogate_section_says_which_given_features_the_fit_uses(tmp_path, used, said):
+    post_hoc = _post_hoc((1, 8, 8))
+    post_hoc["surrogate"]["used"] = used
+    page = write_report(tmp_path, _data((1, 8, 8), post_hoc)).read_text("utf-8")
+    section = _explanations(page)
+    assert "most important first: pixel 3,4; pixel 2,2.</p>" in section
+    assert f"<p>{said}</p>" in section
 
 
 def test_report_without_post_hoc_is_unchanged(tmp_path):
