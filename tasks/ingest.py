@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 def ingest_task(spec, cache_dir: str):
     """Run :func:`components.data.ingest.ingest` and log what it did."""
     from components.data.ingest import ingest
+    from components.data.reader import index_note
 
     logger = get_run_logger()
     result = ingest(spec, cache_dir, progress=logger.info)
@@ -23,4 +24,6 @@ def ingest_task(spec, cache_dir: str):
         meta.get("dropped_rows", 0),
         "hit" if result.cache_hit else "miss",
     )
+    if meta.get("index_columns"):
+        logger.info(index_note(meta["index_columns"]))
     return result

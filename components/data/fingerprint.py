@@ -10,8 +10,9 @@ from components.data.image_folder import folder_digest, scan_folder
 from components.data.image_table import find_image_column
 from components.data.spec import FILE_SOURCES, DataSpec, source_fields
 
-# Bump when the on-disk layout or the split/generation algorithms change: old caches then miss.
-FORMAT_VERSION = 2  # 2: meta.json records each part's size and rows
+# Bump when the on-disk layout, what ingest reads from a source or the split/generation
+# algorithms change: old caches then miss.
+FORMAT_VERSION = 3  # 2: meta.json records parts' sizes; 3: tables name features, leave out an index
 
 
 def content_fields(spec: DataSpec, *, images: bool = False) -> dict:

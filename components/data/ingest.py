@@ -176,6 +176,7 @@ def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprin
         # names of flat features only: a reshaped row (signals, images) has positions instead
         feature_names=data.feature_names if len(feature_shape) == 1 else None,
         categories=data.categories,
+        index_columns=data.index_columns,
     )
     if data.splits is not None:  # the report says where the splits came from
         meta.update(layout="parquet_split_files", fixed_splits=fixed_splits(data.splits))

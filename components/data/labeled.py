@@ -22,6 +22,8 @@ class LabeledArrays:
         feature_names: Name of each flattened feature (a table's column names), or ``None``.
         categories: Each categorical column's words, in the order of its 0/1 features
             (``column=word``); empty when no column is categorical.
+        index_columns: Columns left out of the features as a saved row index (pandas' index
+            in a CSV or Parquet file).
     """
 
     x: np.ndarray
@@ -32,3 +34,4 @@ class LabeledArrays:
     splits: np.ndarray | None = None
     feature_names: tuple[str, ...] | None = None
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    index_columns: tuple[str, ...] = ()

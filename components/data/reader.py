@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +155,15 @@ def named_features(raw: Mapping, feature_shape) -> tuple[str, ...] | None:
     if len(shape) != 1 or not isinstance(names, list) or len(names) != shape[0]:
         return None
     return tuple(str(name) for name in names)
+
+
+def index_note(columns: Sequence[str]) -> str:
+    """What the log and the report say of the ``index_columns`` an ingest left out."""
+    named = ", ".join(repr(c) if c else "the column with no name" for c in columns)
+    return (
+        f"Left out {named}: a saved row index, not data (name it in data.feature_columns to "
+        "use it as a feature)"
+    )
 
 
 def per_feature(values, feature_shape) -> np.ndarray:

@@ -32,6 +32,11 @@ _DATE_OR_TIME = re.compile(
     r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?|\d{1,2}:\d{2}(:\d{2})?"
 )
 
+# A saved row index, not data: pandas writes its index into a CSV file under an empty header
+# ("Unnamed: 0" once such a file is read and saved again), and into Parquet as the columns its
+# schema's pandas metadata lists (``__index_level_0__``, or the index's own name).
+_UNNAMED = re.compile(r"(Unnamed: \d+)?")
+
 _NAN_SPELLINGS = frozenset({"nan", "+nan", "-nan"})
 _EXAMPLES = 3
 Batch = pa.Table | pa.RecordBatch
@@ -79,6 +84,7 @@ class _Checked:
     label_examples: list
     label_names: tuple[str, ...] | None = None  # a column of class names: labels index these
     categories: dict[str, list[str]] = field(default_factory=dict)  # column -> its words
+    index_columns: list[str] = field(default_factory=list)  # a saved row index, left out
 
 
 def table_to_labeled(
@@ -185,6 +191,7 @@ def batches_to_labeled(
         splits=None if splits is None else np.asarray(splits)[keep],
         feature_names=names,
         categories={column: tuple(words) for column, words in checked.categories.items()},
+        index_columns=tuple(checked.index_columns),
     )
 
 
@@ -252,6 +259,7 @@ def _check_batches(
 ) -> _Checked:
     """Extract and check every batch, then join them into one :class:`_Checked`."""
     names: list[str] | None = None
+    left_out: list[str] = []
     xs, labels, ragged_lengths, label_examples, raw_labels = [], [], set(), [], []
     masks: dict[str, list[np.ndarray]] = {reason: [] for reason in DROP_REASONS}
     unparsable: dict[str, _Unparsable] = {}
@@ -261,6 +269,8 @@ def _check_batches(
             continue
         if names is None:
             names = _feature_column_names(batch, label_column, *columns, file)
+            if columns[0] is None:  # every column but the label: an index is left out
+                left_out = [c for c in batch.schema.names if c not in names and _is_index(c, batch)]
         x, ragged = _features(batch, names, file, start, unparsable, max_categories)
         batch_labels, bad_label = parse_labels(batch.column(label_column), label_column, file)
         masks["ragged_features"].append(ragged)
@@ -286,6 +296,7 @@ def _check_batches(
         unparsable=unparsable,
         ragged_lengths=sorted(ragged_lengths),
         label_examples=label_examples,
+        index_columns=[c for c in left_out if c != label_column],
     )
     # decided on the whole column, and only where some labels are no integers
     invalid = checked.masks["invalid_label"].any()
@@ -318,7 +329,11 @@ def _feature_column_names(
             column=absent[0],
         )
     if feature_columns is None:
-        names = [c for c in columns if c != label_column and c not in drop_columns]
+        names = [
+            c
+            for c in columns
+            if c != label_column and c not in drop_columns and not _is_index(c, table)
+        ]
     else:
         names = list(feature_columns)
     missing = [c for c in names if c not in columns]
@@ -407,6 +422,12 @@ def _list_features(
     flat = array.filter(pa.array(good)).flatten()
     x[good] = _numeric(flat, name, file, what="feature list")[0].reshape(-1, width)
     return x, ragged
+
+
+def _is_index(column: str, table: Batch) -> bool:
+    """Whether ``column`` of ``table`` holds a saved row index (see :data:`_UNNAMED`)."""
+    listed = (table.schema.pandas_metadata or {}).get("index_columns") or []
+    return column in listed or bool(_UNNAMED.fullmatch(column))
 
 
 def _numeric(

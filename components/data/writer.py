@@ -89,10 +89,12 @@ def build_meta(
     dropped_by_reason: dict[str, int],
     feature_names: tuple[str, ...] | None = None,
     categories: Mapping[str, Sequence[str]] | None = None,
+    index_columns: Sequence[str] = (),
 ) -> dict:
     """The ``meta.json`` contents (see the dataset contract in DESIGN.md); ``feature_names``
-    (a table's column names, one per feature) and ``categories`` (each categorical column's
-    words, whose 0/1 features are named ``column=word``) only when given."""
+    (a table's column names, one per feature), ``categories`` (each categorical column's
+    words, whose 0/1 features are named ``column=word``) and ``index_columns`` (left out as a
+    saved row index) only when given."""
     meta = {
         "feature_shape": list(feature_shape),
         "dtype": "float32",
@@ -114,6 +116,8 @@ def build_meta(
         meta["feature_names"] = list(feature_names)
     if categories:
         meta["categories"] = {column: list(words) for column, words in categories.items()}
+    if index_columns:
+        meta["index_columns"] = list(index_columns)
     return meta
 
 

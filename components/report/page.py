@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from components import atomic
+from components.data.reader import index_note
 from components.data.spec import source_fields
 from components.report import markup
 from components.report.analysis_figures import certified_radius_figure, uncertainty_figure
@@ -99,6 +100,8 @@ def _feature_parts(data_meta: Mapping) -> list[str]:
     more = len(rows) - len(shown)
     note = f" (the first {FEATURES_SHOWN})" if more else ""
     parts = [f"<h3>Features ({len(names)}){note}</h3>"]
+    if data_meta.get("index_columns"):
+        parts.append(markup.paragraph(index_note(list(data_meta["index_columns"]))))
     if data_meta.get("categories"):
         words = ", ".join(map(str, data_meta["categories"]))
         parts.append(

@@ -420,6 +420,36 @@ def test_a_parquet_categorical_feature_is_encoded_like_words(tmp_path):
     assert sorted(x[:, 4:].sum(axis=0).tolist()) == [4.0, 4.0, 4.0]
 
 
+def _index_left_out(result, frame: pd.DataFrame, index: list[str]) -> None:
+    """The dataset holds exactly ``frame``'s feature columns; meta names the ``index``."""
+    assert result.meta["feature_names"] == [f"f{j}" for j in range(4)]
+    assert result.meta["index_columns"] == index
+    x, _ = _read_all(result.path)
+    assert _same_rows(x, frame.filter(like="f").to_numpy(np.float32))
+
+
+def test_a_row_index_pandas_saved_is_no_feature(tmp_path):
+    # sorted by class, a saved row index would predict the label: it must not be a feature
+    frame = _frame(labels=(0, 1, 2), per_class=10)
+    frame.to_csv(tmp_path / "indexed.csv")  # the index under an empty header
+    pd.read_csv(tmp_path / "indexed.csv").to_csv(tmp_path / "twice.csv", index=False)
+    frame.sample(frac=1, random_state=0).to_parquet(tmp_path / "shuffled.parquet")  # __index_..
+    frame.rename_axis("id").to_parquet(tmp_path / "named.parquet")  # a RangeIndex is metadata
+    frame.assign(row=frame.index**2).set_index("row").to_parquet(tmp_path / "row.parquet")
+
+    def ingested(name: str, **spec):
+        path = str(tmp_path / name)
+        return ingest(DataSpec(source=name.split(".")[1], path=path, **spec), tmp_path / "c")
+
+    _index_left_out(ingested("indexed.csv"), frame, [""])
+    _index_left_out(ingested("twice.csv"), frame, ["Unnamed: 0"])
+    _index_left_out(ingested("shuffled.parquet"), frame, ["__index_level_0__"])
+    _index_left_out(ingested("row.parquet"), frame, ["row"])
+    assert "index_columns" not in ingested("named.parquet").meta  # no index column stored
+    chosen = ingested("row.parquet", feature_columns=["row", "f0"])  # named: a feature
+    assert chosen.meta["feature_names"] == ["row", "f0"] and "index_columns" not in chosen.meta
+
+
 def test_csv_is_read_a_block_at_a_time(tmp_path):
     rng = np.random.default_rng(0)
     table = pa.table({**{f"f{j}": rng.normal(size=50_000) for j in range(4)},

@@ -230,9 +230,15 @@ def test_a_table_s_features_are_named_in_the_data_section_figures_and_rules(tmp_
     assert "Its rules, in the data&#x27;s own units:" in _explanations(page)
     assert "Columns of words" not in data_part
 
+    assert "Left out" not in data_part
     names[3:] = ["sex=female", "sex=male", "sex=other"]
     data_meta["categories"] = {"sex": ["female", "male", "other"]}
+    data_meta["index_columns"] = ["", "__index_level_0__"]
     page = write_report(tmp_path / "words", data).read_text("utf-8")
+    assert (
+        "<p>Left out the column with no name, &#x27;__index_level_0__&#x27;: a saved row index, "
+        "not data (name it in data.feature_columns to use it as a feature)</p>"
+    ) in page
     assert (
         "<p>Columns of words (sex) are one 0/1 feature per word, named column=word; its train "
         "mean is the share of training rows with that word.</p>"
