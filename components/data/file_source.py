@@ -320,6 +320,7 @@ def load_file(spec: DataSpec, *, csv_block_bytes: int = CSV_BLOCK_BYTES) -> Labe
         "feature_columns": spec.feature_columns,
         "drop_columns": spec.drop_columns,
         "drop_invalid": spec.drop_invalid,
+        "fill_missing": spec.fill_missing,
         "max_categories": spec.max_categories,
     }
     if spec.source == "csv":

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from components import atomic
 from components.data.embedded import load_embedded
-from components.data.errors import StorageError
+from components.data.errors import DataError, StorageError
 from components.data.file_source import load_file
 from components.data.fingerprint import fingerprint as compute_fingerprint
 from components.data.image_folder import folder_rows, scan_folder
@@ -163,24 +165,50 @@ def _write_in_memory(spec: DataSpec, data: LabeledArrays, root: Path, fingerprin
         file=spec.path,
         column=spec.label_column if spec.path else None,
     )
+    x = _filled(data, rows["train"], spec.path) if data.missing else data.x
     for split, idx in rows.items():
-        write_split(root, split, data.x[idx], data.y[idx], spec.partition_rows)
+        write_split(root, split, x[idx], data.y[idx], spec.partition_rows)
     meta = build_meta(
         spec=spec,
         fingerprint=fingerprint,
         feature_shape=feature_shape,
         class_names=data.class_names,
-        train_moments=Moments.of_rows(data.x[rows["train"]]),
+        train_moments=Moments.of_rows(x[rows["train"]]),
         row_counts={split: len(idx) for split, idx in rows.items()},
         dropped_by_reason={**dict.fromkeys(DROP_REASONS, 0), **data.dropped_by_reason},
         # names of flat features only: a reshaped row (signals, images) has positions instead
         feature_names=data.feature_names if len(feature_shape) == 1 else None,
         categories=data.categories,
         index_columns=data.index_columns,
+        filled_missing=data.missing,
     )
     if data.splits is not None:  # the report says where the splits came from
         meta.update(layout="parquet_split_files", fixed_splits=fixed_splits(data.splits))
     return meta
+
+
+def _filled(data: LabeledArrays, train: np.ndarray, file: str | None) -> np.ndarray:
+    """``data.x`` with every missing (NaN) value replaced by its feature's mean over the
+    ``train`` rows, so no statistic of the val and test rows leaks into their inputs.
+
+    Raises:
+        DataError: A feature with missing values has none in the training split.
+    """
+    x = data.x.copy()
+    holes = np.isnan(x)
+    known = ~holes[train]
+    empty = holes.any(axis=0) & ~known.any(axis=0)
+    if empty.any():
+        names = data.feature_names or [f"x[{j}]" for j in range(x.shape[1])]
+        raise DataError(
+            "feature column has missing values and no value in the training split to fill "
+            "them from; leave it out with data.drop_columns",
+            file=file,
+            column=names[int(np.argmax(empty))],
+        )
+    means = np.where(known, x[train], 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    x[holes] = np.broadcast_to(means, x.shape)[holes]
+    return x
 
 
 def _cached(folder: Path, fingerprint: str) -> tuple[dict | None, str | None]:

@@ -24,6 +24,8 @@ class LabeledArrays:
             (``column=word``); empty when no column is categorical.
         index_columns: Columns left out of the features as a saved row index (pandas' index
             in a CSV or Parquet file).
+        missing: With ``fill_missing``: how many values of each column are missing (NaN in
+            ``x``; a word column's row without a word has all its 0/1 features 0).
     """
 
     x: np.ndarray
@@ -35,3 +37,4 @@ class LabeledArrays:
     feature_names: tuple[str, ...] | None = None
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     index_columns: tuple[str, ...] = ()
+    missing: dict[str, int] = field(default_factory=dict)

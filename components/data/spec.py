@@ -48,6 +48,9 @@ class DataSpec:
         seed: Seeds the split assignment and the synthetic generator.
         drop_invalid: Drop rows with NaN/inf/missing features, non-integer labels or ragged
             feature lists (counted in the dataset's meta) instead of raising ``DataError``.
+        fill_missing: For ``parquet``/``csv``: fill a missing feature value (empty, null, NaN)
+            with the training split's mean of its column (a word column's row gets no word:
+            all its 0/1 features 0) instead of treating the row as bad.
         encoding: CSV only: the text encoding of the file (any Python codec name, e.g.
             ``latin-1``, ``cp1252``, ``utf-16``).
         num_samples: Synthetic and parts: number of rows.
@@ -76,6 +79,7 @@ class DataSpec:
     test_fraction: float = 0.15
     seed: int = 0
     drop_invalid: bool = False
+    fill_missing: bool = False
     encoding: str = "utf-8"
     num_samples: int = 10_000
     num_features: int = 32
@@ -178,6 +182,7 @@ _SOURCE_FIELDS = {
         "drop_columns",
         "max_categories",
         "drop_invalid",
+        "fill_missing",
     ),
     "csv": (
         "path",
@@ -186,6 +191,7 @@ _SOURCE_FIELDS = {
         "drop_columns",
         "max_categories",
         "drop_invalid",
+        "fill_missing",
         "encoding",
     ),
     "image_folder": ("path", "drop_invalid", "image_size", "normalization"),

@@ -98,6 +98,7 @@ def table_to_labeled(
     splits: np.ndarray | None = None,
     max_categories: int = MAX_CATEGORIES,
     drop_columns: Sequence[str] = (),
+    fill_missing: bool = False,
 ) -> LabeledArrays:
     """Validate ``table`` and extract features and labels.
 
@@ -118,6 +119,9 @@ def table_to_labeled(
         numbering: How error messages name rows (row indices, or CSV line numbers).
         splits: Per row, the split its source fixes (kept for the rows kept), or ``None``.
         max_categories: The most distinct words a categorical feature column may hold.
+        fill_missing: Keep rows with missing feature values (empty, null, NaN) rather than
+            treat them as bad; the values stay NaN (a word column's row gets no word) for
+            the ingest to fill with the training split's mean, and are counted per column.
 
     Raises:
         DataError: Naming the file, the column, the number of affected rows and the first few.
@@ -128,6 +132,7 @@ def table_to_labeled(
         label_column=label_column,
         feature_columns=feature_columns,
         drop_columns=drop_columns,
+        fill_missing=fill_missing,
         drop_invalid=drop_invalid,
         numbering=numbering,
         splits=splits,
@@ -146,6 +151,7 @@ def batches_to_labeled(
     splits: np.ndarray | None = None,
     max_categories: int = MAX_CATEGORIES,
     drop_columns: Sequence[str] = (),
+    fill_missing: bool = False,
 ) -> LabeledArrays:
     """:func:`table_to_labeled` for a table that arrives as consecutive batches of rows.
 
@@ -160,6 +166,8 @@ def batches_to_labeled(
     _encode_categories(checked, file, max_categories)
     _raise_unparsable(checked, file, numbering)
     masks = checked.masks
+    if fill_missing:  # only inf is bad now
+        masks["non_finite_features"] = np.isinf(checked.x).any(axis=1) & ~masks["ragged_features"]
     if not drop_invalid:
         _raise_first_problem(checked, label_column, file, numbering)
     keep = np.ones(len(checked.labels), dtype=bool)
@@ -181,6 +189,7 @@ def batches_to_labeled(
             rows=int(keep.sum()),
         )
     x = checked.x if keep.all() else checked.x[keep]  # no copy of a clean table's features
+    missing = _missing_per_column(x, checked.names) if fill_missing else {}
     x, names = _one_hot(x, checked.names, checked.categories)
     return LabeledArrays(
         x=np.ascontiguousarray(x),
@@ -192,7 +201,16 @@ def batches_to_labeled(
         feature_names=names,
         categories={column: tuple(words) for column, words in checked.categories.items()},
         index_columns=tuple(checked.index_columns),
+        missing=missing,
     )
+
+
+def _missing_per_column(x: np.ndarray, columns: list[str]) -> dict[str, int]:
+    """How many values of each column are missing (NaN), for the columns missing any."""
+    counts = np.isnan(x).sum(axis=0)
+    if len(columns) != x.shape[1]:  # one list column
+        return {columns[0]: int(counts.sum())} if counts.any() else {}
+    return {column: int(n) for column, n in zip(columns, counts, strict=True) if n}
 
 
 def _one_hot(
@@ -599,7 +617,8 @@ def _raise_first_problem(
         )
     if non_finite.any():
         raise DataError(
-            f"features are NaN, inf or missing (of {total} rows){_per_column(x, names)}{hint}",
+            f"features are NaN, inf or missing (of {total} rows){_per_column(x, names)}"
+            f"{_FILL_HINT if not np.isinf(x).any() else hint}",
             column=_first_non_finite_column(x, names),
             rows=int(non_finite.sum()),
             positions=np.flatnonzero(non_finite),
@@ -622,6 +641,12 @@ def _raise_first_problem(
             positions=np.flatnonzero(bad_label),
             **where,
         )
+
+
+_FILL_HINT = (
+    "; set data.fill_missing=true to fill missing values with the training split's mean, or "
+    "data.drop_invalid=true to drop such rows"
+)
 
 
 def _per_column(x: np.ndarray, names: list[str]) -> str:

@@ -90,11 +90,13 @@ def build_meta(
     feature_names: tuple[str, ...] | None = None,
     categories: Mapping[str, Sequence[str]] | None = None,
     index_columns: Sequence[str] = (),
+    filled_missing: Mapping[str, int] | None = None,
 ) -> dict:
     """The ``meta.json`` contents (see the dataset contract in DESIGN.md); ``feature_names``
     (a table's column names, one per feature), ``categories`` (each categorical column's
-    words, whose 0/1 features are named ``column=word``) and ``index_columns`` (left out as a
-    saved row index) only when given."""
+    words, whose 0/1 features are named ``column=word``), ``index_columns`` (left out as a
+    saved row index) and ``filled_missing`` (missing values filled, per column) only when
+    given."""
     meta = {
         "feature_shape": list(feature_shape),
         "dtype": "float32",
@@ -118,6 +120,8 @@ def build_meta(
         meta["categories"] = {column: list(words) for column, words in categories.items()}
     if index_columns:
         meta["index_columns"] = list(index_columns)
+    if filled_missing:
+        meta["filled_missing"] = dict(filled_missing)
     return meta
 
 

@@ -82,6 +82,14 @@ def _data_section(data_meta: Mapping) -> str:
     if by_reason:
         parts.append(markup.table(("reason", f"{unit} dropped"), by_reason.items()))
     parts += _dropped_files_parts(data_meta.get("dropped_files") or [])
+    filled = data_meta.get("filled_missing") or {}
+    if filled:
+        note = (
+            "Missing values filled (data.fill_missing): a number with its column's mean over "
+            "the training split; a word column's row gets no word (all its 0/1 features 0)."
+        )
+        parts.append(markup.paragraph(note))
+        parts.append(markup.table(("column", "values filled"), filled.items()))
     return markup.section("Data", *parts)
 
 

@@ -158,7 +158,51 @@ def test_non_finite_features(tmp_path, bad):
     with pytest.raises(DataError, match="NaN, inf or missing") as error:
         _ingest_csv(path, tmp_path / "cache")
     _expect(error, file=path, column="c", rows=3, at="lines 3, 6, 11")
-    assert str(error.value).endswith("; set data.drop_invalid=true to drop such rows")
+    assert str(error.value).endswith("data.drop_invalid=true to drop such rows")
+    # a missing value may be filled; inf is no missing value, so only dropping helps
+    assert ("set data.fill_missing=true" in str(error.value)) == np.isnan(bad)
+    if not np.isnan(bad):
+        with pytest.raises(DataError, match="NaN, inf or missing"):
+            _ingest_csv(path, tmp_path / "cache", fill_missing=True)
+
+
+def test_missing_values_are_filled_with_the_training_mean(tmp_path):
+    frame = _frame(per_class=20).astype({"b": object})
+    frame["b"] = ["red", "blue"] * 30
+    frame["a"] = np.arange(60.0)
+    frame.loc[[1, 4, 9, 30], "a"] = np.nan
+    frame.loc[[2, 50], "b"] = None  # an empty cell: no word
+    path = _csv(tmp_path, frame)
+    result = ingest(DataSpec(source="csv", path=path, fill_missing=True), tmp_path / "cache")
+
+    assert result.meta["filled_missing"] == {"a": 4, "b": 2}
+    assert result.meta["row_counts"] == {"train": 42, "val": 9, "test": 9}  # no row dropped
+    names = result.meta["feature_names"]
+    assert names == ["a", "b=blue", "b=red", "c"]
+    splits = [read_split(result.path, s, normalize=False)[0] for s in ("train", "val", "test")]
+    given = np.arange(60, dtype=np.float32)  # column a's values: whole numbers, each once
+    filled = [~np.isin(x[:, 0], given) for x in splits]
+    assert sum(int(f.sum()) for f in filled) == 4 and filled[0].any()
+    train_a = splits[0][:, 0]
+    mean = train_a[~filled[0]].astype(np.float64).mean()  # of the known train values only
+    for x, f in zip(splits, filled, strict=True):
+        np.testing.assert_allclose(x[f, 0], mean, rtol=1e-6)
+    assert sum(int((x[:, 1:3].sum(axis=1) == 0).sum()) for x in splits) == 2  # no word
+    # standardised with the train statistics, a filled value is exactly the mean: 0
+    x_train = read_split(result.path, "train")[0]
+    np.testing.assert_allclose(x_train[filled[0], 0], 0.0, atol=1e-5)
+
+    again = ingest(DataSpec(source="csv", path=path, drop_invalid=True), tmp_path / "cache")
+    assert not again.cache_hit and again.meta["dropped_rows"] == 6  # filled or not: 2 datasets
+
+
+def test_a_column_missing_in_all_training_rows_cannot_be_filled(tmp_path):
+    frame = _frame()
+    frame["a"] = np.nan
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match="no value in the training split") as error:
+        _ingest_csv(path, tmp_path / "cache", fill_missing=True)
+    _expect(error, file=path, column="a", rows=None)
 
 
 def test_feature_values_overflowing_float32_count_as_non_finite(tmp_path):

@@ -228,13 +228,16 @@ def test_a_table_s_features_are_named_in_the_data_section_figures_and_rules(tmp_
     assert "<h3>Features (6)</h3>" in data_part
     assert "<td>blood &lt;pressure&gt;</td>" in data_part and NUM.format("80.0000") in data_part
     assert "Its rules, in the data&#x27;s own units:" in _explanations(page)
-    assert "Columns of words" not in data_part
+    assert "Columns of words" not in data_part and "Missing values filled" not in data_part
 
     assert "Left out" not in data_part
     names[3:] = ["sex=female", "sex=male", "sex=other"]
     data_meta["categories"] = {"sex": ["female", "male", "other"]}
     data_meta["index_columns"] = ["", "__index_level_0__"]
+    data_meta["filled_missing"] = {"bmi": 7}
     page = write_report(tmp_path / "words", data).read_text("utf-8")
+    assert "Missing values filled (data.fill_missing)" in page
+    assert "<td>bmi</td>" + NUM.format(7) in page
     assert (
         "<p>Left out the column with no name, &#x27;__index_level_0__&#x27;: a saved row index, "
         "not data (name it in data.feature_columns to use it as a feature)</p>"
