@@ -210,12 +210,13 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
         given = f" and the overrides {overrides}" if overrides else ""
         raise ConfigError(f"{err} (from {source / 'config.yaml'}{given})") from err
     check_run_dir_free(settings.run.root, "explain", settings.run.id)
+    checkpoint = source / "checkpoints" / "best"
     dataset = _dataset(source, settings, data_overridden(overrides))
+    _check_fits(source, checkpoint, dataset.meta)
     get_run_logger().info("re-explaining %s", source)
     meta_extra = {"source_run": str(source.resolve())}
     run = open_run("explain", settings, cfg, meta_extra=meta_extra)
 
-    checkpoint = source / "checkpoints" / "best"
     metrics = _source_metrics(source)
     history = metrics.get("train", {}).get("history", [])
     train_seconds = sum(h.get("epoch_time_s", 0.0) for h in history) or None
@@ -256,6 +257,25 @@ def _dataset(source: Path, settings, overridden: bool):
     path, meta = recorded_dataset(source, settings.run.cache_dir)
     logger.info("data: %s, the fingerprinted dataset cache the run was trained on", path)
     return IngestResult(path=path, meta=meta.raw, cache_hit=True)
+
+
+def _check_fits(source: Path, checkpoint: Path, data_meta: dict) -> None:
+    """Refuse data the run's model was not built for, before a run folder is opened.
+
+    Raises:
+        ConfigError: The dataset's rows have another shape, or it has other classes; the
+            message spells the run's own data overrides.
+    """
+    spec = load_spec(checkpoint)
+    shape, classes = list(data_meta["feature_shape"]), int(data_meta["num_classes"])
+    if (list(spec.input_shape), spec.num_classes) == (shape, classes):
+        return
+    raise ConfigError(
+        f"the model of {source} takes inputs of shape {list(spec.input_shape)} and tells "
+        f"{spec.num_classes} classes apart, but the data named has rows of shape {shape} and "
+        f"{classes} classes; explain it on the data it was trained on, as for sennflow run: "
+        f"{_data_overrides(source)}"
+    )
 
 
 def _source_metrics(source: Path) -> dict:

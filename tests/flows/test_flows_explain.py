@@ -165,6 +165,18 @@ def test_bad_explain_input_exits_2_naming_it(trained_run, args, message, capsys)
     assert message in capsys.readouterr().err
 
 
+def test_data_the_model_was_not_built_for_exits_2_before_a_folder(trained_run, tmp_path, capsys):
+    run_dir, root = trained_run
+    args = [str(run_dir), "data=wine", f"run.root={tmp_path}", f"run.cache_dir={root / 'cache'}"]
+    assert main(["explain", *args]) == 2
+    assert (
+        f"the model of {run_dir} takes inputs of shape [1, 8, 8] and tells 10 classes apart, but "
+        "the data named has rows of shape [13] and 3 classes; explain it on the data it was "
+        "trained on, as for sennflow run: data=digits"
+    ) in capsys.readouterr().err
+    assert not (tmp_path / "explain").exists()
+
+
 def test_the_run_folder_may_follow_the_overrides(trained_run, tmp_path, capsys):
     run_dir, root = trained_run
     # the folder is found after the overrides: the refusal is of the override, not the folder
