@@ -1,11 +1,12 @@
 """Encoded image bytes: which files are images, decoding them to RGB (and PNG masks), reference
 statistics.
 
-Decoding uses ``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp; it detects
-truncated files) and falls back to Pillow for the formats torchvision does not read (BMP) and
-for animated WebP (its first frame).
-Greyscale, palette and RGBA images all come out as 3-channel RGB (alpha is dropped), and camera
-photos are turned upright by their EXIF orientation. torchvision 0.29 announces that its
+Decoding uses ``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp, GIF; it
+detects truncated files) and falls back to Pillow for the formats torchvision does not read (BMP,
+TIFF) and for animated WebP. An animated GIF or WebP and a multi-page TIFF give their first frame.
+Greyscale, palette and RGBA images all come out as 3-channel RGB (alpha is dropped), a 16-bit
+PNG or TIFF (microscopy, medical scans) keeps its 16 bits, and camera photos are turned upright by
+their EXIF orientation. torchvision 0.29 announces that its
 decoders will move to TorchCodec (which needs FFmpeg on the machine); until then the pinned
 torchvision < 0.30 decodes, and its per-call deprecation warning is silenced here.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
 import torch
 
 warnings.filterwarnings(
@@ -22,12 +24,16 @@ warnings.filterwarnings(
 )
 
 # File suffixes read as images (lower case); anything else in a class folder is not an image.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # ImageNet's per-channel statistics of RGB pixels in [0, 1]: the normalisation every
 # torchvision ImageNet-pretrained trunk was trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# Pillow modes whose values do not fit 16 bits: converting them to RGB would clip them.
+_WIDE_MODES = {"I": "32-bit integer", "F": "32-bit floating-point"}
 
 
 class ImageDecodeError(ValueError):
@@ -36,7 +42,7 @@ class ImageDecodeError(ValueError):
 
 def decode_rgb(data: bytes | bytearray | memoryview) -> torch.Tensor:
     """Decode one encoded image to an RGB tensor ``(3, H, W)``: uint8, or uint16 for a 16-bit
-    PNG (the transforms' ``ToDtype(scale=True)`` scales either to [0, 1]).
+    PNG or TIFF (the transforms' ``ToDtype(scale=True)`` scales either to [0, 1]).
 
     Raises:
         ImageDecodeError: The bytes are empty, truncated, corrupt or not an image format that
@@ -48,7 +54,8 @@ def decode_rgb(data: bytes | bytearray | memoryview) -> torch.Tensor:
 
     buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
-        return decode_image(buffer, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        image = decode_image(buffer, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        return image[0] if image.ndim == 4 else image  # an animated GIF: its first frame
     except RuntimeError as err:
         if _is_unsupported_format(err) or _is_animated(err):
             return _decode_with_pillow(data)
@@ -101,8 +108,19 @@ def _decode_with_pillow(data: bytes | bytearray | memoryview) -> torch.Tensor:
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            upright = ImageOps.exif_transpose(image)  # the first frame or page
+            if upright.mode in _WIDE_MODES:
+                raise ImageDecodeError(
+                    f"{_WIDE_MODES[upright.mode]} pixels (mode {upright.mode}); save it with "
+                    "8- or 16-bit channels"
+                )
+            if upright.mode.startswith("I;16"):  # 16-bit greyscale: every bit kept
+                grey = torch.from_numpy(np.asarray(upright).astype(np.uint16))
+                return grey.unsqueeze(0).expand(3, -1, -1).contiguous()
             # convert loads every pixel: a truncated file raises here
-            rgb = ImageOps.exif_transpose(image).convert("RGB")
+            rgb = upright.convert("RGB")
+    except ImageDecodeError:
+        raise
     except UnidentifiedImageError as err:
         raise ImageDecodeError("not an image (unknown format)") from err
     except (OSError, ValueError, SyntaxError) as err:

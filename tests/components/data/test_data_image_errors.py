@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from components.data.errors import DataError
@@ -30,11 +31,22 @@ def _tiny(path, image_tools):
     return image_tools.write_image(path, image_tools.random_pixels(0, height=12, width=30))
 
 
+def _float_tiff(path):
+    from PIL import Image
+
+    tiff = path.with_suffix(".tif")
+    Image.fromarray(np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)).save(tiff)
+    path.unlink()
+    return tiff
+
+
 BAD_CASES = {
     "truncated": (_truncate, "Image is incomplete or truncated"),
     "zero bytes": (_empty, "empty file (0 bytes)"),
     "not an image": (_text, "not an image file"),
     "too small": (_tiny, "30x12 pixels, smaller than image_size=16"),
+    # converting 32-bit values to 8 would clip them: refused, not spoilt
+    "float pixels": (_float_tiff, "32-bit floating-point pixels (mode F); save it with 8- or"),
 }
 
 

@@ -172,7 +172,7 @@ def test_class_order_is_by_name_whatever_the_creation_order_and_survives_new_fil
     assert labels["cat/new.png"] == 0 and labels["mouse/0.png"] == 1 and labels["zebra/2.png"] == 2
 
 
-def test_grey_rgba_palette_bmp_and_webp_images_are_read_as_rgb(
+def test_grey_rgba_palette_bmp_webp_gif_and_tiff_images_are_read_as_rgb(
     ingest_folder, image_tools, tmp_path
 ):
     folder = tmp_path / "images"
@@ -189,19 +189,35 @@ def test_grey_rgba_palette_bmp_and_webp_images_are_read_as_rgb(
     # a 16-bit greyscale PNG (scans, microscopy) holding the grey image's values times 257
     deep = np.asarray(Image.open(grey), dtype=np.uint16) * 257
     Image.fromarray(deep).save(folder / "a" / "grey16.png")
+    Image.fromarray(deep).save(folder / "a" / "grey16.tif")  # Pillow reads TIFF, 16 bits kept
+    image_tools.write_image(folder / "b" / "photo.tiff", pixels, save_all=True,
+                            append_images=[second])  # fmt: skip
+    image_tools.write_image(folder / "b" / "animated.gif", pixels, mode="P", save_all=True,
+                            append_images=[second])  # fmt: skip
 
     result = ingest_folder(folder, val_fraction=0.0, test_fraction=0.0)
 
-    assert result.meta["row_counts"]["train"] == 8
+    assert result.meta["row_counts"]["train"] == 11
     x, _ = read_split(result.path, "train", normalize=False)
     paths = [r["path"] for r in image_tools.split_rows(result.path, "train")]
     by_path = dict(zip(paths, x, strict=True))
-    for exact in ("a/rgba.png", "b/plain.bmp", "b/lossless.webp", "b/animated.webp"):
+    for exact in (
+        "a/rgba.png",
+        "b/plain.bmp",
+        "b/lossless.webp",
+        "b/animated.webp",
+        "b/photo.tiff",
+    ):
         np.testing.assert_allclose(by_path[exact] * 255, pixels.transpose(2, 0, 1), atol=1e-3)
     grey_pixels = by_path[grey.relative_to(folder).as_posix()]
     assert np.array_equal(grey_pixels[0], grey_pixels[1])
     assert np.array_equal(grey_pixels[1], grey_pixels[2])
     np.testing.assert_allclose(by_path["a/grey16.png"], grey_pixels, atol=1e-6)
+    np.testing.assert_allclose(by_path["a/grey16.tif"], grey_pixels, atol=1e-6)
+    palette = np.asarray(Image.open(folder / "a" / "palette.png").convert("RGB"))
+    np.testing.assert_allclose(
+        by_path["b/animated.gif"] * 255, palette.transpose(2, 0, 1), atol=1e-3
+    )
 
 
 def test_nested_subfolders_of_a_class_belong_to_that_class(ingest_folder, image_tools, tmp_path):
