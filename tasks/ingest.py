@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_task(spec, cache_dir: str):
     """Run :func:`components.data.ingest.ingest` and log what it did."""
+    from components.data.duplicates import duplicate_notes
     from components.data.ingest import ingest
     from components.data.reader import index_note
 
@@ -26,4 +27,6 @@ def ingest_task(spec, cache_dir: str):
     )
     if meta.get("index_columns"):
         logger.info(index_note(meta["index_columns"]))
+    for note in duplicate_notes(meta.get("duplicates") or {}):  # on a cache hit too
+        logger.warning(note)
     return result

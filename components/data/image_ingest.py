@@ -13,6 +13,9 @@ resize of the shorter side, centre crop), so :func:`components.data.reader.read_
 it aligned pixel for pixel with the decoded image. A bad mask is an error whatever
 ``drop_invalid`` says: masks are all or none.
 
+Each task also digests the bytes it writes, so byte-identical images in train and val/test, or
+under two classes, are found and reported (:mod:`components.data.duplicates`).
+
 Normalisation statistics (``normalization.source == "dataset"``) are those of the train
 split's decoded pixels *at full resolution*, scaled to [0, 1]: exact (from per-channel
 histograms of the uint8 values) and computed without resizing anything.
@@ -32,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dask.callbacks import Callback
 
+from components.data.duplicates import ImageDigest, digest, find_duplicates
 from components.data.errors import DataError
 from components.data.image_transforms import Transform, mask_transform
 from components.data.images import (
@@ -161,6 +165,7 @@ class ShardSummary:
     moments: Moments
     bad: tuple[BadImage, ...] = field(default=())
     mask_error: DataError | None = None
+    digests: tuple[ImageDigest, ...] = ()  # the written images, for finding duplicates
 
 
 def write_image_dataset(
@@ -202,7 +207,11 @@ def write_image_dataset(
     if bad and not spec.drop_invalid:
         _raise_bad(bad, len(rows.paths) + len(rows.rejected), rows, spec.image_size)
     counts = _check_left(rows, plan, summaries)
-    return _image_meta(spec, rows, fingerprint, summaries, counts, bad)
+    meta = _image_meta(spec, rows, fingerprint, summaries, counts, bad)
+    duplicates = find_duplicates((d for s in summaries for d in s.digests), rows.class_names)
+    if duplicates:
+        meta["duplicates"] = duplicates
+    return meta
 
 
 def make_shards(rows: ImageRows, plan: dict[str, np.ndarray], partition_rows: int) -> list[Shard]:
@@ -242,7 +251,7 @@ def write_shard(shard: Shard, root: Path, image_size: int, num_classes: int) -> 
     Runs in a Dask worker (thread or process); it holds the shard's encoded bytes and one
     decoded image at a time.
     """
-    keep, blobs, masks, bad = [], [], [], []
+    keep, blobs, masks, bad, digests = [], [], [], [], []
     histogram = np.zeros((3, 256), np.int64)
     resize = mask_transform(image_size)
     for i, data in enumerate(shard.read()):
@@ -252,6 +261,8 @@ def write_shard(shard: Shard, root: Path, image_size: int, num_classes: int) -> 
             continue
         keep.append(i)
         blobs.append(data)
+        label = int(shard.labels[i])
+        digests.append(ImageDigest(shard.split, shard.paths[i], label, digest(data)))
         if shard.masks is not None:
             try:
                 masks.append(read_mask(shard, i, checked.shape[1:], resize))
@@ -263,7 +274,8 @@ def write_shard(shard: Shard, root: Path, image_size: int, num_classes: int) -> 
     if keep:
         _write_part(shard, keep, blobs, masks if shard.masks is not None else None, root)
     counts = np.bincount(shard.labels[keep], minlength=num_classes)
-    return ShardSummary(shard.split, counts, histogram_moments(histogram), tuple(bad))
+    moments = histogram_moments(histogram)
+    return ShardSummary(shard.split, counts, moments, tuple(bad), digests=tuple(digests))
 
 
 def read_mask(shard: Shard, i: int, image_shape: tuple[int, int], resize: Transform) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from components import atomic
+from components.data.duplicates import duplicate_notes
 from components.data.reader import index_note
 from components.data.spec import source_fields
 from components.report import markup
@@ -82,6 +83,7 @@ def _data_section(data_meta: Mapping) -> str:
     if by_reason:
         parts.append(markup.table(("reason", f"{unit} dropped"), by_reason.items()))
     parts += _dropped_files_parts(data_meta.get("dropped_files") or [])
+    parts += _duplicate_parts(data_meta.get("duplicates") or {})
     filled = data_meta.get("filled_missing") or {}
     if filled:
         note = (
@@ -119,6 +121,21 @@ def _feature_parts(data_meta: Mapping) -> list[str]:
             )
         )
     return [*parts, markup.table(("feature", "train mean", "train std"), shown)]
+
+
+def _duplicate_parts(found: Mapping) -> list[str]:
+    """Byte-identical images the ingest found: a sentence per kind, and its examples."""
+    if not found:
+        return []
+    parts = ["<h3>Duplicate images</h3>"]
+    parts += [markup.paragraph(note) for note in duplicate_notes(found)]
+    if found.get("across_splits_examples"):
+        pairs = found["across_splits_examples"]
+        parts.append(markup.table(("val/test image", "the same image, earlier split"), pairs))
+    if found.get("across_classes_examples"):
+        groups = [("; ".join(group),) for group in found["across_classes_examples"]]
+        parts.append(markup.table(("identical images (class)",), groups))
+    return parts
 
 
 def _used_source_fields(source: Mapping, data_meta: Mapping) -> dict:

@@ -137,6 +137,19 @@ def test_the_data_table_shows_the_used_source_keys_and_the_dropped_image_files(t
     assert "<td>test_fraction</td>" not in page and "<td>val_fraction</td>" in page
     assert "<td>normalization.source</td>" not in page  # the same as normalization: once
     assert "Image files dropped during validation: 2" in page
+    assert "Duplicate images" not in page
+
+    image_meta["duplicates"] = {
+        "across_splits": 1,
+        "across_splits_examples": [["test/jay/a.jpg", "train/jay/b.jpg"]],
+        "across_classes": 1,
+        "across_classes_examples": [["train/jay/c.jpg (jay)", "train/wren/c.jpg (wren)"]],
+    }
+    page = write_report(tmp_path / "dup", _report_data(image_meta)).read_text()
+    section = page[page.index("<h3>Duplicate images</h3>") :]
+    assert "<p>1 val/test image is byte-identical to an image of an earlier split" in section
+    assert "<tr><td>test/jay/a.jpg</td><td>train/jay/b.jpg</td></tr>" in section
+    assert "<tr><td>train/jay/c.jpg (jay); train/wren/c.jpg (wren)</td></tr>" in section
 
 
 def test_long_class_names_wrap_on_two_lines_and_name_the_confusion_matrix_axes():
