@@ -194,21 +194,17 @@ def _filled(data: LabeledArrays, train: np.ndarray, file: str | None) -> np.ndar
     Raises:
         DataError: A feature with missing values has none in the training split.
     """
-    x = data.x.copy()
-    holes = np.isnan(x)
-    known = ~holes[train]
-    empty = holes.any(axis=0) & ~known.any(axis=0)
+    holes = np.isnan(data.x)
+    empty = holes.any(axis=0) & holes[train].all(axis=0)
     if empty.any():
-        names = data.feature_names or [f"x[{j}]" for j in range(x.shape[1])]
+        names = data.feature_names or [f"x[{j}]" for j in range(data.x.shape[1])]
         raise DataError(
             "feature column has missing values and no value in the training split to fill "
             "them from; leave it out with data.drop_columns",
             file=file,
             column=names[int(np.argmax(empty))],
         )
-    means = np.where(known, x[train], 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
-    x[holes] = np.broadcast_to(means, x.shape)[holes]
-    return x
+    return np.where(holes, np.nanmean(data.x[train], axis=0), data.x).astype(np.float32)
 
 
 def _cached(folder: Path, fingerprint: str) -> tuple[dict | None, str | None]:

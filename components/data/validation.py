@@ -277,7 +277,7 @@ def _check_batches(
 ) -> _Checked:
     """Extract and check every batch, then join them into one :class:`_Checked`."""
     names: list[str] | None = None
-    left_out: list[str] = []
+    index: list[str] = []
     xs, labels, ragged_lengths, label_examples, raw_labels = [], [], set(), [], []
     masks: dict[str, list[np.ndarray]] = {reason: [] for reason in DROP_REASONS}
     unparsable: dict[str, _Unparsable] = {}
@@ -286,9 +286,11 @@ def _check_batches(
         if batch.num_rows == 0:
             continue
         if names is None:
-            names = _feature_column_names(batch, label_column, *columns, file)
-            if columns[0] is None:  # every column but the label: an index is left out
-                left_out = [c for c in batch.schema.names if c not in names and _is_index(c, batch)]
+            feature_columns, drop_columns = columns
+            if feature_columns is None:  # every column but the label: an index is left out
+                index = _index_columns(batch, label_column)
+            drop = (*drop_columns, *index)
+            names = _feature_column_names(batch, label_column, feature_columns, drop, file)
         x, ragged = _features(batch, names, file, start, unparsable, max_categories)
         batch_labels, bad_label = parse_labels(batch.column(label_column), label_column, file)
         masks["ragged_features"].append(ragged)
@@ -314,7 +316,7 @@ def _check_batches(
         unparsable=unparsable,
         ragged_lengths=sorted(ragged_lengths),
         label_examples=label_examples,
-        index_columns=[c for c in left_out if c != label_column],
+        index_columns=index,
     )
     # decided on the whole column, and only where some labels are no integers
     invalid = checked.masks["invalid_label"].any()
@@ -347,11 +349,7 @@ def _feature_column_names(
             column=absent[0],
         )
     if feature_columns is None:
-        names = [
-            c
-            for c in columns
-            if c != label_column and c not in drop_columns and not _is_index(c, table)
-        ]
+        names = [c for c in columns if c != label_column and c not in drop_columns]
     else:
         names = list(feature_columns)
     missing = [c for c in names if c not in columns]
@@ -442,10 +440,14 @@ def _list_features(
     return x, ragged
 
 
-def _is_index(column: str, table: Batch) -> bool:
-    """Whether ``column`` of ``table`` holds a saved row index (see :data:`_UNNAMED`)."""
+def _index_columns(table: Batch, label_column: str) -> list[str]:
+    """The columns of ``table`` that hold a saved row index (see :data:`_UNNAMED`)."""
     listed = (table.schema.pandas_metadata or {}).get("index_columns") or []
-    return column in listed or bool(_UNNAMED.fullmatch(column))
+    return [
+        c
+        for c in table.schema.names
+        if c != label_column and (c in listed or _UNNAMED.fullmatch(c))
+    ]
 
 
 def _numeric(
