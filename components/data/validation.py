@@ -85,6 +85,7 @@ class _Checked:
     label_names: tuple[str, ...] | None = None  # a column of class names: labels index these
     categories: dict[str, list[str]] = field(default_factory=dict)  # column -> its words
     index_columns: list[str] = field(default_factory=list)  # a saved row index, left out
+    labels_missing: bool = False  # every bad label is an empty cell or null
 
 
 def table_to_labeled(
@@ -320,10 +321,21 @@ def _check_batches(
     )
     # decided on the whole column, and only where some labels are no integers
     invalid = checked.masks["invalid_label"].any()
-    named = class_name_labels(pa.chunked_array(raw_labels)) if invalid else None
+    column = pa.chunked_array(raw_labels) if invalid else None
+    named = class_name_labels(column) if invalid else None
     if named is not None:
         checked.labels, checked.masks["invalid_label"], checked.label_names = named
+    if invalid:  # bad for being empty alone: the error says so rather than "not integers"
+        checked.labels_missing = bool((checked.masks["invalid_label"] <= _no_label(column)).all())
     return checked
+
+
+def _no_label(column: pa.ChunkedArray) -> np.ndarray:
+    """Where a label cell is empty: null, or text of only spaces."""
+    empty = column.is_null()
+    if _is_text(column.type):
+        empty = pc.or_(empty, pc.equal(pc.utf8_trim_whitespace(column), ""))
+    return empty.fill_null(True).to_numpy(zero_copy_only=False)
 
 
 def _feature_column_names(
@@ -626,7 +638,7 @@ def _raise_first_problem(
             positions=np.flatnonzero(non_finite),
             **where,
         )
-    if bad_label.any() and checked.label_names:
+    if bad_label.any() and checked.labels_missing:
         raise DataError(
             f"labels are missing (empty or null) in {int(bad_label.sum())} of {total} rows{hint}",
             column=label_column,

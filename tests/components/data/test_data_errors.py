@@ -224,6 +224,23 @@ def test_labels_must_be_integers(tmp_path, bad_labels):
     _expect(error, file=path, column="label", rows=2, at="lines 2, 7")
 
 
+@pytest.mark.parametrize("file", ["csv", "parquet"])
+def test_a_missing_class_index_is_called_missing_not_a_non_integer(tmp_path, file):
+    frame = _frame()
+    frame["label"] = frame["label"].astype(float)  # 0.0, 1.0: how pandas writes labels with NaN
+    frame.loc[[3, 8], "label"] = np.nan
+    path = str(tmp_path / f"holes.{file}")
+    frame.to_csv(path, index=False) if file == "csv" else frame.to_parquet(path, index=False)
+    with pytest.raises(DataError, match=r"labels are missing \(empty or null\) in 2 of 15") as err:
+        ingest(DataSpec(source=file, path=path), tmp_path / "cache")
+    _expect(err, file=path, column="label", rows=2, at="lines 5, 10" if file == "csv" else None)
+    # a fraction among them is no missing label: the message says what labels must be
+    frame.loc[0, "label"] = 0.5
+    frame.to_csv(tmp_path / "half.csv", index=False)
+    with pytest.raises(DataError, match="labels must be integers"):
+        _ingest_csv(str(tmp_path / "half.csv"), tmp_path / "cache")
+
+
 def test_a_missing_class_name_names_its_line_and_drop_invalid_drops_it(tmp_path):
     frame = _frame().astype({"label": object})
     frame["label"] = np.array(["cat", "dog", "eel"])[_frame()["label"].to_numpy()]
