@@ -9,6 +9,7 @@ rows as the file counts them (:class:`RowNumbering`).
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ _DATE_OR_TIME = re.compile(
 # ("Unnamed: 0" once such a file is read and saved again), and into Parquet as the columns its
 # schema's pandas metadata lists (``__index_level_0__``, or the index's own name).
 _UNNAMED = re.compile(r"(Unnamed: \d+)?")
+
+# Column names that usually hold the classes, for the hint when the label column is not found.
+_LABEL_NAMES = ("label", "labels", "class", "target", "y", "category", "outcome", "species")
 
 _NAN_SPELLINGS = frozenset({"nan", "+nan", "-nan"})
 _EXAMPLES = 3
@@ -338,6 +342,24 @@ def _no_label(column: pa.ChunkedArray) -> np.ndarray:
     return empty.fill_null(True).to_numpy(zero_copy_only=False)
 
 
+def _likely_label(asked: str, columns: list[str]) -> str:
+    """The column most likely meant as the labels: one named like ``asked`` or like a class
+    column (``Label``, ``target``, ``class``, ``species`` ...), else the last one."""
+    lower = {c.lower().strip(): c for c in columns}
+    for name in (asked.lower(), *_LABEL_NAMES):
+        if name in lower:
+            return lower[name]
+    close = difflib.get_close_matches(asked.lower(), list(lower), n=1, cutoff=0.75)
+    return lower[close[0]] if close else columns[-1]
+
+
+def _label_override(column: str) -> str:
+    """``data.label_column=<column>`` as typed in a shell (quoted when it has to be)."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", column):
+        return f"data.label_column={column}"
+    return "\"data.label_column='" + column.replace("'", "\\'") + "'\""
+
+
 def _feature_column_names(
     table: Batch,
     label_column: str,
@@ -348,7 +370,8 @@ def _feature_column_names(
     columns = table.schema.names
     if label_column not in columns:
         raise DataError(
-            f"label column not found; the file has columns {columns}",
+            f"label column not found; the file has columns {columns}; name the class column "
+            f"with data.label_column, e.g. {_label_override(_likely_label(label_column, columns))}",
             file=file,
             column=label_column,
         )

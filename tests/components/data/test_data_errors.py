@@ -57,6 +57,23 @@ def test_missing_label_column(tmp_path):
     with pytest.raises(DataError, match="label column not found") as error:
         _ingest_csv(path, tmp_path / "cache")
     _expect(error, file=path, column="label", rows=None)  # a header problem: no row count
+    assert str(error.value).endswith("with data.label_column, e.g. data.label_column=c")
+
+
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        (["a", "Label"], "data.label_column=Label"),  # another spelling of the name asked for
+        (["species", "b"], "data.label_column=species"),  # a name classes usually go by
+        (["a", "work class"], "\"data.label_column='work class'\""),  # the last: quoted
+    ],
+)
+def test_a_missing_label_column_suggests_the_likely_one(tmp_path, header, hint):
+    path = tmp_path / "table.csv"
+    path.write_text(",".join(header) + "\n1,2\n")
+    with pytest.raises(DataError, match="label column not found") as error:
+        _ingest_csv(str(path), tmp_path / "cache")
+    assert str(error.value).endswith(f"e.g. {hint}")
 
 
 def test_words_among_numbers_are_named_by_line(tmp_path):
