@@ -119,6 +119,12 @@ def planned_split(
 SHORT_LISTED = 10  # short classes named in the message; the rest are counted
 
 
+_FEWER_SPLITS_HINT = (
+    "; give those classes more rows or leave them out, or split fewer ways "
+    "(data.val_fraction=0 or data.test_fraction=0)"
+)
+
+
 def _not_a_class_hint(classes: int, rows: int) -> str:
     """A label column with nearly as many values as rows holds no classes (a measurement, an
     id): say so, since its many one-row "classes" are the symptom, not the cause."""
@@ -153,7 +159,8 @@ def check_class_counts(
         listed += f" and {len(short) - SHORT_LISTED} more classes"
     raise DataError(
         f"too few rows per class: {listed}; each class needs at least {needed} "
-        f"(one for each of the {needed} non-empty splits){_not_a_class_hint(len(counts), len(y))}",
+        f"(one for each of the {needed} non-empty splits)"
+        f"{_not_a_class_hint(len(counts), len(y)) or _FEWER_SPLITS_HINT}",
         file=file,
         column=column,
         rows=sum(count for _, count in short),

@@ -325,6 +325,10 @@ def test_class_too_small_for_the_splits(tmp_path):
     with pytest.raises(DataError, match=r"class '2' has 2; each class needs at least 3") as error:
         _ingest_csv(path, tmp_path / "cache")
     _expect(error, file=path, column="label", rows=2)
+    assert str(error.value).endswith(
+        "give those classes more rows or leave them out, or split fewer ways "
+        "(data.val_fraction=0 or data.test_fraction=0)"
+    )
     # without a test split two rows suffice
     _ingest_csv(path, tmp_path / "cache", test_fraction=0.0)
 
@@ -343,6 +347,7 @@ def test_a_continuous_label_column_is_named_as_no_class_column(tmp_path):
     assert "holds 100 distinct values in 120 rows, so it looks like a measurement or an id" in (
         message
     )
+    assert "split fewer ways" not in message  # the cause is the column, not the splits
     # a few short classes among many rows get no such hint
     assert "looks like" not in _short_class_message(tmp_path)
 
