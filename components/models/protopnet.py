@@ -457,7 +457,8 @@ def check_image_input(input_shape: tuple[int, ...], num_classes: int, *, model: 
     if len(input_shape) not in (2, 3):
         raise ValueError(
             f"model {model!r} needs image input (C, H, W) or signal input (C, L), got "
-            f"input_shape {tuple(input_shape)}: its prototypes are patches of a latent grid"
+            f"input_shape {tuple(input_shape)}: its prototypes are patches of a latent grid; "
+            "use 'proto_ae' for prototypes of tabular (D,) data"
         )
 
 

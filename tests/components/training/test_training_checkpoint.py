@@ -113,6 +113,7 @@ def test_resume_checkpoint_is_checked_on_the_driver_down_to_its_weights(checkpoi
         (ModelSpec("nope", (1, 8, 8), 10), "unknown model 'nope'"),
         (ModelSpec("mlp", (1, 8, 8), 10, kwargs={"widht": 3}), "unknown keyword argument"),
         (ModelSpec("cnn", (30,), 2), "needs image input"),
+        (ModelSpec("protopnet", (30,), 2), r"needs image .*use 'proto_ae' for .*tabular"),
         (ModelSpec("mlp", (1, 8, 8), 10, kwargs={"dropout": 2.0}), "dropout"),
     ],
 )
