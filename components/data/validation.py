@@ -353,6 +353,14 @@ def _likely_label(asked: str, columns: list[str]) -> str:
     return lower[close[0]] if close else columns[-1]
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _label_override(column: str) -> str:
     """``data.label_column=<column>`` as typed in a shell (quoted when it has to be)."""
     if re.fullmatch(r"[A-Za-z0-9_.-]+", column):
@@ -369,9 +377,12 @@ def _feature_column_names(
 ) -> list[str]:
     columns = table.schema.names
     if label_column not in columns:
+        likely = _label_override(_likely_label(label_column, columns))
+        hint = f"name the class column with data.label_column, e.g. {likely}"
+        if sum(_is_number(c) for c in columns) > len(columns) / 2:
+            hint = "its first line is data, not a header: add a first line naming the columns"
         raise DataError(
-            f"label column not found; the file has columns {columns}; name the class column "
-            f"with data.label_column, e.g. {_label_override(_likely_label(label_column, columns))}",
+            f"label column not found; the file has columns {columns}; {hint}",
             file=file,
             column=label_column,
         )
