@@ -172,28 +172,20 @@ _COMMON_FIELDS = (
     "seed",
     "partition_rows",
 )
+_TABLE_FIELDS = (
+    "path",
+    "label_column",
+    "feature_columns",
+    "drop_columns",
+    "max_categories",
+    "drop_invalid",
+    "fill_missing",
+)
 _SOURCE_FIELDS = {
     "synthetic": ("num_samples", "num_features", "num_classes", "class_sep"),
     "parts": ("num_samples", "num_classes"),
-    "parquet": (
-        "path",
-        "label_column",
-        "feature_columns",
-        "drop_columns",
-        "max_categories",
-        "drop_invalid",
-        "fill_missing",
-    ),
-    "csv": (
-        "path",
-        "label_column",
-        "feature_columns",
-        "drop_columns",
-        "max_categories",
-        "drop_invalid",
-        "fill_missing",
-        "encoding",
-    ),
+    "parquet": _TABLE_FIELDS,
+    "csv": (*_TABLE_FIELDS, "encoding"),
     "image_folder": ("path", "drop_invalid", "image_size", "normalization"),
 }
 
