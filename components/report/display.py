@@ -68,6 +68,8 @@ class InputScale:
             and ``high`` white (clipped); None scales each picture by its own min and max.
         feature_names: the name of each feature of a flat (tabular) sample, e.g. its column's,
             or None (figures then write ``x<i>``).
+        categories: each word column of a table with the indices of its 0/1 features
+            (``column=word``), for attributions summed per column (:meth:`by_column`).
     """
 
     feature_shape: tuple[int, ...]
@@ -75,6 +77,7 @@ class InputScale:
     std: np.ndarray | None = None
     value_range: tuple[float, float] | None = None
     feature_names: tuple[str, ...] | None = None
+    categories: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @classmethod
     def from_meta(
@@ -95,7 +98,10 @@ class InputScale:
         mean, std = (_broadcast(normalization.get(k), shape) for k in ("mean", "std"))
         if mean is None or std is None:
             mean = std = None
-        scale = cls(shape, mean, std, feature_names=named_features(data_meta, shape))
+        names = named_features(data_meta, shape)
+        scale = cls(
+            shape, mean, std, feature_names=names, categories=_word_columns(data_meta, names)
+        )
         if data_meta.get("kind") == "image":
             return replace(scale, value_range=(0.0, 1.0))
         if shown is not None and np.size(shown):
@@ -104,6 +110,28 @@ class InputScale:
             if high > low:
                 return replace(scale, value_range=(low, high))
         return scale
+
+    def by_column(self, attributions, sample) -> tuple[np.ndarray, list[str]]:
+        """A tabular sample's attributions with each word column's 0/1 features summed into one
+        (the column's share, as for SHAP values of one-hot features), named ``column = word``
+        by the word ``sample`` (standardised) holds; the other features as they are."""
+        values = np.asarray(attributions, dtype=float).ravel()
+        names = list(self.feature_names or [f"x{i}" for i in range(values.size)])
+        natural = self.denormalize(sample).ravel()
+        first = {members[0]: (column, members) for column, members in self.categories}
+        grouped = {i for _, members in self.categories for i in members}
+        out, labels = [], []
+        for i in range(values.size):
+            if i in first:
+                column, members = first[i]
+                held = members[int(np.argmax(natural[list(members)]))]
+                word = names[held].removeprefix(f"{column}=") if natural[held] > 0.5 else "(none)"
+                out.append(values[list(members)].sum())
+                labels.append(f"{column} = {word}")
+            elif i not in grouped:
+                out.append(values[i])
+                labels.append(names[i])
+        return np.asarray(out), labels
 
     def denormalize(self, values) -> np.ndarray:
         """``x * std + mean``: standardised values (one sample or a batch) in natural units."""
@@ -125,6 +153,20 @@ class InputScale:
         if high <= low:
             return np.zeros_like(natural)
         return np.clip((natural - low) / (high - low), 0.0, 1.0)
+
+
+def _word_columns(data_meta: Mapping, names) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The word columns of ``data_meta["categories"]`` with the indices of their features."""
+    categories = data_meta.get("categories")
+    if not names or not isinstance(categories, Mapping):
+        return ()
+    index = {name: i for i, name in enumerate(names)}
+    found = []
+    for column, words in categories.items():
+        members = tuple(index[f"{column}={w}"] for w in words if f"{column}={w}" in index)
+        if len(members) == len(words) and members:
+            found.append((str(column), members))
+    return tuple(found)
 
 
 def identity_scale(feature_shape: Sequence[int]) -> InputScale:

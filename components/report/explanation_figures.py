@@ -74,6 +74,14 @@ def _draw_top_features(
     ax.tick_params(labelsize=6)
 
 
+def _draw_tabular_or(ax: Axes, values, sample, scale: InputScale, top_k: int) -> float:
+    """:func:`draw_attribution` of one sample; a table's word columns as one bar each."""
+    if not scale.categories:
+        return draw_attribution(ax, values, scale.feature_shape, top_k, scale.feature_names)
+    summed, names = scale.by_column(values, sample)
+    return draw_attribution(ax, summed, summed.shape, top_k, names)
+
+
 def _grid(rows: int, cols: int, aspect: float = 1.0) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(_CELL * cols, _CELL * aspect * rows), layout="constrained")
     return fig, fig.subplots(rows, cols, squeeze=False)
@@ -88,7 +96,8 @@ def attribution_figure(
     top_k: int = 10,
 ) -> Figure:
     """Inputs (drawn by ``scale``) beside their Integrated Gradients maps for the predicted
-    class; tabular samples show their ``top_k`` features, named by ``scale.feature_names``."""
+    class; tabular samples show their ``top_k`` features, named by ``scale.feature_names`` (a
+    word column's 0/1 features summed into one bar, :meth:`InputScale.by_column`)."""
     cols = 2 * min(len(samples), 3)
     rows = -(-2 * len(samples) // cols)
     fig, axes = _grid(rows, cols)
@@ -97,9 +106,7 @@ def attribution_figure(
         image_ax, attribution_ax = flat_axes[2 * i], flat_axes[2 * i + 1]
         draw_sample(image_ax, inputs[i], scale)
         label_sample(image_ax, sample, class_names)
-        draw_attribution(
-            attribution_ax, attributions[i], scale.feature_shape, top_k, scale.feature_names
-        )
+        _draw_tabular_or(attribution_ax, attributions[i], inputs[i], scale, top_k)
         attribution_ax.set_title(f"IG, sum={float(np.sum(attributions[i])):+.3g}", fontsize=8)
     for ax in flat_axes[2 * len(samples) :]:
         ax.set_axis_off()
@@ -128,9 +135,7 @@ def attribution_grid_figure(
         label_left(axes[row, 0], row_labels[row])
         for col, (title, attributions) in enumerate(maps.items(), start=1):
             ax = axes[row, col]
-            limit = draw_attribution(
-                ax, attributions[row], feature_shape, top_k, scale.feature_names
-            )
+            limit = _draw_tabular_or(ax, attributions[row], values, scale, top_k)
             if image:
                 ax.set_xlabel(f"±{limit:.2g}", fontsize=7)
             if row == 0:

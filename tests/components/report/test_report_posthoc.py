@@ -237,6 +237,7 @@ def test_a_table_s_features_are_named_in_the_data_section_figures_and_rules(tmp_
     data_meta["filled_missing"] = {"bmi": 7}
     page = write_report(tmp_path / "words", data).read_text("utf-8")
     assert "Missing values filled (data.fill_missing)" in page
+    assert "A column of words is one bar, its 0/1 features summed, named by the word." in page
     assert "<td>bmi</td>" + NUM.format(7) in page
     assert (
         "<p>Left out the column with no name, &#x27;__index_level_0__&#x27;: a saved row index, "
@@ -246,6 +247,35 @@ def test_a_table_s_features_are_named_in_the_data_section_figures_and_rules(tmp_
         "<p>Columns of words (sex) are one 0/1 feature per word, named column=word; its train "
         "mean is the share of training rows with that word.</p>"
     ) in page
+
+
+def test_a_word_column_s_attributions_are_one_bar_named_by_the_row_s_word():
+    data_meta = {
+        "feature_names": ["age", "sex=f", "sex=m", "bmi"],
+        "categories": {"sex": ["f", "m"]},
+        "normalization": {"mean": [40.0, 0.5, 0.5, 25.0], "std": [10.0, 0.5, 0.5, 5.0]},
+    }
+    scale = InputScale.from_meta(data_meta, (4,))
+    assert scale.categories == (("sex", (1, 2)),)
+    male = np.array([1.0, -1.0, 1.0, 0.0])  # age 50, sex m, bmi 25, standardised
+    summed, names = scale.by_column([0.1, 0.2, 0.3, -0.4], male)
+    np.testing.assert_allclose(summed, [0.1, 0.5, -0.4])
+    assert names == ["age", "sex = m", "bmi"]
+    unknown = np.array([1.0, -1.0, -1.0, 0.0])  # no word: a missing value filled
+    assert scale.by_column(np.zeros(4), unknown)[1][1] == "sex = (none)"
+
+    samples = [{"index": 1, "true": 0, "predicted": 1}]
+    fig = attribution_figure(samples, male[None], np.array([[0.1, 0.2, 0.3, -0.4]]), scale, [])
+    bars = fig.axes[1]
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["sex = m", "bmi", "age"]
+    assert [round(p.get_width(), 6) for p in bars.patches] == [0.5, -0.4, 0.1]
+    post_hoc = {
+        "inputs": male[None],
+        "input_scale": scale,
+        "attributions": {"lime": [[0.1, 0.2, 0.3, -0.4]]},
+    }
+    figure = posthoc_attribution_figure(post_hoc, (4,), ["no", "yes"])
+    assert "sex = m" in {t.get_text() for t in figure.axes[1].get_yticklabels()}
 
 
 @pytest.mark.parametrize(
