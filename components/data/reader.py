@@ -80,19 +80,8 @@ class DatasetMeta:
 
     @property
     def categorical(self) -> dict[str, tuple[str, str]]:
-        """The 0/1 features that one-hot encode a categorical column, by name: ``column=word``
-        -> ``(column, word)``; empty for datasets without (or ingested before) categories."""
-        names = set(self.feature_names or ())
-        categories = self.raw.get("categories")
-        if not names or not isinstance(categories, dict):
-            return {}
-        pairs = {
-            f"{column}={word}": (str(column), str(word))
-            for column, words in categories.items()
-            if isinstance(words, list)
-            for word in words
-        }
-        return {name: pair for name, pair in pairs.items() if name in names}
+        """The 0/1 features that one-hot encode a categorical column (:func:`word_features`)."""
+        return word_features(self.raw, self.feature_names)
 
     @property
     def channel_mean(self) -> np.ndarray:
@@ -155,6 +144,22 @@ def named_features(raw: Mapping, feature_shape) -> tuple[str, ...] | None:
     if len(shape) != 1 or not isinstance(names, list) or len(names) != shape[0]:
         return None
     return tuple(str(name) for name in names)
+
+
+def word_features(raw: Mapping, names: Sequence[str] | None) -> dict[str, tuple[str, str]]:
+    """The features of ``names`` that one-hot encode a word column of a ``meta.json``'s
+    ``categories``: ``column=word`` -> ``(column, word)``; empty for datasets without (or
+    ingested before) categories."""
+    categories = raw.get("categories")
+    if not names or not isinstance(categories, Mapping):
+        return {}
+    pairs = {
+        f"{column}={word}": (str(column), str(word))
+        for column, words in categories.items()
+        if isinstance(words, list)
+        for word in words
+    }
+    return {name: pairs[name] for name in names if name in pairs}
 
 
 def index_note(columns: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from components.data.reader import named_features, per_feature
+from components.data.reader import named_features, per_feature, word_features
 
 SIGNAL_CHANNELS = 3  # channels of a signal drawn as lines; the rest are left out
 _LINE_COLOURS = ("#1f4e79", "#c0392b", "#2e8b57")
@@ -157,16 +157,12 @@ class InputScale:
 
 def _word_columns(data_meta: Mapping, names) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """The word columns of ``data_meta["categories"]`` with the indices of their features."""
-    categories = data_meta.get("categories")
-    if not names or not isinstance(categories, Mapping):
-        return ()
-    index = {name: i for i, name in enumerate(names)}
-    found = []
-    for column, words in categories.items():
-        members = tuple(index[f"{column}={w}"] for w in words if f"{column}={w}" in index)
-        if len(members) == len(words) and members:
-            found.append((str(column), members))
-    return tuple(found)
+    features = word_features(data_meta, names)
+    columns: dict[str, list[int]] = {}
+    for i, name in enumerate(names or ()):
+        if name in features:
+            columns.setdefault(features[name][0], []).append(i)
+    return tuple((column, tuple(members)) for column, members in columns.items())
 
 
 def identity_scale(feature_shape: Sequence[int]) -> InputScale:
