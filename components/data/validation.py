@@ -323,14 +323,15 @@ def _check_batches(
         label_examples=label_examples,
         index_columns=index,
     )
+    if not checked.masks["invalid_label"].any():
+        return checked
     # decided on the whole column, and only where some labels are no integers
-    invalid = checked.masks["invalid_label"].any()
-    column = pa.chunked_array(raw_labels) if invalid else None
-    named = class_name_labels(column) if invalid else None
+    column = pa.chunked_array(raw_labels)
+    named = class_name_labels(column)
     if named is not None:
         checked.labels, checked.masks["invalid_label"], checked.label_names = named
-    if invalid:  # bad for being empty alone: the error says so rather than "not integers"
-        checked.labels_missing = bool((checked.masks["invalid_label"] <= _no_label(column)).all())
+    # bad for being empty alone: the error says so rather than "not integers"
+    checked.labels_missing = bool((checked.masks["invalid_label"] <= _no_label(column)).all())
     return checked
 
 
