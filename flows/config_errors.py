@@ -50,6 +50,10 @@ def unknown_setting(group: str, key: str, names) -> str:
     return f"{group}.{key} is not a setting of {group}{did_you_mean(key, names, group)}"
 
 
+# The kind of node OmegaConf could not merge a list or a mapping into.
+_MERGE_INTO = re.compile(r"object_type=(dict|list)")
+
+
 def override_problem(err: Exception, overrides, composed_without) -> str:
     """A one-line account of why Hydra refused ``overrides`` (``err``, its exception).
 
@@ -76,6 +80,14 @@ def override_problem(err: Exception, overrides, composed_without) -> str:
         )
     if _PARSE_ERROR in text:
         return _parse_problem(text, overrides)
+    cause = str(err.__cause__ or "")
+    key, kind = _FULL_KEY.search(cause), _MERGE_INTO.search(cause)
+    if "Cannot merge" in cause and key and kind:
+        expected, given = ("a mapping", "a list") if kind[1] == "dict" else ("a list", "a mapping")
+        return (
+            f"{_written(key[1], overrides)}: {key[1]} takes {expected}, not {given} "
+            "(a list is written [a,b], a mapping {a:1})"
+        )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return "bad config override: " + "; ".join(lines)
 

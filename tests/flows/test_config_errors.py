@@ -91,6 +91,19 @@ def test_model_params_must_be_a_mapping():
         to_settings(compose(["model.params=3"]))
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.drop_columns={a:1}", "data.drop_columns takes a list, not a mapping"),
+        ("explain.sanity=[1,2]", "explain.sanity takes a mapping, not a list"),
+    ],
+)
+def test_a_list_for_a_mapping_or_the_reverse_is_named(override, message):
+    with pytest.raises(ConfigError) as error:
+        compose([override])
+    assert str(error.value) == f"{override}: {message} (a list is written [a,b], a mapping {{a:1}})"
+
+
 def test_did_you_mean_names_the_closest_keys_or_lists_them_all():
     assert did_you_mean("epoch", ["epochs", "lr"], "train") == "; did you mean train.epochs?"
     assert did_you_mean("qq", ["b", "a"], "train") == " (train keys: a, b)"
