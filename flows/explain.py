@@ -51,10 +51,16 @@ class ExplainResult(RunResult):
     source: str
 
 
-def load_run_config(source: Path, overrides: list[str]):
+def load_run_config(
+    source: Path,
+    overrides: list[str],
+    changeable: tuple[str, ...] = CHANGEABLE,
+    doing: str = "re-explaining",
+):
     """The config of re-explaining ``source``: its saved config (as data) with ``run`` and
     ``ray`` (and ``data`` when overridden) composed from this invocation, and the ``explain`` /
-    ``seed`` overrides applied.
+    ``seed`` overrides applied. Another flow that uses a trained run (``sennflow predict``)
+    names the groups it lets change and what it is ``doing``, for the message.
 
     Raises:
         ConfigError: the folder is no run folder, an override is unknown or not changeable, or
@@ -69,18 +75,18 @@ def load_run_config(source: Path, overrides: list[str]):
                 f"{source} is not a finished run folder: {source / name} is missing"
                 + _enclosing_run_hint(source)
             )
-    bad = [o for o in overrides if _group(o) not in CHANGEABLE]
+    bad = [o for o in overrides if group_of(o) not in changeable]
     if bad:
         raise ConfigError(
-            f"cannot change {bad} when re-explaining a trained run; only {list(CHANGEABLE)} keys"
+            f"cannot change {bad} when {doing} a trained run; only {list(changeable)} keys"
         )
     cfg = _saved_config(source)
-    current = compose([o for o in overrides if _group(o) in (*INVOCATION, "data")])
+    current = compose([o for o in overrides if group_of(o) in (*INVOCATION, "data")])
     taken = (*INVOCATION, "data") if data_overridden(overrides) else INVOCATION
     for group in taken:
         cfg[group] = OmegaConf.to_container(current[group], resolve=False)
     OmegaConf.set_struct(cfg, True)
-    rest = [o for o in overrides if _group(o) not in (*INVOCATION, "data")]
+    rest = [o for o in overrides if group_of(o) not in (*INVOCATION, "data")]
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(rest))
     except ConfigKeyError as err:  # a key the run's config lacks
@@ -95,7 +101,7 @@ def load_run_config(source: Path, overrides: list[str]):
 
 def data_overridden(overrides: list[str]) -> bool:
     """Whether ``overrides`` name the data (``data=<source>`` or ``data.<key>=...``)."""
-    return any(_group(o) == "data" for o in overrides)
+    return any(group_of(o) == "data" for o in overrides)
 
 
 def recorded_dataset(source: Path, cache_dir: str | Path):
@@ -106,8 +112,8 @@ def recorded_dataset(source: Path, cache_dir: str | Path):
     Raises:
         ConfigError: no such dataset; the message says how to name the data instead.
     """
-    data = _source_metrics(source).get("data") or {}
-    hint = f"name the data to explain on, as for sennflow run: {_data_overrides(source)}"
+    data = source_metrics(source).get("data") or {}
+    hint = f"name the run's data, as for sennflow run: {run_data_overrides(source)}"
     if not isinstance(data.get("path"), str):
         raise ConfigError(f"{source / 'metrics.json'} records no dataset: {hint}")
     recorded = Path(data["path"])
@@ -120,7 +126,7 @@ def recorded_dataset(source: Path, cache_dir: str | Path):
     raise ConfigError(f"the run's dataset cannot be used ({'; '.join(problems)}); {hint}")
 
 
-def _data_overrides(source: Path) -> str:
+def run_data_overrides(source: Path) -> str:
     """The ``data`` overrides of the run's saved config that differ from the defaults, as one
     could type them (``data=csv data.path=/data/loans.csv data.label_column=decision``); a value
     that would read the environment (``${...}``, from a folder that may be a stranger's) is left
@@ -192,7 +198,8 @@ def _enclosing_run_hint(path: Path) -> str:
     return ""
 
 
-def _group(override: str) -> str:
+def group_of(override: str) -> str:
+    """The top-level config group an override sets (``data`` of ``data.path=x``)."""
     return override_key(override).split(".")[0]
 
 
@@ -212,12 +219,12 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     check_run_dir_free(settings.run.root, "explain", settings.run.id)
     checkpoint = source / "checkpoints" / "best"
     dataset = _dataset(source, settings, data_overridden(overrides))
-    _check_fits(source, checkpoint, dataset.meta)
+    check_fits(source, checkpoint, dataset.meta)
     get_run_logger().info("re-explaining %s", source)
     meta_extra = {"source_run": str(source.resolve())}
     run = open_run("explain", settings, cfg, meta_extra=meta_extra)
 
-    metrics = _source_metrics(source)
+    metrics = source_metrics(source)
     history = metrics.get("train", {}).get("history", [])
     train_seconds = sum(h.get("epoch_time_s", 0.0) for h in history) or None
     explanations = explain_task(
@@ -259,8 +266,9 @@ def _dataset(source: Path, settings, overridden: bool):
     return IngestResult(path=path, meta=meta.raw, cache_hit=True)
 
 
-def _check_fits(source: Path, checkpoint: Path, data_meta: dict) -> None:
-    """Refuse data the run's model was not built for, before a run folder is opened.
+def check_fits(source: Path, checkpoint: Path, data_meta: dict, doing: str = "explain") -> None:
+    """Refuse data the run's model was not built for, before a run folder is opened (what
+    the message tells the user to ``doing`` on is the run's own data).
 
     Raises:
         ConfigError: The dataset's rows have another shape, or it has other classes; the
@@ -273,12 +281,13 @@ def _check_fits(source: Path, checkpoint: Path, data_meta: dict) -> None:
     raise ConfigError(
         f"the model of {source} takes inputs of shape {list(spec.input_shape)} and tells "
         f"{spec.num_classes} classes apart, but the data named has rows of shape {shape} and "
-        f"{classes} classes; explain it on the data it was trained on, as for sennflow run: "
-        f"{_data_overrides(source)}"
+        f"{classes} classes; {doing} it on the data it was trained on, as for sennflow run: "
+        f"{run_data_overrides(source)}"
     )
 
 
-def _source_metrics(source: Path) -> dict:
+def source_metrics(source: Path) -> dict:
+    """The ``metrics.json`` of the run folder ``source`` ({} where it has none)."""
     return read_run_json(source / "metrics.json") or {}
 
 

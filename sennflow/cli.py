@@ -115,6 +115,29 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("run_dir", help="a finished run folder")
     explain.add_argument("overrides", nargs="*", help="e.g. explain.methods=all")
     explain.set_defaults(handler=_explain)
+    predict = sub.add_parser(
+        "predict",
+        help="predict new inputs with a trained run: a table's rows or image files",
+        description=(
+            "Run the predict flow: the best checkpoint of a finished run folder on inputs it "
+            "has not seen (a CSV or Parquet file with the run's columns, an image file, or a "
+            "folder of images), read as the run's data was. Results go to a new "
+            "runs/predict/<id>/: predictions.csv (top classes, probabilities, prototypes) and "
+            "a report; inputs that name their class are scored."
+        ),
+        epilog=(
+            "overrides: predict.* (conf/predict/default.yaml), run.*, ray.*, seed, data.* "
+            "(the run's own data, to rebuild its dataset cache elsewhere)\n\n"
+            "examples:\n  sennflow predict runs/pipeline/<id> new_customers.csv\n"
+            "  sennflow predict runs/pipeline/<id> ~/photos/unsorted predict.top_k=5\n"
+            "  sennflow predict runs/pipeline/<id> held_out/ predict.skip_invalid=true"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument("run_dir", help="a finished run folder")
+    predict.add_argument("input", help="a CSV/Parquet file, an image file or a folder of images")
+    predict.add_argument("overrides", nargs="*", help="e.g. predict.top_k=5")
+    predict.set_defaults(handler=_predict)
     runs_command(sub)
     stack_command(sub)
     federated = _command(
@@ -284,6 +307,26 @@ def _explain(args: argparse.Namespace) -> int:
         lambda: explain_run(run_dir=run_dir, overrides=overrides),
         contextlib.nullcontext(),
         lambda result: f"re-explained {result.source}",
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from flows.predict import predict_run
+
+    tokens = [args.run_dir, args.input, *args.overrides]
+    paths = [t for t in tokens if "=" not in t and not t.startswith(("+", "~"))]
+    if len(paths) != 2:
+        return fail(
+            ValueError(
+                "predict takes a run folder (runs/pipeline/<id>) and the inputs to predict (a "
+                f"file or folder), then overrides; got {', '.join(paths) or 'no path'}"
+            )
+        )
+    overrides = [t for t in tokens if t not in paths]
+    return _run_flow(
+        lambda: predict_run(run_dir=paths[0], input_path=paths[1], overrides=overrides),
+        contextlib.nullcontext(),
+        lambda result: f"predictions: {Path(result.predictions).resolve()}",
     )
 
 

@@ -292,6 +292,13 @@ def _split_folders(root: Path, folders: dict[str, Path]) -> dict[str, Path]:
     return {split: folders[names[0]] for split, names in by_split.items()}
 
 
+def images_below(folder: Path) -> tuple[list[str], list[str], int]:
+    """The image files below ``folder`` (paths relative to it, sorted), its other files, and
+    how many hidden entries (names starting with ``.``) were skipped."""
+    images, others, hidden = _class_files(folder, folder)
+    return sorted(p.removeprefix("./") for p in images), others, hidden
+
+
 def _class_files(root: Path, folder: Path) -> tuple[tuple[str, ...], list[str], int]:
     """Image files (relative paths) below one class folder, other files, and hidden entries.
 

@@ -457,20 +457,30 @@ def _decode_features(values, meta: DatasetMeta, n: int, normalize: bool, where: 
     return x
 
 
-def _decode_images(values, meta: DatasetMeta, normalize: bool, where: str) -> np.ndarray:
-    """Decode encoded images with the deterministic transform: ``(n, C*S*S)`` float32."""
+def image_decoder(meta: DatasetMeta, normalize: bool = True):
+    """``decode(bytes) -> (C*S*S,)`` float32: an encoded image decoded with the deterministic
+    transform of the test split (resize, centre crop, standardise unless ``normalize=False``).
+    It raises :class:`~components.data.images.ImageDecodeError` for bytes that are no image."""
     from components.data.image_transforms import eval_transform
-    from components.data.images import ImageDecodeError, decode_rgb
+    from components.data.images import decode_rgb
 
     channels = meta.feature_shape[0]
     mean, std = (
         (meta.channel_mean, meta.channel_std) if normalize else ([0.0] * channels, [1.0] * channels)
     )
     transform = eval_transform(meta.feature_shape[-1], mean, std)
+    return lambda data: transform(decode_rgb(data)).reshape(-1).numpy()
+
+
+def _decode_images(values, meta: DatasetMeta, normalize: bool, where: str) -> np.ndarray:
+    """Decode encoded images with the deterministic transform: ``(n, C*S*S)`` float32."""
+    from components.data.images import ImageDecodeError
+
+    decode = image_decoder(meta, normalize)
     out = np.empty((len(values), meta.num_features), np.float32)
     for i, data in enumerate(values):
         try:
-            out[i] = transform(decode_rgb(data.as_buffer())).reshape(-1).numpy()
+            out[i] = decode(data.as_buffer())
         except ImageDecodeError as err:
             raise DataError(
                 f"stored image cannot be decoded: {err}", file=where, column=IMAGE_COLUMN

@@ -26,7 +26,7 @@ def _require_prototype_model(model: Any, needs: str) -> PrototypeModel:
     return model
 
 
-def _prototype_classes(model: PrototypeModel) -> list[int | None]:
+def prototype_classes(model: PrototypeModel) -> list[int | None]:
     """The class each prototype stands for, or None per prototype if the model has no such map."""
     if hasattr(model, "prototype_classes"):
         return [int(c) for c in model.prototype_classes().detach().cpu().tolist()]
@@ -52,7 +52,7 @@ def prototype_gallery(model: Any) -> dict:
         raise TypeError(f"{type(model).__name__} has no decode_prototypes(); no gallery to show")
     with eval_mode(model), torch.no_grad():
         images = model.decode_prototypes().detach().float().cpu().numpy()
-    return {"images": images, "classes": _prototype_classes(model)}
+    return {"images": images, "classes": prototype_classes(model)}
 
 
 def _name(class_names: Sequence[str] | None, index: int | None) -> str | None:
@@ -145,7 +145,7 @@ def explain_samples(
     with eval_mode(model), torch.no_grad():
         logits = model.explained_logits(inputs).double().cpu()
         explanations = model.explain(inputs, top_k=top_k)
-    classes = _prototype_classes(model)
+    classes = prototype_classes(model)
     return [
         _sample_dict(
             explanation,

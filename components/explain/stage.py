@@ -84,7 +84,7 @@ def explain_checkpoint(
         ig_steps=config.ig_steps,
         class_names=list(meta.class_names),
         seed=seed,
-        pushed_images=_pushed_images(model, dataset_path) if is_pushed(model) else None,
+        pushed_images=pushed_images(model, dataset_path) if is_pushed(model) else None,
     )
     if has_activation_maps(model) and len(meta.feature_shape) == 3:  # hue, texture: images
         result["because"] = _because(model, x, meta)
@@ -137,7 +137,7 @@ def _because(model: nn.Module, x: np.ndarray, meta: DatasetMeta) -> dict:
     )
 
 
-def _pushed_images(model: nn.Module, dataset_path: Path) -> np.ndarray:
+def pushed_images(model: nn.Module, dataset_path: Path) -> np.ndarray:
     """The training sample behind every pushed prototype, read row by row (not the split)."""
     return read_rows(dataset_path, "train", model.push_sample.cpu().numpy())[0]
 

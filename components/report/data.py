@@ -429,6 +429,9 @@ class ReportData:
             (:mod:`components.report.ssl_section`); shown in "Self-supervised pre-training".
         circuit: the trained model as a neural circuit diagram
             (:func:`components.report.circuit.trace_circuit`); shown in the "Model" section.
+        predictions: for a predict run, what was predicted
+            (:func:`components.evaluation.predictions.prediction_summary` plus ``input``,
+            ``source_run`` and ``file``); shown in the "Predictions" section.
     """
 
     title: str
@@ -450,3 +453,4 @@ class ReportData:
     ssl: dict | None = None
     ftwt: dict | None = None
     circuit: dict | None = None
+    predictions: dict | None = None

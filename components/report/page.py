@@ -37,6 +37,7 @@ from components.report.figures import (
 )
 from components.report.ftwt_section import ftwt_section
 from components.report.posthoc_section import posthoc_parts
+from components.report.predict_section import predict_section
 from components.report.prototype_section import gallery_parts, sample_explanation_parts
 from components.report.prune_section import prune_section
 from components.report.pskd_section import pskd_section
@@ -58,7 +59,7 @@ def _headline_section(data: ReportData) -> str:
     return markup.section("Headline", markup.key_value_table(data.headline, ("metric", "value")))
 
 
-def _data_section(data_meta: Mapping) -> str:
+def _data_section(data_meta: Mapping, title: str = "Data") -> str:
     parts = []
     source = data_meta.get("source")
     if isinstance(source, Mapping):
@@ -92,7 +93,7 @@ def _data_section(data_meta: Mapping) -> str:
         )
         parts.append(markup.paragraph(note))
         parts.append(markup.table(("column", "values filled"), filled.items()))
-    return markup.section("Data", *parts)
+    return markup.section(title, *parts)
 
 
 def _feature_parts(data_meta: Mapping) -> list[str]:
@@ -440,6 +441,11 @@ def _because_parts(because, gallery, class_names) -> list[str]:
     ]
 
 
+def _unscored(data: ReportData) -> bool:
+    """A predict run whose inputs name no class: it has nothing to evaluate."""
+    return data.predictions is not None and not data.metrics
+
+
 def _provenance_sections(data: ReportData) -> str:
     config = markup.section("Configuration", markup.preformatted(data.config_yaml))
     meta = markup.section("Run", markup.key_value_table(data.meta)) if data.meta else ""
@@ -487,21 +493,23 @@ def write_report(run_dir: Path, data: ReportData) -> Path:
     one_model = not (
         data.federated or data.continual or lottery_only or pretrain_only or search_only
     )
+    trained_here = one_model and not data.predictions  # a predict run trained nothing
     body = [
         _headline_section(data),
+        predict_section(data.predictions, data.class_names, figures),
         search_section(data.search, figures),
         federated_section(_named_classes(data.federated, data.class_names), figures),
         continual_section(_named_classes(data.continual, data.class_names), figures),
         prune_section(data.prune, figures),
         ssl_section(data.ssl, figures),
-        _data_section(data.data_meta),
+        _data_section(data.data_meta, "Data" if data.predictions is None else "Training data"),
         circuit_section(data.circuit, figures),
-        _training_section(data.history, data.training, figures) if one_model else "",
+        _training_section(data.history, data.training, figures) if trained_here else "",
         boosted_section(data.history, figures) if one_model else "",
         pskd_section(data.history, figures) if one_model else "",
         xnesyl_section(data.history, figures) if one_model else "",
         ftwt_section(data.ftwt, figures),
-        _metrics_section(data, figures) if one_model else "",
+        _metrics_section(data, figures) if one_model and not _unscored(data) else "",
         _analysis_section(data, figures),
         _explanation_section(data, figures),
         checks_section((data.explanations or {}).get("checks"), figures),

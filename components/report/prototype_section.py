@@ -54,16 +54,18 @@ def gallery_parts(
 
 
 def _samples_caption(samples: Sequence[Mapping]) -> str:
+    # a predict run's inputs: their true class where they name it
+    shown = "Test samples" if all(s["true"] is not None for s in samples) else "Inputs"
     if _has_regions(samples):
         return (
-            "Test samples (true and predicted class) and their top prototypes: each region of "
+            f"{shown} (true and predicted class) and their top prototypes: each region of "
             "the sample ('this', boxed in the prototype's colour) looks like the prototype's "
             f"region on its training sample ('that'); regions are {_REGION_RULE}. sim: "
             "similarity; the contribution to the predicted logit is sim times the last-layer "
             "weight"
         )
     return (
-        "Test samples (true and predicted class) and their top prototypes, with similarity and "
+        f"{shown} (true and predicted class) and their top prototypes, with similarity and "
         "contribution to the predicted logit"
     )
 

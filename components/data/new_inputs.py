@@ -1,0 +1,340 @@
+"""Inputs a trained model has not seen, read the way its dataset was: ``sennflow predict``.
+
+A table (CSV or Parquet) needs the columns the model was trained on, by name; other columns are
+ignored. Numbers are standardised with the training split's mean and std; a word column is
+one-hot encoded with the training vocabulary (a word the model never saw is an error, not a
+silent zero). A missing value is filled with the training mean only when the run was trained
+with ``data.fill_missing``, else it is an error naming the rows. A dataset whose features were
+one list column (``x``) takes a table with one list column of the same length. When the
+table holds the run's label column, its rows are scored too.
+
+Image files (one, or a folder searched recursively, hidden files left out) are decoded, resized
+and centre-cropped exactly as the test split is. A folder whose first-level subfolders carry
+the run's class names is labelled by them, so a held-out folder is scored; any other layout is
+predicted without labels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from components.data.errors import CSV_LINES, ROW_INDICES, DataError, RowNumbering
+from components.data.file_source import csv_batches, read_parquet
+from components.data.image_folder import images_below
+from components.data.images import IMAGE_SUFFIXES
+from components.data.reader import DatasetMeta, image_decoder
+from components.data.validation import parse_numbers
+
+NO_LABEL = -1  # a row or file whose class the input does not say
+_LIST_FEATURE = re.compile(r"(.+)\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class InputBatch:
+    """Rows to predict, as the model takes them.
+
+    Attributes:
+        ids: Per row, where it came from: a file's path below the input folder, or the row's
+            CSV line / Parquet row index.
+        x: ``(n, *feature_shape)`` float32, standardised as the model saw its training data.
+        labels: Per row, the class index the input gives it, or :data:`NO_LABEL`.
+        bad: Files of this batch that could not be decoded: ``(path, reason)``.
+    """
+
+    ids: list[str]
+    x: np.ndarray
+    labels: np.ndarray
+    bad: tuple[tuple[str, str], ...] = ()
+
+
+def input_kind(path: str, meta: DatasetMeta) -> str:
+    """``"images"`` or ``"table"``: what the model of ``meta`` takes, checked against ``path``.
+
+    Raises:
+        DataError: The path does not exist, or holds the other kind of input.
+    """
+    local = Path(path)
+    wants = "images" if meta.is_image else "table"
+    if "://" not in path and not local.exists():
+        raise DataError("does not exist", file=path)
+    if local.is_dir():
+        has_tables = any(p.suffix.lower() in (".parquet", ".pq") for p in local.iterdir())
+        given = "table" if has_tables else "images"
+    else:
+        given = "images" if local.suffix.lower() in IMAGE_SUFFIXES else "table"
+    if given != wants:
+        takes = (
+            f"image files (one, or a folder of them) sized as its {meta.feature_shape[-1]} px "
+            "crops are made"
+            if wants == "images"
+            else "a CSV or Parquet file with the columns it was trained on"
+        )
+        raise DataError(f"holds {given}, but the model takes {takes}", file=path)
+    return wants
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def read_table(path: str, meta: DatasetMeta, encoding: str = "utf-8") -> InputBatch:
+    """The rows of a CSV or Parquet file as the model takes them (see the module docstring).
+
+    Raises:
+        DataError: The file cannot be read, lacks a column the model needs, holds a value
+            that is not a number where one is needed, a word the model never saw, or a missing
+            value the run did not fill.
+    """
+    is_csv = ".csv" in path.lower() or ".tsv" in path.lower()
+    if is_csv:
+        batches = [b for b in csv_batches(path, encoding=encoding) if b.num_rows]
+        if not batches:
+            raise DataError("file has no rows", file=path, rows=0)
+        table = pa.Table.from_batches(batches)
+    else:
+        table = read_parquet(path)
+    numbering = CSV_LINES if is_csv else ROW_INDICES
+    x = _table_features(table, meta, path, numbering)
+    x -= meta.mean
+    x *= (1.0 / meta.std).astype(np.float32)
+    ids = [f"{numbering.singular} {i + numbering.offset}" for i in range(table.num_rows)]
+    x = x.reshape(len(x), *meta.feature_shape)
+    return InputBatch(ids=ids, x=x, labels=_table_labels(table, meta))
+
+
+def _table_features(
+    table: pa.Table, meta: DatasetMeta, path: str, numbering: RowNumbering
+) -> np.ndarray:
+    """``(n, F)`` float32 features in the model's order, not yet standardised."""
+    names = meta.feature_names
+    lists = [c for c in table.column_names if pa.types.is_list(table.schema.field(c).type)]
+    if names is None or (lists and _list_column(names) is not None):
+        return _list_column_features(table, meta, lists, path)
+    categorical = meta.categorical
+    columns = list(dict.fromkeys(categorical[n][0] if n in categorical else n for n in names))
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"lacks the columns {missing[:10]}{' ...' if len(missing) > 10 else ''} that the "
+            f"model was trained on (it has {table.column_names[:20]})",
+            file=path,
+        )
+    words = meta.raw.get("categories") or {}
+    fill = bool((meta.raw.get("source") or {}).get("fill_missing"))
+    blocks = []
+    for column in columns:
+        if column in words:
+            blocks.append(_one_hot(table.column(column), words[column], column, path, numbering))
+        else:
+            blocks.append(_numbers(table.column(column), column, path, numbering)[:, None])
+    x = np.concatenate(blocks, axis=1)
+    _fill_or_refuse(x, columns, words, meta, fill, path, numbering)
+    return x
+
+
+def _list_column(names: tuple[str, ...]) -> str | None:
+    """The one list column whose elements ``names`` are (``x[0]``, ``x[1]``, ...), or None."""
+    matches = [_LIST_FEATURE.fullmatch(n) for n in names]
+    if not all(matches) or len({m.group(1) for m in matches}) != 1:
+        return None
+    return matches[0].group(1)
+
+
+def _list_column_features(
+    table: pa.Table, meta: DatasetMeta, lists: list[str], path: str
+) -> np.ndarray:
+    """The features of a table with one list column of ``meta.num_features`` numbers."""
+    width = meta.num_features
+    if len(lists) != 1:
+        found = f"{len(lists)} list columns {lists}" if lists else "no list column"
+        raise DataError(
+            f"the model takes one list column of {width} numbers per row; the file has {found}",
+            file=path,
+        )
+    column = table.column(lists[0]).combine_chunks()
+    lengths = pc.list_value_length(column).fill_null(-1).to_numpy(zero_copy_only=False)
+    wrong = np.flatnonzero(lengths != width)
+    if wrong.size:
+        raise DataError(
+            f"rows must hold {width} numbers (the model's input); some hold "
+            f"{sorted(set(lengths[wrong].tolist()))[:5]}",
+            file=path,
+            column=lists[0],
+            rows=int(wrong.size),
+            positions=wrong,
+        )
+    flat = pc.cast(column.flatten(), pa.float32()).to_numpy(zero_copy_only=False)
+    x = np.array(flat, dtype=np.float32).reshape(len(column), width)
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        raise DataError(
+            "rows hold missing or infinite values", file=path, column=lists[0], rows=int(bad.size)
+        )
+    return x
+
+
+def _numbers(column: pa.ChunkedArray, name: str, path: str, numbering: RowNumbering) -> np.ndarray:
+    """A numeric column as float32 (NaN where missing); text that is no number is an error."""
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        values, bad = parse_numbers(column)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            examples = column.filter(pa.array(bad)).slice(0, 3).to_pylist()
+            raise DataError(
+                f"holds text that is not a number (e.g. {examples}); the model was trained on "
+                "numbers in this column",
+                file=path,
+                column=name,
+                rows=int(rows.size),
+                positions=rows,
+                numbering=numbering,
+            )
+        return values.astype(np.float32)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float32)
+    raise DataError(f"is not numeric (type {kind})", file=path, column=name)
+
+
+def _one_hot(
+    column: pa.ChunkedArray,
+    vocabulary: list[str],
+    name: str,
+    path: str,
+    numbering: RowNumbering,
+) -> np.ndarray:
+    """A word column as one 0/1 feature per training word; NaN in every one where missing."""
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    values = text.to_pylist()
+    index = {word: j for j, word in enumerate(vocabulary)}
+    out = np.zeros((len(values), len(vocabulary)), dtype=np.float32)
+    unknown = []
+    for i, word in enumerate(values):
+        if word is None or word == "":
+            out[i] = np.nan
+        elif word in index:
+            out[i, index[word]] = 1.0
+        else:
+            unknown.append(i)
+    if unknown:
+        seen = list(dict.fromkeys(values[i] for i in unknown))[:5]
+        raise DataError(
+            f"holds words the model never saw in training ({seen}); it knows {vocabulary[:20]}",
+            file=path,
+            column=name,
+            rows=len(unknown),
+            positions=unknown,
+            numbering=numbering,
+        )
+    return out
+
+
+def _fill_or_refuse(
+    x: np.ndarray,
+    columns: list[str],
+    words: dict,
+    meta: DatasetMeta,
+    fill: bool,
+    path: str,
+    numbering: RowNumbering,
+) -> None:
+    """Fill missing values as the run's ingest did (``data.fill_missing``), or refuse them."""
+    missing = np.isnan(x)
+    if not missing.any():
+        return
+    if fill:  # a number takes its training mean; a word column's row gets no word
+        numbers = np.isnan(x) & ~_word_features(columns, words)
+        x[numbers] = np.broadcast_to(meta.mean, x.shape)[numbers]
+        x[np.isnan(x)] = 0.0
+        return
+    rows = np.flatnonzero(missing.any(axis=1))
+    raise DataError(
+        "rows have missing values, and the run was trained without data.fill_missing "
+        "(fill them, or train with data.fill_missing=true)",
+        file=path,
+        rows=int(rows.size),
+        positions=rows,
+        numbering=numbering,
+    )
+
+
+def _word_features(columns: list[str], words: dict) -> np.ndarray:
+    """``(1, F)``: which features are a word column's 0/1 features."""
+    flags = [flag for c in columns for flag in ([True] * len(words[c]) if c in words else [False])]
+    return np.asarray(flags, dtype=bool)[None, :]
+
+
+def _table_labels(table: pa.Table, meta: DatasetMeta) -> np.ndarray:
+    """Each row's class index from the run's label column, where the table has it."""
+    label_column = (meta.raw.get("source") or {}).get("label_column")
+    labels = np.full(table.num_rows, NO_LABEL, dtype=np.int64)
+    if not label_column or label_column not in table.column_names:
+        return labels
+    index = {name: k for k, name in enumerate(meta.class_names)}
+    for i, value in enumerate(table.column(label_column).to_pylist()):
+        labels[i] = index.get(_label_text(value), NO_LABEL)
+    return labels
+
+
+def _label_text(value) -> str | None:
+    """A label cell as a class name: ``3`` and ``3.0`` are ``"3"``; text is stripped."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None if value is None else str(value).strip()
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def image_inputs(path: str, meta: DatasetMeta) -> tuple[Path, list[str], np.ndarray, int]:
+    """The image files of ``path`` (a file, or a folder searched recursively), relative to the
+    folder, each one's class index by its first subfolder (:data:`NO_LABEL` where the
+    subfolder is no class of the run), and how many hidden or non-image files were left out.
+
+    Raises:
+        DataError: ``path`` names no image file, or a folder holds none.
+    """
+    root = Path(path)
+    if root.is_file():
+        return root.parent, [root.name], np.full(1, NO_LABEL, dtype=np.int64), 0
+    files, others, hidden = images_below(root)
+    if not files:
+        raise DataError(
+            f"holds no image file ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders",
+            file=path,
+        )
+    index = {name: k for k, name in enumerate(meta.class_names)}
+    labels = np.array(
+        [index.get(f.split("/")[0], NO_LABEL) if "/" in f else NO_LABEL for f in files],
+        dtype=np.int64,
+    )
+    return root, files, labels, len(others) + hidden
+
+
+def image_batches(
+    root: Path, files: list[str], labels: np.ndarray, meta: DatasetMeta, batch_size: int
+) -> Iterator[InputBatch]:
+    """The images decoded as the test split is, ``batch_size`` files at a time; a file that
+    cannot be decoded is left out of its batch and named in ``bad``."""
+    decode = image_decoder(meta)
+    for start in range(0, len(files), batch_size):
+        ids, rows, kept, bad = [], [], [], []
+        for offset, name in enumerate(files[start : start + batch_size]):
+            try:
+                rows.append(decode((root / name).read_bytes()))
+            except (ValueError, OSError) as err:  # ImageDecodeError is a ValueError
+                bad.append((name, str(err)))
+                continue
+            ids.append(name)
+            kept.append(start + offset)
+        x = np.stack(rows) if rows else np.empty((0, meta.num_features), np.float32)
+        x = x.reshape(len(x), *meta.feature_shape)
+        yield InputBatch(ids=ids, x=x, labels=labels[kept], bad=tuple(bad))
