@@ -80,7 +80,7 @@ def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = Non
     of images) with the best checkpoint of ``run_dir``; ``overrides`` set ``predict.*`` (e.g.
     ``["predict.top_k=5", "predict.skip_invalid=true"]``), ``run.*``, ``ray.*`` or name the
     run's data (``data=...``)."""
-    from components.evaluation.predictions import PredictConfig
+    from components.predict.predictions import PredictConfig
     from components.training.checkpoint import load_spec
 
     source = Path(run_dir)

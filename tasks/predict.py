@@ -10,8 +10,8 @@ from prefect.cache_policies import NO_CACHE
 
 @task(name="predict", cache_policy=NO_CACHE)
 def predict_task(checkpoint: Path, dataset_path: Path, input_path: str, cfg, seed: int = 0):
-    """:func:`components.evaluation.predict_stage.predict_checkpoint`, logged to the run."""
-    from components.evaluation.predict_stage import predict_checkpoint
+    """:func:`components.predict.stage.predict_checkpoint`, logged to the run."""
+    from components.predict.stage import predict_checkpoint
 
     return predict_checkpoint(
         checkpoint, dataset_path, input_path, cfg, seed=seed, log=get_run_logger().info

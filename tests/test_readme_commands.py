@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 # Commands whose arguments the README leaves to the reader (alternatives, placeholders), or
 # that print help.
 _NOT_CHECKED = ("<", "|", "...", "[overrides]", "--help")
-_NO_CONFIG = ("stack", "explain", "runs")
+_NO_CONFIG = ("stack", "explain", "predict", "runs")
 _INLINE = re.compile(r"`(sennflow [^`]+)`")
 
 

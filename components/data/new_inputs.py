@@ -16,8 +16,10 @@ predicted without labels.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from components.data.reader import DatasetMeta, image_decoder
 from components.data.validation import parse_numbers
 
 NO_LABEL = -1  # a row or file whose class the input does not say
+DECODE_THREADS = min(8, os.cpu_count() or 1)
 _LIST_FEATURE = re.compile(r"(.+)\[(\d+)\]")
 
 
@@ -70,6 +73,7 @@ def input_kind(path: str, meta: DatasetMeta) -> str:
     else:
         given = "images" if local.suffix.lower() in IMAGE_SUFFIXES else "table"
     if given != wants:
+        given = "a table" if given == "table" else given
         takes = (
             f"image files (one, or a folder of them) sized as its {meta.feature_shape[-1]} px "
             "crops are made"
@@ -256,9 +260,12 @@ def _fill_or_refuse(
         x[np.isnan(x)] = 0.0
         return
     rows = np.flatnonzero(missing.any(axis=1))
+    widths = [len(words[c]) if c in words else 1 for c in columns]
+    per_block = np.split(missing.any(axis=0), np.cumsum(widths)[:-1])
+    named = [c for c, block in zip(columns, per_block, strict=True) if block.any()]
     raise DataError(
-        "rows have missing values, and the run was trained without data.fill_missing "
-        "(fill them, or train with data.fill_missing=true)",
+        f"rows have missing values (in {named[:10]}), and the run was trained without "
+        "data.fill_missing (fill them, or train with data.fill_missing=true)",
         file=path,
         rows=int(rows.size),
         positions=rows,
@@ -320,21 +327,32 @@ def image_inputs(path: str, meta: DatasetMeta) -> tuple[Path, list[str], np.ndar
 
 
 def image_batches(
-    root: Path, files: list[str], labels: np.ndarray, meta: DatasetMeta, batch_size: int
+    root: Path,
+    files: list[str],
+    labels: np.ndarray,
+    meta: DatasetMeta,
+    batch_size: int,
+    threads: int = DECODE_THREADS,
 ) -> Iterator[InputBatch]:
-    """The images decoded as the test split is, ``batch_size`` files at a time; a file that
-    cannot be decoded is left out of its batch and named in ``bad``."""
+    """The images decoded as the test split is, ``batch_size`` files at a time by ``threads``
+    threads (torchvision decodes and resizes without holding the GIL); a file that cannot be
+    decoded is left out of its batch and named in ``bad``."""
     decode = image_decoder(meta)
-    for start in range(0, len(files), batch_size):
-        ids, rows, kept, bad = [], [], [], []
-        for offset, name in enumerate(files[start : start + batch_size]):
-            try:
-                rows.append(decode((root / name).read_bytes()))
-            except (ValueError, OSError) as err:  # ImageDecodeError is a ValueError
-                bad.append((name, str(err)))
-                continue
-            ids.append(name)
-            kept.append(start + offset)
-        x = np.stack(rows) if rows else np.empty((0, meta.num_features), np.float32)
-        x = x.reshape(len(x), *meta.feature_shape)
-        yield InputBatch(ids=ids, x=x, labels=labels[kept], bad=tuple(bad))
+
+    def read(name: str) -> np.ndarray | str:
+        try:
+            return decode((root / name).read_bytes())
+        except (ValueError, OSError) as err:  # ImageDecodeError is a ValueError
+            return str(err)
+
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(files), batch_size):
+            names = files[start : start + batch_size]
+            decoded = list(pool.map(read, names))
+            kept = [i for i, row in enumerate(decoded) if not isinstance(row, str)]
+            bad = tuple((names[i], row) for i, row in enumerate(decoded) if isinstance(row, str))
+            rows = [decoded[i] for i in kept]
+            x = np.stack(rows) if rows else np.empty((0, meta.num_features), np.float32)
+            x = x.reshape(len(x), *meta.feature_shape)
+            labels_kept = labels[start : start + batch_size][kept]
+            yield InputBatch([names[i] for i in kept], x, labels_kept, bad)

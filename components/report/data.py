@@ -430,7 +430,7 @@ class ReportData:
         circuit: the trained model as a neural circuit diagram
             (:func:`components.report.circuit.trace_circuit`); shown in the "Model" section.
         predictions: for a predict run, what was predicted
-            (:func:`components.evaluation.predictions.prediction_summary` plus ``input``,
+            (:func:`components.predict.predictions.prediction_summary` plus ``input``,
             ``source_run`` and ``file``); shown in the "Predictions" section.
     """
 

@@ -1,7 +1,7 @@
 """The predict stage: a trained checkpoint on inputs it has not seen (``sennflow predict``).
 
 The inputs are read as the run's dataset was (:mod:`components.data.new_inputs`), predicted a
-batch at a time (:mod:`components.evaluation.predictions`), and a few of them explained as the
+batch at a time (:mod:`components.predict.predictions`), and a few of them explained as the
 explain stage explains test samples, so the report shows why the model predicted what it did.
 Everything is computed before anything is written: bad input fails the stage whole.
 """
@@ -25,16 +25,16 @@ from components.data.new_inputs import (
     read_table,
 )
 from components.data.reader import DatasetMeta, load_meta
-from components.evaluation.predictions import (
+from components.explain.model_explanations import explain_model
+from components.explain.push_gallery import is_pushed
+from components.explain.stage import pushed_images
+from components.predict.predictions import (
     PredictConfig,
     Predictions,
     predict_inputs,
     prediction_summary,
     prediction_table,
 )
-from components.explain.model_explanations import explain_model
-from components.explain.push_gallery import is_pushed
-from components.explain.stage import pushed_images
 from components.training.trained import load_trained
 
 BAD_FILES_SHOWN = 10  # undecodable files an error message names; the count says how many
@@ -84,7 +84,9 @@ def predict_checkpoint(
             log("predicted %d of %d inputs", done, total)
 
     keep = max(64, config.explain_samples)
-    predictions = predict_inputs(model, batches, keep_inputs=keep, progress=progress)
+    device = config.torch_device()
+    log("predicting on %s, %d inputs per batch", device, config.batch_size)
+    predictions = predict_inputs(model, batches, keep_inputs=keep, progress=progress, device=device)
     _check_bad_files(predictions, input_path, config.skip_invalid, log)
     summary = prediction_summary(predictions, meta.class_names, model)
     summary |= {"input": str(input_path), "kind": kind}

@@ -33,17 +33,28 @@ class PredictConfig:
         skip_invalid: skip image files that cannot be decoded (listed in the report) rather
             than fail.
         explain_samples: inputs the report explains.
+        device: where the forward passes run: ``auto`` (a GPU when there is one), ``cpu``,
+            ``cuda`` or ``cuda:<n>``.
     """
 
     top_k: int = 3
     batch_size: int = 64
     skip_invalid: bool = False
     explain_samples: int = 6
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("top_k", "batch_size", "explain_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"predict.{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"predict.device must be auto, cpu or cuda[:n], got {self.device}")
+
+    def torch_device(self) -> str:
+        """The device the forward passes run on."""
+        if self.device != "auto":
+            return self.device
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass
@@ -80,27 +91,30 @@ def predict_inputs(
     *,
     keep_inputs: int = 64,
     progress: Callable[[int], object] | None = None,
+    device: str = "cpu",
 ) -> Predictions:
-    """Run ``model`` (eval mode, no gradients, on the CPU) over ``batches``, holding one batch
-    of inputs at a time plus the first ``keep_inputs`` rows.
+    """Run ``model`` (eval mode, no gradients) over ``batches``, holding one batch of inputs
+    at a time plus the first ``keep_inputs`` rows; the model is left on the CPU.
 
     Args:
         model: the trained model.
         batches: :class:`~components.data.new_inputs.InputBatch` es.
         keep_inputs: how many of the first rows' inputs to keep for figures.
         progress: called with the number of rows done after each batch.
+        device: where the forward passes run.
     """
     is_prototype = isinstance(model, PrototypeModel)
     classes = prototype_classes(model) if is_prototype else []
     ids, logits, labels, prototypes, bad, kept = [], [], [], [], [], []
     done = 0
+    model.to(device)
     with eval_mode(model), torch.no_grad():
         for batch in batches:
             bad += batch.bad
             if not batch.ids:
                 continue
-            inputs = as_float_tensor(batch.x)
-            logits.append(model_logits(model(inputs)).float().numpy())
+            inputs = as_float_tensor(batch.x).to(device)
+            logits.append(model_logits(model(inputs)).float().cpu().numpy())
             if is_prototype:
                 prototypes += _top_prototypes(model, inputs, classes)
             if done < keep_inputs:
@@ -110,6 +124,7 @@ def predict_inputs(
             done += len(batch.ids)
             if progress is not None:
                 progress(done)
+    model.cpu()
     if not ids:
         return Predictions(bad=bad)
     return Predictions(
