@@ -81,6 +81,7 @@ def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = Non
     ``["predict.top_k=5", "predict.skip_invalid=true"]``), ``run.*``, ``ray.*`` or name the
     run's data (``data=...``)."""
     from components.predict.predictions import PredictConfig
+    from components.redact import redact_text
     from components.training.checkpoint import load_spec
 
     source = Path(run_dir)
@@ -98,7 +99,8 @@ def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = Non
     check_fits(source, checkpoint, dataset.meta, doing="predict with")
     outcome = predict_task(checkpoint, dataset.path, input_path, config, settings.seed)
 
-    meta_extra = {"source_run": str(source.resolve()), "input": str(input_path)}
+    shown = redact_text(str(input_path))  # a URL's credentials stay out of the run folder
+    meta_extra = {"source_run": str(source.resolve()), "input": shown}
     run = open_run("predict", settings, cfg, meta_extra=meta_extra)
     csv_path = _write_csv(run.run_dir / PREDICTIONS_FILE, outcome.table)
     summary = outcome.summary
@@ -155,15 +157,17 @@ def _write_csv(path: Path, table) -> Path:
 
 
 def _headline(summary: dict) -> dict:
-    """Inputs predicted, files skipped, the labelled inputs' accuracy, the mean top
-    probability, the most predicted class."""
+    """Inputs predicted, files skipped, the labelled inputs' accuracy and the mean top
+    probability."""
     headline: dict = {"inputs_predicted": summary["rows"]}
     if summary["bad_files"]:
         headline["files_skipped"] = len(summary["bad_files"])
     metrics = summary.get("metrics") or {}
+    if metrics:
+        headline["inputs_labelled"] = summary["labelled"]
     for key in ("accuracy", "clustering_accuracy"):
         if key in metrics:
-            headline[f"{key} ({summary['labelled']} labelled)"] = metrics[key]
+            headline[key] = metrics[key]
     probabilities = summary["top_probability"]
     headline["mean_top_probability"] = sum(probabilities) / len(probabilities)
     return headline

@@ -126,8 +126,9 @@ def _parser() -> argparse.ArgumentParser:
             "a report; inputs that name their class are scored."
         ),
         epilog=(
-            "overrides: predict.* (conf/predict/default.yaml), run.*, ray.*, seed, data.* "
-            "(the run's own data, to rebuild its dataset cache elsewhere)\n\n"
+            "overrides: predict.* (conf/predict/default.yaml), run.*, seed (which inputs are "
+            "explained), data.* (the run's own data, to rebuild its dataset cache "
+            "elsewhere)\n\n"
             "examples:\n  sennflow predict runs/pipeline/<id> new_customers.csv\n"
             "  sennflow predict runs/pipeline/<id> ~/photos/unsorted predict.top_k=5\n"
             "  sennflow predict runs/pipeline/<id> held_out/ predict.skip_invalid=true"

@@ -86,7 +86,7 @@ def table_rows(spec: DataSpec, column: str) -> ImageRows:
     assert spec.path is not None
     table = _read_columns(spec.path, column, spec.label_column)
     images = table.column(column)
-    paths = _paths(images)
+    paths = image_paths(images)
     labels, bad = parse_labels(table.column(spec.label_column), spec.label_column, spec.path)
     names = hf_class_names(table.schema, spec.label_column)
     expected = "an integer"
@@ -118,7 +118,7 @@ def table_rows(spec: DataSpec, column: str) -> ImageRows:
         layout="parquet" if splits is None else "parquet_split_files",
         where=spec.path,
         unit="rows",
-        blobs=_bytes(images).take(pa.array(keep)),
+        blobs=image_bytes(images).take(pa.array(keep)),
         splits=None if splits is None else tuple(splits[keep].tolist()),
         given_splits=() if splits is None else tuple(s for s in SPLITS if s in set(splits)),
         rejected=_bad_labels(table.column(spec.label_column), paths, bad, expected),
@@ -156,7 +156,7 @@ def _read_columns(path: str, column: str, label_column: str) -> pa.Table:
     return read_parquet(path, columns=[column, label_column])
 
 
-def _paths(images: pa.ChunkedArray) -> list[str]:
+def image_paths(images: pa.ChunkedArray) -> list[str]:
     """The struct's ``path`` where it has one, else the row index."""
     given: Sequence[str | None] = [None] * len(images)
     if pa.types.is_struct(images.type) and images.type.get_field_index("path") >= 0:
@@ -164,7 +164,8 @@ def _paths(images: pa.ChunkedArray) -> list[str]:
     return [str(path) if path else str(i) for i, path in enumerate(given)]
 
 
-def _bytes(images: pa.ChunkedArray) -> pa.ChunkedArray:
+def image_bytes(images: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The encoded files of an image column: its ``bytes`` field, or the binary column."""
     if pa.types.is_struct(images.type):
         return pc.struct_field(images, "bytes")
     return images

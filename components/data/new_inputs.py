@@ -11,7 +11,8 @@ table holds the run's label column, its rows are scored too.
 Image files (one, or a folder searched recursively, hidden files left out) are decoded, resized
 and centre-cropped exactly as the test split is. A folder whose first-level subfolders carry
 the run's class names is labelled by them, so a held-out folder is scored; any other layout is
-predicted without labels.
+predicted without labels. A Parquet file with an image-bytes column (as ``data=parquet`` ingests
+it) is decoded the same way, labelled by the run's label column where it has one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 from components.data.errors import CSV_LINES, ROW_INDICES, DataError, RowNumbering
 from components.data.file_source import csv_batches, read_parquet
 from components.data.image_folder import images_below
+from components.data.image_table import hf_class_names, image_bytes, image_paths, is_image_type
 from components.data.images import IMAGE_SUFFIXES
 from components.data.reader import DatasetMeta, image_decoder
 from components.data.validation import parse_numbers
@@ -58,7 +60,8 @@ class InputBatch:
 
 
 def input_kind(path: str, meta: DatasetMeta) -> str:
-    """``"images"`` or ``"table"``: what the model of ``meta`` takes, checked against ``path``.
+    """``"images"``, ``"image_table"`` (Parquet with an image-bytes column) or ``"table"``:
+    what the model of ``meta`` takes, checked against ``path``.
 
     Raises:
         DataError: The path does not exist, or holds the other kind of input.
@@ -68,10 +71,11 @@ def input_kind(path: str, meta: DatasetMeta) -> str:
     if "://" not in path and not local.exists():
         raise DataError("does not exist", file=path)
     if local.is_dir():
-        has_tables = any(p.suffix.lower() in (".parquet", ".pq") for p in local.iterdir())
-        given = "table" if has_tables else "images"
+        given = "table" if _is_parquet(local) else "images"
     else:
         given = "images" if local.suffix.lower() in IMAGE_SUFFIXES else "table"
+    if (given, wants) == ("table", "images") and _is_parquet(local):
+        return "image_table"  # encoded images in a Parquet column
     if given != wants:
         given = "a table" if given == "table" else given
         takes = (
@@ -82,6 +86,13 @@ def input_kind(path: str, meta: DatasetMeta) -> str:
         )
         raise DataError(f"holds {given}, but the model takes {takes}", file=path)
     return wants
+
+
+def _is_parquet(path: Path) -> bool:
+    """A Parquet file, or a folder holding Parquet files."""
+    if path.is_dir():
+        return any(p.suffix.lower() in (".parquet", ".pq") for p in path.iterdir())
+    return path.suffix.lower() in (".parquet", ".pq")
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -285,8 +296,14 @@ def _table_labels(table: pa.Table, meta: DatasetMeta) -> np.ndarray:
     labels = np.full(table.num_rows, NO_LABEL, dtype=np.int64)
     if not label_column or label_column not in table.column_names:
         return labels
+    values = table.column(label_column).to_pylist()
+    if hf_class_names(table.schema, label_column) == meta.class_names:  # indices into them
+        for i, value in enumerate(values):
+            if isinstance(value, int) and 0 <= value < meta.num_classes:
+                labels[i] = value
+        return labels
     index = {name: k for k, name in enumerate(meta.class_names)}
-    for i, value in enumerate(table.column(label_column).to_pylist()):
+    for i, value in enumerate(values):
         labels[i] = index.get(_label_text(value), NO_LABEL)
     return labels
 
@@ -334,25 +351,66 @@ def image_batches(
     batch_size: int,
     threads: int = DECODE_THREADS,
 ) -> Iterator[InputBatch]:
-    """The images decoded as the test split is, ``batch_size`` files at a time by ``threads``
+    """The image files decoded as the test split is, ``batch_size`` at a time by ``threads``
     threads (torchvision decodes and resizes without holding the GIL); a file that cannot be
     decoded is left out of its batch and named in ``bad``."""
+    return _decoded(
+        files, lambda i: (root / files[i]).read_bytes(), labels, meta, batch_size, threads
+    )
+
+
+def image_table_batches(
+    path: str, meta: DatasetMeta, batch_size: int, threads: int = DECODE_THREADS
+) -> tuple[Iterator[InputBatch], int]:
+    """The images of a Parquet file's image-bytes column (binary, or Hugging Face's ``{bytes,
+    path}`` struct) as :func:`image_batches` decodes files, named by their ``path`` or row index,
+    labelled by the run's label column where the file has it; and how many rows there are.
+
+    Raises:
+        DataError: The file has no image-bytes column, or several.
+    """
+    table = read_parquet(path)
+    columns = [c for c in table.column_names if is_image_type(table.schema.field(c).type)]
+    if len(columns) != 1:
+        raise DataError(
+            f"the model takes images: the file needs one column of encoded images (binary, or "
+            f"a {{bytes, path}} struct), it has {len(columns)} {columns}",
+            file=path,
+        )
+    images = table.column(columns[0])
+    blobs = image_bytes(images).combine_chunks()
+    ids = [f"row index {p}" if p.isdigit() else p for p in image_paths(images)]
+    labels = _table_labels(table, meta)
+    load = lambda i: blobs[i].as_buffer()  # noqa: E731
+    return _decoded(ids, load, labels, meta, batch_size, threads), table.num_rows
+
+
+def _decoded(
+    ids: list[str], load, labels: np.ndarray, meta: DatasetMeta, batch_size: int, threads: int
+) -> Iterator[InputBatch]:
+    """Decode ``load(i)`` for each of ``ids`` in batches (see :func:`image_batches`)."""
     decode = image_decoder(meta)
 
-    def read(name: str) -> np.ndarray | str:
+    def read(i: int) -> np.ndarray | str:
         try:
-            return decode((root / name).read_bytes())
+            data = load(i)
+            if data is None:
+                return "no image bytes (null)"
+            return decode(data)
         except (ValueError, OSError) as err:  # ImageDecodeError is a ValueError
             return str(err)
 
     with ThreadPoolExecutor(threads) as pool:
-        for start in range(0, len(files), batch_size):
-            names = files[start : start + batch_size]
-            decoded = list(pool.map(read, names))
-            kept = [i for i, row in enumerate(decoded) if not isinstance(row, str)]
-            bad = tuple((names[i], row) for i, row in enumerate(decoded) if isinstance(row, str))
-            rows = [decoded[i] for i in kept]
+        for start in range(0, len(ids), batch_size):
+            numbers = range(start, min(start + batch_size, len(ids)))
+            decoded = list(pool.map(read, numbers))
+            kept = [i for i, row in zip(numbers, decoded, strict=True) if not isinstance(row, str)]
+            bad = tuple(
+                (ids[i], row)
+                for i, row in zip(numbers, decoded, strict=True)
+                if isinstance(row, str)
+            )
+            rows = [row for row in decoded if not isinstance(row, str)]
             x = np.stack(rows) if rows else np.empty((0, meta.num_features), np.float32)
             x = x.reshape(len(x), *meta.feature_shape)
-            labels_kept = labels[start : start + batch_size][kept]
-            yield InputBatch([names[i] for i in kept], x, labels_kept, bad)
+            yield InputBatch([ids[i] for i in kept], x, labels[kept], bad)

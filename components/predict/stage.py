@@ -21,6 +21,7 @@ from components.data.new_inputs import (
     InputBatch,
     image_batches,
     image_inputs,
+    image_table_batches,
     input_kind,
     read_table,
 )
@@ -35,6 +36,7 @@ from components.predict.predictions import (
     prediction_summary,
     prediction_table,
 )
+from components.redact import redact_text
 from components.training.trained import load_trained
 
 BAD_FILES_SHOWN = 10  # undecodable files an error message names; the count says how many
@@ -89,7 +91,7 @@ def predict_checkpoint(
     predictions = predict_inputs(model, batches, keep_inputs=keep, progress=progress, device=device)
     _check_bad_files(predictions, input_path, config.skip_invalid, log)
     summary = prediction_summary(predictions, meta.class_names, model)
-    summary |= {"input": str(input_path), "kind": kind}
+    summary |= {"input": redact_text(str(input_path)), "kind": kind}
     explanations = _explanations(model, predictions, meta, dataset_path, config, seed)
     return PredictOutcome(
         table=prediction_table(predictions, meta.class_names, config.top_k),
@@ -104,15 +106,19 @@ def _batches(
     """The input's batches and how many inputs there are."""
     if kind == "table":
         rows = read_table(input_path, meta)
-        log("read %d rows of %s", len(rows.ids), input_path)
+        log("read %d rows of %s", len(rows.ids), redact_text(input_path))
         return _split(rows, batch_size), len(rows.ids)
+    if kind == "image_table":
+        batches, total = image_table_batches(input_path, meta, batch_size)
+        log("read %d encoded images of %s", total, redact_text(input_path))
+        return batches, total
     root, files, labels, ignored = image_inputs(input_path, meta)
     labelled = int((labels != NO_LABEL).sum())
     log(
         "found %d image files in %s (%d in folders named for the run's classes; %d other or "
         "hidden files left out)",
         len(files),
-        input_path,
+        redact_text(input_path),
         labelled,
         ignored,
     )

@@ -67,12 +67,10 @@ def sample_label(
     index, true: int | None, predicted: int | None, class_names: Sequence[str], probability=None
 ) -> str:
     """``#index``, ``true: <class>`` and ``predicted: <class> (p%)`` on their own lines, long
-    class names wrapped (and indented) below their key; no ``true`` line when ``true`` is None
-    (an input without a label)."""
+    class names wrapped (and indented) below their key."""
     confidence = f" ({probability:.0%})" if probability is not None else ""
     lines = [f"#{index}"]
-    known = (("true", true, ""),) if true is not None else ()
-    for key, k, suffix in (*known, ("predicted", predicted, confidence)):
+    for key, k, suffix in (("true", true, ""), ("predicted", predicted, confidence)):
         name = class_label(class_names, k, LABEL_WIDTH) + suffix
         fits = "\n" not in name and len(key) + len(name) + 2 <= LABEL_WIDTH + 6
         lines.append(f"{key}: {name}" if fits else f"{key}:\n  " + name.replace("\n", "\n  "))

@@ -84,6 +84,8 @@ def test_a_held_out_image_folder_is_predicted_scored_and_explained(image_run, tm
     assert summary["metrics"]["accuracy"] == test["accuracy"]  # the evaluate stage's, exactly
     assert summary["metrics"]["nll"] == pytest.approx(test["nll"], rel=1e-5)
     assert [f["path"] for f in summary["bad_files"]] == ["broken.jpg"]
+    headline = json.loads((out / "status.json").read_text())["headline"]  # `sennflow runs`
+    assert headline["accuracy"] == test["accuracy"] and headline["files_skipped"] == 1
     with (out / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == test["num_samples"]

@@ -19,6 +19,7 @@ from components.data.new_inputs import (
     NO_LABEL,
     image_batches,
     image_inputs,
+    image_table_batches,
     input_kind,
     read_table,
 )
@@ -162,6 +163,30 @@ def test_an_image_folder_is_read_as_the_test_split(parts_folder, ingest_folder):
     np.testing.assert_array_equal(labels[order], expected_y)  # class folder names: labels
 
 
+def test_a_parquet_image_column_is_read_as_the_image_files(parts_folder, ingest_folder, tmp_path):
+    """The Hugging Face layout: a {bytes, path} struct column, labels as class names."""
+    folder = parts_folder(num_samples=40, layout="split_folders")
+    dataset = ingest_folder(folder).path
+    meta = load_meta(dataset)
+    root, files, labels, _ = image_inputs(str(folder / "test"), meta)
+    images = [{"bytes": (root / f).read_bytes(), "path": f} for f in files] + [None]
+    names = [meta.class_names[k] for k in labels] + ["not a class"]
+    path = tmp_path / "images.parquet"
+    pq.write_table(pa.table({"image": images, "label": names}), path)
+    assert input_kind(str(path), meta) == "image_table"
+    batches, total = image_table_batches(str(path), meta, batch_size=7)
+    batches = list(batches)
+    expected = list(image_batches(root, files, labels, meta, batch_size=7))
+    assert total == len(files) + 1
+    np.testing.assert_array_equal(
+        np.concatenate([b.x for b in batches]), np.concatenate([b.x for b in expected])
+    )
+    assert [i for b in batches for i in b.ids] == files  # the struct's paths name the rows
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]), labels)
+    null = (f"row index {len(files)}", "no image bytes (null)")
+    assert [bad for b in batches for bad in b.bad] == [null]
+
+
 def test_undecodable_images_are_named_in_their_batch(parts_folder, ingest_folder, tmp_path):
     folder = parts_folder(num_samples=16)
     meta = load_meta(ingest_folder(folder).path)
@@ -183,8 +208,10 @@ def test_the_wrong_kind_of_input_is_refused(parts_folder, ingest_folder, table_d
     folder, dataset = table_dataset()
     with pytest.raises(DataError, match="holds images, but the model takes a CSV or Parquet"):
         input_kind(str(images), load_meta(dataset))
+    rows = tmp_path / "rows.csv"
+    rows.write_text("size,colour\n1,red\n")
     with pytest.raises(DataError, match="holds a table, but the model takes image files"):
-        input_kind(str(folder / "test.parquet"), image_meta)
+        input_kind(str(rows), image_meta)
     with pytest.raises(DataError, match="does not exist"):
         input_kind(str(tmp_path / "nothing.csv"), image_meta)
     assert input_kind(str(folder), load_meta(dataset)) == "table"  # a folder of Parquet files
