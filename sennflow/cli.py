@@ -323,10 +323,12 @@ def _predict(args: argparse.Namespace) -> int:
                 f"file or folder), then overrides; got {', '.join(paths) or 'no path'}"
             )
         )
+    from sennflow.progress import step_progress
+
     overrides = [t for t in tokens if t not in paths]
     return _run_flow(
         lambda: predict_run(run_dir=paths[0], input_path=paths[1], overrides=overrides),
-        contextlib.nullcontext(),
+        step_progress("predict"),
         lambda result: f"predictions: {Path(result.predictions).resolve()}",
     )
 

@@ -100,30 +100,29 @@ def predict_inputs(
         model: the trained model.
         batches: :class:`~components.data.new_inputs.InputBatch` es.
         keep_inputs: how many of the first rows' inputs to keep for figures.
-        progress: called with the number of rows done after each batch.
+        progress: called after each batch with the inputs done, undecodable ones included.
         device: where the forward passes run.
     """
     is_prototype = isinstance(model, PrototypeModel)
     classes = prototype_classes(model) if is_prototype else []
     ids, logits, labels, prototypes, bad, kept = [], [], [], [], [], []
-    done = 0
+    seen = 0
     model.to(device)
     with eval_mode(model), torch.no_grad():
         for batch in batches:
             bad += batch.bad
-            if not batch.ids:
-                continue
-            inputs = as_float_tensor(batch.x).to(device)
-            logits.append(model_logits(model(inputs)).float().cpu().numpy())
-            if is_prototype:
-                prototypes += _top_prototypes(model, inputs, classes)
-            if done < keep_inputs:
-                kept.append(batch.x[: keep_inputs - done])
-            ids += batch.ids
-            labels.append(batch.labels)
-            done += len(batch.ids)
+            seen += len(batch.ids) + len(batch.bad)
+            if batch.ids:
+                inputs = as_float_tensor(batch.x).to(device)
+                logits.append(model_logits(model(inputs)).float().cpu().numpy())
+                if is_prototype:
+                    prototypes += _top_prototypes(model, inputs, classes)
+                if len(ids) < keep_inputs:
+                    kept.append(batch.x[: keep_inputs - len(ids)])
+                ids += batch.ids
+                labels.append(batch.labels)
             if progress is not None:
-                progress(done)
+                progress(seen)
     model.cpu()
     if not ids:
         return Predictions(bad=bad)

@@ -60,6 +60,7 @@ def predict_checkpoint(
     *,
     seed: int = 0,
     log: Callable[..., Any] = lambda *args: None,
+    on_batch: Callable[[int, int], object] | None = None,
 ) -> PredictOutcome:
     """Predict every input of ``input_path`` with the model of ``checkpoint``.
 
@@ -69,7 +70,8 @@ def predict_checkpoint(
         input_path: a CSV or Parquet file, or an image file or folder of them.
         config: the stage's settings.
         seed: seed of the choice of explained inputs.
-        log: called with %-style progress messages.
+        log: called with %-style progress messages (about every tenth of the inputs).
+        on_batch: called with the inputs done and their total after each batch.
 
     Raises:
         DataError: the input is not what the model takes, or (without
@@ -82,6 +84,8 @@ def predict_checkpoint(
     steps = {max(1, total * k // 10) for k in range(1, 11)}
 
     def progress(done: int) -> None:
+        if on_batch is not None:
+            on_batch(done, total)
         if done in steps or done == total:
             log("predicted %d of %d inputs", done, total)
 
