@@ -17,7 +17,9 @@ says which of the two it is.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -97,6 +99,17 @@ def load_run_config(
     if not data_overridden(overrides):
         recorded_dataset(source, current.run.cache_dir)
     return cfg
+
+
+@contextlib.contextmanager
+def from_run_config(source: Path, overrides: list[str]) -> Iterator[None]:
+    """Say where a ``ConfigError`` raised inside came from: a value of the run's saved
+    ``config.yaml``, or one of the ``overrides`` given for it."""
+    try:
+        yield
+    except ConfigError as err:
+        given = f" and the overrides {overrides}" if overrides else ""
+        raise ConfigError(f"{err} (from {source / 'config.yaml'}{given})") from err
 
 
 def data_overridden(overrides: list[str]) -> bool:
@@ -211,11 +224,8 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     source = Path(run_dir)
     overrides = list(overrides or [])
     cfg = load_run_config(source, overrides)
-    try:
+    with from_run_config(source, overrides):
         settings = to_settings(cfg)
-    except ConfigError as err:  # a value of the saved config, or one overriding it
-        given = f" and the overrides {overrides}" if overrides else ""
-        raise ConfigError(f"{err} (from {source / 'config.yaml'}{given})") from err
     check_run_dir_free(settings.run.root, "explain", settings.run.id)
     checkpoint = source / "checkpoints" / "best"
     dataset = _dataset(source, settings, data_overridden(overrides))

@@ -24,6 +24,7 @@ from flows.config import ConfigError, compose_with_defaults, to_group_config, to
 from flows.explain import (
     check_fits,
     data_overridden,
+    from_run_config,
     group_of,
     load_run_config,
     recorded_dataset,
@@ -87,12 +88,9 @@ def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = Non
     source = Path(run_dir)
     overrides = list(overrides or [])
     cfg = predict_config(source, overrides)
-    try:
+    with from_run_config(source, overrides):
         settings = to_settings(cfg)
         config = to_group_config(cfg, "predict", PredictConfig)
-    except ConfigError as err:  # a value of the saved config, or one overriding it
-        given = f" and the overrides {overrides}" if overrides else ""
-        raise ConfigError(f"{err} (from {source / 'config.yaml'}{given})") from err
     check_run_dir_free(settings.run.root, "predict", settings.run.id)
     checkpoint = source / "checkpoints" / "best"
     dataset = _training_dataset(source, settings, data_overridden(overrides))
