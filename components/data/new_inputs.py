@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
@@ -106,7 +106,7 @@ def read_table(path: str, meta: DatasetMeta, encoding: str = "utf-8") -> InputBa
             that is not a number where one is needed, a word the model never saw, or a missing
             value the run did not fill.
     """
-    is_csv = ".csv" in path.lower() or ".tsv" in path.lower()
+    is_csv = bool({".csv", ".tsv"} & {s.lower() for s in PurePosixPath(path).suffixes})
     if is_csv:
         batches = [b for b in csv_batches(path, encoding=encoding) if b.num_rows]
         if not batches:
@@ -184,7 +184,10 @@ def _list_column_features(
             rows=int(wrong.size),
             positions=wrong,
         )
-    flat = pc.cast(column.flatten(), pa.float32()).to_numpy(zero_copy_only=False)
+    try:
+        flat = pc.cast(column.flatten(), pa.float32()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise DataError(f"lists must hold numbers: {err}", file=path, column=lists[0]) from err
     x = np.array(flat, dtype=np.float32).reshape(len(column), width)
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if bad.size:
@@ -381,7 +384,10 @@ def image_table_batches(
     blobs = image_bytes(images).combine_chunks()
     ids = [f"row index {p}" if p.isdigit() else p for p in image_paths(images)]
     labels = _table_labels(table, meta)
-    load = lambda i: blobs[i].as_buffer()  # noqa: E731
+
+    def load(i: int):
+        return blobs[i].as_buffer()
+
     return _decoded(ids, load, labels, meta, batch_size, threads), table.num_rows
 
 
