@@ -18,7 +18,7 @@ the patch grid has cells; the groups then differ from image to image.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,17 +73,27 @@ def feature_groups(feature_shape: Sequence[int], patch_size: int | None = None) 
     return labels.expand(shape).clone()
 
 
-def group_labels(x: Any, kind: str = "auto", patch_size: int | None = None) -> torch.Tensor:
+def group_labels(
+    x: Any,
+    kind: str = "auto",
+    patch_size: int | None = None,
+    columns: Sequence[int] | None = None,
+) -> torch.Tensor:
     """The interpretable features of each input of ``x`` as contiguous group labels.
 
     Args:
         x: Inputs ``(N, *shape)``.
         kind: One of :data:`FEATURE_GROUPS`: ``auto`` (:func:`feature_groups` with its default
-            patch size: per feature on small inputs, an 8x8 grid on larger images), ``none``
-            (one group per element), ``patches`` (:func:`feature_groups`; images and signals
-            only) or ``superpixels`` (:func:`superpixels`; images only).
+            patch size: per feature on small inputs, an 8x8 grid on larger images; a table's
+            ``columns`` where given), ``none`` (one group per element), ``patches``
+            (:func:`feature_groups`; images and signals only) or ``superpixels``
+            (:func:`superpixels`; images only).
         patch_size: Patch side for ``auto``/``patches``; for ``superpixels`` the segment count
             is the number of such patches. Default :func:`auto_patch_size`.
+        columns: For flat (tabular) inputs, the source column of each feature
+            (:func:`column_groups`): ``auto`` then removes a word column's 0/1 features
+            together, as one feature, since removing one of them alone makes a row with two
+            words or none.
 
     Returns:
         ``(1, *shape)`` labels shared by every input, or ``(N, *shape)`` (superpixels).
@@ -101,7 +111,26 @@ def group_labels(x: Any, kind: str = "auto", patch_size: int | None = None) -> t
         return superpixels(inputs, patch_size)
     if kind == "patches" and len(shape) not in (2, 3):
         raise ValueError(f"patches need (C, H, W) images or (C, L) signals, got shape {shape}")
+    if kind == "auto" and columns is not None and len(shape) == 1:
+        if len(columns) != shape[0]:
+            raise ValueError(f"columns names {len(columns)} features, the inputs have {shape[0]}")
+        return torch.as_tensor(list(columns), dtype=torch.long).reshape(1, *shape)
     return feature_groups(shape, patch_size)[None]
+
+
+def column_groups(
+    feature_names: Sequence[str], categorical: Mapping[str, tuple[str, str]]
+) -> list[int] | None:
+    """The source column of each feature of a table, numbered in order: a word column's 0/1
+    features (``column=word`` in ``categorical``) share their column's number. None when no
+    feature is a word's (every feature is then its own column)."""
+    if not any(name in categorical for name in feature_names):
+        return None
+    numbers: dict[str, int] = {}
+    return [
+        numbers.setdefault(categorical[n][0] if n in categorical else n, len(numbers))
+        for n in feature_names
+    ]
 
 
 def superpixels(x: Any, patch_size: int | None = None) -> torch.Tensor:

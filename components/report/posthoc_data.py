@@ -121,9 +121,12 @@ def budget_sentences(budget: Mapping) -> list[str]:
     groups = _mapping(budget.get("feature_groups"))
     if groups.get("groups"):
         each = " per sample" if groups.get("per_sample") else ""
+        columns = ": one per column, a word column's 0/1 features together" * bool(
+            groups.get("by_column")
+        )
         sentences.append(
             f"Features removed and ranked: {groups['groups']} groups{each} "
-            f"(feature_groups={groups.get('kind', '?')})."
+            f"(feature_groups={groups.get('kind', '?')}{columns})."
         )
     skipped = as_list(budget.get("skipped"))
     if skipped:

@@ -80,6 +80,8 @@ def _attribution_parts(post_hoc, feature_shape, class_names, figures: FigureSet)
     caption = _attribution_caption(feature_shape)
     if getattr(post_hoc.get("input_scale"), "categories", ()):
         caption += " A column of words is one bar, its 0/1 features summed, named by the word."
+        if ((post_hoc.get("budget") or {}).get("feature_groups") or {}).get("by_column"):
+            caption += " The removal-based methods remove its 0/1 features together."
     return ["<h3>Post-hoc attributions</h3>", figures.add("posthoc_attributions", fig, caption)]
 
 

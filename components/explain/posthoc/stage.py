@@ -65,6 +65,7 @@ from components.explain.posthoc.methods import DEFAULT_NUM_SAMPLES, attribute
 from components.explain.posthoc.sp_lime import submodular_pick
 from components.explain.posthoc.surrogate import fit_global_surrogate
 from components.perturbation.groups import (
+    column_groups,
     feature_groups,
     group_labels,
     group_sums,
@@ -191,8 +192,11 @@ def explain_post_hoc(
     }
     attribute_fn = attribute_fn or local_attribute(model)
     stage = _Stage(model, masks, attribute_fn, Clock(budget_s), rule_names)
+    columns = column_groups(feature_names, categorical) if feature_names and categorical else None
     with stage.clock.part("feature groups"):
-        groups = group_labels(x[: config.eval_samples], config.feature_groups, config.patch_size)
+        groups = group_labels(
+            x[: config.eval_samples], config.feature_groups, config.patch_size, columns
+        )
     requested = _requested(config, x, surrogate_data)
     surrogate_data = (x, None) if surrogate_data is None else surrogate_data
     counts, costs, methods = stage.plan(x, groups, config, requested)
@@ -428,9 +432,16 @@ class _Stage:
                 "kind": config.feature_groups,
                 "groups": num_groups(groups),
                 "per_sample": len(groups) > 1,
+                # a table's word columns, each one feature (fewer groups than features)
+                **({"by_column": True} if _by_column(groups) else {}),
             },
             "unit_costs_s": None if costs is None else _unit_costs(costs),
         }
+
+
+def _by_column(groups: torch.Tensor) -> bool:
+    """Whether a table's features are grouped by column (fewer groups than features)."""
+    return groups.ndim == 2 and num_groups(groups) < groups.shape[1]
 
 
 def _timed(fn, *args) -> tuple[float, Any]:
@@ -531,9 +542,10 @@ def _ranking(scores: dict[str, dict[str, np.ndarray]], config: ExplainConfig) ->
 
 def _surrogate_groups(config: ExplainConfig, groups: torch.Tensor, shape) -> torch.Tensor | None:
     """The surrogate's features: the stage's groups, or the patch grid where those differ per
-    sample (superpixels cannot be global features); None (every element) for ``none`` and for
-    groups of one element each, in order (a table's columns: named by the data)."""
-    if config.feature_groups == "none":
+    sample (superpixels cannot be global features); None (every element) for ``none``, for
+    groups of one element each, in order, and for tables (features named by the data, a word
+    column's 0/1 features read as words)."""
+    if config.feature_groups == "none" or len(tuple(shape)) == 1:
         return None
     if len(groups) > 1:
         return feature_groups(tuple(shape), config.patch_size)[None]

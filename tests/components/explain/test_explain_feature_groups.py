@@ -13,6 +13,7 @@ from components.explain.posthoc.methods import attribute
 from components.models.base import ModelOutput
 from components.perturbation.groups import (
     as_labels,
+    column_groups,
     expand_groups,
     group_labels,
     group_sizes,
@@ -145,3 +146,16 @@ def test_explain_config_rejects_bad_grouping_and_budget_values():
     with pytest.raises(ValueError, match=r"explain\.patch_size=0"):
         ExplainConfig(patch_size=0)
     assert ExplainConfig(budget_s=12).budget_s == 12
+
+
+def test_a_word_columns_features_share_a_group():
+    names = ["age", "work=private", "work=state", "hours", "sex=f", "sex=m"]
+    categorical = {n: tuple(n.split("=")) for n in names if "=" in n}
+    columns = column_groups(names, categorical)
+    assert columns == [0, 1, 1, 2, 3, 3]
+    assert column_groups(names[:1], {}) is None  # no word column: one group per feature
+    x = torch.zeros(2, 6)
+    assert group_labels(x, "auto", columns=columns).tolist() == [columns]
+    assert group_labels(x, "none", columns=columns).tolist() == [list(range(6))]
+    with pytest.raises(ValueError, match="columns names 3 features, the inputs have 6"):
+        group_labels(x, "auto", columns=[0, 1, 1])

@@ -12,6 +12,7 @@ from torch import nn
 
 from components.explain.config import ExplainConfig
 from components.explain.posthoc.stage import LABELS, explain_post_hoc
+from components.report.posthoc_data import budget_sentences
 
 GRADIENT_BASED = {"ig", "gradients", "gradient_x_input", "smoothgrad"}
 SAMPLED = {"lime", "c_lime", "kernel_shap"}
@@ -86,3 +87,46 @@ def test_the_report_shows_the_ranking(linear_result, tmp_path, post_hoc_html):
     ]
     assert shown == [[str(row["rank"]), escape(LABELS[row["method"]])] for row in rows]
     assert (tmp_path / "figures" / "posthoc_ranking.png").is_file()
+
+
+def test_a_word_column_is_removed_as_one_feature():
+    """Removing one 0/1 feature of a word column alone makes a row with two words or none;
+    the removal-based methods remove the column's features together. Occlusion of a linear
+    model then gives the column w.x over its features, spread evenly over them."""
+    rng = np.random.default_rng(0)
+    colour = np.eye(3)[rng.integers(0, 3, size=40)]
+    x = np.concatenate([colour - colour.mean(0), rng.normal(size=(40, 1))], axis=1)
+    x = x.astype(np.float32)
+    w = np.array([2.0, -1.0, 0.5, 3.0])
+    names = ["colour=blue", "colour=red", "colour=green", "weight"]
+    categorical = {name: ("colour", name.split("=")[1]) for name in names[:3]}
+    config = ExplainConfig(methods=("occlusion", "kernel_shap"), perturbation_samples=64)
+    result = explain_post_hoc(
+        Linear(w, 0.0),
+        x,
+        (x @ w > 0).astype(int),
+        config=config,
+        num_shown=2,
+        feature_names=names,
+        categorical=categorical,
+    )
+    groups = result["budget"]["feature_groups"]
+    assert groups["groups"] == 2 and groups["by_column"]
+    for method in ("occlusion", "kernel_shap"):
+        values = np.asarray(result["attributions"][method])
+        np.testing.assert_allclose(values[:, 0], values[:, 1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(values[:, 1], values[:, 2], rtol=1e-5, atol=1e-6)
+    shown = np.asarray(result["inputs"])
+    sign = np.where(shown @ w > 0, 1.0, -1.0)  # the predicted class's logit is +-w.x
+    occlusion = np.asarray(result["attributions"]["occlusion"])
+    np.testing.assert_allclose(
+        occlusion[:, :3].sum(1), sign * (shown[:, :3] @ w[:3]), rtol=1e-4, atol=1e-5
+    )
+    without = explain_post_hoc(
+        Linear(w, 0.0), x, (x @ w > 0).astype(int), config=config, num_shown=2
+    )
+    assert without["budget"]["feature_groups"]["groups"] == 4  # no words named: per feature
+    assert (
+        "Features removed and ranked: 2 groups (feature_groups=auto: one per column, a word "
+        "column's 0/1 features together)."
+    ) in budget_sentences(result["budget"])
