@@ -165,7 +165,8 @@ def _parse_problem(text: str, overrides) -> str:
         )
     return (
         f"cannot parse the override {override!r} ({reason}); quote a value that holds spaces, "
-        f"commas, brackets, quotes, '=', '#' or non-ASCII letters: \"{key}={hydra_string(value)}\""
+        "commas, brackets, quotes, '=', '#', '~' (a home folder) or non-ASCII letters: "
+        f'"{key}={hydra_string(value)}"'
         " (the double quotes are for the shell)"
     )
 
@@ -180,10 +181,11 @@ def hydra_string(text: str) -> str:
 
 def shell_override(key: str, value: str) -> str:
     """``key=value`` as one shell word that Hydra parses back to exactly ``value``: a value
-    of other than letters, digits and ``_./~+:@%-`` is quoted for Hydra, then for the shell."""
+    of other than letters, digits and ``_./+:@%-`` (Hydra refuses a bare ``~``, a home
+    folder's) is quoted for Hydra, then for the shell."""
     import shlex
 
-    if re.fullmatch(r"[A-Za-z0-9_./~+:@%-]+", value):
+    if re.fullmatch(r"[A-Za-z0-9_./+:@%-]+", value):
         return f"{key}={value}"
     word = f"{key}={hydra_string(value)}"
     return shlex.quote(word) if re.search(r'["$`\\!]', word) else f'"{word}"'

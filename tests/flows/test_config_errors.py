@@ -34,6 +34,7 @@ from flows.config_errors import did_you_mean, hydra_string
         # values Hydra cannot read unquoted: the message shows the quoted override
         (["data.path=/data/Vögel"], "(token recognition error at: 'ö'); quote a value"),
         (["data.path=/data/Vögel"], "\"data.path='/data/Vögel'\""),
+        (["data.path=~/loans.csv"], "'~' (a home folder) or non-ASCII letters: \"data.path='~/"),
         (["data.path=/data/a,b"], "a comma makes a list; write data.path=[/data/a,b] for one"),
         (["data.feature_shape=[1,8"], "a list is written [1,8,8]"),
         # a mapping value is merged into the mapping there: its unknown key is the one named

@@ -142,7 +142,9 @@ def test_resuming_a_run_whose_flow_run_id_is_garbage_still_names_the_new_flow_ru
         assert client.read_flow_run(flow_run).name == "r1"
 
 
-@pytest.mark.parametrize("root", ["/data/my runs é", "/data/it's", "/data/a$b, c", "runs"])
+@pytest.mark.parametrize(
+    "root", ["/data/my runs é", "/data/it's", "/data/a$b, c", "~/runs", "runs"]
+)
 def test_the_resume_hint_survives_a_shell_and_hydra_unchanged(root):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
