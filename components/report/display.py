@@ -8,7 +8,7 @@ channels are drawn as pictures, signals ``(C, L)`` as one line per channel (the 
 other shapes (tabular rows) as bars of their standardised values: their features have unrelated
 units, so natural-scale bars would show only the largest feature. A row of up to
 :data:`NAMED_BARS` named features (a table's columns) gets one horizontal bar per feature,
-named.
+labelled with its name and natural value (``age = 52``, ``sex=m = 1``).
 """
 
 from __future__ import annotations
@@ -194,7 +194,12 @@ def draw_sample(ax: Axes, values, scale: InputScale) -> None:
         flat = np.asarray(values, dtype=float).ravel()
         rows = np.arange(flat.size)
         ax.barh(rows, flat, color="#4c8bc9")
-        ax.set_yticks(rows, scale.feature_names)
+        natural = scale.denormalize(flat).ravel()  # the bars stay standardised, as said above
+        spread = 1.0 if scale.std is None else np.abs(scale.std).ravel()
+        natural[np.abs(natural) < 1e-5 * spread] = 0.0  # float32 round-off of a 0, not -7e-9
+        names = zip(scale.feature_names, natural, strict=True)
+        labels = [f"{name} = {value:.4g}" for name, value in names]
+        ax.set_yticks(rows, labels)
         ax.invert_yaxis()  # the first column on top, as the file has them
         ax.axvline(0.0, color="#666666", linewidth=0.6)
         ax.tick_params(labelsize=5)

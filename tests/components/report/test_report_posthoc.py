@@ -207,11 +207,17 @@ def test_a_table_s_features_are_named_in_the_data_section_figures_and_rules(tmp_
     assert scale.feature_names == tuple(names)
     rng = np.random.default_rng(2)
     samples = [{"index": 1, "true": 0, "predicted": 1}, {"index": 2, "true": 1, "predicted": 1}]
-    fig = attribution_figure(samples, rng.normal(size=(2, 6)), rng.normal(size=(2, 6)), scale, [])
+    shown = rng.normal(size=(2, 6))
+    shown[0, :3] = [1.0, -0.5, 0.0]  # age 52, bmi 23, blood pressure 80 in the data's units
+    shown[0, 3] = np.float32(1e-9)  # float32 round-off of a 0: shown as 0
+    fig = attribution_figure(samples, shown, rng.normal(size=(2, 6)), scale, [])
     labels = {t.get_text() for ax in fig.axes[1::2] for t in ax.get_yticklabels()}
     assert labels == set(names)  # Integrated Gradients' bars, by name
     inputs = fig.axes[0::2]
-    assert [t.get_text() for t in inputs[0].get_yticklabels()] == names  # the sample, by name
+    named = [t.get_text() for t in inputs[0].get_yticklabels()]  # the sample, by name and value
+    assert named[:3] == ["age = 52", "bmi = 23", "blood <pressure> = 80"]
+    assert named[3] == "s1 = 0"
+    assert named[4:] == [f"{n} = {v:.4g}" for n, v in zip(names[4:], shown[0, 4:], strict=True)]
     wide = InputScale.from_meta({"feature_names": [f"g{i}" for i in range(40)]}, (40,))
     ax = Figure().subplots()
     draw_sample(ax, np.ones(40), wide)  # too many to name: one upright bar each, as before
