@@ -227,10 +227,13 @@ def check_self_distillable(model, setting: str = "train.self_distill=pskd") -> N
 
 
 def check_mixup(model, cfg) -> None:
-    """``train.mixup`` / ``train.label_smoothing`` train against soft targets: ``ConfigError``
-    if they are on and the model has no cross-entropy."""
+    """``train.mixup`` / ``train.label_smoothing`` train against soft targets, and
+    ``train.class_weights`` weighs the cross-entropy: ``ConfigError`` if they are on and the
+    model has no cross-entropy."""
     if cfg.mixup > 0 or cfg.label_smoothing > 0:
         check_self_distillable(model, "train.mixup / train.label_smoothing")
+    if cfg.class_weights != "none":
+        check_self_distillable(model, f"train.class_weights={cfg.class_weights}")
 
 
 def check_rounds(spec, cfg) -> None:

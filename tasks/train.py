@@ -26,6 +26,8 @@ def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run, augment: str =
     from components.training.ray_trainer import train_with_ray
 
     ensure_ray(run.ray_address, run.ray_num_cpus)
+    if cfg.class_weights == "balanced":
+        _log_class_weights(Path(dataset_path))
     train = train_with_ray
     if cfg.self_distill == "iterative":  # rounds of fits, each one like the call below
         from components.training.self_distill_ray import train_rounds_with_ray
@@ -43,6 +45,18 @@ def train_task(dataset_path: Path, spec, cfg, run_dir: Path, run, augment: str =
         augment=augment,
         logger=get_run_logger(),
     )
+
+
+def _log_class_weights(dataset_path: Path) -> None:
+    """Log the weights ``train.class_weights=balanced`` gives each class of the training split."""
+    import numpy as np
+
+    from components.data.reader import load_meta, read_labels
+    from components.training.class_weights import weights_line
+
+    meta = load_meta(dataset_path)
+    counts = np.bincount(read_labels(dataset_path, "train"), minlength=meta.num_classes)
+    get_run_logger().info("class weights (balanced): %s", weights_line(counts, meta.class_names))
 
 
 def run_storage(storage_path: str | None, run_dir: Path) -> str | None:

@@ -71,6 +71,11 @@ class ShardBatches:
         """Choose the permutation of this epoch (deterministic, so a resumed run matches)."""
         self.epoch = epoch
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """The shard's labels, one per row (no padding)."""
+        return self.y
+
     def __len__(self) -> int:
         return -(-self.rows // self.batch_size)
 

@@ -11,6 +11,8 @@ from components.training.ftwt_config import DYNAMIC_PRUNING, FtwtConfig
 from components.training.pskd_config import SELF_DISTILL, PSKDConfig
 from components.training.xnesyl_config import XNeSyLConfig
 
+CLASS_WEIGHTS = ("none", "balanced")  # train.class_weights (components.training.class_weights)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -70,6 +72,9 @@ class TrainConfig:
             a permutation of itself by one ``lam ~ Beta(alpha, alpha)``, targets too
             (:mod:`components.training.mixup`; "Scaling MLPs" uses 0.8).
         label_smoothing: train the cross-entropy against ``(1 - eps) q + eps / C`` (0: off).
+        class_weights: ``none`` | ``balanced``: weigh each sample's cross-entropy by its
+            class's inverse frequency in the training split
+            (:mod:`components.training.class_weights`).
     """
 
     epochs: int = 40
@@ -106,6 +111,7 @@ class TrainConfig:
     xnesyl: XNeSyLConfig = field(default_factory=XNeSyLConfig)
     mixup: float = 0.0
     label_smoothing: float = 0.0
+    class_weights: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "boost", BoostConfig.from_value(self.boost))
@@ -135,6 +141,7 @@ class TrainConfig:
             "label_fraction": 0.0 < self.label_fraction <= 1.0,
             "mixup": self.mixup >= 0,
             "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
+            "class_weights": self.class_weights in CLASS_WEIGHTS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -27,6 +27,7 @@ from torch import nn
 
 from components.models.base import TrainingStage
 from components.training.checkpoint import ModelSpec, save_checkpoint
+from components.training.class_weights import shard_class_weights
 from components.training.config import TrainConfig
 from components.training.mixup import batch_mix
 from components.training.optim import build_optimizer, build_scheduler
@@ -151,6 +152,10 @@ def fit(
     mix = batch_mix(cfg, spec.num_classes)
     if mix is not None:
         unwrap(model).check_soft_targets()  # train.mixup / label_smoothing need a CE
+    class_weights = None
+    if cfg.class_weights == "balanced":
+        unwrap(model).check_soft_targets()  # weights a cross-entropy: the model needs one
+        class_weights = shard_class_weights(train_batches.labels, spec.num_classes, device)
     while (index := _current_stage(state, stages)) is not None:
         stage = stages[index]
         if stage.push_first and index not in state.pushed_stages:
@@ -180,6 +185,7 @@ def fit(
                 targets,
                 sample_weights,
                 mix,
+                class_weights,
             )
             _check_finite(metrics, cfg, device)
             sched.step()
@@ -233,6 +239,7 @@ def _run_epoch(
     targets=None,
     weights=None,
     mix=None,
+    class_weights=None,
 ) -> dict:
     # Seeded per global epoch, so dropout noise and shuffling are the same after a resume.
     torch.manual_seed(cfg.seed * 100_003 + state.epoch)
@@ -246,7 +253,8 @@ def _run_epoch(
     if isinstance(targets, PSKDTargets):
         epoch_info["pskd_alpha"] = targets.start_epoch(state.epoch + 1)
         epoch_info["pskd_alpha_T"] = targets.alpha_T  # the report names the regime from these
-    metrics = train_epoch(model, batches, opt, cfg, device, targets, weights, mix) | epoch_info
+    metrics = train_epoch(model, batches, opt, cfg, device, targets, weights, mix, class_weights)
+    metrics |= epoch_info
     if weights is not None:
         metrics.update(weights.epoch_metrics(device))
     metrics.update(validate(model, val_batches, cfg, device))

@@ -110,6 +110,11 @@ class ImageBatches:
         """Choose the permutation of this epoch (deterministic, so a resumed run matches)."""
         self._sampler.epoch = epoch
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """The shard's labels, one per row (no padding)."""
+        return torch.as_tensor(np.asarray(self._train.labels), dtype=torch.int64)
+
     def __len__(self) -> int:
         return -(-len(self._sampler) // self.batch_size)
 

@@ -54,6 +54,7 @@ def train_epoch(
     targets: Targets | None = None,
     weights: Callable | None = None,
     mix: BatchMix | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> dict:
     """One pass over ``batches``; returns the mean of every named loss term and samples/s.
 
@@ -67,7 +68,9 @@ def train_epoch(
     when given, is each batch's per-sample cross-entropy weights ``(N,)`` (X-NeSyL's
     SHAP-Backprop: :mod:`components.training.xnesyl`); it needs batches with sample ids.
     ``mix``, when given, replaces each batch by its MixUp / label-smoothed version and trains
-    against the mixed targets (:mod:`components.training.mixup`).
+    against the mixed targets (:mod:`components.training.mixup`). ``class_weights`` ``(C,)``,
+    when given, weighs each sample's cross-entropy by its class's weight
+    (:mod:`components.training.class_weights`), times its ``weights`` if any.
     """
     model.train()
     freeze_untrained_norms(model, opt)
@@ -80,7 +83,7 @@ def train_epoch(
         with (
             autocast(device, cfg.precision),
             soft,
-            _weighted(model, weights, x, y, ids),
+            _weighted(model, weights, class_weights, x, y, ids),
         ):
             output = model(x)
             terms = unwrap(model).loss(output, x, y)
@@ -116,10 +119,16 @@ def _soft_targets(model, targets: Targets | None, x: torch.Tensor, y: torch.Tens
     return unwrap(model).soft_targets(targets(x, y, *ids))
 
 
-def _weighted(model, weights: Callable | None, x: torch.Tensor, y: torch.Tensor, ids: list):
-    if weights is None:
+def _weighted(model, weights: Callable | None, class_weights, x, y: torch.Tensor, ids: list):
+    """The per-sample weighting of this batch's cross-entropy: ``weights``' (X-NeSyL), its
+    class's weight, their product, or none."""
+    per_sample = None if weights is None else weights(unwrap(model), x, y, ids[0])
+    if class_weights is not None:
+        by_class = class_weights[y]
+        per_sample = by_class if per_sample is None else per_sample * by_class
+    if per_sample is None:
         return contextlib.nullcontext()
-    return unwrap(model).weighted_samples(weights(unwrap(model), x, y, ids[0]))
+    return unwrap(model).weighted_samples(per_sample)
 
 
 def freeze_untrained_norms(model: nn.Module, opt: torch.optim.Optimizer) -> None:
