@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from pydantic import Field
 
 from components.data.staging import join
@@ -207,6 +207,7 @@ def sweep(
     dataset = ingest_task(settings.data, settings.run.cache_dir)
     spec = settings.model_spec(dataset.meta)
     _check_data(search, dataset.path)
+    _warn_unweighted_search(search.sweep.method, settings.train)
     _check_metrics(settings, search, dataset)
     _check_space(settings, search, spec=spec)  # and model.* values, for the data's shape
     ssl_cfg = stage_config(cfg, spec)  # ssl=<objective>
@@ -503,6 +504,18 @@ def _check_capacity(settings, search, ssl_cfg) -> None:
         check_capacity(search.sweep, settings.train)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def _warn_unweighted_search(method: str, train) -> None:
+    """The weight-sharing searches train their own networks with their own loops: a
+    ``train.class_weights`` weighs only the retrain there, as the log then says."""
+    if train.class_weights != "none" and method in DEFAULT_MODEL:
+        get_run_logger().warning(
+            "train.class_weights=%s weighs the retrain only: %s searches with its own "
+            "unweighted training loop",
+            train.class_weights,
+            method,
+        )
 
 
 def _check_data(search, dataset_path: Path) -> None:

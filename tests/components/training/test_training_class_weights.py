@@ -83,3 +83,23 @@ def test_the_pipeline_refuses_class_weights_for_a_model_without_cross_entropy():
     cbc = create_model("cbc", input_shape=(64,), num_classes=10, tiny=True)
     with pytest.raises(ConfigError, match=r"train\.class_weights=balanced: model CBC"):
         check_mixup(cbc, TrainConfig(class_weights="balanced"))
+
+
+@pytest.mark.prefect
+def test_a_weight_sharing_sweep_says_its_search_is_unweighted(prefect_harness, caplog):
+    from prefect import flow
+
+    from flows.sweep import _warn_unweighted_search
+
+    @flow
+    def checks() -> None:
+        for method in ("stn", "asha"):
+            _warn_unweighted_search(method, TrainConfig(class_weights="balanced"))
+        _warn_unweighted_search("darts", TrainConfig())
+
+    checks()
+    warned = [r.getMessage() for r in caplog.records if "weighs the retrain only" in r.getMessage()]
+    assert warned == [
+        "train.class_weights=balanced weighs the retrain only: stn searches with its own "
+        "unweighted training loop"
+    ]
