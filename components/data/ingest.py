@@ -23,6 +23,7 @@ from components.data.labeled import LabeledArrays
 from components.data.layout import SPLITS
 from components.data.manifest import FILES_KEY, file_manifest, read_meta
 from components.data.parts import write_parts
+from components.data.reader import read_labels
 from components.data.spec import EMBEDDED_SOURCES, DataSpec, resolve_feature_shape
 from components.data.splits import fixed_splits, planned_split
 from components.data.stats import Moments
@@ -126,9 +127,18 @@ def _build(spec: DataSpec, root: Path, fingerprint: str, say: Progress) -> dict:
         data = load_embedded(spec.source) if spec.source in EMBEDDED_SOURCES else load_file(spec)
         _say_fixed_splits(say, data.splits)
         meta = _write_in_memory(spec, data, root, fingerprint)
+    meta["class_counts"] = _class_counts(root, int(meta["num_classes"]))
     meta[FILES_KEY] = file_manifest(root)
     write_meta(root, meta)
     return meta
+
+
+def _class_counts(root: Path, num_classes: int) -> dict[str, list[int]]:
+    """Rows of each class in each split, read back from the written labels."""
+    return {
+        split: np.bincount(read_labels(root, split), minlength=num_classes).tolist()
+        for split in SPLITS
+    }
 
 
 def _say_fixed_splits(say: Progress, splits) -> None:

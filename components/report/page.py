@@ -51,6 +51,8 @@ _IMAGE_FACTS = ("layout", "image_size", "normalization.source", "ignored_files")
 DROPPED_FILES_SHOWN = 50  # dropped image files listed by name; the rest are counted
 FEATURES_SHOWN = 100  # a table's features listed by name with their statistics
 CONFUSED_PAIRS = 5  # most frequent (true, predicted) mistakes listed by class name
+CLASSES_SHOWN = 30  # classes whose rows per split the Data section lists
+IMBALANCED = 3.0  # largest / smallest class in train at or above which the report says so
 
 
 def _headline_section(data: ReportData) -> str:
@@ -77,6 +79,7 @@ def _data_section(data_meta: Mapping, title: str = "Data") -> str:
     row_counts = data_meta.get("row_counts") or {}
     if row_counts:
         parts.append(markup.table(("split", "rows"), row_counts.items()))
+    parts += _class_count_parts(data_meta)
     dropped = data_meta.get("dropped_rows", 0)
     unit = "image files" if data_meta.get("kind") == "image" else "rows"
     parts.append(markup.paragraph(f"{unit.capitalize()} dropped during validation: {dropped}"))
@@ -94,6 +97,35 @@ def _data_section(data_meta: Mapping, title: str = "Data") -> str:
         parts.append(markup.paragraph(note))
         parts.append(markup.table(("column", "values filled"), filled.items()))
     return markup.section(title, *parts)
+
+
+def _class_count_parts(data_meta: Mapping) -> list[str]:
+    """Rows per class and split (the first :data:`CLASSES_SHOWN` classes, rarest first beyond
+    that), with a note when the training split's classes are imbalanced."""
+    counts = data_meta.get("class_counts")
+    names = list(data_meta.get("class_names") or [])
+    if not isinstance(counts, Mapping) or not isinstance(counts.get("train"), list):
+        return []
+    train = np.asarray(counts["train"])
+    splits = [split for split in ("train", "val", "test") if isinstance(counts.get(split), list)]
+    order = np.arange(len(train))
+    title = "Rows per class"
+    if len(order) > CLASSES_SHOWN:
+        order = np.argsort(train, kind="stable")[:CLASSES_SHOWN]
+        title += f" (the {CLASSES_SHOWN} rarest in train, of {len(train)})"
+    rows = [(class_label(names, int(k)), *(counts[split][k] for split in splits)) for k in order]
+    parts = [f"<h3>{title}</h3>", markup.table(("class", *splits), rows)]
+    present = train[train > 0]
+    if present.size and present.max() >= IMBALANCED * present.min():
+        parts.append(
+            markup.paragraph(
+                f"The classes are imbalanced: the largest has {present.max() / present.min():.1f}x "
+                "the training rows of the smallest. Macro-F1 and per-class accuracy say more than "
+                "accuracy here; train.class_weights=balanced weighs every class equally in the "
+                "loss."
+            )
+        )
+    return parts
 
 
 def _feature_parts(data_meta: Mapping) -> list[str]:
