@@ -464,6 +464,7 @@ def _run_flow(call, progress, intro=None) -> int:
     quiet = interrupts.quiet_console((*_input_errors(), *_run_failures()))
     try:
         with quiet, interrupts.interrupt_signals(), progress:
+            interrupts.start_prefect_server()
             result = call()
     except _input_errors() as err:
         return fail(err)

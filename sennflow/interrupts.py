@@ -33,6 +33,36 @@ def interrupt_signals():
             signal.signal(sig, old)
 
 
+def start_prefect_server() -> None:
+    """Start Prefect's temporary API server now, in a session of its own, when no
+    ``PREFECT_API_URL`` names a server.
+
+    Left to Prefect, it starts on first use in this process's group, so a Ctrl-C in a terminal
+    (SIGINT to the whole foreground group) stops it with the flow: the interrupted run can then
+    record nothing in Prefect, and the command spends minutes on refused connections and ends
+    with a traceback and exit 1 instead of 130. In its own session the terminal's signals miss
+    it; Prefect still stops it when the command exits. ``SubprocessASGIServer`` is the
+    process-wide instance Prefect's clients use, so they find it running.
+    """
+    import functools
+    import subprocess
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    server = SubprocessASGIServer()
+    if server.running:
+        return
+    popen = subprocess.Popen
+    subprocess.Popen = functools.partial(popen, start_new_session=True)  # its one Popen call
+    try:
+        server.start()
+    finally:
+        subprocess.Popen = popen
+
+
 def interrupts() -> tuple[type[BaseException], ...]:
     """What SIGINT/SIGTERM become: ``ray.init`` replaces the SIGTERM handler of its driver's main
     thread with ``sys.exit(SIGTERM)``, Prefect's flow engine with ``TerminationSignal``."""

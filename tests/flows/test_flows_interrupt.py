@@ -350,3 +350,39 @@ def test_a_killed_run_resumes_from_its_newest_checkpoint(
     assert killed_after <= first_resume <= newest_killed < stopped_after <= second_resume <= newest
     assert [row["epoch"] for row in train["history"]] == list(range(1, newest + 3))
     assert (run_dir / "report.html").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ctrl_c_in_a_terminal_ends_the_run_interrupted_with_prefects_own_server(
+    ray_session, digits_dataset, tmp_path
+):
+    """A terminal's Ctrl-C is SIGINT to the whole foreground process group. Without
+    ``PREFECT_API_URL`` the command starts Prefect's temporary server; the signal must not stop
+    that server with the flow, or the run cannot end as interrupted (exit 130, resume hint)."""
+    import ray
+
+    root, run_dir, log = tmp_path / "runs", tmp_path / "runs" / "pipeline" / "c", tmp_path / "log"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PREFECT_API_URL")}
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    proc = _sennflow(
+        [
+            "run",
+            "experiment=tiny",
+            "model=mlp",
+            "train.epochs=300",
+            f"run.cache_dir={digits_dataset.parent}",
+            "run.id=c",
+            f"run.root={root}",
+            f"ray.address={ray.get_runtime_context().gcs_address}",
+        ],
+        env,
+        log,
+    )
+    _epoch_after(run_dir, 0, proc, log)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does
+    assert proc.wait(timeout=90) == 130, log.read_text()[-3000:]
+    assert read_status(run_dir)["state"] == "interrupted"
+    text = log.read_text()
+    assert f"resume with: sennflow run --resume run.id=c run.root={root}" in text
+    assert "Connection refused" not in text
