@@ -91,6 +91,10 @@ def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = Non
     with from_run_config(source, overrides):
         settings = to_settings(cfg)
         config = to_group_config(cfg, "predict", PredictConfig)
+    try:
+        config.torch_device()
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     check_run_dir_free(settings.run.root, "predict", settings.run.id)
     checkpoint = source / "checkpoints" / "best"
     dataset = _training_dataset(source, settings, data_overridden(overrides))

@@ -51,10 +51,19 @@ class PredictConfig:
             raise ValueError(f"predict.device must be auto, cpu or cuda[:n], got {self.device}")
 
     def torch_device(self) -> str:
-        """The device the forward passes run on."""
-        if self.device != "auto":
-            return self.device
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        """The device the forward passes run on.
+
+        Raises:
+            ValueError: ``cuda`` asked for on a machine without a CUDA GPU.
+        """
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"predict.device={self.device}, but this machine has no CUDA GPU that torch "
+                "can use; use predict.device=auto or cpu"
+            )
+        return self.device
 
 
 @dataclass

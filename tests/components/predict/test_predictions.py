@@ -88,3 +88,12 @@ def test_bad_settings_are_refused():
         PredictConfig(top_k=0)
     with pytest.raises(ValueError, match="predict.batch_size must be >= 1"):
         PredictConfig(batch_size=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a CUDA GPU")
+def test_a_gpu_asked_for_where_there_is_none_is_refused():
+    assert PredictConfig().torch_device() == "cpu"  # auto
+    with pytest.raises(ValueError, match="predict.device=cuda, but this machine has no CUDA"):
+        PredictConfig(device="cuda").torch_device()
+    with pytest.raises(ValueError, match="predict.device must be auto, cpu or cuda"):
+        PredictConfig(device="tpu")
