@@ -37,7 +37,7 @@ from tasks.ingest import ingest_task
 from tasks.predict import predict_task
 
 # What may be given besides the predict group: everything else is the trained run's.
-CHANGEABLE = ("run", "ray", "seed", "data")
+CHANGEABLE = ("run", "seed", "data")
 PREDICTIONS_FILE = "predictions.csv"
 
 
@@ -51,7 +51,7 @@ class PredictResult(RunResult):
 
 def predict_config(source: Path, overrides: list[str]):
     """The config of predicting with the run at ``source``: its saved config (as data) with
-    this invocation's ``run``/``ray`` (and ``data`` when given), and the ``predict`` group
+    this invocation's ``run`` (and ``data`` when given), and the ``predict`` group
     (``conf/predict/default.yaml`` with its overrides).
 
     Raises:
@@ -79,7 +79,7 @@ def predict_config(source: Path, overrides: list[str]):
 def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = None) -> PredictResult:
     """Predict every input of ``input_path`` (a CSV or Parquet file, an image file or a folder
     of images) with the best checkpoint of ``run_dir``; ``overrides`` set ``predict.*`` (e.g.
-    ``["predict.top_k=5", "predict.skip_invalid=true"]``), ``run.*``, ``ray.*`` or name the
+    ``["predict.top_k=5", "predict.skip_invalid=true"]``), ``run.*`` or name the
     run's data (``data=...``)."""
     from components.predict.predictions import PredictConfig
     from components.redact import redact_text

@@ -82,6 +82,22 @@ def table_markup(head: str, body: str) -> str:
     return f'<div class="table-scroll">{table_html}</div>'
 
 
+FILES_SHOWN = 50  # files a file list names; the rest are counted
+
+
+def file_list(title: str, files: Sequence[Mapping[str, Any]], listed_in: str) -> list[str]:
+    """``title (n)`` and a table of the first :data:`FILES_SHOWN` ``files`` by ``path`` and
+    ``reason``, with a note that the rest are in ``listed_in``; nothing for no files."""
+    if not files:
+        return []
+    rows = [(f.get("path"), f.get("reason")) for f in files[:FILES_SHOWN]]
+    parts = [f"<h3>{esc(title)} ({len(files)})</h3>", table(("file", "reason"), rows)]
+    if len(files) > FILES_SHOWN:
+        more = len(files) - FILES_SHOWN
+        parts.append(paragraph(f"... and {more} more ({listed_in} lists them all).", "note"))
+    return parts
+
+
 def key_value_table(mapping: Mapping[str, Any], header: Sequence[str] = ("name", "value")) -> str:
     """A two-column table of ``mapping``; nested mappings become dotted keys."""
     return table(header, flatten(mapping).items())

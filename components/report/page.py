@@ -48,7 +48,6 @@ from components.report.xnesyl_section import xnesyl_section
 
 _SCALAR_METRICS = ("accuracy", "macro_f1", "nll", "ece", "num_samples")
 _IMAGE_FACTS = ("layout", "image_size", "normalization.source", "ignored_files")
-DROPPED_FILES_SHOWN = 50  # dropped image files listed by name; the rest are counted
 FEATURES_SHOWN = 100  # a table's features listed by name with their statistics
 CONFUSED_PAIRS = 5  # most frequent (true, predicted) mistakes listed by class name
 CLASSES_SHOWN = 30  # classes whose rows per split the Data section lists
@@ -86,7 +85,7 @@ def _data_section(data_meta: Mapping, title: str = "Data") -> str:
     by_reason = data_meta.get("dropped_by_reason") or {}
     if by_reason:
         parts.append(markup.table(("reason", f"{unit} dropped"), by_reason.items()))
-    parts += _dropped_files_parts(data_meta.get("dropped_files") or [])
+    parts += markup.file_list("Dropped files", data_meta.get("dropped_files") or [], "meta.json")
     parts += _duplicate_parts(data_meta.get("duplicates") or {})
     filled = data_meta.get("filled_missing") or {}
     if filled:
@@ -188,21 +187,6 @@ def _image_facts(data_meta: Mapping) -> dict:
     if facts and len(normalization.get("mean") or []) <= 3:
         facts |= {f"normalization.{k}": normalization.get(k) for k in ("mean", "std")}
     return facts
-
-
-def _dropped_files_parts(dropped: Sequence[Mapping]) -> list[str]:
-    """The image files left out as invalid (``data.drop_invalid``), by name and reason."""
-    if not dropped:
-        return []
-    rows = [(f.get("path"), f.get("reason")) for f in dropped[:DROPPED_FILES_SHOWN]]
-    parts = [
-        f"<h3>Dropped files ({len(dropped)})</h3>",
-        markup.table(("file", "reason"), rows),
-    ]
-    if len(dropped) > DROPPED_FILES_SHOWN:
-        more = len(dropped) - DROPPED_FILES_SHOWN
-        parts.append(markup.paragraph(f"... and {more} more (meta.json lists them all).", "note"))
-    return parts
 
 
 def _training_section(

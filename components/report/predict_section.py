@@ -12,7 +12,6 @@ from components.report import markup
 from components.report.figure_set import FigureSet
 from components.report.figures import class_label
 
-BAD_FILES_SHOWN = 50  # skipped files listed by name; predictions.json lists them all
 CLASSES_DRAWN = 40  # bars of the most predicted classes; the rest are summed into one
 
 
@@ -55,25 +54,14 @@ def predict_section(predictions: Mapping | None, class_names: Sequence[str], fig
             ],
         ),
     ]
-    parts += _bad_file_parts(predictions.get("bad_files") or [])
+    parts += markup.file_list(
+        "Skipped files", predictions.get("bad_files") or [], "predictions.json"
+    )
     return markup.section("Predictions", *parts)
 
 
 def _prototype_note(predictions: Mapping) -> str:
     return ", and the prototypes that contributed most" if predictions.get("prototypes") else ""
-
-
-def _bad_file_parts(bad: Sequence[Mapping]) -> list[str]:
-    """The files skipped as undecodable (``predict.skip_invalid``), by name and reason."""
-    if not bad:
-        return []
-    rows = [(f["path"], f["reason"]) for f in bad[:BAD_FILES_SHOWN]]
-    parts = [f"<h3>Skipped files ({len(bad)})</h3>", markup.table(("file", "reason"), rows)]
-    if len(bad) > BAD_FILES_SHOWN:
-        more = len(bad) - BAD_FILES_SHOWN
-        note = f"... and {more} more (predictions.json lists them)."
-        parts.append(markup.paragraph(note, "note"))
-    return parts
 
 
 def predictions_figure(
