@@ -11,7 +11,8 @@ Each function trains one trial and reports per-epoch metrics to Tune:
   be reloaded. Tune reuses a finished trial's process for the next one, which then finds the
   splits already in memory (:mod:`components.training.worker_data`);
 * :func:`ray_train_trial`: for ``train.num_workers > 1``, a driver that builds a Ray Train
-  ``TorchTrainer`` (Train v2) and forwards its reports through Ray's ``TuneReportCallback``;
+  ``TorchTrainer`` (Train v2) and forwards its reports through Ray's ``TuneReportCallback``,
+  the final epoch's once the trainer has returned;
 * :func:`stn_trial`: one Self-Tuning Network run; the hyperparameter schedule is reported every
   epoch and saved with the final checkpoint (``schedule.json``);
 * :func:`darts_trial` / :func:`random_ws_trial`: one (SD-)DARTS or weight-sharing random search;
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import torch
 from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
 from safetensors.torch import save_file
 
 from components.data.errors import DataError
@@ -135,25 +137,52 @@ def ray_train_trial(config: dict, base: dict) -> None:
     """One trial trained data-parallel by a Ray Train ``TorchTrainer`` (Train v2).
 
     The trainer's rank-0 reports reach Tune through ``TuneReportCallback`` (with the path of
-    each checkpoint); Ray Train keeps the checkpoints under ``<trial dir>/ray/train``.
+    each checkpoint), the final epoch's only once the trainer has returned
+    (:class:`_HoldFinalEpoch`); Ray Train keeps the checkpoints under ``<trial dir>/ray/train``.
     """
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     from components.training.ray_trainer import train_with_ray
 
     quiet_ray_train_logs()
+    cfg = apply_train_overrides(base["train"], config)
     # The trial's folder in the experiment's storage (a shared filesystem on a cluster);
     # get_trial_dir() is a node-local staging folder.
     trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
-    train_with_ray(
+    outcome = train_with_ray(
         dataset_path=base["dataset_path"],
         spec=apply_model_overrides(base["spec"], config),
-        cfg=apply_train_overrides(base["train"], config),
+        cfg=cfg,
         run_dir=trial_dir,
         storage_path=str(trial_dir / "ray"),
-        callbacks=[TuneReportCallback()],
+        callbacks=[_HoldFinalEpoch(cfg.epochs)],
         augment=base["augment"],
     )
+    if _is_final(outcome.last_report, cfg.epochs):
+        tune.report(outcome.last_report)
+
+
+def _is_final(metrics: dict, epochs: int) -> bool:
+    """Whether a Ray Train report (epochs counted from 1) is the run's final epoch's."""
+    return metrics.get("epoch") == metrics.get("epochs_planned", epochs)
+
+
+class _HoldFinalEpoch(TuneReportCallback):
+    """``TuneReportCallback`` without the final epoch's report, which :func:`ray_train_trial`
+    sends once the trainer has returned.
+
+    Tune stops a trial on its final report (ASHA's ``max_t``) and kills the trial's process if
+    it does not end within 2 s: a trainer still shutting down died with it, leaving its
+    placement group to Ray Train's detached cleaner. On a loaded machine that cleaner sometimes
+    never freed it, and the next trial waited for CPUs forever. A trainer that has returned
+    has released its workers itself.
+    """
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._epochs = epochs
+
+    def after_report(self, run_context, metrics, checkpoint):
+        if not _is_final(metrics[0], self._epochs):
+            super().after_report(run_context, metrics, checkpoint)
 
 
 def _report_epochs(epochs: int) -> tuple[Callable[[dict], None], list[dict]]:

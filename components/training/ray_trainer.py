@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ray.train
@@ -66,6 +66,8 @@ class TrainOutcome:
     stopped_early: bool
     attempts: list[dict] = field(default_factory=list)
     self_distill_rounds: list[dict] = field(default_factory=list)  # train.self_distill=iterative
+    # rank 0's last ray.train.report and its checkpoint's path (a Tune trial forwards it)
+    last_report: dict = field(default_factory=dict)
 
 
 def check_resume_checkpoint(path: str | Path, spec: ModelSpec) -> None:
@@ -304,7 +306,8 @@ def _collect(result, run_dir: Path, attempts: list[dict]) -> TrainOutcome:
     if diverged is not None:
         epoch, stage, losses, lr, _, lr_key = diverged
         raise DivergedError(epoch, stage, losses, lr, f"kept in {last}", lr_key)
-    return saved_outcome(best, last, attempts)
+    last_report = {**result.metrics, "checkpoint_path": result.checkpoint.path}
+    return replace(saved_outcome(best, last, attempts), last_report=last_report)
 
 
 def saved_outcome(best: Path, last: Path, attempts: list[dict] = ()) -> TrainOutcome:

@@ -199,11 +199,26 @@ def _remove_leftover_placement_groups() -> list[str]:
     return left
 
 
+def _train_controllers() -> dict[str, str]:
+    """Each Ray Train controller of the test Ray by actor id, with how it died ('' if alive)."""
+    from ray.util.state import list_actors
+
+    return {
+        actor.actor_id: (actor.death_cause or {})
+        .get("actor_died_error_context", {})
+        .get("error_message", "")
+        for actor in list_actors(
+            filters=[("class_name", "=", "TrainController")], detail=True, limit=10_000
+        )
+    }
+
+
 def test_trials_with_two_workers_each_train_through_ray_train(
     prefect_harness, ray_session, tiny_run
 ):
     if left := _remove_leftover_placement_groups():
         warnings.warn(f"removed placement groups earlier tests left: {left}", stacklevel=1)
+    before = _train_controllers()
     result = sweep(
         overrides=tiny_run(
             "model=mlp",
@@ -211,6 +226,7 @@ def test_trials_with_two_workers_each_train_through_ray_train(
             "train.num_workers=2",
             "search.num_samples=2",
             "search.max_concurrent=1",
+            "search.grace_period=2",  # ASHA stops no trial early: each runs both epochs
             "search.retrain=false",
         )
     )
@@ -220,6 +236,17 @@ def test_trials_with_two_workers_each_train_through_ray_train(
     assert (best / "model.safetensors").is_file()
     assert best.parent.parts[-2:] == ("ray", "train")  # a checkpoint of the trial's TorchTrainer
     assert Path(outcome["experiment_path"]) in best.parents
+    trial_dirs = list(Path(outcome["experiment_path"]).glob("ray_train_trial_*"))
+    assert [[row["epoch"] for row in trial_results(d)] for d in trial_dirs] == [[1, 2]] * 2
+
+    # ASHA stops a trial on its final epoch's report, which therefore comes once the trainer
+    # has returned: its controller freed the workers' placement group itself, and was not
+    # killed with the trial's process (leaving that to Ray Train's cleaner, which sometimes
+    # never did, and a later trial waited for CPUs forever).
+    ended = {k: v for k, v in _train_controllers().items() if k not in before}
+    assert len(ended) == 2
+    out_of_scope = "The actor is dead because all references to the actor were removed"
+    assert all(cause.startswith(out_of_scope) for cause in ended.values()), ended
 
 
 def test_sweep_options_become_hydra_overrides():
