@@ -118,41 +118,47 @@ class TrainConfig:
         object.__setattr__(self, "pskd", PSKDConfig.from_value(self.pskd))
         object.__setattr__(self, "ftwt", FtwtConfig.from_value(self.ftwt))
         object.__setattr__(self, "xnesyl", XNeSyLConfig.from_value(self.xnesyl))
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "weight_decay": self.weight_decay >= 0,
-            "optimizer": self.optimizer in {"adam", "adamw", "sgd"},
-            "lr_schedule": self.lr_schedule in {"cosine", "step", "none"},
-            "early_stopping_patience": self.early_stopping_patience >= 0,
-            "num_workers": self.num_workers >= 1,
-            "precision": self.precision in {"bf16", "fp32"},
-            "cpus_per_worker": self.cpus_per_worker >= 1,
-            "placement_strategy": self.placement_strategy in {"PACK", "SPREAD"},
-            "max_failures": self.max_failures >= 0,
-            "keep_checkpoints": self.keep_checkpoints >= 1,
-            "decode_workers": self.decode_workers >= 0,
-            "prefetch_batches": self.prefetch_batches >= 1,
-            "final_layer": self.final_layer in FINAL_LAYERS,
-            "self_distill": self.self_distill in SELF_DISTILL,
-            "self_distill_rounds": self.self_distill_rounds >= 1,
-            "dynamic_pruning": self.dynamic_pruning in DYNAMIC_PRUNING,
-            "label_fraction": 0.0 < self.label_fraction <= 1.0,
-            "mixup": self.mixup >= 0,
-            "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
-            "class_weights": self.class_weights in CLASS_WEIGHTS,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = [
+            f"train.{name}={getattr(self, name)!r} (must be {valid})"
+            for name, ok, valid in self._checks()
+            if not ok
+        ]
         if bad:
-            values = ", ".join(f"train.{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"invalid training config: {values}")
+            raise ValueError(f"invalid training config: {'; '.join(bad)}")
         if self.mixup > 0 and (self.self_distill != "none" or self.xnesyl.enabled):
             raise ValueError(
                 "invalid training config: train.mixup mixes inputs and targets, which "
                 "train.self_distill and train.xnesyl (per-sample tables) cannot follow; "
                 "set train.mixup=0 or turn those off"
             )
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        """Each checked setting: its name, whether its value is valid, and what is."""
+        return [
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("optimizer", *_one_of(self.optimizer, ("adam", "adamw", "sgd"))),
+            ("lr_schedule", *_one_of(self.lr_schedule, ("cosine", "step", "none"))),
+            ("early_stopping_patience", self.early_stopping_patience >= 0, ">= 0"),
+            ("num_workers", self.num_workers >= 1, ">= 1"),
+            ("precision", *_one_of(self.precision, ("bf16", "fp32"))),
+            ("cpus_per_worker", self.cpus_per_worker >= 1, ">= 1"),
+            ("placement_strategy", *_one_of(self.placement_strategy, ("PACK", "SPREAD"))),
+            ("max_failures", self.max_failures >= 0, ">= 0"),
+            ("keep_checkpoints", self.keep_checkpoints >= 1, ">= 1"),
+            ("decode_workers", self.decode_workers >= 0, ">= 0"),
+            ("prefetch_batches", self.prefetch_batches >= 1, ">= 1"),
+            ("final_layer", *_one_of(self.final_layer, FINAL_LAYERS)),
+            ("self_distill", *_one_of(self.self_distill, SELF_DISTILL)),
+            ("self_distill_rounds", self.self_distill_rounds >= 1, ">= 1"),
+            ("dynamic_pruning", *_one_of(self.dynamic_pruning, DYNAMIC_PRUNING)),
+            ("label_fraction", 0.0 < self.label_fraction <= 1.0, "in (0, 1]"),
+            ("mixup", self.mixup >= 0, ">= 0"),
+            ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "in [0, 1)"),
+            ("class_weights", *_one_of(self.class_weights, CLASS_WEIGHTS)),
+        ]
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -175,3 +181,7 @@ class TrainConfig:
                 block, _, key = name.partition(".")
                 top[block] = replace(top.get(block, getattr(self, block)), **{key: value})
         return replace(self, **top)
+
+
+def _one_of(value: object, allowed: tuple[str, ...]) -> tuple[bool, str]:
+    return value in allowed, "one of " + ", ".join(allowed)

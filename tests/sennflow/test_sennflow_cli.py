@@ -138,10 +138,13 @@ def test_overrides_may_stand_on_both_sides_of_a_flag(capsys):
     [
         ("train.epochz=3", "train has no key 'epochz'; did you mean train.epochs?"),
         ("model=nope", "model=nope: there is no conf/model/nope.yaml"),
-        ("train.epochs=-1", "train.epochs=-1"),
-        ("train.optimizer=lbfgs", "train.optimizer='lbfgs'"),
+        ("train.epochs=-1", "train.epochs=-1 (must be >= 1)"),
+        ("train.optimizer=lbfgs", "train.optimizer='lbfgs' (must be one of adam, adamw, sgd)"),
         ("data=csv", "data.path"),
-        ("train.placement_strategy=STRICT", "train.placement_strategy='STRICT'"),
+        (
+            "train.placement_strategy=STRICT",
+            "placement_strategy='STRICT' (must be one of PACK, SPREAD)",
+        ),
         ("ray.storage_path=ftp://host/x", "ray.storage_path='ftp://host/x'"),
         ("ray.storage_path=s3://", "no bucket"),
         ("tracking=bogus", "tracking"),
