@@ -18,11 +18,18 @@ def served() -> dict:
         return {deployment.name: deployment for deployment in runner_deployments()}
 
 
+# What a deployment leaves to the run form: the flow's parameters without a default.
+FORM_FILLED = {"predict-new-data": {"run_dir": "runs/pipeline/r1", "input_path": "new.csv"}}
+
+
 @pytest.mark.parametrize("entry", DEPLOYMENTS, ids=lambda d: d["name"])
 def test_each_deployment_names_a_flow_and_parameters_it_accepts(served, entry):
     deployment, flow = served[entry["name"]], load_flow(entry["entrypoint"])
     assert deployment.flow_name == flow.name and deployment.enforce_parameter_schema
-    flow.validate_parameters(deployment.parameters)  # raises on a parameter the schema rejects
+    form = FORM_FILLED.get(entry["name"], {})
+    assert set(flow.parameters.required or []) == set(form)
+    # raises on a parameter the schema rejects
+    flow.validate_parameters({**form, **deployment.parameters})
     assert set(deployment.parameters) <= set(flow.parameters.properties)
     assert "{{" not in str(deployment.parameters)  # every placeholder was filled in
 
