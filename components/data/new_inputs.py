@@ -34,7 +34,7 @@ from components.data.image_folder import images_below
 from components.data.image_table import hf_class_names, image_bytes, image_paths, is_image_type
 from components.data.images import IMAGE_SUFFIXES
 from components.data.reader import DatasetMeta, image_decoder
-from components.data.validation import parse_numbers
+from components.data.validation import is_list_type, parse_numbers
 
 NO_LABEL = -1  # a row or file whose class the input does not say
 DECODE_THREADS = min(8, os.cpu_count() or 1)
@@ -128,7 +128,7 @@ def _table_features(
 ) -> np.ndarray:
     """``(n, F)`` float32 features in the model's order, not yet standardised."""
     names = meta.feature_names
-    lists = [c for c in table.column_names if pa.types.is_list(table.schema.field(c).type)]
+    lists = [c for c in table.column_names if is_list_type(table.schema.field(c).type)]
     if names is None or (lists and _list_column(names) is not None):
         return _list_column_features(table, meta, lists, path)
     categorical = meta.categorical

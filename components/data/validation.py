@@ -410,7 +410,7 @@ def _feature_column_names(
         raise DataError("no feature columns besides the label", file=file, column=label_column)
     if label_column in names:
         raise DataError("the label column is also a feature column", file=file, column=label_column)
-    lists = [c for c in names if _is_list(table.schema.field(c).type)]
+    lists = [c for c in names if is_list_type(table.schema.field(c).type)]
     if lists and len(names) > 1:
         raise DataError(
             f"list column {lists[0]!r} is mixed with other feature columns; use one list column "
@@ -435,7 +435,7 @@ def _features(
     positions counted from ``start`` and their categories, up to ``max_categories + 1``) and
     read as NaN.
     """
-    if len(names) == 1 and _is_list(table.schema.field(names[0]).type):
+    if len(names) == 1 and is_list_type(table.schema.field(names[0]).type):
         return _list_features(table.column(names[0]), names[0], file)
     x = np.empty((table.num_rows, len(names)), dtype=np.float32)
     for j, name in enumerate(names):
@@ -712,7 +712,8 @@ def _first_non_finite_column(x: np.ndarray, names: list[str]) -> str:
     return names[int(np.argmax((~np.isfinite(x)).any(axis=0)))]
 
 
-def _is_list(kind: pa.DataType) -> bool:
+def is_list_type(kind: pa.DataType) -> bool:
+    """Whether an Arrow type is a list of any kind (variable, large or fixed size)."""
     return (
         pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
     )

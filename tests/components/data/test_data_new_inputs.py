@@ -131,13 +131,19 @@ def test_missing_value_errors_name_the_line_and_column(table_dataset, tmp_path):
         read_table(str(path), load_meta(dataset))
 
 
-def test_a_list_column_dataset_takes_a_list_column(tmp_path):
+@pytest.mark.parametrize(
+    "list_type",
+    [pa.list_(pa.float32()), pa.large_list(pa.float64()), pa.list_(pa.float32(), 64)],
+    ids=["list", "large_list", "fixed_size_list"],  # the last is how the cache stores them
+)
+def test_a_list_column_dataset_takes_a_list_column(tmp_path, list_type):
     """digits (8x8 images as rows): new rows are one list column of 64 numbers."""
     dataset = ingest(DataSpec(source="digits"), tmp_path / "cache").path
     meta = load_meta(dataset)
     x, y = read_split(dataset, "test", normalize=False)
     path = tmp_path / "rows.parquet"
-    pq.write_table(pa.table({"pixels": list(x.reshape(len(x), -1)), "y": y}), path)
+    pixels = pa.array(list(x.reshape(len(x), -1)), type=list_type)
+    pq.write_table(pa.table({"pixels": pixels, "y": y}), path)
     rows = read_table(str(path), meta)
     np.testing.assert_array_equal(rows.x, read_split(dataset, "test")[0])
     assert rows.x.shape[1:] == meta.feature_shape
