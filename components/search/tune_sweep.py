@@ -193,7 +193,9 @@ def run_sweep(
             (sparsest) ticket (:mod:`components.search.trial_prune`); None: no pruning.
         reuse_actors: a finished (or paused) trial's worker process runs the next trial
             (Tune's actor reuse: no process start, and the dataset it read stays in memory, see
-            :mod:`components.training.worker_data`); False starts a fresh process per trial.
+            :mod:`components.training.worker_data`); False starts a fresh process per trial,
+            as Ray Train trials (``train.num_workers > 1``) always do: the process of one that
+            was stopped runs its trainer until that ends, and its children die with it.
             A trial's rows come from the sweep's own copy (:mod:`components.search.trial_rows`),
             not Tune's ``result.json``: a trial restarted on a reused process (PBT's exploits,
             HyperBand's pauses) gets that file copied back from the experiment folder, which
@@ -282,7 +284,8 @@ def run_sweep(
             param_space=tune_space(space),
             tune_config=replace(
                 tune_config(sweep, space, budget),
-                reuse_actors=reuse_actors,
+                # A stopped Ray Train trial's process stays busy until its trainer has ended.
+                reuse_actors=reuse_actors and _trial_resources(sweep, train) is not None,
             ),
             run_config=run_config,
         )

@@ -222,11 +222,11 @@ def test_trials_with_two_workers_each_train_through_ray_train(
     result = sweep(
         overrides=tiny_run(
             "model=mlp",
-            "train.epochs=2",
+            "train.epochs=3",
             "train.num_workers=2",
-            "search.num_samples=2",
+            "search.num_samples=3",
             "search.max_concurrent=1",
-            "search.grace_period=2",  # ASHA stops no trial early: each runs both epochs
+            "search.grace_period=1",
             "search.retrain=false",
         )
     )
@@ -236,17 +236,19 @@ def test_trials_with_two_workers_each_train_through_ray_train(
     assert (best / "model.safetensors").is_file()
     assert best.parent.parts[-2:] == ("ray", "train")  # a checkpoint of the trial's TorchTrainer
     assert Path(outcome["experiment_path"]) in best.parents
-    trial_dirs = list(Path(outcome["experiment_path"]).glob("ray_train_trial_*"))
-    assert [[row["epoch"] for row in trial_results(d)] for d in trial_dirs] == [[1, 2]] * 2
+    trial_dirs = sorted(Path(outcome["experiment_path"]).glob("ray_train_trial_*"))
+    epochs = [[row["epoch"] for row in trial_results(d)] for d in trial_dirs]
+    # ASHA stopped the second trial after its first epoch (worse than the first at that rung).
+    assert epochs == [[1, 2, 3], [1], [1, 2, 3]], epochs
 
-    # ASHA stops a trial on its final epoch's report, which therefore comes once the trainer
-    # has returned: its controller freed the workers' placement group itself, and was not
-    # killed with the trial's process (leaving that to Ray Train's cleaner, which sometimes
-    # never did, and a later trial waited for CPUs forever).
-    ended = {k: v for k, v in _train_controllers().items() if k not in before}
-    assert len(ended) == 2
+    # The final epoch is reported once the trainer has returned: ASHA stops a finished trial
+    # on it, and the trial's controller has already freed its workers' placement group (killed
+    # with the trial's process, it left that to Ray Train's cleaner, which sometimes never did,
+    # and a later trial waited for CPUs forever). The stopped trial's trainer dies with its
+    # process, which Tune does not reuse: reused, it trained on and could block the next trial.
+    ended = [v for k, v in _train_controllers().items() if k not in before]
     out_of_scope = "The actor is dead because all references to the actor were removed"
-    assert all(cause.startswith(out_of_scope) for cause in ended.values()), ended
+    assert len(ended) == 3 and sum(v.startswith(out_of_scope) for v in ended) == 2, ended
 
 
 def test_sweep_options_become_hydra_overrides():
