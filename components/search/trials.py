@@ -169,11 +169,11 @@ class _HoldFinalEpoch(TuneReportCallback):
     """``TuneReportCallback`` without the final epoch's report, which :func:`ray_train_trial`
     sends once the trainer has returned.
 
-    Tune stops a trial on its final report (ASHA's ``max_t``) and kills the trial's process if
-    it does not end within 2 s: a trainer still shutting down died with it, leaving its
-    placement group to Ray Train's detached cleaner. On a loaded machine that cleaner sometimes
-    never freed it, and the next trial waited for CPUs forever. A trainer that has returned
-    has released its workers itself.
+    Tune stops a trial on its final report (ASHA's ``max_t``), and the trial's process ends
+    with the actors it owns: a trainer still shutting down died with it, leaving its placement
+    group to Ray Train's detached cleaner. On a loaded machine that cleaner sometimes never
+    freed it, and the next trial waited for CPUs forever. A trainer that has returned has
+    released its workers itself.
     """
 
     def __init__(self, epochs: int):
