@@ -201,14 +201,20 @@ def _remove_leftover_placement_groups() -> list[str]:
 
 def _train_controllers() -> dict[str, str]:
     """Each Ray Train controller of the test Ray by actor id, with how it died ('' if alive)."""
+    import ray
     from ray.util.state import list_actors
 
+    # this worker's Ray, not another one on the machine (pytest-xdist's other worker)
+    address = ray.get_runtime_context().gcs_address
     return {
         actor.actor_id: (actor.death_cause or {})
         .get("actor_died_error_context", {})
         .get("error_message", "")
         for actor in list_actors(
-            filters=[("class_name", "=", "TrainController")], detail=True, limit=10_000
+            address,
+            filters=[("class_name", "=", "TrainController")],
+            detail=True,
+            limit=10_000,
         )
     }
 
