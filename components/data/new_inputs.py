@@ -50,7 +50,7 @@ class InputBatch:
             CSV line / Parquet row index.
         x: ``(n, *feature_shape)`` float32, standardised as the model saw its training data.
         labels: Per row, the class index the input gives it, or :data:`NO_LABEL`.
-        bad: Files of this batch that could not be decoded: ``(path, reason)``.
+        bad: Files of this batch that could not be used: ``(path, reason)``.
     """
 
     ids: list[str]
@@ -356,7 +356,8 @@ def image_batches(
 ) -> Iterator[InputBatch]:
     """The image files decoded as the test split is, ``batch_size`` at a time by ``threads``
     threads (torchvision decodes and resizes without holding the GIL); a file that cannot be
-    decoded is left out of its batch and named in ``bad``."""
+    decoded, or is smaller than the model's input, is left out of its batch and named in
+    ``bad``."""
     return _decoded(
         files, lambda i: (root / files[i]).read_bytes(), labels, meta, batch_size, threads
     )
@@ -395,7 +396,7 @@ def _decoded(
     ids: list[str], load, labels: np.ndarray, meta: DatasetMeta, batch_size: int, threads: int
 ) -> Iterator[InputBatch]:
     """Decode ``load(i)`` for each of ``ids`` in batches (see :func:`image_batches`)."""
-    decode = image_decoder(meta)
+    decode = image_decoder(meta, refuse_smaller=True)
 
     def read(i: int) -> np.ndarray | str:
         try:

@@ -457,19 +457,31 @@ def _decode_features(values, meta: DatasetMeta, n: int, normalize: bool, where: 
     return x
 
 
-def image_decoder(meta: DatasetMeta, normalize: bool = True):
+def image_decoder(meta: DatasetMeta, normalize: bool = True, refuse_smaller: bool = False):
     """``decode(bytes) -> (C*S*S,)`` float32: an encoded image decoded with the deterministic
     transform of the test split (resize, centre crop, standardise unless ``normalize=False``).
-    It raises :class:`~components.data.images.ImageDecodeError` for bytes that are no image."""
+    It raises :class:`~components.data.images.ImageDecodeError` for bytes that are no image and,
+    with ``refuse_smaller``, ``ValueError`` for an image whose shorter side is under ``S`` (ingest
+    refuses such images too: the model never saw one upsampled)."""
     from components.data.image_transforms import eval_transform
     from components.data.images import decode_rgb
 
-    channels = meta.feature_shape[0]
+    channels, size = meta.feature_shape[0], meta.feature_shape[-1]
     mean, std = (
         (meta.channel_mean, meta.channel_std) if normalize else ([0.0] * channels, [1.0] * channels)
     )
-    transform = eval_transform(meta.feature_shape[-1], mean, std)
-    return lambda data: transform(decode_rgb(data)).reshape(-1).numpy()
+    transform = eval_transform(size, mean, std)
+
+    def decode(data) -> np.ndarray:
+        pixels = decode_rgb(data)
+        height, width = pixels.shape[-2:]
+        if refuse_smaller and min(height, width) < size:
+            raise ValueError(
+                f"{width}x{height} pixels, smaller than the model's {size}x{size} input"
+            )
+        return transform(pixels).reshape(-1).numpy()
+
+    return decode
 
 
 def _decode_images(values, meta: DatasetMeta, normalize: bool, where: str) -> np.ndarray:

@@ -30,8 +30,8 @@ class PredictConfig:
     Attributes:
         top_k: classes listed per input, most probable first.
         batch_size: inputs per forward pass.
-        skip_invalid: skip image files that cannot be decoded (listed in the report) rather
-            than fail.
+        skip_invalid: skip image files that cannot be decoded or are smaller than the model's
+            input (listed in the report) rather than fail.
         explain_samples: inputs the report explains.
         device: where the forward passes run: ``auto`` (a GPU when there is one), ``cpu``,
             ``cuda`` or ``cuda:<n>``.
@@ -77,7 +77,7 @@ class Predictions:
         prototypes: For a prototype model, per row its top prototypes by absolute contribution
             to the predicted logit (``index``, ``class``, ``similarity``, ``contribution``);
             ``None`` for other models.
-        bad: Files that could not be decoded, ``(path, reason)``.
+        bad: Files that could not be used, ``(path, reason)``.
         inputs: The first rows' inputs (as the model took them), for the report's figures.
     """
 

@@ -75,7 +75,8 @@ def predict_checkpoint(
 
     Raises:
         DataError: the input is not what the model takes, or (without
-            ``config.skip_invalid``) holds files that cannot be decoded.
+            ``config.skip_invalid``) holds files that cannot be decoded or are smaller than the
+            model's input.
     """
     meta = load_meta(dataset_path)
     kind = input_kind(input_path, meta)
@@ -136,8 +137,8 @@ def _split(rows: InputBatch, batch_size: int) -> Iterator[InputBatch]:
 
 
 def _check_bad_files(predictions: Predictions, input_path: str, skip: bool, log) -> None:
-    """Refuse undecodable files unless ``skip`` (then log them); refuse an input none of whose
-    files could be decoded either way."""
+    """Refuse unusable files (undecodable, or smaller than the model's input) unless ``skip``
+    (then log them); refuse an input none of whose files is usable either way."""
     bad = predictions.bad
     if not bad:
         return
@@ -145,15 +146,15 @@ def _check_bad_files(predictions: Predictions, input_path: str, skip: bool, log)
     more = f" and {len(bad) - BAD_FILES_SHOWN} more" if len(bad) > BAD_FILES_SHOWN else ""
     if not predictions.ids:
         raise DataError(
-            f"none of its {len(bad)} image files can be decoded: {named}{more}", file=input_path
+            f"none of its {len(bad)} image files is a usable image: {named}{more}", file=input_path
         )
     if not skip:
         raise DataError(
-            f"{len(bad)} image file(s) cannot be decoded: {named}{more}; skip them with "
+            f"{len(bad)} image file(s) are not usable images: {named}{more}; skip them with "
             "predict.skip_invalid=true",
             file=input_path,
         )
-    log("skipped %d image file(s) that cannot be decoded: %s%s", len(bad), named, more)
+    log("skipped %d image file(s) that are not usable images: %s%s", len(bad), named, more)
 
 
 def _explanations(

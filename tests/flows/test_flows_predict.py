@@ -69,10 +69,13 @@ def test_a_held_out_image_folder_is_predicted_scored_and_explained(image_run, tm
     held = tmp_path / "held"
     shutil.copytree(images / "test", held)
     (held / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    Image.new("RGB", (40, 20)).save(held / "thumbnail.png")  # under the 32 px input: refused
     (held / "notes.txt").write_text("a stray file")
 
-    assert _predict(run_dir, tmp_path, held) == 2  # an undecodable file: nothing written
-    assert "broken.jpg" in capsys.readouterr().err
+    assert _predict(run_dir, tmp_path, held) == 2  # unusable files: nothing written
+    err = capsys.readouterr().err
+    assert "2 image file(s) are not usable images: broken.jpg: " in err
+    assert "thumbnail.png: 40x20 pixels, smaller than the model's 32x32 input" in err
     assert not (tmp_path / "runs" / "predict").exists()
 
     assert _predict(run_dir, tmp_path, held, "predict.skip_invalid=true") == 0
@@ -83,9 +86,9 @@ def test_a_held_out_image_folder_is_predicted_scored_and_explained(image_run, tm
     assert summary["labelled"] == test["num_samples"] == summary["rows"]  # class folders: labels
     assert summary["metrics"]["accuracy"] == test["accuracy"]  # the evaluate stage's, exactly
     assert summary["metrics"]["nll"] == pytest.approx(test["nll"], rel=1e-5)
-    assert [f["path"] for f in summary["bad_files"]] == ["broken.jpg"]
+    assert [f["path"] for f in summary["bad_files"]] == ["broken.jpg", "thumbnail.png"]
     headline = json.loads((out / "status.json").read_text())["headline"]  # `sennflow runs`
-    assert headline["accuracy"] == test["accuracy"] and headline["files_skipped"] == 1
+    assert headline["accuracy"] == test["accuracy"] and headline["files_skipped"] == 2
     with (out / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == test["num_samples"]
@@ -95,7 +98,7 @@ def test_a_held_out_image_folder_is_predicted_scored_and_explained(image_run, tm
     assert np.mean(correct) == pytest.approx(test["accuracy"])
     assert all(r["prototype_1"].startswith("P") for r in rows)  # the prototypes behind each
     html = (out / "report.html").read_text()
-    for expected in ("<h2>Predictions</h2>", "Skipped files (1)", "This looks like that"):
+    for expected in ("<h2>Predictions</h2>", "Skipped files (2)", "This looks like that"):
         assert expected in html
     assert "Inputs (true and predicted class)" not in html  # these inputs name their class
 
