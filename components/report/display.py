@@ -7,8 +7,9 @@ an input, a decoded prototype or a pushed prototype's source. Images ``(C, H, W)
 channels are drawn as pictures, signals ``(C, L)`` as one line per channel (the first few), and
 other shapes (tabular rows) as bars of their standardised values: their features have unrelated
 units, so natural-scale bars would show only the largest feature. A row of up to
-:data:`NAMED_BARS` named features (a table's columns) gets one horizontal bar per feature,
-labelled with its name and natural value (``age = 52``, ``sex=m = 1``).
+:data:`NAMED_BARS` columns (named features; a column of words is one, its 0/1 features
+together) gets one horizontal bar per column, labelled with its name and natural value
+(``age = 52``, ``sex = m``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def _broadcast(values, feature_shape: tuple[int, ...]) -> np.ndarray | None:
     return array.reshape(feature_shape) if array.size == int(np.prod(feature_shape)) else None
 
 
-NAMED_BARS = 16  # a tabular sample with at most this many named features: one named bar each
+NAMED_BARS = 16  # a tabular sample with at most this many columns: one named bar each
+_ONE_HOT_TOLERANCE = 0.005  # a word feature this close to 0 or 1 is (float32 round-off) 0 or 1
 
 
 @dataclass(frozen=True)
@@ -116,22 +118,27 @@ class InputScale:
         (the column's share, as for SHAP values of one-hot features), named ``column = word``
         by the word ``sample`` (standardised) holds; the other features as they are."""
         values = np.asarray(attributions, dtype=float).ravel()
-        names = list(self.feature_names or [f"x{i}" for i in range(values.size)])
+        rows = self.columns(sample)
+        return np.asarray([values[list(m)].sum() for m, _, _ in rows]), [n for _, n, _ in rows]
+
+    def columns(self, sample) -> list[tuple[tuple[int, ...], str, int]]:
+        """A tabular sample (standardised) as its source columns: for each, its features'
+        indices, its name (a word column's as ``column = word``, by the word the sample holds)
+        and the feature that stands for it (a word column's held word)."""
+        names = list(self.feature_names or [f"x{i}" for i in range(np.size(sample))])
         natural = self.denormalize(sample).ravel()
         first = {members[0]: (column, members) for column, members in self.categories}
         grouped = {i for _, members in self.categories for i in members}
-        out, labels = [], []
-        for i in range(values.size):
+        rows = []
+        for i in range(natural.size):
             if i in first:
                 column, members = first[i]
                 held = members[int(np.argmax(natural[list(members)]))]
-                word = names[held].removeprefix(f"{column}=") if natural[held] > 0.5 else "(none)"
-                out.append(values[list(members)].sum())
-                labels.append(f"{column} = {word}")
+                word = _word(names[held].removeprefix(f"{column}="), natural[held])
+                rows.append((members, f"{column} = {word}", held))
             elif i not in grouped:
-                out.append(values[i])
-                labels.append(names[i])
-        return np.asarray(out), labels
+                rows.append(((i,), names[i], i))
+        return rows
 
     def denormalize(self, values) -> np.ndarray:
         """``x * std + mean``: standardised values (one sample or a batch) in natural units."""
@@ -190,24 +197,56 @@ def draw_sample(ax: Axes, values, scale: InputScale) -> None:
         _no_ticks(ax)
     elif is_signal(shape):
         draw_signal(ax, scale.denormalize(values), 0)
-    elif scale.feature_names and len(scale.feature_names) <= NAMED_BARS:
-        flat = np.asarray(values, dtype=float).ravel()
-        rows = np.arange(flat.size)
-        ax.barh(rows, flat, color="#4c8bc9")
-        natural = scale.denormalize(flat).ravel()  # the bars stay standardised, as said above
-        spread = 1.0 if scale.std is None else np.abs(scale.std).ravel()
-        natural[np.abs(natural) < 1e-5 * spread] = 0.0  # float32 round-off of a 0, not -7e-9
-        names = zip(scale.feature_names, natural, strict=True)
-        labels = [f"{name} = {value:.4g}" for name, value in names]
-        ax.set_yticks(rows, labels)
-        ax.invert_yaxis()  # the first column on top, as the file has them
-        ax.axvline(0.0, color="#666666", linewidth=0.6)
-        ax.tick_params(labelsize=5)
+    elif scale.feature_names and len(scale.columns(values)) <= NAMED_BARS:
+        _draw_columns(ax, values, scale)
     else:
         flat = np.asarray(values, dtype=float).ravel()
         ax.bar(np.arange(flat.size), flat, color="#4c8bc9")
         ax.axhline(0.0, color="#666666", linewidth=0.6)
         ax.tick_params(labelsize=6)
+
+
+def _draw_columns(ax: Axes, values, scale: InputScale) -> None:
+    """A table's row as one horizontal bar per source column, its standardised value (a word
+    column's: its held word's 0/1 feature), labelled with the name and natural value
+    (``age = 52``, ``sex = m``)."""
+    flat = np.asarray(values, dtype=float).ravel()
+    natural = scale.denormalize(flat).ravel()
+    spread = 1.0 if scale.std is None else np.abs(scale.std).ravel()
+    natural[np.abs(natural) < 1e-5 * spread] = 0.0  # float32 round-off of a 0, not -7e-9
+    columns = scale.columns(flat)
+    words = {i for _, members in scale.categories for i in members}
+    rows = np.arange(len(columns))
+    ax.barh(rows, [flat[shown] for _, _, shown in columns], color="#4c8bc9")
+    labels = [
+        name if shown in words else f"{name} = {_value(natural[shown])}"
+        for _, name, shown in columns
+    ]
+    ax.set_yticks(rows, labels)
+    ax.invert_yaxis()  # the first column on top, as the file has them
+    ax.axvline(0.0, color="#666666", linewidth=0.6)
+    ax.tick_params(labelsize=5)
+
+
+def _value(value: float) -> str:
+    """4 significant digits, without an exponent from 0.001 to a million (``37390``, not
+    ``3.739e+04``)."""
+    if value == 0 or 1e-3 <= abs(value) < 1e6:
+        return np.format_float_positional(
+            value, precision=4, unique=False, fractional=False, trim="-"
+        )
+    return f"{value:.4g}"
+
+
+def _word(word: str, share: float) -> str:
+    """A word column's label: its word when the row holds it, ``(none)`` when it holds no
+    word (a filled missing value), the likeliest word and its share for a mix (a decoded
+    prototype)."""
+    if share >= 1 - _ONE_HOT_TOLERANCE:
+        return word
+    if share <= _ONE_HOT_TOLERANCE:
+        return "(none)"
+    return f"{word} ({share:.2f})"
 
 
 def draw_signal(ax: Axes, natural: np.ndarray, start: int) -> None:

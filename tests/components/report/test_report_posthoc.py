@@ -284,6 +284,35 @@ def test_a_word_column_s_attributions_are_one_bar_named_by_the_row_s_word():
     assert "sex = m" in {t.get_text() for t in figure.axes[1].get_yticklabels()}
 
 
+def test_a_table_row_is_drawn_one_bar_per_column_a_word_column_named_by_its_word():
+    words = [f"w{k}" for k in range(20)]  # 20 words: 22 features, 3 columns
+    names = ["age", *(f"job={w}" for w in words), "income"]
+    mean = np.array([40.0, *[0.05] * 20, 40000.0])
+    std = np.array([10.0, *[0.2] * 20, 9000.0])
+    data_meta = {
+        "feature_names": names,
+        "categories": {"job": words},
+        "normalization": {"mean": mean.tolist(), "std": std.tolist()},
+    }
+    scale = InputScale.from_meta(data_meta, (22,))
+    natural = np.zeros(22)
+    natural[[0, 4, 21]] = [52.0, 1.0, 37390.2]  # age 52, job w3, income 37390
+    row = ((natural - mean) / std).astype(np.float32)
+    ax = Figure().subplots()
+    draw_sample(ax, row, scale)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["age = 52", "job = w3", "income = 37390"]  # not 3.739e+04
+    np.testing.assert_allclose([p.get_width() for p in ax.patches], row[[0, 4, 21]], rtol=1e-6)
+
+    decoded = natural.copy()
+    decoded[[4, 7]] = [0.3, 0.6]  # a decoded prototype: a mix of two words
+    ax = Figure().subplots()
+    draw_sample(ax, (decoded - mean) / std, scale)
+    assert ax.get_yticklabels()[1].get_text() == "job = w6 (0.60)"
+    decoded[[4, 7]] = 0.0  # no word at all
+    assert scale.columns((decoded - mean) / std)[1][1] == "job = (none)"
+
+
 @pytest.mark.parametrize(
     ("used", "said"),
     [
