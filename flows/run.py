@@ -202,7 +202,21 @@ def link_flow_run(run_dir: Path) -> str | None:
                 _end_killed_flow_run(client, previous, flow_run.id)
     except (httpx.HTTPError, ObjectNotFound) as err:
         get_run_logger().warning("could not update Prefect's flow runs of this run: %s", err)
+        return flow_run.id
+    _rename_in_logs(run_dir.name)
     return flow_run.id
+
+
+def _rename_in_logs(name: str) -> None:
+    """Log lines from here on name the flow run ``name``: Prefect's loggers read the name from
+    the flow run context, which keeps the name the run started with."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None or context.flow_run.name == name:
+        return
+    started_as, context.flow_run.name = context.flow_run.name, name
+    get_run_logger().info("flow run %r is named %r after its run folder", started_as, name)
 
 
 def _end_killed_flow_run(client, killed: str, resuming: str) -> None:

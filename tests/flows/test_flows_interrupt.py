@@ -142,6 +142,36 @@ def test_resuming_a_run_whose_flow_run_id_is_garbage_still_names_the_new_flow_ru
         assert client.read_flow_run(flow_run).name == "r1"
 
 
+@pytest.mark.prefect
+def test_log_lines_after_the_run_folder_exists_name_the_flow_run_after_it(
+    prefect_harness, tmp_path, caplog
+):
+    from prefect import flow, get_run_logger, task
+
+    from flows.run import link_flow_run
+
+    run_dir = _run_folder(tmp_path)
+
+    @task
+    def step():
+        get_run_logger().info("a task's line")
+
+    @flow(flow_run_name="random-words")
+    def named():
+        get_run_logger().info("before the run folder")
+        link_flow_run(run_dir)
+        get_run_logger().info("after the run folder")
+        step()
+
+    with caplog.at_level("INFO"):
+        named()
+    names = {r.getMessage(): getattr(r, "flow_run_name", None) for r in caplog.records}
+    assert names["before the run folder"] == "random-words"
+    assert names["flow run 'random-words' is named 'r1' after its run folder"] == "r1"
+    assert names["after the run folder"] == "r1"
+    assert names["a task's line"] == "r1"
+
+
 @pytest.mark.parametrize(
     "root", ["/data/my runs é", "/data/it's", "/data/a$b, c", "~/runs", "runs"]
 )
