@@ -95,8 +95,10 @@ def disjoint_classes(y: np.ndarray, num_clients: int, seed: int) -> list[np.ndar
     classes = np.unique(y)
     if num_clients > len(classes):
         raise ValueError(
-            f"num_clients ({num_clients}) is more than the classes ({len(classes)}) "
-            "for disjoint_classes"
+            f"num_clients ({num_clients}) is more than the classes ({len(classes)}) for "
+            "disjoint_classes: give each client its own classes with "
+            f"federated.num_clients={len(classes)} or fewer, or share them with "
+            "federated.partition=dirichlet or iid"
         )
     groups = np.array_split(np.random.default_rng(seed).permutation(classes), num_clients)
     return [np.flatnonzero(np.isin(y, group)) for group in groups]

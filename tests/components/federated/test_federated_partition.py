@@ -77,7 +77,12 @@ def test_disjoint_classes_own_classes_evenly():
         (lambda: dirichlet(Y, 3, 0.0, 0), "alpha"),
         (lambda: dirichlet(Y, 3, -1.0, 0), "alpha"),
         (lambda: dirichlet(Y, 3, 1.0, 0, min_size=500), "min_size"),
-        (lambda: disjoint_classes(Y, 11, 0), "classes"),
+        (
+            lambda: disjoint_classes(Y, 11, 0),
+            r"more than the classes \(10\) for disjoint_classes: give each client its own "
+            r"classes with federated.num_clients=10 or fewer, or share them with "
+            r"federated.partition=dirichlet or iid",
+        ),
         (lambda: disjoint_classes(Y, 0, 0), "num_clients"),
         (lambda: iid(Y.astype(float), 2, 0), "integer"),
     ],
