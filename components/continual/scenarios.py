@@ -45,12 +45,17 @@ def _task_sizes(
     if num_tasks < 1:
         raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
     if num_tasks > num_classes:
-        raise ValueError(f"num_tasks={num_tasks} exceeds the number of classes ({num_classes})")
+        raise ValueError(
+            f"num_tasks={num_tasks} exceeds the number of classes ({num_classes}): each task "
+            f"brings new classes, so set continual.num_tasks={num_classes} or fewer"
+        )
     if classes_per_task is None:
         if num_classes % num_tasks:
+            even = [k for k in range(2, num_classes + 1) if num_classes % k == 0]
             raise ValueError(
-                f"num_tasks={num_tasks} does not divide the {num_classes} classes; "
-                "pass classes_per_task as a sequence for an uneven split"
+                f"num_tasks={num_tasks} does not divide the {num_classes} classes: set "
+                f"continual.num_tasks to one of {even}, or give continual.classes_per_task as "
+                f"a list of {num_tasks} sizes summing to {num_classes} for an uneven split"
             )
         return [num_classes // num_tasks] * num_tasks
     sizes = (
