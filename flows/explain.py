@@ -236,7 +236,7 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
 
     metrics = source_metrics(source)
     history = metrics.get("train", {}).get("history", [])
-    train_seconds = sum(h.get("epoch_time_s", 0.0) for h in history) or None
+    train_seconds = training_seconds(metrics)
     explanations = explain_task(
         checkpoint,
         dataset.path,
@@ -299,6 +299,15 @@ def check_fits(source: Path, checkpoint: Path, data_meta: dict, doing: str = "ex
 def source_metrics(source: Path) -> dict:
     """The ``metrics.json`` of the run folder ``source`` ({} where it has none)."""
     return read_run_json(source / "metrics.json") or {}
+
+
+def training_seconds(metrics: dict) -> float | None:
+    """The training stage's wall time of a run's ``metrics.json`` (``train.wall_s``; a run
+    from before it was recorded: the sum of its epochs' times), None where neither is there."""
+    train = metrics.get("train") or {}
+    if train.get("wall_s") is not None:
+        return float(train["wall_s"])
+    return sum(h.get("epoch_time_s", 0.0) for h in train.get("history", [])) or None
 
 
 def _headline(explanations: dict) -> dict:

@@ -189,7 +189,7 @@ def pipeline(
         run,
         settings,
         report,
-        metrics=metrics_json(test, outcome, dataset),
+        metrics=metrics_json(test, outcome, dataset, train_seconds),
         files=({"ftwt.json": ftwt} if ftwt else {}) | check_files(explanations),
         tracked=TrackedModel(outcome.history, outcome.best_checkpoint),
     )
@@ -246,11 +246,14 @@ def check_rounds(spec, cfg) -> None:
         raise ConfigError(f"train.self_distill=iterative: {err}") from err
 
 
-def metrics_json(test: dict, outcome, dataset) -> dict:
-    """``metrics.json`` of a pipeline run: test metrics, how training went, which data."""
+def metrics_json(test: dict, outcome, dataset, train_seconds: float) -> dict:
+    """``metrics.json`` of a pipeline run: test metrics, how training went (``wall_s``: the
+    training stage's wall time, which ``sennflow explain`` gives a re-explanation with
+    ``explain.budget_s=auto``, as the run's own explain stage had), which data."""
     return {
         "test": test,
         "train": {
+            "wall_s": round(train_seconds, 3),
             "best_epoch": outcome.best_epoch,
             "best_val_loss": outcome.best_val_loss,
             "stopped_early": outcome.stopped_early,

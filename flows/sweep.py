@@ -281,7 +281,8 @@ def sweep(
         run,
         settings,
         report,
-        metrics={"test": test, "search": summary},
+        metrics={"test": test, "search": summary}
+        | ({"train": {"wall_s": round(train_seconds, 3)}} if trained is not None else {}),
         tracked=TrackedModel(history, model, outcome.trials),
         files=({"prune.json": lottery} if lottery else {}) | check_files(explanations),
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.explain import explain_run
+from flows.explain import explain_run, training_seconds
 from flows.pipeline import pipeline
 from sennflow.cli import main
 
@@ -202,3 +202,10 @@ def test_a_path_inside_a_run_folder_names_the_run_folder(trained_run, capsys):
 def test_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
     assert main(["explain", str(tmp_path)]) == 2
     assert "is not a finished run folder" in capsys.readouterr().err
+
+
+def test_a_re_explanation_budgets_by_the_run_s_training_stage_wall_time():
+    history = [{"epoch_time_s": 0.5}, {"epoch_time_s": 0.25}]
+    assert training_seconds({"train": {"wall_s": 21.5, "history": history}}) == 21.5
+    assert training_seconds({"train": {"history": history}}) == 0.75  # a run from before
+    assert training_seconds({"test": {"accuracy": 0.9}}) is None  # a sweep without retrain

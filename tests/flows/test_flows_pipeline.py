@@ -36,6 +36,8 @@ def test_tiny_pipeline_writes_a_complete_run_folder(prefect_harness, ray_session
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] == pytest.approx(result.headline["test_accuracy"])
     assert len(metrics["train"]["history"]) == 2  # experiment=tiny runs two epochs
+    epochs_s = sum(h["epoch_time_s"] for h in metrics["train"]["history"])
+    assert metrics["train"]["wall_s"] > epochs_s  # the stage: Ray Train's start-up too
     assert sum(metrics["data"]["row_counts"].values()) == 1797  # every digits sample, once
     meta = json.loads((run_dir / "meta.json").read_text())
     assert {"git_sha", "packages", "seeds", "device"} <= set(meta)

@@ -176,8 +176,10 @@ def test_stn_lowers_a_bad_dropout_start_and_beats_the_fixed_run(
     # The retrained model (mlp by default) replays the learned dropout epoch by epoch.
     spec = json.loads((run_dir / "checkpoints" / "best" / "model.json").read_text())
     assert spec["name"] == "mlp"
-    summary = json.loads((run_dir / "metrics.json").read_text())["search"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    summary = metrics["search"]
     assert [row["dropout"] for row in summary["replayed_schedule"]] == pytest.approx(rates)
+    assert metrics["train"]["wall_s"] > 0  # the retrain's, for a later sennflow explain
     assert (run_dir / "figures" / "search_replayed_schedule.png").is_file()
     assert (run_dir / "figures" / "search_schedules.png").is_file()
 
