@@ -312,6 +312,12 @@ def check_resumable(run_dir: Path) -> dict:
     state = status.get("state")
     if state == COMPLETED or (not status and (run_dir / "report.html").is_file()):
         raise ConfigError(f"cannot resume {run_dir}: the run already completed. {_after(run_dir)}")
+    if state == FAILED and status.get("resume", "") is None:
+        raise ConfigError(
+            f"cannot resume {run_dir}: {status.get('error')}. A resume keeps the run's config "
+            f"and would fail the same way; start a new run with the change instead"
+            + _from_weights(run_dir)
+        )
     if state == RUNNING and status.get("host") != socket.gethostname():
         raise ConfigError(
             f"cannot resume {run_dir}: status.json says it is running on host "
@@ -331,6 +337,14 @@ def shown_state(status: dict) -> str:
     if state == RUNNING and status.get("host") == socket.gethostname() and not _alive(status):
         return KILLED
     return state
+
+
+def _from_weights(run_dir: Path) -> str:
+    """How a new run continues from ``run_dir``'s last checkpoint, where it has one."""
+    last = run_dir / "checkpoints" / "last"
+    if not last.is_dir():
+        return ""
+    return f" (from its last weights: {shell_override('train.resume_from', str(last))})"
 
 
 def _after(run_dir: Path) -> str:
@@ -370,8 +384,10 @@ def _end(run_dir: Path, err: BaseException) -> None:
     signum = signal_of(err)
     if signum is not None:
         update_status(run_dir, state=INTERRUPTED, signal=signal.Signals(signum).name)
-    else:
+    elif getattr(err, "resumable", True):
         update_status(run_dir, state=FAILED, error=f"{type(err).__name__}: {err}")
+    else:  # resuming the same config would fail the same way (a diverged fit)
+        update_status(run_dir, state=FAILED, error=f"{type(err).__name__}: {err}", resume=None)
 
 
 def signal_of(err: BaseException) -> int | None:

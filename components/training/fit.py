@@ -53,6 +53,10 @@ class DivergedError(RuntimeError):
         lr_key: the setting ``lr`` comes from (``ssl.lr`` for self-supervised pre-training).
     """
 
+    # A resume keeps the run's learning rate and would diverge again; the message says what to
+    # change in a new run (:func:`flows.run_folder.check_resumable` says so too).
+    resumable = False
+
     def __init__(
         self,
         epoch: int,

@@ -55,6 +55,33 @@ def test_status_records_each_epoch_and_the_error_of_a_failed_run(tmp_path):
     assert status["resume"] == "sennflow run --resume run.id=r1"
 
 
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_diverged_run_is_not_offered_a_resume_that_would_diverge_again(tmp_path, kept):
+    from components.training.fit import DivergedError
+
+    run_dir = _run_folder(tmp_path)
+    if kept:  # the last finite epoch's weights
+        (run_dir / "checkpoints" / "last").mkdir(parents=True)
+
+    @with_run_status
+    def flow():
+        start_status(run_dir, "pipeline")
+        raise DivergedError(3, "train", {"train_loss": float("nan")}, 10.0)
+
+    with pytest.raises(DivergedError):
+        flow()
+    status = read_status(run_dir)
+    assert status["state"] == "failed" and status["resume"] is None  # `sennflow runs` lists none
+    with pytest.raises(ConfigError) as refused:
+        check_resumable(run_dir)
+    message = str(refused.value)
+    assert "training diverged at epoch 3 (stage 'train')" in message
+    assert "lower train.lr (it is 10) or set train.grad_clip" in message
+    assert "A resume keeps the run's config and would fail the same way" in message
+    weights = f"(from its last weights: train.resume_from={run_dir}/checkpoints/last)"
+    assert message.endswith(weights) == kept
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_marks_the_run_interrupted_and_prints_how_to_resume(
     signum, code, tmp_path, capsys
