@@ -71,21 +71,28 @@ def input_kind(path: str, meta: DatasetMeta) -> str:
     if "://" not in path and not local.exists():
         raise DataError("does not exist", file=path)
     if local.is_dir():
-        given = "table" if _is_parquet(local) else "images"
+        given = "table" if _is_parquet(local) else "images" if _has_images(local) else None
     else:
         given = "images" if local.suffix.lower() in IMAGE_SUFFIXES else "table"
     if (given, wants) == ("table", "images") and _is_parquet(local):
         return "image_table"  # encoded images in a Parquet column
     if given != wants:
-        given = "a table" if given == "table" else given
         takes = (
             f"image files (one, or a folder of them) sized as its {meta.feature_shape[-1]} px "
             "crops are made"
             if wants == "images"
             else "a CSV or Parquet file with the columns it was trained on"
         )
-        raise DataError(f"holds {given}, but the model takes {takes}", file=path)
+        holds = {None: "is a folder with no image or Parquet file", "table": "holds a table"}
+        raise DataError(
+            f"{holds.get(given, 'holds images')}, but the model takes {takes}", file=path
+        )
     return wants
+
+
+def _has_images(folder: Path) -> bool:
+    """Whether ``folder`` or a folder below it holds an image file."""
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
 
 
 def _is_parquet(path: Path) -> bool:

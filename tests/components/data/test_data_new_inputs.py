@@ -221,3 +221,9 @@ def test_the_wrong_kind_of_input_is_refused(parts_folder, ingest_folder, table_d
     with pytest.raises(DataError, match="does not exist"):
         input_kind(str(tmp_path / "nothing.csv"), image_meta)
     assert input_kind(str(folder), load_meta(dataset)) == "table"  # a folder of Parquet files
+    csvs = tmp_path / "exports"  # a folder of CSV files: neither images nor Parquet parts
+    csvs.mkdir()
+    (csvs / "day1.csv").write_text("size,colour\n1,red\n")
+    for model in (load_meta(dataset), image_meta):
+        with pytest.raises(DataError, match="is a folder with no image or Parquet file, but"):
+            input_kind(str(csvs), model)
