@@ -12,6 +12,9 @@ from flows.run_folder import COMPLETED, FAILED, INTERRUPTED, KILLED, read_status
 
 RESUMABLE = (INTERRUPTED, FAILED, KILLED)
 UNREADABLE = "unreadable"
+# The flows whose run is about one model (the others, e.g. federated and continual, train their
+# own networks; their config's model section is the default, not what ran).
+MODEL_FLOWS = ("pipeline", "sweep", "explain", "predict", "prune")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class RunRow:
             ``completed`` when it has a report and ``unknown`` otherwise.
         started: when the run first started (ISO 8601, UTC), if recorded.
         epoch: the last completed training epoch, if any.
+        what: what it ran, from its ``config.yaml``: a sweep's method, the model (with its
+            trunk) and the data (``protopnet/resnet18 on image_folder birds``); a predict run's
+            inputs instead of the data; None where the config says nothing readable.
         headline: the headline metrics a finished run recorded.
         resume: the command that resumes it, for a run that stopped before completing.
         problem: why its status could not be read.
@@ -36,6 +42,7 @@ class RunRow:
     state: str
     started: str | None = None
     epoch: int | None = None
+    what: str | None = None
     headline: dict = field(default_factory=dict)
     resume: str | None = None
     problem: str | None = None
@@ -68,7 +75,7 @@ def _listed(folder: Path) -> list[Path]:
 
 
 def _row(run_dir: Path) -> RunRow:
-    named = {"flow": run_dir.parent.name, "run_id": run_dir.name}
+    named = {"flow": run_dir.parent.name, "run_id": run_dir.name, "what": _what(run_dir)}
     try:
         status = read_status(run_dir)
     except ConfigError as err:
@@ -90,3 +97,46 @@ def _row(run_dir: Path) -> RunRow:
 
 def _typed(value, kind: type):
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _what(run_dir: Path) -> str | None:
+    """:attr:`RunRow.what` of ``run_dir`` (its flow is the parent folder's name)."""
+    config = _yaml(run_dir / "config.yaml")
+    data = _mapping(config, "data")
+    if not isinstance(data.get("source"), str):
+        return None
+    path = data.get("path")
+    used = f"{data['source']} {_name(path)}" if isinstance(path, str) and path else data["source"]
+    flow = run_dir.parent.name
+    if flow not in MODEL_FLOWS:
+        return f"on {used}"
+    model = _mapping(config, "model")
+    backbone = _mapping(model, "params").get("backbone")
+    what = f"{model.get('name')}/{backbone}" if backbone else str(model.get("name"))
+    if flow == "sweep":
+        what = f"{_mapping(config, 'search').get('method')}: {what}"
+    if flow == "predict":
+        given = _yaml(run_dir / "meta.json").get("input")  # the files it predicted
+        used = _name(given) if isinstance(given, str) else "?"
+    return f"{what} on {used}"
+
+
+def _yaml(path: Path) -> dict:
+    """A YAML (or JSON) file's mapping; {} where it is missing, unreadable or no mapping."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _mapping(config: dict, key: str) -> dict:
+    value = config.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _name(path: str) -> str:
+    """The last part of a path or URL (``/data/birds/`` -> ``birds``)."""
+    return path.rstrip("/").rsplit("/", 1)[-1] or path

@@ -65,13 +65,14 @@ def _print_rows(rows) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    header = ("started (UTC)", "run", "state", "epoch", "headline")
+    header = ("started (UTC)", "run", "state", "epoch", "what", "headline")
     cells = [header] + [
         (
             (row.started or "")[:16].replace("T", " "),
             f"{row.flow}/{row.run_id}",
             row.state,
             "" if row.epoch is None else str(row.epoch),
+            row.what or "",
             _headline(row.headline),
         )
         for row in rows

@@ -76,7 +76,7 @@ def test_the_command_prints_the_table_and_how_to_resume_the_stopped_runs(root, c
     assert main(["runs", str(root)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()  # one per run, whole whatever the terminal's width
-    assert lines[0].split() == ["started", "(UTC)", "run", "state", "epoch", "headline"]
+    assert lines[0].split() == ["started", "(UTC)", "run", "state", "epoch", "what", "headline"]
     shown = [re.search(r"(\S+/\S+) +(\S+)", line).groups() for line in lines[1:8]]
     assert shown == [
         ("federated/old", "completed"),
@@ -95,6 +95,38 @@ def test_the_command_prints_the_table_and_how_to_resume_the_stopped_runs(root, c
         f"sennflow run --resume run.id=killed run.root={root}"
     )
     assert "pipeline/broken: " in out and "cannot read it as JSON" in out
+
+
+def test_each_run_says_what_it_ran_from_its_config(tmp_path, capsys):
+    root = tmp_path / "runs"
+    birds = "data: {source: image_folder, path: /data/birds/}\n"
+    trunk = "model: {name: protopnet, params: {backbone: resnet18}}\n"
+    configs = {
+        ("pipeline", "a"): birds + trunk,
+        ("sweep", "b"): "data: {source: digits}\nmodel: {name: mlp}\nsearch: {method: asha}\n",
+        (
+            "federated",
+            "c",
+        ): "data: {source: csv, path: s3://bucket/loans.csv}\nmodel: {name: mlp}\n",
+        ("predict", "d"): birds + trunk,
+        ("pipeline", "e"): "data: [not, a, mapping]\n",
+        ("pipeline", "f"): "data: {source: digits\n",  # cut short
+    }
+    for (flow, run_id), config in configs.items():
+        run_dir = _run(root, flow, run_id, "2026-12-01T10:00", state="completed")
+        (run_dir / "config.yaml").write_text(config)
+    (root / "predict" / "d" / "meta.json").write_text('{"input": "/photos/unsorted/"}')
+    what = {row.run_id: row.what for row in list_runs(root)}
+    assert what == {
+        "a": "protopnet/resnet18 on image_folder birds",
+        "b": "asha: mlp on digits",
+        "c": "on csv loans.csv",  # federated trains its own networks: no model named
+        "d": "protopnet/resnet18 on unsorted",  # the files it predicted
+        "e": None,
+        "f": None,
+    }
+    assert main(["runs", str(root), "--flow", "sweep"]) == 0
+    assert "sweep/b  completed         asha: mlp on digits" in capsys.readouterr().out
 
 
 def test_runs_filter_by_flow_and_state(root, capsys):
