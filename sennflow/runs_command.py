@@ -15,12 +15,13 @@ def runs_command(sub) -> None:
     """Add ``sennflow runs [ROOT] [--flow F] [--state S]`` to the subcommands ``sub``."""
     runs = sub.add_parser(
         "runs",
-        help="list the runs under a run root: state, headline metrics, how to resume",
+        help="list the runs under a run root: state, what ran, headline metrics, how to resume",
         description=(
             "List the run folders under ROOT (runs/<flow>/<run-id>/), oldest first: when each "
             "started, its state (running, completed, failed, interrupted, or killed: left "
-            "running by a process gone from this host), its last training epoch and headline "
-            "metrics; then the command that resumes each run that stopped."
+            "running by a process gone from this host), its last training epoch, what it ran "
+            "(model and data) and its headline metrics; then the command that resumes each run "
+            "that stopped."
         ),
     )
     runs.add_argument("root", nargs="?", default="runs", help="the run root (default: runs)")
