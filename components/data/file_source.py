@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
@@ -30,6 +31,9 @@ _HASH_CHUNK_BYTES = 8 << 20
 CSV_BLOCK_BYTES = 1 << 20
 # The delimiters a CSV file may use, the default first; what the header line splits on is used.
 _DELIMITERS = (",", ";", "\t", "|")
+# A ;-separated file is a spreadsheet saved in a locale whose decimal point is a comma (that is
+# why it is not ,-separated): its cells that are numbers with a decimal comma are read as numbers.
+_DECIMAL_COMMA = r"^([-+]?[0-9]*),([0-9]+)$"
 # Enough of a file's start to hold its header line.
 _SNIFF_BYTES = 1 << 16
 # A file or folder name that names a split: "train-00000-of-00004.parquet", "test/", "val.parquet".
@@ -233,7 +237,8 @@ def csv_batches(
     ``encoding`` is the text's (Arrow transcodes anything else to UTF-8). Every column arrives
     as text (empty and ``NA``-like cells as nulls): types inferred from the first block would
     break on a later block whose values differ (integers, then floats or words), so the
-    validation parses the numbers itself.
+    validation parses the numbers itself. In a ``;``-separated file, a cell that is a number with
+    a decimal comma (``45062,25``) arrives with a decimal point.
 
     Raises:
         DataError: The file is missing, empty, not text in ``encoding`` or not valid CSV (e.g.
@@ -247,7 +252,8 @@ def csv_batches(
             names = _open_csv(handle, block_bytes, None, delimiter, encoding).schema.names
         with _open_decompressed(fs, fs_path) as handle:
             types = dict.fromkeys(names, pa.string())
-            yield from _open_csv(handle, block_bytes, types, delimiter, encoding)
+            for batch in _open_csv(handle, block_bytes, types, delimiter, encoding):
+                yield _decimal_points(batch) if delimiter == ";" else batch
     except UnicodeDecodeError as err:
         where = f"byte {err.object[err.start : err.start + 1].hex()} at offset {err.start}"
         raise _not_text(path, encoding, where) from err
@@ -277,6 +283,16 @@ def _not_text(path: str, encoding: str, where: str) -> DataError:
         "data.encoding=latin-1",
         file=path,
     )
+
+
+def _decimal_points(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` (text columns) with each number written with a decimal comma rewritten with a
+    decimal point; other cells as they are."""
+    columns = [
+        pc.replace_substring_regex(column, pattern=_DECIMAL_COMMA, replacement=r"\1.\2")
+        for column in batch.columns
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
 
 def _open_decompressed(fs: AbstractFileSystem, fs_path: str):

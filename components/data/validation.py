@@ -628,7 +628,8 @@ def _raise_unparsable(checked: _Checked, file: str, numbering: RowNumbering) -> 
         if _numbers_with_commas(found):
             message = (
                 f"feature column is not numeric (type {found.kind}): values such as {examples} "
-                "are not numbers; a decimal comma? save the file with '.' as the decimal point"
+                "are not numbers; a decimal comma? save the file with '.' as the decimal point, "
+                "or with ';' between fields (a ;-separated file is read with decimal commas)"
             )
         elif len(numbers) < len(words):
             message = (

@@ -207,10 +207,26 @@ def test_a_csv_not_in_its_encoding_names_the_byte_and_the_setting(tmp_path):
         DataSpec(source="csv", path=str(path), encoding="klingon")
 
 
-def test_decimal_commas_are_named_as_the_likely_cause(tmp_path):
-    path = tmp_path / "excel.csv"
-    _frame(labels=(0, 1)).to_csv(path, index=False, sep=";", decimal=",")
-    with pytest.raises(DataError, match=r"not numbers; a decimal comma\?"):
+def test_a_semicolon_separated_file_s_decimal_commas_are_numbers(tmp_path):
+    frame = _frame(labels=(0, 1)).assign(colour=lambda f: np.where(f["f0"] > 0, "red", "blue"))
+    frame.loc[0, "colour"] = "1,5 red"  # a word with a comma in it stays a word
+    path = tmp_path / "excel.csv"  # what a spreadsheet in a decimal-comma locale saves
+    frame.to_csv(path, index=False, sep=";", decimal=",")
+    assert "," in path.read_text().splitlines()[1]
+
+    result = ingest(DataSpec(source="csv", path=str(path)), tmp_path / "cache")
+
+    x, y = _read_all(result.path)
+    words = [f"colour={w}" for w in ("1,5 red", "blue", "red")]
+    assert result.meta["feature_names"] == ["f0", "f1", "f2", "f3", *words]
+    expected = frame.filter(like="f").to_numpy(np.float32)
+    assert _same_rows(np.column_stack([x[:, :4], y]), np.column_stack([expected, frame["label"]]))
+
+
+def test_decimal_commas_in_a_comma_separated_file_are_named_as_the_likely_cause(tmp_path):
+    path = tmp_path / "quoted.csv"  # "1,5" in quotes: a decimal comma, or a thousands separator
+    _frame(labels=(0, 1)).to_csv(path, index=False, decimal=",")
+    with pytest.raises(DataError, match=r"not numbers; a decimal comma\? .* or with ';' between"):
         ingest(DataSpec(source="csv", path=str(path)), tmp_path / "cache")
 
 
