@@ -12,8 +12,7 @@ from components.data.spec import FILE_SOURCES, DataSpec, source_fields
 
 # Bump when the on-disk layout, what ingest reads from a source or the split/generation
 # algorithms change: old caches then miss.
-FORMAT_VERSION = 4  # 2: meta.json records parts' sizes; 3: tables name features, leave out an
-# index; 4: a ;-separated CSV file's decimal commas are numbers (they were words)
+FORMAT_VERSION = 3  # 2: meta.json records parts' sizes; 3: tables name features, leave out an index
 
 
 def content_fields(spec: DataSpec, *, images: bool = False) -> dict:
