@@ -72,8 +72,16 @@ def input_kind(path: str, meta: DatasetMeta) -> str:
         raise DataError("does not exist", file=path)
     if local.is_dir():
         given = "table" if _is_parquet(local) else "images" if _has_images(local) else None
-    else:
-        given = "images" if local.suffix.lower() in IMAGE_SUFFIXES else "table"
+    elif local.suffix.lower() in IMAGE_SUFFIXES:
+        given = "images"
+    elif _is_table(path):
+        given = "table"
+    else:  # e.g. a phone's HEIC photo, or a .txt export
+        raise DataError(
+            f"is neither an image file ({', '.join(IMAGE_SUFFIXES)}) nor a CSV or Parquet file "
+            "(.csv, .tsv, .parquet, .pq); convert it to one of them",
+            file=path,
+        )
     if (given, wants) == ("table", "images") and _is_parquet(local):
         return "image_table"  # encoded images in a Parquet column
     if given != wants:
@@ -88,6 +96,21 @@ def input_kind(path: str, meta: DatasetMeta) -> str:
             f"{holds.get(given, 'holds images')}, but the model takes {takes}", file=path
         )
     return wants
+
+
+_TABLE_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq"}  # ``.csv.gz`` too: any of its suffixes
+
+
+def _is_table(path: str) -> bool:
+    """A CSV or Parquet file by its name, a Parquet file by its first bytes, or a URL (read as
+    a table: a remote folder of Parquet parts has no suffix)."""
+    if "://" in path or _TABLE_SUFFIXES & {s.lower() for s in PurePosixPath(path).suffixes}:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PAR1"
+    except OSError as err:
+        raise DataError(f"cannot be read ({err.strerror or err})", file=path) from err
 
 
 def _has_images(folder: Path) -> bool:

@@ -221,6 +221,15 @@ def test_the_wrong_kind_of_input_is_refused(parts_folder, ingest_folder, table_d
     with pytest.raises(DataError, match="does not exist"):
         input_kind(str(tmp_path / "nothing.csv"), image_meta)
     assert input_kind(str(folder), load_meta(dataset)) == "table"  # a folder of Parquet files
+    photo = tmp_path / "IMG_0001.HEIC"  # a phone's photo in a format the decoder does not read
+    photo.write_bytes(b"\x00\x00\x00\x18ftypheic")
+    for model in (load_meta(dataset), image_meta):
+        with pytest.raises(DataError, match=r"HEIC: is neither an image file \(.jpg, .*\) nor a"):
+            input_kind(str(photo), model)
+    part = next(folder.rglob("*.parquet"))
+    bare = tmp_path / "part-00000"  # a Parquet part without a suffix, known by its first bytes
+    bare.write_bytes(part.read_bytes())
+    assert input_kind(str(bare), load_meta(dataset)) == "table"
     csvs = tmp_path / "exports"  # a folder of CSV files: neither images nor Parquet parts
     csvs.mkdir()
     (csvs / "day1.csv").write_text("size,colour\n1,red\n")
