@@ -37,7 +37,7 @@ import posixpath
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -227,7 +227,8 @@ def _subfolders(folder: Path) -> tuple[dict[str, Path], int]:
 def _scan_class_folders(root: Path, folders: dict[str, Path], ignored: int) -> FolderListing:
     class_names = _check_classes(root, sorted(folders), ignored)
     found = {name: _class_files(root, folders[name]) for name in class_names}
-    _check_not_empty(root, {name: files for name, (files, _, _) in found.items()})
+    others = [rel for _, bad, _ in found.values() for rel in bad]
+    _check_not_empty(root, {name: files for name, (files, _, _) in found.items()}, others)
     rows = sorted((rel, label) for label, name in enumerate(class_names) for rel in found[name][0])
     return FolderListing(
         root=root,
@@ -237,7 +238,7 @@ def _scan_class_folders(root: Path, folders: dict[str, Path], ignored: int) -> F
         labels=tuple(label for _, label in rows),
         splits=None,
         given_splits=(),
-        not_images=tuple(sorted(rel for _, bad, _ in found.values() for rel in bad)),
+        not_images=tuple(sorted(others)),
         ignored=ignored + sum(hidden for _, _, hidden in found.values()),
     )
 
@@ -259,7 +260,7 @@ def _scan_split_folders(root: Path, folders: dict[str, Path], ignored: int) -> F
             rows += [(rel, class_names.index(name), split) for rel in images]
             not_images += bad
             ignored += hidden
-    _check_not_empty(root, files)
+    _check_not_empty(root, files, not_images)
     rows.sort()
     return FolderListing(
         root=root,
@@ -353,17 +354,28 @@ def _check_trained(
         )
 
 
-def _check_not_empty(root: Path, files: dict[str, tuple[str, ...]]) -> None:
-    """Raise naming every class folder without an image file.
+def _check_not_empty(
+    root: Path, files: dict[str, tuple[str, ...]], others: list[str] | tuple[str, ...] = ()
+) -> None:
+    """Raise naming every class folder without an image file, and the kinds of the other files
+    (``others``, relative to ``root``) they hold: photos in a format not read, such as HEIC.
 
     Dropping such a class (even with ``drop_invalid``) would renumber the classes after it, and
     keeping it would leave a class the model never sees: either way the user should decide.
     """
     empty = sorted(f"{name}/" for name, images in files.items() if not images)
-    if empty:
-        raise DataError(
-            f"{len(empty)} class folder(s) hold no image file ({', '.join(IMAGE_SUFFIXES)}): "
-            f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}; add images or remove "
-            "the folder",
-            file=str(root),
-        )
+    if not empty:
+        return
+    kinds = Counter(
+        PurePosixPath(rel).suffix.lower() or "without suffix"
+        for rel in others
+        if rel.removeprefix("./").startswith(tuple(empty))
+    )
+    held = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common(5))
+    raise DataError(
+        f"{len(empty)} class folder(s) hold no image file ({', '.join(IMAGE_SUFFIXES)}): "
+        f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}"
+        + (f" (they hold other files: {held}; convert images to a format above)" if held else "")
+        + "; add images or remove the folder",
+        file=str(root),
+    )

@@ -130,9 +130,31 @@ def test_an_empty_class_folder_is_an_error_even_with_drop_invalid(
     (folder / "unicorn").mkdir()
     (folder / "unicorn" / "notes.txt").write_text("no images yet")
 
-    with pytest.raises(DataError, match=r"1 class folder\(s\) hold no image file .*unicorn/"):
+    with pytest.raises(DataError, match=r"1 class folder\(s\) hold no image file .*unicorn/ "):
         ingest_folder(folder, drop_invalid=drop_invalid)
     assert image_tools.cache_is_clean(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("split", ["", "train/"])
+def test_a_class_folder_of_photos_in_a_format_not_read_says_which_they_are(
+    ingest_folder, image_tools, tmp_path, split
+):
+    folder = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (folder / split / name).mkdir(parents=True)
+    image_tools.write_image(folder / split / "cat" / "a.png", image_tools.random_pixels(0))
+    for k in range(3):  # a phone's photos
+        (folder / split / "dog" / f"IMG_{k}.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (folder / split / "dog" / "notes").write_text("taken in May")
+    if split:
+        (folder / "test" / "cat").mkdir(parents=True)
+        image_tools.write_image(folder / "test" / "cat" / "b.png", image_tools.random_pixels(1))
+    with pytest.raises(DataError) as refused:
+        ingest_folder(folder)
+    assert str(refused.value).endswith(
+        f"{split}dog/ (they hold other files: 3 .heic, 1 without suffix; convert images to a "
+        "format above); add images or remove the folder"
+    )
 
 
 def test_a_class_left_without_images_by_drop_invalid_is_an_error(
