@@ -32,6 +32,9 @@ CONF_DIR = (
 )
 # The search method of ``sennflow sweep`` when ``search=<method>`` is not chosen.
 DEFAULT_SEARCH = "asha"
+# The largest seed every seeded library takes (scikit-learn's random_state is below 2**32, and
+# stages derive seeds such as seed + 1 from it).
+MAX_SEED = 2**31 - 1
 
 
 class ConfigError(ValueError):
@@ -243,6 +246,8 @@ def to_settings(cfg) -> FlowSettings:
     except OmegaConfBaseException as err:  # e.g. ${oc.env:NAME} of an unset variable
         raise ConfigError(f"cannot resolve the config: {err}") from err
     seed = _scalar("seed", raw["seed"], int)
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"invalid config: seed={seed} (must be from 0 to {MAX_SEED})")
     model = raw["model"]
     _scalar("model.tiny", model["tiny"], bool)
     if not isinstance(model.get("params") or {}, dict):

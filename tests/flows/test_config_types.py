@@ -36,6 +36,14 @@ def test_a_value_of_the_wrong_type_names_its_key(override, message):
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**31])
+def test_a_seed_no_seeded_library_takes_is_refused(seed):
+    # -1 reached numpy's SeedSequence in the ingest task: a traceback and exit 1
+    with pytest.raises(ConfigError, match=rf"seed={seed} \(must be from 0 to 2147483647\)"):
+        to_settings(compose([f"seed={seed}"]))
+    assert to_settings(compose([f"seed={2**31 - 1}"])).seed == 2**31 - 1
+
+
 def test_every_wrong_value_of_a_group_is_named_at_once():
     with pytest.raises(ConfigError) as raised:
         to_settings(compose(["train.batch_size=abc", "train.epochs=x"]))
