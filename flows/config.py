@@ -282,6 +282,11 @@ def _run_settings(run: dict, ray: dict) -> RunSettings:
     values, problems = checked_values(RunSettings, values, "run")
     if problems:  # named by their config keys: ray.num_cpus, not run.ray_num_cpus
         raise ConfigError("invalid config: " + "; ".join(problems).replace("run.ray_", "ray."))
+    cpus = values["ray_num_cpus"]
+    if cpus is not None and cpus < 1:
+        raise ConfigError(
+            f"invalid config: ray.num_cpus={cpus} (must be >= 1, or null: every CPU here)"
+        )
     return RunSettings(**values)
 
 

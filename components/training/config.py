@@ -142,6 +142,9 @@ class TrainConfig:
             ("optimizer", *_one_of(self.optimizer, ("adam", "adamw", "sgd"))),
             ("lr_schedule", *_one_of(self.lr_schedule, ("cosine", "step", "none"))),
             ("early_stopping_patience", self.early_stopping_patience >= 0, ">= 0"),
+            ("min_delta", self.min_delta >= 0, ">= 0"),
+            # torch scales by max_norm / norm: a negative bound would reverse every step
+            ("grad_clip", self.grad_clip >= 0, ">= 0; 0 does not clip"),
             ("num_workers", self.num_workers >= 1, ">= 1"),
             ("precision", *_one_of(self.precision, ("bf16", "fp32"))),
             ("cpus_per_worker", self.cpus_per_worker >= 1, ">= 1"),

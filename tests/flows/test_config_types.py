@@ -36,6 +36,13 @@ def test_a_value_of_the_wrong_type_names_its_key(override, message):
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize("cpus", [0, -2])
+def test_a_ray_without_cpus_is_refused(cpus):
+    # -2 reached ray.init: a traceback and exit 1
+    with pytest.raises(ConfigError, match=rf"ray.num_cpus={cpus} \(must be >= 1, or null"):
+        to_settings(compose([f"ray.num_cpus={cpus}"]))
+
+
 @pytest.mark.parametrize("seed", [-1, 2**31])
 def test_a_seed_no_seeded_library_takes_is_refused(seed):
     # -1 reached numpy's SeedSequence in the ingest task: a traceback and exit 1
