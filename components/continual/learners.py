@@ -90,9 +90,19 @@ class LearnerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        dims = (self.input_dim, self.hidden_dim, self.embedding_dim, self.num_classes)
-        if min(dims) < 1 or min(self.epochs, self.batch_size) < 1:
-            raise ValueError(f"dimensions, epochs and batch_size must be >= 1: {self}")
+        counts = ("input_dim", "hidden_dim", "embedding_dim", "num_classes", "epochs", "batch_size")
+        bad = [
+            f"{name}={getattr(self, name)} (must be >= 1)"
+            for name in counts
+            if getattr(self, name) < 1
+        ]
+        if not 0.0 <= self.momentum < 1.0:
+            bad.append(f"momentum={self.momentum} (must be in [0, 1))")
+        if self.weight_decay < 0:
+            bad.append(f"weight_decay={self.weight_decay} (must be >= 0)")
+        if bad:
+            raise ValueError("; ".join(bad))
+        self.schedule()  # its rates and steps: 0 < min_lr <= const_lr <= max_lr, steps >= 0
 
     def schedule(self) -> InfiniteSchedule:
         """The infinite learning-rate schedule of this configuration."""

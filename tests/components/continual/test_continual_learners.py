@@ -169,3 +169,19 @@ def test_bad_inputs_are_rejected(split_digits):
     with pytest.raises(ValueError, match="distill_weight"):
         create_learner("ncm", distill_weight=-1.0)
     assert set(METHODS) == {"finetune", "joint", "ncm", "prd", "napa_vq", "protocl"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"epochs": 0, "batch_size": 0}, "epochs=0 (must be >= 1); batch_size=0 (must be >= 1)"),
+        ({"momentum": 1.5}, "momentum=1.5 (must be in [0, 1))"),
+        ({"weight_decay": -1e-4}, "weight_decay=-0.0001 (must be >= 0)"),
+        ({"max_lr": -1.0}, "need 0 < min_lr <= const_lr <= max_lr, got min_lr=0.001"),
+    ],
+)
+def test_a_learner_config_names_each_bad_value(values, message):
+    # it printed the whole config; a negative max_lr surfaced later as the optimiser's error
+    with pytest.raises(ValueError) as refused:
+        LearnerConfig(**values)
+    assert str(refused.value).startswith(message)
