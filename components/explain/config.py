@@ -106,15 +106,7 @@ class ExplainConfig:
             raise ValueError(
                 f"explain.methods: unknown {unknown}; choose from {list(POST_HOC_METHODS)} or all"
             )
-        positive = (
-            "num_samples",
-            "ig_steps",
-            "eval_samples",
-            "perturbation_samples",
-            "surrogate_samples",
-            "num_tasks",
-        )
-        bad = [name for name in positive if getattr(self, name) < 1]
+        bad = [name for name in _POSITIVE if getattr(self, name) < 1]
         if not 0 < self.top_k_fraction < 1:
             bad.append("top_k_fraction")
         if self.robustness_samples < 0:
@@ -140,7 +132,21 @@ class ExplainConfig:
         validate_checks(self.checks, blocks)
 
 
+_POSITIVE = (  # the counts that must be >= 1
+    "num_samples",
+    "top_k",
+    "ig_steps",
+    "eval_samples",
+    "perturbation_samples",
+    "surrogate_top_k",
+    "surrogate_depth",
+    "surrogate_samples",
+    "num_tasks",
+)
 _HINTS = {
+    **{name: f"{name} is >= 1" for name in _POSITIVE},
+    "robustness_samples": "robustness_samples is >= 0",
+    "top_k_fraction": "top_k_fraction is in (0, 1)",
     "feature_groups": f"feature_groups is one of {list(FEATURE_GROUPS)}",
     "patch_size": "patch_size is a positive integer or null",
     "budget_s": "budget_s is auto or a number of seconds > 0",

@@ -148,6 +148,13 @@ def test_explain_config_rejects_bad_grouping_and_budget_values():
     assert ExplainConfig(budget_s=12).budget_s == 12
 
 
+@pytest.mark.parametrize("name", ["top_k", "surrogate_top_k", "surrogate_depth"])
+def test_explain_config_names_a_count_below_1_and_what_it_must_be(name):
+    # each reached the explain stage (or sklearn's tree) and failed there with a traceback
+    with pytest.raises(ValueError, match=rf"explain\.{name}=0 \({name} is >= 1\)"):
+        ExplainConfig(**{name: 0})
+
+
 def test_a_word_columns_features_share_a_group():
     names = ["age", "work=private", "work=state", "hours", "sex=f", "sex=m"]
     categorical = {n: tuple(n.split("=")) for n in names if "=" in n}
