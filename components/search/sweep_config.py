@@ -68,14 +68,22 @@ class SweepConfig:
         object.__setattr__(self, "resources_per_trial", resources)
         if self.method not in METHODS:
             raise ValueError(f"search.method={self.method!r} is not one of {list(METHODS)}")
-        if min(self.num_samples, self.max_concurrent, self.grace_period) < 1:
-            raise ValueError(
-                "search.num_samples, search.max_concurrent and search.grace_period must be >= 1"
-            )
-        if self.reduction_factor < 2 or self.perturbation_interval < 1:
-            raise ValueError("search.reduction_factor must be >= 2, perturbation_interval >= 1")
+        least = {
+            "num_samples": 1,
+            "max_concurrent": 1,
+            "grace_period": 1,
+            "reduction_factor": 2,
+            "perturbation_interval": 1,
+        }
+        bad = [
+            f"search.{key}={getattr(self, key)} (must be >= {low})"
+            for key, low in least.items()
+            if getattr(self, key) < low
+        ]
         if not 0 < self.quantile_fraction <= 0.5:
-            raise ValueError("search.quantile_fraction must lie in (0, 0.5]")
+            bad.append(f"search.quantile_fraction={self.quantile_fraction} (must be in (0, 0.5])")
+        if bad:
+            raise ValueError("; ".join(bad))
         _check_selection(self)
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -191,9 +192,15 @@ def test_each_method_config_validates(method):
 @pytest.mark.parametrize(
     ("method", "override", "named"),
     [
-        ("hyperband", "search.reduction_factor=1", "search.reduction_factor"),
-        ("bohb", "search.reduction_factor=1", "search.reduction_factor"),
-        ("pb2", "search.quantile_fraction=0.7", "search.quantile_fraction"),
+        ("hyperband", "search.reduction_factor=1", "search.reduction_factor=1 (must be >= 2)"),
+        ("bohb", "search.reduction_factor=1", "search.reduction_factor=1 (must be >= 2)"),
+        (
+            "pb2",
+            "search.quantile_fraction=0.7",
+            "search.quantile_fraction=0.7 (must be in (0, 0.5])",
+        ),
+        ("asha", "search.max_concurrent=0", "search.max_concurrent=0 (must be >= 1)"),
+        ("pbt", "search.perturbation_interval=0", "search.perturbation_interval=0 (must be >= 1)"),
         (
             "pb2",
             "+search.space.train.optimizer={type:choice,values:[adam,sgd]}",
@@ -202,5 +209,5 @@ def test_each_method_config_validates(method):
     ],
 )
 def test_a_bad_method_setting_is_a_config_error_naming_it(method, override, named):
-    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(named)):
         to_search_settings(compose_sweep([f"search={method}", override]))
