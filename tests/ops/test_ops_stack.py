@@ -38,7 +38,9 @@ def stack_config(tmp_path, loopback, **settings) -> StackConfig:
 
 
 @pytest.fixture
-def stack(ray_start_lock, tmp_path, loopback):
+def stack(ray_start_lock, tmp_path, loopback, monkeypatch):
+    # the served deployments look for new runs every second, not every 10 s (Prefect's default)
+    monkeypatch.setenv("PREFECT_RUNNER_POLL_FREQUENCY", "1")
     config = stack_config(tmp_path, loopback, ray_cpus=2)
     up(config)
     try:
@@ -80,7 +82,9 @@ def run_deployment_via_api(config: StackConfig, name: str, parameters: dict):
     async def run():
         async with get_client() as client:
             await wait_for_deployment(client, name)
-            flow_run = await run_deployment(name, parameters=parameters, timeout=600)
+            flow_run = await run_deployment(
+                name, parameters=parameters, timeout=600, poll_interval=1
+            )
             artifacts = await client.read_artifacts(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
             )
