@@ -49,22 +49,31 @@ class RunRow:
 
 
 def list_runs(root: Path | str) -> list[RunRow]:
-    """Every run folder (a folder with ``config.yaml``) under ``root``, oldest first.
+    """Every run folder (a folder with ``config.yaml``) under ``root``, oldest first. ``root``
+    is a run root (``runs/``), or one flow's folder of it (``runs/pipeline``), or one run folder.
 
     Raises:
         ConfigError: ``root`` is no folder.
     """
     root = Path(root)
     if not root.is_dir():
-        raise ConfigError(f"{root}: no such folder of runs (the run.root runs were written to)")
+        what = "is a file, not a folder" if root.exists() else "no such folder"
+        raise ConfigError(f"{root}: {what} of runs (the run.root runs were written to)")
+    if _is_run(root):
+        return [_row(root)]
+    flow_dirs = [root] if any(map(_is_run, _listed(root))) else _listed(root)
     rows = [
         _row(run_dir)
-        for flow_dir in _listed(root)
+        for flow_dir in flow_dirs
         if flow_dir.is_dir()
         for run_dir in _listed(flow_dir)
-        if (run_dir / "config.yaml").is_file()
+        if _is_run(run_dir)
     ]
     return sorted(rows, key=lambda row: (row.started or "", row.flow, row.run_id))
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / "config.yaml").is_file()
 
 
 def _listed(folder: Path) -> list[Path]:

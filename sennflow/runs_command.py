@@ -24,7 +24,12 @@ def runs_command(sub) -> None:
             "that stopped."
         ),
     )
-    runs.add_argument("root", nargs="?", default="runs", help="the run root (default: runs)")
+    runs.add_argument(
+        "root",
+        nargs="?",
+        default="runs",
+        help="the run root (default: runs), one flow's folder of it, or one run folder",
+    )
     runs.add_argument("--flow", help="only this flow's runs (pipeline, sweep, explain, ...)")
     runs.add_argument(
         "--state",

@@ -15,8 +15,9 @@ def stack_command(sub) -> None:
             "up: start a Prefect server (UI at http://127.0.0.1:4200), an MLflow tracking server "
             "(http://127.0.0.1:5000), a Ray head and every deployment of infra/prefect.yaml "
             "served from one process, all bound to 127.0.0.1; "
-            "down: stop exactly those processes; status: which are running. State and logs go "
-            "to .stack/. SENNFLOW_DATABASE_URL selects Prefect's database (default SQLite)."
+            "down: stop exactly those processes; status: which are running (exit 0 when all "
+            "are, 1 when some stopped, 3 when no stack was started). State and logs go to "
+            ".stack/. SENNFLOW_DATABASE_URL selects Prefect's database (default SQLite)."
         ),
     )
     stack.add_argument("action", choices=("up", "down", "status"))
@@ -32,7 +33,7 @@ def stack_command(sub) -> None:
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from ops.stack import StackConfig, StackError, down, pid_file, status, up
+    from ops.stack import StackConfig, StackError, down, pid_file, up
     from sennflow.cli import fail
 
     kwargs = {"state_dir": Path(args.state_dir)} if args.state_dir else {}
@@ -54,9 +55,7 @@ def _stack(args: argparse.Namespace) -> int:
             return 1
         return 0
     if args.action == "status":
-        for name, alive in status(config).items():
-            print(f"{name}: {'running' if alive else 'stopped'}")
-        return 0
+        return _status(config)
     try:
         pids = up(config)
     except StackError as err:
@@ -70,3 +69,20 @@ def _stack(args: argparse.Namespace) -> int:
         f"use it:         export PREFECT_API_URL={config.api_url} RAY_ADDRESS={config.ray_address}"
     )
     return 0
+
+
+def _status(config) -> int:
+    """Print each recorded process's state; exit as an init script's ``status`` does (LSB): 0 all
+    running, 1 some stopped though recorded, 3 nothing recorded."""
+    from ops.stack import pid_file, status
+
+    alive = status(config)
+    if not alive:
+        print(f"no stack is running: none was started from {config.state_dir} (sennflow stack up)")
+        return 3
+    for name, running in alive.items():
+        print(f"{name}: {'running' if running else 'stopped'}")
+    if all(alive.values()):
+        return 0
+    print(f"see the logs in {config.state_dir}; `sennflow stack down` clears {pid_file(config)}")
+    return 1

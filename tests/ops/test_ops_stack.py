@@ -124,6 +124,7 @@ def test_stack_serves_runs_the_pipeline_from_the_api_refuses_bad_input_and_stops
     # the head's GCS listens on every interface (Ray offers no other choice): the token guards it
     assert ask_gcs(stack.ray_address, ()) == "UNAUTHENTICATED"
     assert ask_gcs(stack.ray_address, ray_token_metadata()) == "OK"
+    assert main(["stack", "status", "--state-dir", str(stack.state_dir)]) == 0
     # each pid is recorded with its start time, for `down` to tell it from a later process
     recorded = json.loads(pid_file(stack).read_text())
     assert {n: r["started"] for n, r in recorded.items()} == {
@@ -271,3 +272,33 @@ def test_a_failed_rewrite_of_the_pid_file_keeps_the_previous_one(tmp_path, monke
     with pytest.raises(OSError, match="No space left"):
         _write_records(config, {"prefect": (101, 1.5), "ray": (202, 2.5)})
     assert read_pids(config) == {"prefect": 101}
+
+
+def test_status_exits_0_1_or_3_as_an_init_script_does(tmp_path, capsys):
+    config = StackConfig(state_dir=tmp_path / "stack")
+    status_of = ["stack", "status", "--state-dir", str(config.state_dir)]
+    assert main(status_of) == 3
+    assert capsys.readouterr().out == (
+        f"no stack is running: none was started from {config.state_dir} (sennflow stack up)\n"
+    )
+    config.state_dir.mkdir()
+    alive, gone = sleeper(), sleeper()
+    gone.kill()
+    gone.wait(timeout=5)
+    try:
+        records = {
+            name: {"pid": process.pid, "started": process.create_time()}
+            for name, process in (("prefect", alive), ("mlflow", alive))
+        }
+        records["ray"] = {"pid": gone.pid, "started": records["prefect"]["started"]}
+        pid_file(config).write_text(json.dumps(records))
+        assert main(status_of) == 1  # recorded, yet one is gone
+        out = capsys.readouterr().out
+        assert out.splitlines()[:3] == ["prefect: running", "mlflow: running", "ray: stopped"]
+        del records["ray"]
+        pid_file(config).write_text(json.dumps(records))
+        assert main(status_of) == 0
+        assert capsys.readouterr().out == "prefect: running\nmlflow: running\n"
+    finally:
+        alive.kill()
+        alive.wait(timeout=5)

@@ -152,6 +152,15 @@ def test_a_root_that_is_no_folder_is_one_error_and_exit_2(tmp_path, capsys):
     )
     (tmp_path / "file").write_text("")
     assert main(["runs", str(tmp_path / "file")]) == 2
+    assert f"{tmp_path / 'file'}: is a file, not a folder of runs" in capsys.readouterr().err
+
+
+def test_one_flows_folder_or_one_run_folder_lists_its_runs(root):
+    rows = list_runs(root / "pipeline")
+    assert [row.run_id for row in rows] == ["broken", "done", "killed", "alive"]  # oldest first
+    assert {row.flow for row in rows} == {"pipeline"}
+    (row,) = list_runs(root / "sweep" / "stopped")
+    assert (row.flow, row.run_id, row.state) == ("sweep", "stopped", "interrupted")
 
 
 def test_a_hand_edited_status_of_wrong_types_is_listed_without_them(tmp_path, capsys):
