@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     explain.add_argument("run_dir", help="a finished run folder")
-    explain.add_argument("overrides", nargs="*", help="e.g. explain.methods=all")
+    explain.add_argument("overrides", nargs="*", default=[], help="e.g. explain.methods=all")
     explain.set_defaults(handler=_explain)
     predict = sub.add_parser(
         "predict",
@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("run_dir", help="a finished run folder")
     predict.add_argument("input", help="a CSV/Parquet file, an image file or a folder of images")
-    predict.add_argument("overrides", nargs="*", help="e.g. predict.top_k=5")
+    predict.add_argument("overrides", nargs="*", default=[], help="e.g. predict.top_k=5")
     predict.set_defaults(handler=_predict)
     runs_command(sub)
     stack_command(sub)
@@ -251,7 +251,9 @@ def _command(sub, name: str, *, help: str, description: str, epilog, example: st
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    command.add_argument("overrides", nargs="*", help=f"Hydra overrides, e.g. {example}")
+    command.add_argument(
+        "overrides", nargs="*", default=[], help=f"Hydra overrides, e.g. {example}"
+    )
     command.add_argument("--show-config", action="store_true", help=SHOW_CONFIG)
     return command
 

@@ -178,6 +178,22 @@ def test_no_command_prints_usage_and_exits_2(capsys):
     assert "usage: sennflow" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [
+        (["predict"], "run_dir, input"),
+        (["predict", "runs/pipeline/a"], "input"),
+        (["explain"], "run_dir"),
+    ],
+)
+def test_a_missing_argument_names_only_what_is_required(argv, missing, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith(f"error: the following arguments are required: {missing}")
+
+
 @pytest.mark.slow
 @pytest.mark.prefect
 @pytest.mark.ray
