@@ -283,14 +283,13 @@ def test_status_exits_0_1_or_3_as_an_init_script_does(tmp_path, capsys):
     )
     config.state_dir.mkdir()
     alive, gone = sleeper(), sleeper()
+    records = {
+        name: {"pid": process.pid, "started": process.create_time()}
+        for name, process in (("prefect", alive), ("mlflow", alive), ("ray", gone))
+    }
     gone.kill()
     gone.wait(timeout=5)
     try:
-        records = {
-            name: {"pid": process.pid, "started": process.create_time()}
-            for name, process in (("prefect", alive), ("mlflow", alive))
-        }
-        records["ray"] = {"pid": gone.pid, "started": records["prefect"]["started"]}
         pid_file(config).write_text(json.dumps(records))
         assert main(status_of) == 1  # recorded, yet one is gone
         out = capsys.readouterr().out
