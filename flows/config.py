@@ -6,6 +6,8 @@ dataclasses (``DataSpec``, ``TrainConfig``, ...), never a config object.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import re
 from dataclasses import dataclass, field
@@ -112,8 +114,35 @@ class FlowSettings:
         )
 
 
+# The configs composed inside ``reused_compositions()``, by their overrides; None outside.
+_reused: dict[tuple[str, ...], object] | None = None
+
+
+@contextlib.contextmanager
+def reused_compositions():
+    """Within, :func:`compose` composes each list of overrides once and returns copies after.
+    The CLI checks a command's config before anything starts (so a typo answers in a second,
+    with no Prefect server and no failed flow run) and the flow still composes it once."""
+    global _reused
+    outer, _reused = _reused, {} if _reused is None else _reused
+    try:
+        yield
+    finally:
+        _reused = outer
+
+
 def compose(overrides: list[str] | tuple[str, ...] = ()):
     """Compose ``conf/config.yaml`` with Hydra overrides; :class:`ConfigError` on bad input."""
+    key = tuple(overrides)
+    if _reused is not None and key in _reused:
+        return copy.deepcopy(_reused[key])
+    cfg = _hydra_compose(overrides)
+    if _reused is not None:
+        _reused[key] = copy.deepcopy(cfg)
+    return cfg
+
+
+def _hydra_compose(overrides: list[str] | tuple[str, ...]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

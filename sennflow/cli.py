@@ -1,7 +1,8 @@
 """The ``sennflow`` command line: parses arguments, then hands over to the flows.
 
-The CLI composes no config: each flow composes its own once and raises ``ConfigError``, which
-becomes exit 2 here (``--show-config`` composes once, through the flow module's function).
+Each command checks its config first, through the flow module's own functions, and a
+``ConfigError`` is exit 2 before any server or cluster starts; the flow then composes the same
+config again, from memory (:func:`flows.config.reused_compositions`), so Hydra composes once.
 Heavy frameworks (torch, Ray, Prefect) are imported only once a command really runs, and help
 composes the config only when printed, so ``--help`` answers at once.
 """
@@ -14,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from flows.config import DEFAULT_SEARCH
+from flows.config import DEFAULT_SEARCH, reused_compositions
 from sennflow import help as helps
 from sennflow.runs_command import runs_command
 from sennflow.stack_command import stack_command
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    return args.handler(args)
+    with reused_compositions():
+        return args.handler(args)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -268,12 +270,16 @@ def _run(args: argparse.Namespace) -> int:
 
         return to_settings(cfg), ssl_config(cfg)
 
-    if args.show_config and not args.resume:  # the pipeline composes with flows.config
-        return _show_config(lambda: compose(args.overrides), validate)
-    from flows import pipeline
+    def composed():  # a fresh run's config needs no import of the pipeline's module
+        if not args.resume:
+            return compose(args.overrides)
+        from flows.pipeline import resume_config
 
-    if args.show_config:
-        return _show_config(lambda: pipeline.resume_config(args.overrides)[0], to_settings)
+        return resume_config(args.overrides)[0]
+
+    if (code := _check_config(args, composed, validate)) is not None:
+        return code
+    from flows import pipeline
     from sennflow.progress import epoch_progress
 
     return _run_flow(
@@ -285,11 +291,13 @@ def _sweep(args: argparse.Namespace) -> int:
     from flows import sweep
     from flows.config import to_search_settings, to_settings
 
-    if args.show_config:
-        return _show_config(
-            lambda: sweep.sweep_config(args.overrides, args.resume),
-            lambda cfg: (to_settings(cfg), to_search_settings(cfg)),
-        )
+    code = _check_config(
+        args,
+        lambda: sweep.sweep_config(args.overrides, args.resume),
+        lambda cfg: (to_settings(cfg), to_search_settings(cfg)),
+    )
+    if code is not None:
+        return code
     from sennflow.progress import trial_progress
 
     return _run_flow(
@@ -364,11 +372,13 @@ def _group_flow(args: argparse.Namespace) -> int:
         from flows.continual import continual as flow
 
         title = "tasks"
-    if args.show_config:
-        return _show_config(
-            lambda: compose_group(args.overrides),
-            lambda cfg: (to_settings(cfg), to_group_config(cfg, args.command, config_class)),
-        )
+    code = _check_config(
+        args,
+        lambda: compose_group(args.overrides),
+        lambda cfg: (to_settings(cfg), to_group_config(cfg, args.command, config_class)),
+    )
+    if code is not None:
+        return code
     from sennflow.progress import step_progress
 
     return _run_flow(lambda: flow(overrides=args.overrides), step_progress(title))
@@ -379,28 +389,28 @@ def _pretrain(args: argparse.Namespace) -> int:
     from flows import pretrain
     from flows.config import to_settings
 
-    if args.show_config:
-        return _show_config(
-            lambda: pretrain.compose_pretrain(args.overrides),
-            lambda cfg: (to_settings(cfg), pretrain.ssl_config(cfg)),
-        )
+    code = _check_config(
+        args,
+        lambda: pretrain.compose_pretrain(args.overrides),
+        lambda cfg: (to_settings(cfg), pretrain.ssl_config(cfg)),
+    )
+    if code is not None:
+        return code
     return _run_flow(lambda: pretrain.pretrain(overrides=args.overrides), contextlib.nullcontext())
 
 
 def _pfn_train(args: argparse.Namespace) -> int:
     """``sennflow pfn-train``."""
     from flows import pfn
-    from flows.config import ConfigError, to_settings
+    from flows.config import to_settings
 
-    if args.show_config:
-        return _show_config(
-            lambda: pfn.compose_pfn(args.overrides),
-            lambda cfg: (to_settings(cfg), pfn.pfn_config(cfg)),
-        )
-    try:  # a bad prior or key exits before the Prefect server starts
-        pfn.pfn_config(pfn.compose_pfn(args.overrides))
-    except ConfigError as err:
-        return fail(err)
+    code = _check_config(
+        args,
+        lambda: pfn.compose_pfn(args.overrides),
+        lambda cfg: (to_settings(cfg), pfn.pfn_config(cfg)),
+    )
+    if code is not None:
+        return code
     return _run_flow(lambda: pfn.pfn_train(overrides=args.overrides), contextlib.nullcontext())
 
 
@@ -408,10 +418,11 @@ def _prune(args: argparse.Namespace) -> int:
     """``sennflow prune``."""
     from flows import prune
 
-    if args.show_config:
-        return _show_config(
-            lambda: prune.prune_config(args.overrides, args.resume)[0], prune.prune_settings
-        )
+    code = _check_config(
+        args, lambda: prune.prune_config(args.overrides, args.resume)[0], prune.prune_settings
+    )
+    if code is not None:
+        return code
     from sennflow.progress import step_progress
 
     return _run_flow(
@@ -420,17 +431,24 @@ def _prune(args: argparse.Namespace) -> int:
     )
 
 
-def _show_config(compose, validate) -> int:
-    """Print the config ``compose()`` returns once ``validate(cfg)`` accepts it (else exit 2)."""
+def _check_config(args: argparse.Namespace, compose, validate) -> int | None:
+    """The command's config, checked before anything starts: exit 2 with one message unless
+    ``validate(compose())`` accepts it; with ``--show-config``, print it (exit 0); else None,
+    and the command goes on."""
     from flows.config import ConfigError, to_yaml
 
     try:
         cfg = compose()
-        validate(cfg)
-    except ConfigError as err:
+    except ConfigError as err:  # a typo answers before torch is imported
         return fail(err)
-    print(to_yaml(cfg))
-    return 0
+    try:
+        validate(cfg)
+    except _input_errors() as err:
+        return fail(err)
+    if args.show_config:
+        print(to_yaml(cfg))
+        return 0
+    return None
 
 
 def _input_errors() -> tuple[type[Exception], ...]:

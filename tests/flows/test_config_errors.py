@@ -121,3 +121,17 @@ def test_the_suggested_delete_and_add_replaces_a_search_dimension():
         ["search=asha", "~search.space.train.lr", "+search.space.train.lr={type:choice,values:[1]}"]
     )
     assert dict(cfg.search.space.train.lr) == {"type": "choice", "values": [1]}
+
+
+def test_reused_compositions_hand_out_copies_and_end_with_their_block():
+    from flows.config import reused_compositions
+
+    with reused_compositions():
+        first = compose(["train.epochs=4"])
+        first.train.epochs = 99  # a caller's change stays in its copy
+        again = compose(["train.epochs=4"])
+        assert again.train.epochs == 4 and again is not first
+        assert compose(["train.epochs=5"]).train.epochs == 5
+    from flows import config
+
+    assert config._reused is None  # outside the block every call composes anew

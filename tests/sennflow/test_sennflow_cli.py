@@ -157,6 +157,35 @@ def test_bad_config_exits_2_naming_the_key(override, message, prefect_harness, c
     assert message in capsys.readouterr().err
 
 
+def flow_run_count() -> int:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.count_flow_runs()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "train.epochz=3"],
+        ["run", "train.epochs=-1"],
+        ["run", "--resume", "run.id=nowhere"],
+        ["sweep", "search.metricc=val_loss"],
+        ["prune", "rounds=0"],
+        ["federated", "federated.rounds=0"],
+        ["pretrain", "ssl=nope"],
+    ],
+    ids=" ".join,
+)
+@pytest.mark.prefect
+def test_a_bad_config_exits_2_before_a_flow_run_starts(argv, prefect_harness, capsys):
+    # Refused before the Prefect server starts: no failed flow run in the UI, no waiting for it.
+    before = flow_run_count()
+    assert main([*argv, "run.root=/nonexistent/runs"]) == 2
+    assert capsys.readouterr().err.startswith("sennflow: error: ")
+    assert flow_run_count() == before
+
+
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_missing_data_file_exits_2_and_names_the_path(tmp_path, api_env):
