@@ -21,6 +21,7 @@ from components.report.search_figures import (
     is_failed,
     metric_of,
     schedules_figure,
+    short_trial_name,
     sort_trials,
     trial_curves_figure,
 )
@@ -130,7 +131,11 @@ def _picked_earlier(search: Mapping, trials: Sequence[Mapping], metric: str) -> 
 def _best_parts(best: Mapping | None, picked: bool) -> str:
     if not best:
         return ""
-    rows = {"trial": best.get("trial"), **(best.get("config") or {})}
+    name = str(best.get("trial"))
+    rows = {"trial": short_trial_name(name)}
+    if rows["trial"] != name:  # where Tune keeps it, under the experiment's folder
+        rows["folder"] = name
+    rows |= best.get("config") or {}
     rows |= {
         k: v
         for k, v in best.items()
@@ -143,14 +148,15 @@ def _best_parts(best: Mapping | None, picked: bool) -> str:
 def trial_table(trials: Sequence[Mapping], metric: str, best: str | None) -> str:
     """One row per trial in the given order, the best one highlighted and marked ``(best)``.
 
-    Columns: trial, status, each hyperparameter, epochs (pruning rounds in a pruning sweep),
+    Columns: trial (``trial <index>`` for a Tune folder name), status, each hyperparameter, epochs (pruning rounds in a pruning sweep),
     val_loss, val_accuracy (and ``metric`` if it is another; ``remaining`` in a pruning sweep),
-    exploited (PBT, when any trial reports it), error (when any trial failed).
+    exploited (when any trial copied a better trial's weights: PBT, PB2), error (when any
+    trial failed).
     """
     params = list(dict.fromkeys(k for t in trials for k in (t.get("config") or {})))
     pruning = any("remaining" in t for t in trials)
     metrics = list(dict.fromkeys(("val_loss", "val_accuracy", metric, *["remaining"] * pruning)))
-    exploited = any("exploited" in t for t in trials)
+    exploited = any(t.get("exploited") for t in trials)
     errors = any(is_failed(t) or t.get("error") for t in trials)
     header = ["trial", "status", *params, "rounds" if pruning else "epochs", *metrics]
     header += ["exploited"] * exploited + ["error"] * errors
@@ -163,7 +169,8 @@ def _trial_row(trial, params, metrics, exploited: bool, errors: bool, best) -> l
     name = str(trial.get("trial", "?"))
     config = trial.get("config") or {}
     epochs = trial.get("epochs", len(trial.get("history") or []) or None)
-    row = [f"{name} (best)" if name == best else name, trial.get("status", "unknown")]
+    shown = short_trial_name(name)
+    row = [f"{shown} (best)" if name == best else shown, trial.get("status", "unknown")]
     row += [config.get(p, "") for p in params] + [epochs] + [trial.get(m) for m in metrics]
     row += ["yes" if trial.get("exploited") else "no"] * exploited
     return row + [trial.get("error") or ""] * errors

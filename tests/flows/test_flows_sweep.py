@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from components.report.search_figures import short_trial_name
 from components.search.trial_rows import read_rows
 from flows.sweep import SweepOptions, sweep
 from sennflow.cli import main
@@ -64,7 +65,8 @@ def test_asha_stops_trials_early_then_retrains_evaluates_and_reports(
     finished = [t for t in trials if t["val_loss"] is not None]
     assert result.best_config == min(finished, key=lambda t: t["val_loss"])["config"]
     html = (run_dir / "report.html").read_text()
-    assert "Search" in html and all(t["trial"] in html for t in trials)
+    shown = {f"<td>{short_trial_name(t['trial'])}" for t in trials}  # trial 0 ... trial 5
+    assert "Search" in html and len(shown) == 6 and all(name in html for name in shown)
     assert (run_dir / "figures" / "search_trial_curves.png").is_file()
     assert result.headline["trials"] == 6
     accuracy = retrained_test_accuracy(run_dir, tmp_path / "cache")

@@ -281,6 +281,28 @@ def test_curves_and_schedules_draw_one_line_per_trial(best):
     assert schedules_figure({"x": [{"epoch": 0, "shift_probs": [1.0]}]}) is None
 
 
+def test_tables_name_a_tune_trial_by_its_index_and_the_best_one_by_its_folder_too(tmp_path):
+    from components.report.figure_set import FigureSet
+    from components.report.search_section import search_section, trial_table
+
+    folders = [
+        f"fit_trial_2958b_0000{i}_{i}_train_lr={lr},train_weight_decay=0.0000_2026-12-05_07-48-32"
+        for i, lr in ((0, "0.0043"), (1, "0.0100"))
+    ]
+    trials = [
+        {"trial": name, "status": "done", "config": {"train.lr": lr}, "val_loss": loss}
+        | {"exploited": False}
+        for name, lr, loss in zip(folders, (0.0043, 0.01), (0.2, 0.5), strict=True)
+    ]
+    table = trial_table(trials, "val_loss", folders[0])
+    names = [name for name, _ in ROW.findall(table)]
+    assert names == ["trial 0 (best)", "trial 1"]  # the folder names made the table scroll
+    assert "exploited" not in table  # a column of "no": no trial copied another's weights
+    search = {"method": "asha", "trials": trials, "best": {"trial": folders[0], "epoch": 3}}
+    best = search_section(search, FigureSet(tmp_path)).split("<h3>Trials</h3>")[0]
+    assert "<td>trial 0</td>" in best and f"<td>{folders[0]}</td>" in best
+
+
 def test_legends_name_a_tune_trial_by_its_index_not_its_whole_folder_name():
     from components.report.search_figures import short_trial_name
 
