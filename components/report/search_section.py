@@ -148,10 +148,10 @@ def _best_parts(best: Mapping | None, picked: bool) -> str:
 def trial_table(trials: Sequence[Mapping], metric: str, best: str | None) -> str:
     """One row per trial in the given order, the best one highlighted and marked ``(best)``.
 
-    Columns: trial (``trial <index>`` for a Tune folder name), status, each hyperparameter, epochs (pruning rounds in a pruning sweep),
-    val_loss, val_accuracy (and ``metric`` if it is another; ``remaining`` in a pruning sweep),
-    exploited (when any trial copied a better trial's weights: PBT, PB2), error (when any
-    trial failed).
+    Columns: trial (``trial <index>`` for a Tune folder name), status, each hyperparameter,
+    epochs (pruning rounds in a pruning sweep), val_loss, val_accuracy (and ``metric`` if it is
+    another; ``remaining`` in a pruning sweep), exploited (when any trial copied a better
+    trial's weights: PBT, PB2), error (when any trial failed).
     """
     params = list(dict.fromkeys(k for t in trials for k in (t.get("config") or {})))
     pruning = any("remaining" in t for t in trials)
