@@ -66,6 +66,19 @@ def prefect_harness():
         yield
 
 
+@pytest.fixture
+def flow_run_count(prefect_harness):
+    """A function: how many flow runs the session's Prefect server holds (a refused command
+    must leave none behind)."""
+    from prefect import get_client
+
+    def count() -> int:
+        with get_client(sync_client=True) as client:
+            return client.count_flow_runs()
+
+    return count
+
+
 @pytest.fixture(scope="session")
 def digits_dataset(tmp_path_factory):
     """The digits dataset ingested once into a session cache folder."""

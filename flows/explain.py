@@ -101,6 +101,14 @@ def load_run_config(
     return cfg
 
 
+def explain_config(source: Path, overrides: list[str]):
+    """The config of re-explaining ``source`` (:func:`load_run_config`) and its typed settings;
+    :class:`ConfigError` names what is wrong."""
+    cfg = load_run_config(source, overrides)
+    with from_run_config(source, overrides):
+        return cfg, to_settings(cfg)
+
+
 @contextlib.contextmanager
 def from_run_config(source: Path, overrides: list[str]) -> Iterator[None]:
     """Say where a ``ConfigError`` raised inside came from: a value of the run's saved
@@ -223,9 +231,7 @@ def explain_run(run_dir: str, overrides: list[str] | None = None) -> ExplainResu
     ``overrides`` (e.g. ``["explain.methods=[ig,kernel_shap]", "explain.eval_samples=128"]``)."""
     source = Path(run_dir)
     overrides = list(overrides or [])
-    cfg = load_run_config(source, overrides)
-    with from_run_config(source, overrides):
-        settings = to_settings(cfg)
+    cfg, settings = explain_config(source, overrides)
     check_run_dir_free(settings.run.root, "explain", settings.run.id)
     checkpoint = source / "checkpoints" / "best"
     dataset = _dataset(source, settings, data_overridden(overrides))

@@ -74,19 +74,12 @@ def predict_config(source: Path, overrides: list[str]):
     return cfg
 
 
-@flow(name="predict", log_prints=True)
-@with_run_status
-def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = None) -> PredictResult:
-    """Predict every input of ``input_path`` (a CSV or Parquet file, an image file or a folder
-    of images) with the best checkpoint of ``run_dir``; ``overrides`` set ``predict.*`` (e.g.
-    ``["predict.top_k=5", "predict.skip_invalid=true"]``), ``run.*`` or name the
-    run's data (``data=...``)."""
+def predict_settings(source: Path, overrides: list[str]):
+    """The config of predicting with ``source`` (:func:`predict_config`), its typed settings and
+    its :class:`PredictConfig`; :class:`ConfigError` names what is wrong (a device this machine
+    lacks included)."""
     from components.predict.predictions import PredictConfig
-    from components.redact import redact_text
-    from components.training.checkpoint import load_spec
 
-    source = Path(run_dir)
-    overrides = list(overrides or [])
     cfg = predict_config(source, overrides)
     with from_run_config(source, overrides):
         settings = to_settings(cfg)
@@ -95,6 +88,22 @@ def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = Non
         config.torch_device()
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    return cfg, settings, config
+
+
+@flow(name="predict", log_prints=True)
+@with_run_status
+def predict_run(run_dir: str, input_path: str, overrides: list[str] | None = None) -> PredictResult:
+    """Predict every input of ``input_path`` (a CSV or Parquet file, an image file or a folder
+    of images) with the best checkpoint of ``run_dir``; ``overrides`` set ``predict.*`` (e.g.
+    ``["predict.top_k=5", "predict.skip_invalid=true"]``), ``run.*`` or name the
+    run's data (``data=...``)."""
+    from components.redact import redact_text
+    from components.training.checkpoint import load_spec
+
+    source = Path(run_dir)
+    overrides = list(overrides or [])
+    cfg, settings, config = predict_settings(source, overrides)
     check_run_dir_free(settings.run.root, "predict", settings.run.id)
     checkpoint = source / "checkpoints" / "best"
     dataset = _training_dataset(source, settings, data_overridden(overrides))

@@ -308,12 +308,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from flows.explain import explain_run
+    from flows.explain import explain_config, explain_run
 
     try:
         run_dir, overrides = _run_folder_and_overrides([args.run_dir, *args.overrides])
     except ValueError as err:
         return fail(err)
+    code = _check_config(args, lambda: explain_config(Path(run_dir), overrides))
+    if code is not None:
+        return code
     return _run_flow(
         lambda: explain_run(run_dir=run_dir, overrides=overrides),
         contextlib.nullcontext(),
@@ -322,7 +325,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from flows.predict import predict_run
+    from flows.predict import predict_run, predict_settings
 
     tokens = [args.run_dir, args.input, *args.overrides]
     paths = [t for t in tokens if "=" not in t and not t.startswith(("+", "~"))]
@@ -333,9 +336,15 @@ def _predict(args: argparse.Namespace) -> int:
                 f"file or folder), then overrides; got {', '.join(paths) or 'no path'}"
             )
         )
+    from components.data.new_inputs import check_exists
     from sennflow.progress import step_progress
 
     overrides = [t for t in tokens if t not in paths]
+    code = _check_config(
+        args, lambda: predict_settings(Path(paths[0]), overrides), lambda _: check_exists(paths[1])
+    )
+    if code is not None:
+        return code
     return _run_flow(
         lambda: predict_run(run_dir=paths[0], input_path=paths[1], overrides=overrides),
         step_progress("predict"),
@@ -431,7 +440,7 @@ def _prune(args: argparse.Namespace) -> int:
     )
 
 
-def _check_config(args: argparse.Namespace, compose, validate) -> int | None:
+def _check_config(args: argparse.Namespace, compose, validate=None) -> int | None:
     """The command's config, checked before anything starts: exit 2 with one message unless
     ``validate(compose())`` accepts it; with ``--show-config``, print it (exit 0); else None,
     and the command goes on."""
@@ -442,10 +451,11 @@ def _check_config(args: argparse.Namespace, compose, validate) -> int | None:
     except ConfigError as err:  # a typo answers before torch is imported
         return fail(err)
     try:
-        validate(cfg)
+        if validate is not None:
+            validate(cfg)
     except _input_errors() as err:
         return fail(err)
-    if args.show_config:
+    if getattr(args, "show_config", False):
         print(to_yaml(cfg))
         return 0
     return None

@@ -59,6 +59,12 @@ class InputBatch:
     bad: tuple[tuple[str, str], ...] = ()
 
 
+def check_exists(path: str) -> None:
+    """:class:`DataError` unless ``path`` is a URL or an existing file or folder."""
+    if "://" not in path and not Path(path).exists():
+        raise DataError("does not exist", file=path)
+
+
 def input_kind(path: str, meta: DatasetMeta) -> str:
     """``"images"``, ``"image_table"`` (Parquet with an image-bytes column) or ``"table"``:
     what the model of ``meta`` takes, checked against ``path``.
@@ -68,8 +74,7 @@ def input_kind(path: str, meta: DatasetMeta) -> str:
     """
     local = Path(path)
     wants = "images" if meta.is_image else "table"
-    if "://" not in path and not local.exists():
-        raise DataError("does not exist", file=path)
+    check_exists(path)
     if local.is_dir():
         given = "table" if _is_parquet(local) else "images" if _has_images(local) else None
     elif local.suffix.lower() in IMAGE_SUFFIXES:

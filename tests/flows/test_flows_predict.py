@@ -148,7 +148,9 @@ def test_new_rows_are_predicted_and_the_test_file_scores_as_evaluated(table_run,
     assert summary["metrics"]["nll"] == pytest.approx(test["nll"], rel=1e-5)
 
 
-def test_inputs_the_model_cannot_take_exit_2_before_a_run_folder(table_run, tmp_path, capsys):
+def test_inputs_the_model_cannot_take_exit_2_before_a_run_folder(
+    table_run, tmp_path, flow_run_count, capsys
+):
     run_dir, root, folder = table_run
     cache = f"run.cache_dir={root / 'cache'}"
     purple = tmp_path / "purple.csv"
@@ -156,15 +158,21 @@ def test_inputs_the_model_cannot_take_exit_2_before_a_run_folder(table_run, tmp_
     frame.assign(colour="purple").to_csv(purple, index=False)
     image = tmp_path / "photo.png"
     Image.new("RGB", (40, 30), "red").save(image)
-    cases = [
+    cases = [  # (arguments, message, whether the CLI refuses them before a flow run starts)
         ([purple, cache], "column 'colour', 120 rows (first at lines 2, 3, 4, 5, 6): holds words"),
-        ([tmp_path / "nothing.csv", cache], "nothing.csv: does not exist"),
-        ([folder / "test.parquet", cache, "model.name=cnn"], "cannot change ['model.name=cnn']"),
-        ([folder / "test.parquet", cache, "predict.top_k=0"], "predict.top_k must be >= 1"),
+        ([tmp_path / "nothing.csv", cache], "nothing.csv: does not exist", True),
+        (
+            [folder / "test.parquet", cache, "model.name=cnn"],
+            "cannot change ['model.name=cnn']",
+            True,
+        ),
+        ([folder / "test.parquet", cache, "predict.top_k=0"], "predict.top_k must be >= 1", True),
         ([folder / "test.parquet", "data=wine", cache], "is not the dataset"),
         ([image, cache], "holds images, but the model takes a CSV or Parquet"),
     ]
-    for args, expected in cases:
+    for args, expected, *before_flow in cases:
+        flow_runs = flow_run_count()
         assert _predict(run_dir, tmp_path, *args) == 2, args
         assert expected in capsys.readouterr().err, args
+        assert (flow_run_count() == flow_runs) == bool(before_flow), args
     assert not (tmp_path / "runs").exists()

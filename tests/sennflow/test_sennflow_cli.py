@@ -157,13 +157,6 @@ def test_bad_config_exits_2_naming_the_key(override, message, prefect_harness, c
     assert message in capsys.readouterr().err
 
 
-def flow_run_count() -> int:
-    from prefect import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.count_flow_runs()
-
-
 @pytest.mark.parametrize(
     "argv",
     [
@@ -174,11 +167,13 @@ def flow_run_count() -> int:
         ["prune", "rounds=0"],
         ["federated", "federated.rounds=0"],
         ["pretrain", "ssl=nope"],
+        ["explain", "/nonexistent/runs/pipeline/a"],
+        ["predict", "/nonexistent/runs/pipeline/a", "new.csv"],
     ],
     ids=" ".join,
 )
 @pytest.mark.prefect
-def test_a_bad_config_exits_2_before_a_flow_run_starts(argv, prefect_harness, capsys):
+def test_a_bad_config_exits_2_before_a_flow_run_starts(argv, flow_run_count, capsys):
     # Refused before the Prefect server starts: no failed flow run in the UI, no waiting for it.
     before = flow_run_count()
     assert main([*argv, "run.root=/nonexistent/runs"]) == 2
