@@ -314,7 +314,7 @@ def _explain(args: argparse.Namespace) -> int:
         run_dir, overrides = _run_folder_and_overrides([args.run_dir, *args.overrides])
     except ValueError as err:
         return fail(err)
-    code = _check_config(args, lambda: explain_config(Path(run_dir), overrides))
+    code = _check_config(args, lambda: explain_config(Path(run_dir), overrides), data=False)
     if code is not None:
         return code
     return _run_flow(
@@ -341,7 +341,10 @@ def _predict(args: argparse.Namespace) -> int:
 
     overrides = [t for t in tokens if t not in paths]
     code = _check_config(
-        args, lambda: predict_settings(Path(paths[0]), overrides), lambda _: check_exists(paths[1])
+        args,
+        lambda: predict_settings(Path(paths[0]), overrides),
+        lambda _: check_exists(paths[1]),
+        data=False,
     )
     if code is not None:
         return code
@@ -417,6 +420,7 @@ def _pfn_train(args: argparse.Namespace) -> int:
         args,
         lambda: pfn.compose_pfn(args.overrides),
         lambda cfg: (to_settings(cfg), pfn.pfn_config(cfg)),
+        data=False,  # tasks drawn from a prior
     )
     if code is not None:
         return code
@@ -440,11 +444,12 @@ def _prune(args: argparse.Namespace) -> int:
     )
 
 
-def _check_config(args: argparse.Namespace, compose, validate=None) -> int | None:
+def _check_config(args: argparse.Namespace, compose, validate=None, data=True) -> int | None:
     """The command's config, checked before anything starts: exit 2 with one message unless
-    ``validate(compose())`` accepts it; with ``--show-config``, print it (exit 0); else None,
-    and the command goes on."""
-    from flows.config import ConfigError, to_yaml
+    ``validate(compose())`` accepts it; with ``--show-config``, print it (exit 0); else, where
+    the command ingests ``data``, the data's file or folder must be there (exit 2), and None:
+    the command goes on."""
+    from flows.config import ConfigError, to_settings, to_yaml
 
     try:
         cfg = compose()
@@ -453,11 +458,15 @@ def _check_config(args: argparse.Namespace, compose, validate=None) -> int | Non
     try:
         if validate is not None:
             validate(cfg)
+        if getattr(args, "show_config", False):
+            print(to_yaml(cfg))
+            return 0
+        if data:
+            from components.data.ingest import check_source
+
+            check_source(to_settings(cfg).data)
     except _input_errors() as err:
         return fail(err)
-    if getattr(args, "show_config", False):
-        print(to_yaml(cfg))
-        return 0
     return None
 
 

@@ -85,14 +85,8 @@ class FolderListing:
     masks: tuple[str, ...] | None = None
 
 
-def scan_folder(path: str | Path) -> FolderListing:
-    """List the image files of ``path`` and their classes (see the module docstring).
-
-    Raises:
-        DataError: The path is missing or not a folder, the layout is ambiguous, there are
-            fewer than two classes, a class folder holds no image file, or ``masks/`` lacks
-            the mask of an image.
-    """
+def check_folder(path: str | Path) -> Path:
+    """``path`` as a folder; :class:`DataError` when it is missing or a file."""
     root = Path(path)
     if not root.exists():
         raise DataError("folder does not exist", file=str(path))
@@ -101,6 +95,18 @@ def scan_folder(path: str | Path) -> FolderListing:
             "is not a folder; data=image_folder expects a folder with one subfolder per class",
             file=str(path),
         )
+    return root
+
+
+def scan_folder(path: str | Path) -> FolderListing:
+    """List the image files of ``path`` and their classes (see the module docstring).
+
+    Raises:
+        DataError: The path is missing or not a folder, the layout is ambiguous, there are
+            fewer than two classes, a class folder holds no image file, or ``masks/`` lacks
+            the mask of an image.
+    """
+    root = check_folder(path)
     folders, ignored = _subfolders(root)
     masks = folders.pop(MASKS_FOLDER, None)
     has_train = any(name.lower() == "train" for name in folders)

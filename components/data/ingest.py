@@ -14,9 +14,9 @@ import numpy as np
 from components import atomic
 from components.data.embedded import load_embedded
 from components.data.errors import DataError, StorageError
-from components.data.file_source import load_file
+from components.data.file_source import load_file, open_checked, parquet_files
 from components.data.fingerprint import fingerprint as compute_fingerprint
-from components.data.image_folder import folder_rows, scan_folder
+from components.data.image_folder import check_folder, folder_rows, scan_folder
 from components.data.image_ingest import ImageRows, write_image_dataset
 from components.data.image_table import find_image_column, table_rows
 from components.data.labeled import LabeledArrays
@@ -100,6 +100,24 @@ def ingest(
             shutil.rmtree(staging, ignore_errors=True)
     say(f"wrote {final}: {meta['row_counts']}")
     return IngestResult(final, meta, cache_hit=False)
+
+
+def check_source(spec: DataSpec) -> None:
+    """The first of :func:`ingest`'s checks, without reading any data: the file, folder or
+    pattern ``spec.path`` names is there (a command refuses a mistyped ``data.path`` before it
+    starts anything).
+
+    Raises:
+        DataError: As ingest would: the path is missing, or not the kind the source reads.
+    """
+    if spec.path is None:
+        return
+    if spec.source == "image_folder":
+        check_folder(spec.path)
+    elif spec.source == "parquet":
+        parquet_files(spec.path)
+    elif spec.source == "csv":
+        open_checked(spec.path)
 
 
 def _build(spec: DataSpec, root: Path, fingerprint: str, say: Progress) -> dict:

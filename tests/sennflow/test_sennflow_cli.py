@@ -167,6 +167,8 @@ def test_bad_config_exits_2_naming_the_key(override, message, prefect_harness, c
         ["prune", "rounds=0"],
         ["federated", "federated.rounds=0"],
         ["pretrain", "ssl=nope"],
+        ["run", "data=csv", "data.path=/nonexistent/my.csv"],
+        ["sweep", "data=image_folder", "data.path=/nonexistent/photos"],
         ["explain", "/nonexistent/runs/pipeline/a"],
         ["predict", "/nonexistent/runs/pipeline/a", "new.csv"],
     ],

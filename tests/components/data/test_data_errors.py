@@ -322,6 +322,37 @@ def test_path_that_does_not_exist(tmp_path):
     _expect(error, file=path, column=None, rows=None)
 
 
+@pytest.mark.parametrize(
+    ("source", "name", "message"),
+    [
+        ("csv", "nowhere.csv", "file does not exist"),
+        ("csv", ".", "is a folder; expected a CSV file"),
+        ("parquet", "nowhere", "file does not exist"),
+        ("parquet", "parts-*.parquet", "no file matches this pattern"),
+        ("image_folder", "nowhere", "folder does not exist"),
+        ("image_folder", "bad.csv", "is not a folder"),
+    ],
+)
+def test_check_source_refuses_a_missing_path_as_ingest_does(tmp_path, source, name, message):
+    from components.data.ingest import check_source
+
+    _csv(tmp_path, _frame())
+    spec = DataSpec(source=source, path=str(tmp_path / name))
+    with pytest.raises(DataError, match=message) as checked:
+        check_source(spec)
+    with pytest.raises(DataError) as ingested:
+        ingest(spec, tmp_path / "cache")
+    assert str(checked.value) == str(ingested.value)
+
+
+def test_check_source_accepts_a_path_that_is_there(tmp_path):
+    from components.data.ingest import check_source
+
+    check_source(DataSpec(source="csv", path=_csv(tmp_path, _frame())))
+    check_source(DataSpec(source="image_folder", path=str(tmp_path)))  # its classes: at ingest
+    check_source(DataSpec(source="digits"))  # no path to check
+
+
 def test_class_too_small_for_the_splits(tmp_path):
     frame = _frame()
     frame = frame[(frame["label"] != 2) | (frame.index < 12)]  # class 2 keeps 2 rows
