@@ -314,7 +314,7 @@ def _explain(args: argparse.Namespace) -> int:
         run_dir, overrides = _run_folder_and_overrides([args.run_dir, *args.overrides])
     except ValueError as err:
         return fail(err)
-    code = _check_config(args, lambda: explain_config(Path(run_dir), overrides), data=False)
+    code = _check_config(args, lambda: explain_config(Path(run_dir), overrides), inputs=False)
     if code is not None:
         return code
     return _run_flow(
@@ -344,7 +344,7 @@ def _predict(args: argparse.Namespace) -> int:
         args,
         lambda: predict_settings(Path(paths[0]), overrides),
         lambda _: check_exists(paths[1]),
-        data=False,
+        inputs=False,
     )
     if code is not None:
         return code
@@ -420,7 +420,7 @@ def _pfn_train(args: argparse.Namespace) -> int:
         args,
         lambda: pfn.compose_pfn(args.overrides),
         lambda cfg: (to_settings(cfg), pfn.pfn_config(cfg)),
-        data=False,  # tasks drawn from a prior
+        inputs=False,  # tasks drawn from a prior
     )
     if code is not None:
         return code
@@ -444,11 +444,11 @@ def _prune(args: argparse.Namespace) -> int:
     )
 
 
-def _check_config(args: argparse.Namespace, compose, validate=None, data=True) -> int | None:
+def _check_config(args: argparse.Namespace, compose, validate=None, inputs=True) -> int | None:
     """The command's config, checked before anything starts: exit 2 with one message unless
-    ``validate(compose())`` accepts it; with ``--show-config``, print it (exit 0); else, where
-    the command ingests ``data``, the data's file or folder must be there (exit 2), and None:
-    the command goes on."""
+    ``validate(compose())`` accepts it; with ``--show-config``, print it (exit 0); else, with
+    ``inputs`` (a command that trains on the config's data and model), the files it reads must
+    be there (:func:`flows.preflight.check_inputs`; exit 2), and None: the command goes on."""
     from flows.config import ConfigError, to_settings, to_yaml
 
     try:
@@ -461,10 +461,10 @@ def _check_config(args: argparse.Namespace, compose, validate=None, data=True) -
         if getattr(args, "show_config", False):
             print(to_yaml(cfg))
             return 0
-        if data:
-            from components.data.ingest import check_source
+        if inputs:
+            from flows.preflight import check_inputs
 
-            check_source(to_settings(cfg).data)
+            check_inputs(to_settings(cfg))
     except _input_errors() as err:
         return fail(err)
     return None

@@ -151,9 +151,17 @@ def _unwrapped(state: dict, own: dict) -> dict:
     return max(candidates, key=lambda c: len(c.keys() & own.keys()))  # the first of a tie
 
 
-def _read_file(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
+def check_weights_file(source: str | Path) -> None:
+    """:class:`PretrainedError` when ``source`` names a weights file (``.pth``, ``.pt``,
+    ``.bin``, ``.safetensors``) that is not there; what needs the model (its trunk, a
+    torchvision weights name) is checked when the model is built."""
+    path = Path(source)
+    if path.suffix.lower() in _FILE_SUFFIXES and not path.is_file():
         raise PretrainedError(f"model.params.pretrained: no weights file at {path}")
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    check_weights_file(path)
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file

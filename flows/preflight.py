@@ -1,0 +1,29 @@
+"""Checks of a run's inputs that need neither its data nor a cluster: the CLI runs them before
+the Prefect server starts, so a mistyped path is one message within seconds instead of an
+error after the server, the ingest and the model build."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flows.config import FlowSettings
+
+
+def check_inputs(settings: FlowSettings) -> None:
+    """The files a run of ``settings`` reads are there: the data's file or folder, the
+    checkpoint of ``train.resume_from`` (complete) and the weights file of
+    ``model.params.pretrained``.
+
+    Raises:
+        DataError, CheckpointError, PretrainedError: as the stage that reads it would.
+    """
+    from components.data.ingest import check_source
+    from components.training.checkpoint import load_spec
+    from components.training.pretrained import check_weights_file
+
+    check_source(settings.data)
+    if settings.train.resume_from:
+        load_spec(settings.train.resume_from)
+    if pretrained := settings.model.params.get("pretrained"):
+        check_weights_file(str(pretrained))
