@@ -23,6 +23,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows.config import ConfigError, compose, to_settings
+from flows.preflight import check_inputs
 from flows.pretrain import ssl_source, stage_config
 from flows.run import (
     FlowOptions,
@@ -122,6 +123,7 @@ def pipeline(
     settings = to_settings(cfg)
     if resume_dir is None:
         check_run_dir_free(settings.run.root, "pipeline", settings.run.id)
+    check_inputs(settings)  # a missing file before the ingest (the CLI checked it already)
     # bad data, a model that does not fit it or unloadable trunk weights fail before the run
     # folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)
