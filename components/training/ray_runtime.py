@@ -52,6 +52,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     global _started_here
     _started_here = False
     if address:
+        check_reachable(address)
         env_vars = {k: os.environ[k] for k in _RAY_ENV_DEFAULTS}
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
     else:
@@ -69,6 +70,25 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                 log_to_driver=True,
             )
         _started_here = True
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """:class:`ConnectionError` unless something accepts a connection at ``address``'s
+    ``host:port`` (``"host:port"`` or ``"ray://host:port"``) within ``timeout_s``: ``ray.init``
+    would retry an address where no cluster runs for ever. Addresses without a port
+    (``"auto"``, ``"local"``) are Ray's to resolve."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    host = host.strip("[]") or LOOPBACK
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        reason = "timed out" if isinstance(err, TimeoutError) else err.strerror or str(err)
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({reason}); start one there (ray start "
+            "--head, or ray up cluster.yaml) or give the address ray start printed"
+        ) from err
 
 
 def check_group_fits(num_workers: int, cpus_per_worker: int, use_gpu: bool, key: str) -> None:

@@ -169,6 +169,7 @@ def test_bad_config_exits_2_naming_the_key(override, message, prefect_harness, c
         ["pretrain", "ssl=nope"],
         ["run", "data=csv", "data.path=/nonexistent/my.csv"],
         ["run", "train.resume_from=/nonexistent/checkpoints/last"],
+        ["run", "ray.address=127.0.0.1:1"],  # nothing listens: Ray would retry it for ever
         ["run", "model=protopnet", "+model.params.pretrained=/nonexistent/resnet18.pth"],
         ["sweep", "data=image_folder", "data.path=/nonexistent/photos"],
         ["explain", "/nonexistent/runs/pipeline/a"],
