@@ -76,9 +76,9 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """:class:`ConnectionError` unless something accepts a connection at ``address``'s
     ``host:port`` (``"host:port"`` or ``"ray://host:port"``) within ``timeout_s``: ``ray.init``
     would retry an address where no cluster runs for ever. Addresses without a port
-    (``"auto"``, ``"local"``) are Ray's to resolve."""
+    (``"auto"``, ``"local"``) or of another scheme are Ray's to resolve."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or "://" in host:
         return
     host = host.strip("[]") or LOOPBACK
     try:

@@ -18,6 +18,6 @@ def test_an_address_that_accepts_connections_passes_one_that_refuses_them_is_nam
         check_reachable(f"127.0.0.1:{port}")  # the server closed: nothing listens there
 
 
-def test_addresses_without_a_port_are_left_to_ray():
-    for address in ("auto", "local"):
-        check_reachable(address)  # no probe: Ray resolves them (and fails at once itself)
+def test_addresses_without_a_port_or_of_another_scheme_are_left_to_ray():
+    for address in ("auto", "local", "http://127.0.0.1:1"):
+        check_reachable(address)  # no probe: Ray resolves them itself
