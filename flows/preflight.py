@@ -1,6 +1,7 @@
-"""Checks of a run's inputs that need neither its data nor a cluster: the CLI runs them before
-the Prefect server starts, so a mistyped path is one message within seconds instead of an
-error after the server, the ingest and the model build."""
+"""Checks of a run's inputs that read none of its data: the CLI runs them before the Prefect
+server starts, so a mistyped path or cluster address is one message within seconds instead of
+an error after the server, the ingest and the model build (or, for the address, a wait without
+end); the pipeline flow runs them before it ingests, for a run started from a deployment."""
 
 from __future__ import annotations
 
