@@ -123,7 +123,7 @@ def pipeline(
     settings = to_settings(cfg)
     if resume_dir is None:
         check_run_dir_free(settings.run.root, "pipeline", settings.run.id)
-    check_inputs(settings)  # a missing file before the ingest (the CLI checked it already)
+    check_inputs(settings)  # missing files, no cluster at ray.address: before the ingest
     # bad data, a model that does not fit it or unloadable trunk weights fail before the run
     # folder exists
     dataset = ingest_task(settings.data, settings.run.cache_dir)
