@@ -203,22 +203,36 @@ def listening(pgid: int) -> set[tuple[str, int]]:
     return found
 
 
+def commands(pgid: int) -> list[str]:
+    """The command line of every process in group ``pgid``."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid:
+                found.append(" ".join(process.cmdline()))
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return found
+
+
 @pytest.fixture(scope="session")
 def loopback():
-    """Helpers for tests of servers: ``free_port()`` and ``listening(pgid)``."""
-    return SimpleNamespace(free_port=free_port, listening=listening)
+    """Helpers for tests of servers: ``free_port()``, ``listening(pgid)`` and
+    ``commands(pgid)``."""
+    return SimpleNamespace(free_port=free_port, listening=listening, commands=commands)
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` (the project's :func:`server_command`) on a free loopback port,
     in its own process group: ``(url, process)``."""
-    from components.tracking import server_command
+    from components.tracking.server import server_command, server_env
 
     state, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
     log = (state / "server.log").open("w")
     proc = subprocess.Popen(
         server_command(state, port=port),
+        env=server_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

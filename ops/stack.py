@@ -126,7 +126,7 @@ def up(config: StackConfig, timeout_s: float = 120.0) -> dict[str, int]:
         start("prefect", _prefect_command(config), _prefect_env(config))
         _wait_http(f"{config.api_url}/health", timeout_s, config, "prefect")
         if config.mlflow:
-            start("mlflow", _mlflow_command(config), dict(os.environ))
+            start("mlflow", *_mlflow_process(config))
             _wait_http(f"{config.tracking_uri}/health", timeout_s, config, "mlflow")
         start("ray", _ray_command(config), _ray_env())
         _wait_port(config.host, config.ray_port, timeout_s, config, "ray")
@@ -270,12 +270,13 @@ def _prefect_env(config: StackConfig) -> dict[str, str]:
     }
 
 
-def _mlflow_command(config: StackConfig) -> list[str]:
-    from components.tracking.server import server_command
+def _mlflow_process(config: StackConfig) -> tuple[list[str], dict[str, str]]:
+    """The MLflow server's command and environment."""
+    from components.tracking.server import server_command, server_env
 
     state = config.state_dir / "mlflow"
     state.mkdir(parents=True, exist_ok=True)
-    return server_command(state, host=config.host, port=config.mlflow_port)
+    return server_command(state, host=config.host, port=config.mlflow_port), server_env()
 
 
 def _ray_env() -> dict[str, str]:

@@ -118,6 +118,7 @@ def test_stack_serves_runs_the_pipeline_from_the_api_refuses_bad_input_and_stops
     mlflow_sockets = listening(pids["mlflow"])
     assert ("127.0.0.1", stack.mlflow_port) in mlflow_sockets
     assert all(ip == "127.0.0.1" for ip, _ in mlflow_sockets)
+    assert not [c for c in loopback.commands(pids["mlflow"]) if "huey" in c]  # job execution off
     ray_sockets = listening(pids["ray"])
     assert ("127.0.0.1", stack.dashboard_port) in ray_sockets
     assert not any(port == stack.dashboard_port and ip != "127.0.0.1" for ip, port in ray_sockets)

@@ -61,6 +61,14 @@ def test_the_server_listens_on_loopback_only(server, loopback):
     assert all(ip == "127.0.0.1" for ip, _ in sockets), sockets
 
 
+def test_the_server_starts_no_job_consumers(server, loopback):
+    # MLflow's default starts 8 job-consumer processes for GenAI jobs that tracking never submits
+    url, proc = server
+    running = loopback.commands(os.getpgid(proc.pid))
+    assert any("mlflow" in c for c in running), running
+    assert not [c for c in running if "huey" in c or "_job_runner" in c], running
+
+
 def test_a_run_is_logged_and_reads_back(server, run_dir, tmp_path):
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
