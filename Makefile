@@ -9,7 +9,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX_URL ?=
 ARGS ?=
 PYTEST_ARGS ?=
-# pytest workers (pytest-xdist), each taking whole test files
+# pytest workers (pytest-xdist), each taking whole test files, slow ones first (conftest.py)
 PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
@@ -39,7 +39,7 @@ run: $(STAMP)
 	$(BIN)/sennflow run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 stack: $(STAMP)
 	$(BIN)/sennflow stack up

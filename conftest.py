@@ -35,6 +35,15 @@ def pytest_unconfigure(config):
     logging.raiseExceptions = False
 
 
+def pytest_collection_modifyitems(items):
+    """Files with slow tests first, each file's tests together and in their order. ``make test``
+    hands whole files to its two workers in this order (``--no-loadscope-reorder``), so the long
+    files start early and the many short ones even out the end; xdist's own order (most tests
+    first) started a 160-second file 13 minutes in and left one worker idle for 94 s at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture
 def ray_start_lock():
     """Held by a test while it runs a ``ray start`` cluster. Ray records a machine's newest
