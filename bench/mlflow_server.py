@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,8 +49,6 @@ def cpu_s(processes: list[psutil.Process]) -> float:
 def measure(env: dict[str, str], idle_s: float) -> tuple[float, int, float]:
     """(seconds to /health, processes in the server's group, CPU seconds over ``idle_s``)."""
     with tempfile.TemporaryDirectory() as state:
-        import socket
-
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
