@@ -196,32 +196,32 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def listening(pgid: int) -> set[tuple[str, int]]:
-    """(address, port) of every listening socket of the processes in group ``pgid``."""
-    found = set()
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == pgid:
-                found |= {
-                    (c.laddr.ip, c.laddr.port)
-                    for c in process.net_connections(kind="inet")
-                    if c.status == psutil.CONN_LISTEN
-                }
-        except (psutil.Error, ProcessLookupError):
-            continue
-    return found
-
-
-def commands(pgid: int) -> list[str]:
-    """The command line of every process in group ``pgid``."""
+def _in_group(pgid: int, read):
+    """``read(process)`` for every process in group ``pgid`` (those that vanish are skipped)."""
     found = []
     for process in psutil.process_iter():
         try:
             if os.getpgid(process.pid) == pgid:
-                found.append(" ".join(process.cmdline()))
+                found.append(read(process))
         except (psutil.Error, ProcessLookupError):
             continue
     return found
+
+
+def listening(pgid: int) -> set[tuple[str, int]]:
+    """(address, port) of every listening socket of the processes in group ``pgid``."""
+    sockets = _in_group(pgid, lambda p: p.net_connections(kind="inet"))
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for each in sockets
+        for c in each
+        if c.status == psutil.CONN_LISTEN
+    }
+
+
+def commands(pgid: int) -> list[str]:
+    """The command line of every process in group ``pgid``."""
+    return _in_group(pgid, lambda p: " ".join(p.cmdline()))
 
 
 @pytest.fixture(scope="session")
